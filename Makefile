@@ -1,0 +1,108 @@
+# Makefile: build/mgrok, its static library, unit tests, fuzz harnesses.
+#   make            build build/mgrok
+#   make test       install missing Debian packages, build, run every test
+#   make asan       the same suite built with -fsanitize=address,undefined
+#   make demo       a server, a client and a demo service on loopback
+BUILD ?= build
+OPT ?= -O2
+SAN ?=
+PKGS = libevent libevent_openssl openssl zlib
+PYTEST ?= /usr/bin/python3 -m pytest
+
+WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	-Wmissing-prototypes -Wno-unused-parameter
+ALL_CFLAGS = $(OPT) -g -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc \
+	$(shell pkg-config --cflags $(PKGS)) $(SAN) $(CFLAGS)
+ALL_LDLIBS = $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm $(SAN) $(LDFLAGS)
+
+LIB_SRC = $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ = $(BUILD)/src/cli/main.o
+UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all unit-bins unit e2e test check asan asan-check deps demo fuzz \
+	fuzz-replay bench clean format
+
+all: $(BUILD)/mgrok
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libmgrok.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/mgrok: $(CLI_OBJ) $(BUILD)/libmgrok.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmgrok.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libmgrok.a -lcmocka $(ALL_LDLIBS)
+
+unit-bins: $(UNIT_BIN)
+
+# Each unit binary prints cmocka's summary; the loop fails on the first failure.
+unit: unit-bins
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+e2e: all
+	MGROK_BIN=$(abspath $(BUILD)/mgrok) $(PYTEST) -q -ra tests/e2e $(PYTEST_ARGS)
+
+# check: what CI and `make test` run once the dependencies are there.
+check: all unit fuzz-replay e2e
+
+test:
+	scripts/deps.sh
+	$(MAKE) check
+
+asan:
+	scripts/deps.sh
+	$(MAKE) asan-check
+
+asan-check:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    all unit e2e
+
+deps:
+	scripts/deps.sh
+
+demo:
+	scripts/deps.sh
+	$(MAKE) all
+	scripts/demo.sh
+
+# Fuzz harnesses: libFuzzer binaries with clang, and a plain replay build
+# (tests/fuzz/replay.c as main) that runs every corpus file once.
+FUZZ_SRC = $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES = $(FUZZ_SRC:tests/fuzz/%.c=%)
+
+fuzz:
+	@mkdir -p build-fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	    build-fuzz/libmgrok.a
+	@set -e; for f in $(FUZZ_NAMES); do \
+	    clang -O1 -g -Isrc -fsanitize=fuzzer,address,undefined -o build-fuzz/$$f \
+	    tests/fuzz/$$f.c build-fuzz/libmgrok.a $(ALL_LDLIBS); done
+	@echo "run e.g.: build-fuzz/fuzz_frame -max_total_time=60 tests/fuzz/corpus/fuzz_frame"
+
+fuzz-replay: $(BUILD)/libmgrok.a
+	@mkdir -p $(BUILD)/fuzz
+	@set -e; for f in $(FUZZ_NAMES); do \
+	    $(CC) $(ALL_CFLAGS) -o $(BUILD)/fuzz/$$f tests/fuzz/$$f.c tests/fuzz/replay.c \
+	        $(BUILD)/libmgrok.a $(ALL_LDLIBS); \
+	    $(BUILD)/fuzz/$$f tests/fuzz/corpus/$$f; done
+
+bench: all
+	bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

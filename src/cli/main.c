@@ -1,0 +1,132 @@
+/* main.c: the mgrok command: subcommands and process set-up. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "client/client.h"
+#include "conf/conf.h"
+#include "mux/muxpeer.h"
+#include "server/server.h"
+#include "util/log.h"
+
+#define MGROK_VERSION "0.1.0"
+
+static void
+usage(FILE *f)
+{
+	fputs("usage: mgrok COMMAND [options]\n"
+	      "  server                 run the tunnel server\n"
+	      "  tcp [HOST:]PORT        expose a local TCP service\n"
+	      "  client --local ...     expose several local services\n"
+	      "  version                print the version\n"
+	      "Run `mgrok COMMAND --help` for a command's options.\n",
+	    f);
+}
+
+static struct event_base *
+new_base(void)
+{
+	struct event_base *base = event_base_new();
+
+	if (base == NULL) {
+		fprintf(stderr, "mgrok: cannot create the event loop\n");
+		exit(1);
+	}
+	return base;
+}
+
+static int
+run_server(int argc, char **argv)
+{
+	struct server_conf cf;
+	struct event_base *base;
+	struct server *srv;
+	int rc = conf_server_parse(&cf, argc, argv);
+
+	if (rc != 0) {
+		conf_server_free(&cf);
+		return rc > 0 ? 0 : 2;
+	}
+	log_set_level(cf.log_level);
+	base = new_base();
+	if ((srv = server_new(base, &cf)) == NULL) {
+		event_base_free(base);
+		conf_server_free(&cf);
+		return 1;
+	}
+	event_base_dispatch(base);
+	server_log_summary(srv);
+	server_free(srv);
+	event_base_free(base);
+	conf_server_free(&cf);
+	return 0;
+}
+
+static int
+run_client(int argc, char **argv)
+{
+	struct client_conf *cf = calloc(1, sizeof(*cf));
+	struct event_base *base;
+	struct client *c;
+	int rc;
+
+	if (cf == NULL)
+		abort();
+	rc = conf_client_parse(cf, argc, argv);
+	if (rc != 0) {
+		conf_client_free(cf);
+		free(cf);
+		return rc > 0 ? 0 : 2;
+	}
+	log_set_level(cf->log_level);
+	base = new_base();
+	if ((c = client_new(base, cf)) == NULL) {
+		rc = 1;
+	} else {
+		event_base_dispatch(base);
+		client_print_summary(c);
+		rc = client_exit_code(c);
+		client_free(c);
+	}
+	event_base_free(base);
+	conf_client_free(cf);
+	free(cf);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *cmd;
+
+	/* a peer that goes away must not kill us mid-write */
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "server") == 0)
+		return run_server(argc - 1, argv + 1);
+	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "client") == 0)
+		return run_client(argc - 1, argv + 1);
+	if (strcmp(cmd, "mux-peer") == 0)
+		return muxpeer_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("mgrok %s (libevent %s)\n", MGROK_VERSION,
+		    event_get_version());
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
+	    strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "mgrok: unknown command \"%s\"\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,893 @@
+/* client.c: the client side of a tunnel: connect, authenticate (HMAC),
+ * register, reconnect with backoff, and bridge data streams to local
+ * services. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "client/client.h"
+#include "conf/conf.h"
+#include "mux/mux.h"
+#include "proto/ctrl.h"
+#include "proto/sthdr.h"
+#include "relay/relay.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/net.h"
+#include "util/xmalloc.h"
+
+#define CLIENT_AGENT "mgrok/0.1.0"
+#define CLIENT_CAPS (CTRL_CAP_STREAM_EX | CTRL_CAP_LEASES)
+#define CONNECT_TIMEOUT_S 10
+#define DIAL_TIMEOUT_S 10
+
+enum client_state {
+	CL_IDLE = 0,     /* waiting to (re)connect */
+	CL_CONNECTING,
+	CL_AUTH,
+	CL_REGISTERING,
+	CL_READY,
+};
+
+struct cproxy {
+	const struct local_spec *spec;
+	struct addrinfo *ai;
+	char name[CTRL_NAME_MAX + 1];  /* as the server named it */
+	uint16_t remote_port;           /* asked for, then as assigned */
+	char url[400];
+	uint64_t streams_total, refused, bytes_in, bytes_out;
+	unsigned active;
+};
+
+struct client {
+	struct event_base *base;
+	const struct client_conf *cf;
+	struct mux *mux;
+	struct mux_stream *ctrl;
+	struct event *conn_ev, *retry_ev, *hb_ev, *sig_int, *sig_term;
+	struct addrinfo *server_ai, *server_cur;
+	int conn_fd;
+	enum client_state state;
+	struct cproxy *px;
+	size_t npx;
+	size_t reg_next;      /* index of the next RegisterOK/Err expected */
+	uint8_t client_id[CTRL_ID_LEN];
+	uint8_t client_nonce[CTRL_NONCE_LEN];
+	unsigned attempts;
+	unsigned heartbeat_s;
+	int stopping;
+	int exit_code;
+	int server_leaving;   /* Goodbye code 8 received */
+	char last_err[600];
+	char server_host[256];
+	uint16_t server_port;
+	uint64_t started_ms, sessions;
+};
+
+/* A data stream between its SYN and the local connection. */
+struct cstream {
+	struct client *c;
+	struct mux_stream *st;
+	struct cproxy *px;
+	struct event *ev;
+	struct addrinfo *cur;
+	int fd;
+};
+
+static void client_connect(struct client *c);
+static void client_schedule_retry(struct client *c);
+
+static uint64_t
+client_now_ms(struct client *c)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(c->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* The client's own voice on stderr: one line, "mgrok: ...". */
+static void
+client_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+client_say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mgrok: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void
+client_stop(struct client *c, int code)
+{
+	c->stopping = 1;
+	c->exit_code = code;
+	if (c->mux)
+		mux_close(c->mux, MG_ECLOSED); /* closed cb ends the loop */
+	else
+		event_base_loopexit(c->base, NULL);
+}
+
+static int
+client_send(struct client *c, const struct ctrl_msg *m)
+{
+	uint8_t buf[1024];
+	int n = ctrl_encode(m, buf, sizeof(buf));
+
+	if (n < 0 || c->ctrl == NULL)
+		return n < 0 ? n : MG_ECLOSED;
+	return mux_stream_send_msg(c->ctrl, buf, (size_t)n);
+}
+
+/* ---- data streams ---- */
+
+static void cs_readable(struct mux_stream *st, void *arg);
+static void cs_closed(struct mux_stream *st, void *arg);
+
+static const struct mux_stream_cbs cs_cbs = {
+	.readable = cs_readable,
+	.closed = cs_closed,
+};
+
+static void
+cs_free(struct cstream *cs)
+{
+	if (cs->ev)
+		event_free(cs->ev);
+	if (cs->fd >= 0)
+		close(cs->fd);
+	free(cs);
+}
+
+static void
+cs_reject(struct cstream *cs, uint8_t code, const char *why)
+{
+	struct client *c = cs->c;
+	struct ctrl_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_STREAM_REJECT;
+	m.u.reject.stream_id = mux_stream_id(cs->st);
+	m.u.reject.code = code;
+	m.u.reject.text.p = (const uint8_t *)why;
+	m.u.reject.text.len = strlen(why);
+	client_send(c, &m);
+	if (cs->px)
+		cs->px->refused++;
+	mux_stream_free(cs->st);
+	cs_free(cs);
+}
+
+static void
+cs_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock, int refused)
+{
+	struct cproxy *px = arg;
+
+	px->active--;
+	px->bytes_in += to_sock;
+	px->bytes_out += from_sock;
+}
+
+static void cs_dial_next(struct cstream *cs);
+
+static void
+cs_on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct cstream *cs = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (what & EV_TIMEOUT)
+		err = ETIMEDOUT;
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		close(cs->fd);
+		cs->fd = -1;
+		errno = err;
+		cs->cur = cs->cur->ai_next;
+		cs_dial_next(cs);
+		return;
+	}
+	net_sock_tune(cs->fd);
+	event_free(cs->ev);
+	cs->ev = NULL;
+	cs->px->streams_total++;
+	cs->px->active++;
+	relay_new(cs->c->base, cs->fd, cs->st, 0, cs_relay_done, cs->px);
+	cs->fd = -1;
+	cs->st = NULL;
+	cs_free(cs);
+}
+
+/* Try the local addresses in turn; reject the stream when none answers. */
+static void
+cs_dial_next(struct cstream *cs)
+{
+	struct timeval tv = { DIAL_TIMEOUT_S, 0 };
+	int saved = errno;
+
+	for (; cs->cur != NULL; cs->cur = cs->cur->ai_next) {
+		int fd = socket(cs->cur->ai_family, cs->cur->ai_socktype |
+		    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			saved = errno;
+			continue;
+		}
+		if (connect(fd, cs->cur->ai_addr, cs->cur->ai_addrlen) == 0 ||
+		    errno == EINPROGRESS) {
+			cs->fd = fd;
+			if (cs->ev)
+				event_free(cs->ev);
+			cs->ev = event_new(cs->c->base, fd, EV_WRITE,
+			    cs_on_connect, cs);
+			event_add(cs->ev, &tv);
+			return;
+		}
+		saved = errno;
+		close(fd);
+	}
+	{
+		char why[400];
+		snprintf(why, sizeof(why), "cannot reach %s:%u: %s",
+		    cs->px->spec->host, cs->px->spec->port,
+		    strerror(saved ? saved : ECONNREFUSED));
+		log_warn("stream %u for \"%s\": %s", mux_stream_id(cs->st),
+		    cs->px->name, why);
+		cs_reject(cs, CODE_UNREACHABLE, why);
+	}
+}
+
+static struct cproxy *
+client_find_proxy(struct client *c, const struct sthdr *h)
+{
+	for (size_t i = 0; i < c->npx; i++)
+		if (strcmp(c->px[i].name, h->name) == 0)
+			return &c->px[i];
+	for (size_t i = 0; i < c->npx; i++)
+		if (c->px[i].remote_port == h->remote_port)
+			return &c->px[i];
+	return NULL;
+}
+
+static void
+cs_readable(struct mux_stream *st, void *arg)
+{
+	struct cstream *cs = arg;
+	struct evbuffer *rx = mux_stream_rx(st);
+	size_t avail = evbuffer_get_length(rx);
+	struct sthdr h;
+	int n;
+
+	if (cs->px != NULL)
+		return; /* dialing: data waits on the stream, bounded by its
+			   window */
+	n = sthdr_decode(evbuffer_pullup(rx, avail < STHDR_MAX_LEN ? avail :
+	    STHDR_MAX_LEN), avail < STHDR_MAX_LEN ? avail : STHDR_MAX_LEN,
+	    &h);
+	if (n == MG_EAGAIN && !mux_stream_eof(st))
+		return;
+	if (n < 0) {
+		log_warn("stream %u: bad stream header", mux_stream_id(st));
+		cs_reject(cs, CODE_PROTOCOL, "bad stream header");
+		return;
+	}
+	evbuffer_drain(rx, (size_t)n);
+	mux_stream_consumed(st, (size_t)n);
+	if ((cs->px = client_find_proxy(cs->c, &h)) == NULL) {
+		log_warn("stream %u: no proxy named \"%s\" or on port %u",
+		    mux_stream_id(st), h.name, h.remote_port);
+		cs_reject(cs, CODE_UNREACHABLE, "no such proxy on this client");
+		return;
+	}
+	cs->cur = cs->px->ai;
+	errno = 0;
+	cs_dial_next(cs);
+}
+
+static void
+cs_closed(struct mux_stream *st, void *arg)
+{
+	cs_free(arg);
+}
+
+static void
+client_mux_accept(struct mux *m, struct mux_stream *st, void *arg)
+{
+	struct client *c = arg;
+	struct cstream *cs = xcalloc(1, sizeof(*cs));
+
+	cs->c = c;
+	cs->st = st;
+	cs->fd = -1;
+	mux_stream_set_cbs(st, &cs_cbs, cs);
+}
+
+/* ---- control ---- */
+
+static void
+client_register_all(struct client *c)
+{
+	c->state = CL_REGISTERING;
+	c->reg_next = 0;
+	for (size_t i = 0; i < c->npx; i++) {
+		struct cproxy *px = &c->px[i];
+		struct ctrl_msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = CTRL_REGISTER_EX;
+		m.u.reg.ex = 1;
+		m.u.reg.proxy_type = px->spec->type;
+		m.u.reg.remote_port = px->remote_port;
+		m.u.reg.local_port = px->spec->port;
+		m.u.reg.name.p = (const uint8_t *)px->name;
+		m.u.reg.name.len = strlen(px->name);
+		client_send(c, &m);
+	}
+}
+
+static void
+client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
+{
+	struct timeval tv;
+
+	c->heartbeat_s = m->u.auth_ok.heartbeat_s ? m->u.auth_ok.heartbeat_s :
+	    10;
+	tv.tv_sec = c->heartbeat_s;
+	tv.tv_usec = 0;
+	event_add(c->hb_ev, &tv);
+	log_info("authenticated to %s:%u (server %.*s)", c->server_host,
+	    c->server_port, (int)m->u.auth_ok.agent.len,
+	    (const char *)m->u.auth_ok.agent.p);
+	client_register_all(c);
+}
+
+static void
+client_on_register_ok(struct client *c, const struct ctrl_msg *m)
+{
+	struct cproxy *px;
+	char url[400];
+
+	if (c->reg_next >= c->npx) {
+		log_warn("unexpected RegisterOK");
+		return;
+	}
+	px = &c->px[c->reg_next++];
+	snprintf(px->name, sizeof(px->name), "%.*s",
+	    (int)m->u.reg_ok.name.len, (const char *)m->u.reg_ok.name.p);
+	px->remote_port = m->u.reg_ok.remote_port;
+	snprintf(url, sizeof(url), "%.*s", (int)m->u.reg_ok.url.len,
+	    (const char *)m->u.reg_ok.url.p);
+	if (strcmp(url, px->url) != 0) {
+		if (px->url[0])
+			log_warn("proxy \"%s\" moved from %s to %s", px->name,
+			    px->url, url);
+		snprintf(px->url, sizeof(px->url), "%s", url);
+		printf("Forwarding %s -> %s:%u (%s)\n", url, px->spec->host,
+		    px->spec->port, px->name);
+		fflush(stdout);
+	} else {
+		log_info("proxy \"%s\" back at %s", px->name, url);
+	}
+	if (c->reg_next == c->npx) {
+		c->state = CL_READY;
+		c->attempts = 0;
+	}
+}
+
+static void
+client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
+{
+	struct client *c = arg;
+	struct ctrl_msg m;
+	int rc = ctrl_decode(p, len, &m);
+
+	if (rc < 0 && !(rc == MG_EUNSUPP || rc == MG_ETOOLONG)) {
+		log_warn("malformed control message from the server");
+		mux_close(c->mux, MG_EPROTO);
+		return;
+	}
+	switch (m.type) {
+	case CTRL_CHALLENGE: {
+		struct ctrl_msg r;
+		if (c->state != CL_AUTH)
+			break;
+		memset(&r, 0, sizeof(r));
+		r.type = CTRL_AUTH_PROOF;
+		ctrl_auth_mac((const uint8_t *)c->cf->token,
+		    strlen(c->cf->token), c->client_nonce, m.u.server_nonce,
+		    c->client_id, r.u.mac);
+		client_send(c, &r);
+		break;
+	}
+	case CTRL_AUTH_OK:
+		client_on_auth_ok(c, &m);
+		break;
+	case CTRL_AUTH_ERR:
+		client_say("authentication failed: %.*s (code %u)",
+		    (int)m.u.err.text.len, (const char *)m.u.err.text.p,
+		    m.u.err.code);
+		client_stop(c, 1);
+		break;
+	case CTRL_REGISTER_OK:
+		client_on_register_ok(c, &m);
+		break;
+	case CTRL_REGISTER_ERR:
+		client_say("cannot register %.*s: %.*s (code %u)",
+		    (int)m.u.reg_err.name.len ? (int)m.u.reg_err.name.len : 5,
+		    m.u.reg_err.name.len ? (const char *)m.u.reg_err.name.p :
+					   "proxy",
+		    (int)m.u.reg_err.text.len, (const char *)m.u.reg_err.text.p,
+		    m.u.reg_err.code);
+		client_stop(c, 1);
+		break;
+	case CTRL_HEARTBEAT:
+		break;
+	case CTRL_GOODBYE:
+		if (m.u.err.code == CODE_REPLACED) {
+			client_say("replaced by a newer session of the same "
+				   "client; exiting");
+			client_stop(c, 1);
+			break;
+		}
+		log_warn("server says goodbye (code %u): %.*s; will reconnect",
+		    m.u.err.code, (int)m.u.err.text.len,
+		    (const char *)m.u.err.text.p);
+		c->server_leaving = 1;
+		break;
+	case CTRL_ERROR:
+		log_error("server error (code %u): %.*s", m.u.err.code,
+		    (int)m.u.err.text.len, (const char *)m.u.err.text.p);
+		snprintf(c->last_err, sizeof(c->last_err), "server error: %.*s",
+		    (int)m.u.err.text.len, (const char *)m.u.err.text.p);
+		break;
+	default:
+		log_warn("unexpected %s from the server",
+		    ctrl_type_name(m.type));
+		break;
+	}
+}
+
+static const struct mux_stream_cbs ctrl_cbs = {
+	.message = client_on_msg,
+};
+
+static void
+client_mux_closed(struct mux *m, int err, void *arg)
+{
+	struct client *c = arg;
+
+	event_del(c->hb_ev);
+	c->ctrl = NULL;
+	mux_free(c->mux);
+	c->mux = NULL;
+	if (c->stopping) {
+		event_base_loopexit(c->base, NULL);
+		return;
+	}
+	if (c->last_err[0] == '\0' || c->state == CL_READY)
+		snprintf(c->last_err, sizeof(c->last_err), "connection lost: %s",
+		    err == MG_ETIMEDOUT ? "heartbeat timeout" :
+		    err == MG_EPROTO ? "protocol error" :
+		    err == MG_ECLOSED ? "closed by the server" :
+					"I/O error");
+	log_warn("%s", c->last_err);
+	c->state = CL_IDLE;
+	client_schedule_retry(c);
+}
+
+static const struct mux_callbacks client_mux_cbs = {
+	.accept = client_mux_accept,
+	.closed = client_mux_closed,
+};
+
+static void
+client_start_session(struct client *c, int fd)
+{
+	struct ctrl_hello h;
+	uint8_t buf[512];
+	int n;
+
+	net_sock_tune(fd);
+	c->sessions++;
+	c->server_leaving = 0;
+	c->last_err[0] = '\0';
+	c->mux = mux_new(c->base, fd, 1, &c->cf->mux, &client_mux_cbs, c);
+	c->ctrl = mux_stream_open(c->mux);
+	mux_stream_set_cbs(c->ctrl, &ctrl_cbs, c);
+	if (RAND_bytes(c->client_nonce, sizeof(c->client_nonce)) != 1)
+		abort();
+	memset(&h, 0, sizeof(h));
+	h.method = CTRL_METHOD_HMAC;
+	h.hmac_ver = 1;
+	memcpy(h.client_nonce, c->client_nonce, CTRL_NONCE_LEN);
+	memcpy(h.client_id, c->client_id, CTRL_ID_LEN);
+	h.caps = CLIENT_CAPS;
+	h.agent.p = (const uint8_t *)CLIENT_AGENT;
+	h.agent.len = strlen(CLIENT_AGENT);
+	n = ctrl_hello_encode(&h, buf, sizeof(buf));
+	c->state = CL_AUTH;
+	mux_stream_send_msg(c->ctrl, buf, (size_t)n);
+}
+
+static void
+client_on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (what & EV_TIMEOUT)
+		err = ETIMEDOUT;
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	event_free(c->conn_ev);
+	c->conn_ev = NULL;
+	if (err) {
+		close(fd);
+		c->conn_fd = -1;
+		snprintf(c->last_err, sizeof(c->last_err),
+		    "cannot reach server %s:%u: %s", c->server_host,
+		    c->server_port, strerror(err));
+		c->server_cur = c->server_cur->ai_next;
+		if (c->server_cur) {
+			client_connect(c);
+			return;
+		}
+		log_warn("%s", c->last_err);
+		c->state = CL_IDLE;
+		client_schedule_retry(c);
+		return;
+	}
+	c->conn_fd = -1;
+	client_start_session(c, fd);
+}
+
+/* Connect to c->server_cur (a fresh resolve when it is NULL). */
+static void
+client_connect(struct client *c)
+{
+	struct timeval tv = { CONNECT_TIMEOUT_S, 0 };
+
+	c->state = CL_CONNECTING;
+	if (c->server_cur == NULL) {
+		struct addrinfo hints;
+		char port[8];
+		int rc;
+		if (c->server_ai)
+			freeaddrinfo(c->server_ai);
+		c->server_ai = NULL;
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		snprintf(port, sizeof(port), "%u", c->server_port);
+		rc = getaddrinfo(c->server_host, port, &hints, &c->server_ai);
+		if (rc != 0) {
+			snprintf(c->last_err, sizeof(c->last_err),
+			    "cannot resolve server %s: %s", c->server_host,
+			    gai_strerror(rc));
+			log_warn("%s", c->last_err);
+			c->state = CL_IDLE;
+			client_schedule_retry(c);
+			return;
+		}
+		c->server_cur = c->server_ai;
+	}
+	for (; c->server_cur; c->server_cur = c->server_cur->ai_next) {
+		struct addrinfo *ai = c->server_cur;
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+		    errno == EINPROGRESS) {
+			c->conn_fd = fd;
+			c->conn_ev = event_new(c->base, fd, EV_WRITE,
+			    client_on_connect, c);
+			event_add(c->conn_ev, &tv);
+			return;
+		}
+		snprintf(c->last_err, sizeof(c->last_err),
+		    "cannot reach server %s:%u: %s", c->server_host,
+		    c->server_port, strerror(errno));
+		close(fd);
+	}
+	log_warn("%s", c->last_err);
+	c->state = CL_IDLE;
+	client_schedule_retry(c);
+}
+
+static void
+client_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	c->server_cur = NULL;
+	client_connect(c);
+}
+
+static void
+client_schedule_retry(struct client *c)
+{
+	static const unsigned waits[] = { 1, 2, 4, 8, 16, 30 };
+	const struct client_conf *cf = c->cf;
+	struct timeval tv;
+	uint32_t r = 0;
+	double s;
+
+	if (cf->no_reconnect) {
+		client_say("%s (not reconnecting: --no-reconnect)",
+		    c->last_err);
+		client_stop(c, 1);
+		return;
+	}
+	c->attempts++;
+	if (cf->reconnect_attempts && c->attempts > cf->reconnect_attempts) {
+		client_say("giving up after %u attempts: %s",
+		    cf->reconnect_attempts, c->last_err);
+		client_stop(c, 1);
+		return;
+	}
+	s = waits[c->attempts - 1 < 5 ? c->attempts - 1 : 5];
+	RAND_bytes((unsigned char *)&r, sizeof(r));
+	s *= 0.8 + 0.4 * (r / 4294967296.0); /* +-20 % jitter */
+	tv.tv_sec = (time_t)s;
+	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+	log_info("reconnecting in %.1f s (attempt %u%s)", s, c->attempts,
+	    cf->reconnect_attempts ? "" : ", no limit");
+	evtimer_add(c->retry_ev, &tv);
+}
+
+static void
+client_on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct ctrl_msg m = { .type = CTRL_HEARTBEAT };
+	struct timeval tv = { c->heartbeat_s, 0 };
+
+	if (c->ctrl)
+		client_send(c, &m);
+	evtimer_add(c->hb_ev, &tv);
+}
+
+static void
+client_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->stopping) {
+		event_base_loopexit(c->base, NULL);
+		return;
+	}
+	log_info("signal %d: closing the session", (int)sig);
+	if (c->ctrl) {
+		struct ctrl_msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = CTRL_GOODBYE;
+		m.u.err.code = 0;
+		m.u.err.text.p = (const uint8_t *)"client exiting";
+		m.u.err.text.len = strlen("client exiting");
+		client_send(c, &m);
+	}
+	client_stop(c, 0);
+}
+
+/* ---- client id ---- */
+
+static int
+state_path(char *buf, size_t cap, int dir_only)
+{
+	const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	int n;
+
+	if (x && *x)
+		n = snprintf(buf, cap, "%s/mgrok%s", x,
+		    dir_only ? "" : "/client_id");
+	else if (home && *home)
+		n = snprintf(buf, cap, "%s/.local/state/mgrok%s", home,
+		    dir_only ? "" : "/client_id");
+	else
+		return MG_EIO;
+	return n > 0 && (size_t)n < cap ? 0 : MG_EIO;
+}
+
+static int
+mkdir_p(char *path)
+{
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+			*p = '/';
+			return -1;
+		}
+		*p = '/';
+	}
+	return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+int
+client_id_load(uint8_t id[16])
+{
+	char path[4096], hex[40];
+	FILE *f;
+	size_t n;
+
+	if (state_path(path, sizeof(path), 0) == 0 &&
+	    (f = fopen(path, "r")) != NULL) {
+		n = fread(hex, 1, 32, f);
+		fclose(f);
+		hex[n] = '\0';
+		if (n == 32 && conf_hex_id(hex, id) == 0)
+			return 0;
+		log_warn("%s is not a valid client id; making a new one", path);
+	}
+	if (RAND_bytes(id, 16) != 1)
+		abort();
+	if (state_path(path, sizeof(path), 1) != 0 || mkdir_p(path) < 0)
+		goto fail;
+	state_path(path, sizeof(path), 0);
+	{
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
+		if (fd < 0)
+			goto fail;
+		for (int i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", id[i]);
+		hex[32] = '\n';
+		if (write(fd, hex, 33) != 33) {
+			close(fd);
+			goto fail;
+		}
+		close(fd);
+	}
+	return 0;
+fail:
+	log_warn("cannot keep the client id in %s (%s): this run's public "
+		 "ports will not be kept across restarts",
+	    path, strerror(errno));
+	return MG_EIO;
+}
+
+/* ---- life cycle ---- */
+
+struct client *
+client_new(struct event_base *base, const struct client_conf *cf)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+	const char *err;
+
+	c->base = base;
+	c->cf = cf;
+	c->conn_fd = -1;
+	c->started_ms = client_now_ms(c);
+	if (net_split_hostport(cf->server, c->server_host,
+	    sizeof(c->server_host), &c->server_port, &err)) {
+		client_say("--server %s: %s", cf->server, err);
+		goto fail;
+	}
+	if (cf->have_client_id)
+		memcpy(c->client_id, cf->client_id, CTRL_ID_LEN);
+	else
+		client_id_load(c->client_id);
+	c->npx = cf->nlocals;
+	c->px = xcalloc(c->npx, sizeof(*c->px));
+	for (size_t i = 0; i < c->npx; i++) {
+		struct cproxy *px = &c->px[i];
+		struct addrinfo hints;
+		char port[8];
+		int rc;
+		px->spec = &cf->locals[i];
+		px->remote_port = px->spec->remote_port;
+		snprintf(px->name, sizeof(px->name), "%s", px->spec->name);
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		snprintf(port, sizeof(port), "%u", px->spec->port);
+		rc = getaddrinfo(px->spec->host, port, &hints, &px->ai);
+		if (rc != 0) {
+			client_say("cannot resolve local host %s: %s",
+			    px->spec->host, gai_strerror(rc));
+			goto fail;
+		}
+	}
+	c->retry_ev = evtimer_new(base, client_on_retry, c);
+	c->hb_ev = evtimer_new(base, client_on_heartbeat, c);
+	c->sig_int = evsignal_new(base, SIGINT, client_on_signal, c);
+	c->sig_term = evsignal_new(base, SIGTERM, client_on_signal, c);
+	event_add(c->sig_int, NULL);
+	event_add(c->sig_term, NULL);
+	client_connect(c);
+	return c;
+fail:
+	client_free(c);
+	return NULL;
+}
+
+int
+client_exit_code(const struct client *c)
+{
+	return c->exit_code;
+}
+
+void
+client_print_summary(const struct client *c)
+{
+	uint64_t total = 0, in = 0, out = 0, refused = 0;
+	unsigned active = 0;
+
+	for (size_t i = 0; i < c->npx; i++) {
+		total += c->px[i].streams_total;
+		active += c->px[i].active;
+		in += c->px[i].bytes_in;
+		out += c->px[i].bytes_out;
+		refused += c->px[i].refused;
+	}
+	fprintf(stderr,
+	    "mgrok: summary: uptime %llu s, %llu connections to the server, "
+	    "%llu streams (%u active, %llu refused), %llu bytes in, "
+	    "%llu bytes out\n",
+	    (unsigned long long)((client_now_ms((struct client *)c) -
+				     c->started_ms) / 1000),
+	    (unsigned long long)c->sessions, (unsigned long long)total, active,
+	    (unsigned long long)refused, (unsigned long long)in,
+	    (unsigned long long)out);
+	for (size_t i = 0; i < c->npx; i++) {
+		const struct cproxy *px = &c->px[i];
+		if (px->url[0])
+			fprintf(stderr,
+			    "mgrok:   %s -> %s:%u: %llu streams, %llu bytes "
+			    "in, %llu bytes out\n",
+			    px->url, px->spec->host, px->spec->port,
+			    (unsigned long long)px->streams_total,
+			    (unsigned long long)px->bytes_in,
+			    (unsigned long long)px->bytes_out);
+	}
+}
+
+void
+client_free(struct client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->mux) {
+		c->stopping = 1;
+		mux_free(c->mux);
+	}
+	if (c->conn_ev)
+		event_free(c->conn_ev);
+	if (c->conn_fd >= 0)
+		close(c->conn_fd);
+	if (c->retry_ev)
+		event_free(c->retry_ev);
+	if (c->hb_ev)
+		event_free(c->hb_ev);
+	if (c->sig_int)
+		event_free(c->sig_int);
+	if (c->sig_term)
+		event_free(c->sig_term);
+	if (c->server_ai)
+		freeaddrinfo(c->server_ai);
+	for (size_t i = 0; c->px && i < c->npx; i++)
+		if (c->px[i].ai)
+			freeaddrinfo(c->px[i].ai);
+	free(c->px);
+	free(c);
+}

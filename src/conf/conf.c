@@ -1,0 +1,490 @@
+/* conf.c: command-line options for `mgrok server`, `mgrok tcp`, `mgrok
+ * client`. Every error names the option and what was wrong with it. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "proto/ctrl.h"
+#include "util/err.h"
+#include "util/net.h"
+#include "util/xmalloc.h"
+
+static int
+bad(const char *opt, const char *why, const char *val)
+{
+	fprintf(stderr, "mgrok: %s: %s (got \"%s\")\n", opt, why,
+	    val ? val : "");
+	return MG_EINVAL;
+}
+
+static int
+parse_uint(const char *opt, const char *s, unsigned long min,
+    unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*s == '\0' || *s == '-' || *end != '\0' || errno || v < min ||
+	    v > max) {
+		char why[96];
+		snprintf(why, sizeof(why), "expected a number from %lu to %lu",
+		    min, max);
+		return bad(opt, why, s);
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+add_token(char **tokens, size_t *n, const char *opt, const char *t,
+    size_t len)
+{
+	if (len == 0 || len > CTRL_TOKEN_MAX)
+		return bad(opt, "a token must be 1 to 1019 bytes", "");
+	if (*n >= CONF_MAX_TOKENS)
+		return bad(opt, "too many tokens (at most 16)", "");
+	tokens[(*n)++] = xstrndup(t, len);
+	return 0;
+}
+
+static int
+read_token_file(struct server_conf *c, const char *path)
+{
+	char line[1100];
+	FILE *f = fopen(path, "r");
+	int rc = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "mgrok: --token-file: cannot open %s: %s\n",
+		    path, strerror(errno));
+		return MG_EINVAL;
+	}
+	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+		size_t len = strcspn(line, "\r\n");
+		if (len == 0 || line[0] == '#')
+			continue;
+		rc = add_token(c->tokens, &c->ntokens, "--token-file", line,
+		    len);
+	}
+	fclose(f);
+	return rc;
+}
+
+static void
+server_usage(void)
+{
+	fputs("usage: mgrok server [options]\n"
+	      "  --addr HOST:PORT          control listener (default :9000)\n"
+	      "  --start-port N            first public port (default 10000)\n"
+	      "  --end-port N              last public port (default 65535)\n"
+	      "  --token T                 accepted token (repeatable)\n"
+	      "  --token-file F            tokens, one per line\n"
+	      "  --no-plain-token          refuse the legacy TOKEN method\n"
+	      "  --bind-addr HOST          address of public listeners\n"
+	      "  --public-host HOST        host name shown in URLs\n"
+	      "  --max-sessions N          (default 1000)\n"
+	      "  --max-streams-per-session N (default 10000)\n"
+	      "  --max-proxies N           per session (default 64)\n"
+	      "  --lease-grace S           keep ports of a lost client (30)\n"
+	      "  --heartbeat S             heartbeat interval (10)\n"
+	      "  --drain-timeout S         shutdown drain deadline (10)\n"
+	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
+	      "  --log-level L             error|warn|info|debug\n",
+	    stdout);
+}
+
+enum {
+	O_ADDR = 256, O_START, O_END, O_TOKEN, O_TOKFILE, O_NOPLAIN, O_BIND,
+	O_PUBHOST, O_MAXSESS, O_MAXSTREAMS, O_MAXPROX, O_GRACE, O_HB,
+	O_DRAIN, O_WINDOW, O_LOG, O_HELP, O_SERVER, O_LOCAL, O_REMOTE, O_NAME,
+	O_NORECONN, O_ATTEMPTS, O_CLIENTID,
+};
+
+static int
+parse_window(const char *s, struct mux_config *mc)
+{
+	unsigned long v;
+
+	if (parse_uint("--stream-window", s, 262144, 64UL << 20, &v))
+		return MG_EINVAL;
+	mc->stream_window = (uint32_t)v;
+	return 0;
+}
+
+int
+conf_server_parse(struct server_conf *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "addr", required_argument, NULL, O_ADDR },
+		{ "start-port", required_argument, NULL, O_START },
+		{ "end-port", required_argument, NULL, O_END },
+		{ "token", required_argument, NULL, O_TOKEN },
+		{ "token-file", required_argument, NULL, O_TOKFILE },
+		{ "no-plain-token", no_argument, NULL, O_NOPLAIN },
+		{ "bind-addr", required_argument, NULL, O_BIND },
+		{ "public-host", required_argument, NULL, O_PUBHOST },
+		{ "max-sessions", required_argument, NULL, O_MAXSESS },
+		{ "max-streams-per-session", required_argument, NULL,
+		    O_MAXSTREAMS },
+		{ "max-proxies", required_argument, NULL, O_MAXPROX },
+		{ "lease-grace", required_argument, NULL, O_GRACE },
+		{ "heartbeat", required_argument, NULL, O_HB },
+		{ "drain-timeout", required_argument, NULL, O_DRAIN },
+		{ "stream-window", required_argument, NULL, O_WINDOW },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long v;
+	int o;
+	const char *err;
+	char host[256];
+	uint16_t port;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->addr, sizeof(c->addr), ":9000");
+	c->start_port = 10000;
+	c->end_port = 65535;
+	c->max_sessions = 1000;
+	c->max_proxies = 64;
+	c->lease_grace_s = 30;
+	c->heartbeat_s = 10;
+	c->drain_s = 10;
+	c->max_pending = 64;
+	c->log_level = LOG_INFO;
+	mux_config_default(&c->mux);
+	c->mux.max_streams = 10000;
+	optind = 1;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (o) {
+		case O_ADDR:
+			if (net_split_hostport(optarg, host, sizeof(host),
+			    &port, &err))
+				return bad("--addr", err, optarg);
+			snprintf(c->addr, sizeof(c->addr), "%s", optarg);
+			break;
+		case O_START:
+			if (parse_uint("--start-port", optarg, 1, 65535, &v))
+				return MG_EINVAL;
+			c->start_port = (uint16_t)v;
+			break;
+		case O_END:
+			if (parse_uint("--end-port", optarg, 1, 65535, &v))
+				return MG_EINVAL;
+			c->end_port = (uint16_t)v;
+			break;
+		case O_TOKEN:
+			if (add_token(c->tokens, &c->ntokens, "--token",
+			    optarg, strlen(optarg)))
+				return MG_EINVAL;
+			break;
+		case O_TOKFILE:
+			if (read_token_file(c, optarg))
+				return MG_EINVAL;
+			break;
+		case O_NOPLAIN:
+			c->no_plain_token = 1;
+			break;
+		case O_BIND:
+			snprintf(c->bind_addr, sizeof(c->bind_addr), "%s",
+			    optarg);
+			break;
+		case O_PUBHOST:
+			snprintf(c->public_host, sizeof(c->public_host), "%s",
+			    optarg);
+			break;
+		case O_MAXSESS:
+			if (parse_uint("--max-sessions", optarg, 1, 1000000,
+			    &v))
+				return MG_EINVAL;
+			c->max_sessions = (unsigned)v;
+			break;
+		case O_MAXSTREAMS:
+			if (parse_uint("--max-streams-per-session", optarg, 1,
+			    1000000, &v))
+				return MG_EINVAL;
+			c->mux.max_streams = (unsigned)v;
+			break;
+		case O_MAXPROX:
+			if (parse_uint("--max-proxies", optarg, 1, 10000, &v))
+				return MG_EINVAL;
+			c->max_proxies = (unsigned)v;
+			break;
+		case O_GRACE:
+			if (parse_uint("--lease-grace", optarg, 0, 86400, &v))
+				return MG_EINVAL;
+			c->lease_grace_s = (unsigned)v;
+			break;
+		case O_HB:
+			if (parse_uint("--heartbeat", optarg, 1, 3600, &v))
+				return MG_EINVAL;
+			c->heartbeat_s = (unsigned)v;
+			break;
+		case O_DRAIN:
+			if (parse_uint("--drain-timeout", optarg, 0, 3600, &v))
+				return MG_EINVAL;
+			c->drain_s = (unsigned)v;
+			break;
+		case O_WINDOW:
+			if (parse_window(optarg, &c->mux))
+				return MG_EINVAL;
+			break;
+		case O_LOG:
+			if (log_level_parse(optarg, &c->log_level))
+				return bad("--log-level",
+				    "expected error, warn, info or debug",
+				    optarg);
+			break;
+		case O_HELP:
+			server_usage();
+			return 1;
+		case ':':
+			return bad(argv[optind - 1], "needs a value", "");
+		default:
+			return bad(argv[optind - 1], "unknown option", "");
+		}
+	}
+	if (optind < argc)
+		return bad("server", "unexpected argument", argv[optind]);
+	if (c->end_port < c->start_port)
+		return bad("--end-port", "must not be below --start-port", "");
+	if (c->ntokens == 0) {
+		const char *env = getenv("MGROK_TOKEN");
+		if (env && *env && add_token(c->tokens, &c->ntokens,
+		    "MGROK_TOKEN", env, strlen(env)))
+			return MG_EINVAL;
+	}
+	if (c->ntokens == 0) {
+		fprintf(stderr, "mgrok: server: no token given: use --token, "
+				"--token-file or MGROK_TOKEN\n");
+		return MG_EINVAL;
+	}
+	c->mux.keepalive_ms = c->heartbeat_s * 1000;
+	c->mux.dead_ms = c->heartbeat_s * 3000;
+	return 0;
+}
+
+void
+conf_server_free(struct server_conf *c)
+{
+	for (size_t i = 0; i < c->ntokens; i++) {
+		memset(c->tokens[i], 0, strlen(c->tokens[i]));
+		free(c->tokens[i]);
+	}
+	c->ntokens = 0;
+}
+
+int
+conf_hex_id(const char *s, uint8_t out[16])
+{
+	if (strlen(s) != 32)
+		return MG_EINVAL;
+	for (int i = 0; i < 16; i++) {
+		unsigned x;
+		if (sscanf(s + 2 * i, "%2x", &x) != 1 ||
+		    strchr("0123456789abcdefABCDEF", s[2 * i]) == NULL ||
+		    strchr("0123456789abcdefABCDEF", s[2 * i + 1]) == NULL)
+			return MG_EINVAL;
+		out[i] = (uint8_t)x;
+	}
+	return 0;
+}
+
+int
+conf_parse_local(const char *s, struct local_spec *l, const char **err)
+{
+	const char *rest = s;
+
+	memset(l, 0, sizeof(*l));
+	l->type = PROXY_TCP;
+	if (strncmp(s, "tcp:", 4) == 0) {
+		rest = s + 4;
+	} else if (strncmp(s, "udp:", 4) == 0) {
+		*err = "UDP tunnels are not supported yet";
+		return MG_EINVAL;
+	}
+	if (net_split_hostport(rest, l->host, sizeof(l->host), &l->port,
+	    err))
+		return MG_EINVAL;
+	if (l->port == 0) {
+		*err = "the local port must be from 1 to 65535";
+		return MG_EINVAL;
+	}
+	if (l->host[0] == '\0')
+		snprintf(l->host, sizeof(l->host), "localhost");
+	return 0;
+}
+
+static void
+client_usage(const char *cmd)
+{
+	if (strcmp(cmd, "tcp") == 0)
+		fputs("usage: mgrok tcp [HOST:]PORT [options]\n", stdout);
+	else
+		fputs("usage: mgrok client --local [tcp:]HOST:PORT ... "
+		      "[options]\n",
+		    stdout);
+	fputs("  --server HOST:PORT        the mgrok server (localhost:9000)\n"
+	      "  --token T                 auth token (or MGROK_TOKEN)\n"
+	      "  --remote-port N           public port to ask for\n"
+	      "  --name NAME               proxy name\n"
+	      "  --no-reconnect            exit when the session is lost\n"
+	      "  --reconnect-attempts N    0 = forever (default 10)\n"
+	      "  --client-id HEX           32 hex digits (default: kept in\n"
+	      "                            $XDG_STATE_HOME/mgrok/client_id)\n"
+	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
+	      "  --log-level L             error|warn|info|debug\n",
+	    stdout);
+}
+
+int
+conf_client_parse(struct client_conf *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "server", required_argument, NULL, O_SERVER },
+		{ "token", required_argument, NULL, O_TOKEN },
+		{ "local", required_argument, NULL, O_LOCAL },
+		{ "remote-port", required_argument, NULL, O_REMOTE },
+		{ "name", required_argument, NULL, O_NAME },
+		{ "no-reconnect", no_argument, NULL, O_NORECONN },
+		{ "reconnect-attempts", required_argument, NULL, O_ATTEMPTS },
+		{ "client-id", required_argument, NULL, O_CLIENTID },
+		{ "stream-window", required_argument, NULL, O_WINDOW },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd = argv[0], *err, *name = NULL;
+	unsigned long v, remote = 0;
+	int o, have_remote = 0;
+	char host[256];
+	uint16_t port;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->server, sizeof(c->server), "localhost:9000");
+	c->reconnect_attempts = 10;
+	c->log_level = LOG_INFO;
+	mux_config_default(&c->mux);
+	optind = 1;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (o) {
+		case O_SERVER:
+			if (net_split_hostport(optarg, host, sizeof(host),
+			    &port, &err))
+				return bad("--server", err, optarg);
+			if (host[0] == '\0' || port == 0)
+				return bad("--server", "expected HOST:PORT",
+				    optarg);
+			snprintf(c->server, sizeof(c->server), "%s", optarg);
+			break;
+		case O_TOKEN:
+			free(c->token);
+			c->token = xstrdup(optarg);
+			break;
+		case O_LOCAL:
+			if (strcmp(cmd, "client") != 0)
+				return bad("--local", "only for mgrok client",
+				    optarg);
+			if (c->nlocals >= CONF_MAX_LOCALS)
+				return bad("--local", "at most 64", optarg);
+			if (conf_parse_local(optarg, &c->locals[c->nlocals],
+			    &err))
+				return bad("--local", err, optarg);
+			c->nlocals++;
+			break;
+		case O_REMOTE:
+			if (parse_uint("--remote-port", optarg, 1, 65535,
+			    &remote))
+				return MG_EINVAL;
+			have_remote = 1;
+			break;
+		case O_NAME:
+			if (strlen(optarg) < 1 || strlen(optarg) > 255)
+				return bad("--name", "must be 1 to 255 bytes",
+				    optarg);
+			name = optarg;
+			break;
+		case O_NORECONN:
+			c->no_reconnect = 1;
+			break;
+		case O_ATTEMPTS:
+			if (parse_uint("--reconnect-attempts", optarg, 0,
+			    1000000, &v))
+				return MG_EINVAL;
+			c->reconnect_attempts = (unsigned)v;
+			break;
+		case O_CLIENTID:
+			if (conf_hex_id(optarg, c->client_id))
+				return bad("--client-id",
+				    "expected 32 hex digits", optarg);
+			c->have_client_id = 1;
+			break;
+		case O_WINDOW:
+			if (parse_window(optarg, &c->mux))
+				return MG_EINVAL;
+			break;
+		case O_LOG:
+			if (log_level_parse(optarg, &c->log_level))
+				return bad("--log-level",
+				    "expected error, warn, info or debug",
+				    optarg);
+			break;
+		case O_HELP:
+			client_usage(cmd);
+			return 1;
+		case ':':
+			return bad(argv[optind - 1], "needs a value", "");
+		default:
+			return bad(argv[optind - 1], "unknown option", "");
+		}
+	}
+	if (strcmp(cmd, "tcp") == 0) {
+		if (optind >= argc)
+			return bad("tcp", "missing the local [HOST:]PORT", "");
+		if (conf_parse_local(argv[optind], &c->locals[0], &err))
+			return bad("tcp", err, argv[optind]);
+		c->nlocals = 1;
+		optind++;
+	}
+	if (optind < argc)
+		return bad(cmd, "unexpected argument", argv[optind]);
+	if (c->nlocals == 0)
+		return bad(cmd, "nothing to forward: give --local", "");
+	if ((have_remote || name) && c->nlocals > 1)
+		return bad(have_remote ? "--remote-port" : "--name",
+		    "applies to a single local service", "");
+	if (have_remote)
+		c->locals[0].remote_port = (uint16_t)remote;
+	if (name)
+		snprintf(c->locals[0].name, sizeof(c->locals[0].name), "%s",
+		    name);
+	if (c->token == NULL) {
+		const char *env = getenv("MGROK_TOKEN");
+		if (env == NULL || *env == '\0') {
+			fprintf(stderr, "mgrok: no token: use --token or set "
+					"MGROK_TOKEN\n");
+			return MG_EINVAL;
+		}
+		c->token = xstrdup(env);
+	}
+	if (strlen(c->token) > CTRL_TOKEN_MAX)
+		return bad("--token", "a token must be 1 to 1019 bytes", "");
+	return 0;
+}
+
+void
+conf_client_free(struct client_conf *c)
+{
+	if (c->token) {
+		memset(c->token, 0, strlen(c->token));
+		free(c->token);
+		c->token = NULL;
+	}
+}

@@ -1,0 +1,983 @@
+/* mux.c: smux sessions and streams; see mux.h and docs/internals/mux.md. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "mux/mux.h"
+#include "proto/frame.h"
+#include "util/err.h"
+#include "util/idmap.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+#define MUX_INITIAL_WINDOW 262144u
+/* One read from the session socket: 256 KiB less libevent's chain header,
+ * so that the chain allocation is exactly 256 KiB. */
+#define MUX_READ_SIZE (262144 - 64)
+#define MUX_MAX_IOV 16
+
+struct mux_stream {
+	struct mux *m;
+	const struct mux_stream_cbs *cbs;
+	void *arg;
+	struct evbuffer *rx;    /* inbound queue, allocated when needed */
+	TAILQ_ENTRY(mux_stream) wait_link;
+	uint32_t id;
+	int sink_fd;
+	uint32_t rx_queued;     /* received, not yet consumed */
+	uint32_t rx_consumed;   /* total consumed (wraps) */
+	uint32_t rx_last_upd;   /* rx_consumed in our last UPD */
+	uint32_t tx_sent;       /* total sent (wraps) */
+	uint64_t delivered;     /* consumed payload, for statistics */
+	uint32_t peer_consumed;
+	uint32_t peer_window;
+	unsigned fin_sent : 1;
+	unsigned fin_recv : 1;
+	unsigned orphan : 1;    /* the user let go; waiting for the peer FIN */
+	unsigned waiting : 1;   /* on m->waiters */
+	unsigned upd_sent : 1;
+	unsigned dead : 1;      /* in its closed callback */
+};
+
+TAILQ_HEAD(stream_list, mux_stream);
+
+struct mux {
+	struct event_base *base;
+	int fd;
+	int is_client;
+	uint8_t version;
+	struct mux_config cfg;
+	struct mux_callbacks cbs;
+	void *arg;
+	struct event *rev, *wev, *timer, *reaper;
+	struct evbuffer *in, *out;
+	struct idmap streams;
+	struct stream_list waiters;
+	uint32_t next_id;
+	uint32_t peer_max_id;
+	unsigned nstreams;
+	size_t rx_queued_total;
+	uint64_t last_rx_ms, last_tx_ms;
+	uint64_t tx_bytes, rx_bytes;
+	int depth;              /* > 0 while inside our own event callbacks */
+	unsigned dead : 1;
+	unsigned free_pending : 1;
+	unsigned read_paused : 1;
+};
+
+static void mux_on_read(evutil_socket_t fd, short what, void *arg);
+static void mux_on_write(evutil_socket_t fd, short what, void *arg);
+static void mux_on_timer(evutil_socket_t fd, short what, void *arg);
+static void mux_on_reap(evutil_socket_t fd, short what, void *arg);
+static void mux_die(struct mux *m, int err);
+static void mux_destroy(struct mux *m);
+
+void
+mux_config_default(struct mux_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->version = 2;
+	c->stream_window = 1024 * 1024;
+	/* a frame and its header fill one 32 KiB evbuffer chain exactly */
+	c->frame_size = 32768 - 64;
+	c->session_rx_max = 8 * 1024 * 1024;
+	c->out_high = 512 * 1024;
+	c->out_hard = 16 * 1024 * 1024;
+	c->keepalive_ms = 10000;
+	c->dead_ms = 30000;
+	c->max_streams = 0;
+}
+
+static uint64_t
+now_ms(struct mux *m)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(m->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+struct mux *
+mux_new(struct event_base *base, int fd, int is_client,
+    const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg)
+{
+	struct mux *m = xcalloc(1, sizeof(*m));
+	struct timeval tv;
+
+	m->base = base;
+	m->fd = fd;
+	m->is_client = is_client;
+	m->cfg = *cfg;
+	if (m->cfg.stream_window < MUX_INITIAL_WINDOW)
+		m->cfg.stream_window = MUX_INITIAL_WINDOW;
+	if (m->cfg.frame_size == 0 || m->cfg.frame_size > FRAME_MAX_PAYLOAD)
+		m->cfg.frame_size = 32768 - 64;
+	m->version = is_client ? cfg->version : 0;
+	m->cbs = *cbs;
+	m->arg = arg;
+	m->in = evbuffer_new();
+	m->out = evbuffer_new();
+	if (m->in == NULL || m->out == NULL)
+		abort();
+	idmap_init(&m->streams);
+	TAILQ_INIT(&m->waiters);
+	m->next_id = is_client ? 3 : 2;
+	m->rev = event_new(base, fd, EV_READ | EV_PERSIST, mux_on_read, m);
+	m->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, mux_on_write, m);
+	m->timer = event_new(base, -1, EV_PERSIST, mux_on_timer, m);
+	m->reaper = event_new(base, -1, 0, mux_on_reap, m);
+	if (m->rev == NULL || m->wev == NULL || m->timer == NULL ||
+	    m->reaper == NULL)
+		abort();
+	event_add(m->rev, NULL);
+	if (m->cfg.keepalive_ms) {
+		unsigned t = m->cfg.keepalive_ms / 2;
+		tv.tv_sec = t / 1000;
+		tv.tv_usec = (t % 1000) * 1000;
+		event_add(m->timer, &tv);
+	}
+	m->last_rx_ms = m->last_tx_ms = now_ms(m);
+	return m;
+}
+
+int
+mux_version(const struct mux *m)
+{
+	return m->version;
+}
+
+int
+mux_fd(const struct mux *m)
+{
+	return m->fd;
+}
+
+unsigned
+mux_nstreams(const struct mux *m)
+{
+	return m->nstreams;
+}
+
+size_t
+mux_output_len(const struct mux *m)
+{
+	return evbuffer_get_length(m->out);
+}
+
+void
+mux_stats(const struct mux *m, uint64_t *tx, uint64_t *rx)
+{
+	*tx = m->tx_bytes;
+	*rx = m->rx_bytes;
+}
+
+/* ---- output ---- */
+
+static void
+emit(struct mux *m, uint8_t cmd, uint32_t sid, const void *p, uint16_t len)
+{
+	uint8_t hdr[FRAME_HDR_LEN];
+	struct frame_hdr h = { m->version, cmd, len, sid };
+
+	frame_encode(hdr, &h);
+	evbuffer_add(m->out, hdr, sizeof(hdr));
+	if (len)
+		evbuffer_add(m->out, p, len);
+}
+
+static void
+mux_wake_waiters(struct mux *m)
+{
+	struct stream_list run;
+	struct mux_stream *st;
+
+	if (TAILQ_EMPTY(&m->waiters) ||
+	    evbuffer_get_length(m->out) > m->cfg.out_high / 2)
+		return;
+	/* swap the list out: a woken stream that is still blocked re-queues */
+	TAILQ_INIT(&run);
+	TAILQ_CONCAT(&run, &m->waiters, wait_link);
+	while (!m->dead && (st = TAILQ_FIRST(&run)) != NULL) {
+		TAILQ_REMOVE(&run, st, wait_link);
+		st->waiting = 0;
+		if (st->cbs && st->cbs->writable)
+			st->cbs->writable(st, st->arg);
+	}
+	/* those not run (session died meanwhile) go back for cleanup */
+	while ((st = TAILQ_FIRST(&run)) != NULL) {
+		TAILQ_REMOVE(&run, st, wait_link);
+		TAILQ_INSERT_TAIL(&m->waiters, st, wait_link);
+	}
+}
+
+/* Try to write the output now; leave the rest to the write event. */
+static void
+mux_flush(struct mux *m)
+{
+	int n;
+
+	if (m->dead || evbuffer_get_length(m->out) == 0)
+		return;
+	m->last_tx_ms = now_ms(m);
+	if (event_pending(m->wev, EV_WRITE, NULL))
+		return; /* the socket was full: wait for it */
+	n = evbuffer_write(m->out, m->fd);
+	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		mux_die(m, MG_EIO);
+		return;
+	}
+	if (evbuffer_get_length(m->out) > 0)
+		event_add(m->wev, NULL);
+}
+
+static void
+mux_end_callback(struct mux *m)
+{
+	m->depth--;
+}
+
+static void
+mux_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct mux *m = arg;
+	int n;
+
+	m->depth++;
+	n = evbuffer_write(m->out, fd);
+	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		mux_die(m, MG_EIO);
+		goto out;
+	}
+	if (evbuffer_get_length(m->out) == 0)
+		event_del(m->wev);
+	if (m->read_paused && evbuffer_get_length(m->out) < m->cfg.out_hard &&
+	    m->rx_queued_total < m->cfg.session_rx_max) {
+		m->read_paused = 0;
+		event_add(m->rev, NULL);
+	}
+	mux_wake_waiters(m);
+out:
+	mux_end_callback(m);
+}
+
+/* ---- streams ---- */
+
+static struct mux_stream *
+stream_new(struct mux *m, uint32_t id)
+{
+	struct mux_stream *st = xcalloc(1, sizeof(*st));
+
+	st->m = m;
+	st->id = id;
+	st->sink_fd = -1;
+	st->peer_window = MUX_INITIAL_WINDOW;
+	idmap_put(&m->streams, id, st);
+	m->nstreams++;
+	return st;
+}
+
+static void
+stream_destroy(struct mux_stream *st)
+{
+	struct mux *m = st->m;
+
+	if (st->waiting)
+		TAILQ_REMOVE(&m->waiters, st, wait_link);
+	if (st->rx) {
+		m->rx_queued_total -= st->rx_queued;
+		evbuffer_free(st->rx);
+	}
+	idmap_del(&m->streams, st->id);
+	m->nstreams--;
+	free(st);
+}
+
+struct mux_stream *
+mux_stream_open(struct mux *m)
+{
+	struct mux_stream *st;
+
+	if (m->dead || m->version == 0)
+		return NULL;
+	if (m->cfg.max_streams && m->nstreams >= m->cfg.max_streams)
+		return NULL;
+	if (m->next_id > UINT32_MAX - 2)
+		return NULL; /* ids are never reused */
+	st = stream_new(m, m->next_id);
+	m->next_id += 2;
+	emit(m, FRAME_SYN, st->id, NULL, 0);
+	mux_flush(m);
+	return st;
+}
+
+void
+mux_stream_set_cbs(struct mux_stream *st, const struct mux_stream_cbs *cbs,
+    void *arg)
+{
+	st->cbs = cbs;
+	st->arg = arg;
+}
+
+uint32_t
+mux_stream_id(const struct mux_stream *st)
+{
+	return st->id;
+}
+
+struct mux *
+mux_stream_session(const struct mux_stream *st)
+{
+	return st->m;
+}
+
+void
+mux_stream_set_sink(struct mux_stream *st, int fd)
+{
+	st->sink_fd = fd;
+}
+
+struct evbuffer *
+mux_stream_rx(struct mux_stream *st)
+{
+	if (st->rx == NULL && (st->rx = evbuffer_new()) == NULL)
+		abort();
+	return st->rx;
+}
+
+size_t
+mux_stream_queued(const struct mux_stream *st)
+{
+	return st->rx ? evbuffer_get_length(st->rx) : 0;
+}
+
+int
+mux_stream_eof(const struct mux_stream *st)
+{
+	return st->fin_recv && (st->rx == NULL ||
+	    evbuffer_get_length(st->rx) == 0);
+}
+
+/* Credit n consumed bytes; UPD after the first read and every half window. */
+static void
+stream_credit(struct mux_stream *st, size_t n)
+{
+	struct mux *m = st->m;
+	uint8_t upd[FRAME_UPD_LEN];
+
+	st->rx_consumed += (uint32_t)n;
+	if (m->version != 2 || m->dead)
+		return;
+	if (st->upd_sent && st->rx_consumed - st->rx_last_upd <
+	    m->cfg.stream_window / 2)
+		return;
+	frame_upd_encode(upd, st->rx_consumed, m->cfg.stream_window);
+	emit(m, FRAME_UPD, st->id, upd, sizeof(upd));
+	st->rx_last_upd = st->rx_consumed;
+	st->upd_sent = 1;
+}
+
+static void
+stream_unqueue(struct mux_stream *st, size_t n)
+{
+	struct mux *m = st->m;
+
+	st->rx_queued -= (uint32_t)n;
+	m->rx_queued_total -= n;
+	if (m->read_paused && !m->dead &&
+	    m->rx_queued_total < m->cfg.session_rx_max / 2 &&
+	    evbuffer_get_length(m->out) < m->cfg.out_hard) {
+		m->read_paused = 0;
+		event_add(m->rev, NULL);
+	}
+}
+
+uint64_t
+mux_stream_delivered(const struct mux_stream *st)
+{
+	return st->delivered;
+}
+
+void
+mux_stream_consumed(struct mux_stream *st, size_t n)
+{
+	if (n == 0)
+		return;
+	st->delivered += n;
+	stream_unqueue(st, n);
+	stream_credit(st, n);
+	mux_flush(st->m);
+}
+
+ssize_t
+mux_stream_flush_to_fd(struct mux_stream *st, int fd)
+{
+	int n;
+
+	if (st->rx == NULL || evbuffer_get_length(st->rx) == 0)
+		return 0;
+	n = evbuffer_write(st->rx, fd);
+	if (n < 0)
+		return (errno == EAGAIN || errno == EINTR) ? MG_EAGAIN : MG_EIO;
+	mux_stream_consumed(st, (size_t)n);
+	return n;
+}
+
+static int
+stream_can_send(const struct mux_stream *st)
+{
+	return !st->m->dead && !st->fin_sent && !st->orphan;
+}
+
+int
+mux_stream_write(struct mux_stream *st, const void *p, size_t len)
+{
+	struct mux *m = st->m;
+	const uint8_t *b = p;
+
+	if (!stream_can_send(st))
+		return MG_ECLOSED;
+	while (len > 0) {
+		size_t n = len > m->cfg.frame_size ? m->cfg.frame_size : len;
+		emit(m, FRAME_PSH, st->id, b, (uint16_t)n);
+		st->tx_sent += (uint32_t)n;
+		m->tx_bytes += n;
+		b += n;
+		len -= n;
+	}
+	mux_flush(m);
+	return 0;
+}
+
+int
+mux_stream_send_msg(struct mux_stream *st, const void *p, size_t len)
+{
+	if (len == 0 || len > FRAME_MAX_PAYLOAD)
+		return MG_EINVAL;
+	if (!stream_can_send(st))
+		return MG_ECLOSED;
+	emit(st->m, FRAME_PSH, st->id, p, (uint16_t)len);
+	st->tx_sent += (uint32_t)len;
+	mux_flush(st->m);
+	return 0;
+}
+
+static uint32_t
+stream_window_avail(const struct mux_stream *st)
+{
+	int32_t inflight, avail;
+
+	if (st->m->version != 2)
+		return UINT32_MAX;
+	inflight = (int32_t)(st->tx_sent - st->peer_consumed);
+	avail = (int32_t)st->peer_window - inflight;
+	return avail > 0 ? (uint32_t)avail : 0;
+}
+
+static void
+stream_wait(struct mux_stream *st)
+{
+	if (!st->waiting) {
+		st->waiting = 1;
+		TAILQ_INSERT_TAIL(&st->m->waiters, st, wait_link);
+	}
+}
+
+ssize_t
+mux_stream_send_from_fd(struct mux_stream *st, int fd, size_t max)
+{
+	struct mux *m = st->m;
+	struct evbuffer_iovec v;
+	ssize_t total = 0, n;
+	int err = 0;
+
+	if (!stream_can_send(st))
+		return MG_ECLOSED;
+	while ((size_t)total < max) {
+		size_t want = m->cfg.frame_size;
+		uint32_t avail = stream_window_avail(st);
+		struct frame_hdr h;
+
+		if (evbuffer_get_length(m->out) > m->cfg.out_high ||
+		    avail == 0) {
+			stream_wait(st);
+			if (total == 0)
+				err = MG_ELIMIT;
+			break;
+		}
+		if (want > avail)
+			want = avail;
+		if (want > max - (size_t)total)
+			want = max - (size_t)total;
+		if (evbuffer_reserve_space(m->out, FRAME_HDR_LEN + want, &v,
+		    1) != 1)
+			abort();
+		n = read(fd, (uint8_t *)v.iov_base + FRAME_HDR_LEN, want);
+		if (n <= 0) {
+			evbuffer_commit_space(m->out, NULL, 0);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				err = MG_EIO;
+			else if (n < 0)
+				err = MG_EAGAIN;
+			/* EOF: report the bytes first, then 0 on the next call */
+			break;
+		}
+		h.ver = m->version;
+		h.cmd = FRAME_PSH;
+		h.len = (uint16_t)n;
+		h.sid = st->id;
+		frame_encode(v.iov_base, &h);
+		v.iov_len = FRAME_HDR_LEN + (size_t)n;
+		evbuffer_commit_space(m->out, &v, 1);
+		st->tx_sent += (uint32_t)n;
+		m->tx_bytes += (uint64_t)n;
+		total += n;
+		if ((size_t)n < want)
+			break; /* the socket is drained for now */
+	}
+	mux_flush(m);
+	if (total > 0)
+		return total;
+	return err;
+}
+
+ssize_t
+mux_stream_send_buffer(struct mux_stream *st, struct evbuffer *src)
+{
+	struct mux *m = st->m;
+	ssize_t total = 0;
+
+	if (!stream_can_send(st))
+		return MG_ECLOSED;
+	while (evbuffer_get_length(src) > 0) {
+		size_t n = evbuffer_get_length(src);
+		uint32_t avail = stream_window_avail(st);
+		uint8_t hdr[FRAME_HDR_LEN];
+		struct frame_hdr h;
+
+		if (evbuffer_get_length(m->out) > m->cfg.out_high ||
+		    avail == 0) {
+			stream_wait(st);
+			break;
+		}
+		if (n > m->cfg.frame_size)
+			n = m->cfg.frame_size;
+		if (n > avail)
+			n = avail;
+		h.ver = m->version;
+		h.cmd = FRAME_PSH;
+		h.len = (uint16_t)n;
+		h.sid = st->id;
+		frame_encode(hdr, &h);
+		evbuffer_add(m->out, hdr, sizeof(hdr));
+		evbuffer_remove_buffer(src, m->out, n);
+		st->tx_sent += (uint32_t)n;
+		m->tx_bytes += n;
+		total += (ssize_t)n;
+	}
+	mux_flush(m);
+	if (total == 0 && evbuffer_get_length(src) > 0)
+		return MG_ELIMIT;
+	return total;
+}
+
+void
+mux_stream_shutdown(struct mux_stream *st)
+{
+	if (st->fin_sent || st->m->dead)
+		return;
+	st->fin_sent = 1;
+	emit(st->m, FRAME_FIN, st->id, NULL, 0);
+	mux_flush(st->m);
+}
+
+void
+mux_stream_free(struct mux_stream *st)
+{
+	struct mux *m;
+	size_t queued;
+
+	if (st == NULL || st->orphan || st->dead)
+		return;
+	m = st->m;
+	st->orphan = 1;
+	st->cbs = NULL;
+	st->sink_fd = -1;
+	if (st->waiting) {
+		TAILQ_REMOVE(&m->waiters, st, wait_link);
+		st->waiting = 0;
+	}
+	queued = st->rx ? evbuffer_get_length(st->rx) : 0;
+	if (st->rx) {
+		evbuffer_free(st->rx);
+		st->rx = NULL;
+	}
+	if (queued) {
+		stream_unqueue(st, queued);
+		stream_credit(st, queued);
+	}
+	mux_stream_shutdown(st);
+	if (st->fin_recv || m->dead)
+		stream_destroy(st);
+}
+
+/* ---- input ---- */
+
+static void
+mux_proto_error(struct mux *m, const char *what, uint32_t sid)
+{
+	log_warn("mux fd %d: protocol error: %s (stream %u)", m->fd, what,
+	    sid);
+	mux_die(m, MG_EPROTO);
+}
+
+/* Deliver a PSH payload of len bytes at the head of m->in (header gone). */
+static void
+stream_deliver(struct mux_stream *st, size_t len)
+{
+	struct mux *m = st->m;
+	size_t done = 0;
+
+	if (m->version == 2 &&
+	    (uint64_t)st->rx_queued + len > m->cfg.stream_window) {
+		mux_proto_error(m, "peer overran the stream window", st->id);
+		return;
+	}
+	m->rx_bytes += len;
+	if (st->sink_fd >= 0 &&
+	    (st->rx == NULL || evbuffer_get_length(st->rx) == 0)) {
+		struct evbuffer_iovec v[MUX_MAX_IOV];
+		struct iovec iov[MUX_MAX_IOV];
+		struct msghdr msg;
+		int nv = evbuffer_peek(m->in, len, NULL, v, MUX_MAX_IOV);
+		ssize_t n;
+
+		if (nv > MUX_MAX_IOV)
+			nv = MUX_MAX_IOV;
+		for (int i = 0; i < nv; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		/* peek may hand back more than len in its last vector */
+		{
+			size_t sum = 0;
+			for (int i = 0; i < nv; i++) {
+				if (sum + iov[i].iov_len > len)
+					iov[i].iov_len = len - sum;
+				sum += iov[i].iov_len;
+			}
+		}
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_iov = iov;
+		msg.msg_iovlen = (size_t)nv;
+		n = sendmsg(st->sink_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			done = (size_t)n;
+			st->delivered += done;
+			evbuffer_drain(m->in, done);
+			stream_credit(st, done);
+		}
+	}
+	if (done < len) {
+		struct evbuffer *rx = mux_stream_rx(st);
+		evbuffer_remove_buffer(m->in, rx, len - done);
+		st->rx_queued += (uint32_t)(len - done);
+		m->rx_queued_total += len - done;
+		if (m->version == 1 &&
+		    m->rx_queued_total > m->cfg.session_rx_max &&
+		    !m->read_paused) {
+			m->read_paused = 1;
+			event_del(m->rev);
+		}
+		if (st->cbs && st->cbs->readable)
+			st->cbs->readable(st, st->arg);
+	}
+}
+
+/* Handle one complete frame at the head of m->in. */
+static void
+mux_handle_frame(struct mux *m, const struct frame_hdr *h)
+{
+	struct mux_stream *st = idmap_get(&m->streams, h->sid);
+	uint8_t buf[FRAME_UPD_LEN];
+
+	switch (h->cmd) {
+	case FRAME_NOP:
+		evbuffer_drain(m->in, FRAME_HDR_LEN);
+		break;
+	case FRAME_SYN:
+		evbuffer_drain(m->in, FRAME_HDR_LEN);
+		if (h->sid == 0 || (h->sid & 1) != (m->is_client ? 0 : 1)) {
+			mux_proto_error(m, "SYN with an id of the wrong parity",
+			    h->sid);
+			return;
+		}
+		if (st != NULL || (h->sid < m->peer_max_id &&
+		    m->peer_max_id - h->sid > 4096)) {
+			mux_proto_error(m, "SYN for an id already used",
+			    h->sid);
+			return;
+		}
+		if (h->sid > m->peer_max_id)
+			m->peer_max_id = h->sid;
+		st = stream_new(m, h->sid);
+		if (m->cfg.max_streams && m->nstreams > m->cfg.max_streams) {
+			log_warn("mux fd %d: stream %u refused: %u streams open",
+			    m->fd, h->sid, m->nstreams - 1);
+			mux_stream_free(st);
+			return;
+		}
+		m->cbs.accept(m, st, m->arg);
+		break;
+	case FRAME_FIN:
+		evbuffer_drain(m->in, FRAME_HDR_LEN);
+		if (st == NULL || st->fin_recv)
+			break;
+		st->fin_recv = 1;
+		if (st->orphan) {
+			if (st->fin_sent)
+				stream_destroy(st);
+		} else if (st->cbs && st->cbs->readable) {
+			st->cbs->readable(st, st->arg);
+		}
+		break;
+	case FRAME_UPD:
+		evbuffer_drain(m->in, FRAME_HDR_LEN);
+		evbuffer_remove(m->in, buf, sizeof(buf));
+		if (st == NULL)
+			break;
+		frame_upd_decode(buf, sizeof(buf), &st->peer_consumed,
+		    &st->peer_window);
+		if (st->waiting && stream_window_avail(st) > 0 &&
+		    evbuffer_get_length(m->out) <= m->cfg.out_high) {
+			TAILQ_REMOVE(&m->waiters, st, wait_link);
+			st->waiting = 0;
+			if (st->cbs && st->cbs->writable)
+				st->cbs->writable(st, st->arg);
+		}
+		break;
+	case FRAME_PSH:
+		evbuffer_drain(m->in, FRAME_HDR_LEN);
+		if (st == NULL || st->fin_recv) {
+			/* late data for a closed stream is read and dropped */
+			evbuffer_drain(m->in, h->len);
+			break;
+		}
+		if (h->len == 0)
+			break;
+		if (st->orphan) {
+			evbuffer_drain(m->in, h->len);
+			stream_credit(st, h->len);
+		} else if (st->cbs && st->cbs->message) {
+			const uint8_t *p = evbuffer_pullup(m->in, h->len);
+			m->rx_bytes += h->len;
+			st->cbs->message(st, p, h->len, st->arg);
+			/* the callback may have killed the session */
+			if (!m->dead) {
+				evbuffer_drain(m->in, h->len);
+				st = idmap_get(&m->streams, h->sid);
+				if (st)
+					stream_credit(st, h->len);
+			}
+		} else {
+			stream_deliver(st, h->len);
+		}
+		break;
+	}
+}
+
+static void
+mux_process_input(struct mux *m)
+{
+	uint8_t raw[FRAME_HDR_LEN];
+	struct frame_hdr h;
+	size_t avail;
+
+	while (!m->dead && !m->free_pending) {
+		avail = evbuffer_get_length(m->in);
+		if (avail < FRAME_HDR_LEN)
+			break;
+		evbuffer_copyout(m->in, raw, sizeof(raw));
+		if (frame_decode(raw, sizeof(raw), &h) < 0) {
+			mux_proto_error(m, "invalid frame header", 0);
+			return;
+		}
+		if (m->version == 0) {
+			m->version = h.ver; /* the client's first frame */
+		} else if (h.ver != m->version) {
+			mux_proto_error(m, "frame version changed", h.sid);
+			return;
+		}
+		if (avail < FRAME_HDR_LEN + (size_t)h.len)
+			break;
+		m->last_rx_ms = now_ms(m);
+		mux_handle_frame(m, &h);
+	}
+}
+
+static void
+mux_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct mux *m = arg;
+	struct evbuffer_iovec v[2];
+	struct iovec iov[2];
+	int nv;
+	ssize_t n;
+
+	m->depth++;
+	nv = evbuffer_reserve_space(m->in, MUX_READ_SIZE, v, 2);
+	for (int i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	n = readv(fd, iov, nv);
+	if (n <= 0) {
+		evbuffer_commit_space(m->in, NULL, 0);
+		if (n == 0)
+			mux_die(m, MG_ECLOSED);
+		else if (errno != EAGAIN && errno != EINTR)
+			mux_die(m, MG_EIO);
+		goto out;
+	}
+	for (int i = 0; i < nv; i++) {
+		size_t take = (size_t)n < v[i].iov_len ? (size_t)n : v[i].iov_len;
+		v[i].iov_len = take;
+		n -= (ssize_t)take;
+	}
+	evbuffer_commit_space(m->in, v, nv);
+	mux_process_input(m);
+	if (!m->dead && !m->free_pending) {
+		mux_flush(m);
+		if (!m->read_paused &&
+		    evbuffer_get_length(m->out) > m->cfg.out_hard) {
+			/* the peer makes us write but does not read */
+			m->read_paused = 1;
+			event_del(m->rev);
+		}
+	}
+out:
+	mux_end_callback(m);
+}
+
+static void
+mux_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct mux *m = arg;
+	uint64_t now = now_ms(m);
+
+	m->depth++;
+	if (m->cfg.dead_ms && now - m->last_rx_ms >= m->cfg.dead_ms) {
+		log_warn("mux fd %d: no frame from the peer for %u ms", m->fd,
+		    m->cfg.dead_ms);
+		mux_die(m, MG_ETIMEDOUT);
+		goto out;
+	}
+	if (m->version && now - m->last_tx_ms >= m->cfg.keepalive_ms / 2) {
+		emit(m, FRAME_NOP, 0, NULL, 0);
+		mux_flush(m);
+	}
+out:
+	mux_end_callback(m);
+}
+
+/* ---- teardown ---- */
+
+static void
+mux_die(struct mux *m, int err)
+{
+	struct mux_stream **all;
+	size_t n = 0;
+
+	if (m->dead)
+		return;
+	m->dead = 1;
+	m->depth++;
+	event_del(m->rev);
+	event_del(m->timer);
+	/* one last non-blocking try, so an Error or Goodbye gets out */
+	if (evbuffer_get_length(m->out))
+		(void)evbuffer_write(m->out, m->fd);
+	event_del(m->wev);
+	shutdown(m->fd, SHUT_RDWR);
+
+	all = xcalloc(m->streams.count + 1, sizeof(*all));
+	for (size_t i = 0; i < m->streams.cap; i++) {
+		uint32_t k = m->streams.keys[i];
+		if (k != 0 && k != UINT32_MAX)
+			all[n++] = m->streams.vals[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct mux_stream *st = all[i];
+		if (!st->orphan && st->cbs && st->cbs->closed) {
+			st->dead = 1;
+			st->cbs->closed(st, st->arg);
+		}
+		stream_destroy(st);
+	}
+	free(all);
+	if (m->cbs.closed)
+		m->cbs.closed(m, err, m->arg);
+	mux_end_callback(m);
+}
+
+void
+mux_close(struct mux *m, int err)
+{
+	mux_die(m, err);
+}
+
+static void
+mux_destroy(struct mux *m)
+{
+	struct mux_stream **all;
+	size_t n = 0;
+
+	all = xcalloc(m->streams.count + 1, sizeof(*all));
+	for (size_t i = 0; i < m->streams.cap; i++) {
+		uint32_t k = m->streams.keys[i];
+		if (k != 0 && k != UINT32_MAX)
+			all[n++] = m->streams.vals[i];
+	}
+	for (size_t i = 0; i < n; i++)
+		stream_destroy(all[i]);
+	free(all);
+	idmap_free(&m->streams);
+	event_free(m->rev);
+	event_free(m->wev);
+	event_free(m->timer);
+	event_free(m->reaper);
+	evbuffer_free(m->in);
+	evbuffer_free(m->out);
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m);
+}
+
+void
+mux_free(struct mux *m)
+{
+	if (m == NULL || m->free_pending)
+		return;
+	m->free_pending = 1;
+	m->dead = 1;
+	if (m->depth == 0) {
+		mux_destroy(m);
+		return;
+	}
+	/* inside our own call chain: free once it has unwound */
+	event_del(m->rev);
+	event_del(m->wev);
+	event_del(m->timer);
+	event_active(m->reaper, EV_TIMEOUT, 0);
+}
+
+static void
+mux_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	mux_destroy(arg);
+}

@@ -1,0 +1,157 @@
+/*
+ * mux.h: an smux session (PROTOCOL.md section 3) over one connected,
+ * non-blocking socket, driven by a libevent base.
+ *
+ * Data path: a producer reads its socket straight into the session's output
+ * buffer behind a frame header (mux_stream_send_from_fd); inbound PSH
+ * payloads are written straight from the session's input buffer to the
+ * consumer's socket when it keeps up (mux_stream_set_sink), and only the
+ * rest is queued on the stream. Payload is never copied in user space on
+ * the fast path, and an idle stream holds no buffer chains.
+ */
+#ifndef MG_MUX_H
+#define MG_MUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event_base;
+struct evbuffer;
+struct mux;
+struct mux_stream;
+
+struct mux_config {
+	uint8_t version;        /* client: version to speak (1 or 2); server:
+				   ignored, the client's first frame sets it */
+	uint32_t stream_window; /* our per-stream receive window (v2) */
+	uint32_t frame_size;    /* largest PSH payload we send */
+	size_t session_rx_max;  /* v1: inbound bytes queued on all streams
+				   before the socket stops being read */
+	size_t out_high;        /* output queued above this: producers wait */
+	size_t out_hard;        /* above this: stop reading the socket too */
+	unsigned keepalive_ms;  /* NOP when nothing was sent for this long */
+	unsigned dead_ms;       /* no inbound frame for this long: dead */
+	unsigned max_streams;   /* open streams at once; 0 = no limit */
+};
+
+/* mux_config_default: 1 MiB windows, 32 KiB frames, 10 s keepalive, 30 s
+ * dead, version 2. */
+void mux_config_default(struct mux_config *c);
+
+struct mux_callbacks {
+	/* The peer opened st. Set its callbacks here (mux_stream_set_cbs),
+	 * or mux_stream_free(st) to refuse it. Required. */
+	void (*accept)(struct mux *m, struct mux_stream *st, void *arg);
+	/* The session died: err is MG_ECLOSED (peer closed), MG_EIO,
+	 * MG_EPROTO or MG_ETIMEDOUT. Every stream's closed callback has run
+	 * already. The owner calls mux_free(m) (it may from here). */
+	void (*closed)(struct mux *m, int err, void *arg);
+};
+
+struct mux_stream_cbs {
+	/* New data on the stream's queue, or the peer's FIN. */
+	void (*readable)(struct mux_stream *st, void *arg);
+	/* Room again (window or session output) after MG_EAGAIN. */
+	void (*writable)(struct mux_stream *st, void *arg);
+	/* Message mode (control stream): one whole PSH payload. */
+	void (*message)(struct mux_stream *st, const uint8_t *p, size_t len,
+	    void *arg);
+	/* The session died; st is freed right after this returns. */
+	void (*closed)(struct mux_stream *st, void *arg);
+};
+
+/*
+ * mux_new: start a session on fd (connected, non-blocking; the mux owns it
+ * and closes it in mux_free). is_client selects the id parity and who sends
+ * first. Returns the session; free with mux_free.
+ */
+struct mux *mux_new(struct event_base *base, int fd, int is_client,
+    const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg);
+
+/* mux_free: close the socket and free every stream without callbacks.
+ * Accepts NULL. Safe from inside this session's callbacks (deferred). */
+void mux_free(struct mux *m);
+
+/* mux_close: end the session now, as if the peer had closed it, after
+ * trying to send what is queued (bounded, non-blocking). Runs the stream
+ * closed callbacks and then the session's closed callback with err. */
+void mux_close(struct mux *m, int err);
+
+/* mux_version: the session's version, 0 while unknown (server side). */
+int mux_version(const struct mux *m);
+/* mux_fd: the session's socket. */
+int mux_fd(const struct mux *m);
+/* mux_nstreams: streams open now. */
+unsigned mux_nstreams(const struct mux *m);
+/* mux_output_len: bytes queued for the socket. */
+size_t mux_output_len(const struct mux *m);
+/* mux_stats: bytes of payload sent and received so far. */
+void mux_stats(const struct mux *m, uint64_t *tx, uint64_t *rx);
+
+/* mux_stream_open: open a stream (SYN). NULL when the session is closing
+ * or max_streams is reached. Free with mux_stream_free. */
+struct mux_stream *mux_stream_open(struct mux *m);
+
+/* mux_stream_free: the caller is done with st: FIN if not yet sent; later
+ * inbound data is dropped (but credited, so the peer is not stalled). Do
+ * not use st afterwards. Accepts NULL. */
+void mux_stream_free(struct mux_stream *st);
+
+void mux_stream_set_cbs(struct mux_stream *st,
+    const struct mux_stream_cbs *cbs, void *arg);
+uint32_t mux_stream_id(const struct mux_stream *st);
+struct mux *mux_stream_session(const struct mux_stream *st);
+
+/*
+ * mux_stream_set_sink: when fd >= 0, inbound payload is written to fd
+ * directly while the stream's queue is empty; bytes fd does not take are
+ * queued and readable is called. The caller keeps owning fd. -1 turns it
+ * off.
+ */
+void mux_stream_set_sink(struct mux_stream *st, int fd);
+
+/* mux_stream_rx: the stream's inbound queue. Take bytes out of it, then
+ * report them with mux_stream_consumed. */
+struct evbuffer *mux_stream_rx(struct mux_stream *st);
+/* mux_stream_queued: bytes on the inbound queue. */
+size_t mux_stream_queued(const struct mux_stream *st);
+/* mux_stream_consumed: credit n bytes taken from the queue (UPD). */
+void mux_stream_consumed(struct mux_stream *st, size_t n);
+/* mux_stream_flush_to_fd: write the queue to fd and credit what was
+ * written. Returns bytes written, MG_EAGAIN when fd is full, or MG_EIO
+ * (errno set). */
+ssize_t mux_stream_flush_to_fd(struct mux_stream *st, int fd);
+/* mux_stream_delivered: payload bytes the consumer has taken so far (to
+ * the sink directly or through the queue). */
+uint64_t mux_stream_delivered(const struct mux_stream *st);
+/* mux_stream_eof: the peer sent FIN and the queue is empty. */
+int mux_stream_eof(const struct mux_stream *st);
+
+/* mux_stream_write: queue len bytes of data (for headers and small
+ * writes; not window-limited beyond the session caps). 0, or MG_ECLOSED. */
+int mux_stream_write(struct mux_stream *st, const void *p, size_t len);
+/* mux_stream_send_msg: one whole message as one PSH frame (len <= 65535). */
+int mux_stream_send_msg(struct mux_stream *st, const void *p, size_t len);
+
+/*
+ * mux_stream_send_from_fd: read from fd straight into framed output, up to
+ * max bytes in frames of at most frame_size, limited by the peer's window
+ * and the session's output mark. Returns the bytes read (> 0), 0 on EOF of
+ * fd, MG_EAGAIN when fd has nothing now, MG_ELIMIT when the window or the
+ * session is full (writable is called when that changes), MG_ECLOSED when
+ * the stream cannot send, MG_EIO on a read error (errno set).
+ */
+ssize_t mux_stream_send_from_fd(struct mux_stream *st, int fd, size_t max);
+
+/*
+ * mux_stream_send_buffer: move bytes from src into framed output, limited
+ * like mux_stream_send_from_fd. Returns the bytes moved (> 0), 0 when src
+ * is empty, MG_ELIMIT (writable follows) or MG_ECLOSED.
+ */
+ssize_t mux_stream_send_buffer(struct mux_stream *st, struct evbuffer *src);
+
+/* mux_stream_shutdown: FIN (half-close); data queued before it goes first. */
+void mux_stream_shutdown(struct mux_stream *st);
+
+#endif

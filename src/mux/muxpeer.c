@@ -1,0 +1,347 @@
+/* muxpeer.c: a raw smux echo server and echo checker over the mux layer,
+ * for interoperability tests against xtaci/smux (see muxpeer.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/rand.h>
+
+#include "mux/mux.h"
+#include "mux/muxpeer.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/net.h"
+#include "util/xmalloc.h"
+
+struct peer {
+	struct event_base *base;
+	struct mux_config cfg;
+	unsigned streams_left;
+	int failed;
+	size_t bytes;
+};
+
+/* ---- server: echo ---- */
+
+static void
+echo_pump(struct mux_stream *st)
+{
+	struct evbuffer *rx = mux_stream_rx(st);
+	ssize_t n = mux_stream_send_buffer(st, rx);
+
+	if (n > 0)
+		mux_stream_consumed(st, (size_t)n);
+	if (mux_stream_eof(st)) {
+		mux_stream_shutdown(st);
+		mux_stream_free(st);
+	}
+}
+
+static void
+echo_readable(struct mux_stream *st, void *arg)
+{
+	echo_pump(st);
+}
+
+static void
+echo_writable(struct mux_stream *st, void *arg)
+{
+	echo_pump(st);
+}
+
+static const struct mux_stream_cbs echo_cbs = {
+	.readable = echo_readable,
+	.writable = echo_writable,
+};
+
+static void
+echo_accept(struct mux *m, struct mux_stream *st, void *arg)
+{
+	mux_stream_set_cbs(st, &echo_cbs, NULL);
+}
+
+static void
+echo_closed(struct mux *m, int err, void *arg)
+{
+	log_info("mux-peer: session closed: %s", mg_strerror(err));
+	mux_free(m);
+}
+
+static const struct mux_callbacks echo_mux_cbs = {
+	.accept = echo_accept,
+	.closed = echo_closed,
+};
+
+static void
+peer_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct peer *p = arg;
+
+	net_sock_tune(fd);
+	mux_new(p->base, fd, 0, &p->cfg, &echo_mux_cbs, p);
+}
+
+/* ---- client: send, read back, compare ---- */
+
+struct check {
+	struct peer *p;
+	struct mux_stream *st;
+	struct evbuffer *tx;
+	uint8_t *want;
+	size_t got;
+};
+
+static void
+check_done(struct check *ck, int ok)
+{
+	struct peer *p = ck->p;
+
+	if (!ok)
+		p->failed = 1;
+	evbuffer_free(ck->tx);
+	free(ck->want);
+	mux_stream_free(ck->st);
+	free(ck);
+	if (--p->streams_left == 0 || !ok)
+		event_base_loopexit(p->base, NULL);
+}
+
+static void
+check_send(struct check *ck)
+{
+	if (evbuffer_get_length(ck->tx) == 0)
+		return;
+	mux_stream_send_buffer(ck->st, ck->tx);
+	if (evbuffer_get_length(ck->tx) == 0)
+		mux_stream_shutdown(ck->st);
+}
+
+static void
+check_readable(struct mux_stream *st, void *arg)
+{
+	struct check *ck = arg;
+	struct evbuffer *rx = mux_stream_rx(st);
+	size_t n = evbuffer_get_length(rx);
+
+	if (ck->got + n > ck->p->bytes) {
+		log_error("mux-peer: stream %u: echo longer than sent",
+		    mux_stream_id(st));
+		check_done(ck, 0);
+		return;
+	}
+	if (n) {
+		uint8_t *q = evbuffer_pullup(rx, n);
+		if (memcmp(q, ck->want + ck->got, n) != 0) {
+			log_error("mux-peer: stream %u: echo differs at byte "
+				  "%zu",
+			    mux_stream_id(st), ck->got);
+			check_done(ck, 0);
+			return;
+		}
+		ck->got += n;
+		evbuffer_drain(rx, n);
+		mux_stream_consumed(st, n);
+	}
+	if (mux_stream_eof(st)) {
+		if (ck->got != ck->p->bytes)
+			log_error("mux-peer: stream %u: echo ended after %zu "
+				  "of %zu bytes",
+			    mux_stream_id(st), ck->got, ck->p->bytes);
+		check_done(ck, ck->got == ck->p->bytes);
+	}
+}
+
+static void
+check_writable(struct mux_stream *st, void *arg)
+{
+	check_send(arg);
+}
+
+static void
+check_closed(struct mux_stream *st, void *arg)
+{
+	struct check *ck = arg;
+
+	ck->st = NULL;
+	log_error("mux-peer: session died with stream open");
+	check_done(ck, 0);
+}
+
+static const struct mux_stream_cbs check_cbs = {
+	.readable = check_readable,
+	.writable = check_writable,
+	.closed = check_closed,
+};
+
+static void
+check_accept(struct mux *m, struct mux_stream *st, void *arg)
+{
+	mux_stream_free(st);
+}
+
+static void
+check_mux_closed(struct mux *m, int err, void *arg)
+{
+	struct peer *p = arg;
+
+	if (p->streams_left) {
+		log_error("mux-peer: session closed: %s", mg_strerror(err));
+		p->failed = 1;
+	}
+	event_base_loopexit(p->base, NULL);
+}
+
+static const struct mux_callbacks check_mux_cbs = {
+	.accept = check_accept,
+	.closed = check_mux_closed,
+};
+
+static int
+dial(const char *addr)
+{
+	char host[256], port[8];
+	uint16_t pn;
+	const char *err;
+	struct addrinfo hints, *res, *ai;
+	int fd = -1;
+
+	if (net_split_hostport(addr, host, sizeof(host), &pn, &err)) {
+		fprintf(stderr, "mgrok: --connect: %s\n", err);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%u", pn);
+	if (getaddrinfo(host[0] ? host : "127.0.0.1", port, &hints, &res))
+		return -1;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype, 0);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd >= 0) {
+		net_set_nonblock(fd);
+		net_sock_tune(fd);
+	}
+	return fd;
+}
+
+int
+muxpeer_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "connect", required_argument, NULL, 'c' },
+		{ "streams", required_argument, NULL, 'n' },
+		{ "bytes", required_argument, NULL, 'b' },
+		{ "smuxver", required_argument, NULL, 'v' },
+		{ "max-time", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct peer p;
+	const char *listen_at = NULL, *connect_to = NULL;
+	unsigned nstreams = 8, max_time = 60;
+	struct timeval tv;
+	int o, rc = 1;
+
+	memset(&p, 0, sizeof(p));
+	mux_config_default(&p.cfg);
+	p.bytes = 1 << 20;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'l': listen_at = optarg; break;
+		case 'c': connect_to = optarg; break;
+		case 'n': nstreams = (unsigned)atoi(optarg); break;
+		case 'b': p.bytes = (size_t)atol(optarg); break;
+		case 'v': p.cfg.version = (uint8_t)atoi(optarg); break;
+		case 't': max_time = (unsigned)atoi(optarg); break;
+		default:
+			fprintf(stderr, "usage: mgrok mux-peer --listen ADDR | "
+					"--connect ADDR [--streams N] [--bytes B] "
+					"[--smuxver 1|2] [--max-time S]\n");
+			return 2;
+		}
+	}
+	if ((listen_at == NULL) == (connect_to == NULL) || nstreams == 0 ||
+	    (p.cfg.version != 1 && p.cfg.version != 2)) {
+		fprintf(stderr, "mgrok: mux-peer: give --listen or --connect "
+				"(one), --streams >= 1, --smuxver 1 or 2\n");
+		return 2;
+	}
+	p.base = event_base_new();
+	tv.tv_sec = max_time;
+	tv.tv_usec = 0;
+	event_base_loopexit(p.base, &tv);
+	if (listen_at) {
+		char host[256], buf[NET_ADDRSTR_MAX];
+		uint16_t port;
+		const char *err;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct evconnlistener *l;
+		int fd;
+		if (net_split_hostport(listen_at, host, sizeof(host), &port,
+		    &err) || (fd = net_listen_tcp(host, port, 128)) < 0) {
+			fprintf(stderr, "mgrok: mux-peer: cannot listen on "
+					"%s\n", listen_at);
+			goto out;
+		}
+		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		l = evconnlistener_new(p.base, peer_on_accept, &p,
+		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		log_info("mux-peer listening on %s",
+		    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)));
+		event_base_dispatch(p.base);
+		evconnlistener_free(l);
+		rc = 0;
+	} else {
+		int fd = dial(connect_to);
+		struct mux *m;
+		if (fd < 0) {
+			fprintf(stderr, "mgrok: mux-peer: cannot connect to "
+					"%s\n", connect_to);
+			goto out;
+		}
+		m = mux_new(p.base, fd, 1, &p.cfg, &check_mux_cbs, &p);
+		p.streams_left = nstreams;
+		for (unsigned i = 0; i < nstreams; i++) {
+			struct check *ck = xcalloc(1, sizeof(*ck));
+			ck->p = &p;
+			ck->st = mux_stream_open(m);
+			ck->tx = evbuffer_new();
+			ck->want = xmalloc(p.bytes);
+			RAND_bytes(ck->want, (int)p.bytes);
+			evbuffer_add(ck->tx, ck->want, p.bytes);
+			mux_stream_set_cbs(ck->st, &check_cbs, ck);
+			check_send(ck);
+		}
+		event_base_dispatch(p.base);
+		if (p.streams_left == 0 && !p.failed) {
+			printf("mux-peer: %u streams ok\n", nstreams);
+			rc = 0;
+		} else {
+			fprintf(stderr, "mgrok: mux-peer: %s (%u streams "
+					"unfinished)\n",
+			    p.failed ? "echo check failed" : "timed out",
+			    p.streams_left);
+		}
+		mux_free(m);
+	}
+out:
+	event_base_free(p.base);
+	return rc;
+}

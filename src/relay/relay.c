@@ -1,0 +1,242 @@
+/* relay.c: socket <-> stream bridging; see relay.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "mux/mux.h"
+#include "relay/relay.h"
+#include "util/err.h"
+#include "util/xmalloc.h"
+
+/* How much one read event may move before yielding to other sockets. */
+#define RELAY_READ_BUDGET (256 * 1024)
+
+struct relay {
+	struct event_base *base;
+	struct mux_stream *st;
+	struct event *rev, *wev;
+	relay_done_fn done;
+	void *arg;
+	uint64_t from_sock, to_sock;
+	uint64_t rx_base;     /* bytes the stream delivered before us */
+	int fd;
+	int flags;
+	unsigned rd_done : 1; /* socket EOF seen, FIN sent */
+	unsigned wr_done : 1; /* stream FIN seen, socket shut for writing */
+	unsigned busy : 1;    /* inside our own handler */
+	unsigned dying : 1;   /* free when the handler unwinds */
+	unsigned failed : 1;
+};
+
+static void relay_on_read(evutil_socket_t fd, short what, void *arg);
+static void relay_on_write(evutil_socket_t fd, short what, void *arg);
+static void relay_st_readable(struct mux_stream *st, void *arg);
+static void relay_st_writable(struct mux_stream *st, void *arg);
+static void relay_st_closed(struct mux_stream *st, void *arg);
+
+static const struct mux_stream_cbs relay_stream_cbs = {
+	.readable = relay_st_readable,
+	.writable = relay_st_writable,
+	.message = NULL,
+	.closed = relay_st_closed,
+};
+
+static void
+relay_destroy(struct relay *r, int notify)
+{
+	int refused;
+
+	if (r->st)
+		r->to_sock = mux_stream_delivered(r->st) - r->rx_base;
+	refused = r->to_sock == 0 && r->wr_done;
+
+	event_free(r->rev);
+	event_free(r->wev);
+	if (r->fd >= 0) {
+		if ((r->flags & RELAY_RST_IF_REFUSED) && refused) {
+			struct linger lg = { 1, 0 };
+			setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+		}
+		close(r->fd);
+	}
+	mux_stream_free(r->st);
+	if (notify && r->done)
+		r->done(r->arg, r->from_sock, r->to_sock, refused);
+	free(r);
+}
+
+/* End the relay, now or when our handler unwinds. */
+static void
+relay_finish(struct relay *r)
+{
+	if (r->busy)
+		r->dying = 1;
+	else
+		relay_destroy(r, 1);
+}
+
+static void
+relay_check_done(struct relay *r)
+{
+	if (r->failed || (r->rd_done && r->wr_done))
+		relay_finish(r);
+}
+
+/* Write what the stream has queued; shut the socket once FIN is through. */
+static void
+relay_flush(struct relay *r)
+{
+	ssize_t n = mux_stream_flush_to_fd(r->st, r->fd);
+
+	if (n == MG_EIO) {
+		r->failed = 1;
+		return;
+	}
+	r->to_sock = mux_stream_delivered(r->st) - r->rx_base;
+	if (mux_stream_queued(r->st) > 0) {
+		event_add(r->wev, NULL);
+		return;
+	}
+	event_del(r->wev);
+	if (mux_stream_eof(r->st) && !r->wr_done) {
+		r->wr_done = 1;
+		if ((r->flags & RELAY_RST_IF_REFUSED) && r->to_sock == 0) {
+			r->failed = 1; /* refused: reset, in relay_destroy */
+			return;
+		}
+		shutdown(r->fd, SHUT_WR);
+	}
+}
+
+static void
+relay_pump(struct relay *r)
+{
+	ssize_t n = mux_stream_send_from_fd(r->st, r->fd, RELAY_READ_BUDGET);
+
+	if (n > 0) {
+		r->from_sock += (uint64_t)n;
+	} else if (n == 0) {
+		r->rd_done = 1;
+		event_del(r->rev);
+		mux_stream_shutdown(r->st);
+	} else if (n == MG_ELIMIT) {
+		event_del(r->rev); /* writable brings it back */
+	} else if (n != MG_EAGAIN) {
+		r->failed = 1;
+	}
+}
+
+static void
+relay_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+
+	r->busy = 1;
+	relay_pump(r);
+	r->busy = 0;
+	if (r->dying)
+		relay_destroy(r, 0);
+	else
+		relay_check_done(r);
+}
+
+static void
+relay_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+
+	r->busy = 1;
+	relay_flush(r);
+	r->busy = 0;
+	if (r->dying)
+		relay_destroy(r, 0);
+	else
+		relay_check_done(r);
+}
+
+static void
+relay_st_readable(struct mux_stream *st, void *arg)
+{
+	struct relay *r = arg;
+
+	if (r->busy) {
+		/* we are inside our own call into the mux: just note it */
+		event_add(r->wev, NULL);
+		return;
+	}
+	r->busy = 1;
+	relay_flush(r);
+	r->busy = 0;
+	if (r->dying)
+		relay_destroy(r, 0);
+	else
+		relay_check_done(r);
+}
+
+static void
+relay_st_writable(struct mux_stream *st, void *arg)
+{
+	struct relay *r = arg;
+
+	if (!r->rd_done)
+		event_add(r->rev, NULL);
+}
+
+static void
+relay_st_closed(struct mux_stream *st, void *arg)
+{
+	struct relay *r = arg;
+
+	/* the session died: the stream goes with it */
+	r->to_sock = mux_stream_delivered(st) - r->rx_base;
+	r->st = NULL;
+	r->failed = 1;
+	relay_finish(r);
+}
+
+struct relay *
+relay_new(struct event_base *base, int fd, struct mux_stream *st, int flags,
+    relay_done_fn done, void *arg)
+{
+	struct relay *r = xcalloc(1, sizeof(*r));
+
+	r->base = base;
+	r->fd = fd;
+	r->st = st;
+	r->flags = flags;
+	r->done = done;
+	r->arg = arg;
+	r->rx_base = mux_stream_delivered(st);
+	r->rev = event_new(base, fd, EV_READ | EV_PERSIST, relay_on_read, r);
+	r->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, relay_on_write, r);
+	if (r->rev == NULL || r->wev == NULL)
+		abort();
+	mux_stream_set_cbs(st, &relay_stream_cbs, r);
+	mux_stream_set_sink(st, fd);
+	event_add(r->rev, NULL);
+	/* bytes or a FIN that arrived before us */
+	r->busy = 1;
+	relay_flush(r);
+	r->busy = 0;
+	if (r->dying || r->failed || (r->rd_done && r->wr_done)) {
+		relay_destroy(r, r->dying ? 0 : 1);
+		return NULL;
+	}
+	return r;
+}
+
+void
+relay_abort(struct relay *r)
+{
+	if (r == NULL)
+		return;
+	if (r->busy) {
+		r->dying = 1;
+		return;
+	}
+	relay_destroy(r, 0);
+}

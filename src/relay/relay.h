@@ -1,0 +1,41 @@
+/*
+ * relay.h: bridge one connected socket and one mux stream, both ways,
+ * with half-close and backpressure (the socket is not read while the
+ * stream cannot send; the stream's window is not credited while the socket
+ * does not take the bytes).
+ */
+#ifndef MG_RELAY_H
+#define MG_RELAY_H
+
+#include <stdint.h>
+
+struct event_base;
+struct mux_stream;
+struct relay;
+
+enum relay_flags {
+	/* the stream ended before it carried a byte: reset the socket
+	 * (RST) instead of a clean close (a refused stream, PROTOCOL 4.5) */
+	RELAY_RST_IF_REFUSED = 1 << 0,
+};
+
+/* Called once when the relay ends, after it closed the socket and let go
+ * of the stream: bytes read from the socket and written to it. */
+typedef void (*relay_done_fn)(void *arg, uint64_t from_sock,
+    uint64_t to_sock, int refused);
+
+/*
+ * relay_new: start relaying between fd (non-blocking; the relay owns and
+ * closes it) and st (the relay takes it over and frees it). Bytes already
+ * queued on st are written to fd first. done may be NULL. The relay frees
+ * itself when both directions are finished or either side fails, or when
+ * the session dies.
+ */
+struct relay *relay_new(struct event_base *base, int fd,
+    struct mux_stream *st, int flags, relay_done_fn done, void *arg);
+
+/* relay_abort: end the relay now (socket closed, stream freed), without
+ * calling done. Accepts NULL. */
+void relay_abort(struct relay *r);
+
+#endif

@@ -1,0 +1,428 @@
+/* proxy.c: registered proxies, their leases (PROTOCOL.md 4.6) and their
+ * public TCP listeners. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "mux/mux.h"
+#include "proto/sthdr.h"
+#include "relay/relay.h"
+#include "server/server_int.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/net.h"
+#include "util/xmalloc.h"
+
+static void proxy_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg);
+
+const char *
+proxy_url(const struct proxy *px, char *buf, size_t cap)
+{
+	const char *host = px->srv->host_for_urls;
+
+	if (host[0] == '\0' && px->sess)
+		host = px->sess->local_host;
+	snprintf(buf, cap, "%s://%s:%u", proxy_type_name(px->type), host,
+	    px->port);
+	return buf;
+}
+
+static void
+reset_close(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static void
+pending_close_all(struct proxy *px)
+{
+	struct pending *pd;
+
+	while ((pd = TAILQ_FIRST(&px->pending)) != NULL) {
+		TAILQ_REMOVE(&px->pending, pd, link);
+		reset_close(pd->fd);
+		free(pd);
+	}
+	px->npending = 0;
+}
+
+void
+proxy_free(struct proxy *px)
+{
+	if (px == NULL)
+		return;
+	pending_close_all(px);
+	if (px->lst)
+		evconnlistener_free(px->lst);
+	if (px->grace)
+		event_free(px->grace);
+	LIST_REMOVE(px, link);
+	free(px);
+}
+
+void
+proxy_unregister(struct proxy *px)
+{
+	if (px->sess) {
+		LIST_REMOVE(px, sess_link);
+		px->sess->nproxies--;
+	}
+	proxy_free(px);
+}
+
+static void
+proxy_on_grace_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+
+	log_info("lease of %s \"%s\" on port %u expired: %u waiting "
+		 "connections refused, port released",
+	    proxy_type_name(px->type), px->name, px->port, px->npending);
+	proxy_free(px);
+}
+
+/* The session died or was replaced: hold the lease for the grace period. */
+void
+proxy_session_lost(struct proxy *px)
+{
+	struct server *srv = px->srv;
+	struct timeval tv = { (time_t)srv->cf->lease_grace_s, 0 };
+
+	px->refuse_waiting = px->sess && px->sess->goodbye_received;
+	px->sess = NULL;
+	if (srv->cf->lease_grace_s == 0 || srv->shutting_down) {
+		proxy_free(px);
+		return;
+	}
+	if (px->grace == NULL)
+		px->grace = evtimer_new(srv->base, proxy_on_grace_end, px);
+	evtimer_add(px->grace, &tv);
+	log_info("lease of %s \"%s\" on port %u held for %u s",
+	    proxy_type_name(px->type), px->name, px->port,
+	    srv->cf->lease_grace_s);
+}
+
+static int
+port_leased(struct server *srv, uint16_t port)
+{
+	struct proxy *px;
+
+	LIST_FOREACH(px, &srv->proxies, link) {
+		if (px->port == port)
+			return 1;
+	}
+	return 0;
+}
+
+/* Listen on port for public connections; the fd or -1 (errno). */
+static int
+proxy_listen(struct server *srv, uint16_t port)
+{
+	return net_listen_tcp(srv->cf->bind_addr, port, 1024);
+}
+
+static struct proxy *
+lease_find(struct session *s, const struct ctrl_register *reg)
+{
+	static const uint8_t zero[CTRL_ID_LEN];
+	struct proxy *px;
+	int legacy = memcmp(s->client_id, zero, CTRL_ID_LEN) == 0;
+
+	if (reg->name.len == 0)
+		return NULL;
+	LIST_FOREACH(px, &s->srv->proxies, link) {
+		if (px->type != reg->proxy_type || px->identity != s->identity ||
+		    memcmp(px->client_id, s->client_id, CTRL_ID_LEN) != 0 ||
+		    strlen(px->name) != reg->name.len ||
+		    memcmp(px->name, reg->name.p, reg->name.len) != 0)
+			continue;
+		/* legacy clients have no id: the port must match too */
+		if (legacy && reg->remote_port != px->port)
+			continue;
+		if (reg->remote_port != 0 && reg->remote_port != px->port)
+			continue;
+		return px;
+	}
+	return NULL;
+}
+
+static void
+proxy_attach(struct proxy *px, struct session *s)
+{
+	struct pending *pd;
+
+	if (px->sess) {
+		/* a legacy client's older session that is still connected */
+		LIST_REMOVE(px, sess_link);
+		px->sess->nproxies--;
+	}
+	px->sess = s;
+	px->refuse_waiting = 0;
+	LIST_INSERT_HEAD(&s->proxies, px, sess_link);
+	s->nproxies++;
+	if (px->grace)
+		evtimer_del(px->grace);
+	if (px->npending)
+		log_info("port %u: serving %u connections that waited for the "
+			 "client",
+		    px->port, px->npending);
+	while ((pd = TAILQ_FIRST(&px->pending)) != NULL) {
+		TAILQ_REMOVE(&px->pending, pd, link);
+		px->npending--;
+		proxy_open_stream(px, pd->fd, (struct sockaddr *)&pd->peer);
+		free(pd);
+	}
+}
+
+static int
+reg_has_http_options(const struct ctrl_register *reg, const char **which)
+{
+	if (reg->subdomain.p)
+		*which = "subdomain";
+	else if (reg->hostname.p)
+		*which = "hostname";
+	else if (reg->basic_auth.p)
+		*which = "basic auth";
+	else if (reg->bandwidth)
+		*which = "bandwidth limit";
+	else if (reg->group.p)
+		*which = "load-balancing group";
+	else if (reg->proxy_protocol)
+		*which = "PROXY protocol";
+	else if (reg->n_allow_src)
+		*which = "allowed source";
+	else
+		return 0;
+	return 1;
+}
+
+int
+proxy_register(struct session *s, const struct ctrl_register *reg,
+    uint8_t *code, char *why, size_t whycap, struct proxy **out)
+{
+	struct server *srv = s->srv;
+	const struct server_conf *cf = srv->cf;
+	struct proxy *px;
+	const char *opt;
+	uint16_t port = 0;
+	int fd = -1;
+
+	*out = NULL;
+	if (reg->proxy_type != PROXY_TCP) {
+		*code = CODE_UNSUPPORTED;
+		snprintf(why, whycap, "proxy type %s is not supported by this "
+				      "server",
+		    proxy_type_name(reg->proxy_type) ?
+			proxy_type_name(reg->proxy_type) : "unknown");
+		return MG_EUNSUPP;
+	}
+	if (reg_has_http_options(reg, &opt)) {
+		*code = CODE_UNSUPPORTED;
+		snprintf(why, whycap, "option \"%s\" is not supported for tcp "
+				      "proxies",
+		    opt);
+		return MG_EUNSUPP;
+	}
+	LIST_FOREACH(px, &s->proxies, sess_link) {
+		if (reg->name.len && strlen(px->name) == reg->name.len &&
+		    memcmp(px->name, reg->name.p, reg->name.len) == 0) {
+			*code = CODE_IN_USE;
+			snprintf(why, whycap, "name \"%s\" already registered "
+					      "in this session",
+			    px->name);
+			return MG_EINUSE;
+		}
+	}
+	if (s->nproxies >= cf->max_proxies) {
+		*code = CODE_LIMIT;
+		snprintf(why, whycap, "at most %u proxies per session",
+		    cf->max_proxies);
+		return MG_ELIMIT;
+	}
+	if ((px = lease_find(s, reg)) != NULL) {
+		proxy_attach(px, s);
+		*out = px;
+		return 0;
+	}
+	if (reg->remote_port) {
+		port = reg->remote_port;
+		if (port < cf->start_port || port > cf->end_port) {
+			*code = CODE_NOT_ALLOWED;
+			snprintf(why, whycap, "port %u is outside the allowed "
+					      "range %u-%u",
+			    port, cf->start_port, cf->end_port);
+			return MG_EDENIED;
+		}
+		if (port_leased(srv, port)) {
+			*code = CODE_IN_USE;
+			snprintf(why, whycap, "port %u is in use by another "
+					      "tunnel",
+			    port);
+			return MG_EINUSE;
+		}
+		if ((fd = proxy_listen(srv, port)) < 0) {
+			*code = errno == EADDRINUSE ? CODE_IN_USE :
+			    errno == EACCES ? CODE_NOT_ALLOWED : CODE_INTERNAL;
+			snprintf(why, whycap, "port %u: %s%s", port,
+			    errno == EADDRINUSE ? "in use on the server" :
+			    strerror(errno), "");
+			return MG_EINUSE;
+		}
+	} else {
+		for (uint32_t p = cf->start_port; p <= cf->end_port; p++) {
+			if (port_leased(srv, (uint16_t)p))
+				continue;
+			if ((fd = proxy_listen(srv, (uint16_t)p)) >= 0) {
+				port = (uint16_t)p;
+				break;
+			}
+		}
+		if (fd < 0) {
+			*code = CODE_LIMIT;
+			snprintf(why, whycap, "no free port in %u-%u",
+			    cf->start_port, cf->end_port);
+			return MG_ELIMIT;
+		}
+	}
+	px = xcalloc(1, sizeof(*px));
+	px->srv = srv;
+	px->type = reg->proxy_type;
+	px->port = port;
+	px->identity = s->identity;
+	memcpy(px->client_id, s->client_id, CTRL_ID_LEN);
+	TAILQ_INIT(&px->pending);
+	if (reg->name.len)
+		memcpy(px->name, reg->name.p, reg->name.len);
+	else
+		snprintf(px->name, sizeof(px->name), "%s-%u",
+		    proxy_type_name(px->type), port);
+	px->lst = evconnlistener_new(srv->base, proxy_on_accept, px,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (px->lst == NULL) {
+		close(fd);
+		free(px);
+		*code = CODE_INTERNAL;
+		snprintf(why, whycap, "cannot listen on port %u", port);
+		return MG_EIO;
+	}
+	LIST_INSERT_HEAD(&srv->proxies, px, link);
+	px->sess = NULL;
+	proxy_attach(px, s);
+	*out = px;
+	return 0;
+}
+
+static void
+proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
+    int refused)
+{
+	struct server *srv = arg;
+
+	srv->met.streams_active--;
+	srv->met.bytes_in += from_sock;
+	srv->met.bytes_out += to_sock;
+	if (refused)
+		srv->met.streams_refused++;
+}
+
+void
+proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
+{
+	struct session *s = px->sess;
+	struct server *srv = px->srv;
+	struct mux_stream *st = mux_stream_open(s->mux);
+	struct sthdr h;
+	uint8_t buf[STHDR_MAX_LEN];
+	int n;
+
+	if (st == NULL) {
+		log_warn("port %u: connection refused: session %llu has too "
+			 "many streams",
+		    px->port, (unsigned long long)s->id);
+		srv->met.streams_refused++;
+		reset_close(fd);
+		return;
+	}
+	memset(&h, 0, sizeof(h));
+	h.stream_id = mux_stream_id(st);
+	h.remote_port = px->port;
+	h.name_len = (uint8_t)strlen(px->name);
+	memcpy(h.name, px->name, h.name_len);
+	h.type = STHDR_NEWSTREAM;
+	if (s->caps & CTRL_CAP_STREAM_EX) {
+		h.type = STHDR_NEWSTREAM_EX;
+		if (peer->sa_family == AF_INET) {
+			const struct sockaddr_in *in = (const void *)peer;
+			h.af = 4;
+			memcpy(h.addr, &in->sin_addr, 4);
+			h.port = ntohs(in->sin_port);
+		} else {
+			const struct sockaddr_in6 *in6 = (const void *)peer;
+			if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+				h.af = 4;
+				memcpy(h.addr, &in6->sin6_addr.s6_addr[12], 4);
+			} else {
+				h.af = 6;
+				memcpy(h.addr, &in6->sin6_addr, 16);
+			}
+			h.port = ntohs(in6->sin6_port);
+		}
+	}
+	n = sthdr_encode(&h, buf, sizeof(buf));
+	if (n < 0 || mux_stream_write(st, buf, (size_t)n) < 0) {
+		mux_stream_free(st);
+		reset_close(fd);
+		return;
+	}
+	px->conns_total++;
+	s->streams_total++;
+	srv->met.streams_total++;
+	srv->met.streams_active++;
+	if (s->state < SESS_FORWARDING)
+		s->state = SESS_FORWARDING;
+	if (log_enabled(LOG_DEBUG)) {
+		char a[NET_ADDRSTR_MAX];
+		log_debug("session %llu: stream %u for %s on port %u",
+		    (unsigned long long)s->id, h.stream_id,
+		    net_addr_str(peer, a, sizeof(a)), px->port);
+	}
+	/* relay_new frees everything itself when it fails */
+	relay_new(srv->base, fd, st, RELAY_RST_IF_REFUSED, proxy_relay_done,
+	    srv);
+}
+
+static void
+proxy_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct proxy *px = arg;
+	struct pending *pd;
+
+	net_sock_tune(fd);
+	if (px->sess) {
+		proxy_open_stream(px, fd, sa);
+		return;
+	}
+	if (px->refuse_waiting || px->npending >= px->srv->cf->max_pending) {
+		reset_close(fd);
+		return;
+	}
+	/* the client is away: hold the connection until it returns */
+	pd = xcalloc(1, sizeof(*pd));
+	pd->px = px;
+	pd->fd = fd;
+	memcpy(&pd->peer, sa, (size_t)salen < sizeof(pd->peer) ?
+	    (size_t)salen : sizeof(pd->peer));
+	TAILQ_INSERT_TAIL(&px->pending, pd, link);
+	px->npending++;
+}

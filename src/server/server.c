@@ -1,0 +1,656 @@
+/* server.c: the control listener, sessions, authentication and the control
+ * protocol of `mgrok server` (PROTOCOL.md section 4). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "mux/mux.h"
+#include "proto/ctrl.h"
+#include "server/server.h"
+#include "server/server_int.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/net.h"
+#include "util/xmalloc.h"
+
+#define SERVER_AGENT "mgrok/0.1.0"
+#define SERVER_CAPS (CTRL_CAP_STREAM_EX | CTRL_CAP_LEASES)
+#define AUTH_DEADLINE_S 10
+
+static void session_close(struct session *s, int err);
+
+uint64_t
+server_now_ms(struct server *srv)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(srv->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+void
+session_log_prefix(const struct session *s, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "session %llu (%s)", (unsigned long long)s->id,
+	    s->peer);
+}
+
+#define SLOG(lvl, s, fmt, ...)                                               \
+	log_msg(lvl, "session %llu (%s): " fmt, (unsigned long long)(s)->id,  \
+	    (s)->peer, ##__VA_ARGS__)
+
+static int
+session_send(struct session *s, const struct ctrl_msg *m)
+{
+	uint8_t buf[1024];
+	int n = ctrl_encode(m, buf, sizeof(buf));
+
+	if (n < 0) {
+		SLOG(LOG_ERROR, s, "cannot encode %s: %s",
+		    ctrl_type_name(m->type), mg_strerror(n));
+		return n;
+	}
+	return mux_stream_send_msg(s->ctrl, buf, (size_t)n);
+}
+
+static void
+session_send_code(struct session *s, uint8_t type, uint8_t code,
+    const char *text)
+{
+	struct ctrl_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = type;
+	m.u.err.code = code;
+	m.u.err.text.p = (const uint8_t *)text;
+	m.u.err.text.len = strlen(text);
+	if (s->ctrl)
+		session_send(s, &m);
+}
+
+/* Refuse with AuthErr or Error and close; s is gone afterwards. */
+static void
+session_fail(struct session *s, uint8_t type, uint8_t code, const char *text)
+{
+	SLOG(LOG_WARN, s, "%s code %u: %s", ctrl_type_name(type), code, text);
+	session_send_code(s, type, code, text);
+	session_close(s, MG_EPROTO);
+}
+
+static void
+session_destroy(struct session *s)
+{
+	struct server *srv = s->srv;
+	struct proxy *px;
+
+	while ((px = LIST_FIRST(&s->proxies)) != NULL) {
+		LIST_REMOVE(px, sess_link);
+		proxy_session_lost(px);
+	}
+	TAILQ_REMOVE(&srv->sessions, s, link);
+	srv->nsessions--;
+	if (s->identity >= 0)
+		srv->nauthed--;
+	if (s->deadline)
+		event_free(s->deadline);
+	mux_free(s->mux);
+	free(s);
+}
+
+static void
+session_mux_closed(struct mux *m, int err, void *arg)
+{
+	struct session *s = arg;
+	uint64_t tx, rx;
+	const char *why = err == MG_ECLOSED ? "connection closed" :
+	    err == MG_ETIMEDOUT ? "heartbeat timeout" :
+	    err == MG_EPROTO ? "protocol error" : mg_strerror(err);
+
+	mux_stats(m, &tx, &rx);
+	SLOG(LOG_INFO, s,
+	    "closed: %s; %llu streams, %llu bytes in, %llu bytes out, %llu s",
+	    why, (unsigned long long)s->streams_total,
+	    (unsigned long long)rx, (unsigned long long)tx,
+	    (unsigned long long)((server_now_ms(s->srv) - s->started_ms) /
+		1000));
+	session_destroy(s);
+}
+
+static void
+session_close(struct session *s, int err)
+{
+	mux_close(s->mux, err);
+}
+
+static void
+session_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state < SESS_AUTHENTICATED) {
+		SLOG(LOG_WARN, s, "no authentication within %d s",
+		    AUTH_DEADLINE_S);
+		if (s->ctrl)
+			session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
+			    "authentication timed out");
+		else
+			session_close(s, MG_ETIMEDOUT);
+	}
+}
+
+/* ---- authentication ---- */
+
+static int
+token_match(struct server *srv, const uint8_t *t, size_t len)
+{
+	int found = -1;
+
+	/* compare against every token, so timing shows nothing */
+	for (size_t i = 0; i < srv->cf->ntokens; i++) {
+		const char *k = srv->cf->tokens[i];
+		size_t kl = strlen(k);
+		if (kl == len && CRYPTO_memcmp(k, t, len) == 0 && found < 0)
+			found = (int)i;
+	}
+	return found;
+}
+
+static int
+mac_match(struct session *s, const uint8_t mac[CTRL_MAC_LEN])
+{
+	const struct server_conf *cf = s->srv->cf;
+	uint8_t want[CTRL_MAC_LEN];
+	int found = -1;
+
+	for (size_t i = 0; i < cf->ntokens; i++) {
+		ctrl_auth_mac((const uint8_t *)cf->tokens[i],
+		    strlen(cf->tokens[i]), s->client_nonce, s->server_nonce,
+		    s->client_id, want);
+		if (CRYPTO_memcmp(want, mac, CTRL_MAC_LEN) == 0 && found < 0)
+			found = (int)i;
+	}
+	return found;
+}
+
+static int
+id_is_zero(const uint8_t id[CTRL_ID_LEN])
+{
+	for (int i = 0; i < CTRL_ID_LEN; i++)
+		if (id[i])
+			return 0;
+	return 1;
+}
+
+/* A newer session of the same (identity, client_id) replaces older ones. */
+static void
+session_take_over(struct session *s)
+{
+	struct session *o, *next;
+
+	if (id_is_zero(s->client_id))
+		return;
+	for (o = TAILQ_FIRST(&s->srv->sessions); o != NULL; o = next) {
+		next = TAILQ_NEXT(o, link);
+		if (o == s || o->identity != s->identity ||
+		    memcmp(o->client_id, s->client_id, CTRL_ID_LEN) != 0)
+			continue;
+		SLOG(LOG_INFO, o, "replaced by session %llu",
+		    (unsigned long long)s->id);
+		session_send_code(o, CTRL_GOODBYE, CODE_REPLACED,
+		    "replaced by a newer session of the same client");
+		/* its proxies go to grace and this session adopts them */
+		o->goodbye_received = 0;
+		session_close(o, MG_ECLOSED);
+		next = TAILQ_FIRST(&s->srv->sessions); /* list changed */
+	}
+}
+
+static void
+session_authenticated(struct session *s, int identity)
+{
+	struct server *srv = s->srv;
+	struct ctrl_msg m;
+
+	if (srv->nauthed >= srv->cf->max_sessions) {
+		session_fail(s, CTRL_AUTH_ERR, CODE_LIMIT,
+		    "too many sessions on this server");
+		return;
+	}
+	s->identity = identity;
+	srv->nauthed++;
+	s->state = SESS_AUTHENTICATED;
+	if (s->deadline)
+		event_del(s->deadline);
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_AUTH_OK;
+	m.u.auth_ok.caps = s->caps;
+	m.u.auth_ok.heartbeat_s = (uint16_t)srv->cf->heartbeat_s;
+	m.u.auth_ok.agent.p = (const uint8_t *)SERVER_AGENT;
+	m.u.auth_ok.agent.len = strlen(SERVER_AGENT);
+	session_send(s, &m);
+	SLOG(LOG_INFO, s, "authenticated (%s, token #%d, agent \"%s\", "
+			  "caps 0x%x)",
+	    s->method == CTRL_METHOD_HMAC ? "hmac" : "token", identity,
+	    s->agent, s->caps);
+	session_take_over(s);
+}
+
+static void
+session_on_hello(struct session *s, const uint8_t *p, size_t len)
+{
+	struct ctrl_hello h;
+	int rc = ctrl_hello_decode(p, len, &h), id;
+
+	if (rc == MG_EUNSUPP) {
+		s->srv->met.auth_failures++;
+		session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
+		    "unknown authentication method or version");
+		return;
+	}
+	if (rc < 0) {
+		s->srv->met.auth_failures++;
+		session_fail(s, CTRL_AUTH_ERR, CODE_PROTOCOL,
+		    "malformed handshake (expected GRT1)");
+		return;
+	}
+	s->method = h.method;
+	switch (h.method) {
+	case CTRL_METHOD_TOKEN:
+		if (s->srv->cf->no_plain_token) {
+			s->srv->met.auth_failures++;
+			session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
+			    "plain TOKEN auth is refused here; use HMAC");
+			return;
+		}
+		snprintf(s->agent, sizeof(s->agent), "legacy");
+		s->caps = 0;
+		if ((id = token_match(s->srv, h.token.p, h.token.len)) < 0) {
+			s->srv->met.auth_failures++;
+			session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
+			    "invalid token");
+			return;
+		}
+		session_authenticated(s, id);
+		return;
+	case CTRL_METHOD_HMAC: {
+		struct ctrl_msg m;
+		size_t al = h.agent.len < sizeof(s->agent) - 1 ? h.agent.len :
+		    sizeof(s->agent) - 1;
+		for (size_t i = 0; i < al; i++)
+			s->agent[i] = (h.agent.p[i] >= 0x20 &&
+			    h.agent.p[i] < 0x7f) ? (char)h.agent.p[i] : '?';
+		s->agent[al] = '\0';
+		memcpy(s->client_nonce, h.client_nonce, CTRL_NONCE_LEN);
+		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
+		s->caps = h.caps & SERVER_CAPS;
+		if (RAND_bytes(s->server_nonce, CTRL_NONCE_LEN) != 1) {
+			session_fail(s, CTRL_AUTH_ERR, CODE_INTERNAL,
+			    "no randomness");
+			return;
+		}
+		memset(&m, 0, sizeof(m));
+		m.type = CTRL_CHALLENGE;
+		memcpy(m.u.server_nonce, s->server_nonce, CTRL_NONCE_LEN);
+		s->state = SESS_HANDSHAKEN;
+		session_send(s, &m);
+		return;
+	}
+	default:
+		s->srv->met.auth_failures++;
+		session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
+		    "mTLS authentication needs a TLS connection");
+		return;
+	}
+}
+
+/* ---- registration ---- */
+
+static void
+session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
+{
+	const struct ctrl_register *reg = &m->u.reg;
+	struct ctrl_msg r;
+	struct proxy *px = NULL;
+	uint8_t code = 0;
+	char why[256], url[400];
+	const char *ptype = proxy_type_name(reg->proxy_type);
+
+	memset(&r, 0, sizeof(r));
+	if (rc == MG_ETOOLONG) {
+		code = CODE_PROTOCOL;
+		snprintf(why, sizeof(why), "name longer than 255 bytes");
+	} else if (rc == MG_EUNSUPP) {
+		code = CODE_UNSUPPORTED;
+		snprintf(why, sizeof(why), "unknown option tag 0x%02x",
+		    reg->unknown_tag);
+	} else {
+		proxy_register(s, reg, &code, why, sizeof(why), &px);
+	}
+	if (px == NULL) {
+		SLOG(LOG_WARN, s, "register %s \"%.*s\" port %u refused: %s",
+		    ptype ? ptype : "?", (int)reg->name.len,
+		    (const char *)reg->name.p, reg->remote_port, why);
+		r.type = CTRL_REGISTER_ERR;
+		r.u.reg_err.code = code;
+		r.u.reg_err.name = reg->name;
+		r.u.reg_err.text.p = (const uint8_t *)why;
+		r.u.reg_err.text.len = strlen(why);
+		session_send(s, &r);
+		return;
+	}
+	if (s->state < SESS_BOUND)
+		s->state = SESS_BOUND;
+	proxy_url(px, url, sizeof(url));
+	SLOG(LOG_INFO, s, "proxy \"%s\" (%s) at %s", px->name, ptype, url);
+	r.type = CTRL_REGISTER_OK;
+	r.u.reg_ok.proxy_type = px->type;
+	r.u.reg_ok.remote_port = px->port;
+	r.u.reg_ok.name.p = (const uint8_t *)px->name;
+	r.u.reg_ok.name.len = strlen(px->name);
+	r.u.reg_ok.url.p = (const uint8_t *)url;
+	r.u.reg_ok.url.len = strlen(url);
+	session_send(s, &r);
+}
+
+static void
+session_on_unregister(struct session *s, const struct ctrl_str *name)
+{
+	struct proxy *px;
+
+	LIST_FOREACH(px, &s->proxies, sess_link) {
+		if (strlen(px->name) == name->len &&
+		    memcmp(px->name, name->p, name->len) == 0) {
+			SLOG(LOG_INFO, s, "proxy \"%s\" unregistered", px->name);
+			proxy_unregister(px);
+			return;
+		}
+	}
+	SLOG(LOG_WARN, s, "unregister of unknown proxy \"%.*s\"",
+	    (int)name->len, (const char *)name->p);
+}
+
+static void
+session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
+    void *arg)
+{
+	struct session *s = arg;
+	struct ctrl_msg m;
+	int rc;
+
+	if (s->state == SESS_INIT) {
+		session_on_hello(s, p, len);
+		return;
+	}
+	rc = ctrl_decode(p, len, &m);
+	if (rc == MG_EPROTO) {
+		session_fail(s, CTRL_ERROR, CODE_PROTOCOL,
+		    "malformed control message");
+		return;
+	}
+	if (s->state == SESS_HANDSHAKEN) {
+		int id;
+		if (m.type != CTRL_AUTH_PROOF || rc < 0) {
+			session_fail(s, CTRL_AUTH_ERR, CODE_PROTOCOL,
+			    "expected AuthProof");
+			return;
+		}
+		if ((id = mac_match(s, m.u.mac)) < 0) {
+			s->srv->met.auth_failures++;
+			session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
+			    "invalid token (HMAC proof did not match)");
+			return;
+		}
+		session_authenticated(s, id);
+		return;
+	}
+	switch (m.type) {
+	case CTRL_REGISTER:
+	case CTRL_REGISTER_EX:
+		if (s->srv->shutting_down) {
+			session_send_code(s, CTRL_ERROR, CODE_SHUTDOWN,
+			    "server shutting down");
+			return;
+		}
+		session_on_register(s, &m, rc);
+		return;
+	case CTRL_UNREGISTER:
+		if (rc == 0)
+			session_on_unregister(s, &m.u.name);
+		return;
+	case CTRL_HEARTBEAT: {
+		struct ctrl_msg hb = { .type = CTRL_HEARTBEAT };
+		session_send(s, &hb);
+		return;
+	}
+	case CTRL_GOODBYE:
+		SLOG(LOG_INFO, s, "client says goodbye (code %u): %.*s",
+		    m.u.err.code, (int)m.u.err.text.len,
+		    (const char *)m.u.err.text.p);
+		s->goodbye_received = 1;
+		return;
+	default:
+		session_fail(s, CTRL_ERROR, CODE_PROTOCOL,
+		    "unexpected control message");
+		return;
+	}
+}
+
+static const struct mux_stream_cbs ctrl_cbs = {
+	.message = session_on_msg,
+};
+
+static void
+session_mux_accept(struct mux *m, struct mux_stream *st, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->ctrl == NULL) {
+		s->ctrl = st;
+		mux_stream_set_cbs(st, &ctrl_cbs, s);
+		return;
+	}
+	mux_stream_free(st);
+	session_fail(s, CTRL_ERROR, CODE_PROTOCOL,
+	    "a client may open only the control stream");
+}
+
+static const struct mux_callbacks session_mux_cbs = {
+	.accept = session_mux_accept,
+	.closed = session_mux_closed,
+};
+
+static void
+server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct server *srv = arg;
+	struct session *s;
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct timeval tv = { AUTH_DEADLINE_S, 0 };
+	char buf[NET_ADDRSTR_MAX];
+
+	if (srv->shutting_down ||
+	    srv->nsessions >= 2 * srv->cf->max_sessions + 16) {
+		log_warn("control connection from %s refused: %s",
+		    net_addr_str(sa, buf, sizeof(buf)),
+		    srv->shutting_down ? "shutting down" : "too many sessions");
+		close(fd);
+		return;
+	}
+	net_sock_tune(fd);
+	s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->id = ++srv->next_session_id;
+	s->identity = -1;
+	s->started_ms = server_now_ms(srv);
+	LIST_INIT(&s->proxies);
+	net_addr_str(sa, s->peer, sizeof(s->peer));
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
+		char *colon;
+		net_addr_str((struct sockaddr *)&local, s->local_host,
+		    sizeof(s->local_host));
+		/* keep the host part: "1.2.3.4" or "[::1]" */
+		if ((colon = strrchr(s->local_host, ':')) != NULL)
+			*colon = '\0';
+	}
+	TAILQ_INSERT_TAIL(&srv->sessions, s, link);
+	srv->nsessions++;
+	srv->met.sessions_total++;
+	s->mux = mux_new(srv->base, fd, 0, &srv->cf->mux, &session_mux_cbs, s);
+	s->deadline = evtimer_new(srv->base, session_on_deadline, s);
+	evtimer_add(s->deadline, &tv);
+	SLOG(LOG_INFO, s, "connected");
+}
+
+/* ---- shutdown ---- */
+
+static void
+server_on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct session *s;
+
+	if (srv->met.streams_active > 0 &&
+	    server_now_ms(srv) < srv->drain_deadline_ms)
+		return;
+	if (srv->met.streams_active > 0)
+		log_warn("drain deadline reached with %u streams open",
+		    srv->met.streams_active);
+	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
+		session_close(s, MG_ECLOSED);
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void
+server_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct session *s;
+	struct proxy *px;
+	struct timeval tick = { 0, 100000 };
+
+	if (srv->shutting_down) {
+		log_warn("second signal: exiting now");
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	log_info("signal %d: shutting down, draining %u streams for up to %u s",
+	    (int)sig, srv->met.streams_active, srv->cf->drain_s);
+	srv->shutting_down = 1;
+	evconnlistener_disable(srv->lst);
+	LIST_FOREACH(px, &srv->proxies, link) {
+		if (px->lst)
+			evconnlistener_disable(px->lst);
+	}
+	TAILQ_FOREACH(s, &srv->sessions, link) {
+		if (s->state >= SESS_AUTHENTICATED)
+			session_send_code(s, CTRL_GOODBYE, CODE_SHUTDOWN,
+			    "server shutting down");
+	}
+	srv->drain_deadline_ms = server_now_ms(srv) +
+	    (uint64_t)srv->cf->drain_s * 1000;
+	srv->drain_tick = event_new(srv->base, -1, EV_PERSIST,
+	    server_on_drain_tick, srv);
+	event_add(srv->drain_tick, &tick);
+}
+
+struct server *
+server_new(struct event_base *base, const struct server_conf *cf)
+{
+	struct server *srv = xcalloc(1, sizeof(*srv));
+	char host[256], buf[NET_ADDRSTR_MAX];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const char *err;
+	uint16_t port;
+	int fd;
+
+	srv->base = base;
+	srv->cf = cf;
+	TAILQ_INIT(&srv->sessions);
+	LIST_INIT(&srv->proxies);
+	srv->started_ms = server_now_ms(srv);
+	if (cf->public_host[0])
+		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls), "%s",
+		    cf->public_host);
+	else if (!net_is_wildcard(cf->bind_addr))
+		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls),
+		    strchr(cf->bind_addr, ':') ? "[%s]" : "%s", cf->bind_addr);
+	if (net_split_hostport(cf->addr, host, sizeof(host), &port, &err)) {
+		log_error("--addr %s: %s", cf->addr, err);
+		goto fail;
+	}
+	fd = net_listen_tcp(host, port, 1024);
+	if (fd < 0) {
+		log_error("cannot listen on %s: %s", cf->addr, strerror(errno));
+		goto fail;
+	}
+	srv->lst = evconnlistener_new(base, server_on_accept, srv,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (srv->lst == NULL) {
+		close(fd);
+		log_error("cannot listen on %s", cf->addr);
+		goto fail;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",
+	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
+	    cf->start_port, cf->end_port, cf->bind_addr[0] ? " on " : "",
+	    cf->bind_addr);
+	srv->sig_int = evsignal_new(base, SIGINT, server_on_signal, srv);
+	srv->sig_term = evsignal_new(base, SIGTERM, server_on_signal, srv);
+	event_add(srv->sig_int, NULL);
+	event_add(srv->sig_term, NULL);
+	return srv;
+fail:
+	free(srv);
+	return NULL;
+}
+
+void
+server_log_summary(struct server *srv)
+{
+	const struct server_metrics *m = &srv->met;
+
+	log_info("summary: uptime %llu s, %llu sessions (%u open), "
+		 "%llu auth failures, %llu streams (%u open, %llu refused), "
+		 "%llu bytes in, %llu bytes out",
+	    (unsigned long long)((server_now_ms(srv) - srv->started_ms) / 1000),
+	    (unsigned long long)m->sessions_total, srv->nsessions,
+	    (unsigned long long)m->auth_failures,
+	    (unsigned long long)m->streams_total, m->streams_active,
+	    (unsigned long long)m->streams_refused,
+	    (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out);
+}
+
+void
+server_free(struct server *srv)
+{
+	struct session *s;
+	struct proxy *px;
+
+	if (srv == NULL)
+		return;
+	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
+		session_close(s, MG_ECLOSED);
+	while ((px = LIST_FIRST(&srv->proxies)) != NULL)
+		proxy_free(px);
+	if (srv->lst)
+		evconnlistener_free(srv->lst);
+	if (srv->sig_int)
+		event_free(srv->sig_int);
+	if (srv->sig_term)
+		event_free(srv->sig_term);
+	if (srv->drain_tick)
+		event_free(srv->drain_tick);
+	free(srv);
+}

@@ -1,0 +1,126 @@
+/* server_int.h: the server's objects, shared by its .c files only. */
+#ifndef MG_SERVER_INT_H
+#define MG_SERVER_INT_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "conf/conf.h"
+#include "proto/ctrl.h"
+
+struct event;
+struct event_base;
+struct evconnlistener;
+struct mux;
+struct mux_stream;
+
+enum sess_state {
+	SESS_INIT = 0,
+	SESS_HANDSHAKEN,
+	SESS_AUTHENTICATED,
+	SESS_BOUND,
+	SESS_FORWARDING,
+};
+
+struct server;
+struct session;
+
+/* A public connection waiting for its lease's client to come back. */
+struct pending {
+	TAILQ_ENTRY(pending) link;
+	struct proxy *px;
+	struct event *timeout;
+	struct sockaddr_storage peer;
+	int fd;
+};
+TAILQ_HEAD(pending_list, pending);
+
+/* A registered proxy and its lease on the public side. */
+struct proxy {
+	LIST_ENTRY(proxy) link;       /* server->proxies */
+	LIST_ENTRY(proxy) sess_link;  /* session->proxies, while bound */
+	struct server *srv;
+	struct session *sess;         /* NULL while in grace */
+	struct evconnlistener *lst;
+	struct event *grace;
+	struct pending_list pending;
+	unsigned npending;
+	uint8_t type;
+	uint16_t port;
+	char name[CTRL_NAME_MAX + 1];
+	int identity;                 /* token index, the lease owner */
+	uint8_t client_id[CTRL_ID_LEN];
+	int refuse_waiting;           /* the client left with Goodbye */
+	uint64_t conns_total, bytes_in, bytes_out;
+	unsigned conns_active;
+};
+LIST_HEAD(proxy_list, proxy);
+
+struct session {
+	TAILQ_ENTRY(session) link;
+	struct server *srv;
+	struct mux *mux;
+	struct mux_stream *ctrl;
+	struct event *deadline;       /* handshake/auth must finish */
+	struct proxy_list proxies;
+	enum sess_state state;
+	uint64_t id;
+	int identity;                 /* token index, -1 until authenticated */
+	uint8_t method;
+	uint8_t client_id[CTRL_ID_LEN];
+	uint8_t client_nonce[CTRL_NONCE_LEN];
+	uint8_t server_nonce[CTRL_NONCE_LEN];
+	uint32_t caps;
+	unsigned nproxies;
+	int goodbye_received;
+	uint64_t started_ms;
+	uint64_t streams_total;
+	char peer[64];
+	char local_host[64];          /* the address the client reached */
+	char agent[64];
+};
+TAILQ_HEAD(session_list, session);
+
+struct server_metrics {
+	uint64_t sessions_total;
+	uint64_t auth_failures;
+	uint64_t streams_total;
+	uint64_t streams_refused;
+	uint64_t bytes_in;            /* from public peers */
+	uint64_t bytes_out;           /* to public peers */
+	unsigned streams_active;
+};
+
+struct server {
+	struct event_base *base;
+	const struct server_conf *cf;
+	struct evconnlistener *lst;
+	struct event *sig_int, *sig_term, *drain_tick;
+	struct session_list sessions;
+	struct proxy_list proxies;
+	unsigned nsessions;
+	unsigned nauthed;
+	uint64_t next_session_id;
+	uint64_t started_ms;
+	uint64_t drain_deadline_ms;
+	int shutting_down;
+	struct server_metrics met;
+	char host_for_urls[256];      /* --public-host, or the bind address */
+};
+
+/* proxy.c */
+int proxy_register(struct session *s, const struct ctrl_register *reg,
+    uint8_t *code, char *why, size_t whycap, struct proxy **out);
+void proxy_unregister(struct proxy *px);
+void proxy_session_lost(struct proxy *px);
+void proxy_free(struct proxy *px);
+void proxy_open_stream(struct proxy *px, int fd,
+    const struct sockaddr *peer);
+const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
+
+/* server.c */
+uint64_t server_now_ms(struct server *srv);
+void session_log_prefix(const struct session *s, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,24 @@
+/* log.h: the process-wide logger (levels, timestamps, to stderr). */
+#ifndef MG_LOG_H
+#define MG_LOG_H
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* log_set_level: messages above level are dropped. */
+void log_set_level(enum log_level level);
+/* log_level_parse: "error|warn|info|debug" to *out; 0 or MG_EINVAL. */
+int log_level_parse(const char *s, enum log_level *out);
+int log_enabled(enum log_level level);
+void log_msg(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                        \
+	do {                                                                  \
+		if (log_enabled(LOG_DEBUG))                                   \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                      \
+	} while (0)
+
+#endif
