@@ -43,6 +43,7 @@ struct mux_stream {
 	unsigned orphan : 1;    /* the user let go; waiting for the peer FIN */
 	unsigned waiting : 1;   /* on m->waiters */
 	unsigned upd_sent : 1;
+	unsigned bulk : 1;      /* the last read filled its reservation */
 	unsigned dead : 1;      /* in its closed callback */
 };
 
@@ -67,6 +68,7 @@ struct mux {
 	uint64_t last_rx_ms, last_tx_ms;
 	uint64_t tx_bytes, rx_bytes;
 	int depth;              /* > 0 while inside our own event callbacks */
+	int write_err;          /* a write failed: die from the loop */
 	unsigned dead : 1;
 	unsigned free_pending : 1;
 	unsigned read_paused : 1;
@@ -222,18 +224,25 @@ mux_flush(struct mux *m)
 {
 	int n;
 
-	if (m->dead || evbuffer_get_length(m->out) == 0)
+	if (m->dead || m->write_err || evbuffer_get_length(m->out) == 0)
 		return;
 	m->last_tx_ms = now_ms(m);
 	if (event_pending(m->wev, EV_WRITE, NULL))
 		return; /* the socket was full: wait for it */
 	n = evbuffer_write(m->out, m->fd);
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
-		mux_die(m, MG_EIO);
+		/* die from the loop: our caller may be in the middle of
+		 * using a stream, and closed callbacks would pull it away */
+		m->write_err = MG_EIO;
+		event_active(m->wev, EV_WRITE, 1);
 		return;
 	}
 	if (evbuffer_get_length(m->out) > 0)
 		event_add(m->wev, NULL);
+	else if (!TAILQ_EMPTY(&m->waiters))
+		/* all written at once: wake the waiters from the loop, not
+		 * from inside the producer that called us */
+		event_active(m->wev, EV_WRITE, 1);
 }
 
 static void
@@ -249,7 +258,12 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 	int n;
 
 	m->depth++;
-	n = evbuffer_write(m->out, fd);
+	if (m->write_err) {
+		mux_die(m, m->write_err);
+		goto out;
+	}
+	/* evbuffer_write of an empty buffer returns -1 with a stale errno */
+	n = evbuffer_get_length(m->out) ? evbuffer_write(m->out, fd) : 0;
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		mux_die(m, MG_EIO);
 		goto out;
@@ -488,20 +502,25 @@ stream_wait(struct mux_stream *st)
 	}
 }
 
+/* Frames per read in bulk: four 32 KiB frames fill one 128 KiB chain. */
+#define MUX_READ_FRAMES 4
+
 ssize_t
 mux_stream_send_from_fd(struct mux_stream *st, int fd, size_t max)
 {
 	struct mux *m = st->m;
+	const size_t fs = m->cfg.frame_size;
 	struct evbuffer_iovec v;
+	struct iovec iov[MUX_READ_FRAMES];
 	ssize_t total = 0, n;
 	int err = 0;
 
 	if (!stream_can_send(st))
 		return MG_ECLOSED;
 	while ((size_t)total < max) {
-		size_t want = m->cfg.frame_size;
 		uint32_t avail = stream_window_avail(st);
-		struct frame_hdr h;
+		size_t want, left, nf, used;
+		uint8_t *base;
 
 		if (evbuffer_get_length(m->out) > m->cfg.out_high ||
 		    avail == 0) {
@@ -510,14 +529,27 @@ mux_stream_send_from_fd(struct mux_stream *st, int fd, size_t max)
 				err = MG_ELIMIT;
 			break;
 		}
+		/* one frame at a time until a read fills it: small messages
+		 * then cost one small chain, bulk transfers one readv of
+		 * several frames whose headers sit between the payloads */
+		want = st->bulk ? fs * MUX_READ_FRAMES : fs;
 		if (want > avail)
 			want = avail;
 		if (want > max - (size_t)total)
 			want = max - (size_t)total;
-		if (evbuffer_reserve_space(m->out, FRAME_HDR_LEN + want, &v,
-		    1) != 1)
+		nf = (want + fs - 1) / fs;
+		if (evbuffer_reserve_space(m->out, nf * FRAME_HDR_LEN + want,
+		    &v, 1) != 1)
 			abort();
-		n = read(fd, (uint8_t *)v.iov_base + FRAME_HDR_LEN, want);
+		base = v.iov_base;
+		left = want;
+		for (size_t i = 0; i < nf; i++) {
+			iov[i].iov_base = base + i * (FRAME_HDR_LEN + fs) +
+			    FRAME_HDR_LEN;
+			iov[i].iov_len = left < fs ? left : fs;
+			left -= iov[i].iov_len;
+		}
+		n = readv(fd, iov, (int)nf);
 		if (n <= 0) {
 			evbuffer_commit_space(m->out, NULL, 0);
 			if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -527,16 +559,25 @@ mux_stream_send_from_fd(struct mux_stream *st, int fd, size_t max)
 			/* EOF: report the bytes first, then 0 on the next call */
 			break;
 		}
-		h.ver = m->version;
-		h.cmd = FRAME_PSH;
-		h.len = (uint16_t)n;
-		h.sid = st->id;
-		frame_encode(v.iov_base, &h);
-		v.iov_len = FRAME_HDR_LEN + (size_t)n;
+		left = (size_t)n;
+		used = 0;
+		for (size_t i = 0; i < nf && left > 0; i++) {
+			struct frame_hdr h;
+			size_t len = left < fs ? left : fs;
+			h.ver = m->version;
+			h.cmd = FRAME_PSH;
+			h.len = (uint16_t)len;
+			h.sid = st->id;
+			frame_encode(base + i * (FRAME_HDR_LEN + fs), &h);
+			used = i * (FRAME_HDR_LEN + fs) + FRAME_HDR_LEN + len;
+			left -= len;
+		}
+		v.iov_len = used;
 		evbuffer_commit_space(m->out, &v, 1);
 		st->tx_sent += (uint32_t)n;
 		m->tx_bytes += (uint64_t)n;
 		total += n;
+		st->bulk = (size_t)n == want;
 		if ((size_t)n < want)
 			break; /* the socket is drained for now */
 	}
@@ -636,12 +677,135 @@ mux_proto_error(struct mux *m, const char *what, uint32_t sid)
 	mux_die(m, MG_EPROTO);
 }
 
+/* Queue len payload bytes at the head of m->in (header gone) on st. */
+static void
+stream_enqueue(struct mux_stream *st, size_t len)
+{
+	struct mux *m = st->m;
+	struct evbuffer *rx = mux_stream_rx(st);
+
+	evbuffer_remove_buffer(m->in, rx, len);
+	st->rx_queued += (uint32_t)len;
+	m->rx_queued_total += len;
+	if (m->version == 1 && m->rx_queued_total > m->cfg.session_rx_max &&
+	    !m->read_paused) {
+		m->read_paused = 1;
+		event_del(m->rev);
+	}
+}
+
+#define MUX_RUN_FRAMES 16
+
+/*
+ * The fast path: st has a sink and nothing queued. Take the run of complete
+ * PSH frames for st at the head of m->in (the first one is h), write all
+ * their payloads to the sink in one sendmsg straight from the input
+ * chains, and queue only what the sink did not take.
+ */
+static void
+stream_sink_run(struct mux_stream *st, const struct frame_hdr *h)
+{
+	struct mux *m = st->m;
+	size_t lens[MUX_RUN_FRAMES], off, avail = evbuffer_get_length(m->in);
+	struct evbuffer_iovec v[MUX_MAX_IOV * 2];
+	struct iovec iov[MUX_MAX_IOV * 2];
+	struct msghdr msg;
+	int nf = 0, nv, ni = 0;
+	size_t pos = 0, w = 0, queued = 0;
+	ssize_t n;
+
+	lens[nf++] = h->len;
+	off = FRAME_HDR_LEN + h->len;
+	while (nf < MUX_RUN_FRAMES && avail >= off + FRAME_HDR_LEN) {
+		struct evbuffer_ptr ptr;
+		uint8_t raw[FRAME_HDR_LEN];
+		struct frame_hdr nh;
+		if (evbuffer_ptr_set(m->in, &ptr, off, EVBUFFER_PTR_SET) < 0 ||
+		    evbuffer_copyout_from(m->in, &ptr, raw, sizeof(raw)) !=
+			sizeof(raw) ||
+		    frame_decode(raw, sizeof(raw), &nh) < 0 ||
+		    nh.ver != m->version || nh.cmd != FRAME_PSH ||
+		    nh.sid != st->id || nh.len == 0 ||
+		    avail < off + FRAME_HDR_LEN + nh.len)
+			break;
+		lens[nf++] = nh.len;
+		off += FRAME_HDR_LEN + nh.len;
+	}
+	/* payload ranges of the region, headers skipped */
+	nv = evbuffer_peek(m->in, (ev_ssize_t)off, NULL, v, MUX_MAX_IOV * 2);
+	if (nv > MUX_MAX_IOV * 2)
+		nv = MUX_MAX_IOV * 2;
+	{
+		size_t fstart = 0;
+		int fi = 0;
+		for (int i = 0; i < nv && fi < nf; i++) {
+			uint8_t *b = v[i].iov_base;
+			size_t vlen = v[i].iov_len, vpos = 0;
+			while (vpos < vlen && fi < nf) {
+				size_t at = pos + vpos; /* region offset */
+				size_t pstart = fstart + FRAME_HDR_LEN;
+				size_t pend = pstart + lens[fi];
+				if (at < pstart) {
+					vpos += pstart - at < vlen - vpos ?
+					    pstart - at : vlen - vpos;
+					continue;
+				}
+				{
+					size_t take = pend - at < vlen - vpos ?
+					    pend - at : vlen - vpos;
+					if (ni > 0 &&
+					    (uint8_t *)iov[ni - 1].iov_base +
+						iov[ni - 1].iov_len == b + vpos)
+						iov[ni - 1].iov_len += take;
+					else if (ni < MUX_MAX_IOV * 2) {
+						iov[ni].iov_base = b + vpos;
+						iov[ni++].iov_len = take;
+					} else {
+						/* out of vectors: stop here */
+						fi = nf;
+						break;
+					}
+					vpos += take;
+				}
+				if (pos + vpos == pend) {
+					fstart = pend;
+					fi++;
+				}
+			}
+			pos += vlen;
+		}
+	}
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = (size_t)ni;
+	n = ni ? sendmsg(st->sink_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
+	if (n > 0)
+		w = (size_t)n;
+	m->last_rx_ms = now_ms(m);
+	for (int i = 0; i < nf; i++) {
+		size_t take = w < lens[i] ? w : lens[i];
+		evbuffer_drain(m->in, FRAME_HDR_LEN);
+		m->rx_bytes += lens[i];
+		if (take) {
+			evbuffer_drain(m->in, take);
+			st->delivered += take;
+			stream_credit(st, take);
+			w -= take;
+		}
+		if (take < lens[i]) {
+			stream_enqueue(st, lens[i] - take);
+			queued += lens[i] - take;
+		}
+	}
+	if (queued && st->cbs && st->cbs->readable)
+		st->cbs->readable(st, st->arg);
+}
+
 /* Deliver a PSH payload of len bytes at the head of m->in (header gone). */
 static void
 stream_deliver(struct mux_stream *st, size_t len)
 {
 	struct mux *m = st->m;
-	size_t done = 0;
 
 	if (m->version == 2 &&
 	    (uint64_t)st->rx_queued + len > m->cfg.stream_window) {
@@ -649,54 +813,9 @@ stream_deliver(struct mux_stream *st, size_t len)
 		return;
 	}
 	m->rx_bytes += len;
-	if (st->sink_fd >= 0 &&
-	    (st->rx == NULL || evbuffer_get_length(st->rx) == 0)) {
-		struct evbuffer_iovec v[MUX_MAX_IOV];
-		struct iovec iov[MUX_MAX_IOV];
-		struct msghdr msg;
-		int nv = evbuffer_peek(m->in, len, NULL, v, MUX_MAX_IOV);
-		ssize_t n;
-
-		if (nv > MUX_MAX_IOV)
-			nv = MUX_MAX_IOV;
-		for (int i = 0; i < nv; i++) {
-			iov[i].iov_base = v[i].iov_base;
-			iov[i].iov_len = v[i].iov_len;
-		}
-		/* peek may hand back more than len in its last vector */
-		{
-			size_t sum = 0;
-			for (int i = 0; i < nv; i++) {
-				if (sum + iov[i].iov_len > len)
-					iov[i].iov_len = len - sum;
-				sum += iov[i].iov_len;
-			}
-		}
-		memset(&msg, 0, sizeof(msg));
-		msg.msg_iov = iov;
-		msg.msg_iovlen = (size_t)nv;
-		n = sendmsg(st->sink_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			done = (size_t)n;
-			st->delivered += done;
-			evbuffer_drain(m->in, done);
-			stream_credit(st, done);
-		}
-	}
-	if (done < len) {
-		struct evbuffer *rx = mux_stream_rx(st);
-		evbuffer_remove_buffer(m->in, rx, len - done);
-		st->rx_queued += (uint32_t)(len - done);
-		m->rx_queued_total += len - done;
-		if (m->version == 1 &&
-		    m->rx_queued_total > m->cfg.session_rx_max &&
-		    !m->read_paused) {
-			m->read_paused = 1;
-			event_del(m->rev);
-		}
-		if (st->cbs && st->cbs->readable)
-			st->cbs->readable(st, st->arg);
-	}
+	stream_enqueue(st, len);
+	if (st->cbs && st->cbs->readable)
+		st->cbs->readable(st, st->arg);
 }
 
 /* Handle one complete frame at the head of m->in. */
@@ -762,6 +881,12 @@ mux_handle_frame(struct mux *m, const struct frame_hdr *h)
 		}
 		break;
 	case FRAME_PSH:
+		if (st != NULL && !st->fin_recv && !st->orphan && h->len &&
+		    st->sink_fd >= 0 && (st->cbs == NULL ||
+		    st->cbs->message == NULL) && mux_stream_queued(st) == 0) {
+			stream_sink_run(st, h);
+			break;
+		}
 		evbuffer_drain(m->in, FRAME_HDR_LEN);
 		if (st == NULL || st->fin_recv) {
 			/* late data for a closed stream is read and dropped */

@@ -26,46 +26,151 @@ struct peer {
 	struct mux_config cfg;
 	unsigned streams_left;
 	int failed;
+	int raw_echo;
 	size_t bytes;
 };
 
-/* ---- server: echo ---- */
+/* ---- server: raw echo, or smuxpeer's request protocol ---- */
+
+/*
+ * The request protocol of shared/lab/smuxpeer: op u8 | length u64 BE;
+ * 'E' echoes length bytes, 'U' discards them and answers length as u64,
+ * 'D' sends length zero bytes. Requests repeat until the stream ends.
+ */
+struct srv_stream {
+	struct mux_stream *st;
+	struct evbuffer *tx;   /* echo and download bytes not yet sent */
+	uint64_t left;         /* of the current request's body */
+	uint64_t zeros;        /* download bytes not yet queued */
+	uint64_t len;
+	uint8_t op;            /* 0 = waiting for a request header */
+	int raw;               /* --serve echo */
+};
 
 static void
-echo_pump(struct mux_stream *st)
+srv_free(struct srv_stream *ss)
 {
-	struct evbuffer *rx = mux_stream_rx(st);
-	ssize_t n = mux_stream_send_buffer(st, rx);
+	evbuffer_free(ss->tx);
+	mux_stream_free(ss->st);
+	free(ss);
+}
 
-	if (n > 0)
-		mux_stream_consumed(st, (size_t)n);
-	if (mux_stream_eof(st)) {
-		mux_stream_shutdown(st);
-		mux_stream_free(st);
+static void
+srv_pump(struct srv_stream *ss)
+{
+	static const uint8_t zero[16384];
+	struct evbuffer *rx = mux_stream_rx(ss->st);
+
+	for (int guard = 0; guard < 1024; guard++) {
+		size_t avail = evbuffer_get_length(rx);
+		/* flush what is owed first: it bounds our buffering */
+		while (ss->zeros && evbuffer_get_length(ss->tx) < 262144) {
+			size_t k = ss->zeros < sizeof(zero) ? ss->zeros :
+			    sizeof(zero);
+			evbuffer_add(ss->tx, zero, k);
+			ss->zeros -= k;
+		}
+		if (evbuffer_get_length(ss->tx))
+			mux_stream_send_buffer(ss->st, ss->tx);
+		if (evbuffer_get_length(ss->tx) >= 262144)
+			return; /* writable brings us back */
+		if (ss->raw || ss->op == 'E' || ss->op == 'U') {
+			size_t k = avail;
+			if (!ss->raw && k > ss->left)
+				k = ss->left;
+			if (k == 0 && !(ss->raw || ss->left == 0))
+				break;
+			if (ss->op == 'U')
+				evbuffer_drain(rx, k);
+			else
+				evbuffer_remove_buffer(rx, ss->tx, k);
+			mux_stream_consumed(ss->st, k);
+			if (!ss->raw) {
+				ss->left -= k;
+				if (ss->left == 0 && ss->op == 'U') {
+					uint8_t ack[8];
+					for (int i = 0; i < 8; i++)
+						ack[i] = (uint8_t)(ss->len >>
+						    (56 - 8 * i));
+					evbuffer_add(ss->tx, ack, 8);
+				}
+				if (ss->left == 0)
+					ss->op = 0;
+			}
+			if (k == 0)
+				break;
+			continue;
+		}
+		if (ss->op == 'D') {
+			ss->op = 0;
+			continue;
+		}
+		if (avail < 9)
+			break;
+		{
+			uint8_t *h = evbuffer_pullup(rx, 9);
+			ss->op = h[0];
+			ss->len = 0;
+			for (int i = 1; i < 9; i++)
+				ss->len = ss->len << 8 | h[i];
+			evbuffer_drain(rx, 9);
+			mux_stream_consumed(ss->st, 9);
+			if (ss->op != 'E' && ss->op != 'U' && ss->op != 'D') {
+				log_warn("mux-peer: stream %u: unknown op 0x%02x",
+				    mux_stream_id(ss->st), ss->op);
+				srv_free(ss);
+				return;
+			}
+			ss->left = ss->len;
+			if (ss->op == 'D')
+				ss->zeros = ss->len;
+		}
+	}
+	if (mux_stream_eof(ss->st) && evbuffer_get_length(ss->tx) == 0 &&
+	    ss->zeros == 0) {
+		mux_stream_shutdown(ss->st);
+		srv_free(ss);
 	}
 }
 
 static void
 echo_readable(struct mux_stream *st, void *arg)
 {
-	echo_pump(st);
+	srv_pump(arg);
 }
 
 static void
 echo_writable(struct mux_stream *st, void *arg)
 {
-	echo_pump(st);
+	srv_pump(arg);
+}
+
+static void
+echo_st_closed(struct mux_stream *st, void *arg)
+{
+	struct srv_stream *ss = arg;
+
+	ss->st = NULL;
+	srv_free(ss);
 }
 
 static const struct mux_stream_cbs echo_cbs = {
 	.readable = echo_readable,
 	.writable = echo_writable,
+	.closed = echo_st_closed,
 };
 
 static void
 echo_accept(struct mux *m, struct mux_stream *st, void *arg)
 {
-	mux_stream_set_cbs(st, &echo_cbs, NULL);
+	struct peer *p = arg;
+	struct srv_stream *ss = xcalloc(1, sizeof(*ss));
+
+	ss->st = st;
+	ss->raw = p->raw_echo;
+	if ((ss->tx = evbuffer_new()) == NULL)
+		abort();
+	mux_stream_set_cbs(st, &echo_cbs, ss);
 }
 
 static void
@@ -249,6 +354,7 @@ muxpeer_main(int argc, char **argv)
 		{ "bytes", required_argument, NULL, 'b' },
 		{ "smuxver", required_argument, NULL, 'v' },
 		{ "max-time", required_argument, NULL, 't' },
+		{ "serve", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct peer p;
@@ -269,9 +375,10 @@ muxpeer_main(int argc, char **argv)
 		case 'b': p.bytes = (size_t)atol(optarg); break;
 		case 'v': p.cfg.version = (uint8_t)atoi(optarg); break;
 		case 't': max_time = (unsigned)atoi(optarg); break;
+		case 's': p.raw_echo = strcmp(optarg, "echo") == 0; break;
 		default:
 			fprintf(stderr, "usage: mgrok mux-peer --listen ADDR | "
-					"--connect ADDR [--streams N] [--bytes B] "
+					"--connect ADDR [--streams N] [--bytes B] [--serve proto|echo] "
 					"[--smuxver 1|2] [--max-time S]\n");
 			return 2;
 		}

@@ -5,7 +5,9 @@
 
 /*
  * muxpeer_main: argv[0] is "mux-peer".
- *   --listen HOST:PORT   serve: echo every stream the peer opens
+ *   --listen HOST:PORT   serve every stream the peer opens: smuxpeer's
+ *                        request protocol (E/U/D), or with --serve echo a
+ *                        raw echo
  *   --connect HOST:PORT  open --streams N streams (8), send --bytes B (1 MiB)
  *                        random bytes on each, check the echo
  *   --smuxver 1|2        the version a connecting peer speaks (2)

@@ -138,14 +138,20 @@ lease_find(struct session *s, const struct ctrl_register *reg)
 	struct proxy *px;
 	int legacy = memcmp(s->client_id, zero, CTRL_ID_LEN) == 0;
 
-	if (reg->name.len == 0)
-		return NULL;
 	LIST_FOREACH(px, &s->srv->proxies, link) {
 		if (px->type != reg->proxy_type || px->identity != s->identity ||
-		    memcmp(px->client_id, s->client_id, CTRL_ID_LEN) != 0 ||
-		    strlen(px->name) != reg->name.len ||
-		    memcmp(px->name, reg->name.p, reg->name.len) != 0)
+		    memcmp(px->client_id, s->client_id, CTRL_ID_LEN) != 0)
 			continue;
+		if (reg->name.len == 0) {
+			/* a restarted client that never learnt its name: the
+			 * unbound lease of its local port is its own */
+			if (legacy || px->sess != NULL || !px->auto_name ||
+			    px->local_port != reg->local_port)
+				continue;
+		} else if (strlen(px->name) != reg->name.len ||
+		    memcmp(px->name, reg->name.p, reg->name.len) != 0) {
+			continue;
+		}
 		/* legacy clients have no id: the port must match too */
 		if (legacy && reg->remote_port != px->port)
 			continue;
@@ -301,6 +307,8 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	px->identity = s->identity;
 	memcpy(px->client_id, s->client_id, CTRL_ID_LEN);
 	TAILQ_INIT(&px->pending);
+	px->local_port = reg->local_port;
+	px->auto_name = reg->name.len == 0;
 	if (reg->name.len)
 		memcpy(px->name, reg->name.p, reg->name.len);
 	else

@@ -430,6 +430,15 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 		session_send(s, &hb);
 		return;
 	}
+	case CTRL_STREAM_REJECT:
+		/* the FIN that follows resets the public connection */
+		if (rc == 0)
+			SLOG(LOG_INFO, s, "stream %u refused by the client "
+					  "(code %u): %.*s",
+			    m.u.reject.stream_id, m.u.reject.code,
+			    (int)m.u.reject.text.len,
+			    (const char *)m.u.reject.text.p);
+		return;
 	case CTRL_GOODBYE:
 		SLOG(LOG_INFO, s, "client says goodbye (code %u): %.*s",
 		    m.u.err.code, (int)m.u.err.text.len,

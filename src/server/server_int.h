@@ -30,7 +30,6 @@ struct session;
 struct pending {
 	TAILQ_ENTRY(pending) link;
 	struct proxy *px;
-	struct event *timeout;
 	struct sockaddr_storage peer;
 	int fd;
 };
@@ -48,6 +47,8 @@ struct proxy {
 	unsigned npending;
 	uint8_t type;
 	uint16_t port;
+	uint16_t local_port;          /* as the client said */
+	int auto_name;                /* the server chose the name */
 	char name[CTRL_NAME_MAX + 1];
 	int identity;                 /* token index, the lease owner */
 	uint8_t client_id[CTRL_ID_LEN];

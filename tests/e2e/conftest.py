@@ -1,0 +1,89 @@
+"""Fixtures for the mgrok end-to-end tests.
+
+Run: MGROK_BIN=/work/main/build/mgrok /usr/bin/python3 -m pytest -q tests/e2e
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import MgrokEnv  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SMUXPEER_SRC = "/work/shared/lab/smuxpeer"
+
+
+@pytest.fixture(scope="session")
+def mgrok_bin():
+    b = os.environ.get("MGROK_BIN") or os.path.join(ROOT, "build", "mgrok")
+    if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+        pytest.fail("mgrok binary not found or not executable at %s "
+                    "(build it with `make`, or set MGROK_BIN)" % b, pytrace=False)
+    return os.path.abspath(b)
+
+
+@pytest.fixture
+def mg(mgrok_bin, tmp_path, request):
+    env = MgrokEnv(mgrok_bin, tmp_path)
+    request.node._mgrok_env = env
+    yield env
+    env.cleanup()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    env = getattr(item, "_mgrok_env", None)
+    if env is not None and rep.failed and env.procs:
+        if "-- stderr:" in str(rep.longrepr):
+            return  # the assertion message already carries the logs
+        try:
+            rep.sections.append(("mgrok process logs", env.logs()))
+        except Exception as e:  # never hide the real failure
+            rep.sections.append(("mgrok process logs", "unavailable: %r" % e))
+
+
+@pytest.fixture(scope="session")
+def smuxpeer_bin():
+    """The Go smux reference peer, built once (offline) and cached in build/."""
+    cached = os.path.join(ROOT, "build", "smuxpeer")
+    if os.path.isfile(cached) and os.access(cached, os.X_OK):
+        return cached
+    go = shutil.which("go") or ("/usr/bin/go" if os.path.exists("/usr/bin/go") else None)
+    if not go:
+        pytest.skip("`go` is not installed: cannot build the Go smux peer "
+                    "(apt-get install golang-go golang-github-xtaci-smux-dev)")
+    if not os.path.isdir(SMUXPEER_SRC):
+        pytest.fail("smuxpeer source missing at %s" % SMUXPEER_SRC, pytrace=False)
+    tmp = tempfile.mkdtemp(prefix="smuxpeer-build-")
+    try:
+        src = os.path.join(tmp, "src")
+        shutil.copytree(SMUXPEER_SRC, src)
+        env = dict(os.environ, GOPROXY="off", GOSUMDB="off", GOFLAGS="-mod=mod",
+                   GO111MODULE="on", GOTOOLCHAIN="local",
+                   GOCACHE=os.path.join(tmp, "gocache"), GOPATH=os.path.join(tmp, "gopath"))
+        out = os.path.join(src, "smuxpeer")
+        r = subprocess.run([go, "build", "-trimpath", "-o", out, "."], cwd=src, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        if r.returncode != 0:
+            env2 = dict(env, GOFLAGS="", GO111MODULE="off", GOPATH="/usr/share/gocode")
+            r2 = subprocess.run([go, "build", "-o", out, "."], cwd=src, env=env2,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+            if r2.returncode != 0:
+                pytest.fail("building smuxpeer failed:\n%s\n%s"
+                            % (r.stdout.decode(errors="replace"),
+                               r2.stdout.decode(errors="replace")), pytrace=False)
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmpdst = cached + ".tmp%d" % os.getpid()
+        shutil.copy2(out, tmpdst)
+        os.replace(tmpdst, cached)
+        return cached
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""make_corpus.py: write the seed corpora of the proto fuzz harnesses.
+
+Run from the repository root: /usr/bin/python3 tests/fuzz/make_corpus.py
+Each seed-* file is named after what it holds, valid and invalid inputs
+both; the found-* files beside them are inputs libFuzzer found that add
+coverage (kept by hand, not written by this script).
+"""
+import os
+import struct
+import zlib
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def write(harness, name, data):
+    d = os.path.join(ROOT, harness)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def frame(ver, cmd, sid, payload=b"", length=None):
+    n = len(payload) if length is None else length
+    return struct.pack("<BBHI", ver, cmd, n, sid) + payload
+
+
+def frames():
+    w = lambda n, d: write("fuzz_frame", n, d)
+    w("v1-syn", frame(1, 0, 3))
+    w("v1-psh-hi", frame(1, 2, 3, b"hi"))
+    w("v1-fin", frame(1, 1, 3))
+    w("v2-upd", frame(2, 4, 3, struct.pack("<II", 2, 65536)))
+    w("v2-nop", frame(2, 3, 0))
+    w("bad-ver3", frame(3, 2, 3, b"x"))
+    w("bad-cmd5", frame(2, 5, 3))
+    w("bad-upd-v1", frame(1, 4, 3, struct.pack("<II", 0, 0)))
+    w("bad-syn-payload", frame(2, 0, 3, b"x"))
+    w("short", frame(2, 2, 3)[:5])
+
+
+def opt(tag, value):
+    return struct.pack(">BH", tag, len(value)) + value
+
+
+def ctrl():
+    w = lambda n, d: write("fuzz_ctrl", n, d)
+    w("register", b"\x01\x01" + struct.pack(">HH", 10000, 8080) + b"web")
+    w("register-long", b"\x01\x01" + struct.pack(">HH", 0, 22) + b"n" * 300)
+    head = b"\x08\x03" + struct.pack(">HH", 0, 80) + b"\x03web"
+    w("regex-all", head + opt(1, b"demo") + opt(2, b"example.com")
+      + opt(3, b"user:pw") + opt(4, struct.pack(">I", 65536))
+      + opt(5, b"g1") + opt(6, b"\x02") + opt(7, b"10.0.0.0/8")
+      + opt(7, b"::1/128") + opt(0x81, b"desc"))
+    w("regex-unknown-low", head + opt(0x20, b"zz") + opt(1, b"s"))
+    w("regex-unknown-high", head + opt(0x90, b"zz") + opt(1, b"s"))
+    w("regex-bad-bw", head + opt(4, b"\x00\x01"))
+    w("regex-opt-past-end", head + b"\x01\x00\x09abc")
+    w("reject", b"\x07" + struct.pack(">IB", 5, 9) + b"refused")
+    w("unregister", b"\x09web")
+    w("heartbeat", b"\x05")
+    w("goodbye", b"\x0a\x0breplaced")
+    w("error", b"\x16\x01bad")
+    w("autherr", b"\x13\x02denied")
+    w("challenge", b"\x10" + bytes(range(0xa0, 0xb0)))
+    w("authproof", b"\x11" + bytes(range(32)))
+    w("authok", b"\x12" + struct.pack(">IHB", 7, 10, 11) + b"mgrok/0.1.0")
+    w("regok", b"\x14\x01" + struct.pack(">HB", 10000, 3) + b"web"
+      + b"tcp://example.com:10000")
+    w("regerr", b"\x15\x04\x03webin use")
+    w("hello-token", b"GRT1\x01s3cret")
+    w("hello-mtls", b"GRT1\x02" + bytes(range(0x20, 0x30)))
+    w("hello-hmac", b"GRT1\x03\x01" + bytes(range(16))
+      + bytes(range(0x20, 0x30)) + struct.pack(">IB", 5, 11) + b"mgrok/0.1.0")
+    w("hello-hmac-v2", b"GRT1\x03\x02" + bytes(40))
+    w("hello-bad-method", b"GRT1\x09x")
+    w("unknown-type", b"\x42abc")
+
+
+def sthdr():
+    w = lambda n, d: write("fuzz_sthdr", n, d)
+    w("newstream", b"\x02" + struct.pack(">IHB", 2, 10000, 3) + b"web")
+    w("newstream-ex4", b"\x06" + struct.pack(">IHB", 4, 8080, 3) + b"web"
+      + b"\x04\xc0\xa8\x01\x02" + struct.pack(">H", 54321))
+    w("newstream-ex6", b"\x06" + struct.pack(">IHB", 6, 0, 0) + b"\x06"
+      + bytes(15) + b"\x01" + struct.pack(">H", 443))
+    w("newstream-data", b"\x02" + struct.pack(">IHB", 8, 80, 1) + b"a"
+      + b"GET / HTTP/1.1\r\n")
+    w("bad-af", b"\x06" + struct.pack(">IHB", 4, 80, 1) + b"a\x05" + bytes(6))
+    w("bad-type", b"\x03" + bytes(10))
+    w("prefix", b"\x06" + struct.pack(">IHB", 4, 80, 200) + b"abc")
+
+
+def sproxy_hdr(host, port_text, version=b"0.1.0\0\0\0", crc=None):
+    b = version + bytes([len(host)]) + host.ljust(255, b"\0")
+    b += bytes([len(port_text)]) + port_text.ljust(5, b"\0")
+    c = zlib.crc32(b) if crc is None else crc
+    return b + struct.pack(">I", c)
+
+
+def sproxy():
+    w = lambda n, d: write("fuzz_sproxy", n, d)
+    v = sproxy_hdr(b"127.0.0.1", b"8080")
+    assert v[270:274] == bytes.fromhex("27247bd5"), v[270:274].hex()
+    w("vector", v)
+    w("max-host", sproxy_hdr(b"h" * 255, b"65535"))
+    w("empty-host", sproxy_hdr(b"", b"1"))
+    w("bad-crc", sproxy_hdr(b"127.0.0.1", b"8080", crc=0))
+    w("bad-version", sproxy_hdr(b"127.0.0.1", b"8080", version=b"0.2.0\0\0\0"))
+    w("bad-port", sproxy_hdr(b"127.0.0.1", b"65536"))
+    w("bad-port-len", sproxy_hdr(b"127.0.0.1", b"808080"))
+    w("short", v[:100])
+
+
+if __name__ == "__main__":
+    frames()
+    ctrl()
+    sthdr()
+    sproxy()
