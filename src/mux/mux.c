@@ -57,7 +57,7 @@ struct mux {
 	struct mux_config cfg;
 	struct mux_callbacks cbs;
 	void *arg;
-	struct event *rev, *wev, *timer, *reaper;
+	struct event *rev, *wev, *timer, *reaper, *kick;
 	struct evbuffer *in, *out;
 	struct idmap streams;
 	struct stream_list waiters;
@@ -78,6 +78,7 @@ static void mux_on_read(evutil_socket_t fd, short what, void *arg);
 static void mux_on_write(evutil_socket_t fd, short what, void *arg);
 static void mux_on_timer(evutil_socket_t fd, short what, void *arg);
 static void mux_on_reap(evutil_socket_t fd, short what, void *arg);
+static void mux_on_kick(evutil_socket_t fd, short what, void *arg);
 static void mux_die(struct mux *m, int err);
 static void mux_destroy(struct mux *m);
 
@@ -134,8 +135,9 @@ mux_new(struct event_base *base, int fd, int is_client,
 	m->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, mux_on_write, m);
 	m->timer = event_new(base, -1, EV_PERSIST, mux_on_timer, m);
 	m->reaper = event_new(base, -1, 0, mux_on_reap, m);
+	m->kick = event_new(base, -1, 0, mux_on_kick, m);
 	if (m->rev == NULL || m->wev == NULL || m->timer == NULL ||
-	    m->reaper == NULL)
+	    m->reaper == NULL || m->kick == NULL)
 		abort();
 	event_add(m->rev, NULL);
 	if (m->cfg.keepalive_ms) {
@@ -196,25 +198,23 @@ emit(struct mux *m, uint8_t cmd, uint32_t sid, const void *p, uint16_t len)
 static void
 mux_wake_waiters(struct mux *m)
 {
-	struct stream_list run;
 	struct mux_stream *st;
+	size_t n = 0;
 
 	if (TAILQ_EMPTY(&m->waiters) ||
 	    evbuffer_get_length(m->out) > m->cfg.out_high / 2)
 		return;
-	/* swap the list out: a woken stream that is still blocked re-queues */
-	TAILQ_INIT(&run);
-	TAILQ_CONCAT(&run, &m->waiters, wait_link);
-	while (!m->dead && (st = TAILQ_FIRST(&run)) != NULL) {
-		TAILQ_REMOVE(&run, st, wait_link);
+	/* wake those waiting now, on the list itself: a callback may free
+	 * any stream (which unlinks it), and one still blocked re-queues at
+	 * the tail, beyond the count */
+	TAILQ_FOREACH(st, &m->waiters, wait_link)
+		n++;
+	while (n-- > 0 && !m->dead &&
+	    (st = TAILQ_FIRST(&m->waiters)) != NULL) {
+		TAILQ_REMOVE(&m->waiters, st, wait_link);
 		st->waiting = 0;
 		if (st->cbs && st->cbs->writable)
 			st->cbs->writable(st, st->arg);
-	}
-	/* those not run (session died meanwhile) go back for cleanup */
-	while ((st = TAILQ_FIRST(&run)) != NULL) {
-		TAILQ_REMOVE(&run, st, wait_link);
-		TAILQ_INSERT_TAIL(&m->waiters, st, wait_link);
 	}
 }
 
@@ -234,7 +234,7 @@ mux_flush(struct mux *m)
 		/* die from the loop: our caller may be in the middle of
 		 * using a stream, and closed callbacks would pull it away */
 		m->write_err = MG_EIO;
-		event_active(m->wev, EV_WRITE, 1);
+		event_active(m->kick, EV_TIMEOUT, 1);
 		return;
 	}
 	if (evbuffer_get_length(m->out) > 0)
@@ -242,13 +242,29 @@ mux_flush(struct mux *m)
 	else if (!TAILQ_EMPTY(&m->waiters))
 		/* all written at once: wake the waiters from the loop, not
 		 * from inside the producer that called us */
-		event_active(m->wev, EV_WRITE, 1);
+		event_active(m->kick, EV_TIMEOUT, 1);
 }
 
 static void
 mux_end_callback(struct mux *m)
 {
 	m->depth--;
+}
+
+/* Deferred work of mux_flush: a write error, or waiters to wake. */
+static void
+mux_on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct mux *m = arg;
+
+	if (m->dead)
+		return;
+	m->depth++;
+	if (m->write_err)
+		mux_die(m, m->write_err);
+	else
+		mux_wake_waiters(m);
+	mux_end_callback(m);
 }
 
 static void
@@ -258,10 +274,6 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 	int n;
 
 	m->depth++;
-	if (m->write_err) {
-		mux_die(m, m->write_err);
-		goto out;
-	}
 	/* evbuffer_write of an empty buffer returns -1 with a stale errno */
 	n = evbuffer_get_length(m->out) ? evbuffer_write(m->out, fd) : 0;
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -831,7 +843,9 @@ mux_handle_frame(struct mux *m, const struct frame_hdr *h)
 		break;
 	case FRAME_SYN:
 		evbuffer_drain(m->in, FRAME_HDR_LEN);
-		if (h->sid == 0 || (h->sid & 1) != (m->is_client ? 0 : 1)) {
+		/* UINT32_MAX is the id map's tombstone, and never a valid id */
+		if (h->sid == 0 || h->sid == UINT32_MAX ||
+		    (h->sid & 1) != (m->is_client ? 0 : 1)) {
 			mux_proto_error(m, "SYN with an id of the wrong parity",
 			    h->sid);
 			return;
@@ -996,6 +1010,8 @@ mux_on_timer(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = now_ms(m);
 
 	m->depth++;
+	if (m->read_paused)
+		m->last_rx_ms = now; /* we stopped reading, not the peer */
 	if (m->cfg.dead_ms && now - m->last_rx_ms >= m->cfg.dead_ms) {
 		log_warn("mux fd %d: no frame from the peer for %u ms", m->fd,
 		    m->cfg.dead_ms);
@@ -1015,7 +1031,7 @@ out:
 static void
 mux_die(struct mux *m, int err)
 {
-	struct mux_stream **all;
+	uint32_t *ids;
 	size_t n = 0;
 
 	if (m->dead)
@@ -1030,21 +1046,24 @@ mux_die(struct mux *m, int err)
 	event_del(m->wev);
 	shutdown(m->fd, SHUT_RDWR);
 
-	all = xcalloc(m->streams.count + 1, sizeof(*all));
+	ids = xcalloc(m->streams.count + 1, sizeof(*ids));
 	for (size_t i = 0; i < m->streams.cap; i++) {
 		uint32_t k = m->streams.keys[i];
 		if (k != 0 && k != UINT32_MAX)
-			all[n++] = m->streams.vals[i];
+			ids[n++] = k;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct mux_stream *st = all[i];
+		/* a callback may have freed a later stream: look it up again */
+		struct mux_stream *st = idmap_get(&m->streams, ids[i]);
+		if (st == NULL)
+			continue;
 		if (!st->orphan && st->cbs && st->cbs->closed) {
 			st->dead = 1;
 			st->cbs->closed(st, st->arg);
 		}
 		stream_destroy(st);
 	}
-	free(all);
+	free(ids);
 	if (m->cbs.closed)
 		m->cbs.closed(m, err, m->arg);
 	mux_end_callback(m);
@@ -1076,6 +1095,7 @@ mux_destroy(struct mux *m)
 	event_free(m->wev);
 	event_free(m->timer);
 	event_free(m->reaper);
+	event_free(m->kick);
 	evbuffer_free(m->in);
 	evbuffer_free(m->out);
 	if (m->fd >= 0)
@@ -1098,6 +1118,7 @@ mux_free(struct mux *m)
 	event_del(m->rev);
 	event_del(m->wev);
 	event_del(m->timer);
+	event_del(m->kick);
 	event_active(m->reaper, EV_TIMEOUT, 0);
 }
 
