@@ -6,7 +6,7 @@
 BUILD ?= build
 OPT ?= -O2
 SAN ?=
-PKGS = libevent libevent_openssl openssl zlib
+PKGS = libevent libevent_openssl openssl zlib nettle
 PYTEST ?= /usr/bin/python3 -m pytest
 
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \

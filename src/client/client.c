@@ -15,7 +15,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "client/client.h"
 #include "conf/conf.h"
@@ -23,6 +22,7 @@
 #include "proto/ctrl.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
+#include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -511,8 +511,7 @@ client_start_session(struct client *c, int fd)
 	c->mux = mux_new(c->base, fd, 1, &c->cf->mux, &client_mux_cbs, c);
 	c->ctrl = mux_stream_open(c->mux);
 	mux_stream_set_cbs(c->ctrl, &ctrl_cbs, c);
-	if (RAND_bytes(c->client_nonce, sizeof(c->client_nonce)) != 1)
-		abort();
+	crypto_random(c->client_nonce, sizeof(c->client_nonce));
 	memset(&h, 0, sizeof(h));
 	h.method = CTRL_METHOD_HMAC;
 	h.hmac_ver = 1;
@@ -645,7 +644,7 @@ client_schedule_retry(struct client *c)
 		return;
 	}
 	s = waits[c->attempts - 1 < 5 ? c->attempts - 1 : 5];
-	RAND_bytes((unsigned char *)&r, sizeof(r));
+	crypto_random(&r, sizeof(r));
 	s *= 0.8 + 0.4 * (r / 4294967296.0); /* +-20 % jitter */
 	tv.tv_sec = (time_t)s;
 	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
@@ -739,8 +738,7 @@ client_id_load(uint8_t id[16])
 			return 0;
 		log_warn("%s is not a valid client id; making a new one", path);
 	}
-	if (RAND_bytes(id, 16) != 1)
-		abort();
+	crypto_random(id, 16);
 	if (state_path(path, sizeof(path), 1) != 0 || mkdir_p(path) < 0)
 		goto fail;
 	state_path(path, sizeof(path), 0);

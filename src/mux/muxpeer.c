@@ -12,10 +12,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/rand.h>
 
 #include "mux/mux.h"
 #include "mux/muxpeer.h"
+#include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -431,7 +431,7 @@ muxpeer_main(int argc, char **argv)
 			ck->st = mux_stream_open(m);
 			ck->tx = evbuffer_new();
 			ck->want = xmalloc(p.bytes);
-			RAND_bytes(ck->want, (int)p.bytes);
+			crypto_random(ck->want, p.bytes);
 			evbuffer_add(ck->tx, ck->want, p.bytes);
 			mux_stream_set_cbs(ck->st, &check_cbs, ck);
 			check_send(ck);

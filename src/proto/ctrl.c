@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <nettle/hmac.h>
 
 #include "util/err.h"
 
@@ -541,36 +541,16 @@ ctrl_auth_mac(const uint8_t *token, size_t token_len,
     const uint8_t server_nonce[CTRL_NONCE_LEN],
     const uint8_t client_id[CTRL_ID_LEN], uint8_t mac[CTRL_MAC_LEN])
 {
-	uint8_t data[sizeof(CTRL_MAC_LABEL) - 1 + 2 * CTRL_NONCE_LEN +
-	    CTRL_ID_LEN];
-	/* HMAC pads a short key with zero bytes, so "" and "\0" are the same
-	 * key; the one-byte form avoids OpenSSL refusing an empty key. */
-	static const uint8_t zero_key[1] = { 0 };
-	size_t off = 0, outlen = 0;
+	struct hmac_sha256_ctx ctx;
 
-	memcpy(data, CTRL_MAC_LABEL, sizeof(CTRL_MAC_LABEL) - 1);
-	off += sizeof(CTRL_MAC_LABEL) - 1;
-	memcpy(data + off, client_nonce, CTRL_NONCE_LEN);
-	off += CTRL_NONCE_LEN;
-	memcpy(data + off, server_nonce, CTRL_NONCE_LEN);
-	off += CTRL_NONCE_LEN;
-	memcpy(data + off, client_id, CTRL_ID_LEN);
-
-	if (token_len == 0) {
-		token = zero_key;
-		token_len = sizeof(zero_key);
-	}
-	/*
-	 * Failing here means OpenSSL itself is broken (no SHA-256, no
-	 * memory). Returning any fixed MAC instead would let a peer that
-	 * guesses it authenticate, so stop the process.
-	 */
-	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, token, token_len,
-	    data, sizeof(data), mac, CTRL_MAC_LEN, &outlen) == NULL ||
-	    outlen != CTRL_MAC_LEN) {
-		fprintf(stderr, "mgrok: HMAC-SHA256 failed in OpenSSL\n");
-		abort();
-	}
+	/* nettle, not OpenSSL: see util/crypto.h for why */
+	hmac_sha256_set_key(&ctx, token_len, token);
+	hmac_sha256_update(&ctx, sizeof(CTRL_MAC_LABEL) - 1,
+	    (const uint8_t *)CTRL_MAC_LABEL);
+	hmac_sha256_update(&ctx, CTRL_NONCE_LEN, client_nonce);
+	hmac_sha256_update(&ctx, CTRL_NONCE_LEN, server_nonce);
+	hmac_sha256_update(&ctx, CTRL_ID_LEN, client_id);
+	hmac_sha256_digest(&ctx, CTRL_MAC_LEN, mac);
 }
 
 const char *

@@ -9,13 +9,12 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "server/server.h"
 #include "server/server_int.h"
+#include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -157,7 +156,7 @@ token_match(struct server *srv, const uint8_t *t, size_t len)
 	for (size_t i = 0; i < srv->cf->ntokens; i++) {
 		const char *k = srv->cf->tokens[i];
 		size_t kl = strlen(k);
-		if (kl == len && CRYPTO_memcmp(k, t, len) == 0 && found < 0)
+		if (kl == len && crypto_memeq(k, t, len) && found < 0)
 			found = (int)i;
 	}
 	return found;
@@ -174,7 +173,7 @@ mac_match(struct session *s, const uint8_t mac[CTRL_MAC_LEN])
 		ctrl_auth_mac((const uint8_t *)cf->tokens[i],
 		    strlen(cf->tokens[i]), s->client_nonce, s->server_nonce,
 		    s->client_id, want);
-		if (CRYPTO_memcmp(want, mac, CTRL_MAC_LEN) == 0 && found < 0)
+		if (crypto_memeq(want, mac, CTRL_MAC_LEN) && found < 0)
 			found = (int)i;
 	}
 	return found;
@@ -291,11 +290,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		memcpy(s->client_nonce, h.client_nonce, CTRL_NONCE_LEN);
 		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
 		s->caps = h.caps & SERVER_CAPS;
-		if (RAND_bytes(s->server_nonce, CTRL_NONCE_LEN) != 1) {
-			session_fail(s, CTRL_AUTH_ERR, CODE_INTERNAL,
-			    "no randomness");
-			return;
-		}
+		crypto_random(s->server_nonce, CTRL_NONCE_LEN);
 		memset(&m, 0, sizeof(m));
 		m.type = CTRL_CHALLENGE;
 		memcpy(m.u.server_nonce, s->server_nonce, CTRL_NONCE_LEN);
