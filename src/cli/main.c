@@ -21,6 +21,7 @@ usage(FILE *f)
 	fputs("usage: mgrok COMMAND [options]\n"
 	      "  server                 run the tunnel server\n"
 	      "  tcp [HOST:]PORT        expose a local TCP service\n"
+	      "  udp [HOST:]PORT        expose a local UDP service\n"
 	      "  client --local ...     expose several local services\n"
 	      "  version                print the version\n"
 	      "Run `mgrok COMMAND --help` for a command's options.\n",
@@ -117,7 +118,8 @@ main(int argc, char **argv)
 	cmd = argv[1];
 	if (strcmp(cmd, "server") == 0)
 		return run_server(argc - 1, argv + 1);
-	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "client") == 0)
+	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
+	    strcmp(cmd, "client") == 0)
 		return run_client(argc - 1, argv + 1);
 	if (strcmp(cmd, "mux-peer") == 0)
 		return muxpeer_main(argc - 1, argv + 1);

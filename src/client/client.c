@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "proto/sthdr.h"
+#include "relay/dgram.h"
 #include "relay/relay.h"
 #include "util/crypto.h"
 #include "util/err.h"
@@ -49,7 +51,21 @@ struct cproxy {
 	char url[400];
 	uint64_t streams_total, refused, bytes_in, bytes_out;
 	unsigned active;
+	struct dgram_stats dg;        /* UDP: in = from the public side */
 };
+
+/* A UDP flow: one data stream and one connected socket to the local
+ * service, so the service sees a distinct source port per remote peer. */
+struct cflow {
+	LIST_ENTRY(cflow) link;
+	struct client *c;
+	struct cproxy *px;
+	struct mux_stream *st;
+	struct event *ev;
+	int fd;
+	uint64_t last_ms;
+};
+LIST_HEAD(cflow_list, cflow);
 
 struct client {
 	struct event_base *base;
@@ -74,6 +90,9 @@ struct client {
 	char server_host[256];
 	uint16_t server_port;
 	uint64_t started_ms, sessions;
+	struct cflow_list flows;
+	struct event *sweep_ev;
+	uint8_t *udp_buf;
 };
 
 /* A data stream between its SYN and the local connection. */
@@ -255,6 +274,156 @@ cs_dial_next(struct cstream *cs)
 	}
 }
 
+/* ---- UDP flows ---- */
+
+static void cf_readable(struct mux_stream *st, void *arg);
+static void cf_closed(struct mux_stream *st, void *arg);
+
+static const struct mux_stream_cbs cf_cbs = {
+	.readable = cf_readable,
+	.closed = cf_closed,
+};
+
+static void
+cf_free(struct cflow *f)
+{
+	LIST_REMOVE(f, link);
+	f->px->active--;
+	if (f->ev)
+		event_free(f->ev);
+	if (f->fd >= 0)
+		close(f->fd);
+	mux_stream_free(f->st);
+	free(f);
+}
+
+/* Datagrams from the server, to the local service. */
+static void
+cf_readable(struct mux_stream *st, void *arg)
+{
+	struct cflow *f = arg;
+	struct evbuffer *rx = mux_stream_rx(st);
+	uint8_t *p;
+	int len;
+
+	while ((len = dgram_next(rx, &p)) > 0) {
+		/* ECONNREFUSED: an ICMP port unreachable from an earlier
+		 * datagram; the service is not there (yet): drop, go on */
+		if (send(f->fd, p, (size_t)len, MSG_DONTWAIT) < 0) {
+			f->px->dg.drops_in++;
+		} else {
+			f->px->dg.pkts_in++;
+			f->px->dg.bytes_in += (uint64_t)len;
+		}
+		evbuffer_drain(rx, (size_t)len + 2);
+		mux_stream_consumed(st, (size_t)len + 2);
+		f->last_ms = client_now_ms(f->c);
+	}
+	if (len == MG_EPROTO || (mux_stream_fin_received(st) &&
+	    mux_stream_queued(st) > 0)) {
+		log_warn("bad datagram length on UDP flow %u: closing the "
+			 "session",
+		    mux_stream_id(st));
+		mux_close(f->c->mux, MG_EPROTO);
+		return; /* the flow went with the session */
+	}
+	if (mux_stream_eof(st))
+		cf_free(f);
+}
+
+static void
+cf_closed(struct mux_stream *st, void *arg)
+{
+	struct cflow *f = arg;
+
+	f->st = NULL;
+	cf_free(f);
+}
+
+/* Datagrams from the local service, back to the flow's stream. */
+static void
+cf_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct cflow *f = arg;
+	struct client *c = f->c;
+
+	if (c->udp_buf == NULL)
+		c->udp_buf = xmalloc(65536);
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = recv(fd, c->udp_buf, 65536, MSG_DONTWAIT);
+		if (n < 0 && errno == ECONNREFUSED) {
+			f->px->dg.drops_in++; /* nothing listens there */
+			continue;
+		}
+		if (n <= 0)
+			break;
+		f->last_ms = client_now_ms(c);
+		if (mux_stream_send_datagram(f->st, c->udp_buf, (size_t)n) <
+		    0) {
+			f->px->dg.drops_out++;
+			continue;
+		}
+		f->px->dg.pkts_out++;
+		f->px->dg.bytes_out += (uint64_t)n;
+	}
+}
+
+static void
+cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
+{
+	struct cflow *f = xcalloc(1, sizeof(*f));
+	struct addrinfo *ai = px->ai;
+
+	f->c = c;
+	f->px = px;
+	f->st = st;
+	f->fd = -1;
+	f->last_ms = client_now_ms(c);
+	LIST_INSERT_HEAD(&c->flows, f, link);
+	px->active++;
+	px->streams_total++;
+	mux_stream_set_cbs(st, &cf_cbs, f);
+	for (; ai != NULL; ai = ai->ai_next) {
+		f->fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (f->fd >= 0 && connect(f->fd, ai->ai_addr,
+		    ai->ai_addrlen) == 0)
+			break;
+		if (f->fd >= 0)
+			close(f->fd);
+		f->fd = -1;
+	}
+	if (f->fd < 0) {
+		log_warn("udp flow %u: no socket towards %s:%u: %s",
+		    mux_stream_id(st), px->spec->host, px->spec->port,
+		    strerror(errno));
+		cf_free(f);
+		return;
+	}
+	f->ev = event_new(c->base, f->fd, EV_READ | EV_PERSIST, cf_on_read, f);
+	event_add(f->ev, NULL);
+	/* datagrams that came with the header */
+	cf_readable(st, f);
+}
+
+static void
+client_on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	uint64_t now = client_now_ms(c);
+	uint64_t idle = (uint64_t)c->cf->udp_idle_s * 1000;
+	struct cflow *f, *next;
+
+	for (f = LIST_FIRST(&c->flows); f != NULL; f = next) {
+		next = LIST_NEXT(f, link);
+		if (now - f->last_ms >= idle) {
+			log_debug("udp flow %u idle for %u s: closed",
+			    mux_stream_id(f->st), c->cf->udp_idle_s);
+			cf_free(f);
+		}
+	}
+}
+
 static struct cproxy *
 client_find_proxy(struct client *c, const struct sthdr *h)
 {
@@ -295,6 +464,14 @@ cs_readable(struct mux_stream *st, void *arg)
 		log_warn("stream %u: no proxy named \"%s\" or on port %u",
 		    mux_stream_id(st), h.name, h.remote_port);
 		cs_reject(cs, CODE_UNREACHABLE, "no such proxy on this client");
+		return;
+	}
+	if (cs->px->spec->type == PROXY_UDP) {
+		struct client *c = cs->c;
+		struct cproxy *px = cs->px;
+		cs->st = NULL;
+		cs_free(cs);
+		cf_start(c, st, px);
 		return;
 	}
 	cs->cur = cs->px->ai;
@@ -796,7 +973,8 @@ client_new(struct event_base *base, const struct client_conf *cf)
 		px->remote_port = px->spec->remote_port;
 		snprintf(px->name, sizeof(px->name), "%s", px->spec->name);
 		memset(&hints, 0, sizeof(hints));
-		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_socktype = px->spec->type == PROXY_UDP ? SOCK_DGRAM :
+		    SOCK_STREAM;
 		hints.ai_flags = AI_NUMERICSERV;
 		snprintf(port, sizeof(port), "%u", px->spec->port);
 		rc = getaddrinfo(px->spec->host, port, &hints, &px->ai);
@@ -805,6 +983,17 @@ client_new(struct event_base *base, const struct client_conf *cf)
 			    px->spec->host, gai_strerror(rc));
 			goto fail;
 		}
+	}
+	LIST_INIT(&c->flows);
+	{
+		unsigned ms = cf->udp_idle_s * 1000 / 4;
+		struct timeval tv;
+		ms = ms < 250 ? 250 : ms > 5000 ? 5000 : ms;
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		c->sweep_ev = event_new(base, -1, EV_PERSIST, client_on_sweep,
+		    c);
+		event_add(c->sweep_ev, &tv);
 	}
 	c->retry_ev = evtimer_new(base, client_on_retry, c);
 	c->hb_ev = evtimer_new(base, client_on_heartbeat, c);
@@ -849,7 +1038,20 @@ client_print_summary(const struct client *c)
 	    (unsigned long long)out);
 	for (size_t i = 0; i < c->npx; i++) {
 		const struct cproxy *px = &c->px[i];
-		if (px->url[0])
+		if (px->url[0] && px->spec->type == PROXY_UDP)
+			fprintf(stderr,
+			    "mgrok:   %s -> %s:%u: %llu flows (%u active); "
+			    "in %llu datagrams, %llu bytes, %llu dropped; "
+			    "out %llu datagrams, %llu bytes, %llu dropped\n",
+			    px->url, px->spec->host, px->spec->port,
+			    (unsigned long long)px->streams_total, px->active,
+			    (unsigned long long)px->dg.pkts_in,
+			    (unsigned long long)px->dg.bytes_in,
+			    (unsigned long long)px->dg.drops_in,
+			    (unsigned long long)px->dg.pkts_out,
+			    (unsigned long long)px->dg.bytes_out,
+			    (unsigned long long)px->dg.drops_out);
+		else if (px->url[0])
 			fprintf(stderr,
 			    "mgrok:   %s -> %s:%u: %llu streams, %llu bytes "
 			    "in, %llu bytes out\n",
@@ -875,6 +1077,9 @@ client_free(struct client *c)
 		close(c->conn_fd);
 	if (c->retry_ev)
 		event_free(c->retry_ev);
+	if (c->sweep_ev)
+		event_free(c->sweep_ev);
+	free(c->udp_buf);
 	if (c->hb_ev)
 		event_free(c->hb_ev);
 	if (c->sig_int)

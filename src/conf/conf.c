@@ -94,6 +94,8 @@ server_usage(void)
 	      "  --heartbeat S             heartbeat interval (10)\n"
 	      "  --drain-timeout S         shutdown drain deadline (10)\n"
 	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
+	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
+	      "  --udp-max-flows N         flows per UDP proxy (1024)\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -102,7 +104,7 @@ enum {
 	O_ADDR = 256, O_START, O_END, O_TOKEN, O_TOKFILE, O_NOPLAIN, O_BIND,
 	O_PUBHOST, O_MAXSESS, O_MAXSTREAMS, O_MAXPROX, O_GRACE, O_HB,
 	O_DRAIN, O_WINDOW, O_LOG, O_HELP, O_SERVER, O_LOCAL, O_REMOTE, O_NAME,
-	O_NORECONN, O_ATTEMPTS, O_CLIENTID,
+	O_NORECONN, O_ATTEMPTS, O_CLIENTID, O_UDPIDLE, O_UDPFLOWS,
 };
 
 static int
@@ -136,6 +138,8 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		{ "heartbeat", required_argument, NULL, O_HB },
 		{ "drain-timeout", required_argument, NULL, O_DRAIN },
 		{ "stream-window", required_argument, NULL, O_WINDOW },
+		{ "udp-idle-timeout", required_argument, NULL, O_UDPIDLE },
+		{ "udp-max-flows", required_argument, NULL, O_UDPFLOWS },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -156,6 +160,8 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 	c->heartbeat_s = 10;
 	c->drain_s = 10;
 	c->max_pending = 64;
+	c->udp_idle_s = 60;
+	c->udp_max_flows = 1024;
 	c->log_level = LOG_INFO;
 	mux_config_default(&c->mux);
 	c->mux.max_streams = 10000;
@@ -235,6 +241,18 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 			if (parse_window(optarg, &c->mux))
 				return MG_EINVAL;
 			break;
+		case O_UDPIDLE:
+			if (parse_uint("--udp-idle-timeout", optarg, 1, 86400,
+			    &v))
+				return MG_EINVAL;
+			c->udp_idle_s = (unsigned)v;
+			break;
+		case O_UDPFLOWS:
+			if (parse_uint("--udp-max-flows", optarg, 1, 1000000,
+			    &v))
+				return MG_EINVAL;
+			c->udp_max_flows = (unsigned)v;
+			break;
 		case O_LOG:
 			if (log_level_parse(optarg, &c->log_level))
 				return bad("--log-level",
@@ -306,8 +324,8 @@ conf_parse_local(const char *s, struct local_spec *l, const char **err)
 	if (strncmp(s, "tcp:", 4) == 0) {
 		rest = s + 4;
 	} else if (strncmp(s, "udp:", 4) == 0) {
-		*err = "UDP tunnels are not supported yet";
-		return MG_EINVAL;
+		l->type = PROXY_UDP;
+		rest = s + 4;
 	}
 	if (net_split_hostport(rest, l->host, sizeof(l->host), &l->port,
 	    err))
@@ -324,10 +342,10 @@ conf_parse_local(const char *s, struct local_spec *l, const char **err)
 static void
 client_usage(const char *cmd)
 {
-	if (strcmp(cmd, "tcp") == 0)
-		fputs("usage: mgrok tcp [HOST:]PORT [options]\n", stdout);
+	if (strcmp(cmd, "client") != 0)
+		fprintf(stdout, "usage: mgrok %s [HOST:]PORT [options]\n", cmd);
 	else
-		fputs("usage: mgrok client --local [tcp:]HOST:PORT ... "
+		fputs("usage: mgrok client --local [tcp:|udp:]HOST:PORT ... "
 		      "[options]\n",
 		    stdout);
 	fputs("  --server HOST:PORT        the mgrok server (localhost:9000)\n"
@@ -339,6 +357,7 @@ client_usage(const char *cmd)
 	      "  --client-id HEX           32 hex digits (default: kept in\n"
 	      "                            $XDG_STATE_HOME/mgrok/client_id)\n"
 	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
+	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -356,6 +375,7 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 		{ "reconnect-attempts", required_argument, NULL, O_ATTEMPTS },
 		{ "client-id", required_argument, NULL, O_CLIENTID },
 		{ "stream-window", required_argument, NULL, O_WINDOW },
+		{ "udp-idle-timeout", required_argument, NULL, O_UDPIDLE },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -369,6 +389,7 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 	memset(c, 0, sizeof(*c));
 	snprintf(c->server, sizeof(c->server), "localhost:9000");
 	c->reconnect_attempts = 10;
+	c->udp_idle_s = 60;
 	c->log_level = LOG_INFO;
 	mux_config_default(&c->mux);
 	optind = 1;
@@ -420,6 +441,12 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 				return MG_EINVAL;
 			c->reconnect_attempts = (unsigned)v;
 			break;
+		case O_UDPIDLE:
+			if (parse_uint("--udp-idle-timeout", optarg, 1, 86400,
+			    &v))
+				return MG_EINVAL;
+			c->udp_idle_s = (unsigned)v;
+			break;
 		case O_CLIENTID:
 			if (conf_hex_id(optarg, c->client_id))
 				return bad("--client-id",
@@ -445,11 +472,17 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 			return bad(argv[optind - 1], "unknown option", "");
 		}
 	}
-	if (strcmp(cmd, "tcp") == 0) {
+	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0) {
 		if (optind >= argc)
-			return bad("tcp", "missing the local [HOST:]PORT", "");
+			return bad(cmd, "missing the local [HOST:]PORT", "");
+		if (strncmp(argv[optind], "tcp:", 4) == 0 ||
+		    strncmp(argv[optind], "udp:", 4) == 0)
+			return bad(cmd, "give HOST:PORT without a type prefix",
+			    argv[optind]);
 		if (conf_parse_local(argv[optind], &c->locals[0], &err))
-			return bad("tcp", err, argv[optind]);
+			return bad(cmd, err, argv[optind]);
+		c->locals[0].type = strcmp(cmd, "udp") == 0 ? PROXY_UDP :
+		    PROXY_TCP;
 		c->nlocals = 1;
 		optind++;
 	}

@@ -25,6 +25,8 @@ struct server_conf {
 	unsigned heartbeat_s;
 	unsigned drain_s;
 	unsigned max_pending;    /* public conns waiting per lease */
+	unsigned udp_idle_s;     /* a UDP flow idle this long is closed */
+	unsigned udp_max_flows;  /* per UDP proxy */
 	enum log_level log_level;
 	struct mux_config mux;
 };
@@ -44,6 +46,7 @@ struct client_conf {
 	size_t nlocals;
 	int no_reconnect;
 	unsigned reconnect_attempts; /* 0 = forever */
+	unsigned udp_idle_s;
 	uint8_t client_id[16];
 	int have_client_id;
 	enum log_level log_level;

@@ -383,6 +383,12 @@ mux_stream_queued(const struct mux_stream *st)
 }
 
 int
+mux_stream_fin_received(const struct mux_stream *st)
+{
+	return st->fin_recv;
+}
+
+int
 mux_stream_eof(const struct mux_stream *st)
 {
 	return st->fin_recv && (st->rx == NULL ||
@@ -637,6 +643,47 @@ mux_stream_send_buffer(struct mux_stream *st, struct evbuffer *src)
 	if (total == 0 && evbuffer_get_length(src) > 0)
 		return MG_ELIMIT;
 	return total;
+}
+
+int
+mux_stream_send_datagram(struct mux_stream *st, const void *p, size_t len)
+{
+	struct mux *m = st->m;
+	const uint8_t *b = p;
+	uint8_t pre[2];
+	size_t total = len + 2, first = 1;
+
+	if (len > 65535)
+		return MG_EINVAL;
+	if (!stream_can_send(st))
+		return MG_ECLOSED;
+	if (evbuffer_get_length(m->out) > m->cfg.out_high ||
+	    stream_window_avail(st) < total)
+		return MG_ELIMIT;
+	pre[0] = (uint8_t)(len >> 8);
+	pre[1] = (uint8_t)len;
+	while (total > 0) {
+		size_t n = total > m->cfg.frame_size ? m->cfg.frame_size : total;
+		uint8_t hdr[FRAME_HDR_LEN];
+		struct frame_hdr h = { m->version, FRAME_PSH, (uint16_t)n,
+			st->id };
+		frame_encode(hdr, &h);
+		evbuffer_add(m->out, hdr, sizeof(hdr));
+		if (first) {
+			evbuffer_add(m->out, pre, 2);
+			evbuffer_add(m->out, b, n - 2);
+			b += n - 2;
+			first = 0;
+		} else {
+			evbuffer_add(m->out, b, n);
+			b += n;
+		}
+		total -= n;
+	}
+	st->tx_sent += (uint32_t)(len + 2);
+	m->tx_bytes += len + 2;
+	mux_flush(m);
+	return 0;
 }
 
 void

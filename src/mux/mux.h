@@ -125,6 +125,8 @@ ssize_t mux_stream_flush_to_fd(struct mux_stream *st, int fd);
 /* mux_stream_delivered: payload bytes the consumer has taken so far (to
  * the sink directly or through the queue). */
 uint64_t mux_stream_delivered(const struct mux_stream *st);
+/* mux_stream_fin_received: the peer sent FIN (bytes may still be queued). */
+int mux_stream_fin_received(const struct mux_stream *st);
 /* mux_stream_eof: the peer sent FIN and the queue is empty. */
 int mux_stream_eof(const struct mux_stream *st);
 
@@ -150,6 +152,16 @@ ssize_t mux_stream_send_from_fd(struct mux_stream *st, int fd, size_t max);
  * is empty, MG_ELIMIT (writable follows) or MG_ECLOSED.
  */
 ssize_t mux_stream_send_buffer(struct mux_stream *st, struct evbuffer *src);
+
+/*
+ * mux_stream_send_datagram: queue "len u16 BE | payload" (PROTOCOL 5, UDP
+ * flows) whole or not at all: MG_ELIMIT when the peer's window or the
+ * session's output has no room for it now (the caller drops and counts;
+ * no writable callback is arranged), MG_EINVAL when len > 65535,
+ * MG_ECLOSED when the stream cannot send. 0 when queued.
+ */
+int mux_stream_send_datagram(struct mux_stream *st, const void *p,
+    size_t len);
 
 /* mux_stream_shutdown: FIN (half-close); data queued before it goes first. */
 void mux_stream_shutdown(struct mux_stream *st);

@@ -62,6 +62,10 @@ proxy_free(struct proxy *px)
 	if (px == NULL)
 		return;
 	pending_close_all(px);
+	if (px->type == PROXY_UDP) {
+		udp_proxy_log(px);
+		udp_proxy_stop(px);
+	}
 	if (px->lst)
 		evconnlistener_free(px->lst);
 	if (px->grace)
@@ -112,22 +116,26 @@ proxy_session_lost(struct proxy *px)
 	    srv->cf->lease_grace_s);
 }
 
+/* UDP ports are a space of their own; every other type listens on TCP. */
 static int
-port_leased(struct server *srv, uint16_t port)
+port_leased(struct server *srv, uint8_t type, uint16_t port)
 {
 	struct proxy *px;
 
 	LIST_FOREACH(px, &srv->proxies, link) {
-		if (px->port == port)
+		if (px->port == port &&
+		    (px->type == PROXY_UDP) == (type == PROXY_UDP))
 			return 1;
 	}
 	return 0;
 }
 
-/* Listen on port for public connections; the fd or -1 (errno). */
+/* The public socket of a new proxy; the fd or -1 (errno). */
 static int
-proxy_listen(struct server *srv, uint16_t port)
+proxy_listen(struct server *srv, uint8_t type, uint16_t port)
 {
+	if (type == PROXY_UDP)
+		return net_bind_udp(srv->cf->bind_addr, port);
 	return net_listen_tcp(srv->cf->bind_addr, port, 1024);
 }
 
@@ -224,7 +232,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	int fd = -1;
 
 	*out = NULL;
-	if (reg->proxy_type != PROXY_TCP) {
+	if (reg->proxy_type != PROXY_TCP && reg->proxy_type != PROXY_UDP) {
 		*code = CODE_UNSUPPORTED;
 		snprintf(why, whycap, "proxy type %s is not supported by this "
 				      "server",
@@ -234,9 +242,9 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	}
 	if (reg_has_http_options(reg, &opt)) {
 		*code = CODE_UNSUPPORTED;
-		snprintf(why, whycap, "option \"%s\" is not supported for tcp "
+		snprintf(why, whycap, "option \"%s\" is not supported for %s "
 				      "proxies",
-		    opt);
+		    opt, proxy_type_name(reg->proxy_type));
 		return MG_EUNSUPP;
 	}
 	LIST_FOREACH(px, &s->proxies, sess_link) {
@@ -269,14 +277,14 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 			    port, cf->start_port, cf->end_port);
 			return MG_EDENIED;
 		}
-		if (port_leased(srv, port)) {
+		if (port_leased(srv, reg->proxy_type, port)) {
 			*code = CODE_IN_USE;
 			snprintf(why, whycap, "port %u is in use by another "
 					      "tunnel",
 			    port);
 			return MG_EINUSE;
 		}
-		if ((fd = proxy_listen(srv, port)) < 0) {
+		if ((fd = proxy_listen(srv, reg->proxy_type, port)) < 0) {
 			*code = errno == EADDRINUSE ? CODE_IN_USE :
 			    errno == EACCES ? CODE_NOT_ALLOWED : CODE_INTERNAL;
 			snprintf(why, whycap, "port %u: %s%s", port,
@@ -286,9 +294,10 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		}
 	} else {
 		for (uint32_t p = cf->start_port; p <= cf->end_port; p++) {
-			if (port_leased(srv, (uint16_t)p))
+			if (port_leased(srv, reg->proxy_type, (uint16_t)p))
 				continue;
-			if ((fd = proxy_listen(srv, (uint16_t)p)) >= 0) {
+			if ((fd = proxy_listen(srv, reg->proxy_type,
+			    (uint16_t)p)) >= 0) {
 				port = (uint16_t)p;
 				break;
 			}
@@ -314,9 +323,13 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	else
 		snprintf(px->name, sizeof(px->name), "%s-%u",
 		    proxy_type_name(px->type), port);
-	px->lst = evconnlistener_new(srv->base, proxy_on_accept, px,
-	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (px->lst == NULL) {
+	px->udp_fd = -1;
+	if (px->type == PROXY_UDP)
+		udp_proxy_start(px, fd);
+	else
+		px->lst = evconnlistener_new(srv->base, proxy_on_accept, px,
+		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (px->type != PROXY_UDP && px->lst == NULL) {
 		close(fd);
 		free(px);
 		*code = CODE_INTERNAL;

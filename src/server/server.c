@@ -25,6 +25,8 @@
 #define AUTH_DEADLINE_S 10
 
 static void session_close(struct session *s, int err);
+static void session_send_code(struct session *s, uint8_t type, uint8_t code,
+    const char *text);
 
 uint64_t
 server_now_ms(struct server *srv)
@@ -76,7 +78,7 @@ session_send_code(struct session *s, uint8_t type, uint8_t code,
 }
 
 /* Refuse with AuthErr or Error and close; s is gone afterwards. */
-static void
+void
 session_fail(struct session *s, uint8_t type, uint8_t code, const char *text)
 {
 	SLOG(LOG_WARN, s, "%s code %u: %s", ctrl_type_name(type), code, text);
@@ -634,6 +636,14 @@ server_log_summary(struct server *srv)
 	    (unsigned long long)m->streams_total, m->streams_active,
 	    (unsigned long long)m->streams_refused,
 	    (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out);
+	if (m->udp_pkts_in || m->udp_pkts_out || m->udp_drops_in ||
+	    m->udp_drops_out)
+		log_info("summary: udp %llu datagrams in (%llu dropped), %llu "
+			 "out (%llu dropped)",
+		    (unsigned long long)m->udp_pkts_in,
+		    (unsigned long long)m->udp_drops_in,
+		    (unsigned long long)m->udp_pkts_out,
+		    (unsigned long long)m->udp_drops_out);
 }
 
 void
@@ -656,5 +666,6 @@ server_free(struct server *srv)
 		event_free(srv->sig_term);
 	if (srv->drain_tick)
 		event_free(srv->drain_tick);
+	free(srv->udp_buf);
 	free(srv);
 }

@@ -8,6 +8,7 @@
 
 #include "conf/conf.h"
 #include "proto/ctrl.h"
+#include "relay/dgram.h"
 
 struct event;
 struct event_base;
@@ -55,6 +56,13 @@ struct proxy {
 	int refuse_waiting;           /* the client left with Goodbye */
 	uint64_t conns_total, bytes_in, bytes_out;
 	unsigned conns_active;
+	/* UDP proxies (udp.c) */
+	int udp_fd;
+	struct event *udp_ev, *udp_sweep;
+	struct uflow **flows;         /* hash buckets, UFLOW_BUCKETS */
+	unsigned nflows;
+	uint64_t flows_total;
+	struct dgram_stats dg;
 };
 LIST_HEAD(proxy_list, proxy);
 
@@ -84,6 +92,7 @@ struct session {
 TAILQ_HEAD(session_list, session);
 
 struct server_metrics {
+	uint64_t udp_pkts_in, udp_pkts_out, udp_drops_in, udp_drops_out;
 	uint64_t sessions_total;
 	uint64_t auth_failures;
 	uint64_t streams_total;
@@ -108,6 +117,7 @@ struct server {
 	int shutting_down;
 	struct server_metrics met;
 	char host_for_urls[256];      /* --public-host, or the bind address */
+	uint8_t *udp_buf;             /* recvmmsg scratch, shared by proxies */
 };
 
 /* proxy.c */
@@ -120,7 +130,14 @@ void proxy_open_stream(struct proxy *px, int fd,
     const struct sockaddr *peer);
 const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
 
+/* udp.c */
+int udp_proxy_start(struct proxy *px, int fd);
+void udp_proxy_stop(struct proxy *px);
+void udp_proxy_log(const struct proxy *px);
+
 /* server.c */
+void session_fail(struct session *s, uint8_t type, uint8_t code,
+    const char *text);
 uint64_t server_now_ms(struct server *srv);
 void session_log_prefix(const struct session *s, char *buf, size_t cap);
 

@@ -111,15 +111,15 @@ net_is_wildcard(const char *host)
 	    strcmp(host, "::") == 0 || strcmp(host, "*") == 0;
 }
 
-int
-net_listen_tcp(const char *host, uint16_t port, int backlog)
+static int
+net_bind_any(const char *host, uint16_t port, int type, int backlog)
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	char pstr[8];
 	int fd = -1, one = 1, zero = 0, rc, saved = 0;
 
 	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_socktype = type;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	hints.ai_family = AF_UNSPEC;
 	snprintf(pstr, sizeof(pstr), "%u", port);
@@ -146,12 +146,14 @@ net_listen_tcp(const char *host, uint16_t port, int backlog)
 			saved = errno;
 			continue;
 		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (type == SOCK_STREAM)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+			    sizeof(one));
 		if (ai->ai_family == AF_INET6 && net_is_wildcard(host))
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero,
 			    sizeof(zero));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, backlog) == 0)
+		    (type != SOCK_STREAM || listen(fd, backlog) == 0))
 			break;
 		saved = errno;
 		close(fd);
@@ -161,6 +163,18 @@ net_listen_tcp(const char *host, uint16_t port, int backlog)
 	if (fd < 0)
 		errno = saved ? saved : EADDRNOTAVAIL;
 	return fd;
+}
+
+int
+net_listen_tcp(const char *host, uint16_t port, int backlog)
+{
+	return net_bind_any(host, port, SOCK_STREAM, backlog);
+}
+
+int
+net_bind_udp(const char *host, uint16_t port)
+{
+	return net_bind_any(host, port, SOCK_DGRAM, 0);
 }
 
 uint16_t

@@ -27,6 +27,10 @@ void net_sock_tune(int fd);
  * the fd, or -1 with errno set. */
 int net_listen_tcp(const char *host, uint16_t port, int backlog);
 
+/* net_bind_udp: a non-blocking UDP socket bound to host:port (host empty =
+ * all addresses, dual stack where available). The fd, or -1 with errno. */
+int net_bind_udp(const char *host, uint16_t port);
+
 /* net_local_port: the port fd is bound to, or 0. */
 uint16_t net_local_port(int fd);
 

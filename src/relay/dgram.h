@@ -1,0 +1,27 @@
+/* dgram.h: datagrams on a UDP flow stream, "len u16 BE | payload"
+ * (PROTOCOL.md section 5). */
+#ifndef MG_DGRAM_H
+#define MG_DGRAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+#define DGRAM_MAX 65507 /* the largest UDP payload over IPv4 */
+
+/* Per-direction counters of one flow or proxy. */
+struct dgram_stats {
+	uint64_t pkts_in, bytes_in, drops_in;   /* from the public side */
+	uint64_t pkts_out, bytes_out, drops_out; /* towards the public side */
+};
+
+/*
+ * dgram_next: the next whole datagram at the head of rx: returns its
+ * length and points *p at it (contiguous, valid until rx changes; the
+ * caller drains 2 + len), MG_EAGAIN when it is not all there yet, MG_EPROTO
+ * for a length of 0 or above DGRAM_MAX.
+ */
+int dgram_next(struct evbuffer *rx, uint8_t **p);
+
+#endif

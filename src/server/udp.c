@@ -1,0 +1,348 @@
+/* udp.c: the public side of UDP proxies: one socket per proxy, one flow
+ * (data stream) per public source address (PROTOCOL.md section 5). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "mux/mux.h"
+#include "proto/sthdr.h"
+#include "relay/dgram.h"
+#include "server/server_int.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/net.h"
+#include "util/xmalloc.h"
+
+#define UFLOW_BUCKETS 256
+#define UDP_BATCH 16
+#define UDP_SLOT 65536
+#define UDP_MAX_PER_EVENT 256
+
+struct uflow {
+	struct uflow *next;           /* hash chain */
+	struct proxy *px;
+	struct mux_stream *st;
+	struct sockaddr_storage peer;
+	socklen_t plen;
+	uint64_t last_ms;
+};
+
+static void uflow_readable(struct mux_stream *st, void *arg);
+static void uflow_closed(struct mux_stream *st, void *arg);
+
+static const struct mux_stream_cbs uflow_cbs = {
+	.readable = uflow_readable,
+	.closed = uflow_closed,
+};
+
+static unsigned
+addr_hash(const struct sockaddr *sa, socklen_t len)
+{
+	const uint8_t *p = (const uint8_t *)sa;
+	uint32_t h = 2166136261u;
+
+	for (socklen_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h % UFLOW_BUCKETS;
+}
+
+static struct uflow **
+uflow_slot(struct proxy *px, const struct sockaddr *sa, socklen_t len)
+{
+	struct uflow **pp = &px->flows[addr_hash(sa, len)];
+
+	for (; *pp != NULL; pp = &(*pp)->next)
+		if ((*pp)->plen == len && memcmp(&(*pp)->peer, sa, len) == 0)
+			break;
+	return pp;
+}
+
+/* Unlink and free f; the stream is freed (FIN) unless the mux took it. */
+static void
+uflow_free(struct uflow *f)
+{
+	struct proxy *px = f->px;
+	struct uflow **pp = uflow_slot(px, (struct sockaddr *)&f->peer,
+	    f->plen);
+
+	if (*pp == f)
+		*pp = f->next;
+	px->nflows--;
+	if (f->st)
+		mux_stream_free(f->st);
+	free(f);
+}
+
+static struct uflow *
+uflow_oldest(struct proxy *px)
+{
+	struct uflow *old = NULL;
+
+	for (int b = 0; b < UFLOW_BUCKETS; b++)
+		for (struct uflow *f = px->flows[b]; f; f = f->next)
+			if (old == NULL || f->last_ms < old->last_ms)
+				old = f;
+	return old;
+}
+
+static struct uflow *
+uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
+{
+	struct session *s = px->sess;
+	struct mux_stream *st;
+	struct uflow *f;
+	struct sthdr h;
+	uint8_t buf[STHDR_MAX_LEN];
+	int n;
+
+	if (px->nflows >= px->srv->cf->udp_max_flows) {
+		struct uflow *old = uflow_oldest(px);
+		log_info("udp port %u: %u flows, closing the longest idle",
+		    px->port, px->nflows);
+		uflow_free(old);
+	}
+	if ((st = mux_stream_open(s->mux)) == NULL)
+		return NULL;
+	memset(&h, 0, sizeof(h));
+	h.stream_id = mux_stream_id(st);
+	h.remote_port = px->port;
+	h.name_len = (uint8_t)strlen(px->name);
+	memcpy(h.name, px->name, h.name_len);
+	h.type = STHDR_NEWSTREAM;
+	if (s->caps & CTRL_CAP_STREAM_EX) {
+		h.type = STHDR_NEWSTREAM_EX;
+		if (sa->sa_family == AF_INET) {
+			const struct sockaddr_in *in = (const void *)sa;
+			h.af = 4;
+			memcpy(h.addr, &in->sin_addr, 4);
+			h.port = ntohs(in->sin_port);
+		} else {
+			const struct sockaddr_in6 *in6 = (const void *)sa;
+			if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+				h.af = 4;
+				memcpy(h.addr, &in6->sin6_addr.s6_addr[12], 4);
+			} else {
+				h.af = 6;
+				memcpy(h.addr, &in6->sin6_addr, 16);
+			}
+			h.port = ntohs(in6->sin6_port);
+		}
+	}
+	n = sthdr_encode(&h, buf, sizeof(buf));
+	if (n < 0 || mux_stream_write(st, buf, (size_t)n) < 0) {
+		mux_stream_free(st);
+		return NULL;
+	}
+	f = xcalloc(1, sizeof(*f));
+	f->px = px;
+	f->st = st;
+	memcpy(&f->peer, sa, len);
+	f->plen = len;
+	{
+		struct uflow **pp = &px->flows[addr_hash(sa, len)];
+		f->next = *pp;
+		*pp = f;
+	}
+	px->nflows++;
+	px->flows_total++;
+	s->streams_total++;
+	px->srv->met.streams_total++;
+	if (s->state < SESS_FORWARDING)
+		s->state = SESS_FORWARDING;
+	mux_stream_set_cbs(st, &uflow_cbs, f);
+	return f;
+}
+
+/* Datagrams from the client, to the flow's public peer. */
+static void
+uflow_readable(struct mux_stream *st, void *arg)
+{
+	struct uflow *f = arg;
+	struct proxy *px = f->px;
+	struct evbuffer *rx = mux_stream_rx(st);
+	uint8_t *p;
+	int len;
+
+	while ((len = dgram_next(rx, &p)) > 0) {
+		ssize_t n = sendto(px->udp_fd, p, (size_t)len, MSG_DONTWAIT,
+		    (struct sockaddr *)&f->peer, f->plen);
+		if (n < 0) {
+			px->dg.drops_out++;
+			px->srv->met.udp_drops_out++;
+		} else {
+			px->dg.pkts_out++;
+			px->dg.bytes_out += (uint64_t)len;
+			px->srv->met.udp_pkts_out++;
+		}
+		evbuffer_drain(rx, (size_t)len + 2);
+		mux_stream_consumed(st, (size_t)len + 2);
+		f->last_ms = server_now_ms(px->srv);
+	}
+	if (len == MG_EPROTO || (mux_stream_fin_received(st) &&
+	    mux_stream_queued(st) > 0)) {
+		/* a bad length, or a FIN in the middle of a datagram */
+		session_fail(px->sess, CTRL_ERROR, CODE_PROTOCOL,
+		    "bad datagram length on a UDP flow");
+		return; /* the session and this flow are gone */
+	}
+	if (mux_stream_eof(st))
+		uflow_free(f);
+}
+
+static void
+uflow_closed(struct mux_stream *st, void *arg)
+{
+	struct uflow *f = arg;
+
+	f->st = NULL; /* the session died and takes the stream */
+	uflow_free(f);
+}
+
+static void
+udp_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+	struct server *srv = px->srv;
+	struct mmsghdr msgs[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	struct sockaddr_storage addrs[UDP_BATCH];
+	uint64_t now = server_now_ms(srv);
+	int total = 0;
+
+	if (srv->udp_buf == NULL)
+		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
+	while (total < UDP_MAX_PER_EVENT) {
+		int n;
+		for (int i = 0; i < UDP_BATCH; i++) {
+			iov[i].iov_base = srv->udp_buf + (size_t)i * UDP_SLOT;
+			iov[i].iov_len = UDP_SLOT;
+			memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+			msgs[i].msg_hdr.msg_iov = &iov[i];
+			msgs[i].msg_hdr.msg_iovlen = 1;
+			msgs[i].msg_hdr.msg_name = &addrs[i];
+			msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+		}
+		n = recvmmsg(fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			break;
+		total += n;
+		for (int i = 0; i < n; i++) {
+			size_t len = msgs[i].msg_len;
+			struct sockaddr *sa = (struct sockaddr *)&addrs[i];
+			socklen_t sl = msgs[i].msg_hdr.msg_namelen;
+			struct uflow *f;
+			if (len == 0 || len > DGRAM_MAX || px->sess == NULL) {
+				/* empty, oversized, or the client is away */
+				px->dg.drops_in++;
+				srv->met.udp_drops_in++;
+				continue;
+			}
+			f = *uflow_slot(px, sa, sl);
+			if (f == NULL && (f = uflow_new(px, sa, sl)) == NULL) {
+				px->dg.drops_in++;
+				srv->met.udp_drops_in++;
+				continue;
+			}
+			f->last_ms = now;
+			if (mux_stream_send_datagram(f->st, iov[i].iov_base,
+			    len) < 0) {
+				px->dg.drops_in++;
+				srv->met.udp_drops_in++;
+				continue;
+			}
+			px->dg.pkts_in++;
+			px->dg.bytes_in += len;
+			srv->met.udp_pkts_in++;
+		}
+		if (n < UDP_BATCH)
+			break;
+	}
+}
+
+static void
+udp_on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *px = arg;
+	uint64_t now = server_now_ms(px->srv);
+	uint64_t idle = (uint64_t)px->srv->cf->udp_idle_s * 1000;
+
+	for (int b = 0; b < UFLOW_BUCKETS; b++) {
+		struct uflow *f = px->flows[b], *next;
+		for (; f != NULL; f = next) {
+			next = f->next;
+			if (now - f->last_ms >= idle) {
+				log_debug("udp port %u: flow idle for %u s, "
+					  "closed",
+				    px->port, px->srv->cf->udp_idle_s);
+				uflow_free(f);
+			}
+		}
+	}
+}
+
+int
+udp_proxy_start(struct proxy *px, int fd)
+{
+	struct server *srv = px->srv;
+	unsigned ms = srv->cf->udp_idle_s * 1000 / 4;
+	struct timeval tv;
+
+	if (ms < 250)
+		ms = 250;
+	if (ms > 5000)
+		ms = 5000;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	px->udp_fd = fd;
+	px->flows = xcalloc(UFLOW_BUCKETS, sizeof(*px->flows));
+	px->udp_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST,
+	    udp_on_read, px);
+	px->udp_sweep = event_new(srv->base, -1, EV_PERSIST, udp_on_sweep,
+	    px);
+	if (px->udp_ev == NULL || px->udp_sweep == NULL)
+		abort();
+	event_add(px->udp_ev, NULL);
+	event_add(px->udp_sweep, &tv);
+	return 0;
+}
+
+void
+udp_proxy_log(const struct proxy *px)
+{
+	log_info("udp \"%s\" port %u: %llu flows; in %llu datagrams %llu "
+		 "bytes %llu dropped; out %llu datagrams %llu bytes %llu "
+		 "dropped",
+	    px->name, px->port, (unsigned long long)px->flows_total,
+	    (unsigned long long)px->dg.pkts_in,
+	    (unsigned long long)px->dg.bytes_in,
+	    (unsigned long long)px->dg.drops_in,
+	    (unsigned long long)px->dg.pkts_out,
+	    (unsigned long long)px->dg.bytes_out,
+	    (unsigned long long)px->dg.drops_out);
+}
+
+void
+udp_proxy_stop(struct proxy *px)
+{
+	if (px->flows) {
+		for (int b = 0; b < UFLOW_BUCKETS; b++)
+			while (px->flows[b] != NULL)
+				uflow_free(px->flows[b]);
+		free(px->flows);
+		px->flows = NULL;
+	}
+	if (px->udp_ev)
+		event_free(px->udp_ev);
+	if (px->udp_sweep)
+		event_free(px->udp_sweep);
+	px->udp_ev = px->udp_sweep = NULL;
+	if (px->udp_fd >= 0)
+		close(px->udp_fd);
+	px->udp_fd = -1;
+}
