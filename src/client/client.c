@@ -33,6 +33,7 @@
 #define CLIENT_AGENT "mgrok/0.1.0"
 #define CLIENT_CAPS (CTRL_CAP_STREAM_EX | CTRL_CAP_LEASES)
 #define CONNECT_TIMEOUT_S 10
+#define CF_SCRATCH (256 * 1024) /* at least DGRAM_MAX */
 #define DIAL_TIMEOUT_S 10
 
 enum client_state {
@@ -297,34 +298,56 @@ cf_free(struct cflow *f)
 	free(f);
 }
 
-/* Datagrams from the server, to the local service. */
+#define CF_BATCH 32
+
+/* Datagrams from the server, to the local service, in batches of one
+ * sendmmsg. */
 static void
 cf_readable(struct mux_stream *st, void *arg)
 {
 	struct cflow *f = arg;
+	struct client *c = f->c;
 	struct evbuffer *rx = mux_stream_rx(st);
-	uint8_t *p;
-	int len;
+	struct iovec iov[CF_BATCH];
+	struct mmsghdr msgs[CF_BATCH];
+	int n = 0;
 
-	while ((len = dgram_next(rx, &p)) > 0) {
+	if (c->udp_buf == NULL)
+		c->udp_buf = xmalloc(CF_SCRATCH);
+	for (;;) { /* bounded: the queue is bounded by the window */
+		size_t consumed = 0;
+		int sent;
+		n = dgram_take(rx, c->udp_buf, CF_SCRATCH, iov, CF_BATCH,
+		    &consumed);
+		if (n <= 0)
+			break;
+		memset(msgs, 0, sizeof(msgs[0]) * (size_t)n);
+		for (int i = 0; i < n; i++) {
+			msgs[i].msg_hdr.msg_iov = &iov[i];
+			msgs[i].msg_hdr.msg_iovlen = 1;
+		}
 		/* ECONNREFUSED: an ICMP port unreachable from an earlier
 		 * datagram; the service is not there (yet): drop, go on */
-		if (send(f->fd, p, (size_t)len, MSG_DONTWAIT) < 0) {
-			f->px->dg.drops_in++;
-		} else {
-			f->px->dg.pkts_in++;
-			f->px->dg.bytes_in += (uint64_t)len;
+		sent = sendmmsg(f->fd, msgs, (unsigned)n, MSG_DONTWAIT);
+		if (sent < 0)
+			sent = 0;
+		for (int i = 0; i < n; i++) {
+			if (i < sent) {
+				f->px->dg.pkts_in++;
+				f->px->dg.bytes_in += iov[i].iov_len;
+			} else {
+				f->px->dg.drops_in++;
+			}
 		}
-		evbuffer_drain(rx, (size_t)len + 2);
-		mux_stream_consumed(st, (size_t)len + 2);
-		f->last_ms = client_now_ms(f->c);
+		mux_stream_consumed(st, consumed);
+		f->last_ms = client_now_ms(c);
 	}
-	if (len == MG_EPROTO || (mux_stream_fin_received(st) &&
-	    mux_stream_queued(st) > 0)) {
+	if (n == MG_EPROTO || (mux_stream_fin_received(st) &&
+	    mux_stream_queued(st) > 0 && n == 0)) {
 		log_warn("bad datagram length on UDP flow %u: closing the "
 			 "session",
 		    mux_stream_id(st));
-		mux_close(f->c->mux, MG_EPROTO);
+		mux_close(c->mux, MG_EPROTO);
 		return; /* the flow went with the session */
 	}
 	if (mux_stream_eof(st))
@@ -348,7 +371,8 @@ cf_on_read(evutil_socket_t fd, short what, void *arg)
 	struct client *c = f->c;
 
 	if (c->udp_buf == NULL)
-		c->udp_buf = xmalloc(65536);
+		c->udp_buf = xmalloc(CF_SCRATCH);
+	mux_cork(c->mux);
 	for (int i = 0; i < 64; i++) {
 		ssize_t n = recv(fd, c->udp_buf, 65536, MSG_DONTWAIT);
 		if (n < 0 && errno == ECONNREFUSED) {
@@ -366,6 +390,7 @@ cf_on_read(evutil_socket_t fd, short what, void *arg)
 		f->px->dg.pkts_out++;
 		f->px->dg.bytes_out += (uint64_t)n;
 	}
+	mux_uncork(c->mux);
 }
 
 static void

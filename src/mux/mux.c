@@ -69,6 +69,7 @@ struct mux {
 	uint64_t tx_bytes, rx_bytes;
 	int depth;              /* > 0 while inside our own event callbacks */
 	int write_err;          /* a write failed: die from the loop */
+	int corked;
 	unsigned dead : 1;
 	unsigned free_pending : 1;
 	unsigned read_paused : 1;
@@ -224,7 +225,8 @@ mux_flush(struct mux *m)
 {
 	int n;
 
-	if (m->dead || m->write_err || evbuffer_get_length(m->out) == 0)
+	if (m->dead || m->write_err || m->corked ||
+	    evbuffer_get_length(m->out) == 0)
 		return;
 	m->last_tx_ms = now_ms(m);
 	if (event_pending(m->wev, EV_WRITE, NULL))
@@ -243,6 +245,19 @@ mux_flush(struct mux *m)
 		/* all written at once: wake the waiters from the loop, not
 		 * from inside the producer that called us */
 		event_active(m->kick, EV_TIMEOUT, 1);
+}
+
+void
+mux_cork(struct mux *m)
+{
+	m->corked++;
+}
+
+void
+mux_uncork(struct mux *m)
+{
+	if (m->corked > 0 && --m->corked == 0)
+		mux_flush(m);
 }
 
 static void

@@ -89,6 +89,11 @@ size_t mux_output_len(const struct mux *m);
 /* mux_stats: bytes of payload sent and received so far. */
 void mux_stats(const struct mux *m, uint64_t *tx, uint64_t *rx);
 
+/* mux_cork, mux_uncork: between them, frames queue without being written,
+ * so a burst (datagrams of one recvmmsg) goes out in one write. Nest. */
+void mux_cork(struct mux *m);
+void mux_uncork(struct mux *m);
+
 /* mux_stream_open: open a stream (SYN). NULL when the session is closing
  * or max_streams is reached. Free with mux_stream_free. */
 struct mux_stream *mux_stream_open(struct mux *m);

@@ -24,4 +24,14 @@ struct dgram_stats {
  */
 int dgram_next(struct evbuffer *rx, uint8_t **p);
 
+/*
+ * dgram_take: move up to max whole datagrams from the head of rx into
+ * scratch (cap bytes; at least DGRAM_MAX), one iovec each, and add the
+ * bytes taken from rx (prefixes included) to *consumed. Returns the number
+ * taken (0 when none is complete), or MG_EPROTO as dgram_next.
+ */
+struct iovec;
+int dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
+    struct iovec *iov, int max, size_t *consumed);
+
 #endif

@@ -159,33 +159,53 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	return f;
 }
 
-/* Datagrams from the client, to the flow's public peer. */
+/* Datagrams from the client, to the flow's public peer, in batches of
+ * one sendmmsg. */
 static void
 uflow_readable(struct mux_stream *st, void *arg)
 {
 	struct uflow *f = arg;
 	struct proxy *px = f->px;
+	struct server *srv = px->srv;
 	struct evbuffer *rx = mux_stream_rx(st);
-	uint8_t *p;
-	int len;
+	struct iovec iov[UDP_BATCH];
+	struct mmsghdr msgs[UDP_BATCH];
+	int n = 0;
 
-	while ((len = dgram_next(rx, &p)) > 0) {
-		ssize_t n = sendto(px->udp_fd, p, (size_t)len, MSG_DONTWAIT,
-		    (struct sockaddr *)&f->peer, f->plen);
-		if (n < 0) {
-			px->dg.drops_out++;
-			px->srv->met.udp_drops_out++;
-		} else {
-			px->dg.pkts_out++;
-			px->dg.bytes_out += (uint64_t)len;
-			px->srv->met.udp_pkts_out++;
+	if (srv->udp_buf == NULL)
+		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
+	for (;;) { /* bounded: the queue is bounded by the window */
+		size_t consumed = 0;
+		int sent;
+		n = dgram_take(rx, srv->udp_buf, (size_t)UDP_BATCH * UDP_SLOT,
+		    iov, UDP_BATCH, &consumed);
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+			msgs[i].msg_hdr.msg_iov = &iov[i];
+			msgs[i].msg_hdr.msg_iovlen = 1;
+			msgs[i].msg_hdr.msg_name = &f->peer;
+			msgs[i].msg_hdr.msg_namelen = f->plen;
 		}
-		evbuffer_drain(rx, (size_t)len + 2);
-		mux_stream_consumed(st, (size_t)len + 2);
-		f->last_ms = server_now_ms(px->srv);
+		sent = sendmmsg(px->udp_fd, msgs, (unsigned)n, MSG_DONTWAIT);
+		if (sent < 0)
+			sent = 0;
+		for (int i = 0; i < n; i++) {
+			if (i < sent) {
+				px->dg.pkts_out++;
+				px->dg.bytes_out += iov[i].iov_len;
+				srv->met.udp_pkts_out++;
+			} else {
+				px->dg.drops_out++;
+				srv->met.udp_drops_out++;
+			}
+		}
+		mux_stream_consumed(st, consumed);
+		f->last_ms = server_now_ms(srv);
 	}
-	if (len == MG_EPROTO || (mux_stream_fin_received(st) &&
-	    mux_stream_queued(st) > 0)) {
+	if (n == MG_EPROTO || (mux_stream_fin_received(st) &&
+	    mux_stream_queued(st) > 0 && n == 0)) {
 		/* a bad length, or a FIN in the middle of a datagram */
 		session_fail(px->sess, CTRL_ERROR, CODE_PROTOCOL,
 		    "bad datagram length on a UDP flow");
@@ -217,6 +237,8 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 
 	if (srv->udp_buf == NULL)
 		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
+	if (px->sess)
+		mux_cork(px->sess->mux);
 	while (total < UDP_MAX_PER_EVENT) {
 		int n;
 		for (int i = 0; i < UDP_BATCH; i++) {
@@ -263,6 +285,8 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 		if (n < UDP_BATCH)
 			break;
 	}
+	if (px->sess)
+		mux_uncork(px->sess->mux);
 }
 
 static void
@@ -299,6 +323,15 @@ udp_proxy_start(struct proxy *px, int fd)
 		ms = 5000;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
+	/* a burst of public datagrams must wait in the kernel while the
+	 * loop writes to the tunnel: ask for 4 MiB (FORCE works as root,
+	 * past net.core.rmem_max) */
+	{
+		int sz = 4 * 1024 * 1024;
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz,
+		    sizeof(sz)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
 	px->udp_fd = fd;
 	px->flows = xcalloc(UFLOW_BUCKETS, sizeof(*px->flows));
 	px->udp_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST,
