@@ -59,7 +59,7 @@ struct tls_conn {
 	/* the first verification failure the verify callback saw */
 	int verr, vdepth, pin_mismatch;
 	char vinfo[128];
-	char why[320];
+	char why[400];
 	char alpn[256]; /* a selected ALPN name not in our tables */
 };
 
@@ -334,21 +334,23 @@ alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-static SSL_CTX *
-server_ssl_ctx(const struct tls_ctx *c, char *err, size_t errcap)
+static int
+server_ssl_ctx(const struct tls_ctx *c, SSL_CTX **out, char *err,
+    size_t errcap)
 {
 	SSL_CTX *sc = ctx_base(1, err, errcap);
+	int rc;
 
 	if (sc == NULL)
-		return NULL;
-	if (load_cert_key(sc, c->cert, c->key, err, errcap) != 0)
+		return MG_EIO;
+	if ((rc = load_cert_key(sc, c->cert, c->key, err, errcap)) != 0)
 		goto fail;
 	if (c->client_ca != NULL) {
 		STACK_OF(X509_NAME) *names;
 		int mode = SSL_VERIFY_PEER;
 
-		if (load_ca(sc, "--tls-client-ca", c->client_ca, err,
-		    errcap) != 0)
+		if ((rc = load_ca(sc, "--tls-client-ca", c->client_ca, err,
+		    errcap)) != 0)
 			goto fail;
 		names = SSL_load_client_CA_file(c->client_ca);
 		if (names != NULL)
@@ -360,10 +362,11 @@ server_ssl_ctx(const struct tls_ctx *c, char *err, size_t errcap)
 		SSL_CTX_set_verify_depth(sc, 8);
 	}
 	SSL_CTX_set_alpn_select_cb(sc, alpn_select, NULL);
-	return sc;
+	*out = sc;
+	return 0;
 fail:
 	SSL_CTX_free(sc);
-	return NULL;
+	return rc;
 }
 
 static int
@@ -398,10 +401,8 @@ tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out,
 		c->client_auth = o->client_auth == TLS_CLIENT_AUTH_OPTIONAL ?
 		    TLS_CLIENT_AUTH_OPTIONAL : TLS_CLIENT_AUTH_REQUIRE;
 	}
-	if ((c->ssl_ctx = server_ssl_ctx(c, err, errcap)) == NULL) {
-		rc = MG_EINVAL;
+	if ((rc = server_ssl_ctx(c, &c->ssl_ctx, err, errcap)) != 0)
 		goto out;
-	}
 	*out = c;
 	c = NULL;
 	rc = 0;
@@ -413,14 +414,15 @@ out:
 int
 tls_server_reload(struct tls_ctx *c, char *err, size_t errcap)
 {
-	SSL_CTX *sc;
+	SSL_CTX *sc = NULL;
+	int rc;
 
 	if (c == NULL || !c->is_server) {
 		errf(err, errcap, "not a TLS server context");
 		return MG_EINVAL;
 	}
-	if ((sc = server_ssl_ctx(c, err, errcap)) == NULL)
-		return MG_EINVAL;
+	if ((rc = server_ssl_ctx(c, &sc, err, errcap)) != 0)
+		return rc;
 	/* Live SSLs hold their own reference to the old SSL_CTX. */
 	SSL_CTX_free(c->ssl_ctx);
 	c->ssl_ctx = sc;
@@ -650,8 +652,9 @@ why_verify(struct tls_conn *tc, long vres, char *out, size_t cap)
 		    hint, X509_verify_cert_error_string(e));
 		return;
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-		snprintf(out, cap, "%s is self-signed and not in %s%s", who,
-		    ca, hint);
+		snprintf(out, cap, "%s is self-signed and not trusted "
+		    "(%s)", who, tc->is_server ? "not in --tls-client-ca" :
+		    "use --tls-pin, or --tls-ca with it");
 		return;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 		snprintf(out, cap, "%s%s has expired (notAfter %s)",
@@ -691,7 +694,7 @@ conn_fail(SSL *ssl, struct tls_conn *tc, int sslerr, int sys_errno)
 	char *out = tc->why;
 	size_t cap = sizeof(tc->why);
 	long vres = SSL_get_verify_result(ssl);
-	int reason, code = MG_EPROTO;
+	int reason;
 
 	while ((e = ERR_get_error()) != 0)
 		if (first == 0 && ERR_GET_LIB(e) == ERR_LIB_SSL)
@@ -718,8 +721,8 @@ conn_fail(SSL *ssl, struct tls_conn *tc, int sslerr, int sys_errno)
 	case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
 		/* TLS 1.2 servers refuse a missing certificate this way. */
 		snprintf(out, cap, "%s refused the handshake (TLS alert "
-		    "handshake failure%s)", peer, !tc->is_server &&
-		    !tc->has_cert ? "; does it require a client certificate? "
+		    "handshake failure)%s", peer, !tc->is_server &&
+		    !tc->has_cert ? ": it may require a client certificate "
 		    "(--tls-cert/--tls-key)" : "");
 		return MG_EAUTH;
 	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
@@ -814,6 +817,9 @@ hs_finish(struct tls_hs *hs, int err)
 	hs->io = hs->timer = NULL;
 	if (err == 0)
 		hs->tc->why[0] = '\0';
+	else
+		log_debug("TLS handshake (%s) failed: %s", hs->tc->is_server ?
+		    "server" : "client", hs->tc->why);
 	hs->done(hs->ssl, err, hs->tc->why, hs->arg);
 	free(hs);
 }
