@@ -11,6 +11,7 @@
 #include "conf/conf.h"
 #include "mux/muxpeer.h"
 #include "server/server.h"
+#include "tls/tls.h"
 #include "util/log.h"
 
 #define MGROK_VERSION "0.1.0"
@@ -23,6 +24,8 @@ usage(FILE *f)
 	      "  tcp [HOST:]PORT        expose a local TCP service\n"
 	      "  udp [HOST:]PORT        expose a local UDP service\n"
 	      "  client --local ...     expose several local services\n"
+	      "  certs --out DIR --hosts H1,H2  make a CA, server and client "
+	      "certificate\n"
 	      "  version                print the version\n"
 	      "Run `mgrok COMMAND --help` for a command's options.\n",
 	    f);
@@ -121,6 +124,8 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
 	    strcmp(cmd, "client") == 0)
 		return run_client(argc - 1, argv + 1);
+	if (strcmp(cmd, "certs") == 0)
+		return tls_certs_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "mux-peer") == 0)
 		return muxpeer_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "client/client.h"
 #include "conf/conf.h"
@@ -24,6 +25,7 @@
 #include "proto/sthdr.h"
 #include "relay/dgram.h"
 #include "relay/relay.h"
+#include "tls/tls.h"
 #include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -93,6 +95,9 @@ struct client {
 	uint64_t started_ms, sessions;
 	struct cflow_list flows;
 	struct event *sweep_ev;
+	struct tls_ctx *tls;
+	struct tls_hs *hs;
+	SSL *hs_ssl;
 	uint8_t *udp_buf;
 };
 
@@ -612,6 +617,8 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 			break;
 		memset(&r, 0, sizeof(r));
 		r.type = CTRL_AUTH_PROOF;
+		if (c->cf->token == NULL)
+			break;
 		ctrl_auth_mac((const uint8_t *)c->cf->token,
 		    strlen(c->cf->token), c->client_nonce, m.u.server_nonce,
 		    c->client_id, r.u.mac);
@@ -675,12 +682,27 @@ client_mux_closed(struct mux *m, int err, void *arg)
 {
 	struct client *c = arg;
 
+	char tls_why_buf[300];
+	const char *tls_why_s = NULL;
+
+	if (mux_tls_error(m)) {
+		snprintf(tls_why_buf, sizeof(tls_why_buf), "%s",
+		    mux_tls_error(m));
+		tls_why_s = tls_why_buf;
+	}
 	event_del(c->hb_ev);
 	c->ctrl = NULL;
 	mux_free(c->mux);
 	c->mux = NULL;
 	if (c->stopping) {
 		event_base_loopexit(c->base, NULL);
+		return;
+	}
+	if (tls_why_s && tls_why_s[0] && c->state == CL_AUTH) {
+		/* TLS 1.3: a refused client certificate shows only now */
+		client_say("TLS with %s:%u: %s", c->server_host, c->server_port,
+		    tls_why_s);
+		client_stop(c, 1);
 		return;
 	}
 	if (c->last_err[0] == '\0' || c->state == CL_READY)
@@ -700,7 +722,7 @@ static const struct mux_callbacks client_mux_cbs = {
 };
 
 static void
-client_start_session(struct client *c, int fd)
+client_start_session(struct client *c, int fd, SSL *ssl)
 {
 	struct ctrl_hello h;
 	uint8_t buf[512];
@@ -710,11 +732,21 @@ client_start_session(struct client *c, int fd)
 	c->sessions++;
 	c->server_leaving = 0;
 	c->last_err[0] = '\0';
-	c->mux = mux_new(c->base, fd, 1, &c->cf->mux, &client_mux_cbs, c);
+	c->mux = mux_new_tls(c->base, fd, ssl, 1, &c->cf->mux,
+	    &client_mux_cbs, c);
 	c->ctrl = mux_stream_open(c->mux);
 	mux_stream_set_cbs(c->ctrl, &ctrl_cbs, c);
 	crypto_random(c->client_nonce, sizeof(c->client_nonce));
 	memset(&h, 0, sizeof(h));
+	if (c->cf->token == NULL) {
+		/* a client certificate and no token: the MTLS method */
+		h.method = CTRL_METHOD_MTLS;
+		memcpy(h.client_id, c->client_id, CTRL_ID_LEN);
+		n = ctrl_hello_encode(&h, buf, sizeof(buf));
+		c->state = CL_AUTH;
+		mux_stream_send_msg(c->ctrl, buf, (size_t)n);
+		return;
+	}
 	h.method = CTRL_METHOD_HMAC;
 	h.hmac_ver = 1;
 	memcpy(h.client_nonce, c->client_nonce, CTRL_NONCE_LEN);
@@ -725,6 +757,34 @@ client_start_session(struct client *c, int fd)
 	n = ctrl_hello_encode(&h, buf, sizeof(buf));
 	c->state = CL_AUTH;
 	mux_stream_send_msg(c->ctrl, buf, (size_t)n);
+}
+
+static void
+client_on_handshake(SSL *ssl, int err, const char *why, void *arg)
+{
+	struct client *c = arg;
+	int fd = c->conn_fd;
+
+	c->hs = NULL;
+	c->hs_ssl = NULL;
+	c->conn_fd = -1;
+	if (err == 0) {
+		client_start_session(c, fd, ssl);
+		return;
+	}
+	snprintf(c->last_err, sizeof(c->last_err), "TLS with %s:%u: %s",
+	    c->server_host, c->server_port, why);
+	SSL_free(ssl);
+	close(fd);
+	if (err == MG_EAUTH) {
+		/* a certificate problem does not mend itself by retrying */
+		client_say("%s", c->last_err);
+		client_stop(c, 1);
+		return;
+	}
+	log_warn("%s", c->last_err);
+	c->state = CL_IDLE;
+	client_schedule_retry(c);
 }
 
 static void
@@ -756,8 +816,22 @@ client_on_connect(evutil_socket_t fd, short what, void *arg)
 		client_schedule_retry(c);
 		return;
 	}
+	if (c->tls) {
+		SSL *ssl = tls_ssl_new(c->tls, fd);
+		c->conn_fd = fd;
+		if (ssl == NULL || (c->hs = tls_handshake_start(c->base, ssl, 0,
+		    CONNECT_TIMEOUT_S, client_on_handshake, c)) == NULL) {
+			client_say("cannot start TLS");
+			if (ssl)
+				SSL_free(ssl);
+			client_stop(c, 1);
+			return;
+		}
+		c->hs_ssl = ssl;
+		return;
+	}
 	c->conn_fd = -1;
-	client_start_session(c, fd);
+	client_start_session(c, fd, NULL);
 }
 
 /* Connect to c->server_cur (a fresh resolve when it is NULL). */
@@ -983,6 +1057,21 @@ client_new(struct event_base *base, const struct client_conf *cf)
 		client_say("--server %s: %s", cf->server, err);
 		goto fail;
 	}
+	if (cf->tls) {
+		struct tls_client_opts to;
+		char terr[512];
+		memset(&to, 0, sizeof(to));
+		to.ca = cf->tls_ca;
+		to.cert = cf->tls_cert;
+		to.key = cf->tls_key;
+		to.server_name = cf->tls_server_name ? cf->tls_server_name :
+		    c->server_host;
+		to.pin = cf->tls_pin;
+		if (tls_client_ctx_new(&to, &c->tls, terr, sizeof(terr)) < 0) {
+			client_say("TLS: %s", terr);
+			goto fail;
+		}
+	}
 	if (cf->have_client_id)
 		memcpy(c->client_id, cf->client_id, CTRL_ID_LEN);
 	else
@@ -1096,6 +1185,11 @@ client_free(struct client *c)
 		c->stopping = 1;
 		mux_free(c->mux);
 	}
+	if (c->hs) {
+		tls_handshake_cancel(c->hs);
+		SSL_free(c->hs_ssl);
+	}
+	tls_ctx_free(c->tls);
 	if (c->conn_ev)
 		event_free(c->conn_ev);
 	if (c->conn_fd >= 0)

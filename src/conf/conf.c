@@ -96,6 +96,10 @@ server_usage(void)
 	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
 	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
 	      "  --udp-max-flows N         flows per UDP proxy (1024)\n"
+	      "  --tls                     TLS on the control port\n"
+	      "  --tls-cert F, --tls-key F the server's certificate and key\n"
+	      "  --tls-client-ca F         CA for client certificates (mTLS)\n"
+	      "  --tls-client-auth M       require (default) or optional\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -105,7 +109,16 @@ enum {
 	O_PUBHOST, O_MAXSESS, O_MAXSTREAMS, O_MAXPROX, O_GRACE, O_HB,
 	O_DRAIN, O_WINDOW, O_LOG, O_HELP, O_SERVER, O_LOCAL, O_REMOTE, O_NAME,
 	O_NORECONN, O_ATTEMPTS, O_CLIENTID, O_UDPIDLE, O_UDPFLOWS,
+	O_TLS, O_TLSCERT, O_TLSKEY, O_TLSCLIENTCA, O_TLSCLIENTAUTH, O_TLSCA,
+	O_TLSNAME, O_TLSPIN,
 };
+
+static void
+set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = xstrdup(v);
+}
 
 static int
 parse_window(const char *s, struct mux_config *mc)
@@ -140,6 +153,11 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		{ "stream-window", required_argument, NULL, O_WINDOW },
 		{ "udp-idle-timeout", required_argument, NULL, O_UDPIDLE },
 		{ "udp-max-flows", required_argument, NULL, O_UDPFLOWS },
+		{ "tls", no_argument, NULL, O_TLS },
+		{ "tls-cert", required_argument, NULL, O_TLSCERT },
+		{ "tls-key", required_argument, NULL, O_TLSKEY },
+		{ "tls-client-ca", required_argument, NULL, O_TLSCLIENTCA },
+		{ "tls-client-auth", required_argument, NULL, O_TLSCLIENTAUTH },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -253,6 +271,27 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 				return MG_EINVAL;
 			c->udp_max_flows = (unsigned)v;
 			break;
+		case O_TLS:
+			c->tls = 1;
+			break;
+		case O_TLSCERT:
+			set_str(&c->tls_cert, optarg);
+			break;
+		case O_TLSKEY:
+			set_str(&c->tls_key, optarg);
+			break;
+		case O_TLSCLIENTCA:
+			set_str(&c->tls_client_ca, optarg);
+			break;
+		case O_TLSCLIENTAUTH:
+			if (strcmp(optarg, "require") == 0)
+				c->tls_client_auth = 2;
+			else if (strcmp(optarg, "optional") == 0)
+				c->tls_client_auth = 1;
+			else
+				return bad("--tls-client-auth",
+				    "expected require or optional", optarg);
+			break;
 		case O_LOG:
 			if (log_level_parse(optarg, &c->log_level))
 				return bad("--log-level",
@@ -272,6 +311,14 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		return bad("server", "unexpected argument", argv[optind]);
 	if (c->end_port < c->start_port)
 		return bad("--end-port", "must not be below --start-port", "");
+	if ((c->tls_cert || c->tls_key || c->tls_client_ca) && !c->tls)
+		c->tls = 1; /* certificate options imply --tls */
+	if (c->tls && (c->tls_cert == NULL || c->tls_key == NULL))
+		return bad("--tls", "needs --tls-cert and --tls-key", "");
+	if (c->tls_client_auth && c->tls_client_ca == NULL)
+		return bad("--tls-client-auth", "needs --tls-client-ca", "");
+	if (c->tls_client_ca && c->tls_client_auth == 0)
+		c->tls_client_auth = 2;
 	if (c->ntokens == 0) {
 		const char *env = getenv("MGROK_TOKEN");
 		if (env && *env && add_token(c->tokens, &c->ntokens,
@@ -291,6 +338,10 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 void
 conf_server_free(struct server_conf *c)
 {
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_client_ca);
+	c->tls_cert = c->tls_key = c->tls_client_ca = NULL;
 	for (size_t i = 0; i < c->ntokens; i++) {
 		memset(c->tokens[i], 0, strlen(c->tokens[i]));
 		free(c->tokens[i]);
@@ -358,6 +409,11 @@ client_usage(const char *cmd)
 	      "                            $XDG_STATE_HOME/mgrok/client_id)\n"
 	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
 	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
+	      "  --tls                     TLS to the server\n"
+	      "  --tls-ca F                CA for the server (default: system)\n"
+	      "  --tls-server-name N       name to verify (default: --server)\n"
+	      "  --tls-pin sha256:HEX      pin the server's certificate\n"
+	      "  --tls-cert F, --tls-key F client certificate (mTLS)\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -376,6 +432,12 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 		{ "client-id", required_argument, NULL, O_CLIENTID },
 		{ "stream-window", required_argument, NULL, O_WINDOW },
 		{ "udp-idle-timeout", required_argument, NULL, O_UDPIDLE },
+		{ "tls", no_argument, NULL, O_TLS },
+		{ "tls-ca", required_argument, NULL, O_TLSCA },
+		{ "tls-cert", required_argument, NULL, O_TLSCERT },
+		{ "tls-key", required_argument, NULL, O_TLSKEY },
+		{ "tls-server-name", required_argument, NULL, O_TLSNAME },
+		{ "tls-pin", required_argument, NULL, O_TLSPIN },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -447,6 +509,24 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 				return MG_EINVAL;
 			c->udp_idle_s = (unsigned)v;
 			break;
+		case O_TLS:
+			c->tls = 1;
+			break;
+		case O_TLSCA:
+			set_str(&c->tls_ca, optarg);
+			break;
+		case O_TLSCERT:
+			set_str(&c->tls_cert, optarg);
+			break;
+		case O_TLSKEY:
+			set_str(&c->tls_key, optarg);
+			break;
+		case O_TLSNAME:
+			set_str(&c->tls_server_name, optarg);
+			break;
+		case O_TLSPIN:
+			set_str(&c->tls_pin, optarg);
+			break;
 		case O_CLIENTID:
 			if (conf_hex_id(optarg, c->client_id))
 				return bad("--client-id",
@@ -498,16 +578,24 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 	if (name)
 		snprintf(c->locals[0].name, sizeof(c->locals[0].name), "%s",
 		    name);
+	if (c->tls_ca || c->tls_cert || c->tls_key || c->tls_server_name ||
+	    c->tls_pin)
+		c->tls = 1; /* TLS options imply --tls */
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		return bad(c->tls_cert ? "--tls-cert" : "--tls-key",
+		    "--tls-cert and --tls-key go together", "");
 	if (c->token == NULL) {
 		const char *env = getenv("MGROK_TOKEN");
-		if (env == NULL || *env == '\0') {
-			fprintf(stderr, "mgrok: no token: use --token or set "
-					"MGROK_TOKEN\n");
-			return MG_EINVAL;
-		}
-		c->token = xstrdup(env);
+		if (env && *env)
+			c->token = xstrdup(env);
 	}
-	if (strlen(c->token) > CTRL_TOKEN_MAX)
+	if (c->token == NULL && c->tls_cert == NULL) {
+		fprintf(stderr, "mgrok: no token: use --token or set "
+				"MGROK_TOKEN (or a client certificate with "
+				"--tls-cert/--tls-key)\n");
+		return MG_EINVAL;
+	}
+	if (c->token && strlen(c->token) > CTRL_TOKEN_MAX)
 		return bad("--token", "a token must be 1 to 1019 bytes", "");
 	return 0;
 }
@@ -515,6 +603,13 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 void
 conf_client_free(struct client_conf *c)
 {
+	free(c->tls_ca);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_server_name);
+	free(c->tls_pin);
+	c->tls_ca = c->tls_cert = c->tls_key = NULL;
+	c->tls_server_name = c->tls_pin = NULL;
 	if (c->token) {
 		memset(c->token, 0, strlen(c->token));
 		free(c->token);

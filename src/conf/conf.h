@@ -27,6 +27,9 @@ struct server_conf {
 	unsigned max_pending;    /* public conns waiting per lease */
 	unsigned udp_idle_s;     /* a UDP flow idle this long is closed */
 	unsigned udp_max_flows;  /* per UDP proxy */
+	int tls;
+	char *tls_cert, *tls_key, *tls_client_ca;
+	int tls_client_auth;     /* 0 none, 1 optional, 2 require */
 	enum log_level log_level;
 	struct mux_config mux;
 };
@@ -47,6 +50,8 @@ struct client_conf {
 	int no_reconnect;
 	unsigned reconnect_attempts; /* 0 = forever */
 	unsigned udp_idle_s;
+	int tls;
+	char *tls_ca, *tls_cert, *tls_key, *tls_server_name, *tls_pin;
 	uint8_t client_id[16];
 	int have_client_id;
 	enum log_level log_level;

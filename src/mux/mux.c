@@ -12,6 +12,9 @@
 
 #include "mux/mux.h"
 #include "proto/frame.h"
+#include "tls/tls.h"
+
+#include <openssl/ssl.h>
 #include "util/err.h"
 #include "util/idmap.h"
 #include "util/log.h"
@@ -70,6 +73,9 @@ struct mux {
 	int depth;              /* > 0 while inside our own event callbacks */
 	int write_err;          /* a write failed: die from the loop */
 	int corked;
+	SSL *ssl;               /* TLS session, or NULL for plain TCP */
+	unsigned read_wants_write : 1;  /* TLS: retry the read when writable */
+	unsigned write_wants_read : 1;  /* TLS: retry the write when readable */
 	unsigned dead : 1;
 	unsigned free_pending : 1;
 	unsigned read_paused : 1;
@@ -111,11 +117,19 @@ struct mux *
 mux_new(struct event_base *base, int fd, int is_client,
     const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg)
 {
+	return mux_new_tls(base, fd, NULL, is_client, cfg, cbs, arg);
+}
+
+struct mux *
+mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
+    const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg)
+{
 	struct mux *m = xcalloc(1, sizeof(*m));
 	struct timeval tv;
 
 	m->base = base;
 	m->fd = fd;
+	m->ssl = ssl;
 	m->is_client = is_client;
 	m->cfg = *cfg;
 	if (m->cfg.stream_window < MUX_INITIAL_WINDOW)
@@ -141,6 +155,9 @@ mux_new(struct event_base *base, int fd, int is_client,
 	    m->reaper == NULL || m->kick == NULL)
 		abort();
 	event_add(m->rev, NULL);
+	if (ssl != NULL)
+		/* the handshake may have read our first records already */
+		event_active(m->rev, EV_READ, 1);
 	if (m->cfg.keepalive_ms) {
 		unsigned t = m->cfg.keepalive_ms / 2;
 		tv.tv_sec = t / 1000;
@@ -149,6 +166,17 @@ mux_new(struct event_base *base, int fd, int is_client,
 	}
 	m->last_rx_ms = m->last_tx_ms = now_ms(m);
 	return m;
+}
+
+const char *
+mux_tls_error(const struct mux *m)
+{
+	const char *w;
+
+	if (m->ssl == NULL)
+		return NULL;
+	w = tls_why(m->ssl);
+	return w && w[0] ? w : NULL;
 }
 
 int
@@ -219,6 +247,22 @@ mux_wake_waiters(struct mux *m)
 	}
 }
 
+/* Write what the transport takes of m->out: bytes, or -1 with errno (EAGAIN
+ * when it would block). The output is never empty here. */
+static ssize_t
+mux_io_write(struct mux *m)
+{
+	int want_read = 0;
+	ssize_t n;
+
+	if (m->ssl == NULL)
+		return evbuffer_write(m->out, m->fd);
+	n = tls_write_evbuffer(m->ssl, m->out, &want_read);
+	if (n < 0 && errno == EAGAIN && want_read)
+		m->write_wants_read = 1; /* the read event is always on */
+	return n;
+}
+
 /* Try to write the output now; leave the rest to the write event. */
 static void
 mux_flush(struct mux *m)
@@ -231,7 +275,7 @@ mux_flush(struct mux *m)
 	m->last_tx_ms = now_ms(m);
 	if (event_pending(m->wev, EV_WRITE, NULL))
 		return; /* the socket was full: wait for it */
-	n = evbuffer_write(m->out, m->fd);
+	n = mux_io_write(m);
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		/* die from the loop: our caller may be in the middle of
 		 * using a stream, and closed callbacks would pull it away */
@@ -290,7 +334,11 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 
 	m->depth++;
 	/* evbuffer_write of an empty buffer returns -1 with a stale errno */
-	n = evbuffer_get_length(m->out) ? evbuffer_write(m->out, fd) : 0;
+	if (m->read_wants_write) {
+		m->read_wants_write = 0;
+		event_active(m->rev, EV_READ, 1);
+	}
+	n = evbuffer_get_length(m->out) ? mux_io_write(m) : 0;
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		mux_die(m, MG_EIO);
 		goto out;
@@ -1021,44 +1069,87 @@ mux_process_input(struct mux *m)
 	}
 }
 
+/* Read from the transport into m->in: bytes (> 0), 0 at EOF, -1 with errno
+ * (EAGAIN: nothing now). TLS reads until OpenSSL has nothing buffered,
+ * since the socket may show nothing while records wait inside it. */
+static ssize_t
+mux_io_read(struct mux *m, int *more)
+{
+	struct evbuffer_iovec v[2];
+	struct iovec iov[2];
+	ssize_t n, total = 0;
+	int nv;
+
+	*more = 0;
+	for (;;) {
+		int want_write = 0;
+		nv = evbuffer_reserve_space(m->in, MUX_READ_SIZE, v, 2);
+		for (int i = 0; i < nv; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		if (m->ssl == NULL)
+			n = readv(m->fd, iov, nv);
+		else
+			n = tls_readv(m->ssl, iov, nv, &want_write);
+		if (n <= 0) {
+			int saved = errno;
+			evbuffer_commit_space(m->in, NULL, 0);
+			if (n < 0 && saved == EAGAIN && want_write) {
+				m->read_wants_write = 1;
+				event_add(m->wev, NULL);
+			}
+			errno = saved;
+			return total > 0 ? total : n;
+		}
+		total += n;
+		for (int i = 0; i < nv; i++) {
+			size_t take = (size_t)n < v[i].iov_len ?
+			    (size_t)n : v[i].iov_len;
+			v[i].iov_len = take;
+			n -= (ssize_t)take;
+		}
+		evbuffer_commit_space(m->in, v, nv);
+		if (m->ssl == NULL)
+			return total;
+		if (total >= 4 * MUX_READ_SIZE) {
+			*more = 1; /* yield; come back from the loop */
+			return total;
+		}
+	}
+}
+
 static void
 mux_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct mux *m = arg;
-	struct evbuffer_iovec v[2];
-	struct iovec iov[2];
-	int nv;
 	ssize_t n;
+	int more;
 
 	m->depth++;
-	nv = evbuffer_reserve_space(m->in, MUX_READ_SIZE, v, 2);
-	for (int i = 0; i < nv; i++) {
-		iov[i].iov_base = v[i].iov_base;
-		iov[i].iov_len = v[i].iov_len;
-	}
-	n = readv(fd, iov, nv);
+	n = mux_io_read(m, &more);
 	if (n <= 0) {
-		evbuffer_commit_space(m->in, NULL, 0);
 		if (n == 0)
 			mux_die(m, MG_ECLOSED);
 		else if (errno != EAGAIN && errno != EINTR)
 			mux_die(m, MG_EIO);
 		goto out;
 	}
-	for (int i = 0; i < nv; i++) {
-		size_t take = (size_t)n < v[i].iov_len ? (size_t)n : v[i].iov_len;
-		v[i].iov_len = take;
-		n -= (ssize_t)take;
-	}
-	evbuffer_commit_space(m->in, v, nv);
 	mux_process_input(m);
 	if (!m->dead && !m->free_pending) {
+		if (m->write_wants_read) {
+			m->write_wants_read = 0;
+			if (evbuffer_get_length(m->out))
+				event_active(m->wev, EV_WRITE, 1);
+		}
 		mux_flush(m);
 		if (!m->read_paused &&
 		    evbuffer_get_length(m->out) > m->cfg.out_hard) {
 			/* the peer makes us write but does not read */
 			m->read_paused = 1;
 			event_del(m->rev);
+		} else if (more && !m->read_paused) {
+			event_active(m->rev, EV_READ, 1);
 		}
 	}
 out:
@@ -1104,8 +1195,10 @@ mux_die(struct mux *m, int err)
 	event_del(m->timer);
 	/* one last non-blocking try, so an Error or Goodbye gets out */
 	if (evbuffer_get_length(m->out))
-		(void)evbuffer_write(m->out, m->fd);
+		(void)mux_io_write(m);
 	event_del(m->wev);
+	if (m->ssl)
+		tls_shutdown(m->ssl);
 	shutdown(m->fd, SHUT_RDWR);
 
 	ids = xcalloc(m->streams.count + 1, sizeof(*ids));
@@ -1160,6 +1253,10 @@ mux_destroy(struct mux *m)
 	event_free(m->kick);
 	evbuffer_free(m->in);
 	evbuffer_free(m->out);
+	if (m->ssl) {
+		tls_shutdown(m->ssl);
+		SSL_free(m->ssl);
+	}
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m);

@@ -69,6 +69,15 @@ struct mux_stream_cbs {
 struct mux *mux_new(struct event_base *base, int fd, int is_client,
     const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg);
 
+/*
+ * mux_new_tls: the same over a TLS connection whose handshake is done;
+ * the mux owns ssl too (close_notify and SSL_free in mux_free).
+ */
+struct ssl_st;
+struct mux *mux_new_tls(struct event_base *base, int fd, struct ssl_st *ssl,
+    int is_client, const struct mux_config *cfg,
+    const struct mux_callbacks *cbs, void *arg);
+
 /* mux_free: close the socket and free every stream without callbacks.
  * Accepts NULL. Safe from inside this session's callbacks (deferred). */
 void mux_free(struct mux *m);
@@ -77,6 +86,10 @@ void mux_free(struct mux *m);
  * trying to send what is queued (bounded, non-blocking). Runs the stream
  * closed callbacks and then the session's closed callback with err. */
 void mux_close(struct mux *m, int err);
+
+/* mux_tls_error: for a TLS session, the reason of its last TLS failure
+ * (a refused client certificate, ...); NULL for plain sessions or none. */
+const char *mux_tls_error(const struct mux *m);
 
 /* mux_version: the session's version, 0 while unknown (server side). */
 int mux_version(const struct mux *m);

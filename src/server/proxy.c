@@ -147,7 +147,7 @@ lease_find(struct session *s, const struct ctrl_register *reg)
 	int legacy = memcmp(s->client_id, zero, CTRL_ID_LEN) == 0;
 
 	LIST_FOREACH(px, &s->srv->proxies, link) {
-		if (px->type != reg->proxy_type || px->identity != s->identity ||
+		if (px->type != reg->proxy_type || strcmp(px->identity, s->identity) != 0 ||
 		    memcmp(px->client_id, s->client_id, CTRL_ID_LEN) != 0)
 			continue;
 		if (reg->name.len == 0) {
@@ -313,7 +313,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	px->srv = srv;
 	px->type = reg->proxy_type;
 	px->port = port;
-	px->identity = s->identity;
+	snprintf(px->identity, sizeof(px->identity), "%s", s->identity);
 	memcpy(px->client_id, s->client_id, CTRL_ID_LEN);
 	TAILQ_INIT(&px->pending);
 	px->local_port = reg->local_port;

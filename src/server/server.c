@@ -9,11 +9,13 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/ssl.h>
 
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "server/server.h"
 #include "server/server_int.h"
+#include "tls/tls.h"
 #include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -98,7 +100,7 @@ session_destroy(struct session *s)
 	}
 	TAILQ_REMOVE(&srv->sessions, s, link);
 	srv->nsessions--;
-	if (s->identity >= 0)
+	if (s->authed)
 		srv->nauthed--;
 	if (s->deadline)
 		event_free(s->deadline);
@@ -200,7 +202,8 @@ session_take_over(struct session *s)
 		return;
 	for (o = TAILQ_FIRST(&s->srv->sessions); o != NULL; o = next) {
 		next = TAILQ_NEXT(o, link);
-		if (o == s || o->identity != s->identity ||
+		if (o == s || !o->authed ||
+		    strcmp(o->identity, s->identity) != 0 ||
 		    memcmp(o->client_id, s->client_id, CTRL_ID_LEN) != 0)
 			continue;
 		SLOG(LOG_INFO, o, "replaced by session %llu",
@@ -215,7 +218,7 @@ session_take_over(struct session *s)
 }
 
 static void
-session_authenticated(struct session *s, int identity)
+session_authenticated(struct session *s, const char *identity)
 {
 	struct server *srv = s->srv;
 	struct ctrl_msg m;
@@ -225,7 +228,8 @@ session_authenticated(struct session *s, int identity)
 		    "too many sessions on this server");
 		return;
 	}
-	s->identity = identity;
+	snprintf(s->identity, sizeof(s->identity), "%s", identity);
+	s->authed = 1;
 	srv->nauthed++;
 	s->state = SESS_AUTHENTICATED;
 	if (s->deadline)
@@ -237,10 +241,10 @@ session_authenticated(struct session *s, int identity)
 	m.u.auth_ok.agent.p = (const uint8_t *)SERVER_AGENT;
 	m.u.auth_ok.agent.len = strlen(SERVER_AGENT);
 	session_send(s, &m);
-	SLOG(LOG_INFO, s, "authenticated (%s, token #%d, agent \"%s\", "
-			  "caps 0x%x)",
-	    s->method == CTRL_METHOD_HMAC ? "hmac" : "token", identity,
-	    s->agent, s->caps);
+	SLOG(LOG_INFO, s, "authenticated (%s, %s, agent \"%s\", caps 0x%x)",
+	    s->method == CTRL_METHOD_HMAC ? "hmac" :
+	    s->method == CTRL_METHOD_MTLS ? "mtls" : "token",
+	    identity, s->agent, s->caps);
 	session_take_over(s);
 }
 
@@ -249,6 +253,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 {
 	struct ctrl_hello h;
 	int rc = ctrl_hello_decode(p, len, &h), id;
+	char ident[SERVER_ID_MAX];
 
 	if (rc == MG_EUNSUPP) {
 		s->srv->met.auth_failures++;
@@ -265,7 +270,8 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 	s->method = h.method;
 	switch (h.method) {
 	case CTRL_METHOD_TOKEN:
-		if (s->srv->cf->no_plain_token) {
+		/* the token travels in the clear: refuse it only off TLS */
+		if (s->srv->cf->no_plain_token && !s->tls) {
 			s->srv->met.auth_failures++;
 			session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
 			    "plain TOKEN auth is refused here; use HMAC");
@@ -279,7 +285,22 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 			    "invalid token");
 			return;
 		}
-		session_authenticated(s, id);
+		snprintf(ident, sizeof(ident), "token#%d", id);
+		session_authenticated(s, ident);
+		return;
+	case CTRL_METHOD_MTLS:
+		if (!s->tls || s->subject[0] == '\0') {
+			s->srv->met.auth_failures++;
+			session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
+			    "mTLS authentication needs a TLS connection with a "
+			    "verified client certificate");
+			return;
+		}
+		snprintf(s->agent, sizeof(s->agent), "mtls");
+		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
+		s->caps = SERVER_CAPS;
+		snprintf(ident, sizeof(ident), "cert:%s", s->subject);
+		session_authenticated(s, ident);
 		return;
 	case CTRL_METHOD_HMAC: {
 		struct ctrl_msg m;
@@ -303,7 +324,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 	default:
 		s->srv->met.auth_failures++;
 		session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
-		    "mTLS authentication needs a TLS connection");
+		    "unknown authentication method");
 		return;
 	}
 }
@@ -380,6 +401,7 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 {
 	struct session *s = arg;
 	struct ctrl_msg m;
+	char ident[SERVER_ID_MAX];
 	int rc;
 
 	if (s->state == SESS_INIT) {
@@ -405,7 +427,8 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 			    "invalid token (HMAC proof did not match)");
 			return;
 		}
-		session_authenticated(s, id);
+		snprintf(ident, sizeof(ident), "token#%d", id);
+		session_authenticated(s, ident);
 		return;
 	}
 	switch (m.type) {
@@ -473,33 +496,25 @@ static const struct mux_callbacks session_mux_cbs = {
 	.closed = session_mux_closed,
 };
 
+/* Start a session on a connected socket (plain, or TLS after the handshake,
+ * in which case the mux takes ssl). */
 static void
-server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+session_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 {
-	struct server *srv = arg;
 	struct session *s;
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
 	struct timeval tv = { AUTH_DEADLINE_S, 0 };
-	char buf[NET_ADDRSTR_MAX];
 
-	if (srv->shutting_down ||
-	    srv->nsessions >= 2 * srv->cf->max_sessions + 16) {
-		log_warn("control connection from %s refused: %s",
-		    net_addr_str(sa, buf, sizeof(buf)),
-		    srv->shutting_down ? "shutting down" : "too many sessions");
-		close(fd);
-		return;
-	}
-	net_sock_tune(fd);
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->id = ++srv->next_session_id;
-	s->identity = -1;
 	s->started_ms = server_now_ms(srv);
+	s->tls = ssl != NULL;
 	LIST_INIT(&s->proxies);
 	net_addr_str(sa, s->peer, sizeof(s->peer));
+	if (ssl && tls_peer_subject(ssl, s->subject, sizeof(s->subject)) < 0)
+		s->subject[0] = '\0';
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
 		char *colon;
 		net_addr_str((struct sockaddr *)&local, s->local_host,
@@ -511,10 +526,121 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	TAILQ_INSERT_TAIL(&srv->sessions, s, link);
 	srv->nsessions++;
 	srv->met.sessions_total++;
-	s->mux = mux_new(srv->base, fd, 0, &srv->cf->mux, &session_mux_cbs, s);
+	s->mux = mux_new_tls(srv->base, fd, ssl, 0, &srv->cf->mux,
+	    &session_mux_cbs, s);
 	s->deadline = evtimer_new(srv->base, session_on_deadline, s);
 	evtimer_add(s->deadline, &tv);
-	SLOG(LOG_INFO, s, "connected");
+	if (ssl)
+		SLOG(LOG_INFO, s, "connected (TLS%s%s)",
+		    s->subject[0] ? ", client certificate " : "", s->subject);
+	else
+		SLOG(LOG_INFO, s, "connected");
+}
+
+/* A TLS connection between accept and the end of its handshake. */
+struct tls_pending {
+	struct server *srv;
+	struct tls_hs *hs;
+	struct sockaddr_storage peer;
+	int fd;
+};
+
+static void
+server_on_handshake(SSL *ssl, int err, const char *why, void *arg)
+{
+	struct tls_pending *tp = arg;
+	struct server *srv = tp->srv;
+	char buf[NET_ADDRSTR_MAX];
+	const char *alpn;
+
+	srv->nhandshakes--;
+	net_addr_str((struct sockaddr *)&tp->peer, buf, sizeof(buf));
+	if (err) {
+		log_warn("TLS handshake with %s failed: %s", buf, why);
+		srv->met.auth_failures++;
+		goto drop;
+	}
+	alpn = tls_alpn(ssl);
+	if (alpn[0] == '\0' || strcmp(alpn, TLS_ALPN_TUNNEL) == 0) {
+		session_start(srv, tp->fd, ssl, (struct sockaddr *)&tp->peer);
+		free(tp);
+		return;
+	}
+	if (strcmp(alpn, TLS_ALPN_STREAM) == 0 && srv->sproxy_accept) {
+		srv->sproxy_accept(srv, tp->fd, ssl,
+		    (struct sockaddr *)&tp->peer);
+		free(tp);
+		return;
+	}
+	log_warn("TLS connection from %s asks for \"%s\", which this server "
+		 "does not serve",
+	    buf, alpn);
+drop:
+	tls_shutdown(ssl);
+	SSL_free(ssl);
+	close(tp->fd);
+	free(tp);
+}
+
+static void
+server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct server *srv = arg;
+	char buf[NET_ADDRSTR_MAX];
+	struct tls_pending *tp;
+	SSL *ssl;
+
+	if (srv->shutting_down ||
+	    srv->nsessions + srv->nhandshakes >=
+		2 * srv->cf->max_sessions + 16) {
+		log_warn("control connection from %s refused: %s",
+		    net_addr_str(sa, buf, sizeof(buf)),
+		    srv->shutting_down ? "shutting down" : "too many sessions");
+		close(fd);
+		return;
+	}
+	net_sock_tune(fd);
+	if (srv->tls == NULL) {
+		session_start(srv, fd, NULL, sa);
+		return;
+	}
+	tp = xcalloc(1, sizeof(*tp));
+	tp->srv = srv;
+	tp->fd = fd;
+	memcpy(&tp->peer, sa, (size_t)salen < sizeof(tp->peer) ?
+	    (size_t)salen : sizeof(tp->peer));
+	if ((ssl = tls_ssl_new(srv->tls, fd)) == NULL ||
+	    (tp->hs = tls_handshake_start(srv->base, ssl, 1, AUTH_DEADLINE_S,
+		server_on_handshake, tp)) == NULL) {
+		log_error("cannot start TLS for %s",
+		    net_addr_str(sa, buf, sizeof(buf)));
+		if (ssl)
+			SSL_free(ssl);
+		close(fd);
+		free(tp);
+		return;
+	}
+	srv->nhandshakes++;
+}
+
+static void
+server_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	char err[512];
+
+	if (srv->tls == NULL) {
+		log_info("SIGHUP: no TLS certificate to reload");
+		return;
+	}
+	if (tls_server_reload(srv->tls, err, sizeof(err)) < 0)
+		log_error("SIGHUP: certificate not reloaded, keeping the old "
+			  "one: %s",
+		    err);
+	else
+		log_info("SIGHUP: certificate and key reloaded for new "
+			 "connections");
 }
 
 /* ---- shutdown ---- */
@@ -612,6 +738,23 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
 	    cf->start_port, cf->end_port, cf->bind_addr[0] ? " on " : "",
 	    cf->bind_addr);
+	if (cf->tls) {
+		struct tls_server_opts to = { cf->tls_cert, cf->tls_key,
+			cf->tls_client_ca, cf->tls_client_auth };
+		char terr[512];
+		if (tls_server_ctx_new(&to, &srv->tls, terr, sizeof(terr)) <
+		    0) {
+			log_error("TLS: %s", terr);
+			evconnlistener_free(srv->lst);
+			goto fail;
+		}
+		log_info("TLS on, %s", cf->tls_client_ca ?
+		    (cf->tls_client_auth == 1 ? "client certificates optional" :
+						"client certificates required") :
+		    "no client certificates");
+	}
+	srv->sig_hup = evsignal_new(base, SIGHUP, server_on_hup, srv);
+	event_add(srv->sig_hup, NULL);
 	srv->sig_int = evsignal_new(base, SIGINT, server_on_signal, srv);
 	srv->sig_term = evsignal_new(base, SIGTERM, server_on_signal, srv);
 	event_add(srv->sig_int, NULL);
@@ -664,6 +807,9 @@ server_free(struct server *srv)
 		event_free(srv->sig_int);
 	if (srv->sig_term)
 		event_free(srv->sig_term);
+	if (srv->sig_hup)
+		event_free(srv->sig_hup);
+	tls_ctx_free(srv->tls);
 	if (srv->drain_tick)
 		event_free(srv->drain_tick);
 	free(srv->udp_buf);

@@ -10,8 +10,13 @@
 #include "proto/ctrl.h"
 #include "relay/dgram.h"
 
+#define SERVER_ID_MAX 272
+
 struct event;
 struct event_base;
+struct tls_ctx;
+struct tls_hs;
+struct ssl_st;
 struct evconnlistener;
 struct mux;
 struct mux_stream;
@@ -51,7 +56,7 @@ struct proxy {
 	uint16_t local_port;          /* as the client said */
 	int auto_name;                /* the server chose the name */
 	char name[CTRL_NAME_MAX + 1];
-	int identity;                 /* token index, the lease owner */
+	char identity[SERVER_ID_MAX]; /* the lease owner (see session) */
 	uint8_t client_id[CTRL_ID_LEN];
 	int refuse_waiting;           /* the client left with Goodbye */
 	uint64_t conns_total, bytes_in, bytes_out;
@@ -75,7 +80,10 @@ struct session {
 	struct proxy_list proxies;
 	enum sess_state state;
 	uint64_t id;
-	int identity;                 /* token index, -1 until authenticated */
+	char identity[SERVER_ID_MAX]; /* "token#N" or "cert:SUBJECT" */
+	int authed;
+	int tls;                      /* over TLS (client cert: subject) */
+	char subject[256];
 	uint8_t method;
 	uint8_t client_id[CTRL_ID_LEN];
 	uint8_t client_nonce[CTRL_NONCE_LEN];
@@ -106,7 +114,12 @@ struct server {
 	struct event_base *base;
 	const struct server_conf *cf;
 	struct evconnlistener *lst;
-	struct event *sig_int, *sig_term, *drain_tick;
+	struct event *sig_int, *sig_term, *sig_hup, *drain_tick;
+	struct tls_ctx *tls;          /* --tls */
+	unsigned nhandshakes;
+	/* the stream proxy (ALPN mgrok-stream/1), when configured */
+	void (*sproxy_accept)(struct server *srv, int fd, struct ssl_st *ssl,
+	    const struct sockaddr *peer);
 	struct session_list sessions;
 	struct proxy_list proxies;
 	unsigned nsessions;
