@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "client/client.h"
+#include "client/connect.h"
 #include "conf/conf.h"
 #include "mux/muxpeer.h"
 #include "server/server.h"
@@ -24,6 +25,8 @@ usage(FILE *f)
 	      "  tcp [HOST:]PORT        expose a local TCP service\n"
 	      "  udp [HOST:]PORT        expose a local UDP service\n"
 	      "  client --local ...     expose several local services\n"
+	      "  connect --to H:P ...   reach H:P through the server's stream "
+	      "proxy\n"
 	      "  certs --out DIR --hosts H1,H2  make a CA, server and client "
 	      "certificate\n"
 	      "  version                print the version\n"
@@ -124,6 +127,8 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
 	    strcmp(cmd, "client") == 0)
 		return run_client(argc - 1, argv + 1);
+	if (strcmp(cmd, "connect") == 0)
+		return connect_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "certs") == 0)
 		return tls_certs_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "mux-peer") == 0)

@@ -100,6 +100,8 @@ server_usage(void)
 	      "  --tls-cert F, --tls-key F the server's certificate and key\n"
 	      "  --tls-client-ca F         CA for client certificates (mTLS)\n"
 	      "  --tls-client-auth M       require (default) or optional\n"
+	      "  --stream-allow RULE       stream proxy destination: host:port,\n"
+	      "                            host:*, CIDR:port, CIDR:* (repeat)\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -110,7 +112,7 @@ enum {
 	O_DRAIN, O_WINDOW, O_LOG, O_HELP, O_SERVER, O_LOCAL, O_REMOTE, O_NAME,
 	O_NORECONN, O_ATTEMPTS, O_CLIENTID, O_UDPIDLE, O_UDPFLOWS,
 	O_TLS, O_TLSCERT, O_TLSKEY, O_TLSCLIENTCA, O_TLSCLIENTAUTH, O_TLSCA,
-	O_TLSNAME, O_TLSPIN,
+	O_TLSNAME, O_TLSPIN, O_ALLOW,
 };
 
 static void
@@ -158,6 +160,7 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		{ "tls-key", required_argument, NULL, O_TLSKEY },
 		{ "tls-client-ca", required_argument, NULL, O_TLSCLIENTCA },
 		{ "tls-client-auth", required_argument, NULL, O_TLSCLIENTAUTH },
+		{ "stream-allow", required_argument, NULL, O_ALLOW },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -292,6 +295,15 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 				return bad("--tls-client-auth",
 				    "expected require or optional", optarg);
 			break;
+		case O_ALLOW:
+			if (c->nstream_allow >= CONF_MAX_ALLOW)
+				return bad("--stream-allow", "at most 64 rules",
+				    optarg);
+			if (acl_parse(optarg,
+			    &c->stream_allow[c->nstream_allow], &err))
+				return bad("--stream-allow", err, optarg);
+			c->nstream_allow++;
+			break;
 		case O_LOG:
 			if (log_level_parse(optarg, &c->log_level))
 				return bad("--log-level",
@@ -319,6 +331,9 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		return bad("--tls-client-auth", "needs --tls-client-ca", "");
 	if (c->tls_client_ca && c->tls_client_auth == 0)
 		c->tls_client_auth = 2;
+	if (c->nstream_allow && c->tls_client_ca == NULL)
+		return bad("--stream-allow", "the stream proxy needs mTLS: "
+		    "give --tls-cert, --tls-key and --tls-client-ca", "");
 	if (c->ntokens == 0) {
 		const char *env = getenv("MGROK_TOKEN");
 		if (env && *env && add_token(c->tokens, &c->ntokens,

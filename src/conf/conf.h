@@ -6,10 +6,12 @@
 #include <stdint.h>
 
 #include "mux/mux.h"
+#include "util/acl.h"
 #include "util/log.h"
 
 #define CONF_MAX_TOKENS 16
 #define CONF_MAX_LOCALS 64
+#define CONF_MAX_ALLOW 64
 
 struct server_conf {
 	char addr[300];          /* control listener host:port */
@@ -30,6 +32,8 @@ struct server_conf {
 	int tls;
 	char *tls_cert, *tls_key, *tls_client_ca;
 	int tls_client_auth;     /* 0 none, 1 optional, 2 require */
+	struct acl_rule stream_allow[CONF_MAX_ALLOW]; /* the stream proxy */
+	size_t nstream_allow;
 	enum log_level log_level;
 	struct mux_config mux;
 };

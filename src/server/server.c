@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/ssl.h>
@@ -15,6 +16,7 @@
 #include "proto/ctrl.h"
 #include "server/server.h"
 #include "server/server_int.h"
+#include "server/sproxy.h"
 #include "tls/tls.h"
 #include "util/crypto.h"
 #include "util/err.h"
@@ -753,6 +755,11 @@ server_new(struct event_base *base, const struct server_conf *cf)
 						"client certificates required") :
 		    "no client certificates");
 	}
+	if (cf->nstream_allow) {
+		srv->sproxy_accept = sproxy_accept;
+		log_info("stream proxy on (ALPN %s), %zu allow rules",
+		    TLS_ALPN_STREAM, cf->nstream_allow);
+	}
 	srv->sig_hup = evsignal_new(base, SIGHUP, server_on_hup, srv);
 	event_add(srv->sig_hup, NULL);
 	srv->sig_int = evsignal_new(base, SIGINT, server_on_signal, srv);
@@ -810,6 +817,8 @@ server_free(struct server *srv)
 	if (srv->sig_hup)
 		event_free(srv->sig_hup);
 	tls_ctx_free(srv->tls);
+	if (srv->dns)
+		evdns_base_free(srv->dns, 0);
 	if (srv->drain_tick)
 		event_free(srv->drain_tick);
 	free(srv->udp_buf);

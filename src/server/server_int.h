@@ -17,6 +17,7 @@ struct event_base;
 struct tls_ctx;
 struct tls_hs;
 struct ssl_st;
+struct evdns_base;
 struct evconnlistener;
 struct mux;
 struct mux_stream;
@@ -117,6 +118,8 @@ struct server {
 	struct event *sig_int, *sig_term, *sig_hup, *drain_tick;
 	struct tls_ctx *tls;          /* --tls */
 	unsigned nhandshakes;
+	unsigned nsproxy;             /* stream proxy connections being set up */
+	struct evdns_base *dns;       /* for the stream proxy, made on demand */
 	/* the stream proxy (ALPN mgrok-stream/1), when configured */
 	void (*sproxy_accept)(struct server *srv, int fd, struct ssl_st *ssl,
 	    const struct sockaddr *peer);
