@@ -33,7 +33,8 @@
 #include "util/xmalloc.h"
 
 #define CLIENT_AGENT "mgrok/0.1.0"
-#define CLIENT_CAPS (CTRL_CAP_STREAM_EX | CTRL_CAP_LEASES)
+#define CLIENT_CAPS \
+	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES)
 #define CONNECT_TIMEOUT_S 10
 #define CF_SCRATCH (256 * 1024) /* at least DGRAM_MAX */
 #define DIAL_TIMEOUT_S 10

@@ -17,7 +17,7 @@ import threading
 import time
 
 HOST = "127.0.0.1"
-FORWARD_RE = re.compile(r"(tcp)://([^\s:]+):(\d+)")
+FORWARD_RE = re.compile(r"(tcp|udp)://([^\s:]+):(\d+)")
 LOCAL_RE = re.compile(r"->\s*\[?([^\s\]]+?)\]?:(\d+)")
 LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
@@ -250,6 +250,171 @@ def echo_handler(c, idx):
         c.sendall(d)
 
 
+# ---------------------------------------------------------------- UDP
+
+UDP_CLIENT_SUMMARY_RE = re.compile(
+    r"udp://[^\s:]+:(\d+) -> (\S+): (\d+) flows \((\d+) active\); "
+    r"in (\d+) datagrams, (\d+) bytes, (\d+) dropped; "
+    r"out (\d+) datagrams, (\d+) bytes, (\d+) dropped")
+UDP_SERVER_SUMMARY_RE = re.compile(
+    r'udp "([^"]*)" port (\d+): (\d+) flows; in (\d+) datagrams (\d+) bytes '
+    r'(\d+) dropped; out (\d+) datagrams (\d+) bytes (\d+) dropped')
+_SUMMARY_KEYS = ("flows", "in_pkts", "in_bytes", "in_drops",
+                 "out_pkts", "out_bytes", "out_drops")
+
+
+def udp_client_summary(text, port):
+    """The client's exit line for udp://...:port as a dict, or None."""
+    for m in UDP_CLIENT_SUMMARY_RE.finditer(text):
+        if int(m.group(1)) == port:
+            g = [int(x) for x in m.groups()[2:]]
+            d = dict(zip(("flows", "active", "in_pkts", "in_bytes", "in_drops",
+                          "out_pkts", "out_bytes", "out_drops"), g))
+            d["local"] = m.group(2)
+            return d
+    return None
+
+
+def udp_server_summary(text, port):
+    """The server's exit line for the UDP proxy on port as a dict, or None
+    (the last one if it was logged more than once)."""
+    res = None
+    for m in UDP_SERVER_SUMMARY_RE.finditer(text):
+        if int(m.group(2)) == port:
+            res = dict(zip(_SUMMARY_KEYS, [int(x) for x in m.groups()[2:]]))
+            res["name"] = m.group(1)
+    return res
+
+
+def udp_socket(bufsize=None):
+    """A UDP socket bound to 127.0.0.1:0."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if bufsize:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
+    s.bind((HOST, 0))
+    return s
+
+
+def udp_recv(sock, timeout):
+    """One datagram (data, addr) within timeout, or (None, None)."""
+    sock.settimeout(max(timeout, 0.001))
+    try:
+        return sock.recvfrom(65536)
+    except (socket.timeout, BlockingIOError):
+        return None, None
+    except ConnectionRefusedError:
+        return None, "refused"
+
+
+def udp_exchange(sock, port, payload, timeout=2.0, host=HOST):
+    """sendto + one reply within timeout; returns the reply bytes or None."""
+    sock.sendto(payload, (host, port))
+    data, _ = udp_recv(sock, timeout)
+    return data
+
+
+def udp_free_port():
+    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
+    while True:
+        p = pick_free_port()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((HOST, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+
+
+def proc_net_udp(local_port=None, remote_port=None):
+    """IPv4 UDP sockets from /proc/net/udp as dicts (local_port, remote_port,
+    drops), optionally filtered on 127.0.0.1 local/remote ports."""
+    res = []
+    try:
+        with open("/proc/net/udp") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return res
+    for line in lines:
+        fs = line.split()
+        if len(fs) < 13:
+            continue
+        la, lp = fs[1].split(":")
+        ra, rp = fs[2].split(":")
+        lp, rp = int(lp, 16), int(rp, 16)
+        if local_port is not None and lp != local_port:
+            continue
+        if remote_port is not None and rp != remote_port:
+            continue
+        res.append({"local_port": lp, "remote_port": rp, "drops": int(fs[-1])})
+    return res
+
+
+class UdpService:
+    """A UDP service on 127.0.0.1 run by a thread.
+
+    mode "tag": answer b"HOST:PORT|" + payload (the sender as seen here);
+    "echo": answer the payload unchanged; "discard": never answer.
+    Datagrams starting with discard_prefix are only counted.  Every other
+    datagram is recorded in self.received as (addr, payload)."""
+
+    def __init__(self, mode="tag", port=0, discard_prefix=None):
+        self.mode = mode
+        self.discard_prefix = discard_prefix
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        except OSError:
+            pass
+        self.sock.bind((HOST, port))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.discarded = 0
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        pre = self.discard_prefix
+        while not self._stop.is_set():
+            try:
+                d, a = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            except ConnectionRefusedError:
+                continue
+            except OSError:
+                return
+            if pre is not None and d.startswith(pre):
+                self.discarded += 1
+                continue
+            with self._lock:
+                self.received.append((a, d))
+            try:
+                if self.mode == "tag":
+                    self.sock.sendto(b"%s:%d|" % (a[0].encode(), a[1]) + d, a)
+                elif self.mode == "echo":
+                    self.sock.sendto(d, a)
+            except OSError as e:
+                self.errors.append("sendto %r: %r" % (a, e))
+
+    def sources(self):
+        with self._lock:
+            return [a for a, _ in self.received]
+
+    def close(self):
+        self._stop.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self._t.join(timeout=2)
+
+
 # ---------------------------------------------------------------- processes
 
 class Proc:
@@ -363,12 +528,27 @@ class MgrokEnv:
     def echo_service(self):
         return self.service(echo_handler)
 
+    def udp_service(self, mode="tag", port=0, discard_prefix=None):
+        s = UdpService(mode, port, discard_prefix)
+        self.services.append(s)
+        return s
+
+    def udp_sock(self, bufsize=None):
+        return self.track(udp_socket(bufsize))
+
     def track(self, sock):
         self.sockets.append(sock)
         return sock
 
     def logs(self):
         return "\n".join(p.log() for p in self.procs)
+
+    SANITIZER_RE = re.compile(r"ERROR: \w+Sanitizer|runtime error:")
+
+    def sanitizer_reports(self):
+        """[(process name, line)] for ASan/LSan/UBSan reports on stderr."""
+        return [(p.name, line) for p in self.procs
+                for line in p.stderr().splitlines() if self.SANITIZER_RE.search(line)]
 
     def cleanup(self):
         for s in self.sockets:
@@ -441,6 +621,26 @@ class MgrokEnv:
         argv = [self.bin, "client"]
         for lp in local_ports:
             argv += ["--local", "127.0.0.1:%d" % lp]
+        argv += ["--server", "%s:%d" % (HOST, server.port),
+                 "--token", token or self.token] + list(extra)
+        return self._client(argv, state_dir, None)
+
+    def udp_client(self, local_port, server, remote_port=None, token=None,
+                   state_dir=None, extra=(), local_host="127.0.0.1"):
+        sp = server.port if hasattr(server, "port") else int(server)
+        argv = [self.bin, "udp", "%s:%d" % (local_host, local_port),
+                "--server", "%s:%d" % (HOST, sp), "--token", token or self.token]
+        if remote_port is not None:
+            argv += ["--remote-port", str(remote_port)]
+        argv += list(extra)
+        return self._client(argv, state_dir, None)
+
+    def locals_client(self, specs, server, token=None, state_dir=None, extra=()):
+        """`mgrok client --local SPEC ...` with SPEC strings as given
+        (e.g. "udp:127.0.0.1:5353", "127.0.0.1:8080")."""
+        argv = [self.bin, "client"]
+        for spec in specs:
+            argv += ["--local", spec]
         argv += ["--server", "%s:%d" % (HOST, server.port),
                  "--token", token or self.token] + list(extra)
         return self._client(argv, state_dir, None)

@@ -1,0 +1,126 @@
+/*
+ * http.h: HTTP/1.x pieces for HTTP tunnels, over Debian's http-parser:
+ * an incremental message tracker (one per direction of a connection) that
+ * finds where each head and message ends and what routing needs, request
+ * head rewriting (X-Forwarded-*, Host), basic auth, error pages, and the
+ * SNI of a TLS ClientHello. No I/O; buffers are evbuffers or ptr+len.
+ */
+#ifndef MG_HTTP_H
+#define MG_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+#define HTTP_HEAD_MAX 16384   /* a longer request head gets 431 */
+#define HTTP_HOST_MAX 255
+
+/* What the head of one message said. */
+struct http_head {
+	int is_request;
+	char method[24];          /* requests */
+	char url[2048];           /* requests, cut if longer (logs only) */
+	int status;               /* responses */
+	char reason[64];          /* responses, e.g. "OK" */
+	char host[HTTP_HOST_MAX + 1]; /* Host without port, lower case */
+	char authorization[512];  /* the Authorization header, or "" */
+	int http_major, http_minor;
+	int keep_alive;           /* http_should_keep_alive after the head */
+	int upgrade;              /* Connection: upgrade + Upgrade header */
+	size_t head_len;          /* bytes of the head (through CRLFCRLF) */
+};
+
+/* One direction of a connection: feed it every byte in order. */
+struct http_track;
+
+/* http_track_new: a tracker for requests (is_request) or responses.
+ * Free with http_track_free. */
+struct http_track *http_track_new(int is_request);
+void http_track_free(struct http_track *t);
+
+/* The response tracker must know when a response answers HEAD (no body)
+ * or CONNECT: call before feeding that response. */
+void http_track_expect_no_body(struct http_track *t);
+
+enum http_track_ev {
+	HTTP_T_MORE = 0,   /* all of the input belongs to the current message;
+			      feed more */
+	HTTP_T_HEAD,       /* a head is complete: *h is filled; *used bytes
+			      (the whole head) were consumed */
+	HTTP_T_DONE,       /* the current message ended after *used bytes;
+			      what follows belongs to the next message */
+	HTTP_T_UPGRADE,    /* after *used bytes the connection is no longer
+			      HTTP (101 Switching Protocols / CONNECT) */
+	HTTP_T_ERROR,      /* malformed; http_track_error says why */
+	HTTP_T_TOO_LONG,   /* a head longer than HTTP_HEAD_MAX */
+};
+
+/*
+ * http_track_feed: feed p[0..len). Returns an event and sets *used to the
+ * bytes consumed by it. The caller feeds the rest (p + *used) again after
+ * acting on the event. A head is reported only once it is complete; while
+ * it is incomplete the tracker keeps the partial head internally (bounded
+ * by HTTP_HEAD_MAX) and reports HTTP_T_MORE with *used = len.
+ * After HTTP_T_UPGRADE or HTTP_T_ERROR, further feeding is an error.
+ */
+enum http_track_ev http_track_feed(struct http_track *t, const uint8_t *p,
+    size_t len, size_t *used, struct http_head *h);
+
+/* http_track_error: a short reason for HTTP_T_ERROR ("invalid header"). */
+const char *http_track_error(const struct http_track *t);
+
+/* The raw bytes of the last complete head (valid until the next feed). */
+const uint8_t *http_track_head_bytes(const struct http_track *t,
+    size_t *len);
+
+struct http_rewrite {
+	const char *client_ip;    /* appended to X-Forwarded-For */
+	const char *proto;        /* X-Forwarded-Proto: "http" or "https" */
+	const char *fwd_host;     /* X-Forwarded-Host (the original Host
+				     header value, port included) or NULL */
+	const char *new_host;     /* replace Host with this, or NULL */
+	int drop_authorization;   /* remove Authorization (basic auth was
+				     ours) */
+};
+
+/*
+ * http_rewrite_head: write head (a complete request head, as returned by
+ * http_track_head_bytes) to out with: X-Forwarded-For appended to (or
+ * added), X-Forwarded-Proto and X-Forwarded-Host set (replacing earlier
+ * ones), Host replaced when new_host is set. Header names compare case-
+ * insensitively; other headers and their order are kept byte for byte.
+ * 0, or MG_EPROTO if head is not a request head.
+ */
+int http_rewrite_head(const uint8_t *head, size_t len,
+    const struct http_rewrite *rw, struct evbuffer *out);
+
+/*
+ * http_basic_auth_ok: does an Authorization header value ("Basic
+ * base64(user:pass)") carry exactly user_pass ("user:pass")? Compared in
+ * constant time for equal lengths.
+ */
+int http_basic_auth_ok(const char *authorization, const char *user_pass);
+
+/*
+ * http_error_response: append a complete small response to out: status
+ * line, Content-Type text/html, Content-Length, Connection: close (or
+ * keep-alive when keep_alive), extra headers (e.g. "WWW-Authenticate:
+ * Basic realm=\"mgrok\"\r\n", may be NULL), and a short HTML page with
+ * the title and detail (HTML-escaped).
+ */
+void http_error_response(struct evbuffer *out, int status,
+    const char *detail, const char *extra_headers, int keep_alive);
+
+/* http_status_text: "Not Found" for 404, ...; "Unknown" otherwise. */
+const char *http_status_text(int status);
+
+/*
+ * http_sni_peek: look at the start of a TLS connection: returns 0 with the
+ * SNI host name (lower case, "" when the ClientHello has none) in out,
+ * MG_EAGAIN when more bytes are needed (a ClientHello up to 16 KiB plus
+ * the record header), MG_EPROTO when it is not a TLS ClientHello.
+ */
+int http_sni_peek(const uint8_t *p, size_t len, char *out, size_t cap);
+
+#endif
