@@ -263,6 +263,20 @@ mux_io_write(struct mux *m)
 	return n;
 }
 
+/* A TLS write failed: the peer may have sent an alert (a refused client
+ * certificate) before closing; one read picks it up, so the reason the
+ * user sees is the alert, not the broken pipe. */
+static void
+mux_tls_drain_alert(struct mux *m)
+{
+	uint8_t scratch[512];
+	struct iovec iov = { scratch, sizeof(scratch) };
+	int ww;
+
+	if (m->ssl != NULL)
+		(void)tls_readv(m->ssl, &iov, 1, &ww);
+}
+
 /* Try to write the output now; leave the rest to the write event. */
 static void
 mux_flush(struct mux *m)
@@ -281,6 +295,7 @@ mux_flush(struct mux *m)
 		 * using a stream, and closed callbacks would pull it away */
 		m->write_err = MG_EIO;
 		event_active(m->kick, EV_TIMEOUT, 1);
+		mux_tls_drain_alert(m);
 		return;
 	}
 	if (evbuffer_get_length(m->out) > 0)
@@ -340,6 +355,7 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 	}
 	n = evbuffer_get_length(m->out) ? mux_io_write(m) : 0;
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		mux_tls_drain_alert(m);
 		mux_die(m, MG_EIO);
 		goto out;
 	}

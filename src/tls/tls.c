@@ -19,6 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "tls/tls.h"
+#include "tls/tls_int.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -34,6 +35,8 @@
 
 struct tls_ctx {
 	int is_server;
+	int dgram;                  /* DTLS 1.2 (dtls.c) */
+	void (*setup)(SSL_CTX *sc); /* dtls.c's extra settings, or NULL */
 	SSL_CTX *ssl_ctx;
 	/* server: what reload reads again */
 	char *cert, *key, *client_ca;
@@ -60,6 +63,7 @@ struct tls_conn {
 	int verr, vdepth, pin_mismatch;
 	char vinfo[128];
 	char why[400];
+	int why_sys;    /* why came from a system call error, not TLS */
 	char alpn[256]; /* a selected ALPN name not in our tables */
 };
 
@@ -208,18 +212,27 @@ check_file(const char *flag, const char *path, char *err, size_t errcap)
 }
 
 static SSL_CTX *
-ctx_base(int is_server, char *err, size_t errcap)
+ctx_base(int is_server, int dgram, char *err, size_t errcap)
 {
 	SSL_CTX *sc;
 	char why[160];
 
-	sc = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
+	if (dgram)
+		sc = SSL_CTX_new(is_server ? DTLS_server_method() :
+		    DTLS_client_method());
+	else
+		sc = SSL_CTX_new(is_server ? TLS_server_method() :
+		    TLS_client_method());
 	if (sc == NULL) {
 		ossl_reason(why, sizeof(why));
 		errf(err, errcap, "TLS: cannot create a context: %s", why);
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
+	if (dgram) {
+		SSL_CTX_set_min_proto_version(sc, DTLS1_2_VERSION);
+		SSL_CTX_set_max_proto_version(sc, DTLS1_2_VERSION);
+	} else
+		SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
 	SSL_CTX_set_options(sc, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 	    SSL_OP_PRIORITIZE_CHACHA | SSL_OP_NO_TICKET |
@@ -338,7 +351,7 @@ static int
 server_ssl_ctx(const struct tls_ctx *c, SSL_CTX **out, char *err,
     size_t errcap)
 {
-	SSL_CTX *sc = ctx_base(1, err, errcap);
+	SSL_CTX *sc = ctx_base(1, c->dgram, err, errcap);
 	int rc;
 
 	if (sc == NULL)
@@ -362,6 +375,8 @@ server_ssl_ctx(const struct tls_ctx *c, SSL_CTX **out, char *err,
 		SSL_CTX_set_verify_depth(sc, 8);
 	}
 	SSL_CTX_set_alpn_select_cb(sc, alpn_select, NULL);
+	if (c->setup != NULL)
+		c->setup(sc);
 	*out = sc;
 	return 0;
 fail:
@@ -375,9 +390,9 @@ opt_missing(const char *s)
 	return s == NULL || *s == '\0';
 }
 
-int
-tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out,
-    char *err, size_t errcap)
+static int
+server_ctx_new(const struct tls_server_opts *o, int dgram,
+    void (*setup)(SSL_CTX *), struct tls_ctx **out, char *err, size_t errcap)
 {
 	struct tls_ctx *c = NULL;
 	int rc = MG_EINVAL;
@@ -394,6 +409,8 @@ tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out,
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->is_server = 1;
+	c->dgram = dgram;
+	c->setup = setup;
 	c->cert = xstrdup(o->cert);
 	c->key = xstrdup(o->key);
 	if (!opt_missing(o->client_ca)) {
@@ -430,8 +447,15 @@ tls_server_reload(struct tls_ctx *c, char *err, size_t errcap)
 }
 
 int
-tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out,
+tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out,
     char *err, size_t errcap)
+{
+	return server_ctx_new(o, 0, NULL, out, err, errcap);
+}
+
+static int
+client_ctx_new(const struct tls_client_opts *o, int dgram,
+    void (*setup)(SSL_CTX *), struct tls_ctx **out, char *err, size_t errcap)
 {
 	struct tls_ctx *c = NULL;
 	const char *alpn;
@@ -443,6 +467,8 @@ tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out,
 		goto out;
 	}
 	c = xcalloc(1, sizeof(*c));
+	c->dgram = dgram;
+	c->setup = setup;
 	if (!opt_missing(o->pin)) {
 		if (tls_pin_parse(o->pin, c->pin) != 0) {
 			errf(err, errcap, "--tls-pin %s: expected sha256: "
@@ -472,7 +498,7 @@ tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out,
 		memcpy(c->alpn_wire + 1, alpn, l);
 		c->alpn_len = l + 1;
 	}
-	if ((c->ssl_ctx = ctx_base(0, err, errcap)) == NULL)
+	if ((c->ssl_ctx = ctx_base(0, dgram, err, errcap)) == NULL)
 		goto out;
 	if (!opt_missing(o->ca)) {
 		if ((rc = load_ca(c->ssl_ctx, "--tls-ca", o->ca, err,
@@ -491,12 +517,35 @@ tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out,
 	}
 	SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, verify_cb);
 	SSL_CTX_set_verify_depth(c->ssl_ctx, 8);
+	if (setup != NULL)
+		setup(c->ssl_ctx);
 	*out = c;
 	c = NULL;
 	rc = 0;
 out:
 	tls_ctx_free(c);
 	return rc;
+}
+
+int
+tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out,
+    char *err, size_t errcap)
+{
+	return client_ctx_new(o, 0, NULL, out, err, errcap);
+}
+
+int
+tls_dgram_server_ctx_new(const struct tls_server_opts *o,
+    void (*setup)(SSL_CTX *), struct tls_ctx **out, char *err, size_t errcap)
+{
+	return server_ctx_new(o, 1, setup, out, err, errcap);
+}
+
+int
+tls_dgram_client_ctx_new(const struct tls_client_opts *o,
+    void (*setup)(SSL_CTX *), struct tls_ctx **out, char *err, size_t errcap)
+{
+	return client_ctx_new(o, 1, setup, out, err, errcap);
 }
 
 void
@@ -847,6 +896,7 @@ pin_recheck(struct tls_hs *hs)
 static void
 hs_step(struct tls_hs *hs)
 {
+	struct timeval tv;
 	int r, e, sys;
 	short want;
 
@@ -875,13 +925,27 @@ hs_step(struct tls_hs *hs)
 	event_del(hs->io);
 	event_assign(hs->io, event_get_base(hs->io), SSL_get_fd(hs->ssl), want,
 	    hs_io, hs);
-	event_add(hs->io, NULL);
+	/* DTLS: wake up when its retransmission timer runs out. */
+	if (SSL_is_dtls(hs->ssl) && DTLSv1_get_timeout(hs->ssl, &tv))
+		event_add(hs->io, &tv);
+	else
+		event_add(hs->io, NULL);
 }
 
 static void
 hs_io(evutil_socket_t fd, short what, void *arg)
 {
-	hs_step(arg);
+	struct tls_hs *hs = arg;
+
+	if ((what & EV_TIMEOUT) && SSL_is_dtls(hs->ssl)) {
+		ERR_clear_error();
+		if (DTLSv1_handle_timeout(hs->ssl) < 0) {
+			hs_finish(hs, conn_fail(hs->ssl, hs->tc,
+			    SSL_ERROR_SSL, 0));
+			return;
+		}
+	}
+	hs_step(hs);
 }
 
 static void
@@ -1030,16 +1094,35 @@ tls_cert_pin(const char *pem_path, char *out, size_t cap)
 
 /* ---- non-blocking I/O for the mux ---- */
 
+int
+tls_io_failed(SSL *ssl, int sslerr, int sys_errno)
+{
+	struct tls_conn *tc = conn_of(ssl);
+
+	if (tc == NULL) {
+		ERR_clear_error();
+		return MG_EIO;
+	}
+	return conn_fail(ssl, tc, sslerr, sys_errno);
+}
+
 /* An I/O failure: note the reason for tls_why, errno EIO. */
 static ssize_t
 io_fail(SSL *ssl, int e, int sys)
 {
 	struct tls_conn *tc = conn_of(ssl);
 
-	if (tc != NULL && tc->why[0] == '\0')
+	/* keep the first reason, except that a TLS-level one (an alert the
+	 * peer sent before closing) beats a bare "Broken pipe" from the
+	 * write that met the closed connection */
+	if (tc != NULL && (tc->why[0] == '\0' ||
+	    (tc->why_sys && e == SSL_ERROR_SSL))) {
+		tc->why[0] = '\0';
 		conn_fail(ssl, tc, e, sys);
-	else
+		tc->why_sys = e == SSL_ERROR_SYSCALL;
+	} else {
 		ERR_clear_error();
+	}
 	errno = EIO;
 	return -1;
 }
