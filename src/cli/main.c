@@ -24,6 +24,8 @@ usage(FILE *f)
 	      "  server                 run the tunnel server\n"
 	      "  tcp [HOST:]PORT        expose a local TCP service\n"
 	      "  udp [HOST:]PORT        expose a local UDP service\n"
+	      "  http [HOST:]PORT       expose a local web service by host name\n"
+	      "  tls [HOST:]PORT        expose a local TLS service by SNI\n"
 	      "  client --local ...     expose several local services\n"
 	      "  connect --to H:P ...   reach H:P through the server's stream "
 	      "proxy\n"
@@ -125,6 +127,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "server") == 0)
 		return run_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
+	    strcmp(cmd, "http") == 0 || strcmp(cmd, "tls") == 0 ||
 	    strcmp(cmd, "client") == 0)
 		return run_client(argc - 1, argv + 1);
 	if (strcmp(cmd, "connect") == 0)

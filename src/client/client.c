@@ -24,6 +24,7 @@
 #include "proto/ctrl.h"
 #include "proto/sthdr.h"
 #include "relay/dgram.h"
+#include "relay/hrelay.h"
 #include "relay/relay.h"
 #include "tls/tls.h"
 #include "util/crypto.h"
@@ -56,6 +57,9 @@ struct cproxy {
 	uint64_t streams_total, refused, bytes_in, bytes_out;
 	unsigned active;
 	struct dgram_stats dg;        /* UDP: in = from the public side */
+	struct http_cstats hs;        /* HTTP */
+	char host_rw[300];            /* --host-header rewrite: localhost:P */
+	char assigned_host[256];      /* HTTP/TLS: the host we were given */
 };
 
 /* A UDP flow: one data stream and one connected socket to the local
@@ -236,8 +240,14 @@ cs_on_connect(evutil_socket_t fd, short what, void *arg)
 	event_free(cs->ev);
 	cs->ev = NULL;
 	cs->px->streams_total++;
-	cs->px->active++;
-	relay_new(cs->c->base, cs->fd, cs->st, 0, cs_relay_done, cs->px);
+	if (cs->px->spec->type == PROXY_HTTP) {
+		hrelay_new(cs->c->base, cs->fd, cs->st, cs->px->host_rw[0] ?
+		    cs->px->host_rw : NULL, &cs->px->hs);
+	} else {
+		cs->px->active++;
+		relay_new(cs->c->base, cs->fd, cs->st, 0, cs_relay_done,
+		    cs->px);
+	}
 	cs->fd = -1;
 	cs->st = NULL;
 	cs_free(cs);
@@ -546,6 +556,23 @@ client_register_all(struct client *c)
 		m.u.reg.local_port = px->spec->port;
 		m.u.reg.name.p = (const uint8_t *)px->name;
 		m.u.reg.name.len = strlen(px->name);
+		if (px->spec->subdomain[0]) {
+			m.u.reg.subdomain.p =
+			    (const uint8_t *)px->spec->subdomain;
+			m.u.reg.subdomain.len = strlen(px->spec->subdomain);
+		} else if (px->spec->hostname[0] || px->assigned_host[0]) {
+			/* keep a random name we were given across a server
+			 * restart too */
+			const char *h = px->spec->hostname[0] ?
+			    px->spec->hostname : px->assigned_host;
+			m.u.reg.hostname.p = (const uint8_t *)h;
+			m.u.reg.hostname.len = strlen(h);
+		}
+		if (px->spec->basic_auth[0]) {
+			m.u.reg.basic_auth.p =
+			    (const uint8_t *)px->spec->basic_auth;
+			m.u.reg.basic_auth.len = strlen(px->spec->basic_auth);
+		}
 		client_send(c, &m);
 	}
 }
@@ -583,13 +610,27 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	snprintf(url, sizeof(url), "%.*s", (int)m->u.reg_ok.url.len,
 	    (const char *)m->u.reg_ok.url.p);
 	if (strcmp(url, px->url) != 0) {
+		char *save = NULL, *one, copy[400];
 		if (px->url[0])
 			log_warn("proxy \"%s\" moved from %s to %s", px->name,
 			    px->url, url);
 		snprintf(px->url, sizeof(px->url), "%s", url);
-		printf("Forwarding %s -> %s:%u (%s)\n", url, px->spec->host,
-		    px->spec->port, px->name);
+		snprintf(copy, sizeof(copy), "%s", url);
+		/* an HTTP tunnel may have several URLs (http and https) */
+		for (one = strtok_r(copy, " ", &save); one != NULL;
+		     one = strtok_r(NULL, " ", &save))
+			printf("Forwarding %s -> %s:%u (%s)\n", one,
+			    px->spec->host, px->spec->port, px->name);
 		fflush(stdout);
+		if (px->spec->type == PROXY_HTTP ||
+		    px->spec->type == PROXY_TLS) {
+			const char *h = strstr(url, "://");
+			size_t n = h ? strcspn(h + 3, ":/ ") : 0;
+			if (h && n < sizeof(px->assigned_host)) {
+				memcpy(px->assigned_host, h + 3, n);
+				px->assigned_host[n] = '\0';
+			}
+		}
 	} else {
 		log_info("proxy \"%s\" back at %s", px->name, url);
 	}
@@ -1086,6 +1127,9 @@ client_new(struct event_base *base, const struct client_conf *cf)
 		int rc;
 		px->spec = &cf->locals[i];
 		px->remote_port = px->spec->remote_port;
+		if (px->spec->host_rewrite)
+			snprintf(px->host_rw, sizeof(px->host_rw),
+			    "localhost:%u", px->spec->port);
 		snprintf(px->name, sizeof(px->name), "%s", px->spec->name);
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_socktype = px->spec->type == PROXY_UDP ? SOCK_DGRAM :
@@ -1166,6 +1210,21 @@ client_print_summary(const struct client *c)
 			    (unsigned long long)px->dg.pkts_out,
 			    (unsigned long long)px->dg.bytes_out,
 			    (unsigned long long)px->dg.drops_out);
+		else if (px->url[0] && px->spec->type == PROXY_HTTP)
+			fprintf(stderr,
+			    "mgrok:   %s -> %s:%u: %llu requests (%llu 2xx, "
+			    "%llu 3xx, %llu 4xx, %llu 5xx), latency min %.1f "
+			    "avg %.1f max %.1f ms\n",
+			    px->url, px->spec->host, px->spec->port,
+			    (unsigned long long)px->hs.requests,
+			    (unsigned long long)px->hs.by_class[2],
+			    (unsigned long long)px->hs.by_class[3],
+			    (unsigned long long)px->hs.by_class[4],
+			    (unsigned long long)px->hs.by_class[5],
+			    px->hs.lat_min_us / 1000.0,
+			    px->hs.requests ? px->hs.lat_sum_us / 1000.0 /
+				(double)px->hs.requests : 0.0,
+			    px->hs.lat_max_us / 1000.0);
 		else if (px->url[0])
 			fprintf(stderr,
 			    "mgrok:   %s -> %s:%u: %llu streams, %llu bytes "

@@ -1,5 +1,6 @@
 /* conf.c: command-line options for `mgrok server`, `mgrok tcp`, `mgrok
  * client`. Every error names the option and what was wrong with it. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -100,6 +101,11 @@ server_usage(void)
 	      "  --tls-cert F, --tls-key F the server's certificate and key\n"
 	      "  --tls-client-ca F         CA for client certificates (mTLS)\n"
 	      "  --tls-client-auth M       require (default) or optional\n"
+	      "  --domain D                subdomains of HTTP tunnels: *.D\n"
+	      "  --http-addr HOST:PORT     HTTP listener for HTTP tunnels\n"
+	      "  --https-addr HOST:PORT    HTTPS listener (TLS tunnels by SNI)\n"
+	      "  --https-cert F, --https-key F  certificate for HTTPS (e.g. "
+	      "*.D)\n"
 	      "  --stream-allow RULE       stream proxy destination: host:port,\n"
 	      "                            host:*, CIDR:port, CIDR:* (repeat)\n"
 	      "  --log-level L             error|warn|info|debug\n",
@@ -112,7 +118,9 @@ enum {
 	O_DRAIN, O_WINDOW, O_LOG, O_HELP, O_SERVER, O_LOCAL, O_REMOTE, O_NAME,
 	O_NORECONN, O_ATTEMPTS, O_CLIENTID, O_UDPIDLE, O_UDPFLOWS,
 	O_TLS, O_TLSCERT, O_TLSKEY, O_TLSCLIENTCA, O_TLSCLIENTAUTH, O_TLSCA,
-	O_TLSNAME, O_TLSPIN, O_ALLOW,
+	O_TLSNAME, O_TLSPIN, O_ALLOW, O_DOMAIN, O_HTTPADDR, O_HTTPSADDR,
+	O_HTTPSCERT, O_HTTPSKEY, O_SUBDOMAIN, O_HOSTNAME, O_BASICAUTH,
+	O_HOSTHEADER,
 };
 
 static void
@@ -161,6 +169,11 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		{ "tls-client-ca", required_argument, NULL, O_TLSCLIENTCA },
 		{ "tls-client-auth", required_argument, NULL, O_TLSCLIENTAUTH },
 		{ "stream-allow", required_argument, NULL, O_ALLOW },
+		{ "domain", required_argument, NULL, O_DOMAIN },
+		{ "http-addr", required_argument, NULL, O_HTTPADDR },
+		{ "https-addr", required_argument, NULL, O_HTTPSADDR },
+		{ "https-cert", required_argument, NULL, O_HTTPSCERT },
+		{ "https-key", required_argument, NULL, O_HTTPSKEY },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -295,6 +308,30 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 				return bad("--tls-client-auth",
 				    "expected require or optional", optarg);
 			break;
+		case O_DOMAIN:
+			if (strlen(optarg) == 0 || strlen(optarg) > 200 ||
+			    strchr(optarg, ':') || strchr(optarg, '/'))
+				return bad("--domain", "expected a domain name "
+				    "such as tunnel.example.com", optarg);
+			for (size_t i = 0; optarg[i]; i++)
+				c->domain[i] = (char)tolower(
+				    (unsigned char)optarg[i]);
+			break;
+		case O_HTTPADDR:
+		case O_HTTPSADDR:
+			if (net_split_hostport(optarg, host, sizeof(host),
+			    &port, &err))
+				return bad(o == O_HTTPADDR ? "--http-addr" :
+				    "--https-addr", err, optarg);
+			snprintf(o == O_HTTPADDR ? c->http_addr : c->https_addr,
+			    sizeof(c->http_addr), "%s", optarg);
+			break;
+		case O_HTTPSCERT:
+			set_str(&c->https_cert, optarg);
+			break;
+		case O_HTTPSKEY:
+			set_str(&c->https_key, optarg);
+			break;
 		case O_ALLOW:
 			if (c->nstream_allow >= CONF_MAX_ALLOW)
 				return bad("--stream-allow", "at most 64 rules",
@@ -331,6 +368,11 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		return bad("--tls-client-auth", "needs --tls-client-ca", "");
 	if (c->tls_client_ca && c->tls_client_auth == 0)
 		c->tls_client_auth = 2;
+	if ((c->https_cert == NULL) != (c->https_key == NULL))
+		return bad("--https-cert", "--https-cert and --https-key go "
+		    "together", "");
+	if (c->https_cert && c->https_addr[0] == '\0')
+		return bad("--https-cert", "needs --https-addr", "");
 	if (c->nstream_allow && c->tls_client_ca == NULL)
 		return bad("--stream-allow", "the stream proxy needs mTLS: "
 		    "give --tls-cert, --tls-key and --tls-client-ca", "");
@@ -356,7 +398,10 @@ conf_server_free(struct server_conf *c)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->tls_client_ca);
+	free(c->https_cert);
+	free(c->https_key);
 	c->tls_cert = c->tls_key = c->tls_client_ca = NULL;
+	c->https_cert = c->https_key = NULL;
 	for (size_t i = 0; i < c->ntokens; i++) {
 		memset(c->tokens[i], 0, strlen(c->tokens[i]));
 		free(c->tokens[i]);
@@ -429,6 +474,10 @@ client_usage(const char *cmd)
 	      "  --tls-server-name N       name to verify (default: --server)\n"
 	      "  --tls-pin sha256:HEX      pin the server's certificate\n"
 	      "  --tls-cert F, --tls-key F client certificate (mTLS)\n"
+	      "  --subdomain S             http: S.<server domain>\n"
+	      "  --hostname H              http, tls: a custom domain\n"
+	      "  --basic-auth USER:PASS    http: password-protect the tunnel\n"
+	      "  --host-header rewrite     http: send Host: localhost:PORT\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -453,13 +502,18 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 		{ "tls-key", required_argument, NULL, O_TLSKEY },
 		{ "tls-server-name", required_argument, NULL, O_TLSNAME },
 		{ "tls-pin", required_argument, NULL, O_TLSPIN },
+		{ "subdomain", required_argument, NULL, O_SUBDOMAIN },
+		{ "hostname", required_argument, NULL, O_HOSTNAME },
+		{ "basic-auth", required_argument, NULL, O_BASICAUTH },
+		{ "host-header", required_argument, NULL, O_HOSTHEADER },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd = argv[0], *err, *name = NULL;
 	unsigned long v, remote = 0;
-	int o, have_remote = 0;
+	int o, have_remote = 0, host_rewrite = 0;
+	char subdomain[64] = "", hostname[256] = "", basic[256] = "";
 	char host[256];
 	uint16_t port;
 
@@ -542,6 +596,40 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 		case O_TLSPIN:
 			set_str(&c->tls_pin, optarg);
 			break;
+		case O_SUBDOMAIN:
+			if (strlen(optarg) < 1 || strlen(optarg) > 63)
+				return bad("--subdomain", "1 to 63 letters, "
+				    "digits or -", optarg);
+			for (size_t i = 0; optarg[i]; i++)
+				if (!isalnum((unsigned char)optarg[i]) &&
+				    optarg[i] != '-')
+					return bad("--subdomain", "1 to 63 "
+					    "letters, digits or -", optarg);
+			snprintf(subdomain, sizeof(subdomain), "%s", optarg);
+			break;
+		case O_HOSTNAME:
+			if (strlen(optarg) < 1 || strlen(optarg) > 253 ||
+			    strchr(optarg, ':') || strchr(optarg, '/'))
+				return bad("--hostname", "expected a host name "
+				    "such as www.example.org", optarg);
+			snprintf(hostname, sizeof(hostname), "%s", optarg);
+			break;
+		case O_BASICAUTH:
+			if (strchr(optarg, ':') == NULL || optarg[0] == ':' ||
+			    strlen(optarg) > 255)
+				return bad("--basic-auth", "expected "
+				    "user:password", "(hidden)");
+			snprintf(basic, sizeof(basic), "%s", optarg);
+			break;
+		case O_HOSTHEADER:
+			if (strcmp(optarg, "rewrite") == 0)
+				host_rewrite = 1;
+			else if (strcmp(optarg, "preserve") == 0)
+				host_rewrite = 0;
+			else
+				return bad("--host-header", "expected rewrite "
+				    "or preserve", optarg);
+			break;
 		case O_CLIENTID:
 			if (conf_hex_id(optarg, c->client_id))
 				return bad("--client-id",
@@ -567,7 +655,8 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 			return bad(argv[optind - 1], "unknown option", "");
 		}
 	}
-	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0) {
+	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
+	    strcmp(cmd, "http") == 0 || strcmp(cmd, "tls") == 0) {
 		if (optind >= argc)
 			return bad(cmd, "missing the local [HOST:]PORT", "");
 		if (strncmp(argv[optind], "tcp:", 4) == 0 ||
@@ -577,7 +666,8 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 		if (conf_parse_local(argv[optind], &c->locals[0], &err))
 			return bad(cmd, err, argv[optind]);
 		c->locals[0].type = strcmp(cmd, "udp") == 0 ? PROXY_UDP :
-		    PROXY_TCP;
+		    strcmp(cmd, "http") == 0 ? PROXY_HTTP :
+		    strcmp(cmd, "tls") == 0 ? PROXY_TLS : PROXY_TCP;
 		c->nlocals = 1;
 		optind++;
 	}
@@ -588,6 +678,26 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 	if ((have_remote || name) && c->nlocals > 1)
 		return bad(have_remote ? "--remote-port" : "--name",
 		    "applies to a single local service", "");
+	if ((subdomain[0] || hostname[0] || basic[0] || host_rewrite) &&
+	    c->locals[0].type != PROXY_HTTP && c->locals[0].type != PROXY_TLS)
+		return bad(cmd, "--subdomain, --hostname, --basic-auth and "
+		    "--host-header are for mgrok http (and tls)", "");
+	if (c->locals[0].type == PROXY_TLS && (basic[0] || host_rewrite))
+		return bad("tls", "a TLS tunnel is not decrypted: no "
+		    "--basic-auth or --host-header", "");
+	if (c->locals[0].type == PROXY_TLS && !hostname[0] && !subdomain[0])
+		return bad("tls", "give --hostname (routed by SNI)", "");
+	snprintf(c->locals[0].subdomain, sizeof(c->locals[0].subdomain), "%s",
+	    subdomain);
+	snprintf(c->locals[0].hostname, sizeof(c->locals[0].hostname), "%s",
+	    hostname);
+	snprintf(c->locals[0].basic_auth, sizeof(c->locals[0].basic_auth),
+	    "%s", basic);
+	c->locals[0].host_rewrite = host_rewrite;
+	if (have_remote && (c->locals[0].type == PROXY_HTTP ||
+	    c->locals[0].type == PROXY_TLS))
+		return bad("--remote-port", "HTTP and TLS tunnels are routed "
+		    "by host name, not by port", "");
 	if (have_remote)
 		c->locals[0].remote_port = (uint16_t)remote;
 	if (name)

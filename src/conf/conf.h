@@ -32,6 +32,9 @@ struct server_conf {
 	int tls;
 	char *tls_cert, *tls_key, *tls_client_ca;
 	int tls_client_auth;     /* 0 none, 1 optional, 2 require */
+	char domain[256];        /* subdomains of HTTP tunnels live here */
+	char http_addr[300], https_addr[300];
+	char *https_cert, *https_key;
 	struct acl_rule stream_allow[CONF_MAX_ALLOW]; /* the stream proxy */
 	size_t nstream_allow;
 	enum log_level log_level;
@@ -40,6 +43,10 @@ struct server_conf {
 
 struct local_spec {
 	uint8_t type;            /* enum proxy_type */
+	char subdomain[64];      /* HTTP */
+	char hostname[256];      /* HTTP, TLS: a custom domain */
+	char basic_auth[256];    /* HTTP: "user:pass" */
+	int host_rewrite;        /* HTTP: send Host: localhost:PORT */
 	char host[256];
 	uint16_t port;
 	uint16_t remote_port;

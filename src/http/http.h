@@ -23,8 +23,10 @@ struct http_head {
 	char url[2048];           /* requests, cut if longer (logs only) */
 	int status;               /* responses */
 	char reason[64];          /* responses, e.g. "OK" */
-	char host[HTTP_HOST_MAX + 1]; /* Host without port, lower case */
-	char authorization[512];  /* the Authorization header, or "" */
+	char host[HTTP_HOST_MAX + 1]; /* Host without port, lower case;
+					 an IPv6 literal keeps its [] */
+	char authorization[512];  /* the Authorization header, or "" (also
+				     when repeated or longer than this) */
 	int http_major, http_minor;
 	int keep_alive;           /* http_should_keep_alive after the head */
 	int upgrade;              /* Connection: upgrade + Upgrade header */
@@ -40,8 +42,10 @@ struct http_track *http_track_new(int is_request);
 void http_track_free(struct http_track *t);
 
 /* The response tracker must know when a response answers HEAD (no body)
- * or CONNECT: call before feeding that response. */
+ * or CONNECT (a 2xx answer ends HTTP: HTTP_T_UPGRADE): call before feeding
+ * that response. Either applies to the next final (non-1xx) response. */
 void http_track_expect_no_body(struct http_track *t);
+void http_track_expect_connect(struct http_track *t);
 
 enum http_track_ev {
 	HTTP_T_MORE = 0,   /* all of the input belongs to the current message;
@@ -51,7 +55,13 @@ enum http_track_ev {
 	HTTP_T_DONE,       /* the current message ended after *used bytes;
 			      what follows belongs to the next message */
 	HTTP_T_UPGRADE,    /* after *used bytes the connection is no longer
-			      HTTP (101 Switching Protocols / CONNECT) */
+			      HTTP (101 Switching Protocols / CONNECT /
+			      an Upgrade request). Usually in place of
+			      HTTP_T_HEAD: *h and the head bytes are filled
+			      and *used is the head. Only an Upgrade
+			      request with a body reports HTTP_T_HEAD
+			      first and HTTP_T_UPGRADE at the body's end
+			      (*h untouched then) */
 	HTTP_T_ERROR,      /* malformed; http_track_error says why */
 	HTTP_T_TOO_LONG,   /* a head longer than HTTP_HEAD_MAX */
 };
@@ -62,7 +72,14 @@ enum http_track_ev {
  * acting on the event. A head is reported only once it is complete; while
  * it is incomplete the tracker keeps the partial head internally (bounded
  * by HTTP_HEAD_MAX) and reports HTTP_T_MORE with *used = len.
- * After HTTP_T_UPGRADE or HTTP_T_ERROR, further feeding is an error.
+ * Empty lines before a head (allowed between messages) are consumed and
+ * counted in *used but are not part of the head (h->head_len).
+ * A message without a body reports HTTP_T_HEAD and then, on the next
+ * feed, HTTP_T_DONE with *used = 0. A request that is not a proper
+ * request for routing (two Host headers, a Host that is not a host name,
+ * obsolete line folding) is HTTP_T_ERROR.
+ * After HTTP_T_UPGRADE, HTTP_T_ERROR or HTTP_T_TOO_LONG, further feeding
+ * is an error.
  */
 enum http_track_ev http_track_feed(struct http_track *t, const uint8_t *p,
     size_t len, size_t *used, struct http_head *h);

@@ -1,5 +1,6 @@
 /* proxy.c: registered proxies, their leases (PROTOCOL.md 4.6) and their
  * public TCP listeners. */
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -13,7 +14,9 @@
 #include "mux/mux.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
+#include "server/hproxy.h"
 #include "server/server_int.h"
+#include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -22,15 +25,49 @@
 static void proxy_on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg);
 
+static int
+is_http_type(uint8_t t)
+{
+	return t == PROXY_HTTP || t == PROXY_HTTPS || t == PROXY_TLS;
+}
+
+/* ":PORT", or "" for the scheme's default port. */
+static const char *
+port_suffix(char *buf, size_t cap, uint16_t port, uint16_t dflt)
+{
+	if (port == dflt)
+		buf[0] = '\0';
+	else
+		snprintf(buf, cap, ":%u", port);
+	return buf;
+}
+
 const char *
 proxy_url(const struct proxy *px, char *buf, size_t cap)
 {
-	const char *host = px->srv->host_for_urls;
+	const struct server *srv = px->srv;
+	const char *host = srv->host_for_urls;
+	char a[8], b[8];
 
-	if (host[0] == '\0' && px->sess)
-		host = px->sess->local_host;
-	snprintf(buf, cap, "%s://%s:%u", proxy_type_name(px->type), host,
-	    px->port);
+	if (px->type == PROXY_HTTP && srv->http_lst && srv->https_tls)
+		snprintf(buf, cap, "http://%s%s https://%s%s", px->host,
+		    port_suffix(a, sizeof(a), srv->http_port, 80), px->host,
+		    port_suffix(b, sizeof(b), srv->https_port, 443));
+	else if (px->type == PROXY_HTTP && srv->http_lst)
+		snprintf(buf, cap, "http://%s%s", px->host,
+		    port_suffix(a, sizeof(a), srv->http_port, 80));
+	else if (px->type == PROXY_HTTP || px->type == PROXY_HTTPS)
+		snprintf(buf, cap, "https://%s%s", px->host,
+		    port_suffix(a, sizeof(a), srv->https_port, 443));
+	else if (px->type == PROXY_TLS)
+		snprintf(buf, cap, "tls://%s%s", px->host,
+		    port_suffix(a, sizeof(a), srv->https_port, 443));
+	else {
+		if (host[0] == '\0' && px->sess)
+			host = px->sess->local_host;
+		snprintf(buf, cap, "%s://%s:%u", proxy_type_name(px->type),
+		    host, px->port);
+	}
 	return buf;
 }
 
@@ -62,6 +99,23 @@ proxy_free(struct proxy *px)
 	if (px == NULL)
 		return;
 	pending_close_all(px);
+	if (!LIST_EMPTY(&px->hwait)) {
+		px->sess = NULL;
+		hproxy_client_back(px); /* 502 to those who waited */
+	}
+	if (is_http_type(px->type) && px->hstats.requests)
+		log_info("%s \"%s\" (%s): %llu requests, %llu 2xx, %llu 3xx, "
+			 "%llu 4xx, %llu 5xx; latency min %.1f avg %.1f max "
+			 "%.1f ms",
+		    proxy_type_name(px->type), px->name, px->host,
+		    (unsigned long long)px->hstats.requests,
+		    (unsigned long long)px->hstats.by_class[2],
+		    (unsigned long long)px->hstats.by_class[3],
+		    (unsigned long long)px->hstats.by_class[4],
+		    (unsigned long long)px->hstats.by_class[5],
+		    px->hstats.lat_min_us / 1000.0,
+		    px->hstats.lat_sum_us / 1000.0 / (double)px->hstats.requests,
+		    px->hstats.lat_max_us / 1000.0);
 	if (px->type == PROXY_UDP) {
 		udp_proxy_log(px);
 		udp_proxy_stop(px);
@@ -111,9 +165,14 @@ proxy_session_lost(struct proxy *px)
 	if (px->grace == NULL)
 		px->grace = evtimer_new(srv->base, proxy_on_grace_end, px);
 	evtimer_add(px->grace, &tv);
-	log_info("lease of %s \"%s\" on port %u held for %u s",
-	    proxy_type_name(px->type), px->name, px->port,
-	    srv->cf->lease_grace_s);
+	if (is_http_type(px->type))
+		log_info("lease of %s \"%s\" (%s) held for %u s",
+		    proxy_type_name(px->type), px->name, px->host,
+		    srv->cf->lease_grace_s);
+	else
+		log_info("lease of %s \"%s\" on port %u held for %u s",
+		    proxy_type_name(px->type), px->name, px->port,
+		    srv->cf->lease_grace_s);
 }
 
 /* UDP ports are a space of their own; every other type listens on TCP. */
@@ -123,7 +182,7 @@ port_leased(struct server *srv, uint8_t type, uint16_t port)
 	struct proxy *px;
 
 	LIST_FOREACH(px, &srv->proxies, link) {
-		if (px->port == port &&
+		if (px->port == port && !is_http_type(px->type) &&
 		    (px->type == PROXY_UDP) == (type == PROXY_UDP))
 			return 1;
 	}
@@ -196,6 +255,8 @@ proxy_attach(struct proxy *px, struct session *s)
 		proxy_open_stream(px, pd->fd, (struct sockaddr *)&pd->peer);
 		free(pd);
 	}
+	if (!LIST_EMPTY(&px->hwait))
+		hproxy_client_back(px);
 }
 
 static int
@@ -220,6 +281,168 @@ reg_has_http_options(const struct ctrl_register *reg, const char **which)
 	return 1;
 }
 
+static const char *const reserved_subdomains[] = { "www", "api", "admin",
+	"dashboard", "app" };
+
+/* A DNS name of labels [a-z0-9-], lower-cased into out; 0 or -1. */
+static int
+host_norm(const uint8_t *p, size_t len, char *out, size_t cap)
+{
+	if (len == 0 || len >= cap || len > 253)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)tolower(p[i]);
+		if (!isalnum(c) && c != '-' && c != '.')
+			return -1;
+		if (c == '.' && (i == 0 || i + 1 == len || p[i - 1] == '.'))
+			return -1;
+		out[i] = (char)c;
+	}
+	out[len] = '\0';
+	return 0;
+}
+
+/* Who holds host? NULL, or the proxy. */
+static struct proxy *
+host_holder(struct server *srv, const char *host)
+{
+	struct proxy *px;
+
+	LIST_FOREACH(px, &srv->proxies, link)
+		if (is_http_type(px->type) && strcmp(px->host, host) == 0)
+			return px;
+	return NULL;
+}
+
+static int
+http_register(struct session *s, const struct ctrl_register *reg,
+    uint8_t *code, char *why, size_t whycap, struct proxy **out)
+{
+	struct server *srv = s->srv;
+	const struct server_conf *cf = srv->cf;
+	const char *tname = proxy_type_name(reg->proxy_type);
+	char host[256] = "", sub[64];
+	struct proxy *px, *holder;
+
+	*code = CODE_UNSUPPORTED;
+	if ((reg->proxy_type == PROXY_TLS && srv->https_lst == NULL) ||
+	    (reg->proxy_type == PROXY_HTTPS && srv->https_tls == NULL) ||
+	    (srv->http_lst == NULL && srv->https_lst == NULL)) {
+		snprintf(why, whycap, "%s tunnels are not enabled on this "
+				      "server (no %s)",
+		    tname, reg->proxy_type == PROXY_HTTP ?
+			"--http-addr or --https-addr" :
+			reg->proxy_type == PROXY_TLS ? "--https-addr" :
+						       "--https-cert");
+		return MG_EUNSUPP;
+	}
+	if (reg->bandwidth || reg->group.p || reg->proxy_protocol ||
+	    reg->n_allow_src || (reg->basic_auth.p &&
+	    reg->proxy_type == PROXY_TLS)) {
+		snprintf(why, whycap, "an option given is not supported for "
+				      "%s tunnels",
+		    tname);
+		return MG_EUNSUPP;
+	}
+	if (reg->basic_auth.p && (reg->basic_auth.len >= 256 ||
+	    memchr(reg->basic_auth.p, ':', reg->basic_auth.len) == NULL)) {
+		snprintf(why, whycap, "basic auth must be user:password");
+		return MG_EUNSUPP;
+	}
+	*code = CODE_NOT_ALLOWED;
+	if (reg->hostname.p) {
+		if (host_norm(reg->hostname.p, reg->hostname.len, host,
+		    sizeof(host)) < 0) {
+			snprintf(why, whycap, "not a valid host name");
+			return MG_EINVAL;
+		}
+	} else if (reg->subdomain.p) {
+		if (cf->domain[0] == '\0') {
+			snprintf(why, whycap, "this server has no --domain for "
+					      "subdomains; use a hostname");
+			return MG_EINVAL;
+		}
+		if (reg->subdomain.len > 63 || host_norm(reg->subdomain.p,
+		    reg->subdomain.len, sub, sizeof(sub)) < 0 ||
+		    strchr(sub, '.')) {
+			snprintf(why, whycap, "a subdomain is 1 to 63 letters, "
+					      "digits or -");
+			return MG_EINVAL;
+		}
+		for (size_t i = 0; i < sizeof(reserved_subdomains) /
+		    sizeof(reserved_subdomains[0]); i++) {
+			if (strcmp(sub, reserved_subdomains[i]) == 0) {
+				snprintf(why, whycap, "subdomain \"%s\" is "
+						      "reserved",
+				    sub);
+				return MG_EDENIED;
+			}
+		}
+		snprintf(host, sizeof(host), "%s.%.190s", sub, cf->domain);
+	}
+	if ((px = lease_find(s, reg)) != NULL &&
+	    (host[0] == '\0' || strcmp(host, px->host) == 0)) {
+		proxy_attach(px, s);
+		*out = px;
+		return 0;
+	}
+	if (host[0] == '\0') {
+		/* a short, readable random name: letters and digits that
+		 * cannot be confused */
+		static const char al[] = "abcdefghjkmnpqrstuvwxyz23456789";
+		if (cf->domain[0] == '\0') {
+			snprintf(why, whycap, "this server has no --domain: ask "
+					      "for a hostname");
+			return MG_EINVAL;
+		}
+		for (int tries = 0; tries < 64; tries++) {
+			uint8_t r[5];
+			crypto_random(r, sizeof(r));
+			for (int i = 0; i < 5; i++)
+				sub[i] = al[r[i] % (sizeof(al) - 1)];
+			sub[0] = al[r[0] % 23]; /* a letter first */
+			sub[5] = '\0';
+			snprintf(host, sizeof(host), "%s.%.190s", sub, cf->domain);
+			if (host_holder(srv, host) == NULL)
+				break;
+		}
+	}
+	if ((holder = host_holder(srv, host)) != NULL) {
+		if (strcmp(holder->identity, s->identity) == 0 &&
+		    memcmp(holder->client_id, s->client_id, CTRL_ID_LEN) == 0 &&
+		    holder->type == reg->proxy_type) {
+			/* the same client re-registering under another name */
+			proxy_attach(holder, s);
+			*out = holder;
+			return 0;
+		}
+		*code = CODE_IN_USE;
+		snprintf(why, whycap, "%s is in use by another tunnel", host);
+		return MG_EINUSE;
+	}
+	px = xcalloc(1, sizeof(*px));
+	px->srv = srv;
+	px->type = reg->proxy_type;
+	px->udp_fd = -1;
+	px->local_port = reg->local_port;
+	px->auto_name = reg->name.len == 0;
+	snprintf(px->host, sizeof(px->host), "%s", host);
+	snprintf(px->identity, sizeof(px->identity), "%s", s->identity);
+	memcpy(px->client_id, s->client_id, CTRL_ID_LEN);
+	if (reg->basic_auth.p)
+		memcpy(px->basic_auth, reg->basic_auth.p, reg->basic_auth.len);
+	TAILQ_INIT(&px->pending);
+	LIST_INIT(&px->hwait);
+	if (reg->name.len)
+		memcpy(px->name, reg->name.p, reg->name.len);
+	else
+		snprintf(px->name, sizeof(px->name), "%s-%s", tname, host);
+	LIST_INSERT_HEAD(&srv->proxies, px, link);
+	proxy_attach(px, s);
+	*out = px;
+	return 0;
+}
+
 int
 proxy_register(struct session *s, const struct ctrl_register *reg,
     uint8_t *code, char *why, size_t whycap, struct proxy **out)
@@ -232,7 +455,8 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	int fd = -1;
 
 	*out = NULL;
-	if (reg->proxy_type != PROXY_TCP && reg->proxy_type != PROXY_UDP) {
+	if (reg->proxy_type != PROXY_TCP && reg->proxy_type != PROXY_UDP &&
+	    !is_http_type(reg->proxy_type)) {
 		*code = CODE_UNSUPPORTED;
 		snprintf(why, whycap, "proxy type %s is not supported by this "
 				      "server",
@@ -240,6 +464,8 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 			proxy_type_name(reg->proxy_type) : "unknown");
 		return MG_EUNSUPP;
 	}
+	if (is_http_type(reg->proxy_type))
+		return http_register(s, reg, code, why, whycap, out);
 	if (reg_has_http_options(reg, &opt)) {
 		*code = CODE_UNSUPPORTED;
 		snprintf(why, whycap, "option \"%s\" is not supported for %s "
@@ -324,6 +550,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		snprintf(px->name, sizeof(px->name), "%s-%u",
 		    proxy_type_name(px->type), port);
 	px->udp_fd = -1;
+	LIST_INIT(&px->hwait);
 	if (px->type == PROXY_UDP)
 		udp_proxy_start(px, fd);
 	else

@@ -15,7 +15,9 @@
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "server/server.h"
+#include "server/hproxy.h"
 #include "server/server_int.h"
+#include "server/dsproxy.h"
 #include "server/sproxy.h"
 #include "tls/tls.h"
 #include "util/crypto.h"
@@ -682,6 +684,10 @@ server_on_signal(evutil_socket_t sig, short what, void *arg)
 	    (int)sig, srv->met.streams_active, srv->cf->drain_s);
 	srv->shutting_down = 1;
 	evconnlistener_disable(srv->lst);
+	if (srv->http_lst)
+		evconnlistener_disable(srv->http_lst);
+	if (srv->https_lst)
+		evconnlistener_disable(srv->https_lst);
 	LIST_FOREACH(px, &srv->proxies, link) {
 		if (px->lst)
 			evconnlistener_disable(px->lst);
@@ -756,10 +762,28 @@ server_new(struct event_base *base, const struct server_conf *cf)
 						"client certificates required") :
 		    "no client certificates");
 	}
+	{
+		char herr[512];
+		if (hproxy_start(srv, herr, sizeof(herr)) < 0) {
+			log_error("%s", herr);
+			hproxy_stop(srv);
+			evconnlistener_free(srv->lst);
+			tls_ctx_free(srv->tls);
+			goto fail;
+		}
+	}
 	if (cf->nstream_allow) {
+		char derr[512];
+
 		srv->sproxy_accept = sproxy_accept;
 		log_info("stream proxy on (ALPN %s), %zu allow rules",
 		    TLS_ALPN_STREAM, cf->nstream_allow);
+		if (dsproxy_start(srv, derr, sizeof(derr)) < 0) {
+			log_error("stream proxy over DTLS: %s", derr);
+			evconnlistener_free(srv->lst);
+			tls_ctx_free(srv->tls);
+			goto fail;
+		}
 	}
 	srv->sig_hup = evsignal_new(base, SIGHUP, server_on_hup, srv);
 	event_add(srv->sig_hup, NULL);
@@ -809,6 +833,7 @@ server_free(struct server *srv)
 		session_close(s, MG_ECLOSED);
 	while ((px = LIST_FIRST(&srv->proxies)) != NULL)
 		proxy_free(px);
+	hproxy_stop(srv);
 	if (srv->lst)
 		evconnlistener_free(srv->lst);
 	if (srv->sig_int)
@@ -818,6 +843,7 @@ server_free(struct server *srv)
 	if (srv->sig_hup)
 		event_free(srv->sig_hup);
 	tls_ctx_free(srv->tls);
+	dsproxy_stop(srv); /* before srv->dns: it cancels lookups */
 	if (srv->dns)
 		evdns_base_free(srv->dns, 0);
 	if (srv->drain_tick)

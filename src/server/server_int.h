@@ -16,6 +16,7 @@ struct event;
 struct event_base;
 struct tls_ctx;
 struct tls_hs;
+struct dsproxy;
 struct ssl_st;
 struct evdns_base;
 struct evconnlistener;
@@ -41,6 +42,15 @@ struct pending {
 	int fd;
 };
 TAILQ_HEAD(pending_list, pending);
+
+struct http_stats {
+	uint64_t requests;
+	uint64_t by_class[6];         /* 1xx..5xx by status / 100 */
+	uint64_t lat_min_us, lat_max_us, lat_sum_us;
+};
+
+struct hconn;
+LIST_HEAD(hconn_list, hconn);
 
 /* A registered proxy and its lease on the public side. */
 struct proxy {
@@ -69,6 +79,11 @@ struct proxy {
 	unsigned nflows;
 	uint64_t flows_total;
 	struct dgram_stats dg;
+	/* HTTP, HTTPS and TLS proxies (hproxy.c) */
+	char host[256];               /* the host name it serves */
+	char basic_auth[256];         /* "user:pass", or "" */
+	struct hconn_list hwait;      /* requests waiting for the client */
+	struct http_stats hstats;
 };
 LIST_HEAD(proxy_list, proxy);
 
@@ -120,9 +135,14 @@ struct server {
 	unsigned nhandshakes;
 	unsigned nsproxy;             /* stream proxy connections being set up */
 	struct evdns_base *dns;       /* for the stream proxy, made on demand */
+	struct evconnlistener *http_lst, *https_lst;
+	uint16_t http_port, https_port;
+	struct tls_ctx *https_tls;    /* certificates for HTTPS termination */
+	unsigned nhconns;
 	/* the stream proxy (ALPN mgrok-stream/1), when configured */
 	void (*sproxy_accept)(struct server *srv, int fd, struct ssl_st *ssl,
 	    const struct sockaddr *peer);
+	struct dsproxy *dsp;          /* the stream proxy over DTLS (dsproxy.c) */
 	struct session_list sessions;
 	struct proxy_list proxies;
 	unsigned nsessions;

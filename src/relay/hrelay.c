@@ -1,0 +1,322 @@
+/* hrelay.c: the client end of an HTTP tunnel's stream: bytes between the
+ * stream and the local web service, parsed on the way (http_track) to log
+ * one line per request with its latency to the first response byte, and
+ * to rewrite Host when asked. Upgrades (websockets) become raw bytes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "http/http.h"
+#include "mux/mux.h"
+#include "relay/hrelay.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+#define HR_BUF_MAX (256 * 1024)
+
+struct hrelay {
+	struct mux_stream *st;
+	struct event *rev, *wev;
+	struct evbuffer *down;      /* to the local service */
+	struct evbuffer *up;        /* from it, to the stream */
+	struct evbuffer *fresh;     /* the last read, being parsed */
+	struct http_track *rq, *rs;
+	struct http_cstats *stats;
+	const char *host_rewrite;
+	int fd;
+	int raw_req, raw_resp;      /* upgraded: no more parsing */
+	int req_open;               /* a request awaits its response head */
+	int head_no_body;
+	unsigned sock_eof : 1, st_eof : 1, shut_sock : 1, shut_st : 1;
+	unsigned busy : 1, dead : 1;
+	uint64_t t_req;
+	char method[24], url[256];
+};
+
+static void hr_pump(struct hrelay *r);
+
+static uint64_t
+hr_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+hr_destroy(struct hrelay *r)
+{
+	event_free(r->rev);
+	event_free(r->wev);
+	evbuffer_free(r->down);
+	evbuffer_free(r->up);
+	evbuffer_free(r->fresh);
+	http_track_free(r->rq);
+	http_track_free(r->rs);
+	close(r->fd);
+	if (r->st)
+		mux_stream_free(r->st);
+	if (r->stats)
+		r->stats->active--;
+	free(r);
+}
+
+/* Stream -> down, parsing requests. */
+static void
+hr_from_stream(struct hrelay *r)
+{
+	struct evbuffer *rx = mux_stream_rx(r->st);
+	size_t moved = 0;
+
+	while (evbuffer_get_length(rx) > 0 &&
+	    evbuffer_get_length(r->down) < HR_BUF_MAX) {
+		size_t len = evbuffer_get_length(rx), used = len;
+		struct http_head h;
+		enum http_track_ev ev = HTTP_T_MORE;
+
+		if (!r->raw_req)
+			ev = http_track_feed(r->rq, evbuffer_pullup(rx,
+			    (ev_ssize_t)len), len, &used, &h);
+		if (ev == HTTP_T_HEAD) {
+			const uint8_t *head;
+			size_t hl;
+			struct http_rewrite rw;
+			memset(&rw, 0, sizeof(rw));
+			rw.new_host = r->host_rewrite;
+			head = http_track_head_bytes(r->rq, &hl);
+			if (r->host_rewrite == NULL ||
+			    http_rewrite_head(head, hl, &rw, r->down) < 0)
+				evbuffer_add(r->down, head, hl);
+			evbuffer_drain(rx, used);
+			moved += used;
+			snprintf(r->method, sizeof(r->method), "%s", h.method);
+			snprintf(r->url, sizeof(r->url), "%.250s", h.url);
+			r->head_no_body = strcmp(h.method, "HEAD") == 0;
+			r->req_open = 1;
+			r->t_req = hr_now_us();
+			continue;
+		}
+		evbuffer_remove_buffer(rx, r->down, used);
+		moved += used;
+		if (ev == HTTP_T_DONE) {
+			http_track_free(r->rq);
+			r->rq = http_track_new(1);
+		} else if (ev == HTTP_T_UPGRADE) {
+			r->raw_req = 1;
+		} else if (ev == HTTP_T_ERROR || ev == HTTP_T_TOO_LONG) {
+			/* not ours to judge: pass the rest through */
+			log_debug("http: unparsable request on stream %u: %s",
+			    mux_stream_id(r->st), http_track_error(r->rq));
+			r->raw_req = 1;
+		}
+	}
+	if (moved)
+		mux_stream_consumed(r->st, moved);
+	if (mux_stream_eof(r->st))
+		r->st_eof = 1;
+}
+
+/* Parse the response bytes in fresh (just read), before they join up. */
+static void
+hr_parse_up(struct hrelay *r, struct evbuffer *fresh)
+{
+	size_t len = evbuffer_get_length(fresh), from = 0;
+	/* a fresh read is one or two chains: this rarely copies */
+	uint8_t *base = evbuffer_pullup(fresh, -1);
+
+	while (len > 0 && !r->raw_resp) {
+		size_t used = len;
+		struct http_head h;
+		enum http_track_ev ev;
+
+		if (r->head_no_body && r->req_open)
+			http_track_expect_no_body(r->rs);
+		ev = http_track_feed(r->rs, base + from, len, &used, &h);
+		if (ev == HTTP_T_HEAD && r->req_open) {
+			uint64_t lat = hr_now_us() - r->t_req;
+			r->req_open = 0;
+			if (r->stats) {
+				struct http_cstats *s = r->stats;
+				s->requests++;
+				s->by_class[h.status / 100 % 6]++;
+				s->lat_sum_us += lat;
+				if (s->lat_min_us == 0 || lat < s->lat_min_us)
+					s->lat_min_us = lat;
+				if (lat > s->lat_max_us)
+					s->lat_max_us = lat;
+			}
+			log_info("%s %s %d %s %.1fms", r->method, r->url,
+			    h.status, h.reason, (double)lat / 1000.0);
+		} else if (ev == HTTP_T_DONE) {
+			http_track_free(r->rs);
+			r->rs = http_track_new(0);
+		} else if (ev == HTTP_T_UPGRADE || ev == HTTP_T_ERROR ||
+		    ev == HTTP_T_TOO_LONG) {
+			r->raw_resp = 1;
+		}
+		from += used;
+		len -= used;
+	}
+}
+
+/* One read of up to 64 KiB from the local service into fresh. */
+static ssize_t
+hr_read(struct hrelay *r, struct evbuffer *fresh)
+{
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	if (evbuffer_reserve_space(fresh, 65536 - 64, &v, 1) != 1)
+		abort();
+	n = read(r->fd, v.iov_base, v.iov_len);
+	if (n <= 0) {
+		int saved = errno;
+		evbuffer_commit_space(fresh, NULL, 0);
+		errno = saved;
+		return n;
+	}
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(fresh, &v, 1);
+	return n;
+}
+
+static void
+hr_pump(struct hrelay *r)
+{
+	for (int round = 0; round < 8 && !r->dead; round++) {
+		int progress = 0;
+
+		if (!r->st_eof && r->st) {
+			size_t before = evbuffer_get_length(r->down);
+			hr_from_stream(r);
+			progress |= evbuffer_get_length(r->down) != before;
+		}
+		if (evbuffer_get_length(r->down) > 0) {
+			int n = evbuffer_write(r->down, r->fd);
+			if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				r->dead = 1;
+				break;
+			}
+			progress |= n > 0;
+		}
+		if (r->st_eof && !r->shut_sock &&
+		    evbuffer_get_length(r->down) == 0) {
+			shutdown(r->fd, SHUT_WR);
+			r->shut_sock = 1;
+		}
+		if (!r->sock_eof && evbuffer_get_length(r->up) < HR_BUF_MAX) {
+			ssize_t n = hr_read(r, r->fresh);
+			if (n == 0)
+				r->sock_eof = 1;
+			else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				r->dead = 1;
+				break;
+			}
+			if (n > 0) {
+				hr_parse_up(r, r->fresh);
+				evbuffer_add_buffer(r->up, r->fresh);
+				progress = 1;
+			}
+		}
+		if (r->st && evbuffer_get_length(r->up) > 0) {
+			ssize_t n = mux_stream_send_buffer(r->st, r->up);
+			if (n == MG_ECLOSED) {
+				r->dead = 1;
+				break;
+			}
+			progress |= n > 0;
+		}
+		if (r->sock_eof && !r->shut_st && r->st &&
+		    evbuffer_get_length(r->up) == 0) {
+			mux_stream_shutdown(r->st);
+			r->shut_st = 1;
+		}
+		if (!progress)
+			break;
+	}
+	if (r->dead || (r->shut_sock && r->shut_st))
+		return;
+	if (!r->sock_eof && evbuffer_get_length(r->up) < HR_BUF_MAX)
+		event_add(r->rev, NULL);
+	else
+		event_del(r->rev);
+	if (evbuffer_get_length(r->down) > 0)
+		event_add(r->wev, NULL);
+	else
+		event_del(r->wev);
+}
+
+static void
+hr_run(struct hrelay *r)
+{
+	if (r->busy)
+		return; /* re-entered from the mux: the outer run continues */
+	r->busy = 1;
+	hr_pump(r);
+	r->busy = 0;
+	if (r->dead || (r->shut_sock && r->shut_st))
+		hr_destroy(r);
+}
+
+static void
+hr_on_event(evutil_socket_t fd, short what, void *arg)
+{
+	hr_run(arg);
+}
+
+static void
+hr_st_event(struct mux_stream *st, void *arg)
+{
+	hr_run(arg);
+}
+
+static void
+hr_st_closed(struct mux_stream *st, void *arg)
+{
+	struct hrelay *r = arg;
+
+	r->st = NULL;
+	r->dead = 1;
+	if (!r->busy)
+		hr_destroy(r);
+}
+
+static const struct mux_stream_cbs hr_cbs = {
+	.readable = hr_st_event,
+	.writable = hr_st_event,
+	.closed = hr_st_closed,
+};
+
+struct hrelay *
+hrelay_new(struct event_base *base, int fd, struct mux_stream *st,
+    const char *host_rewrite, struct http_cstats *stats)
+{
+	struct hrelay *r = xcalloc(1, sizeof(*r));
+
+	r->st = st;
+	r->fd = fd;
+	r->host_rewrite = host_rewrite;
+	r->stats = stats;
+	r->down = evbuffer_new();
+	r->up = evbuffer_new();
+	r->fresh = evbuffer_new();
+	r->rq = http_track_new(1);
+	r->rs = http_track_new(0);
+	r->rev = event_new(base, fd, EV_READ | EV_PERSIST, hr_on_event, r);
+	r->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, hr_on_event, r);
+	if (stats)
+		stats->active++;
+	mux_stream_set_cbs(st, &hr_cbs, r);
+	/* start from the loop: bytes may wait on the stream already */
+	event_active(r->wev, EV_WRITE, 1);
+	return r;
+}

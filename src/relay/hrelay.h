@@ -1,0 +1,30 @@
+/* hrelay.h: the client end of an HTTP tunnel's data stream (hrelay.c). */
+#ifndef MG_HRELAY_H
+#define MG_HRELAY_H
+
+#include <stdint.h>
+
+struct event_base;
+struct mux_stream;
+struct hrelay;
+
+/* Per-tunnel HTTP counters, for the exit summary. */
+struct http_cstats {
+	uint64_t requests;
+	uint64_t by_class[6];
+	uint64_t lat_min_us, lat_max_us, lat_sum_us;
+	unsigned active;
+};
+
+/*
+ * hrelay_new: relay between fd (connected to the local web service; the
+ * relay owns it) and st (the relay takes it), logging "METHOD URL STATUS
+ * REASON LATENCY" per request; host_rewrite, when not NULL, replaces each
+ * request's Host (it must outlive the relay). stats may be NULL. The relay
+ * frees itself when both directions are done or either fails.
+ */
+struct hrelay *hrelay_new(struct event_base *base, int fd,
+    struct mux_stream *st, const char *host_rewrite,
+    struct http_cstats *stats);
+
+#endif

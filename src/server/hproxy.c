@@ -1,0 +1,906 @@
+/* hproxy.c: the HTTP(S) front of the server: --http-addr and --https-addr
+ * listeners, routing each request by its Host to an HTTP tunnel (per
+ * request, on keep-alive connections too), X-Forwarded-* headers, basic
+ * auth, readable error pages, HTTPS termination, and SNI passthrough to
+ * TLS tunnels. docs/internals/http.md explains the state machine. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "http/http.h"
+#include "mux/mux.h"
+#include "proto/sthdr.h"
+#include "relay/relay.h"
+#include "server/hproxy.h"
+#include "server/server_int.h"
+#include "tls/tls.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/net.h"
+#include "util/xmalloc.h"
+
+#define H_HEAD_TIMEOUT_S 10
+#define H_IDLE_TIMEOUT_S 120
+#define H_BUF_MAX (256 * 1024)
+#define H_PEEK_MAX (16384 + 5)
+
+enum hstate {
+	H_HEAD = 0,     /* waiting for a request head */
+	H_BODY,         /* forwarding the request's body */
+	H_WAIT_RESP,    /* request sent; the response is not complete */
+	H_WAIT_CLIENT,  /* the tunnel's client is away (lease grace) */
+	H_RAW,          /* upgraded (websocket): bytes both ways */
+	H_CLOSING,      /* flush out, then close */
+};
+
+struct hconn {
+	LIST_ENTRY(hconn) wait_link;  /* proxy->hwait, in H_WAIT_CLIENT */
+	struct server *srv;
+	SSL *ssl;
+	int fd;
+	int https;
+	struct event *rev, *wev, *timer;
+	struct evbuffer *in, *out, *up;
+	struct http_track *rq, *rs;
+	struct mux_stream *st;
+	struct proxy *px;             /* the tunnel of the current request */
+	struct http_head req;
+	enum hstate state;
+	int req_done, resp_done, resp_started, resp_keep;
+	int in_eof, busy, dead, waiting;
+	uint64_t t_req_us, t_first_us;
+	char peer_ip[64];
+	char peer[NET_ADDRSTR_MAX];
+};
+
+static void hc_process(struct hconn *hc);
+static void hc_flush(struct hconn *hc);
+static void hc_arm(struct hconn *hc);
+
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---- life cycle ---- */
+
+static void
+hc_destroy(struct hconn *hc)
+{
+	if (hc->waiting)
+		LIST_REMOVE(hc, wait_link);
+	if (hc->st)
+		mux_stream_free(hc->st);
+	event_free(hc->rev);
+	event_free(hc->wev);
+	event_free(hc->timer);
+	evbuffer_free(hc->in);
+	evbuffer_free(hc->out);
+	evbuffer_free(hc->up);
+	http_track_free(hc->rq);
+	http_track_free(hc->rs);
+	if (hc->ssl) {
+		tls_shutdown(hc->ssl);
+		SSL_free(hc->ssl);
+	}
+	close(hc->fd);
+	hc->srv->nhconns--;
+	free(hc);
+}
+
+/* Close now, or when our own handler unwinds. */
+static void
+hc_close(struct hconn *hc)
+{
+	if (hc->busy)
+		hc->dead = 1;
+	else
+		hc_destroy(hc);
+}
+
+/* Answer with an error page and close once it is written. */
+static void
+hc_fail(struct hconn *hc, int status, const char *detail, const char *extra)
+{
+	if (hc->state == H_CLOSING)
+		return;
+	log_info("http %s: %s %s -> %d (%s)", hc->peer,
+	    hc->req.method[0] ? hc->req.method : "-",
+	    hc->req.url[0] ? hc->req.url : "-", status, detail);
+	http_error_response(hc->out, status, detail, extra, 0);
+	if (hc->px)
+		hc->px->hstats.by_class[status / 100 % 6]++;
+	hc->state = H_CLOSING;
+	if (hc->st) {
+		mux_stream_free(hc->st);
+		hc->st = NULL;
+	}
+	hc_flush(hc);
+}
+
+/* ---- public side I/O ---- */
+
+static ssize_t
+hc_read(struct hconn *hc)
+{
+	struct evbuffer_iovec v[2];
+	struct iovec iov[2];
+	int nv = evbuffer_reserve_space(hc->in, 65536, v, 2), ww = 0;
+	ssize_t n;
+
+	for (int i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	n = hc->ssl ? tls_readv(hc->ssl, iov, nv, &ww) : readv(hc->fd, iov, nv);
+	if (n <= 0) {
+		int saved = errno;
+		evbuffer_commit_space(hc->in, NULL, 0);
+		errno = saved;
+		return n;
+	}
+	{
+		ssize_t left = n;
+		for (int i = 0; i < nv; i++) {
+			size_t k = (size_t)left < v[i].iov_len ? (size_t)left :
+			    v[i].iov_len;
+			v[i].iov_len = k;
+			left -= (ssize_t)k;
+		}
+	}
+	evbuffer_commit_space(hc->in, v, nv);
+	return n;
+}
+
+static void
+hc_flush(struct hconn *hc)
+{
+	while (evbuffer_get_length(hc->out) > 0) {
+		int wr = 0;
+		ssize_t n = hc->ssl ? tls_write_evbuffer(hc->ssl, hc->out, &wr) :
+		    evbuffer_write(hc->out, hc->fd);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (n <= 0) {
+			hc_close(hc);
+			return;
+		}
+	}
+	if (evbuffer_get_length(hc->out) == 0 && hc->state == H_CLOSING) {
+		hc_close(hc);
+		return;
+	}
+	hc_arm(hc);
+}
+
+static void
+hc_arm(struct hconn *hc)
+{
+	int want_read = !hc->in_eof && hc->state != H_CLOSING &&
+	    evbuffer_get_length(hc->in) < H_BUF_MAX &&
+	    evbuffer_get_length(hc->up) < H_BUF_MAX;
+
+	if (want_read)
+		event_add(hc->rev, NULL);
+	else
+		event_del(hc->rev);
+	if (evbuffer_get_length(hc->out) > 0)
+		event_add(hc->wev, NULL);
+	else
+		event_del(hc->wev);
+}
+
+/* ---- the upstream (the tunnel's stream) ---- */
+
+static void
+hc_push_up(struct hconn *hc)
+{
+	if (hc->st && evbuffer_get_length(hc->up) > 0)
+		mux_stream_send_buffer(hc->st, hc->up);
+}
+
+static void
+hc_log_response(struct hconn *hc)
+{
+	struct proxy *px = hc->px;
+	uint64_t lat = (hc->t_first_us ? hc->t_first_us : now_us()) -
+	    hc->t_req_us;
+	const struct http_head *h = &hc->req;
+
+	if (px) {
+		struct http_stats *hs = &px->hstats;
+		hs->requests++;
+		hs->by_class[hc->req.status / 100 % 6]++;
+		hs->lat_sum_us += lat;
+		if (hs->lat_min_us == 0 || lat < hs->lat_min_us)
+			hs->lat_min_us = lat;
+		if (lat > hs->lat_max_us)
+			hs->lat_max_us = lat;
+	}
+	log_info("http %s %s %s %s %d %s %.1fms", hc->peer, h->host,
+	    h->method, h->url, hc->req.status, hc->req.reason,
+	    (double)lat / 1000.0);
+}
+
+/* The current request and its response are both complete. */
+static void
+hc_exchange_done(struct hconn *hc)
+{
+	hc_log_response(hc);
+	if (!hc->req.keep_alive || !hc->resp_keep) {
+		hc->state = H_CLOSING;
+		hc_flush(hc);
+		return;
+	}
+	hc->state = H_HEAD;
+	hc->req_done = hc->resp_done = hc->resp_started = 0;
+	hc->req.method[0] = hc->req.url[0] = '\0';
+	hc_process(hc); /* a pipelined request may be waiting */
+}
+
+static void
+hc_up_readable(struct mux_stream *st, void *arg)
+{
+	struct hconn *hc = arg;
+	struct evbuffer *rx = mux_stream_rx(st);
+	size_t moved = 0;
+
+	hc->busy = 1;
+	while (evbuffer_get_length(rx) > 0 &&
+	    evbuffer_get_length(hc->out) < H_BUF_MAX && !hc->dead) {
+		size_t len = evbuffer_get_length(rx), used = len;
+		struct http_head rh;
+		enum http_track_ev ev = HTTP_T_MORE;
+
+		if (hc->state != H_RAW && !hc->resp_done) {
+			ev = http_track_feed(hc->rs, evbuffer_pullup(rx,
+			    (ev_ssize_t)len), len, &used, &rh);
+		} else if (hc->state != H_RAW) {
+			/* bytes after a complete response, before the next
+			 * request: not HTTP we asked for; drop the stream */
+			hc_fail(hc, 502, "the local service sent bytes after "
+			    "its response", NULL);
+			break;
+		}
+		if (!hc->resp_started && (used > 0 || ev != HTTP_T_MORE)) {
+			hc->resp_started = 1;
+			hc->t_first_us = now_us();
+		}
+		evbuffer_remove_buffer(rx, hc->out, used);
+		moved += used;
+		if (ev == HTTP_T_HEAD) {
+			hc->req.status = rh.status;
+			snprintf(hc->req.reason, sizeof(hc->req.reason), "%s",
+			    rh.reason);
+			hc->resp_keep = rh.keep_alive;
+		} else if (ev == HTTP_T_DONE) {
+			hc->resp_done = 1;
+		} else if (ev == HTTP_T_UPGRADE) {
+			hc->state = H_RAW;
+			hc_log_response(hc);
+		} else if (ev == HTTP_T_ERROR || ev == HTTP_T_TOO_LONG) {
+			log_warn("http %s: bad response from the tunnel: %s",
+			    hc->peer, http_track_error(hc->rs));
+			if (hc->resp_started && evbuffer_get_length(hc->out))
+				hc->state = H_CLOSING;
+			else
+				hc_fail(hc, 502, "the local service sent an "
+				    "invalid response", NULL);
+			break;
+		}
+		if (hc->resp_done) {
+			http_track_free(hc->rs);
+			hc->rs = http_track_new(0);
+			break;
+		}
+	}
+	if (moved && hc->st)
+		mux_stream_consumed(st, moved);
+	if (!hc->dead && mux_stream_eof(st) && hc->st == st) {
+		/* the local side closed */
+		hc->st = NULL;
+		mux_stream_free(st);
+		if (!hc->resp_started)
+			hc_fail(hc, 502, "the tunnel's local service is "
+			    "unreachable", NULL);
+		else if (!hc->resp_done && hc->state != H_CLOSING) {
+			hc->state = H_CLOSING; /* close-delimited body */
+		}
+	}
+	if (!hc->dead && hc->resp_done && hc->req_done &&
+	    hc->state == H_WAIT_RESP)
+		hc_exchange_done(hc);
+	hc->busy = 0;
+	if (hc->dead) {
+		hc_destroy(hc);
+		return;
+	}
+	hc_flush(hc);
+}
+
+static void
+hc_up_writable(struct mux_stream *st, void *arg)
+{
+	struct hconn *hc = arg;
+
+	hc_push_up(hc);
+	hc_arm(hc);
+}
+
+static void
+hc_up_closed(struct mux_stream *st, void *arg)
+{
+	struct hconn *hc = arg;
+
+	/* the session died: this stream goes with it */
+	hc->st = NULL;
+	if (!hc->resp_started)
+		hc_fail(hc, 502, "the tunnel went offline", NULL);
+	else {
+		hc->state = H_CLOSING;
+		hc_flush(hc);
+	}
+}
+
+static const struct mux_stream_cbs hc_up_cbs = {
+	.readable = hc_up_readable,
+	.writable = hc_up_writable,
+	.closed = hc_up_closed,
+};
+
+static int
+hc_open_stream(struct hconn *hc, struct proxy *px)
+{
+	struct session *s = px->sess;
+	struct mux_stream *st;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct sthdr h;
+	uint8_t buf[STHDR_MAX_LEN];
+	int n;
+
+	if ((st = mux_stream_open(s->mux)) == NULL)
+		return MG_ELIMIT;
+	memset(&h, 0, sizeof(h));
+	h.stream_id = mux_stream_id(st);
+	h.remote_port = px->port;
+	h.name_len = (uint8_t)strlen(px->name);
+	memcpy(h.name, px->name, h.name_len);
+	h.type = STHDR_NEWSTREAM;
+	if ((s->caps & CTRL_CAP_STREAM_EX) &&
+	    getpeername(hc->fd, (struct sockaddr *)&ss, &sl) == 0) {
+		h.type = STHDR_NEWSTREAM_EX;
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *in = (void *)&ss;
+			h.af = 4;
+			memcpy(h.addr, &in->sin_addr, 4);
+			h.port = ntohs(in->sin_port);
+		} else {
+			struct sockaddr_in6 *in6 = (void *)&ss;
+			h.af = 6;
+			memcpy(h.addr, &in6->sin6_addr, 16);
+			h.port = ntohs(in6->sin6_port);
+		}
+	}
+	n = sthdr_encode(&h, buf, sizeof(buf));
+	if (n < 0 || mux_stream_write(st, buf, (size_t)n) < 0) {
+		mux_stream_free(st);
+		return MG_EIO;
+	}
+	mux_stream_set_cbs(st, &hc_up_cbs, hc);
+	hc->st = st;
+	s->streams_total++;
+	hc->srv->met.streams_total++;
+	if (s->state < SESS_FORWARDING)
+		s->state = SESS_FORWARDING;
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static struct proxy *
+hc_route(struct server *srv, const char *host, int https)
+{
+	struct proxy *px;
+
+	LIST_FOREACH(px, &srv->proxies, link) {
+		if ((px->type == PROXY_HTTP || (px->type == PROXY_HTTPS &&
+		    https)) && strcmp(px->host, host) == 0)
+			return px;
+	}
+	return NULL;
+}
+
+/* Send the request head to the tunnel (the client is there). */
+static void
+hc_forward_head(struct hconn *hc)
+{
+	struct proxy *px = hc->px;
+	struct http_rewrite rw;
+	const uint8_t *head;
+	size_t hl;
+
+	if (hc->st == NULL && hc_open_stream(hc, px) < 0) {
+		hc_fail(hc, 502, "the tunnel has too many open streams", NULL);
+		return;
+	}
+	memset(&rw, 0, sizeof(rw));
+	rw.client_ip = hc->peer_ip;
+	rw.proto = hc->https ? "https" : "http";
+	rw.fwd_host = hc->req.host;
+	rw.drop_authorization = px->basic_auth[0] != '\0';
+	head = http_track_head_bytes(hc->rq, &hl);
+	if (http_rewrite_head(head, hl, &rw, hc->up) < 0) {
+		hc_fail(hc, 400, "malformed request head", NULL);
+		return;
+	}
+	if (hc->req.method[0] && strcmp(hc->req.method, "HEAD") == 0)
+		http_track_expect_no_body(hc->rs);
+	hc->state = hc->req_done ? H_WAIT_RESP : H_BODY;
+	hc_push_up(hc);
+}
+
+static void
+hc_on_head(struct hconn *hc)
+{
+	struct proxy *px = hc_route(hc->srv, hc->req.host, hc->https);
+	char detail[400];
+
+	hc->t_req_us = now_us();
+	hc->t_first_us = 0;
+	if (px == NULL) {
+		snprintf(detail, sizeof(detail), "No tunnel is serving %s.",
+		    hc->req.host[0] ? hc->req.host : "this address (no Host)");
+		hc_fail(hc, 404, detail, NULL);
+		return;
+	}
+	if (px->basic_auth[0] && !http_basic_auth_ok(hc->req.authorization,
+	    px->basic_auth)) {
+		hc->px = px;
+		hc_fail(hc, 401, "This tunnel is password protected.",
+		    "WWW-Authenticate: Basic realm=\"mgrok\"\r\n");
+		return;
+	}
+	if (hc->st && hc->px != px) {
+		/* another tunnel than the last request's */
+		mux_stream_free(hc->st);
+		hc->st = NULL;
+	}
+	hc->px = px;
+	if (px->sess == NULL) {
+		/* the client is away: wait for it (bounded by the grace) */
+		hc->state = H_WAIT_CLIENT;
+		hc->waiting = 1;
+		LIST_INSERT_HEAD(&px->hwait, hc, wait_link);
+		return;
+	}
+	hc_forward_head(hc);
+}
+
+static void
+hc_process(struct hconn *hc)
+{
+	for (int guard = 0; guard < 64 && !hc->dead; guard++) {
+		size_t len = evbuffer_get_length(hc->in), used = 0;
+		enum http_track_ev ev;
+
+		if (hc->state == H_RAW) {
+			evbuffer_add_buffer(hc->up, hc->in);
+			hc_push_up(hc);
+			break;
+		}
+		if (hc->state != H_HEAD && hc->state != H_BODY)
+			break;
+		if (hc->state == H_HEAD && len == 0)
+			break;
+		ev = http_track_feed(hc->rq, len ? evbuffer_pullup(hc->in,
+		    (ev_ssize_t)len) : (const uint8_t *)"", len, &used,
+		    &hc->req);
+		if (hc->state == H_HEAD) {
+			evbuffer_drain(hc->in, used);
+			if (ev == HTTP_T_MORE) {
+				if (!evtimer_pending(hc->timer, NULL)) {
+					struct timeval tv = { H_HEAD_TIMEOUT_S,
+						0 };
+					evtimer_add(hc->timer, &tv);
+				}
+				break;
+			}
+			evtimer_del(hc->timer);
+			if (ev == HTTP_T_TOO_LONG) {
+				hc_fail(hc, 431, "The request head is larger "
+				    "than 16 KiB.", NULL);
+				break;
+			}
+			if (ev == HTTP_T_ERROR) {
+				hc_fail(hc, 400, http_track_error(hc->rq),
+				    NULL);
+				break;
+			}
+			/* HTTP_T_HEAD (a bodiless request may report DONE
+			 * only on the next feed) */
+			hc->req_done = 0;
+			hc->resp_done = 0;
+			hc->resp_started = 0;
+			hc->state = H_BODY; /* until hc_on_head decides */
+			hc_on_head(hc);
+			if (hc->state == H_WAIT_CLIENT)
+				break;
+			continue;
+		}
+		/* H_BODY */
+		if (used > 0)
+			evbuffer_remove_buffer(hc->in, hc->up, used);
+		if (ev == HTTP_T_DONE) {
+			hc->req_done = 1;
+			hc->state = H_WAIT_RESP;
+			http_track_free(hc->rq);
+			hc->rq = http_track_new(1);
+		} else if (ev == HTTP_T_UPGRADE) {
+			hc->req_done = 1;
+			hc->state = H_WAIT_RESP; /* raw once the 101 comes */
+		} else if (ev == HTTP_T_ERROR || ev == HTTP_T_TOO_LONG) {
+			hc_fail(hc, 400, http_track_error(hc->rq), NULL);
+			break;
+		}
+		hc_push_up(hc);
+		if (ev == HTTP_T_MORE)
+			break;
+	}
+	if (!hc->dead && hc->state == H_WAIT_RESP && hc->resp_done &&
+	    hc->req_done)
+		hc_exchange_done(hc);
+}
+
+/* The tunnel's client came back (proxy.c) or its lease expired. */
+void
+hproxy_client_back(struct proxy *px)
+{
+	struct hconn *hc;
+
+	while ((hc = LIST_FIRST(&px->hwait)) != NULL) {
+		LIST_REMOVE(hc, wait_link);
+		hc->waiting = 0;
+		hc->busy = 1;
+		if (px->sess)
+			hc_forward_head(hc);
+		else
+			hc_fail(hc, 502, "The tunnel is offline.", NULL);
+		if (!hc->dead)
+			hc_process(hc);
+		hc->busy = 0;
+		if (hc->dead)
+			hc_destroy(hc);
+		else
+			hc_flush(hc);
+	}
+}
+
+static void
+hc_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *hc = arg;
+	ssize_t n = hc_read(hc);
+
+	hc->busy = 1;
+	if (n == 0) {
+		hc->in_eof = 1;
+		if (hc->state == H_HEAD && evbuffer_get_length(hc->in) == 0)
+			hc->state = H_CLOSING;
+		else if (hc->st && (hc->state == H_RAW ||
+		    hc->state == H_BODY))
+			mux_stream_shutdown(hc->st);
+	} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		hc->dead = 1;
+	}
+	if (!hc->dead)
+		hc_process(hc);
+	hc->busy = 0;
+	if (hc->dead) {
+		hc_destroy(hc);
+		return;
+	}
+	hc_flush(hc);
+}
+
+static void
+hc_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *hc = arg;
+
+	hc_flush(hc);
+}
+
+static void
+hc_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *hc = arg;
+
+	if (hc->state == H_HEAD)
+		hc_fail(hc, 408, "The request head did not arrive within 10 "
+		    "s.", NULL);
+}
+
+static void
+hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
+{
+	struct hconn *hc = xcalloc(1, sizeof(*hc));
+	char *colon;
+
+	hc->srv = srv;
+	hc->fd = fd;
+	hc->ssl = ssl;
+	hc->https = ssl != NULL;
+	net_addr_str(sa, hc->peer, sizeof(hc->peer));
+	snprintf(hc->peer_ip, sizeof(hc->peer_ip), "%s", hc->peer);
+	if ((colon = strrchr(hc->peer_ip, ':')) != NULL)
+		*colon = '\0';
+	if (hc->peer_ip[0] == '[') {
+		memmove(hc->peer_ip, hc->peer_ip + 1, strlen(hc->peer_ip));
+		hc->peer_ip[strlen(hc->peer_ip) - 1] = '\0';
+	}
+	hc->in = evbuffer_new();
+	hc->out = evbuffer_new();
+	hc->up = evbuffer_new();
+	hc->rq = http_track_new(1);
+	hc->rs = http_track_new(0);
+	hc->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, hc_on_read,
+	    hc);
+	hc->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, hc_on_write,
+	    hc);
+	hc->timer = evtimer_new(srv->base, hc_on_timer, hc);
+	srv->nhconns++;
+	event_add(hc->rev, NULL);
+	{
+		struct timeval tv = { H_HEAD_TIMEOUT_S, 0 };
+		evtimer_add(hc->timer, &tv);
+	}
+	if (ssl)
+		/* the handshake may have read the request already */
+		event_active(hc->rev, EV_READ, 1);
+}
+
+/* ---- listeners ---- */
+
+static void
+hproxy_on_http_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	net_sock_tune(fd);
+	hc_start(arg, fd, NULL, sa);
+}
+
+struct hs_pending {
+	struct server *srv;
+	struct event *ev;
+	struct tls_hs *hs;
+	struct sockaddr_storage peer;
+	int fd;
+	int tries;
+};
+
+static void
+hs_on_handshake(SSL *ssl, int err, const char *why, void *arg)
+{
+	struct hs_pending *p = arg;
+	char buf[NET_ADDRSTR_MAX];
+
+	if (err) {
+		log_info("https %s: TLS handshake failed: %s",
+		    net_addr_str((struct sockaddr *)&p->peer, buf, sizeof(buf)),
+		    why);
+		SSL_free(ssl);
+		close(p->fd);
+	} else {
+		hc_start(p->srv, p->fd, ssl, (struct sockaddr *)&p->peer);
+	}
+	free(p);
+}
+
+static struct proxy *
+sni_route(struct server *srv, const char *sni)
+{
+	struct proxy *px;
+
+	LIST_FOREACH(px, &srv->proxies, link)
+		if (px->type == PROXY_TLS && strcmp(px->host, sni) == 0)
+			return px;
+	return NULL;
+}
+
+static void
+hs_passthrough(struct server *srv, int fd, struct proxy *px,
+    const struct sockaddr *sa)
+{
+	struct session *s = px->sess;
+	struct mux_stream *st;
+	struct sthdr h;
+	uint8_t buf[STHDR_MAX_LEN];
+	int n;
+
+	if (s == NULL || (st = mux_stream_open(s->mux)) == NULL) {
+		struct linger lg = { 1, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		return;
+	}
+	memset(&h, 0, sizeof(h));
+	h.type = STHDR_NEWSTREAM;
+	h.stream_id = mux_stream_id(st);
+	h.remote_port = px->port;
+	h.name_len = (uint8_t)strlen(px->name);
+	memcpy(h.name, px->name, h.name_len);
+	n = sthdr_encode(&h, buf, sizeof(buf));
+	mux_stream_write(st, buf, (size_t)n);
+	srv->met.streams_total++;
+	srv->met.streams_active++;
+	s->streams_total++;
+	/* the ClientHello is still in the socket (we only peeked) */
+	relay_new(srv->base, fd, st, RELAY_RST_IF_REFUSED, hproxy_relay_done,
+	    srv);
+}
+
+/* Peek at the ClientHello: SNI of a TLS tunnel -> passthrough; else
+ * terminate TLS here. Peeking leaves the bytes in the socket for either. */
+static void
+hs_on_peek(evutil_socket_t fd, short what, void *arg)
+{
+	struct hs_pending *p = arg;
+	struct server *srv = p->srv;
+	uint8_t buf[H_PEEK_MAX];
+	char sni[256];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	int rc = n > 0 ? http_sni_peek(buf, (size_t)n, sni, sizeof(sni)) :
+	    MG_EPROTO;
+	struct proxy *px;
+	SSL *ssl;
+
+	if (n < 0 && errno == EAGAIN)
+		rc = MG_EAGAIN;
+	if (rc == MG_EAGAIN && ++p->tries < 1000) {
+		/* not all there yet: look again shortly (a read event
+		 * would fire at once, since the bytes stay unread) */
+		struct timeval tv = { 0, 10000 };
+		event_free(p->ev);
+		p->ev = evtimer_new(srv->base, hs_on_peek, p);
+		evtimer_add(p->ev, &tv);
+		return;
+	}
+	event_free(p->ev);
+	p->ev = NULL;
+	if (rc == 0 && (px = sni_route(srv, sni)) != NULL) {
+		hs_passthrough(srv, p->fd, px, (struct sockaddr *)&p->peer);
+		free(p);
+		return;
+	}
+	if (rc < 0 || srv->https_tls == NULL) {
+		close(p->fd);
+		free(p);
+		return;
+	}
+	if ((ssl = tls_ssl_new(srv->https_tls, p->fd)) == NULL ||
+	    (p->hs = tls_handshake_start(srv->base, ssl, 1, H_HEAD_TIMEOUT_S,
+		hs_on_handshake, p)) == NULL) {
+		if (ssl)
+			SSL_free(ssl);
+		close(p->fd);
+		free(p);
+	}
+}
+
+static void
+hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct server *srv = arg;
+	struct hs_pending *p = xcalloc(1, sizeof(*p));
+	struct timeval tv = { H_HEAD_TIMEOUT_S, 0 };
+
+	net_sock_tune(fd);
+	p->srv = srv;
+	p->fd = fd;
+	memcpy(&p->peer, sa, (size_t)salen < sizeof(p->peer) ? (size_t)salen :
+	    sizeof(p->peer));
+	p->ev = event_new(srv->base, fd, EV_READ, hs_on_peek, p);
+	event_add(p->ev, &tv);
+}
+
+void
+hproxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
+    int refused)
+{
+	struct server *srv = arg;
+
+	srv->met.streams_active--;
+	srv->met.bytes_in += from_sock;
+	srv->met.bytes_out += to_sock;
+	if (refused)
+		srv->met.streams_refused++;
+}
+
+static struct evconnlistener *
+hproxy_listen(struct server *srv, const char *addr, evconnlistener_cb cb,
+    uint16_t *port_out, char *err, size_t errcap)
+{
+	char host[256];
+	uint16_t port;
+	const char *why;
+	int fd;
+	struct evconnlistener *l;
+
+	if (net_split_hostport(addr, host, sizeof(host), &port, &why)) {
+		snprintf(err, errcap, "%s: %s", addr, why);
+		return NULL;
+	}
+	if ((fd = net_listen_tcp(host, port, 1024)) < 0) {
+		snprintf(err, errcap, "cannot listen on %s: %s", addr,
+		    strerror(errno));
+		return NULL;
+	}
+	*port_out = net_local_port(fd);
+	l = evconnlistener_new(srv->base, cb, srv, LEV_OPT_CLOSE_ON_FREE, -1,
+	    fd);
+	if (l == NULL) {
+		close(fd);
+		snprintf(err, errcap, "cannot listen on %s", addr);
+	}
+	return l;
+}
+
+int
+hproxy_start(struct server *srv, char *err, size_t errcap)
+{
+	const struct server_conf *cf = srv->cf;
+
+	if (cf->http_addr[0]) {
+		srv->http_lst = hproxy_listen(srv, cf->http_addr,
+		    hproxy_on_http_accept, &srv->http_port, err, errcap);
+		if (srv->http_lst == NULL)
+			return MG_EIO;
+		log_info("http listening on port %u", srv->http_port);
+	}
+	if (cf->https_addr[0]) {
+		if (cf->https_cert) {
+			struct tls_server_opts to = { cf->https_cert,
+				cf->https_key, NULL, 0 };
+			if (tls_server_ctx_new(&to, &srv->https_tls, err,
+			    errcap) < 0)
+				return MG_EINVAL;
+		}
+		srv->https_lst = hproxy_listen(srv, cf->https_addr,
+		    hproxy_on_https_accept, &srv->https_port, err, errcap);
+		if (srv->https_lst == NULL)
+			return MG_EIO;
+		log_info("https listening on port %u (%s)", srv->https_port,
+		    srv->https_tls ? "TLS terminated here, SNI passthrough "
+				     "for tls tunnels" :
+				     "SNI passthrough only");
+	}
+	return 0;
+}
+
+void
+hproxy_stop(struct server *srv)
+{
+	if (srv->http_lst)
+		evconnlistener_free(srv->http_lst);
+	if (srv->https_lst)
+		evconnlistener_free(srv->https_lst);
+	srv->http_lst = srv->https_lst = NULL;
+	tls_ctx_free(srv->https_tls);
+	srv->https_tls = NULL;
+}
