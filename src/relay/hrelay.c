@@ -37,6 +37,7 @@ struct hrelay {
 	int head_no_body;
 	unsigned sock_eof : 1, st_eof : 1, shut_sock : 1, shut_st : 1;
 	unsigned busy : 1, dead : 1;
+	unsigned can_read : 1;      /* the socket may have bytes: try a read */
 	uint64_t t_req;
 	char method[24], url[256];
 };
@@ -213,8 +214,11 @@ hr_pump(struct hrelay *r)
 			shutdown(r->fd, SHUT_WR);
 			r->shut_sock = 1;
 		}
-		if (!r->sock_eof && evbuffer_get_length(r->up) < HR_BUF_MAX) {
+		if (!r->sock_eof && r->can_read &&
+		    evbuffer_get_length(r->up) < HR_BUF_MAX) {
 			ssize_t n = hr_read(r, r->fresh);
+			if (n < 0 && errno == EAGAIN)
+				r->can_read = 0; /* until the read event */
 			if (n == 0)
 				r->sock_eof = 1;
 			else if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -270,7 +274,11 @@ hr_run(struct hrelay *r)
 static void
 hr_on_event(evutil_socket_t fd, short what, void *arg)
 {
-	hr_run(arg);
+	struct hrelay *r = arg;
+
+	if (what & EV_READ)
+		r->can_read = 1;
+	hr_run(r);
 }
 
 static void
@@ -315,6 +323,7 @@ hrelay_new(struct event_base *base, int fd, struct mux_stream *st,
 	r->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, hr_on_event, r);
 	if (stats)
 		stats->active++;
+	r->can_read = 1;
 	mux_stream_set_cbs(st, &hr_cbs, r);
 	/* start from the loop: bytes may wait on the stream already */
 	event_active(r->wev, EV_WRITE, 1);
