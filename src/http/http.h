@@ -78,8 +78,12 @@ enum http_track_ev {
  * feed, HTTP_T_DONE with *used = 0. A request that is not a proper
  * request for routing (two Host headers, a Host that is not a host name,
  * obsolete line folding) is HTTP_T_ERROR.
- * After HTTP_T_UPGRADE, HTTP_T_ERROR or HTTP_T_TOO_LONG, further feeding
- * is an error.
+ * *h is written only with HTTP_T_HEAD and HTTP_T_UPGRADE. Interim 1xx
+ * responses (100 Continue) are messages of their own: HEAD and DONE, then
+ * the final response follows.
+ * After HTTP_T_UPGRADE every feed answers HTTP_T_UPGRADE again with
+ * *used = 0 (nothing more is HTTP); after HTTP_T_ERROR or
+ * HTTP_T_TOO_LONG every feed answers HTTP_T_ERROR with *used = 0.
  */
 enum http_track_ev http_track_feed(struct http_track *t, const uint8_t *p,
     size_t len, size_t *used, struct http_head *h);

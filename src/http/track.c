@@ -18,7 +18,8 @@ enum track_state {
 	TS_HEAD = 0,     /* collecting a head */
 	TS_BODY,         /* head reported, body flowing */
 	TS_DONE,         /* message end to report on the next feed */
-	TS_DEAD,         /* after UPGRADE, ERROR or TOO_LONG */
+	TS_RAW,          /* after UPGRADE: the rest is not HTTP */
+	TS_DEAD,         /* after ERROR or TOO_LONG */
 };
 
 enum track_hdr {
@@ -405,7 +406,7 @@ track_head_end(struct http_track *t, struct http_head *h)
 	*h = t->cur;
 	if (t->msg_done && hp->upgrade) {
 		/* 101, CONNECT, or an Upgrade request without a body. */
-		t->state = TS_DEAD;
+		t->state = TS_RAW;
 		t->err = "the connection was upgraded";
 		return HTTP_T_UPGRADE;
 	}
@@ -422,6 +423,8 @@ http_track_feed(struct http_track *t, const uint8_t *p, size_t len,
 
 	*used = 0;
 	switch (t->state) {
+	case TS_RAW:
+		return HTTP_T_UPGRADE;
 	case TS_DEAD:
 		return HTTP_T_ERROR;
 	case TS_DONE:
@@ -440,7 +443,7 @@ http_track_feed(struct http_track *t, const uint8_t *p, size_t len,
 			return HTTP_T_MORE;
 		if (hp->upgrade) {
 			/* An Upgrade request with a body: raw after it. */
-			t->state = TS_DEAD;
+			t->state = TS_RAW;
 			t->err = "the connection was upgraded";
 			return HTTP_T_UPGRADE;
 		}

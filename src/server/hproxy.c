@@ -58,6 +58,7 @@ struct hconn {
 	enum hstate state;
 	int req_done, resp_done, resp_started, resp_keep;
 	int in_eof, busy, dead, waiting;
+	int interim;                  /* a 1xx response is being relayed */
 	uint64_t t_req_us, t_first_us;
 	char peer_ip[64];
 	char peer[NET_ADDRSTR_MAX];
@@ -248,6 +249,10 @@ hc_exchange_done(struct hconn *hc)
 	}
 	hc->state = H_HEAD;
 	hc->req_done = hc->resp_done = hc->resp_started = 0;
+	/* a fresh request parser: the last request may have asked for an
+	 * upgrade that the service refused */
+	http_track_free(hc->rq);
+	hc->rq = http_track_new(1);
 	hc->req.method[0] = hc->req.url[0] = '\0';
 	hc_process(hc); /* a pipelined request may be waiting */
 }
@@ -282,11 +287,20 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		}
 		evbuffer_remove_buffer(rx, hc->out, used);
 		moved += used;
-		if (ev == HTTP_T_HEAD) {
+		if (ev == HTTP_T_HEAD && rh.status >= 100 && rh.status < 200 &&
+		    rh.status != 101) {
+			hc->interim = 1; /* 100 Continue: the answer follows */
+		} else if (ev == HTTP_T_HEAD) {
+			hc->interim = 0;
 			hc->req.status = rh.status;
 			snprintf(hc->req.reason, sizeof(hc->req.reason), "%s",
 			    rh.reason);
 			hc->resp_keep = rh.keep_alive;
+		} else if (ev == HTTP_T_DONE && hc->interim) {
+			hc->interim = 0;
+			http_track_free(hc->rs);
+			hc->rs = http_track_new(0);
+			continue;
 		} else if (ev == HTTP_T_DONE) {
 			hc->resp_done = 1;
 		} else if (ev == HTTP_T_UPGRADE) {

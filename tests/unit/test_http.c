@@ -406,9 +406,14 @@ test_upgrade_response(void **state)
 	assert_int_equal(h.status, 101);
 	assert_int_equal(h.upgrade, 1);
 	assert_int_equal(h.head_len, hl);
-	/* The rest is not HTTP: feeding it is an error. */
+	/* The rest is not HTTP: the tracker takes none of it. */
+	memset(&h, 0, sizeof(h));
 	assert_int_equal(http_track_feed(t, B(buf + hl), 7, &used, &h),
-	    HTTP_T_ERROR);
+	    HTTP_T_UPGRADE);
+	assert_int_equal(used, 0);
+	assert_int_equal(h.status, 0);
+	assert_int_equal(http_track_feed(t, B(""), 0, &used, &h),
+	    HTTP_T_UPGRADE);
 	assert_int_equal(used, 0);
 	http_track_free(t);
 
