@@ -106,6 +106,7 @@ server_usage(void)
 	      "  --https-addr HOST:PORT    HTTPS listener (TLS tunnels by SNI)\n"
 	      "  --https-cert F, --https-key F  certificate for HTTPS (e.g. "
 	      "*.D)\n"
+	      "  --https-cert-dir DIR      NAME.pem + NAME.key per host, by SNI\n"
 	      "  --stream-allow RULE       stream proxy destination: host:port,\n"
 	      "                            host:*, CIDR:port, CIDR:* (repeat)\n"
 	      "  --log-level L             error|warn|info|debug\n",
@@ -120,7 +121,7 @@ enum {
 	O_TLS, O_TLSCERT, O_TLSKEY, O_TLSCLIENTCA, O_TLSCLIENTAUTH, O_TLSCA,
 	O_TLSNAME, O_TLSPIN, O_ALLOW, O_DOMAIN, O_HTTPADDR, O_HTTPSADDR,
 	O_HTTPSCERT, O_HTTPSKEY, O_SUBDOMAIN, O_HOSTNAME, O_BASICAUTH,
-	O_HOSTHEADER,
+	O_HOSTHEADER, O_HTTPSCERTDIR,
 };
 
 static void
@@ -174,6 +175,7 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		{ "https-addr", required_argument, NULL, O_HTTPSADDR },
 		{ "https-cert", required_argument, NULL, O_HTTPSCERT },
 		{ "https-key", required_argument, NULL, O_HTTPSKEY },
+		{ "https-cert-dir", required_argument, NULL, O_HTTPSCERTDIR },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -332,6 +334,9 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		case O_HTTPSKEY:
 			set_str(&c->https_key, optarg);
 			break;
+		case O_HTTPSCERTDIR:
+			set_str(&c->https_cert_dir, optarg);
+			break;
 		case O_ALLOW:
 			if (c->nstream_allow >= CONF_MAX_ALLOW)
 				return bad("--stream-allow", "at most 64 rules",
@@ -371,8 +376,9 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 	if ((c->https_cert == NULL) != (c->https_key == NULL))
 		return bad("--https-cert", "--https-cert and --https-key go "
 		    "together", "");
-	if (c->https_cert && c->https_addr[0] == '\0')
-		return bad("--https-cert", "needs --https-addr", "");
+	if ((c->https_cert || c->https_cert_dir) && c->https_addr[0] == '\0')
+		return bad(c->https_cert ? "--https-cert" : "--https-cert-dir",
+		    "needs --https-addr", "");
 	if (c->nstream_allow && c->tls_client_ca == NULL)
 		return bad("--stream-allow", "the stream proxy needs mTLS: "
 		    "give --tls-cert, --tls-key and --tls-client-ca", "");
@@ -400,6 +406,8 @@ conf_server_free(struct server_conf *c)
 	free(c->tls_client_ca);
 	free(c->https_cert);
 	free(c->https_key);
+	free(c->https_cert_dir);
+	c->https_cert_dir = NULL;
 	c->tls_cert = c->tls_key = c->tls_client_ca = NULL;
 	c->https_cert = c->https_key = NULL;
 	for (size_t i = 0; i < c->ntokens; i++) {

@@ -35,6 +35,7 @@ struct server_conf {
 	char domain[256];        /* subdomains of HTTP tunnels live here */
 	char http_addr[300], https_addr[300];
 	char *https_cert, *https_key;
+	char *https_cert_dir;
 	struct acl_rule stream_allow[CONF_MAX_ALLOW]; /* the stream proxy */
 	size_t nstream_allow;
 	enum log_level log_level;

@@ -464,7 +464,7 @@ same_peer(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 	return 0;
 }
 
-/* Take the datagram dtls_listen left queued, to drop it. */
+/* Drop one queued datagram: progress when OpenSSL could not take it. */
 static void
 ds_drop_queued(struct dsproxy *dp)
 {
@@ -507,12 +507,11 @@ ds_accept(struct dsproxy *dp, const struct sockaddr_storage *peer,
 	SSL *ssl = dp->lssl;
 	struct dconn *c, *o;
 	char a[NET_ADDRSTR_MAX];
-	int fd, rc;
+	int fd;
 
 	dp->lssl = NULL;
 	net_addr_str((const struct sockaddr *)peer, a, sizeof(a));
 	if (dp->nconns >= DS_MAX_CONNS) {
-		ds_drop_queued(dp);
 		SSL_free(ssl);
 		dp->refused++;
 		dp->srv->met.streams_refused++;
@@ -524,7 +523,6 @@ ds_accept(struct dsproxy *dp, const struct sockaddr_storage *peer,
 		if (same_peer(&o->peer, peer)) {
 			/* a ClientHello retransmitted before its connected
 			 * socket existed; that connection goes on */
-			ds_drop_queued(dp);
 			SSL_free(ssl);
 			log_debug("dtls (%s): duplicate ClientHello dropped",
 			    a);
@@ -534,7 +532,6 @@ ds_accept(struct dsproxy *dp, const struct sockaddr_storage *peer,
 	if ((fd = ds_conn_socket(dp, peer, peerlen)) < 0) {
 		log_warn("dtls (%s): refused: cannot open its socket: %s", a,
 		    strerror(errno));
-		ds_drop_queued(dp);
 		SSL_free(ssl);
 		dp->refused++;
 		return;
@@ -553,11 +550,8 @@ ds_accept(struct dsproxy *dp, const struct sockaddr_storage *peer,
 	TAILQ_INSERT_TAIL(&dp->conns, c, link);
 	dp->nconns++;
 	c->timer = evtimer_new(dp->srv->base, dc_on_timer, c);
-	rc = dtls_accept_on(ssl, dp->fd, fd, (const struct sockaddr *)peer,
-	    peerlen);
-	if (rc < 0) {
-		dc_close(c, 1, "%s", rc == MG_EIO ? tls_why(ssl) :
-		    "the ClientHello went missing");
+	if (dtls_accept_on(ssl, fd, (const struct sockaddr *)peer) < 0) {
+		dc_close(c, 1, "out of memory for its DTLS state");
 		return;
 	}
 	c->hs = tls_handshake_start(dp->srv->base, ssl, 1,

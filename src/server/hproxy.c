@@ -23,6 +23,7 @@
 #include "relay/relay.h"
 #include "server/hproxy.h"
 #include "server/server_int.h"
+#include "tls/certdir.h"
 #include "tls/tls.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -781,6 +782,7 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 	int rc = n > 0 ? http_sni_peek(buf, (size_t)n, sni, sizeof(sni)) :
 	    MG_EPROTO;
 	struct proxy *px;
+	struct tls_ctx *ctx;
 	SSL *ssl;
 
 	if (n < 0 && errno == EAGAIN)
@@ -801,12 +803,19 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 		free(p);
 		return;
 	}
-	if (rc < 0 || srv->https_tls == NULL) {
+	ctx = rc == 0 ? tls_certdir_find(srv->https_certs, sni) : NULL;
+	if (ctx == NULL)
+		ctx = srv->https_tls;
+	if (rc < 0 || ctx == NULL) {
+		char a[NET_ADDRSTR_MAX];
+		log_info("https %s: %s", net_addr_str((struct sockaddr *)
+		    &p->peer, a, sizeof(a)), rc < 0 ? "not a TLS ClientHello" :
+		    "no tunnel and no certificate for this name");
 		close(p->fd);
 		free(p);
 		return;
 	}
-	if ((ssl = tls_ssl_new(srv->https_tls, p->fd)) == NULL ||
+	if ((ssl = tls_ssl_new(ctx, p->fd)) == NULL ||
 	    (p->hs = tls_handshake_start(srv->base, ssl, 1, H_HEAD_TIMEOUT_S,
 		hs_on_handshake, p)) == NULL) {
 		if (ssl)
@@ -895,14 +904,17 @@ hproxy_start(struct server *srv, char *err, size_t errcap)
 			    errcap) < 0)
 				return MG_EINVAL;
 		}
+		if (cf->https_cert_dir && tls_certdir_load(cf->https_cert_dir,
+		    &srv->https_certs, err, errcap) < 0)
+			return MG_EINVAL;
 		srv->https_lst = hproxy_listen(srv, cf->https_addr,
 		    hproxy_on_https_accept, &srv->https_port, err, errcap);
 		if (srv->https_lst == NULL)
 			return MG_EIO;
 		log_info("https listening on port %u (%s)", srv->https_port,
-		    srv->https_tls ? "TLS terminated here, SNI passthrough "
-				     "for tls tunnels" :
-				     "SNI passthrough only");
+		    srv->https_tls || srv->https_certs ? "TLS terminated "
+		    "here, SNI passthrough for tls tunnels" :
+		    "SNI passthrough only");
 	}
 	return 0;
 }
@@ -917,4 +929,6 @@ hproxy_stop(struct server *srv)
 	srv->http_lst = srv->https_lst = NULL;
 	tls_ctx_free(srv->https_tls);
 	srv->https_tls = NULL;
+	tls_certdir_free(srv->https_certs);
+	srv->https_certs = NULL;
 }

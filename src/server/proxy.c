@@ -49,7 +49,8 @@ proxy_url(const struct proxy *px, char *buf, size_t cap)
 	const char *host = srv->host_for_urls;
 	char a[8], b[8];
 
-	if (px->type == PROXY_HTTP && srv->http_lst && srv->https_tls)
+	if (px->type == PROXY_HTTP && srv->http_lst &&
+	    (srv->https_tls || srv->https_certs))
 		snprintf(buf, cap, "http://%s%s https://%s%s", px->host,
 		    port_suffix(a, sizeof(a), srv->http_port, 80), px->host,
 		    port_suffix(b, sizeof(b), srv->https_port, 443));
@@ -326,7 +327,8 @@ http_register(struct session *s, const struct ctrl_register *reg,
 
 	*code = CODE_UNSUPPORTED;
 	if ((reg->proxy_type == PROXY_TLS && srv->https_lst == NULL) ||
-	    (reg->proxy_type == PROXY_HTTPS && srv->https_tls == NULL) ||
+	    (reg->proxy_type == PROXY_HTTPS && srv->https_tls == NULL &&
+		srv->https_certs == NULL) ||
 	    (srv->http_lst == NULL && srv->https_lst == NULL)) {
 		snprintf(why, whycap, "%s tunnels are not enabled on this "
 				      "server (no %s)",

@@ -646,6 +646,8 @@ server_on_hup(evutil_socket_t sig, short what, void *arg)
 	else
 		log_info("SIGHUP: certificate and key reloaded for new "
 			 "connections");
+	if (srv->dsp && dsproxy_reload(srv, err, sizeof(err)) < 0)
+		log_error("SIGHUP: DTLS certificate not reloaded: %s", err);
 }
 
 /* ---- shutdown ---- */

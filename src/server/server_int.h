@@ -15,6 +15,7 @@
 struct event;
 struct event_base;
 struct tls_ctx;
+struct tls_certdir;
 struct tls_hs;
 struct dsproxy;
 struct ssl_st;
@@ -138,6 +139,7 @@ struct server {
 	struct evconnlistener *http_lst, *https_lst;
 	uint16_t http_port, https_port;
 	struct tls_ctx *https_tls;    /* certificates for HTTPS termination */
+	struct tls_certdir *https_certs; /* --https-cert-dir */
 	unsigned nhconns;
 	/* the stream proxy (ALPN mgrok-stream/1), when configured */
 	void (*sproxy_accept)(struct server *srv, int fd, struct ssl_st *ssl,

@@ -242,76 +242,22 @@ out:
 	return rc;
 }
 
-static int
-same_addr(const struct sockaddr *a, const struct sockaddr *b)
-{
-	if (a->sa_family != b->sa_family)
-		return 0;
-	if (a->sa_family == AF_INET) {
-		const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-		const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-
-		return x->sin_port == y->sin_port &&
-		    x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	if (a->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-		const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-
-		return x->sin6_port == y->sin6_port &&
-		    memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
-	}
-	return 0;
-}
-
 int
-dtls_accept_on(SSL *ssl, int lfd, int fd, const struct sockaddr *peer,
-    socklen_t peerlen)
+dtls_accept_on(SSL *ssl, int fd, const struct sockaddr *peer)
 {
-	/* a ClientHello that fills a datagram, plus one byte to notice more */
-	unsigned char hello[DTLS_MAX_RECORD + 64];
-	struct sockaddr_storage from;
-	socklen_t fl = sizeof(from);
-	BIO *d = NULL, *m = NULL;
-	ssize_t n;
-	int r, e, sys;
+	BIO *d;
 
 	/*
-	 * DTLSv1_listen leaves the ClientHello queued (it only peeks) for an
-	 * SSL that stays on the listening socket. Ours moves to its own
-	 * socket, so take the datagram off the listening one and feed it
-	 * through a memory BIO: no second ClientHello needed, and the next
-	 * dtls_listen does not see this one again.
+	 * OpenSSL 3.0's DTLSv1_listen has taken the ClientHello off the
+	 * listening socket and keeps it inside the SSL: the handshake
+	 * carries on from it on the new socket.
 	 */
-	n = recvfrom(lfd, hello, sizeof(hello), MSG_DONTWAIT | MSG_TRUNC,
-	    (struct sockaddr *)&from, &fl);
-	if (n <= 0 || (size_t)n > sizeof(hello) ||
-	    !same_addr((struct sockaddr *)&from, peer))
-		return MG_EPROTO;
-	if ((d = dgram_bio(fd, peer)) == NULL ||
-	    (m = BIO_new(BIO_s_mem())) == NULL ||
-	    BIO_write(m, hello, (int)n) != (int)n) {
-		BIO_free(d);
-		BIO_free(m);
+	if ((d = dgram_bio(fd, peer)) == NULL) {
 		ERR_clear_error();
 		return MG_EIO;
 	}
-	BIO_set_mem_eof_return(m, -1); /* empty: "retry", not EOF */
-	BIO_up_ref(d);
-	SSL_set0_wbio(ssl, d);
-	SSL_set0_rbio(ssl, m);
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_do_handshake(ssl);
-	sys = errno;
-	e = SSL_get_error(ssl, r);
-	SSL_set0_rbio(ssl, d); /* frees m */
-	if (r == 1 || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		ERR_clear_error();
-		return 0;
-	}
-	tls_io_failed(ssl, e, sys);
-	return MG_EIO;
+	SSL_set_bio(ssl, d, d); /* frees the listening BIO, not its fd */
+	return 0;
 }
 
 int

@@ -57,7 +57,7 @@ SSL *dtls_ssl_new(struct tls_ctx *c, int fd);
  * dtls_listen: one step of the stateless cookie exchange on a server SSL
  * from dtls_ssl_new: reads at most one datagram from the listening socket.
  * Returns 1 when it was a ClientHello with a valid cookie (the sender in
- * *peer and *peerlen, the datagram still queued on the socket), 0 when
+ * *peer and *peerlen; ssl keeps the datagram: dtls_accept_on), 0 when
  * there was nothing, or junk was dropped, or a HelloVerifyRequest was sent;
  * MG_EIO when the SSL is unusable (free it and make another).
  */
@@ -66,13 +66,10 @@ int dtls_listen(SSL *ssl, struct sockaddr_storage *peer, socklen_t *peerlen);
 /*
  * dtls_accept_on: after dtls_listen returned 1, move ssl to fd, a new
  * non-blocking UDP socket bound to the listening address and connect()ed
- * to peer: the queued ClientHello is taken off lfd (the listening socket)
- * and processed, and the server's first flight goes out on fd. Continue
- * with tls_handshake_start. 0; MG_EPROTO when the queued datagram was not
- * the peer's; MG_EIO with tls_why(ssl) set when OpenSSL refused the hello.
+ * to peer; the ClientHello dtls_listen read stays inside ssl. Continue
+ * with tls_handshake_start. 0, or MG_EIO if OpenSSL fails to allocate.
  */
-int dtls_accept_on(SSL *ssl, int lfd, int fd, const struct sockaddr *peer,
-    socklen_t peerlen);
+int dtls_accept_on(SSL *ssl, int fd, const struct sockaddr *peer);
 
 /*
  * dtls_read: one record into buf (cap bytes at most; a longer record is
