@@ -128,6 +128,27 @@ def test_client_restart_with_explicit_client_id(mg):
     assert _echo_ok(port)
 
 
+def test_newer_session_of_same_client_replaces_older(mg):
+    """PROTOCOL 4.6: a second client with the same client_id takes over at
+    once (same port); the first is told Goodbye code 11, says it was
+    replaced, and exits non-zero without reconnecting."""
+    server = mg.server()
+    svc = mg.echo_service()
+    cid = os.urandom(16).hex()
+    c1 = mg.tcp_client(svc.port, server, extra=["--client-id", cid])
+    port = mg.wait_forward(c1)[0][2]
+    c2 = mg.tcp_client(svc.port, server, extra=["--client-id", cid])
+    port2 = mg.wait_forward(c2, timeout=8)[0][2]
+    assert port2 == port, "the newer session got port %d, expected %d" % (port2, port)
+    rc = c1.wait(10)
+    assert rc not in (None, 0), "the replaced client did not exit non-zero: %r\n%s" % (
+        rc, mg.logs())
+    assert "replaced" in c1.stderr(), mg.logs()
+    assert c2.alive()
+    assert _echo_ok(port)
+    assert "replaced by session" in server.stderr(), mg.logs()
+
+
 def test_connection_during_outage_is_served_after_return(mg):
     server = mg.server(extra=["--lease-grace", "20"])
     svc = mg.echo_service()
