@@ -37,6 +37,7 @@ struct mux_stream {
 	uint32_t rx_queued;     /* received, not yet consumed */
 	uint32_t rx_consumed;   /* total consumed (wraps) */
 	uint32_t rx_last_upd;   /* rx_consumed in our last UPD */
+	uint32_t rx_window;     /* advertised window; 0 = the session's */
 	uint32_t tx_sent;       /* total sent (wraps) */
 	uint64_t delivered;     /* consumed payload, for statistics */
 	uint32_t peer_consumed;
@@ -442,6 +443,14 @@ mux_stream_session(const struct mux_stream *st)
 }
 
 void
+mux_stream_set_window(struct mux_stream *st, uint32_t window)
+{
+	st->rx_window = window < MUX_INITIAL_WINDOW ? MUX_INITIAL_WINDOW :
+	    window;
+	st->upd_sent = 0; /* tell the peer at the next consumption */
+}
+
+void
 mux_stream_set_sink(struct mux_stream *st, int fd)
 {
 	st->sink_fd = fd;
@@ -474,6 +483,12 @@ mux_stream_eof(const struct mux_stream *st)
 	    evbuffer_get_length(st->rx) == 0);
 }
 
+static uint32_t
+stream_rx_window(const struct mux_stream *st)
+{
+	return st->rx_window ? st->rx_window : st->m->cfg.stream_window;
+}
+
 /* Credit n consumed bytes; UPD after the first read and every half window. */
 static void
 stream_credit(struct mux_stream *st, size_t n)
@@ -485,9 +500,9 @@ stream_credit(struct mux_stream *st, size_t n)
 	if (m->version != 2 || m->dead)
 		return;
 	if (st->upd_sent && st->rx_consumed - st->rx_last_upd <
-	    m->cfg.stream_window / 2)
+	    stream_rx_window(st) / 2)
 		return;
-	frame_upd_encode(upd, st->rx_consumed, m->cfg.stream_window);
+	frame_upd_encode(upd, st->rx_consumed, stream_rx_window(st));
 	emit(m, FRAME_UPD, st->id, upd, sizeof(upd));
 	st->rx_last_upd = st->rx_consumed;
 	st->upd_sent = 1;
@@ -931,6 +946,12 @@ stream_sink_run(struct mux_stream *st, const struct frame_hdr *h)
 			w -= take;
 		}
 		if (take < lens[i]) {
+			if (m->version == 2 && (uint64_t)st->rx_queued +
+			    (lens[i] - take) > stream_rx_window(st)) {
+				mux_proto_error(m, "peer overran the stream "
+				    "window", st->id);
+				return;
+			}
 			stream_enqueue(st, lens[i] - take);
 			queued += lens[i] - take;
 		}
@@ -946,7 +967,7 @@ stream_deliver(struct mux_stream *st, size_t len)
 	struct mux *m = st->m;
 
 	if (m->version == 2 &&
-	    (uint64_t)st->rx_queued + len > m->cfg.stream_window) {
+	    (uint64_t)st->rx_queued + len > stream_rx_window(st)) {
 		mux_proto_error(m, "peer overran the stream window", st->id);
 		return;
 	}

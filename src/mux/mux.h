@@ -121,6 +121,11 @@ void mux_stream_set_cbs(struct mux_stream *st,
 uint32_t mux_stream_id(const struct mux_stream *st);
 struct mux *mux_stream_session(const struct mux_stream *st);
 
+/* mux_stream_set_window: this stream's receive window (advertised in its
+ * UPDs; at least 262144), for consumers that never hold bytes long (UDP
+ * flows drain at once, dropping what the socket does not take). */
+void mux_stream_set_window(struct mux_stream *st, uint32_t window);
+
 /*
  * mux_stream_set_sink: when fd >= 0, inbound payload is written to fd
  * directly while the stream's queue is empty; bytes fd does not take are

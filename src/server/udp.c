@@ -23,6 +23,7 @@
 #define UDP_BATCH 16
 #define UDP_SLOT 65536
 #define UDP_MAX_PER_EVENT 256
+#define UDP_FLOW_WINDOW (8 * 1024 * 1024)
 
 struct uflow {
 	struct uflow *next;           /* hash chain */
@@ -156,6 +157,8 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	if (s->state < SESS_FORWARDING)
 		s->state = SESS_FORWARDING;
 	mux_stream_set_cbs(st, &uflow_cbs, f);
+	/* datagrams never wait here: sendmmsg takes them or they drop */
+	mux_stream_set_window(st, UDP_FLOW_WINDOW);
 	return f;
 }
 
