@@ -38,7 +38,7 @@ struct hrelay {
 	unsigned sock_eof : 1, st_eof : 1, shut_sock : 1, shut_st : 1;
 	unsigned busy : 1, dead : 1;
 	unsigned can_read : 1;      /* the socket may have bytes: try a read */
-	uint64_t t_req;
+	uint64_t t_req, t_first;
 	char method[24], url[256];
 };
 
@@ -104,6 +104,7 @@ hr_from_stream(struct hrelay *r)
 			r->head_no_body = strcmp(h.method, "HEAD") == 0;
 			r->req_open = 1;
 			r->t_req = hr_now_us();
+			r->t_first = 0;
 			continue;
 		}
 		evbuffer_remove_buffer(rx, r->down, used);
@@ -142,9 +143,17 @@ hr_parse_up(struct hrelay *r, struct evbuffer *fresh)
 		if (r->head_no_body && r->req_open)
 			http_track_expect_no_body(r->rs);
 		ev = http_track_feed(r->rs, base + from, len, &used, &h);
-		if (ev == HTTP_T_HEAD && r->req_open) {
-			uint64_t lat = hr_now_us() - r->t_req;
+		if (ev == HTTP_T_HEAD && r->req_open && h.status >= 100 &&
+		    h.status < 200 && h.status != 101) {
+			/* 100 Continue: the latency counts from here, the
+			 * line waits for the final answer */
+			if (r->t_first == 0)
+				r->t_first = hr_now_us();
+		} else if (ev == HTTP_T_HEAD && r->req_open) {
+			uint64_t lat = (r->t_first ? r->t_first : hr_now_us()) -
+			    r->t_req;
 			r->req_open = 0;
+			r->t_first = 0;
 			if (r->stats) {
 				struct http_cstats *s = r->stats;
 				s->requests++;

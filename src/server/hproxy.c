@@ -265,16 +265,23 @@ hc_up_readable(struct mux_stream *st, void *arg)
 	struct evbuffer *rx = mux_stream_rx(st);
 	size_t moved = 0;
 
+	int after_head = 0;
+
 	hc->busy = 1;
-	while (evbuffer_get_length(rx) > 0 &&
+	/* after a head, feed once more even with nothing left: a response
+	 * without a body (HEAD, 204, 304) ends right there */
+	while ((evbuffer_get_length(rx) > 0 || after_head) &&
 	    evbuffer_get_length(hc->out) < H_BUF_MAX && !hc->dead) {
 		size_t len = evbuffer_get_length(rx), used = len;
 		struct http_head rh;
 		enum http_track_ev ev = HTTP_T_MORE;
 
+		after_head = 0;
 		if (hc->state != H_RAW && !hc->resp_done) {
-			ev = http_track_feed(hc->rs, evbuffer_pullup(rx,
-			    (ev_ssize_t)len), len, &used, &rh);
+			ev = http_track_feed(hc->rs, len ? evbuffer_pullup(rx,
+			    (ev_ssize_t)len) : (const uint8_t *)"", len, &used,
+			    &rh);
+			after_head = ev == HTTP_T_HEAD;
 		} else if (hc->state != H_RAW) {
 			/* bytes after a complete response, before the next
 			 * request: not HTTP we asked for; drop the stream */
@@ -380,48 +387,16 @@ static const struct mux_stream_cbs hc_up_cbs = {
 static int
 hc_open_stream(struct hconn *hc, struct proxy *px)
 {
-	struct session *s = px->sess;
-	struct mux_stream *st;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	struct sthdr h;
-	uint8_t buf[STHDR_MAX_LEN];
-	int n;
+	struct mux_stream *st;
 
-	if ((st = mux_stream_open(s->mux)) == NULL)
+	if (getpeername(hc->fd, (struct sockaddr *)&ss, &sl) < 0)
+		ss.ss_family = AF_UNSPEC;
+	if ((st = proxy_stream_open(px, (struct sockaddr *)&ss)) == NULL)
 		return MG_ELIMIT;
-	memset(&h, 0, sizeof(h));
-	h.stream_id = mux_stream_id(st);
-	h.remote_port = px->port;
-	h.name_len = (uint8_t)strlen(px->name);
-	memcpy(h.name, px->name, h.name_len);
-	h.type = STHDR_NEWSTREAM;
-	if ((s->caps & CTRL_CAP_STREAM_EX) &&
-	    getpeername(hc->fd, (struct sockaddr *)&ss, &sl) == 0) {
-		h.type = STHDR_NEWSTREAM_EX;
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *in = (void *)&ss;
-			h.af = 4;
-			memcpy(h.addr, &in->sin_addr, 4);
-			h.port = ntohs(in->sin_port);
-		} else {
-			struct sockaddr_in6 *in6 = (void *)&ss;
-			h.af = 6;
-			memcpy(h.addr, &in6->sin6_addr, 16);
-			h.port = ntohs(in6->sin6_port);
-		}
-	}
-	n = sthdr_encode(&h, buf, sizeof(buf));
-	if (n < 0 || mux_stream_write(st, buf, (size_t)n) < 0) {
-		mux_stream_free(st);
-		return MG_EIO;
-	}
 	mux_stream_set_cbs(st, &hc_up_cbs, hc);
 	hc->st = st;
-	s->streams_total++;
-	hc->srv->met.streams_total++;
-	if (s->state < SESS_FORWARDING)
-		s->state = SESS_FORWARDING;
 	return 0;
 }
 
@@ -741,32 +716,8 @@ static void
 hs_passthrough(struct server *srv, int fd, struct proxy *px,
     const struct sockaddr *sa)
 {
-	struct session *s = px->sess;
-	struct mux_stream *st;
-	struct sthdr h;
-	uint8_t buf[STHDR_MAX_LEN];
-	int n;
-
-	if (s == NULL || (st = mux_stream_open(s->mux)) == NULL) {
-		struct linger lg = { 1, 0 };
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		close(fd);
-		return;
-	}
-	memset(&h, 0, sizeof(h));
-	h.type = STHDR_NEWSTREAM;
-	h.stream_id = mux_stream_id(st);
-	h.remote_port = px->port;
-	h.name_len = (uint8_t)strlen(px->name);
-	memcpy(h.name, px->name, h.name_len);
-	n = sthdr_encode(&h, buf, sizeof(buf));
-	mux_stream_write(st, buf, (size_t)n);
-	srv->met.streams_total++;
-	srv->met.streams_active++;
-	s->streams_total++;
 	/* the ClientHello is still in the socket (we only peeked) */
-	relay_new(srv->base, fd, st, RELAY_RST_IF_REFUSED, hproxy_relay_done,
-	    srv);
+	proxy_open_stream(px, fd, sa);
 }
 
 /* Peek at the ClientHello: SNI of a TLS tunnel -> passthrough; else
@@ -840,19 +791,6 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	    sizeof(p->peer));
 	p->ev = event_new(srv->base, fd, EV_READ, hs_on_peek, p);
 	event_add(p->ev, &tv);
-}
-
-void
-hproxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
-    int refused)
-{
-	struct server *srv = arg;
-
-	srv->met.streams_active--;
-	srv->met.bytes_in += from_sock;
-	srv->met.bytes_out += to_sock;
-	if (refused)
-		srv->met.streams_refused++;
 }
 
 static struct evconnlistener *

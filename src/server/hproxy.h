@@ -17,8 +17,4 @@ void hproxy_stop(struct server *srv);
  * waited go on; or its lease ended (px->sess NULL): they get 502. */
 void hproxy_client_back(struct proxy *px);
 
-/* relay_done callback for passthrough connections. */
-void hproxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
-    int refused);
-
 #endif

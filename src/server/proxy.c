@@ -572,7 +572,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	return 0;
 }
 
-static void
+void
 proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
     int refused)
 {
@@ -585,31 +585,26 @@ proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
 		srv->met.streams_refused++;
 }
 
-void
-proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
+struct mux_stream *
+proxy_stream_open(struct proxy *px, const struct sockaddr *peer)
 {
 	struct session *s = px->sess;
-	struct server *srv = px->srv;
-	struct mux_stream *st = mux_stream_open(s->mux);
+	struct mux_stream *st;
 	struct sthdr h;
 	uint8_t buf[STHDR_MAX_LEN];
 	int n;
 
-	if (st == NULL) {
-		log_warn("port %u: connection refused: session %llu has too "
-			 "many streams",
-		    px->port, (unsigned long long)s->id);
-		srv->met.streams_refused++;
-		reset_close(fd);
-		return;
-	}
+	if (s == NULL || (st = mux_stream_open(s->mux)) == NULL)
+		return NULL;
 	memset(&h, 0, sizeof(h));
 	h.stream_id = mux_stream_id(st);
 	h.remote_port = px->port;
 	h.name_len = (uint8_t)strlen(px->name);
 	memcpy(h.name, px->name, h.name_len);
 	h.type = STHDR_NEWSTREAM;
-	if (s->caps & CTRL_CAP_STREAM_EX) {
+	/* the public peer, for clients that understand NewStreamEx */
+	if ((s->caps & CTRL_CAP_STREAM_EX) && peer != NULL &&
+	    (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)) {
 		h.type = STHDR_NEWSTREAM_EX;
 		if (peer->sa_family == AF_INET) {
 			const struct sockaddr_in *in = (const void *)peer;
@@ -631,19 +626,34 @@ proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
 	n = sthdr_encode(&h, buf, sizeof(buf));
 	if (n < 0 || mux_stream_write(st, buf, (size_t)n) < 0) {
 		mux_stream_free(st);
+		return NULL;
+	}
+	s->streams_total++;
+	px->srv->met.streams_total++;
+	if (s->state < SESS_FORWARDING)
+		s->state = SESS_FORWARDING;
+	return st;
+}
+
+void
+proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
+{
+	struct server *srv = px->srv;
+	struct mux_stream *st = proxy_stream_open(px, peer);
+
+	if (st == NULL) {
+		log_warn("port %u: connection refused: no stream to the client",
+		    px->port);
+		srv->met.streams_refused++;
 		reset_close(fd);
 		return;
 	}
 	px->conns_total++;
-	s->streams_total++;
-	srv->met.streams_total++;
 	srv->met.streams_active++;
-	if (s->state < SESS_FORWARDING)
-		s->state = SESS_FORWARDING;
 	if (log_enabled(LOG_DEBUG)) {
 		char a[NET_ADDRSTR_MAX];
 		log_debug("session %llu: stream %u for %s on port %u",
-		    (unsigned long long)s->id, h.stream_id,
+		    (unsigned long long)px->sess->id, mux_stream_id(st),
 		    net_addr_str(peer, a, sizeof(a)), px->port);
 	}
 	/* relay_new frees everything itself when it fails */

@@ -166,6 +166,14 @@ void proxy_session_lost(struct proxy *px);
 void proxy_free(struct proxy *px);
 void proxy_open_stream(struct proxy *px, int fd,
     const struct sockaddr *peer);
+/* proxy_stream_open: a data stream to px's client, its NewStream(Ex)
+ * header written (peer may be NULL); NULL when the client is away or at
+ * its stream limit. Counts the stream in the session and server. */
+struct mux_stream *proxy_stream_open(struct proxy *px,
+    const struct sockaddr *peer);
+/* proxy_relay_done: relay_done callback (arg: the server) for counters. */
+void proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
+    int refused);
 const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
 
 /* udp.c */

@@ -95,12 +95,8 @@ uflow_oldest(struct proxy *px)
 static struct uflow *
 uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 {
-	struct session *s = px->sess;
 	struct mux_stream *st;
 	struct uflow *f;
-	struct sthdr h;
-	uint8_t buf[STHDR_MAX_LEN];
-	int n;
 
 	if (px->nflows >= px->srv->cf->udp_max_flows) {
 		struct uflow *old = uflow_oldest(px);
@@ -108,38 +104,8 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 		    px->port, px->nflows);
 		uflow_free(old);
 	}
-	if ((st = mux_stream_open(s->mux)) == NULL)
+	if ((st = proxy_stream_open(px, sa)) == NULL)
 		return NULL;
-	memset(&h, 0, sizeof(h));
-	h.stream_id = mux_stream_id(st);
-	h.remote_port = px->port;
-	h.name_len = (uint8_t)strlen(px->name);
-	memcpy(h.name, px->name, h.name_len);
-	h.type = STHDR_NEWSTREAM;
-	if (s->caps & CTRL_CAP_STREAM_EX) {
-		h.type = STHDR_NEWSTREAM_EX;
-		if (sa->sa_family == AF_INET) {
-			const struct sockaddr_in *in = (const void *)sa;
-			h.af = 4;
-			memcpy(h.addr, &in->sin_addr, 4);
-			h.port = ntohs(in->sin_port);
-		} else {
-			const struct sockaddr_in6 *in6 = (const void *)sa;
-			if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-				h.af = 4;
-				memcpy(h.addr, &in6->sin6_addr.s6_addr[12], 4);
-			} else {
-				h.af = 6;
-				memcpy(h.addr, &in6->sin6_addr, 16);
-			}
-			h.port = ntohs(in6->sin6_port);
-		}
-	}
-	n = sthdr_encode(&h, buf, sizeof(buf));
-	if (n < 0 || mux_stream_write(st, buf, (size_t)n) < 0) {
-		mux_stream_free(st);
-		return NULL;
-	}
 	f = xcalloc(1, sizeof(*f));
 	f->px = px;
 	f->st = st;
@@ -152,10 +118,6 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	}
 	px->nflows++;
 	px->flows_total++;
-	s->streams_total++;
-	px->srv->met.streams_total++;
-	if (s->state < SESS_FORWARDING)
-		s->state = SESS_FORWARDING;
 	mux_stream_set_cbs(st, &uflow_cbs, f);
 	/* datagrams never wait here: sendmmsg takes them or they drop */
 	mux_stream_set_window(st, UDP_FLOW_WINDOW);
