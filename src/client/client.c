@@ -424,8 +424,6 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	px->active++;
 	px->streams_total++;
 	mux_stream_set_cbs(st, &cf_cbs, f);
-	/* datagrams never wait here: sendmmsg takes them or they drop */
-	mux_stream_set_window(st, 8 * 1024 * 1024);
 	for (; ai != NULL; ai = ai->ai_next) {
 		f->fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);

@@ -23,7 +23,6 @@
 #define UDP_BATCH 16
 #define UDP_SLOT 65536
 #define UDP_MAX_PER_EVENT 256
-#define UDP_FLOW_WINDOW (8 * 1024 * 1024)
 
 struct uflow {
 	struct uflow *next;           /* hash chain */
@@ -118,9 +117,10 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	}
 	px->nflows++;
 	px->flows_total++;
+	/* the flow's window (the session's) is also its fair share: a
+	 * flooding source fills its own window and drops, not the session's
+	 * output that other flows need */
 	mux_stream_set_cbs(st, &uflow_cbs, f);
-	/* datagrams never wait here: sendmmsg takes them or they drop */
-	mux_stream_set_window(st, UDP_FLOW_WINDOW);
 	return f;
 }
 
