@@ -66,7 +66,7 @@ struct hconn {
 };
 
 static void hc_process(struct hconn *hc);
-static void hc_flush(struct hconn *hc);
+static int hc_flush(struct hconn *hc);
 static void hc_arm(struct hconn *hc);
 
 static uint64_t
@@ -168,7 +168,8 @@ hc_read(struct hconn *hc)
 	return n;
 }
 
-static void
+/* Write what the public side takes; 0 when hc is gone (closed). */
+static int
 hc_flush(struct hconn *hc)
 {
 	while (evbuffer_get_length(hc->out) > 0) {
@@ -178,15 +179,18 @@ hc_flush(struct hconn *hc)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (n <= 0) {
+			int busy = hc->busy;
 			hc_close(hc);
-			return;
+			return busy; /* when busy, it goes once unwound */
 		}
 	}
 	if (evbuffer_get_length(hc->out) == 0 && hc->state == H_CLOSING) {
+		int busy = hc->busy;
 		hc_close(hc);
-		return;
+		return busy;
 	}
 	hc_arm(hc);
+	return 1;
 }
 
 static void
@@ -351,6 +355,9 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		hc_destroy(hc);
 		return;
 	}
+	if (hc->st == st && mux_stream_queued(st) > 0 &&
+	    evbuffer_get_length(hc->out) >= H_BUF_MAX)
+		event_add(hc->wev, NULL); /* resumed from hc_on_write */
 	hc_flush(hc);
 }
 
@@ -612,7 +619,12 @@ hc_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct hconn *hc = arg;
 
-	hc_flush(hc);
+	if (!hc_flush(hc))
+		return;
+	/* the response waited on the stream while out was full: go on */
+	if (hc->st != NULL && evbuffer_get_length(hc->out) < H_BUF_MAX &&
+	    mux_stream_queued(hc->st) > 0)
+		hc_up_readable(hc->st, hc);
 }
 
 static void

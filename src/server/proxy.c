@@ -438,7 +438,7 @@ http_register(struct session *s, const struct ctrl_register *reg,
 	if (reg->name.len)
 		memcpy(px->name, reg->name.p, reg->name.len);
 	else
-		snprintf(px->name, sizeof(px->name), "%s-%s", tname, host);
+		snprintf(px->name, sizeof(px->name), "%s-%.240s", tname, host);
 	LIST_INSERT_HEAD(&srv->proxies, px, link);
 	proxy_attach(px, s);
 	*out = px;
