@@ -19,6 +19,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SMUXPEER_SRC = "/work/shared/lab/smuxpeer"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test that waits on a long timeout "
+                            "(deselect with -m 'not slow')")
+
+
 @pytest.fixture(scope="session")
 def mgrok_bin():
     b = os.environ.get("MGROK_BIN") or os.path.join(ROOT, "build", "mgrok")

@@ -17,7 +17,7 @@ import threading
 import time
 
 HOST = "127.0.0.1"
-FORWARD_RE = re.compile(r"(tcp|udp)://([^\s:]+):(\d+)")
+FORWARD_RE = re.compile(r"(tcp|udp|https?|tls)://([^\s:/]+):(\d+)")
 LOCAL_RE = re.compile(r"->\s*\[?([^\s\]]+?)\]?:(\d+)")
 LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
@@ -645,6 +645,21 @@ class MgrokEnv:
                  "--token", token or self.token] + list(extra)
         return self._client(argv, state_dir, None)
 
+    def proxy_client(self, kind, local_port, server, token=None, state_dir=None,
+                     extra=(), local_host="127.0.0.1"):
+        """`mgrok KIND HOST:PORT` (kind: tcp, udp, http, tls) with extra options."""
+        sp = server.port if hasattr(server, "port") else int(server)
+        argv = [self.bin, kind, "%s:%d" % (local_host, local_port),
+                "--server", "%s:%d" % (HOST, sp), "--token", token or self.token]
+        argv += list(extra)
+        return self._client(argv, state_dir, None)
+
+    def spawn(self, kind, argv, env=None):
+        """Any other process (e.g. openssl s_server), ended in cleanup()."""
+        p = Proc(self._name(kind), list(argv), env or dict(os.environ), self.workdir)
+        self.procs.append(p)
+        return p
+
     def _client(self, argv, state_dir, token_env):
         env = self.client_env(state_dir or self.state_dir(), token_env)
         p = Client(self._name("client"), argv, env, self.workdir)
@@ -678,6 +693,29 @@ class MgrokEnv:
         _, host, port, _ = fw[0]
         assert host in ("127.0.0.1", "localhost") or host, fw
         return server, c, port
+
+
+def read_http_response(sock, timeout=10.0, method="GET"):
+    """One HTTP response from sock: (status, reason, headers, body).
+    headers is a list of (name, value); body is read by its framing
+    (Content-Length, chunked, or up to EOF).  Bounded by timeout."""
+    import http.client
+    sock.settimeout(timeout)
+    r = http.client.HTTPResponse(sock, method=method)
+    try:
+        r.begin()
+        body = r.read()
+    except socket.timeout:
+        raise AssertionError("timeout (%.0fs) reading an HTTP response" % timeout)
+    return r.status, r.reason, r.getheaders(), body
+
+
+def header(headers, name, default=None):
+    """The first value of header `name` (case-insensitive) in a list of pairs."""
+    for k, v in headers:
+        if k.lower() == name.lower():
+            return v
+    return default
 
 
 def sha256(data):
