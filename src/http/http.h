@@ -23,6 +23,8 @@ struct http_head {
 	char url[2048];           /* requests, cut if longer (logs only) */
 	int status;               /* responses */
 	char reason[64];          /* responses, e.g. "OK" */
+	char host_header[HTTP_HOST_MAX + 8]; /* the Host value as sent (port
+						included), for X-Forwarded-Host */
 	char host[HTTP_HOST_MAX + 1]; /* Host without port, lower case;
 					 an IPv6 literal keeps its [] */
 	char authorization[512];  /* the Authorization header, or "" (also

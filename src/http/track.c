@@ -218,6 +218,12 @@ track_host(struct http_track *t)
 	for (size_t i = 0; i < n; i++)
 		t->cur.host[i] = (char)tolower((unsigned char)s[i]);
 	t->cur.host[n] = '\0';
+	/* the value as sent, port included (X-Forwarded-Host) */
+	n = (size_t)(end - s);
+	if (n >= sizeof(t->cur.host_header))
+		n = sizeof(t->cur.host_header) - 1;
+	memcpy(t->cur.host_header, s, n);
+	t->cur.host_header[n] = '\0';
 	return 0;
 }
 

@@ -438,7 +438,8 @@ hc_forward_head(struct hconn *hc)
 	memset(&rw, 0, sizeof(rw));
 	rw.client_ip = hc->peer_ip;
 	rw.proto = hc->https ? "https" : "http";
-	rw.fwd_host = hc->req.host;
+	rw.fwd_host = hc->req.host_header[0] ? hc->req.host_header :
+	    hc->req.host;
 	rw.drop_authorization = px->basic_auth[0] != '\0';
 	head = http_track_head_bytes(hc->rq, &hl);
 	if (http_rewrite_head(head, hl, &rw, hc->up) < 0) {
