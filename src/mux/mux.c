@@ -156,9 +156,13 @@ mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
 	    m->reaper == NULL || m->kick == NULL)
 		abort();
 	event_add(m->rev, NULL);
-	if (ssl != NULL)
+	if (ssl != NULL) {
+		/* a tunnel session is long-lived and carries bulk: keep its
+		 * record buffers instead of freeing them at every lull */
+		SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
 		/* the handshake may have read our first records already */
 		event_active(m->rev, EV_READ, 1);
+	}
 	if (m->cfg.keepalive_ms) {
 		unsigned t = m->cfg.keepalive_ms / 2;
 		tv.tv_sec = t / 1000;

@@ -26,7 +26,15 @@
 
 /* TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 uses OpenSSL's
  * default three (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305). */
-#define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+#define TLS12_CIPHERS \
+	"ECDHE+AES128GCM:ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+/* AES-128-GCM first: 10 rounds against AES-256's 14 is about a third less
+ * CPU per byte on the bulk path, at a security level that is ample (ssh's
+ * aes128-gcm, TLS 1.3's mandatory suite); ChaCha20 still wins on CPUs
+ * without AES instructions (SSL_OP_PRIORITIZE_CHACHA). */
+#define TLS13_SUITES \
+	"TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:" \
+	"TLS_AES_256_GCM_SHA384"
 #define TLS_GROUPS "X25519:P-256:P-384"
 
 /* OpenSSL reads up to this much from the socket at once (read-ahead): one
@@ -250,6 +258,7 @@ ctx_base(int is_server, int dgram, char *err, size_t errcap)
 	SSL_CTX_set_num_tickets(sc, 0);
 	SSL_CTX_set_default_passwd_cb(sc, no_passphrase);
 	if (!SSL_CTX_set_cipher_list(sc, TLS12_CIPHERS) ||
+	    (!dgram && !SSL_CTX_set_ciphersuites(sc, TLS13_SUITES)) ||
 	    !SSL_CTX_set1_groups_list(sc, TLS_GROUPS)) {
 		ossl_reason(why, sizeof(why));
 		errf(err, errcap, "TLS: cipher set-up failed: %s", why);
