@@ -25,6 +25,7 @@
  * so that the chain allocation is exactly 256 KiB. */
 #define MUX_READ_SIZE (262144 - 64)
 #define MUX_MAX_IOV 16
+#define MUX_LIGHT_FLOW 65536 /* in flight: a flow this light is not a flood */
 
 struct mux_stream {
 	struct mux *m;
@@ -755,8 +756,15 @@ mux_stream_send_datagram(struct mux_stream *st, const void *p, size_t len)
 		return MG_EINVAL;
 	if (!stream_can_send(st))
 		return MG_ECLOSED;
-	if (evbuffer_get_length(m->out) > m->cfg.out_high ||
-	    stream_window_avail(st) < total)
+	if (stream_window_avail(st) < total)
+		return MG_ELIMIT;
+	/* A busy output drops the datagrams of flows that have much in
+	 * flight (a flood) but lets light flows through, up to a bound: one
+	 * source must not silence the others. */
+	if (evbuffer_get_length(m->out) > m->cfg.out_high &&
+	    (evbuffer_get_length(m->out) > 4 * m->cfg.out_high ||
+		(m->version == 2 && st->tx_sent - st->peer_consumed >
+		    MUX_LIGHT_FLOW)))
 		return MG_ELIMIT;
 	pre[0] = (uint8_t)(len >> 8);
 	pre[1] = (uint8_t)len;

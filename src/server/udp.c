@@ -23,6 +23,7 @@
 #define UDP_BATCH 16
 #define UDP_SLOT 65536
 #define UDP_MAX_PER_EVENT 256
+#define UDP_FLOW_WINDOW (4 * 1024 * 1024)
 
 struct uflow {
 	struct uflow *next;           /* hash chain */
@@ -117,10 +118,11 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	}
 	px->nflows++;
 	px->flows_total++;
-	/* the flow's window (the session's) is also its fair share: a
-	 * flooding source fills its own window and drops, not the session's
-	 * output that other flows need */
 	mux_stream_set_cbs(st, &uflow_cbs, f);
+	/* datagrams never wait here (sendmmsg takes them or they drop), so
+	 * a big window costs no memory; fairness between flows is kept by
+	 * mux_stream_send_datagram, which drops a flood's datagrams first */
+	mux_stream_set_window(st, UDP_FLOW_WINDOW);
 	return f;
 }
 
