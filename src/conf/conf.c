@@ -16,8 +16,10 @@
 static int
 bad(const char *opt, const char *why, const char *val)
 {
-	fprintf(stderr, "mgrok: %s: %s (got \"%s\")\n", opt, why,
-	    val ? val : "");
+	if (val && *val)
+		fprintf(stderr, "mgrok: %s: %s (got \"%s\")\n", opt, why, val);
+	else
+		fprintf(stderr, "mgrok: %s: %s\n", opt, why);
 	return MG_EINVAL;
 }
 
