@@ -425,7 +425,7 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	px->streams_total++;
 	mux_stream_set_cbs(st, &cf_cbs, f);
 	/* datagrams never wait here: see udp.c on the server */
-	mux_stream_set_window(st, 4 * 1024 * 1024);
+	mux_stream_set_window(st, 16 * 1024 * 1024);
 	for (; ai != NULL; ai = ai->ai_next) {
 		f->fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);

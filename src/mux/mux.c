@@ -759,13 +759,16 @@ mux_stream_send_datagram(struct mux_stream *st, const void *p, size_t len)
 	if (stream_window_avail(st) < total)
 		return MG_ELIMIT;
 	/* A busy output drops the datagrams of flows that have much in
-	 * flight (a flood) but lets light flows through, up to a bound: one
-	 * source must not silence the others. */
-	if (evbuffer_get_length(m->out) > m->cfg.out_high &&
-	    (evbuffer_get_length(m->out) > 4 * m->cfg.out_high ||
-		(m->version == 2 && st->tx_sent - st->peer_consumed >
-		    MUX_LIGHT_FLOW)))
-		return MG_ELIMIT;
+	 * flight (a flood) before those of light flows, which keep headroom
+	 * above the heavy ones' ceiling: one source must not silence the
+	 * others, and a lone fast flow still rides out a short stall. */
+	{
+		size_t out = evbuffer_get_length(m->out);
+		int heavy = m->version == 2 &&
+		    st->tx_sent - st->peer_consumed > MUX_LIGHT_FLOW;
+		if (out > (heavy ? 8 : 12) * m->cfg.out_high)
+			return MG_ELIMIT;
+	}
 	pre[0] = (uint8_t)(len >> 8);
 	pre[1] = (uint8_t)len;
 	while (total > 0) {

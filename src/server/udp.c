@@ -23,7 +23,7 @@
 #define UDP_BATCH 16
 #define UDP_SLOT 65536
 #define UDP_MAX_PER_EVENT 256
-#define UDP_FLOW_WINDOW (4 * 1024 * 1024)
+#define UDP_FLOW_WINDOW (16 * 1024 * 1024)
 
 struct uflow {
 	struct uflow *next;           /* hash chain */
