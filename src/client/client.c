@@ -24,6 +24,7 @@
 #include "proto/ctrl.h"
 #include "proto/sthdr.h"
 #include "relay/dgram.h"
+#include "relay/dial.h"
 #include "relay/hrelay.h"
 #include "relay/relay.h"
 #include "tls/tls.h"
@@ -80,9 +81,10 @@ struct client {
 	const struct client_conf *cf;
 	struct mux *mux;
 	struct mux_stream *ctrl;
-	struct event *conn_ev, *retry_ev, *hb_ev, *sig_int, *sig_term;
-	struct addrinfo *server_ai, *server_cur;
-	int conn_fd;
+	struct event *retry_ev, *hb_ev, *sig_int, *sig_term;
+	struct dial *dial;
+	struct addrinfo *server_ai;
+	int conn_fd;          /* during the TLS handshake */
 	enum client_state state;
 	struct cproxy *px;
 	size_t npx;
@@ -111,9 +113,7 @@ struct cstream {
 	struct client *c;
 	struct mux_stream *st;
 	struct cproxy *px;
-	struct event *ev;
-	struct addrinfo *cur;
-	int fd;
+	struct dial *dial;
 };
 
 static void client_connect(struct client *c);
@@ -179,10 +179,7 @@ static const struct mux_stream_cbs cs_cbs = {
 static void
 cs_free(struct cstream *cs)
 {
-	if (cs->ev)
-		event_free(cs->ev);
-	if (cs->fd >= 0)
-		close(cs->fd);
+	dial_cancel(cs->dial);
 	free(cs);
 }
 
@@ -215,80 +212,39 @@ cs_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock, int refused)
 	px->bytes_out += from_sock;
 }
 
-static void cs_dial_next(struct cstream *cs);
+static void
+cs_dial_failed(struct cstream *cs, int err)
+{
+	char why[400];
+
+	snprintf(why, sizeof(why), "cannot reach %s:%u: %s",
+	    cs->px->spec->host, cs->px->spec->port,
+	    strerror(err ? err : ECONNREFUSED));
+	log_warn("stream %u for \"%s\": %s", mux_stream_id(cs->st),
+	    cs->px->name, why);
+	cs_reject(cs, CODE_UNREACHABLE, why);
+}
 
 static void
-cs_on_connect(evutil_socket_t fd, short what, void *arg)
+cs_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 {
 	struct cstream *cs = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
 
-	if (what & EV_TIMEOUT)
-		err = ETIMEDOUT;
-	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err) {
-		close(cs->fd);
-		cs->fd = -1;
-		errno = err;
-		cs->cur = cs->cur->ai_next;
-		cs_dial_next(cs);
+	cs->dial = NULL;
+	if (fd < 0) {
+		cs_dial_failed(cs, err);
 		return;
 	}
-	net_sock_tune(cs->fd);
-	event_free(cs->ev);
-	cs->ev = NULL;
 	cs->px->streams_total++;
 	if (cs->px->spec->type == PROXY_HTTP) {
-		hrelay_new(cs->c->base, cs->fd, cs->st, cs->px->host_rw[0] ?
+		hrelay_new(cs->c->base, fd, cs->st, cs->px->host_rw[0] ?
 		    cs->px->host_rw : NULL, &cs->px->hs);
 	} else {
 		cs->px->active++;
-		relay_new(cs->c->base, cs->fd, cs->st, 0, cs_relay_done,
-		    cs->px);
+		relay_new(cs->c->base, fd, cs->st, 0, cs_relay_done, cs->px);
 	}
-	cs->fd = -1;
 	cs->st = NULL;
 	cs_free(cs);
-}
-
-/* Try the local addresses in turn; reject the stream when none answers. */
-static void
-cs_dial_next(struct cstream *cs)
-{
-	struct timeval tv = { DIAL_TIMEOUT_S, 0 };
-	int saved = errno;
-
-	for (; cs->cur != NULL; cs->cur = cs->cur->ai_next) {
-		int fd = socket(cs->cur->ai_family, cs->cur->ai_socktype |
-		    SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			saved = errno;
-			continue;
-		}
-		if (connect(fd, cs->cur->ai_addr, cs->cur->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS) {
-			cs->fd = fd;
-			if (cs->ev)
-				event_free(cs->ev);
-			cs->ev = event_new(cs->c->base, fd, EV_WRITE,
-			    cs_on_connect, cs);
-			event_add(cs->ev, &tv);
-			return;
-		}
-		saved = errno;
-		close(fd);
-	}
-	{
-		char why[400];
-		snprintf(why, sizeof(why), "cannot reach %s:%u: %s",
-		    cs->px->spec->host, cs->px->spec->port,
-		    strerror(saved ? saved : ECONNREFUSED));
-		log_warn("stream %u for \"%s\": %s", mux_stream_id(cs->st),
-		    cs->px->name, why);
-		cs_reject(cs, CODE_UNREACHABLE, why);
-	}
 }
 
 /* ---- UDP flows ---- */
@@ -517,9 +473,10 @@ cs_readable(struct mux_stream *st, void *arg)
 		cf_start(c, st, px);
 		return;
 	}
-	cs->cur = cs->px->ai;
-	errno = 0;
-	cs_dial_next(cs);
+	cs->dial = dial_start(cs->c->base, cs->px->ai, SOCK_STREAM,
+	    DIAL_TIMEOUT_S, NULL, cs_on_dialed, cs);
+	if (cs->dial == NULL)
+		cs_dial_failed(cs, errno);
 }
 
 static void
@@ -536,7 +493,6 @@ client_mux_accept(struct mux *m, struct mux_stream *st, void *arg)
 
 	cs->c = c;
 	cs->st = st;
-	cs->fd = -1;
 	mux_stream_set_cbs(st, &cs_cbs, cs);
 }
 
@@ -832,32 +788,24 @@ client_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 }
 
 static void
-client_on_connect(evutil_socket_t fd, short what, void *arg)
+client_dial_failed(struct client *c, int err)
+{
+	snprintf(c->last_err, sizeof(c->last_err),
+	    "cannot reach server %s:%u: %s", c->server_host, c->server_port,
+	    strerror(err ? err : ECONNREFUSED));
+	log_warn("%s", c->last_err);
+	c->state = CL_IDLE;
+	client_schedule_retry(c);
+}
+
+static void
+client_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 {
 	struct client *c = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
 
-	if (what & EV_TIMEOUT)
-		err = ETIMEDOUT;
-	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	event_free(c->conn_ev);
-	c->conn_ev = NULL;
-	if (err) {
-		close(fd);
-		c->conn_fd = -1;
-		snprintf(c->last_err, sizeof(c->last_err),
-		    "cannot reach server %s:%u: %s", c->server_host,
-		    c->server_port, strerror(err));
-		c->server_cur = c->server_cur->ai_next;
-		if (c->server_cur) {
-			client_connect(c);
-			return;
-		}
-		log_warn("%s", c->last_err);
-		c->state = CL_IDLE;
-		client_schedule_retry(c);
+	c->dial = NULL;
+	if (fd < 0) {
+		client_dial_failed(c, err);
 		return;
 	}
 	if (c->tls) {
@@ -874,62 +822,39 @@ client_on_connect(evutil_socket_t fd, short what, void *arg)
 		c->hs_ssl = ssl;
 		return;
 	}
-	c->conn_fd = -1;
 	client_start_session(c, fd, NULL);
 }
 
-/* Connect to c->server_cur (a fresh resolve when it is NULL). */
+/* Resolve the server again and dial its addresses in turn. */
 static void
 client_connect(struct client *c)
 {
-	struct timeval tv = { CONNECT_TIMEOUT_S, 0 };
+	struct addrinfo hints;
+	char port[8];
+	int rc;
 
 	c->state = CL_CONNECTING;
-	if (c->server_cur == NULL) {
-		struct addrinfo hints;
-		char port[8];
-		int rc;
-		if (c->server_ai)
-			freeaddrinfo(c->server_ai);
-		c->server_ai = NULL;
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_NUMERICSERV;
-		snprintf(port, sizeof(port), "%u", c->server_port);
-		rc = getaddrinfo(c->server_host, port, &hints, &c->server_ai);
-		if (rc != 0) {
-			snprintf(c->last_err, sizeof(c->last_err),
-			    "cannot resolve server %s: %s", c->server_host,
-			    gai_strerror(rc));
-			log_warn("%s", c->last_err);
-			c->state = CL_IDLE;
-			client_schedule_retry(c);
-			return;
-		}
-		c->server_cur = c->server_ai;
-	}
-	for (; c->server_cur; c->server_cur = c->server_cur->ai_next) {
-		struct addrinfo *ai = c->server_cur;
-		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS) {
-			c->conn_fd = fd;
-			c->conn_ev = event_new(c->base, fd, EV_WRITE,
-			    client_on_connect, c);
-			event_add(c->conn_ev, &tv);
-			return;
-		}
+	if (c->server_ai)
+		freeaddrinfo(c->server_ai);
+	c->server_ai = NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", c->server_port);
+	rc = getaddrinfo(c->server_host, port, &hints, &c->server_ai);
+	if (rc != 0) {
 		snprintf(c->last_err, sizeof(c->last_err),
-		    "cannot reach server %s:%u: %s", c->server_host,
-		    c->server_port, strerror(errno));
-		close(fd);
+		    "cannot resolve server %s: %s", c->server_host,
+		    gai_strerror(rc));
+		log_warn("%s", c->last_err);
+		c->state = CL_IDLE;
+		client_schedule_retry(c);
+		return;
 	}
-	log_warn("%s", c->last_err);
-	c->state = CL_IDLE;
-	client_schedule_retry(c);
+	c->dial = dial_start(c->base, c->server_ai, SOCK_STREAM,
+	    CONNECT_TIMEOUT_S, NULL, client_on_dialed, c);
+	if (c->dial == NULL)
+		client_dial_failed(c, errno);
 }
 
 static void
@@ -937,7 +862,6 @@ client_on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 
-	c->server_cur = NULL;
 	client_connect(c);
 }
 
@@ -1252,8 +1176,7 @@ client_free(struct client *c)
 		SSL_free(c->hs_ssl);
 	}
 	tls_ctx_free(c->tls);
-	if (c->conn_ev)
-		event_free(c->conn_ev);
+	dial_cancel(c->dial);
 	if (c->conn_fd >= 0)
 		close(c->conn_fd);
 	if (c->retry_ev)

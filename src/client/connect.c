@@ -18,6 +18,7 @@
 
 #include "client/connect.h"
 #include "proto/sproxy.h"
+#include "relay/dial.h"
 #include "relay/tlsrelay.h"
 #include "tls/tls.h"
 #include "util/err.h"
@@ -39,14 +40,12 @@ struct connector {
 /* One local connection on its way to a TLS connection. */
 struct cconn {
 	struct connector *k;
-	struct addrinfo *cur;
-	struct event *ev;
+	struct dial *dial;
 	struct tls_hs *hs;
 	SSL *ssl;
 	int lfd, sfd;
 };
 
-static void cconn_dial_next(struct cconn *cc);
 
 static void
 cconn_free(struct cconn *cc)
@@ -55,8 +54,7 @@ cconn_free(struct cconn *cc)
 		tls_handshake_cancel(cc->hs);
 	if (cc->ssl)
 		SSL_free(cc->ssl);
-	if (cc->ev)
-		event_free(cc->ev);
+	dial_cancel(cc->dial);
 	if (cc->sfd >= 0)
 		close(cc->sfd);
 	if (cc->lfd >= 0)
@@ -101,63 +99,25 @@ cconn_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 }
 
 static void
-cconn_on_connect(evutil_socket_t fd, short what, void *arg)
+cconn_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 {
 	struct cconn *cc = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
 
-	if (what & EV_TIMEOUT)
-		err = ETIMEDOUT;
-	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	event_free(cc->ev);
-	cc->ev = NULL;
-	if (err) {
-		close(cc->sfd);
-		cc->sfd = -1;
-		errno = err;
-		cc->cur = cc->cur->ai_next;
-		cconn_dial_next(cc);
+	cc->dial = NULL;
+	if (fd < 0) {
+		log_error("cannot reach server %s: %s", cc->k->server,
+		    strerror(err ? err : ECONNREFUSED));
+		cc->k->failed++;
+		cconn_free(cc);
 		return;
 	}
-	net_sock_tune(cc->sfd);
+	cc->sfd = fd;
 	if ((cc->ssl = tls_ssl_new(cc->k->tls, cc->sfd)) == NULL ||
 	    (cc->hs = tls_handshake_start(cc->k->base, cc->ssl, 0,
 		CONNECT_TIMEOUT_S, cconn_on_handshake, cc)) == NULL) {
 		log_error("cannot start TLS");
 		cconn_free(cc);
 	}
-}
-
-static void
-cconn_dial_next(struct cconn *cc)
-{
-	struct timeval tv = { CONNECT_TIMEOUT_S, 0 };
-	int saved = errno;
-
-	for (; cc->cur != NULL; cc->cur = cc->cur->ai_next) {
-		int fd = socket(cc->cur->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			saved = errno;
-			continue;
-		}
-		if (connect(fd, cc->cur->ai_addr, cc->cur->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS) {
-			cc->sfd = fd;
-			cc->ev = event_new(cc->k->base, fd, EV_WRITE,
-			    cconn_on_connect, cc);
-			event_add(cc->ev, &tv);
-			return;
-		}
-		saved = errno;
-		close(fd);
-	}
-	log_error("cannot reach server %s: %s", cc->k->server,
-	    strerror(saved ? saved : ECONNREFUSED));
-	cc->k->failed++;
-	cconn_free(cc);
 }
 
 static void
@@ -171,10 +131,15 @@ connector_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	cc->k = k;
 	cc->lfd = fd;
 	cc->sfd = -1;
-	cc->cur = k->server_ai;
 	k->conns++;
-	errno = 0;
-	cconn_dial_next(cc);
+	cc->dial = dial_start(k->base, k->server_ai, SOCK_STREAM,
+	    CONNECT_TIMEOUT_S, NULL, cconn_on_dialed, cc);
+	if (cc->dial == NULL) {
+		log_error("cannot reach server %s: %s", k->server,
+		    strerror(errno));
+		k->failed++;
+		cconn_free(cc);
+	}
 }
 
 static void

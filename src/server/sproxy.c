@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "proto/sproxy.h"
+#include "relay/dial.h"
 #include "relay/tlsrelay.h"
 #include "server/server_int.h"
 #include "server/sproxy.h"
@@ -32,10 +33,11 @@
 struct sp_conn {
 	struct server *srv;
 	SSL *ssl;
-	int fd, dfd;
+	int fd;
+	struct dial *dial;
 	struct event *ev, *timer;
 	struct evdns_getaddrinfo_request *dns;
-	struct evutil_addrinfo *ai, *cur;
+	struct evutil_addrinfo *ai;
 	uint8_t hdr[SPROXY_HDR_LEN];
 	size_t got;
 	struct sproxy_hdr h;
@@ -47,7 +49,6 @@ struct sp_conn {
 
 static uint64_t sp_next_id;
 
-static void sp_dial_next(struct sp_conn *c);
 
 /* Could some resolved address be allowed for port (a CIDR rule)? */
 static int
@@ -70,11 +71,10 @@ sp_free(struct sp_conn *c, int close_all)
 		event_free(c->ev);
 	if (c->timer)
 		event_free(c->timer);
+	dial_cancel(c->dial);
 	if (c->ai)
 		evutil_freeaddrinfo(c->ai);
 	if (close_all) {
-		if (c->dfd >= 0)
-			close(c->dfd);
 		tls_shutdown(c->ssl);
 		SSL_free(c->ssl);
 		close(c->fd);
@@ -106,80 +106,47 @@ sp_relay_done(void *arg, uint64_t t2s, uint64_t s2t, const char *why)
 		    why, (unsigned long long)t2s, (unsigned long long)s2t);
 }
 
-static void
-sp_on_connect(evutil_socket_t fd, short what, void *arg)
+/* Only addresses the allow-list admits (a name rule admits them all). */
+static int
+sp_filter(const struct sockaddr *sa, void *arg)
 {
 	struct sp_conn *c = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
-	char a[NET_ADDRSTR_MAX];
+	const struct server_conf *cf = c->srv->cf;
 
-	if (what & EV_TIMEOUT)
-		err = ETIMEDOUT;
-	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err) {
-		log_info("stream %llu: %s: %s", (unsigned long long)c->id,
-		    net_addr_str(c->cur->ai_addr, a, sizeof(a)),
-		    strerror(err));
-		close(c->dfd);
-		c->dfd = -1;
-		c->cur = c->cur->ai_next;
-		errno = err;
-		sp_dial_next(c);
-		return;
-	}
-	net_sock_tune(c->dfd);
-	log_info("stream %llu (%s, %s): connected to %s:%u (%s)",
-	    (unsigned long long)c->id, c->peer, c->subject, c->h.host,
-	    c->h.port, net_addr_str(c->cur->ai_addr, a, sizeof(a)));
-	c->srv->met.streams_total++;
-	c->srv->met.streams_active++;
-	tlsrelay_new(c->srv->base, c->fd, c->ssl, c->dfd, NULL, NULL,
-	    SP_MAX_BUF,
-	    sp_relay_done, c->srv);
-	c->dfd = -1;
-	sp_free(c, 0);
+	return c->name_allowed || acl_match_addr(cf->stream_allow,
+	    cf->nstream_allow, sa, c->h.port);
 }
 
 static void
-sp_dial_next(struct sp_conn *c)
+sp_dial_failed(struct sp_conn *c, int err)
 {
-	const struct server_conf *cf = c->srv->cf;
-	struct timeval tv = { SP_DIAL_TIMEOUT_S, 0 };
-	int saved = errno;
 	char why[400];
 
-	for (; c->cur != NULL; c->cur = c->cur->ai_next) {
-		int fd;
-		if (!c->name_allowed && !acl_match_addr(cf->stream_allow,
-		    cf->nstream_allow, c->cur->ai_addr, c->h.port)) {
-			saved = EACCES;
-			continue;
-		}
-		fd = socket(c->cur->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			saved = errno;
-			continue;
-		}
-		if (connect(fd, c->cur->ai_addr, c->cur->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS) {
-			c->dfd = fd;
-			if (c->ev)
-				event_free(c->ev);
-			c->ev = event_new(c->srv->base, fd, EV_WRITE,
-			    sp_on_connect, c);
-			event_add(c->ev, &tv);
-			return;
-		}
-		saved = errno;
-		close(fd);
-	}
 	snprintf(why, sizeof(why), "cannot reach %s:%u: %s", c->h.host,
-	    c->h.port, saved == EACCES ? "no resolved address is allowed" :
-	    strerror(saved ? saved : ECONNREFUSED));
+	    c->h.port, err == EACCES ? "no resolved address is allowed" :
+	    strerror(err ? err : ECONNREFUSED));
 	sp_refuse(c, why);
+}
+
+static void
+sp_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
+{
+	struct sp_conn *c = arg;
+	char a[NET_ADDRSTR_MAX];
+
+	c->dial = NULL;
+	if (fd < 0) {
+		sp_dial_failed(c, err);
+		return;
+	}
+	log_info("stream %llu (%s, %s): connected to %s:%u (%s)",
+	    (unsigned long long)c->id, c->peer, c->subject, c->h.host,
+	    c->h.port, net_addr_str(sa, a, sizeof(a)));
+	c->srv->met.streams_total++;
+	c->srv->met.streams_active++;
+	tlsrelay_new(c->srv->base, c->fd, c->ssl, fd, NULL, NULL,
+	    SP_MAX_BUF, sp_relay_done, c->srv);
+	sp_free(c, 0);
 }
 
 static void
@@ -197,9 +164,11 @@ sp_on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		sp_refuse(c, why);
 		return;
 	}
-	c->ai = c->cur = res;
-	errno = 0;
-	sp_dial_next(c);
+	c->ai = res;
+	c->dial = dial_start(c->srv->base, res, SOCK_STREAM,
+	    SP_DIAL_TIMEOUT_S, sp_filter, sp_on_dialed, c);
+	if (c->dial == NULL)
+		sp_dial_failed(c, errno);
 }
 
 static void
@@ -301,7 +270,6 @@ sproxy_accept(struct server *srv, int fd, SSL *ssl,
 	c->srv = srv;
 	c->ssl = ssl;
 	c->fd = fd;
-	c->dfd = -1;
 	c->id = ++sp_next_id;
 	srv->nsproxy++;
 	net_addr_str(peer, c->peer, sizeof(c->peer));
