@@ -34,6 +34,7 @@ struct connector {
 	struct addrinfo *server_ai;
 	uint8_t hdr[SPROXY_HDR_LEN];
 	uint64_t conns, active, failed;
+	struct tlsrelay_set relays;
 	char server[300];
 };
 
@@ -91,7 +92,7 @@ cconn_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 	evbuffer_add(hdr, k->hdr, sizeof(k->hdr));
 	k->active++;
 	tlsrelay_new(k->base, cc->sfd, ssl, cc->lfd, NULL, hdr, 256 * 1024,
-	    cconn_relay_done, k);
+	    &k->relays, cconn_relay_done, k);
 	evbuffer_free(hdr);
 	cc->ssl = NULL;
 	cc->sfd = cc->lfd = -1;
@@ -301,6 +302,7 @@ connect_main(int argc, char **argv)
 	    (unsigned long long)k.conns, (unsigned long long)k.failed);
 	rc = 0;
 out:
+	tlsrelay_set_free(&k.relays);
 	if (l)
 		evconnlistener_free(l);
 	if (sig_int)

@@ -19,6 +19,8 @@
 #define TLSRELAY_CHUNK 65536
 
 struct tlsrelay {
+	struct tlsrelay *next, *prev;   /* in set */
+	struct tlsrelay_set *set;
 	struct event_base *base;
 	SSL *ssl;
 	int tfd, sfd;
@@ -41,6 +43,14 @@ static void tlsrelay_on_event(evutil_socket_t fd, short what, void *arg);
 static void
 tlsrelay_destroy(struct tlsrelay *r, int notify)
 {
+	if (r->set) {
+		if (r->prev)
+			r->prev->next = r->next;
+		else
+			r->set->head = r->next;
+		if (r->next)
+			r->next->prev = r->prev;
+	}
 	event_free(r->t_rev);
 	event_free(r->t_wev);
 	event_free(r->s_rev);
@@ -200,10 +210,17 @@ tlsrelay_on_event(evutil_socket_t fd, short what, void *arg)
 struct tlsrelay *
 tlsrelay_new(struct event_base *base, int tls_fd, SSL *ssl, int sock_fd,
     struct evbuffer *to_sock, struct evbuffer *to_tls, size_t max_buf,
-    tlsrelay_done_fn done, void *arg)
+    struct tlsrelay_set *set, tlsrelay_done_fn done, void *arg)
 {
 	struct tlsrelay *r = xcalloc(1, sizeof(*r));
 
+	if (set) {
+		r->set = set;
+		r->next = set->head;
+		if (set->head)
+			set->head->prev = r;
+		set->head = r;
+	}
 	r->base = base;
 	r->ssl = ssl;
 	r->tfd = tls_fd;
@@ -238,4 +255,11 @@ tlsrelay_free(struct tlsrelay *r)
 {
 	if (r != NULL)
 		tlsrelay_destroy(r, 0);
+}
+
+void
+tlsrelay_set_free(struct tlsrelay_set *set)
+{
+	while (set->head != NULL)
+		tlsrelay_destroy(set->head, 0);
 }

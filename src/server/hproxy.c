@@ -46,6 +46,7 @@ enum hstate {
 
 struct hconn {
 	LIST_ENTRY(hconn) wait_link;  /* proxy->hwait, in H_WAIT_CLIENT */
+	LIST_ENTRY(hconn) all_link;   /* srv->hconns */
 	struct server *srv;
 	SSL *ssl;
 	int fd;
@@ -85,6 +86,7 @@ hc_destroy(struct hconn *hc)
 {
 	if (hc->waiting)
 		LIST_REMOVE(hc, wait_link);
+	LIST_REMOVE(hc, all_link);
 	if (hc->st)
 		mux_stream_free(hc->st);
 	event_free(hc->rev);
@@ -667,6 +669,7 @@ hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	    hc);
 	hc->timer = evtimer_new(srv->base, hc_on_timer, hc);
 	srv->nhconns++;
+	LIST_INSERT_HEAD(&srv->hconns, hc, all_link);
 	event_add(hc->rev, NULL);
 	{
 		struct timeval tv = { H_HEAD_TIMEOUT_S, 0 };
@@ -873,6 +876,8 @@ hproxy_start(struct server *srv, char *err, size_t errcap)
 void
 hproxy_stop(struct server *srv)
 {
+	while (!LIST_EMPTY(&srv->hconns))
+		hc_destroy(LIST_FIRST(&srv->hconns));
 	if (srv->http_lst)
 		evconnlistener_free(srv->http_lst);
 	if (srv->https_lst)

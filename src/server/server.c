@@ -721,6 +721,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	srv->cf = cf;
 	TAILQ_INIT(&srv->sessions);
 	LIST_INIT(&srv->proxies);
+	LIST_INIT(&srv->hconns);
 	srv->started_ms = server_now_ms(srv);
 	if (cf->public_host[0])
 		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls), "%s",
@@ -836,6 +837,7 @@ server_free(struct server *srv)
 	while ((px = LIST_FIRST(&srv->proxies)) != NULL)
 		proxy_free(px);
 	hproxy_stop(srv);
+	tlsrelay_set_free(&srv->sp_relays);
 	if (srv->lst)
 		evconnlistener_free(srv->lst);
 	if (srv->sig_int)

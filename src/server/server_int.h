@@ -9,6 +9,7 @@
 #include "conf/conf.h"
 #include "proto/ctrl.h"
 #include "relay/dgram.h"
+#include "relay/tlsrelay.h"
 
 #define SERVER_ID_MAX 272
 
@@ -135,11 +136,13 @@ struct server {
 	struct tls_ctx *tls;          /* --tls */
 	unsigned nhandshakes;
 	unsigned nsproxy;             /* stream proxy connections being set up */
+	struct tlsrelay_set sp_relays; /* stream proxy connections relaying */
 	struct evdns_base *dns;       /* for the stream proxy, made on demand */
 	struct evconnlistener *http_lst, *https_lst;
 	uint16_t http_port, https_port;
 	struct tls_ctx *https_tls;    /* certificates for HTTPS termination */
 	struct tls_certdir *https_certs; /* --https-cert-dir */
+	struct hconn_list hconns;     /* every HTTP(S) connection */
 	unsigned nhconns;
 	/* the stream proxy (ALPN mgrok-stream/1), when configured */
 	void (*sproxy_accept)(struct server *srv, int fd, struct ssl_st *ssl,

@@ -145,7 +145,7 @@ sp_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 	c->srv->met.streams_total++;
 	c->srv->met.streams_active++;
 	tlsrelay_new(c->srv->base, c->fd, c->ssl, fd, NULL, NULL,
-	    SP_MAX_BUF, sp_relay_done, c->srv);
+	    SP_MAX_BUF, &c->srv->sp_relays, sp_relay_done, c->srv);
 	sp_free(c, 0);
 }
 
