@@ -1,6 +1,6 @@
 """Fixtures for the mgrok end-to-end tests.
 
-Run: MGROK_BIN=/work/main/build/mgrok /usr/bin/python3 -m pytest -q tests/e2e
+Run: make e2e  (or MGROK_BIN=build/mgrok /usr/bin/python3 -m pytest -q tests/e2e)
 """
 
 import os
@@ -16,7 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import MgrokEnv  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SMUXPEER_SRC = "/work/shared/lab/smuxpeer"
+# the Go smux peer lives in shared/, beside the repository
+SMUXPEER_SRC = os.environ.get("MGROK_SMUXPEER_SRC") or os.path.join(
+    ROOT, "..", "shared", "lab", "smuxpeer")
 
 
 def pytest_configure(config):
