@@ -544,8 +544,10 @@ session_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 
 /* A TLS connection between accept and the end of its handshake. */
 struct tls_pending {
+	LIST_ENTRY(tls_pending) link; /* srv->handshakes */
 	struct server *srv;
 	struct tls_hs *hs;
+	SSL *ssl;
 	struct sockaddr_storage peer;
 	int fd;
 };
@@ -559,6 +561,7 @@ server_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 	const char *alpn;
 
 	srv->nhandshakes--;
+	LIST_REMOVE(tp, link);
 	net_addr_str((struct sockaddr *)&tp->peer, buf, sizeof(buf));
 	if (err) {
 		log_warn("TLS handshake with %s failed: %s", buf, why);
@@ -626,7 +629,25 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		free(tp);
 		return;
 	}
+	tp->ssl = ssl;
+	LIST_INSERT_HEAD(&srv->handshakes, tp, link);
 	srv->nhandshakes++;
+}
+
+/* End the TLS handshakes still under way (the server is going away). */
+static void
+server_cancel_handshakes(struct server *srv)
+{
+	struct tls_pending *tp;
+
+	while ((tp = LIST_FIRST(&srv->handshakes)) != NULL) {
+		LIST_REMOVE(tp, link);
+		tls_handshake_cancel(tp->hs);
+		SSL_free(tp->ssl);
+		close(tp->fd);
+		free(tp);
+	}
+	srv->nhandshakes = 0;
 }
 
 static void
@@ -722,6 +743,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	TAILQ_INIT(&srv->sessions);
 	LIST_INIT(&srv->proxies);
 	LIST_INIT(&srv->hconns);
+	LIST_INIT(&srv->handshakes);
 	srv->started_ms = server_now_ms(srv);
 	if (cf->public_host[0])
 		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls), "%s",
@@ -837,6 +859,7 @@ server_free(struct server *srv)
 	while ((px = LIST_FIRST(&srv->proxies)) != NULL)
 		proxy_free(px);
 	hproxy_stop(srv);
+	server_cancel_handshakes(srv);
 	tlsrelay_set_free(&srv->sp_relays);
 	if (srv->lst)
 		evconnlistener_free(srv->lst);

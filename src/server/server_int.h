@@ -134,6 +134,7 @@ struct server {
 	struct evconnlistener *lst;
 	struct event *sig_int, *sig_term, *sig_hup, *drain_tick;
 	struct tls_ctx *tls;          /* --tls */
+	LIST_HEAD(, tls_pending) handshakes; /* TLS handshakes under way */
 	unsigned nhandshakes;
 	unsigned nsproxy;             /* stream proxy connections being set up */
 	struct tlsrelay_set sp_relays; /* stream proxy connections relaying */
