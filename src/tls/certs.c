@@ -21,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "tls/tls.h"
+#include "tls/tls_int.h"
 #include "util/err.h"
 #include "util/xmalloc.h"
 
@@ -28,21 +29,6 @@
 #define CA_DAYS 3650
 #define MAX_HOSTS 32
 
-static void
-cerr(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-cerr(char *err, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || cap == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, cap, fmt, ap);
-	va_end(ap);
-}
 
 static const char *
 ossl_err(void)
@@ -232,11 +218,11 @@ write_pem(const char *path, mode_t mode, int force, X509 *x, EVP_PKEY *k,
 	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC |
 	    (force ? O_TRUNC : O_EXCL), mode);
 	if (fd < 0) {
-		cerr(err, errcap, "%s: %s", path, strerror(errno));
+		tls_errf(err, errcap, "%s: %s", path, strerror(errno));
 		return errno == EEXIST ? MG_EINUSE : MG_EIO;
 	}
 	if (fchmod(fd, mode) != 0 || (f = fdopen(fd, "w")) == NULL) {
-		cerr(err, errcap, "%s: %s", path, strerror(errno));
+		tls_errf(err, errcap, "%s: %s", path, strerror(errno));
 		close(fd);
 		return MG_EIO;
 	}
@@ -245,7 +231,7 @@ write_pem(const char *path, mode_t mode, int force, X509 *x, EVP_PKEY *k,
 	if (fclose(f) != 0)
 		ok = 0;
 	if (!ok) {
-		cerr(err, errcap, "%s: write failed: %s", path, ossl_err());
+		tls_errf(err, errcap, "%s: write failed: %s", path, ossl_err());
 		return MG_EIO;
 	}
 	return 0;
@@ -260,31 +246,31 @@ load_ca(const char *dir, X509 **ca, EVP_PKEY **key, char *err,
 
 	snprintf(path, sizeof(path), "%s/ca.pem", dir);
 	if ((f = fopen(path, "r")) == NULL) {
-		cerr(err, errcap, "%s: %s", path, strerror(errno));
+		tls_errf(err, errcap, "%s: %s", path, strerror(errno));
 		return MG_EIO;
 	}
 	*ca = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	if (*ca == NULL) {
-		cerr(err, errcap, "%s: not a PEM certificate", path);
+		tls_errf(err, errcap, "%s: not a PEM certificate", path);
 		ERR_clear_error();
 		return MG_EINVAL;
 	}
 	snprintf(path, sizeof(path), "%s/ca.key", dir);
 	if ((f = fopen(path, "r")) == NULL) {
-		cerr(err, errcap, "%s: %s", path, strerror(errno));
+		tls_errf(err, errcap, "%s: %s", path, strerror(errno));
 		return MG_EIO;
 	}
 	*key = PEM_read_PrivateKey(f, NULL, NULL, (void *)"");
 	fclose(f);
 	if (*key == NULL) {
-		cerr(err, errcap, "%s: not an unencrypted PEM private key",
+		tls_errf(err, errcap, "%s: not an unencrypted PEM private key",
 		    path);
 		ERR_clear_error();
 		return MG_EINVAL;
 	}
 	if (X509_check_private_key(*ca, *key) != 1) {
-		cerr(err, errcap, "%s/ca.key does not match %s/ca.pem", dir,
+		tls_errf(err, errcap, "%s/ca.key does not match %s/ca.pem", dir,
 		    dir);
 		ERR_clear_error();
 		return MG_EINVAL;
@@ -306,11 +292,11 @@ tls_certs_generate(const struct tls_certs_opts *o, char *err, size_t errcap)
 	struct stat st;
 
 	if (o->out_dir == NULL || *o->out_dir == '\0') {
-		cerr(err, errcap, "--out DIR is required");
+		tls_errf(err, errcap, "--out DIR is required");
 		goto out;
 	}
 	if (o->hosts == NULL || *o->hosts == '\0') {
-		cerr(err, errcap, "--hosts h1,h2 is required (the names or "
+		tls_errf(err, errcap, "--hosts h1,h2 is required (the names or "
 		    "addresses clients use to reach the server)");
 		goto out;
 	}
@@ -328,25 +314,25 @@ tls_certs_generate(const struct tls_certs_opts *o, char *err, size_t errcap)
 		if (*h == '\0')
 			continue;
 		if (!host_ok(h, &is_ip)) {
-			cerr(err, errcap, "--hosts: \"%s\" is neither a DNS "
+			tls_errf(err, errcap, "--hosts: \"%s\" is neither a DNS "
 			    "name nor an IP address", h);
 			goto out;
 		}
 		if (nhosts == MAX_HOSTS) {
-			cerr(err, errcap, "--hosts: at most %d", MAX_HOSTS);
+			tls_errf(err, errcap, "--hosts: at most %d", MAX_HOSTS);
 			goto out;
 		}
 		hosts[nhosts++] = h;
 	}
 	if (nhosts == 0) {
-		cerr(err, errcap, "--hosts: no host given");
+		tls_errf(err, errcap, "--hosts: no host given");
 		goto out;
 	}
 	new_ca = o->ca_dir == NULL;
 
 	/* Refuse before writing anything. */
 	if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
-		cerr(err, errcap, "--out %s: %s", o->out_dir, strerror(errno));
+		tls_errf(err, errcap, "--out %s: %s", o->out_dir, strerror(errno));
 		rc = MG_EIO;
 		goto out;
 	}
@@ -357,7 +343,7 @@ tls_certs_generate(const struct tls_certs_opts *o, char *err, size_t errcap)
 			snprintf(path, sizeof(path), "%s/%s", o->out_dir,
 			    files[i]);
 			if (lstat(path, &st) == 0) {
-				cerr(err, errcap, "%s exists (--force "
+				tls_errf(err, errcap, "%s exists (--force "
 				    "overwrites)", path);
 				rc = MG_EINUSE;
 				goto out;
@@ -407,7 +393,7 @@ tls_certs_generate(const struct tls_certs_opts *o, char *err, size_t errcap)
 	rc = 0;
 	goto out;
 ossl:
-	cerr(err, errcap, "certificate generation failed: %s", ossl_err());
+	tls_errf(err, errcap, "certificate generation failed: %s", ossl_err());
 	rc = MG_EIO;
 out:
 	free(hostbuf);

@@ -101,12 +101,8 @@ conn_of(SSL *ssl)
 	return SSL_get_ex_data(ssl, conn_idx);
 }
 
-static void
-errf(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-errf(char *err, size_t cap, const char *fmt, ...)
+void
+tls_errf(char *err, size_t cap, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -212,7 +208,7 @@ check_file(const char *flag, const char *path, char *err, size_t errcap)
 	FILE *f = fopen(path, "r");
 
 	if (f == NULL) {
-		errf(err, errcap, "%s %s: %s", flag, path, strerror(errno));
+		tls_errf(err, errcap, "%s %s: %s", flag, path, strerror(errno));
 		return MG_EIO;
 	}
 	fclose(f);
@@ -233,7 +229,7 @@ ctx_base(int is_server, int dgram, char *err, size_t errcap)
 		    TLS_client_method());
 	if (sc == NULL) {
 		ossl_reason(why, sizeof(why));
-		errf(err, errcap, "TLS: cannot create a context: %s", why);
+		tls_errf(err, errcap, "TLS: cannot create a context: %s", why);
 		return NULL;
 	}
 	if (dgram) {
@@ -261,7 +257,7 @@ ctx_base(int is_server, int dgram, char *err, size_t errcap)
 	    (!dgram && !SSL_CTX_set_ciphersuites(sc, TLS13_SUITES)) ||
 	    !SSL_CTX_set1_groups_list(sc, TLS_GROUPS)) {
 		ossl_reason(why, sizeof(why));
-		errf(err, errcap, "TLS: cipher set-up failed: %s", why);
+		tls_errf(err, errcap, "TLS: cipher set-up failed: %s", why);
 		SSL_CTX_free(sc);
 		return NULL;
 	}
@@ -282,7 +278,7 @@ load_cert_key(SSL_CTX *sc, const char *cert, const char *key, char *err,
 	ERR_clear_error();
 	if (SSL_CTX_use_certificate_chain_file(sc, cert) != 1) {
 		ossl_reason(why, sizeof(why));
-		errf(err, errcap, "--tls-cert %s: not a PEM certificate (%s)",
+		tls_errf(err, errcap, "--tls-cert %s: not a PEM certificate (%s)",
 		    cert, why);
 		return MG_EINVAL;
 	}
@@ -291,16 +287,16 @@ load_cert_key(SSL_CTX *sc, const char *cert, const char *key, char *err,
 
 		ossl_reason(why, sizeof(why));
 		if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-			errf(err, errcap, "--tls-key %s does not match the "
+			tls_errf(err, errcap, "--tls-key %s does not match the "
 			    "certificate in --tls-cert %s", key, cert);
 		else
-			errf(err, errcap, "--tls-key %s: not an unencrypted "
+			tls_errf(err, errcap, "--tls-key %s: not an unencrypted "
 			    "PEM private key (%s)", key, why);
 		return MG_EINVAL;
 	}
 	if (SSL_CTX_check_private_key(sc) != 1) {
 		ERR_clear_error();
-		errf(err, errcap, "--tls-key %s does not match the certificate "
+		tls_errf(err, errcap, "--tls-key %s does not match the certificate "
 		    "in --tls-cert %s", key, cert);
 		return MG_EINVAL;
 	}
@@ -319,7 +315,7 @@ load_ca(SSL_CTX *sc, const char *flag, const char *path, char *err,
 	ERR_clear_error();
 	if (SSL_CTX_load_verify_locations(sc, path, NULL) != 1) {
 		ossl_reason(why, sizeof(why));
-		errf(err, errcap, "%s %s: no PEM certificates in it (%s)",
+		tls_errf(err, errcap, "%s %s: no PEM certificates in it (%s)",
 		    flag, path, why);
 		return MG_EINVAL;
 	}
@@ -408,12 +404,12 @@ server_ctx_new(const struct tls_server_opts *o, int dgram,
 
 	*out = NULL;
 	if (opt_missing(o->cert) || opt_missing(o->key)) {
-		errf(err, errcap, "--tls needs --tls-cert and --tls-key");
+		tls_errf(err, errcap, "--tls needs --tls-cert and --tls-key");
 		goto out;
 	}
 	if (o->client_auth != TLS_CLIENT_AUTH_NONE &&
 	    opt_missing(o->client_ca)) {
-		errf(err, errcap, "--tls-client-auth needs --tls-client-ca");
+		tls_errf(err, errcap, "--tls-client-auth needs --tls-client-ca");
 		goto out;
 	}
 	c = xcalloc(1, sizeof(*c));
@@ -444,7 +440,7 @@ tls_server_reload(struct tls_ctx *c, char *err, size_t errcap)
 	int rc;
 
 	if (c == NULL || !c->is_server) {
-		errf(err, errcap, "not a TLS server context");
+		tls_errf(err, errcap, "not a TLS server context");
 		return MG_EINVAL;
 	}
 	if ((rc = server_ssl_ctx(c, &sc, err, errcap)) != 0)
@@ -472,7 +468,7 @@ client_ctx_new(const struct tls_client_opts *o, int dgram,
 
 	*out = NULL;
 	if (opt_missing(o->cert) != opt_missing(o->key)) {
-		errf(err, errcap, "--tls-cert and --tls-key go together");
+		tls_errf(err, errcap, "--tls-cert and --tls-key go together");
 		goto out;
 	}
 	c = xcalloc(1, sizeof(*c));
@@ -480,7 +476,7 @@ client_ctx_new(const struct tls_client_opts *o, int dgram,
 	c->setup = setup;
 	if (!opt_missing(o->pin)) {
 		if (tls_pin_parse(o->pin, c->pin) != 0) {
-			errf(err, errcap, "--tls-pin %s: expected sha256: "
+			tls_errf(err, errcap, "--tls-pin %s: expected sha256: "
 			    "and 64 hex digits", o->pin);
 			goto out;
 		}
@@ -488,7 +484,7 @@ client_ctx_new(const struct tls_client_opts *o, int dgram,
 	}
 	if (!opt_missing(o->server_name)) {
 		if (strlen(o->server_name) > 255) {
-			errf(err, errcap, "--tls-server-name: too long");
+			tls_errf(err, errcap, "--tls-server-name: too long");
 			goto out;
 		}
 		c->server_name = xstrdup(o->server_name);
@@ -499,7 +495,7 @@ client_ctx_new(const struct tls_client_opts *o, int dgram,
 		size_t l = strlen(alpn);
 
 		if (l > 255) {
-			errf(err, errcap, "ALPN protocol name too long");
+			tls_errf(err, errcap, "ALPN protocol name too long");
 			goto out;
 		}
 		c->alpn_wire = xmalloc(l + 1);

@@ -1,4 +1,4 @@
-/* tls_int.h: what tls.c shares with dtls.c only (not part of tls.h's API). */
+/* tls_int.h: what tls.c shares with dtls.c and certs.c only (not part of tls.h's API). */
 #ifndef MG_TLS_INT_H
 #define MG_TLS_INT_H
 
@@ -8,6 +8,11 @@
 
 struct tls_ctx;
 struct tls_server_opts;
+
+/* tls_errf: format a one-line reason into err (when err is not NULL). */
+void tls_errf(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 struct tls_client_opts;
 
 /*
