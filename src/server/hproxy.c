@@ -84,8 +84,10 @@ now_us(void)
 static void
 hc_destroy(struct hconn *hc)
 {
-	if (hc->waiting)
+	if (hc->waiting) {
 		LIST_REMOVE(hc, wait_link);
+		hc->px->nhwait--;
+	}
 	LIST_REMOVE(hc, all_link);
 	if (hc->st)
 		mux_stream_free(hc->st);
@@ -482,7 +484,13 @@ hc_on_head(struct hconn *hc)
 	}
 	hc->px = px;
 	if (px->sess == NULL) {
-		/* the client is away: wait for it (bounded by the grace) */
+		/* the client is away: wait for it, bounded in time by the
+		 * grace and in number like waiting TCP connections */
+		if (px->nhwait >= hc->srv->cf->max_pending) {
+			hc_fail(hc, 502, "The tunnel is offline.", NULL);
+			return;
+		}
+		px->nhwait++;
 		hc->state = H_WAIT_CLIENT;
 		hc->waiting = 1;
 		LIST_INSERT_HEAD(&px->hwait, hc, wait_link);
@@ -574,6 +582,7 @@ hproxy_client_back(struct proxy *px)
 
 	while ((hc = LIST_FIRST(&px->hwait)) != NULL) {
 		LIST_REMOVE(hc, wait_link);
+		px->nhwait--;
 		hc->waiting = 0;
 		hc->busy = 1;
 		if (px->sess)

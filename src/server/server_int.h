@@ -85,6 +85,7 @@ struct proxy {
 	char host[256];               /* the host name it serves */
 	char basic_auth[256];         /* "user:pass", or "" */
 	struct hconn_list hwait;      /* requests waiting for the client */
+	unsigned nhwait;              /* at most cf->max_pending */
 	struct http_stats hstats;
 };
 LIST_HEAD(proxy_list, proxy);
