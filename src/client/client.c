@@ -72,6 +72,7 @@ struct cflow {
 	struct mux_stream *st;
 	struct event *ev;
 	int fd;
+	int gso; /* UDP GSO towards the local service (dgram_send) */
 	uint64_t last_ms;
 };
 LIST_HEAD(cflow_list, cflow);
@@ -270,7 +271,7 @@ cf_free(struct cflow *f)
 	free(f);
 }
 
-#define CF_BATCH 32
+#define CF_BATCH 64
 
 /* Datagrams from the server, to the local service, in batches of one
  * sendmmsg. */
@@ -281,7 +282,6 @@ cf_readable(struct mux_stream *st, void *arg)
 	struct client *c = f->c;
 	struct evbuffer *rx = mux_stream_rx(st);
 	struct iovec iov[CF_BATCH];
-	struct mmsghdr msgs[CF_BATCH];
 	int n = 0;
 
 	if (c->udp_buf == NULL)
@@ -293,24 +293,12 @@ cf_readable(struct mux_stream *st, void *arg)
 		    &consumed);
 		if (n <= 0)
 			break;
-		memset(msgs, 0, sizeof(msgs[0]) * (size_t)n);
-		for (int i = 0; i < n; i++) {
-			msgs[i].msg_hdr.msg_iov = &iov[i];
-			msgs[i].msg_hdr.msg_iovlen = 1;
-		}
 		/* ECONNREFUSED: an ICMP port unreachable from an earlier
 		 * datagram; the service is not there (yet): drop, go on */
-		sent = sendmmsg(f->fd, msgs, (unsigned)n, MSG_DONTWAIT);
-		if (sent < 0)
-			sent = 0;
-		for (int i = 0; i < n; i++) {
-			if (i < sent) {
-				f->px->dg.pkts_in++;
-				f->px->dg.bytes_in += iov[i].iov_len;
-			} else {
-				f->px->dg.drops_in++;
-			}
-		}
+		sent = dgram_send(f->fd, NULL, 0, iov, n, &f->gso,
+		    &f->px->dg.bytes_in);
+		f->px->dg.pkts_in += (uint64_t)sent;
+		f->px->dg.drops_in += (uint64_t)(n - sent);
 		mux_stream_consumed(st, consumed);
 		f->last_ms = client_now_ms(c);
 	}
@@ -375,6 +363,7 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	f->px = px;
 	f->st = st;
 	f->fd = -1;
+	f->gso = 1;
 	f->last_ms = client_now_ms(c);
 	LIST_INSERT_HEAD(&c->flows, f, link);
 	px->active++;

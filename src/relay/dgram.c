@@ -1,4 +1,9 @@
 /* dgram.c: see dgram.h. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
@@ -52,4 +57,92 @@ dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
 		n++;
 	}
 	return n;
+}
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define GSO_MAX_SEGS 64     /* UDP_MAX_SEGMENTS of older kernels */
+#define GSO_MAX_BYTES 65000 /* under the 64 KiB of one IP packet */
+#define SEND_MAX 64         /* messages in one sendmmsg */
+
+union gso_cmsg {
+	char buf[CMSG_SPACE(sizeof(uint16_t))];
+	struct cmsghdr align;
+};
+
+int
+dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
+    struct iovec *iov, int n, int *gso, uint64_t *bytes)
+{
+	struct mmsghdr msgs[SEND_MAX];
+	union gso_cmsg cm[SEND_MAX];
+	int first[SEND_MAX + 1];
+	int nm = 0, i = 0, sent = 0, done = 0;
+
+	if (n > SEND_MAX)
+		n = SEND_MAX;
+	/* one message per run of equal lengths (plus a shorter tail) */
+	while (i < n) {
+		struct msghdr *h = &msgs[nm].msg_hdr;
+		size_t len = iov[i].iov_len, total = len;
+		int j = i + 1;
+
+		if (*gso) {
+			while (j < n && j - i < GSO_MAX_SEGS &&
+			    iov[j].iov_len <= len &&
+			    total + iov[j].iov_len <= GSO_MAX_BYTES) {
+				total += iov[j].iov_len;
+				if (iov[j++].iov_len < len)
+					break; /* a shorter one ends the run */
+			}
+		}
+		memset(h, 0, sizeof(*h));
+		h->msg_name = (void *)to;
+		h->msg_namelen = to != NULL ? tolen : 0;
+		h->msg_iov = &iov[i];
+		h->msg_iovlen = (size_t)(j - i);
+		if (j - i > 1) {
+			struct cmsghdr *c;
+			uint16_t seg = (uint16_t)len;
+
+			memset(&cm[nm], 0, sizeof(cm[nm]));
+			h->msg_control = cm[nm].buf;
+			h->msg_controllen = sizeof(cm[nm].buf);
+			c = CMSG_FIRSTHDR(h);
+			c->cmsg_level = SOL_UDP;
+			c->cmsg_type = UDP_SEGMENT;
+			c->cmsg_len = CMSG_LEN(sizeof(seg));
+			memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+		}
+		first[nm++] = i;
+		i = j;
+	}
+	first[nm] = n;
+	/* bounded: each round takes at least one message or stops */
+	while (done < nm) {
+		int r = sendmmsg(fd, msgs + done, (unsigned)(nm - done),
+		    MSG_DONTWAIT);
+		if (r > 0) {
+			for (int k = done; k < done + r; k++) {
+				for (int d = first[k]; d < first[k + 1]; d++)
+					*bytes += iov[d].iov_len;
+				sent += first[k + 1] - first[k];
+			}
+			done += r;
+			continue;
+		}
+		if (r < 0 && msgs[done].msg_hdr.msg_controllen > 0 &&
+		    (errno == EINVAL || errno == EIO || errno == EMSGSIZE ||
+			errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
+			/* no GSO on this socket or route: plain from here */
+			*gso = 0;
+			return sent + dgram_send(fd, to, tolen, iov + first[done],
+			    n - first[done], gso, bytes);
+		}
+		if (r < 0 && errno == EAGAIN)
+			break; /* the socket buffer is full: drop the rest */
+		done++; /* this message failed (an ICMP error, ...): skip it */
+	}
+	return sent;
 }

@@ -34,4 +34,18 @@ struct iovec;
 int dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
     struct iovec *iov, int max, size_t *consumed);
 
+/*
+ * dgram_send: send the n datagrams iov[0..n) on the UDP socket fd, to `to`
+ * (NULL on a connected socket), in one sendmmsg. Runs of datagrams of one
+ * length (a shorter one may end a run) go as one UDP GSO send (UDP_SEGMENT)
+ * while *gso is true: the kernel builds the datagrams from one buffer,
+ * about a third of the cost of sending them one by one. A socket or route
+ * that refuses GSO clears *gso and the rest goes plain. Returns how many
+ * datagrams the kernel took and adds their bytes to *bytes; the others are
+ * dropped (a full socket buffer, an ICMP error from an earlier datagram).
+ */
+struct sockaddr;
+int dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
+    struct iovec *iov, int n, int *gso, uint64_t *bytes);
+
 #endif

@@ -22,6 +22,7 @@
 #define UFLOW_BUCKETS 256
 #define UDP_BATCH 16
 #define UDP_SLOT 65536
+#define UDP_SEND_BATCH 64 /* datagrams per dgram_send */
 #define UDP_MAX_PER_EVENT 256
 #define UDP_FLOW_WINDOW (16 * 1024 * 1024)
 
@@ -31,6 +32,7 @@ struct uflow {
 	struct mux_stream *st;
 	struct sockaddr_storage peer;
 	socklen_t plen;
+	int gso; /* UDP GSO towards the peer (dgram_send) */
 	uint64_t last_ms;
 };
 
@@ -111,6 +113,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	f->st = st;
 	memcpy(&f->peer, sa, len);
 	f->plen = len;
+	f->gso = 1;
 	{
 		struct uflow **pp = &px->flows[addr_hash(sa, len)];
 		f->next = *pp;
@@ -135,8 +138,7 @@ uflow_readable(struct mux_stream *st, void *arg)
 	struct proxy *px = f->px;
 	struct server *srv = px->srv;
 	struct evbuffer *rx = mux_stream_rx(st);
-	struct iovec iov[UDP_BATCH];
-	struct mmsghdr msgs[UDP_BATCH];
+	struct iovec iov[UDP_SEND_BATCH];
 	int n = 0;
 
 	if (srv->udp_buf == NULL)
@@ -145,29 +147,15 @@ uflow_readable(struct mux_stream *st, void *arg)
 		size_t consumed = 0;
 		int sent;
 		n = dgram_take(rx, srv->udp_buf, (size_t)UDP_BATCH * UDP_SLOT,
-		    iov, UDP_BATCH, &consumed);
+		    iov, UDP_SEND_BATCH, &consumed);
 		if (n <= 0)
 			break;
-		for (int i = 0; i < n; i++) {
-			memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
-			msgs[i].msg_hdr.msg_iov = &iov[i];
-			msgs[i].msg_hdr.msg_iovlen = 1;
-			msgs[i].msg_hdr.msg_name = &f->peer;
-			msgs[i].msg_hdr.msg_namelen = f->plen;
-		}
-		sent = sendmmsg(px->udp_fd, msgs, (unsigned)n, MSG_DONTWAIT);
-		if (sent < 0)
-			sent = 0;
-		for (int i = 0; i < n; i++) {
-			if (i < sent) {
-				px->dg.pkts_out++;
-				px->dg.bytes_out += iov[i].iov_len;
-				srv->met.udp_pkts_out++;
-			} else {
-				px->dg.drops_out++;
-				srv->met.udp_drops_out++;
-			}
-		}
+		sent = dgram_send(px->udp_fd, (struct sockaddr *)&f->peer,
+		    f->plen, iov, n, &f->gso, &px->dg.bytes_out);
+		px->dg.pkts_out += (uint64_t)sent;
+		px->dg.drops_out += (uint64_t)(n - sent);
+		srv->met.udp_pkts_out += (uint64_t)sent;
+		srv->met.udp_drops_out += (uint64_t)(n - sent);
 		mux_stream_consumed(st, consumed);
 		f->last_ms = server_now_ms(srv);
 	}
