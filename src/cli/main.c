@@ -67,7 +67,9 @@ run_server(int argc, char **argv)
 		conf_server_free(&cf);
 		return 1;
 	}
+	log_defer_start(base);
 	event_base_dispatch(base);
+	log_defer_stop();
 	server_log_summary(srv);
 	server_free(srv);
 	event_base_free(base);
@@ -96,7 +98,9 @@ run_client(int argc, char **argv)
 	if ((c = client_new(base, cf)) == NULL) {
 		rc = 1;
 	} else {
+		log_defer_start(base);
 		event_base_dispatch(base);
+		log_defer_stop();
 		client_print_summary(c);
 		rc = client_exit_code(c);
 		client_free(c);

@@ -164,7 +164,7 @@ hr_parse_up(struct hrelay *r, struct evbuffer *fresh)
 				if (lat > s->lat_max_us)
 					s->lat_max_us = lat;
 			}
-			log_info("%s %s %d %s %.1fms", r->method, r->url,
+			log_info_later("%s %s %d %s %.1fms", r->method, r->url,
 			    h.status, h.reason, (double)lat / 1000.0);
 		} else if (ev == HTTP_T_DONE) {
 			http_track_free(r->rs);
@@ -178,14 +178,15 @@ hr_parse_up(struct hrelay *r, struct evbuffer *fresh)
 	}
 }
 
-/* One read of up to 64 KiB from the local service into fresh. */
+/* One read of up to HR_READ_MAX bytes from the local service into fresh. */
+#define HR_READ_MAX (65536 - 64)
 static ssize_t
 hr_read(struct hrelay *r, struct evbuffer *fresh)
 {
 	struct evbuffer_iovec v;
 	ssize_t n;
 
-	if (evbuffer_reserve_space(fresh, 65536 - 64, &v, 1) != 1)
+	if (evbuffer_reserve_space(fresh, HR_READ_MAX, &v, 1) != 1)
 		abort();
 	n = read(r->fd, v.iov_base, v.iov_len);
 	if (n <= 0) {
@@ -194,6 +195,10 @@ hr_read(struct hrelay *r, struct evbuffer *fresh)
 		errno = saved;
 		return n;
 	}
+	/* a short read emptied the socket: wait for the read event rather
+	 * than try again for an EAGAIN */
+	if ((size_t)n < v.iov_len)
+		r->can_read = 0;
 	v.iov_len = (size_t)n;
 	evbuffer_commit_space(fresh, &v, 1);
 	return n;

@@ -241,7 +241,7 @@ hc_log_response(struct hconn *hc)
 		if (lat > hs->lat_max_us)
 			hs->lat_max_us = lat;
 	}
-	log_info("http %s %s %s %s %d %s %.1fms", hc->peer, h->host,
+	log_info_later("http %s %s %s %s %d %s %.1fms", hc->peer, h->host,
 	    h->method, h->url, hc->req.status, hc->req.reason,
 	    (double)lat / 1000.0);
 }

@@ -1,14 +1,57 @@
-/* log.c: one logger for the process; lines go to stderr, unbuffered. */
+/* log.c: one logger for the process; lines go to stderr, unbuffered, but
+ * for the deferred ones (log_info_later), see log.h. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+
+#include <event2/event.h>
 
 #include "util/err.h"
 #include "util/log.h"
 
 static enum log_level cur_level = LOG_INFO;
+
+#define DEFER_CAP 16384
+static char defer_buf[DEFER_CAP];
+static size_t defer_len;
+static struct event *defer_ev;
+
+void
+log_flush(void)
+{
+	if (defer_len > 0)
+		fwrite(defer_buf, 1, defer_len, stderr);
+	defer_len = 0;
+}
+
+static void
+defer_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	log_flush();
+}
+
+void
+log_defer_start(struct event_base *base)
+{
+	static int registered;
+
+	if (!registered && atexit(log_flush) == 0)
+		registered = 1; /* an exit() from a callback loses nothing */
+	log_defer_stop();
+	defer_ev = event_new(base, -1, 0, defer_on_flush, NULL);
+}
+
+void
+log_defer_stop(void)
+{
+	log_flush();
+	if (defer_ev != NULL)
+		event_free(defer_ev);
+	defer_ev = NULL;
+}
 
 void
 log_set_level(enum log_level level)
@@ -35,29 +78,58 @@ log_enabled(enum log_level level)
 	return level <= cur_level;
 }
 
-void
-log_msg(enum log_level level, const char *fmt, ...)
+static void
+log_vmsg(enum log_level level, int later, const char *fmt, va_list ap)
 {
 	static const char *tags[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
 	char line[2048];
 	struct timeval tv;
 	struct tm tm;
 	size_t n;
-	va_list ap;
 
-	if (level > cur_level)
-		return;
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	n += snprintf(line + n, sizeof(line) - n, ".%03dZ %s ",
 	    (int)(tv.tv_usec / 1000), tags[level]);
-	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
 	n = strlen(line);
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
+	if (later && defer_ev != NULL) {
+		if (defer_len + n > DEFER_CAP)
+			log_flush();
+		memcpy(defer_buf + defer_len, line, n);
+		if (defer_len == 0)
+			event_active(defer_ev, EV_TIMEOUT, 1);
+		defer_len += n;
+		return;
+	}
+	log_flush();
 	fwrite(line, 1, n, stderr);
+}
+
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > cur_level)
+		return;
+	va_start(ap, fmt);
+	log_vmsg(level, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_msg_later(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > cur_level)
+		return;
+	va_start(ap, fmt);
+	log_vmsg(level, 1, fmt, ap);
+	va_end(ap);
 }

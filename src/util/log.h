@@ -12,9 +12,26 @@ int log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * log_defer_start: from now on, lines logged with log_info_later (one per
+ * HTTP request, say) are gathered and written once the current event
+ * callback has returned, so the write to stderr never sits between
+ * reading an answer and passing it on; a busy loop writes many in one
+ * write(2). Any other line, log_flush and log_defer_stop write what is
+ * gathered first, so the order holds. log_defer_stop before the base is
+ * freed.
+ */
+struct event_base;
+void log_defer_start(struct event_base *base);
+void log_defer_stop(void);
+void log_flush(void);
+void log_msg_later(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_info_later(...) log_msg_later(LOG_INFO, __VA_ARGS__)
 #define log_debug(...)                                                        \
 	do {                                                                  \
 		if (log_enabled(LOG_DEBUG))                                   \
