@@ -24,6 +24,8 @@
 /* One read from the session socket: 256 KiB less libevent's chain header,
  * so that the chain allocation is exactly 256 KiB. */
 #define MUX_READ_SIZE (262144 - 64)
+/* TLS records gathered before one writev (tls_batch_writes) */
+#define MUX_TLS_BATCH (256 * 1024)
 #define MUX_MAX_IOV 16
 #define MUX_LIGHT_FLOW 65536 /* in flight: a flow this light is not a flood */
 
@@ -161,6 +163,11 @@ mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
 		/* a tunnel session is long-lived and carries bulk: keep its
 		 * record buffers instead of freeing them at every lull */
 		SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+		/* and sends its records in batches, not one write each, and
+		 * reads them in big gulps (read-ahead) */
+		if (tls_batch_writes(ssl, fd, MUX_TLS_BATCH) != 0)
+			abort();
+		SSL_set_default_read_buffer_len(ssl, MUX_TLS_BATCH);
 		/* the handshake may have read our first records already */
 		event_active(m->rev, EV_READ, 1);
 	}
@@ -253,8 +260,16 @@ mux_wake_waiters(struct mux *m)
 	}
 }
 
+/* Bytes not yet on the socket: the output, and TLS records batched. */
+static size_t
+out_pending(const struct mux *m)
+{
+	return evbuffer_get_length(m->out) +
+	    (m->ssl != NULL ? tls_wpending(m->ssl) : 0);
+}
+
 /* Write what the transport takes of m->out: bytes, or -1 with errno (EAGAIN
- * when it would block). The output is never empty here. */
+ * when it would block). There is something to write (out_pending). */
 static ssize_t
 mux_io_write(struct mux *m)
 {
@@ -263,6 +278,8 @@ mux_io_write(struct mux *m)
 
 	if (m->ssl == NULL)
 		return evbuffer_write(m->out, m->fd);
+	if (evbuffer_get_length(m->out) == 0)
+		return tls_flush(m->ssl); /* only batched records are left */
 	n = tls_write_evbuffer(m->ssl, m->out, &want_read);
 	if (n < 0 && errno == EAGAIN && want_read)
 		m->write_wants_read = 1; /* the read event is always on */
@@ -289,8 +306,7 @@ mux_flush(struct mux *m)
 {
 	int n;
 
-	if (m->dead || m->write_err || m->corked ||
-	    evbuffer_get_length(m->out) == 0)
+	if (m->dead || m->write_err || m->corked || out_pending(m) == 0)
 		return;
 	m->last_tx_ms = now_ms(m);
 	if (event_pending(m->wev, EV_WRITE, NULL))
@@ -304,7 +320,7 @@ mux_flush(struct mux *m)
 		mux_tls_drain_alert(m);
 		return;
 	}
-	if (evbuffer_get_length(m->out) > 0)
+	if (out_pending(m) > 0)
 		event_add(m->wev, NULL);
 	else if (!TAILQ_EMPTY(&m->waiters))
 		/* all written at once: wake the waiters from the loop, not
@@ -359,13 +375,13 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 		m->read_wants_write = 0;
 		event_active(m->rev, EV_READ, 1);
 	}
-	n = evbuffer_get_length(m->out) ? mux_io_write(m) : 0;
+	n = out_pending(m) ? mux_io_write(m) : 0;
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		mux_tls_drain_alert(m);
 		mux_die(m, MG_EIO);
 		goto out;
 	}
-	if (evbuffer_get_length(m->out) == 0)
+	if (out_pending(m) == 0)
 		event_del(m->wev);
 	if (m->read_paused && evbuffer_get_length(m->out) < m->cfg.out_hard &&
 	    m->rx_queued_total < m->cfg.session_rx_max) {
@@ -1246,7 +1262,7 @@ mux_die(struct mux *m, int err)
 	event_del(m->rev);
 	event_del(m->timer);
 	/* one last non-blocking try, so an Error or Goodbye gets out */
-	if (evbuffer_get_length(m->out))
+	if (out_pending(m))
 		(void)mux_io_write(m);
 	event_del(m->wev);
 	if (m->ssl)

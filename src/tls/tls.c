@@ -1141,6 +1141,9 @@ tls_readv(SSL *ssl, struct iovec *iov, int n, int *want_write)
 
 	if (want_write != NULL)
 		*want_write = 0;
+	/* once: a call that succeeds leaves the queue empty, and after the
+	 * first failure we return (per call, clearing costs a lookup) */
+	ERR_clear_error();
 	while (i < n) {
 		size_t got = 0;
 		int r, e, sys;
@@ -1150,7 +1153,6 @@ tls_readv(SSL *ssl, struct iovec *iov, int n, int *want_write)
 			off = 0;
 			continue;
 		}
-		ERR_clear_error();
 		errno = 0;
 		r = SSL_read_ex(ssl, (char *)iov[i].iov_base + off,
 		    iov[i].iov_len - off, &got);
@@ -1196,6 +1198,7 @@ tls_write_evbuffer(SSL *ssl, struct evbuffer *out, int *want_read)
 
 	if (want_read != NULL)
 		*want_read = 0;
+	ERR_clear_error(); /* once, as in tls_readv */
 	for (;;) {
 		struct evbuffer_iovec v;
 		size_t len = evbuffer_get_length(out), put = 0;
@@ -1216,7 +1219,6 @@ tls_write_evbuffer(SSL *ssl, struct evbuffer *out, int *want_read)
 			v.iov_base = evbuffer_pullup(out, (ssize_t)want);
 			v.iov_len = want;
 		}
-		ERR_clear_error();
 		errno = 0;
 		r = SSL_write_ex(ssl, v.iov_base, v.iov_len, &put);
 		sys = errno;
@@ -1242,6 +1244,10 @@ tls_write_evbuffer(SSL *ssl, struct evbuffer *out, int *want_read)
 		}
 		return io_fail(ssl, e, sys);
 	}
+	/* batched records go now; what the socket does not take waits for
+	 * writable (tls_wpending), and an error shows on the next call */
+	if (tls_flush(ssl) < 0 && errno != EAGAIN && total == 0)
+		return io_fail(ssl, SSL_ERROR_SYSCALL, errno);
 	return (ssize_t)total;
 }
 
@@ -1251,5 +1257,6 @@ tls_shutdown(SSL *ssl)
 	ERR_clear_error();
 	if (SSL_is_init_finished(ssl))
 		(void)SSL_shutdown(ssl);
+	(void)tls_flush(ssl);
 	ERR_clear_error();
 }
