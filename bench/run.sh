@@ -22,8 +22,10 @@
 #         1 or 8 at a time, CONN_COUNT (2000) or DUR s, whichever first) through
 #         `mgrok connect` (stream proxy, mTLS) and the stunnel pair (mTLS, no resumption)
 #         to a service that sends one byte and closes (bench/connrate.py).
-#   http  wrk -t2 -c64 and wrk -t1 -c1 --latency (HTTP_TESTS) on nginx's 100-byte page
-#         (HTTP_SCENARIOS "direct mgrokhttp mgrok socat2").
+#   http  wrk -t2 -c64, wrk -t1 -c1, and wrk -t1 -c1 with every process on CPU 0
+#         (HTTP_TESTS "wrk64 wrk1 wrk1cpu0") --latency on nginx's 100-byte page
+#         (HTTP_SCENARIOS "direct mgrokhttp mgrok socat2"), and the machine's round-trip
+#         floor (bench/pingpong.py).
 # Scenarios (SCENARIOS for tcp, MEM_SCENARIOS for mem); each is start_<name> TARGET_PORT,
 # which sets FRONT (the port users connect to), ROOTS (name=pid, the relay processes)
 # and SCEN_PIDS; stop_scenario ends them. Reusable by later families (UDP, TLS, HTTP):
@@ -102,7 +104,7 @@ CONN_SCENARIOS=${CONN_SCENARIOS:-"mgroktls stunnel"}
 CONN_TESTS=${CONN_TESTS:-"conn1 conn8"}
 CONN_COUNT=${CONN_COUNT:-2000}
 HTTP_SCENARIOS=${HTTP_SCENARIOS:-"direct mgrokhttp mgrok socat2"}
-HTTP_TESTS=${HTTP_TESTS:-"wrk64 wrk1"}
+HTTP_TESTS=${HTTP_TESTS:-"wrk64 wrk1 wrk1cpu0"}
 SSH_CIPHER=${SSH_CIPHER:-aes128-gcm@openssh.com}
 MGROK=${MGROK:-$ROOT/build/mgrok}
 MGROK_SERVER_ARGS=${MGROK_SERVER_ARGS:-}
@@ -798,14 +800,30 @@ http_check() { # fetch the page once through FRONT; 0 when the 100-byte body cam
     body=$(curl -s --max-time 5 "${WRK_HDR[@]}" "http://127.0.0.1:$FRONT/100b" 2>/dev/null)
     [ "${#body}" = 100 ]
 }
+# pin_tree CPUS PID...: CPU affinity of each process, its threads and its descendants
+# (children forked later, such as socat's, inherit it)
+pin_tree() {
+    local cpus=$1 p c; shift
+    for p in "$@"; do
+        [ -n "$p" ] || continue
+        taskset -a -p -c "$cpus" "$p" >/dev/null 2>&1
+        for c in $(pgrep -P "$p"); do pin_tree "$cpus" "$c"; done
+    done
+}
+ALL_CPUS="0-$(($(nproc) - 1))"
 wrk_test() { # scenario test run
     local s=$1 t=$2 r=$3 tag="http.$1.$2.r$3" rc note cmd
     case $t in
         wrk64) cmd=(wrk -t2 -c64 -d"${DUR}s" --latency --timeout 5s "${WRK_HDR[@]}" "http://127.0.0.1:$FRONT/100b") ;;
         wrk1)  cmd=(wrk -t1 -c1 -d"${DUR}s" --latency --timeout 5s "${WRK_HDR[@]}" "http://127.0.0.1:$FRONT/100b") ;;
+        # the same with wrk, nginx and every relay process on CPU 0: no wake-up crosses CPUs,
+        # so the figure is the relays' own cost rather than this VM's cross-CPU wake-up latency
+        wrk1cpu0) cmd=(taskset -c 0 wrk -t1 -c1 -d"${DUR}s" --latency --timeout 5s "${WRK_HDR[@]}" "http://127.0.0.1:$FRONT/100b")
+                  pin_tree 0 "${SCEN_PIDS[@]}" "$NGINX_PID" ;;
         *) die "unknown test $t" ;;
     esac
     mon_run "$tag" "$DUR" "${cmd[@]}"; rc=$?
+    [ "$t" = wrk1cpu0 ] && pin_tree "$ALL_CPUS" "${SCEN_PIDS[@]}" "$NGINX_PID"
     note=$(after_test "http/$s/$t/r$r" $rc "wrk")
     "$LAB_PY" "$BENCH/report.py" wrkrow "$s" "$t" "$r" "$OUT_DIR/raw/$tag.out" "$OUT_DIR/raw/$tag.mon.json" "$note" \
         >>"$OUT_DIR/http.tsv"
@@ -816,6 +834,9 @@ family_http() {
     [ -f "$OUT_DIR/http.tsv" ] || printf 'scenario\ttest\trun\treq_s\tp50_us\tp99_us\tsocket_errors\tnon2xx\trelay_cpu_s\tother_cpu_pct\terror\n' >"$OUT_DIR/http.tsv"
     start_nginx
     local r s t
+    # the machine's floor: a 1-byte round trip between two processes, any CPUs and both on CPU 0
+    { echo "any $("$LAB_PY" "$BENCH/pingpong.py")"; echo "cpu0 $("$LAB_PY" "$BENCH/pingpong.py" cpu0)"; } \
+        >"$OUT_DIR/pingpong.txt" 2>&1
     for r in $(seq 1 "$RUNS"); do
         for s in $HTTP_SCENARIOS; do
             log "=== http round $r/$RUNS scenario $s"

@@ -14,7 +14,8 @@
 
 static enum log_level cur_level = LOG_INFO;
 
-#define DEFER_CAP 16384
+#define DEFER_CAP 16384 /* written at once when full */
+#define DEFER_MS 50      /* or this long after the first line waits */
 static char defer_buf[DEFER_CAP];
 static size_t defer_len;
 static struct event *defer_ev;
@@ -101,8 +102,10 @@ log_vmsg(enum log_level level, int later, const char *fmt, va_list ap)
 		if (defer_len + n > DEFER_CAP)
 			log_flush();
 		memcpy(defer_buf + defer_len, line, n);
-		if (defer_len == 0)
-			event_active(defer_ev, EV_TIMEOUT, 1);
+		if (defer_len == 0) {
+			struct timeval delay = { 0, DEFER_MS * 1000 };
+			event_add(defer_ev, &delay);
+		}
 		defer_len += n;
 		return;
 	}

@@ -14,10 +14,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 /*
  * log_defer_start: from now on, lines logged with log_info_later (one per
- * HTTP request, say) are gathered and written once the current event
- * callback has returned, so the write to stderr never sits between
- * reading an answer and passing it on; a busy loop writes many in one
- * write(2). Any other line, log_flush and log_defer_stop write what is
+ * HTTP request, say) are gathered and written 50 ms after the first of
+ * them, or at 16 KiB: the write to stderr (some microseconds, more to a
+ * file) never sits between reading an answer and passing it on, and a busy
+ * tunnel writes many lines in one write(2). Any other line, log_flush and log_defer_stop write what is
  * gathered first, so the order holds. log_defer_stop before the base is
  * freed.
  */
