@@ -24,7 +24,7 @@
 /* One read from the session socket: 256 KiB less libevent's chain header,
  * so that the chain allocation is exactly 256 KiB. */
 #define MUX_READ_SIZE (262144 - 64)
-/* TLS records gathered before one writev (tls_batch_writes) */
+/* TLS records gathered per writev, and read per read(2) (tls_batch_io) */
 #define MUX_TLS_BATCH (256 * 1024)
 #define MUX_MAX_IOV 16
 #define MUX_LIGHT_FLOW 65536 /* in flight: a flow this light is not a flood */
@@ -163,11 +163,10 @@ mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
 		/* a tunnel session is long-lived and carries bulk: keep its
 		 * record buffers instead of freeing them at every lull */
 		SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
-		/* and sends its records in batches, not one write each, and
-		 * reads them in big gulps (read-ahead) */
-		if (tls_batch_writes(ssl, fd, MUX_TLS_BATCH) != 0)
+		/* and sends and reads its records in batches, not one
+		 * system call each */
+		if (tls_batch_io(ssl, fd, MUX_TLS_BATCH) != 0)
 			abort();
-		SSL_set_default_read_buffer_len(ssl, MUX_TLS_BATCH);
 		/* the handshake may have read our first records already */
 		event_active(m->rev, EV_READ, 1);
 	}

@@ -1210,10 +1210,12 @@ tls_write_evbuffer(SSL *ssl, struct evbuffer *out, int *want_read)
 			break;
 		/*
 		 * A short leading chain (a lone frame header, say) would make
-		 * a tiny record: gather up to one full record first. The
+		 * a tiny record: gather up to one full record first. A chain
+		 * of some KiB goes as it is, a record a little short of full:
+		 * gathering it would copy most of a record every time. The
 		 * length only ever grows between retries, as TLS requires.
 		 */
-		if (v.iov_len < 16384 && len > v.iov_len) {
+		if (v.iov_len < 4096 && len > v.iov_len) {
 			size_t want = len < 16384 ? len : 16384;
 
 			v.iov_base = evbuffer_pullup(out, (ssize_t)want);

@@ -175,16 +175,17 @@ ssize_t tls_readv(SSL *ssl, struct iovec *iov, int n, int *want_write);
 ssize_t tls_write_evbuffer(SSL *ssl, struct evbuffer *out, int *want_read);
 
 /*
- * tls_batch_writes: gather ssl's outgoing records, up to cap bytes, and
- * send them to fd with one writev instead of a write(2) per record (bulk
- * sessions; see wbatch.c). 0 or MG_ENOMEM. Afterwards records may wait in
- * the batch: tls_write_evbuffer and tls_shutdown flush it at their end,
+ * tls_batch_io: for a bulk session after its handshake: gather ssl's
+ * outgoing records, up to cap bytes, and send them to fd with one writev
+ * instead of a write(2) per record, and read incoming records from fd up
+ * to cap bytes at a time (see batchio.c). 0 or MG_ENOMEM. Afterwards
+ * records may wait in the outgoing batch: tls_write_evbuffer and tls_shutdown flush it at their end,
  * tls_wpending tells how many bytes still wait (the socket was full; wait
  * for writable), tls_flush sends them: 0 when none is left, -1 with errno
  * (EAGAIN: the socket is full). Without batching, tls_wpending is 0 and
  * tls_flush does nothing.
  */
-int tls_batch_writes(SSL *ssl, int fd, size_t cap);
+int tls_batch_io(SSL *ssl, int fd, size_t cap);
 size_t tls_wpending(SSL *ssl);
 int tls_flush(SSL *ssl);
 

@@ -775,7 +775,7 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 	}
-	/* records still batched (tls_batch_writes) go before close_notify */
+	/* records still batched (tls_batch_io) go before close_notify */
 	if (!p->w_blocked && !p->err && tls_wpending(p->ssl) > 0 &&
 	    tls_flush(p->ssl) < 0) {
 		if (errno == EAGAIN)
@@ -873,7 +873,7 @@ pumps_done(void *arg)
 }
 
 /* 8 MiB each way at once, compared; batched: both sides gather records
- * (tls_batch_writes) over sockets with small buffers, so batches fill and
+ * (tls_batch_io) over sockets with small buffers, so batches fill and
  * wait for writable many times */
 static void
 io_both_ways(struct tls_ctx *s, struct tls_ctx *c, int batched)
@@ -899,7 +899,7 @@ io_both_ways(struct tls_ctx *s, struct tls_ctx *c, int batched)
 			struct side *sd = i ? &k.c : &k.s;
 			setsockopt(sd->fd, SOL_SOCKET, SO_SNDBUF, &small,
 			    sizeof(small));
-			assert_int_equal(tls_batch_writes(sd->ssl, sd->fd,
+			assert_int_equal(tls_batch_io(sd->ssl, sd->fd,
 					     64 * 1024),
 			    0);
 		}
@@ -942,7 +942,7 @@ test_io_8mib(void **state)
 		ssize_t r = 0;
 		int wr, i;
 
-		assert_int_equal(tls_batch_writes(k.s.ssl, k.s.fd, 65536), 0);
+		assert_int_equal(tls_batch_io(k.s.ssl, k.s.fd, 65536), 0);
 		close(k.c.fd);
 		k.c.fd = -1;
 		evbuffer_add(out, big, sizeof(big));
