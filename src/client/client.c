@@ -371,6 +371,8 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	mux_stream_set_cbs(st, &cf_cbs, f);
 	/* datagrams never wait here: see udp.c on the server */
 	mux_stream_set_window(st, 16 * 1024 * 1024);
+	/* a burst of datagrams (one frame each) goes out in one send */
+	mux_stream_set_batched(st);
 	for (; ai != NULL; ai = ai->ai_next) {
 		f->fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);

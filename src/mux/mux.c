@@ -35,6 +35,7 @@ struct mux_stream {
 	void *arg;
 	struct evbuffer *rx;    /* inbound queue, allocated when needed */
 	TAILQ_ENTRY(mux_stream) wait_link;
+	TAILQ_ENTRY(mux_stream) pend_link; /* on m->pending */
 	uint32_t id;
 	int sink_fd;
 	uint32_t rx_queued;     /* received, not yet consumed */
@@ -52,6 +53,8 @@ struct mux_stream {
 	unsigned upd_sent : 1;
 	unsigned bulk : 1;      /* the last read filled its reservation */
 	unsigned dead : 1;      /* in its closed callback */
+	unsigned batched : 1;   /* readable once per read (set_batched) */
+	unsigned pending : 1;   /* on m->pending */
 };
 
 TAILQ_HEAD(stream_list, mux_stream);
@@ -68,6 +71,7 @@ struct mux {
 	struct evbuffer *in, *out;
 	struct idmap streams;
 	struct stream_list waiters;
+	struct stream_list pending; /* batched streams with news this read */
 	uint32_t next_id;
 	uint32_t peer_max_id;
 	unsigned nstreams;
@@ -149,6 +153,7 @@ mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
 		abort();
 	idmap_init(&m->streams);
 	TAILQ_INIT(&m->waiters);
+	TAILQ_INIT(&m->pending);
 	m->next_id = is_client ? 3 : 2;
 	m->rev = event_new(base, fd, EV_READ | EV_PERSIST, mux_on_read, m);
 	m->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, mux_on_write, m);
@@ -415,6 +420,8 @@ stream_destroy(struct mux_stream *st)
 
 	if (st->waiting)
 		TAILQ_REMOVE(&m->waiters, st, wait_link);
+	if (st->pending)
+		TAILQ_REMOVE(&m->pending, st, pend_link);
 	if (st->rx) {
 		m->rx_queued_total -= st->rx_queued;
 		evbuffer_free(st->rx);
@@ -821,6 +828,12 @@ mux_stream_shutdown(struct mux_stream *st)
 }
 
 void
+mux_stream_set_batched(struct mux_stream *st)
+{
+	st->batched = 1;
+}
+
+void
 mux_stream_free(struct mux_stream *st)
 {
 	struct mux *m;
@@ -835,6 +848,10 @@ mux_stream_free(struct mux_stream *st)
 	if (st->waiting) {
 		TAILQ_REMOVE(&m->waiters, st, wait_link);
 		st->waiting = 0;
+	}
+	if (st->pending) {
+		TAILQ_REMOVE(&m->pending, st, pend_link);
+		st->pending = 0;
 	}
 	queued = st->rx ? evbuffer_get_length(st->rx) : 0;
 	if (st->rx) {
@@ -1003,8 +1020,31 @@ stream_deliver(struct mux_stream *st, size_t len)
 	}
 	m->rx_bytes += len;
 	stream_enqueue(st, len);
+	if (st->batched) {
+		if (!st->pending) {
+			TAILQ_INSERT_TAIL(&m->pending, st, pend_link);
+			st->pending = 1;
+		}
+		return; /* readable comes at the end of the read */
+	}
 	if (st->cbs && st->cbs->readable)
 		st->cbs->readable(st, st->arg);
+}
+
+/* The batched streams that received data during this read hear of it. */
+static void
+mux_run_pending(struct mux *m)
+{
+	struct mux_stream *st;
+
+	/* bounded: each round takes one off; a callback only removes (a
+	 * stream it frees), deliveries come from the read alone */
+	while (!m->dead && (st = TAILQ_FIRST(&m->pending)) != NULL) {
+		TAILQ_REMOVE(&m->pending, st, pend_link);
+		st->pending = 0;
+		if (st->cbs && st->cbs->readable)
+			st->cbs->readable(st, st->arg);
+	}
 }
 
 /* Handle one complete frame at the head of m->in. */
@@ -1134,6 +1174,8 @@ mux_process_input(struct mux *m)
 		m->last_rx_ms = now_ms(m);
 		mux_handle_frame(m, &h);
 	}
+	if (!TAILQ_EMPTY(&m->pending) && !m->free_pending)
+		mux_run_pending(m);
 }
 
 /* Read from the transport into m->in: bytes (> 0), 0 at EOF, -1 with errno

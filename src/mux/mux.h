@@ -126,6 +126,12 @@ struct mux *mux_stream_session(const struct mux_stream *st);
  * flows drain at once, dropping what the socket does not take). */
 void mux_stream_set_window(struct mux_stream *st, uint32_t window);
 
+/* mux_stream_set_batched: call readable once per read from the session's
+ * socket, after all the frames it brought are handled, rather than once per
+ * PSH frame: a burst of datagrams reaches the owner together (UDP flows,
+ * one frame per datagram, send a run of them with one system call). */
+void mux_stream_set_batched(struct mux_stream *st);
+
 /*
  * mux_stream_set_sink: when fd >= 0, inbound payload is written to fd
  * directly while the stream's queue is empty; bytes fd does not take are

@@ -126,6 +126,8 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	 * a big window costs no memory; fairness between flows is kept by
 	 * mux_stream_send_datagram, which drops a flood's datagrams first */
 	mux_stream_set_window(st, UDP_FLOW_WINDOW);
+	/* a burst of datagrams (one frame each) goes out in one send */
+	mux_stream_set_batched(st);
 	return f;
 }
 

@@ -520,6 +520,67 @@ static const struct bad_case bad_cases[] = {
 	    { 1, 3, 0, 0, 0, 0, 0, 0 }, 8 },
 };
 
+/* A batched stream hears of a burst once per read; others once per frame. */
+static int
+pred_burst(void *arg)
+{
+	struct side *sd = arg;
+
+	return sd->naccept >= 2 && evbuffer_get_length(sd->s[0].got) == 40 &&
+	    evbuffer_get_length(sd->s[1].got) == 12;
+}
+
+static void
+test_batched_readable(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side sv;
+	struct evbuffer *burst = evbuffer_new();
+	int fds[2];
+
+	cfg_v2(&cfg);
+	make_pair(fds);
+	side_init(&sv, base);
+	side_start(&sv, fds[0], 0, &cfg);
+	raw_frame(fds[1], 2, FRAME_SYN, 3, NULL, 0);
+	raw_frame(fds[1], 2, FRAME_SYN, 5, NULL, 0);
+	assert_true(run_until(base, pred_accepted, &sv, 2000));
+	run_for(base, 20);
+	assert_int_equal(sv.naccept, 2);
+	mux_stream_set_batched(sv.s[0].st);
+	/* ten frames on 3 and three on 5, interleaved, in one write */
+	for (int i = 0; i < 10; i++) {
+		uint8_t hdr[FRAME_HDR_LEN];
+		struct frame_hdr h = { 2, FRAME_PSH, 4, 3 };
+
+		frame_encode(hdr, &h);
+		evbuffer_add(burst, hdr, sizeof(hdr));
+		evbuffer_add(burst, "abcd", 4);
+		if (i % 3 == 0 && i < 9) {
+			h.sid = 5;
+			frame_encode(hdr, &h);
+			evbuffer_add(burst, hdr, sizeof(hdr));
+			evbuffer_add(burst, "wxyz", 4);
+		}
+	}
+	raw_write(fds[1], evbuffer_pullup(burst, -1),
+	    evbuffer_get_length(burst));
+	assert_true(run_until(base, pred_burst, &sv, 2000));
+	assert_int_equal(sv.s[0].readable, 1);
+	assert_int_equal(sv.s[1].readable, 3);
+	/* a FIN after data, in one read: the data first, then the end */
+	raw_frame(fds[1], 2, FRAME_PSH, 3, "efgh", 4);
+	raw_frame(fds[1], 2, FRAME_FIN, 3, NULL, 0);
+	run_for(base, 50);
+	assert_int_equal(evbuffer_get_length(sv.s[0].got), 44);
+	assert_int_equal(sv.s[0].eof, 1);
+	evbuffer_free(burst);
+	side_done(&sv);
+	close(fds[1]);
+	event_base_free(base);
+}
+
 static void
 test_protocol_errors(void **state)
 {
@@ -1673,6 +1734,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_client_ids),
 		cmocka_unit_test(test_server_ids),
+		cmocka_unit_test(test_batched_readable),
 		cmocka_unit_test(test_protocol_errors),
 		cmocka_unit_test(test_syn_id_max),
 		cmocka_unit_test(test_data_half_close),
