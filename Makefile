@@ -59,8 +59,13 @@ unit-bins: $(UNIT_BIN)
 unit: unit-bins
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-e2e: all
-	MGROK_BIN=$(abspath $(BUILD)/mgrok) $(PYTEST) -q -ra tests/e2e $(PYTEST_ARGS)
+# a fast UDP service for the flood test (tests/e2e/udptag.c)
+$(BUILD)/udptag: tests/e2e/udptag.c
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
+e2e: all $(BUILD)/udptag
+	MGROK_BIN=$(abspath $(BUILD)/mgrok) MGROK_UDPTAG=$(abspath $(BUILD)/udptag) \
+	    $(PYTEST) -q -ra tests/e2e $(PYTEST_ARGS)
 
 # check: what CI and `make test` run once the dependencies are there.
 check: all unit fuzz-replay e2e

@@ -58,6 +58,26 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
+def udptag_bin():
+    """The fast UDP tag service (tests/e2e/udptag.c): MGROK_UDPTAG, or beside
+    MGROK_BIN, or compiled now with cc into a temporary directory."""
+    b = os.environ.get("MGROK_UDPTAG")
+    if b and os.access(b, os.X_OK):
+        return b
+    mg_bin = os.environ.get("MGROK_BIN") or os.path.join(ROOT, "build", "mgrok")
+    beside = os.path.join(os.path.dirname(os.path.abspath(mg_bin)), "udptag")
+    if os.access(beside, os.X_OK):
+        return beside
+    tmp = tempfile.mkdtemp(prefix="udptag-")
+    out = os.path.join(tmp, "udptag")
+    r = subprocess.run(["cc", "-O2", "-o", out, os.path.join(ROOT, "tests", "e2e", "udptag.c")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    if r.returncode != 0:
+        pytest.fail("building udptag failed:\n%s" % r.stdout.decode(errors="replace"), pytrace=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smuxpeer_bin():
     """The Go smux reference peer, built once (offline) and cached in build/."""
     cached = os.path.join(ROOT, "build", "smuxpeer")

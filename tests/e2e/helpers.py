@@ -415,6 +415,36 @@ class UdpService:
         self._t.join(timeout=2)
 
 
+class NativeUdpTag:
+    """tests/e2e/udptag.c as a process: a UDP tag service (as UdpService's
+    "tag" mode) fast enough that a flood through mgrok does not overflow its
+    socket, so drops are mgrok's to make. .port; stop() -> (discarded,
+    answered): datagrams with the prefix counted, others answered."""
+
+    def __init__(self, binary, prefix=b"F", max_s=60):
+        self.p = subprocess.Popen([binary, prefix.decode(), str(max_s)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.p.stdout.readline().decode()  # EOF if it failed to start
+        if not line.startswith("port "):
+            self.close()
+            raise RuntimeError("udptag did not start: %r %r" % (line, self.p.stderr.read()))
+        self.port = int(line.split()[1])
+        self.result = None
+
+    def stop(self):
+        if self.result is None:
+            self.p.send_signal(signal.SIGTERM)
+            out, _ = self.p.communicate(timeout=5)
+            f = out.decode().split()
+            self.result = (int(f[1]), int(f[3])) if len(f) >= 4 else (0, 0)
+        return self.result
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(timeout=5)
+
+
 # ---------------------------------------------------------------- processes
 
 class Proc:
@@ -530,6 +560,11 @@ class MgrokEnv:
 
     def udp_service(self, mode="tag", port=0, discard_prefix=None):
         s = UdpService(mode, port, discard_prefix)
+        self.services.append(s)
+        return s
+
+    def native_udp_tag(self, binary, prefix=b"F"):
+        s = NativeUdpTag(binary, prefix)
         self.services.append(s)
         return s
 

@@ -227,8 +227,11 @@ def test_udp_idle_flow_expires(mg, server_idle, client_idle):
 
 # ---------------------------------------------------------------- 4. flood
 
-def test_udp_flood_does_not_starve_other_flow(mg):
-    svc = mg.udp_service("tag", discard_prefix=b"F")
+def test_udp_flood_does_not_starve_other_flow(mg, udptag_bin):
+    # a native service: a Python one is slower than the tunnel, and then its
+    # own socket drops whatever arrives, flows alike, which is not mgrok's
+    # fairness at work but the service's limit
+    svc = mg.native_udp_tag(udptag_bin, prefix=b"F")
     server, client, svc, port = _udp_tunnel(mg, service=svc)
     flood = mg.udp_sock()
     ask = mg.udp_sock()
@@ -279,12 +282,13 @@ def test_udp_flood_does_not_starve_other_flow(mg):
         t.join(timeout=5)
     drops = {"service socket": sum(e["drops"] for e in proc_net_udp(local_port=svc.port)),
              "public socket": sum(e["drops"] for e in proc_net_udp(local_port=port))}
+    discarded, answered = svc.stop()
     assert sent[0] > 1000, "the flood sent only %d datagrams" % sent[0]
-    assert svc.discarded > 0, "no flood datagram reached the local service"
+    assert discarded > 0, "no flood datagram reached the local service"
     assert not fails, ("%d of 50 request/responses failed (1s timeout) during a flood of "
                        "%d datagrams from another source: %s; kernel drops %r; service got "
                        "%d flood datagrams; rtts of the others %s\n%s"
-                       % (len(fails), sent[0], fails[:10], drops, svc.discarded,
+                       % (len(fails), sent[0], fails[:10], drops, discarded,
                           ["%.3f" % x for x in rtts], mg.logs()))
     assert flooding, "the 50 exchanges outlasted an 8s flood (%.1fs)" % flood_secs
     assert server.alive() and client.alive()
@@ -295,7 +299,7 @@ def test_udp_flood_does_not_starve_other_flow(mg):
     assert ss["in_pkts"] + ss["in_drops"] >= 51, ss
     assert cs["in_pkts"] <= ss["in_pkts"], (cs, ss)
     print("flood: %.1fs, sent %d, service got %d, client %r, server %r, max rtt %.3fs"
-          % (flood_secs, sent[0], svc.discarded, cs, ss, max(rtts)))
+          % (flood_secs, sent[0], discarded, cs, ss, max(rtts)))
 
 
 # ---------------------------------------------------------------- 5. service absent
