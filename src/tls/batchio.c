@@ -24,10 +24,9 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
-
-#include <string.h>
 
 #include <event2/buffer.h>
 #include <openssl/bio.h>
