@@ -536,9 +536,16 @@ client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
 	tv.tv_sec = c->heartbeat_s;
 	tv.tv_usec = 0;
 	event_add(c->hb_ev, &tv);
-	log_info("authenticated to %s:%u (server %.*s)", c->server_host,
-	    c->server_port, (int)m->u.auth_ok.agent.len,
-	    (const char *)m->u.auth_ok.agent.p);
+	{
+		char tp[96];
+		const char *t = mux_tls_params(c->mux, tp, sizeof(tp));
+
+		log_info("authenticated to %s:%u (server %.*s%s%s)",
+		    c->server_host, c->server_port,
+		    (int)m->u.auth_ok.agent.len,
+		    (const char *)m->u.auth_ok.agent.p, t ? ", " : "",
+		    t ? t : "");
+	}
 	client_register_all(c);
 }
 

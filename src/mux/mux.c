@@ -1,5 +1,6 @@
 /* mux.c: smux sessions and streams; see mux.h and docs/internals/mux.md. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -194,6 +195,16 @@ mux_tls_error(const struct mux *m)
 		return NULL;
 	w = tls_why(m->ssl);
 	return w && w[0] ? w : NULL;
+}
+
+const char *
+mux_tls_params(const struct mux *m, char *buf, size_t cap)
+{
+	if (m->ssl == NULL)
+		return NULL;
+	snprintf(buf, cap, "%s %s", SSL_get_version(m->ssl),
+	    SSL_get_cipher_name(m->ssl));
+	return buf;
 }
 
 int

@@ -91,6 +91,10 @@ void mux_close(struct mux *m, int err);
  * (a refused client certificate, ...); NULL for plain sessions or none. */
 const char *mux_tls_error(const struct mux *m);
 
+/* mux_tls_params: "TLSv1.3 TLS_AES_128_GCM_SHA256" (protocol and cipher
+ * suite) for a TLS session, NULL for a plain one. */
+const char *mux_tls_params(const struct mux *m, char *buf, size_t cap);
+
 /* mux_version: the session's version, 0 while unknown (server side). */
 int mux_version(const struct mux *m);
 /* mux_fd: the session's socket. */

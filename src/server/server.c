@@ -536,7 +536,8 @@ session_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	s->deadline = evtimer_new(srv->base, session_on_deadline, s);
 	evtimer_add(s->deadline, &tv);
 	if (ssl)
-		SLOG(LOG_INFO, s, "connected (TLS%s%s)",
+		SLOG(LOG_INFO, s, "connected (%s %s%s%s)", SSL_get_version(ssl),
+		    SSL_get_cipher_name(ssl),
 		    s->subject[0] ? ", client certificate " : "", s->subject);
 	else
 		SLOG(LOG_INFO, s, "connected");

@@ -260,8 +260,12 @@ def test_tls_64mib_each_way(mg):
     pki = _certs(mg, "pki")
     server, client = _bulk_each_way(mg, pki, {}, _ca_opts(pki))
     log = server.stderr()
-    assert re.search(r"connected \(TLS", log), "no 'connected (TLS' in the server log\n" + log
+    # both ends name the protocol and suite they settled on
+    assert re.search(r"connected \(TLSv1\.3 TLS_AES_128_GCM_SHA256\)", log), (
+        "no 'connected (TLSv1.3 TLS_AES_128_GCM_SHA256)' in the server log\n" + log)
     assert re.search(r"authenticated \(", log), log
+    assert re.search(r"authenticated to \S+ \(server mgrok/\S+, TLSv1\.3 TLS_AES_128_GCM_SHA256\)",
+                     client.stderr()), client.stderr()
 
 
 def test_mtls_with_token_64mib_each_way(mg):
