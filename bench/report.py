@@ -548,9 +548,10 @@ def section_udp(out_dir):
     if os.path.exists(cpath):
         L += ["mgrok's own UDP counters per round (all tests of the round; from the summaries server and clients log "
               "on SIGTERM). The server's `dropped` on the way in counts datagrams it read from the public socket but "
-              "could not queue: no room left in the flow's stream window (--stream-window, 1 MiB by default), or no "
-              "client session (src/server/udp.c udp_on_read); the client's `dropped` on the way in counts datagrams "
-              "its sendmmsg to the local service did not take. Datagrams the kernel discarded at a full socket are in "
+              "could not queue: no room left in the flow's stream window (16 MiB for a UDP flow), the session's output "
+              "past its drop threshold (4 MiB for a flow with over 64 KiB in flight, 6 MiB for others; "
+              "mux_stream_send_datagram), or no client session (src/server/udp.c udp_on_read); the client's "
+              "`dropped` on the way in counts datagrams its sendmmsg to the local service did not take. Datagrams the kernel discarded at a full socket are in "
               "neither (see the kernel rcvbuf drops column).", ""]
         for line in open(cpath).read().splitlines():
             f = line.split("\t")
