@@ -138,6 +138,7 @@ client_say(const char *fmt, ...)
 {
 	va_list ap;
 
+	log_flush(); /* request lines gathered so far come first */
 	fputs("mgrok: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -363,7 +364,7 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	f->px = px;
 	f->st = st;
 	f->fd = -1;
-	f->gso = 1;
+	f->gso = dgram_gso_supported();
 	f->last_ms = client_now_ms(c);
 	LIST_INSERT_HEAD(&c->flows, f, link);
 	px->active++;

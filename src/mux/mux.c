@@ -283,6 +283,18 @@ out_pending(const struct mux *m)
 	    (m->ssl != NULL ? tls_wpending(m->ssl) : 0);
 }
 
+/* Read the socket again after a pause. TLS may hold whole records already
+ * read from the socket (in OpenSSL or the read batch), which a readiness
+ * event would never report: read once from the loop as well. */
+static void
+mux_resume_read(struct mux *m)
+{
+	m->read_paused = 0;
+	event_add(m->rev, NULL);
+	if (m->ssl != NULL)
+		event_active(m->rev, EV_READ, 1);
+}
+
 /* Write what the transport takes of m->out: bytes, or -1 with errno (EAGAIN
  * when it would block). There is something to write (out_pending). */
 static ssize_t
@@ -293,8 +305,8 @@ mux_io_write(struct mux *m)
 
 	if (m->ssl == NULL)
 		return evbuffer_write(m->out, m->fd);
-	if (evbuffer_get_length(m->out) == 0)
-		return tls_flush(m->ssl); /* only batched records are left */
+	/* with m->out empty this sends batched records only, and notes the
+	 * reason of a failure as any TLS write does */
 	n = tls_write_evbuffer(m->ssl, m->out, &want_read);
 	if (n < 0 && errno == EAGAIN && want_read)
 		m->write_wants_read = 1; /* the read event is always on */
@@ -399,10 +411,8 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 	if (out_pending(m) == 0)
 		event_del(m->wev);
 	if (m->read_paused && evbuffer_get_length(m->out) < m->cfg.out_hard &&
-	    m->rx_queued_total < m->cfg.session_rx_max) {
-		m->read_paused = 0;
-		event_add(m->rev, NULL);
-	}
+	    m->rx_queued_total < m->cfg.session_rx_max)
+		mux_resume_read(m);
 	mux_wake_waiters(m);
 out:
 	mux_end_callback(m);
@@ -555,10 +565,8 @@ stream_unqueue(struct mux_stream *st, size_t n)
 	m->rx_queued_total -= n;
 	if (m->read_paused && !m->dead &&
 	    m->rx_queued_total < m->cfg.session_rx_max / 2 &&
-	    evbuffer_get_length(m->out) < m->cfg.out_hard) {
-		m->read_paused = 0;
-		event_add(m->rev, NULL);
-	}
+	    evbuffer_get_length(m->out) < m->cfg.out_hard)
+		mux_resume_read(m);
 }
 
 uint64_t
@@ -1253,6 +1261,8 @@ mux_on_read(evutil_socket_t fd, short what, void *arg)
 			mux_die(m, MG_ECLOSED);
 		else if (errno != EAGAIN && errno != EINTR)
 			mux_die(m, MG_EIO);
+		else if (m->ssl != NULL && tls_wpending(m->ssl) > 0)
+			mux_flush(m); /* a KeyUpdate answer, say, from the read */
 		goto out;
 	}
 	mux_process_input(m);

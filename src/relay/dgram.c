@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -70,6 +71,27 @@ union gso_cmsg {
 	char buf[CMSG_SPACE(sizeof(uint16_t))];
 	struct cmsghdr align;
 };
+
+int
+dgram_gso_supported(void)
+{
+	static int known, ok;
+
+	if (!known) {
+		/* before Linux 4.18 a UDP_SEGMENT cmsg is silently ignored and
+		 * a run would leave as one datagram: ask the socket option,
+		 * which those kernels refuse */
+		int fd = socket(AF_INET, SOCK_DGRAM, 0), v = 0;
+		socklen_t len = sizeof(v);
+
+		ok = fd >= 0 &&
+		    getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
+		if (fd >= 0)
+			close(fd);
+		known = 1;
+	}
+	return ok;
+}
 
 int
 dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
@@ -140,9 +162,12 @@ dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
 			return sent + dgram_send(fd, to, tolen, iov + first[done],
 			    n - first[done], gso, bytes);
 		}
-		if (r < 0 && errno == EAGAIN)
-			break; /* the socket buffer is full: drop the rest */
-		done++; /* this message failed (an ICMP error, ...): skip it */
+		if (r < 0 && (errno == ECONNREFUSED || errno == EMSGSIZE)) {
+			done++; /* this message only (an earlier ICMP error, too
+				 * big): drop it, go on */
+			continue;
+		}
+		break; /* a full buffer, no route, ...: drop the rest */
 	}
 	return sent;
 }

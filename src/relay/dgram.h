@@ -38,7 +38,8 @@ int dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
  * dgram_send: send the n datagrams iov[0..n) on the UDP socket fd, to `to`
  * (NULL on a connected socket), in one sendmmsg. Runs of datagrams of one
  * length (a shorter one may end a run) go as one UDP GSO send (UDP_SEGMENT)
- * while *gso is true: the kernel builds the datagrams from one buffer,
+ * while *gso is true (start it as dgram_gso_supported()): the kernel builds
+ * the datagrams from one buffer,
  * about a third of the cost of sending them one by one. A socket or route
  * that refuses GSO clears *gso and the rest goes plain. Returns how many
  * datagrams the kernel took and adds their bytes to *bytes; the others are
@@ -47,5 +48,9 @@ int dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
 struct sockaddr;
 int dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
     struct iovec *iov, int n, int *gso, uint64_t *bytes);
+
+/* dgram_gso_supported: whether the kernel has UDP GSO (Linux 4.18+); an
+ * older one would ignore the segment size and send a run as one datagram. */
+int dgram_gso_supported(void);
 
 #endif

@@ -113,7 +113,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	f->st = st;
 	memcpy(&f->peer, sa, len);
 	f->plen = len;
-	f->gso = 1;
+	f->gso = dgram_gso_supported();
 	{
 		struct uflow **pp = &px->flows[addr_hash(sa, len)];
 		f->next = *pp;

@@ -16,11 +16,9 @@
  * each byte several times. So read-ahead is off, and the read BIO reads up
  * to cap bytes with one read(2) into its own buffer and hands OpenSSL the
  * exact bytes it asks for (a record header, then its body): one copy. The
- * buffer is freed whenever it is empty after a read that drained the
- * socket, so an idle session holds none. A read that drained the socket
- * also spares the next empty-buffer call its read(2): it says "retry" at
- * once and the caller waits for readable (level-triggered, so nothing that
- * arrived in between is missed).
+ * buffer is freed whenever a read finds the socket empty, so an idle
+ * session holds none. Records it holds are invisible to readiness events:
+ * after a pause the mux reads once on its own (mux_resume_read).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -131,11 +129,18 @@ struct rbatch {
 	int fd;
 	int err;       /* errno of a failed read; sticky */
 	int eof;
-	int drained;   /* the last read(2) emptied the socket */
 	size_t cap;
 	uint8_t *data; /* cap bytes, or NULL while idle */
 	size_t off, len;
 };
+
+/* An empty buffer goes back to the allocator: an idle session holds none. */
+static void
+rb_release(struct rbatch *r)
+{
+	free(r->data);
+	r->data = NULL;
+}
 
 static int
 rb_read_ex(BIO *b, char *out, size_t want, size_t *got)
@@ -154,36 +159,28 @@ rb_read_ex(BIO *b, char *out, size_t want, size_t *got)
 		}
 		if (r->eof)
 			return 0;
-		if (r->drained) {
-			/* it was empty a moment ago: wait for readable */
-			r->drained = 0;
-			if (r->data != NULL) {
-				free(r->data);
-				r->data = NULL;
-			}
-			BIO_set_retry_read(b);
-			return 0;
-		}
 		if (r->data == NULL)
 			r->data = xmalloc(r->cap);
 		do
 			n = read(r->fd, r->data, r->cap);
 		while (n < 0 && errno == EINTR);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			BIO_set_retry_read(b);
-			return 0;
-		}
-		if (n < 0) {
-			r->err = errno;
-			return 0;
-		}
-		if (n == 0) {
-			r->eof = 1;
+		if (n <= 0) {
+			int e = errno;
+
+			rb_release(r);
+			errno = e;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				BIO_set_retry_read(b);
+				return 0;
+			}
+			if (n < 0)
+				r->err = errno;
+			else
+				r->eof = 1;
 			return 0;
 		}
 		r->off = 0;
 		r->len = (size_t)n;
-		r->drained = (size_t)n < r->cap;
 	}
 	k = want < r->len ? want : r->len;
 	memcpy(out, r->data + r->off, k);
@@ -218,7 +215,7 @@ rb_destroy(BIO *b)
 	struct rbatch *r = BIO_get_data(b);
 
 	if (r != NULL) {
-		free(r->data);
+		rb_release(r);
 		free(r);
 		BIO_set_data(b, NULL);
 	}
