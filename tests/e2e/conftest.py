@@ -41,6 +41,10 @@ def mg(mgrok_bin, tmp_path, request):
     request.node._mgrok_env = env
     yield env
     env.cleanup()
+    # with an ASan/UBSan build, any report from an mgrok process fails the
+    # test (LeakSanitizer reports come at exit, hence after the cleanup)
+    bad = env.sanitizer_reports()
+    assert not bad, "sanitizer reports: %r\n%s" % (bad[:10], env.logs())
 
 
 @pytest.hookimpl(hookwrapper=True)

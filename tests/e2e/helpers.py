@@ -415,6 +415,36 @@ class UdpService:
         self._t.join(timeout=2)
 
 
+PIN_RE = re.compile(r"--tls-pin (sha256:[0-9A-Fa-f]{64})")
+
+
+class Pki:
+    """One `mgrok certs` directory: ca_pem, server_pem, client_pem and their
+    *_key, the command's output (stdout) and the pin it printed."""
+
+    def __init__(self, d, stdout=""):
+        self.dir = d
+        self.stdout = stdout
+        for n in ("ca", "server", "client"):
+            setattr(self, n + "_pem", os.path.join(d, n + ".pem"))
+            setattr(self, n + "_key", os.path.join(d, n + ".key"))
+        m = PIN_RE.search(stdout)
+        self.pin = m.group(1) if m else None
+
+
+def make_pki(mg, name, hosts="localhost,127.0.0.1", extra=()):
+    """`mgrok certs --out WORKDIR/name --hosts hosts`; fails the test if it fails."""
+    d = os.path.join(mg.workdir, name)
+    r = subprocess.run([mg.bin, "certs", "--out", d, "--hosts", hosts] + list(extra),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    out = r.stdout.decode(errors="replace")
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 0, "mgrok certs --out %s --hosts %s failed (rc %d):\n%s\n%s" % (
+        d, hosts, r.returncode, out, err)
+    return Pki(d, out + err)
+
+
 class NativeUdpTag:
     """tests/e2e/udptag.c as a process: a UDP tag service (as UdpService's
     "tag" mode) fast enough that a flood through mgrok does not overflow its

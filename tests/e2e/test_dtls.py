@@ -5,39 +5,10 @@ CA; idle flows closing (MGROK_DTLS_IDLE_S, the testing knob)."""
 
 import os
 import re
-import subprocess
 
-import pytest
-
-from helpers import HOST, udp_free_port, udp_recv, wait_for
+from helpers import HOST, make_pki, udp_free_port, udp_recv, wait_for
 
 LISTEN_RE = re.compile(r"Listening on 127\.0\.0\.1:(\d+) \(udp\)")
-
-
-@pytest.fixture(autouse=True)
-def _no_sanitizer_reports(mg):
-    """With an ASan/UBSan build, fail the test if any mgrok process reported
-    an error (LeakSanitizer reports come at exit, hence the early cleanup)."""
-    yield
-    mg.cleanup()
-    bad = mg.sanitizer_reports()
-    assert not bad, "sanitizer reports: %r\n%s" % (bad[:10], mg.logs())
-
-
-class Pki:
-    def __init__(self, d):
-        for n in ("ca", "server", "client"):
-            setattr(self, n + "_pem", os.path.join(d, n + ".pem"))
-            setattr(self, n + "_key", os.path.join(d, n + ".key"))
-
-
-def _certs(mg, name):
-    d = os.path.join(mg.workdir, name)
-    r = subprocess.run([mg.bin, "certs", "--out", d, "--hosts",
-                        "localhost,127.0.0.1"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    assert r.returncode == 0, r.stderr.decode(errors="replace")
-    return Pki(d)
 
 
 def _server(mg, pki, allow, env_idle=None):
@@ -86,7 +57,7 @@ def _payload(i):
 
 
 def test_dtls_echo_100_datagrams(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     svc = mg.udp_service(mode="echo")
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
     _, lport = _connect(mg, server, svc.port, pki)
@@ -113,7 +84,7 @@ def test_dtls_echo_100_datagrams(mg):
 
 
 def test_dtls_two_sources_two_connections(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     svc = mg.udp_service(mode="tag")
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
     _, lport = _connect(mg, server, svc.port, pki)
@@ -131,7 +102,7 @@ def test_dtls_two_sources_two_connections(mg):
 
 
 def test_dtls_destination_not_allowed(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     svc = mg.udp_service(mode="echo")
     other = mg.udp_service(mode="echo")
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
@@ -151,8 +122,8 @@ def test_dtls_destination_not_allowed(mg):
 
 
 def test_dtls_client_cert_from_other_ca(mg):
-    pki = _certs(mg, "pki")
-    rogue = _certs(mg, "rogue")
+    pki = make_pki(mg, "pki")
+    rogue = make_pki(mg, "rogue")
     svc = mg.udp_service(mode="echo")
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
     c, lport = _connect(mg, server, svc.port, pki, client_pki=rogue)
@@ -170,7 +141,7 @@ def test_dtls_client_cert_from_other_ca(mg):
 
 
 def test_dtls_idle_close(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     svc = mg.udp_service(mode="echo")
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)], env_idle=2)
     c, lport = _connect(mg, server, svc.port, pki, idle=60)

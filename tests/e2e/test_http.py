@@ -23,23 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers import (HOST, connect, header, pattern_chunks, pick_free_port,
+from helpers import (HOST, connect, header, make_pki, pattern_chunks, pick_free_port,
                      read_http_response, recv_until_eof, wait_for)
 
 DOMAIN = "tun.test"
 BIG = 32 << 20
 HTTP_URL_RE = re.compile(r"Forwarding (https?)://([^\s:/]+):(\d+)")
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-@pytest.fixture(autouse=True)
-def _no_sanitizer_reports(mg):
-    """With an ASan/UBSan build, fail the test if any mgrok process reported
-    an error (LeakSanitizer reports come at exit, hence the early cleanup)."""
-    yield
-    mg.cleanup()
-    bad = mg.sanitizer_reports()
-    assert not bad, "sanitizer reports: %r\n%s" % (bad[:10], mg.logs())
 
 
 # ---------------------------------------------------------------- local HTTP services
@@ -200,24 +190,15 @@ def _run(argv, timeout=60, **kw):
                           timeout=timeout, **kw)
 
 
-def _certs(mg, name, hosts):
-    d = os.path.join(mg.workdir, name)
-    r = _run([mg.bin, "certs", "--out", d, "--hosts", hosts])
-    assert r.returncode == 0, "mgrok certs --hosts %s failed (rc %d):\n%s%s" % (
-        hosts, r.returncode, r.stdout.decode(errors="replace"),
-        r.stderr.decode(errors="replace"))
-    return {n: os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key")}
-
-
 def _http_server(mg, https=True, extra=()):
     http_port = pick_free_port()
     https_port = pick_free_port() if https else None
     argv = ["--domain", DOMAIN, "--http-addr", "%s:%d" % (HOST, http_port)]
     pki = None
     if https:
-        pki = _certs(mg, "pki-server", "*.%s,%s" % (DOMAIN, DOMAIN))
+        pki = make_pki(mg, "pki-server", "*.%s,%s" % (DOMAIN, DOMAIN))
         argv += ["--https-addr", "%s:%d" % (HOST, https_port),
-                 "--https-cert", pki["server.pem"], "--https-key", pki["server.key"]]
+                 "--https-cert", pki.server_pem, "--https-key", pki.server_key]
     p = mg.server(extra=argv + list(extra))
     want = ["http listening on port %d" % http_port]
     if https:
@@ -848,21 +829,21 @@ def test_https_termination_wildcard(mg):
     svc = http_service(mg, "sec")
     _, host = _http_client(mg, srv, svc.port, subdomain="sub")
     url = "https://%s:%d/tls" % (host, srv.https_port)
-    r = _curl(["--cacert", srv.pki["ca.pem"],
+    r = _curl(["--cacert", srv.pki.ca_pem,
                "--resolve", "%s:%d:127.0.0.1" % (host, srv.https_port), url])
     assert r.returncode == 0, (r.stderr, mg.logs())
     assert r.stdout == b"sec GET /tls\n", (r.stdout, mg.logs())
     req = svc.last()
     assert _hdr(req, "X-Forwarded-Proto") == ["https"], req["headers"]
     # keep-alive over TLS: two URLs on one connection
-    r = _curl(["--cacert", srv.pki["ca.pem"], "-w", "%{num_connects}\n",
+    r = _curl(["--cacert", srv.pki.ca_pem, "-w", "%{num_connects}\n",
                "--resolve", "%s:%d:127.0.0.1" % (host, srv.https_port), url + "1", url + "2"])
     assert r.stdout == b"sec GET /tls1\n1\nsec GET /tls2\n0\n", (r, mg.logs())
     # the plain listener says http
     assert _get(srv.http_port, host, "/plain")[0] == 200
     assert _hdr(svc.last(), "X-Forwarded-Proto") == ["http"], svc.last()["headers"]
     # an unknown name under the wildcard: TLS is fine, then 404
-    r = _curl(["--cacert", srv.pki["ca.pem"], "-o", "/dev/null", "-w", "%{http_code}",
+    r = _curl(["--cacert", srv.pki.ca_pem, "-o", "/dev/null", "-w", "%{http_code}",
                "--resolve", "nobody.%s:%d:127.0.0.1" % (DOMAIN, srv.https_port),
                "https://nobody.%s:%d/" % (DOMAIN, srv.https_port)])
     assert r.returncode == 0 and r.stdout == b"404", r
@@ -882,10 +863,10 @@ def test_sni_passthrough_to_origin(mg):
     if not openssl:
         pytest.skip("the openssl command is not installed")
     srv = _http_server(mg, https=True)
-    origin = _certs(mg, "pki-origin", "secure.test")
+    origin = make_pki(mg, "pki-origin", "secure.test")
     oport = pick_free_port()
     so = mg.spawn("s_server", [openssl, "s_server", "-accept", "%s:%d" % (HOST, oport),
-                               "-cert", origin["server.pem"], "-key", origin["server.key"],
+                               "-cert", origin.server_pem, "-key", origin.server_key,
                                "-www", "-quiet"])
 
     def up():
@@ -900,7 +881,7 @@ def test_sni_passthrough_to_origin(mg):
     svc = http_service(mg, "term")
     _, host = _http_client(mg, srv, svc.port, subdomain="term")
 
-    ctx = ssl.create_default_context(cafile=origin["ca.pem"])
+    ctx = ssl.create_default_context(cafile=origin.ca_pem)
     raw = connect(srv.https_port, timeout=10)
     try:
         t = ctx.wrap_socket(raw, server_hostname="secure.test")
@@ -910,8 +891,8 @@ def test_sni_passthrough_to_origin(mg):
                              "probably terminated it\n%s" % (e, mg.logs()))
     try:
         der = t.getpeercert(binary_form=True)
-        assert der == _der(origin["server.pem"]), "peer certificate is not the origin's"
-        assert der != _der(srv.pki["server.pem"])
+        assert der == _der(origin.server_pem), "peer certificate is not the origin's"
+        assert der != _der(srv.pki.server_pem)
         assert ("DNS", "secure.test") in t.getpeercert()["subjectAltName"]
         t.sendall(b"GET / HTTP/1.0\r\n\r\n")
         data, how = recv_until_eof(t, timeout=10)
@@ -921,10 +902,10 @@ def test_sni_passthrough_to_origin(mg):
         t.close()
 
     # other names on the same port are terminated with the wildcard certificate
-    ctx2 = ssl.create_default_context(cafile=srv.pki["ca.pem"])
+    ctx2 = ssl.create_default_context(cafile=srv.pki.ca_pem)
     t = ctx2.wrap_socket(connect(srv.https_port, timeout=10), server_hostname=host)
     try:
-        assert t.getpeercert(binary_form=True) == _der(srv.pki["server.pem"])
+        assert t.getpeercert(binary_form=True) == _der(srv.pki.server_pem)
         t.sendall(("GET /t HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
         st, _, _, body = read_http_response(t, timeout=10)
         assert (st, body) == (200, b"term GET /t\n"), (st, body)

@@ -10,39 +10,12 @@ import re
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import zlib
 
-import pytest
-
-from helpers import HOST, Client, connect, recv_exact, wait_for
+from helpers import HOST, Client, connect, make_pki, recv_exact, wait_for
 
 LISTEN_RE = re.compile(r"Listening on 127\.0\.0\.1:(\d+) ->")
-
-
-@pytest.fixture(autouse=True)
-def _no_sanitizer_reports(mg):
-    yield
-    mg.cleanup()
-    bad = mg.sanitizer_reports()
-    assert not bad, "sanitizer reports: %r\n%s" % (bad[:10], mg.logs())
-
-
-class Pki:
-    def __init__(self, d):
-        for n in ("ca", "server", "client"):
-            setattr(self, n + "_pem", os.path.join(d, n + ".pem"))
-            setattr(self, n + "_key", os.path.join(d, n + ".key"))
-
-
-def _certs(mg, name="pki"):
-    d = os.path.join(mg.workdir, name)
-    r = subprocess.run([mg.bin, "certs", "--out", d, "--hosts",
-                        "localhost,127.0.0.1"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    assert r.returncode == 0, r.stderr.decode(errors="replace")
-    return Pki(d)
 
 
 def _server(mg, pki, allow):
@@ -104,7 +77,7 @@ def test_section6_vector():
 
 
 def test_connect_echo_both_ways(mg):
-    pki = _certs(mg)
+    pki = make_pki(mg, "pki")
     svc = mg.echo_service()
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
     lport = _connect(mg, server, "%s:%d" % (HOST, svc.port), pki)
@@ -128,7 +101,7 @@ def test_connect_echo_both_ways(mg):
 
 
 def test_destination_not_allowed(mg):
-    pki = _certs(mg)
+    pki = make_pki(mg, "pki")
     svc = mg.echo_service()
     other = mg.echo_service()
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
@@ -141,7 +114,7 @@ def test_destination_not_allowed(mg):
 
 
 def test_bad_crc_and_bad_version_refused(mg):
-    pki = _certs(mg)
+    pki = make_pki(mg, "pki")
     svc = mg.echo_service()
     server = _server(mg, pki, ["%s:*" % HOST])
     s = _tls(pki, server.port)
@@ -162,7 +135,7 @@ def test_bad_crc_and_bad_version_refused(mg):
 
 
 def test_no_client_certificate_refused(mg):
-    pki = _certs(mg)
+    pki = make_pki(mg, "pki")
     svc = mg.echo_service()
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
     try:
@@ -176,7 +149,7 @@ def test_no_client_certificate_refused(mg):
 
 
 def test_one_port_tunnel_and_stream_proxy(mg):
-    pki = _certs(mg)
+    pki = make_pki(mg, "pki")
     svc = mg.echo_service()
     server = _server(mg, pki, ["%s:%d" % (HOST, svc.port)])
     c = mg.tcp_client(svc.port, server, extra=["--tls-ca", pki.ca_pem,

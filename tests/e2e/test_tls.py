@@ -14,21 +14,8 @@ import time
 
 import pytest
 
-from helpers import (HOST, connect, echo_roundtrip, pattern_chunks, recv_exact,
+from helpers import (HOST, connect, echo_roundtrip, make_pki, pattern_chunks, recv_exact,
                      wait_for)
-
-PIN_RE = re.compile(r"--tls-pin (sha256:[0-9A-Fa-f]{64})")
-
-
-@pytest.fixture(autouse=True)
-def _no_sanitizer_reports(mg):
-    """With an ASan/UBSan build, fail the test if any mgrok process reported
-    an error (LeakSanitizer reports come at exit, hence the early cleanup)."""
-    yield
-    mg.cleanup()
-    bad = mg.sanitizer_reports()
-    assert not bad, "sanitizer reports: %r\n%s" % (bad[:10], mg.logs())
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -42,29 +29,6 @@ def _openssl():
 def _run(argv, timeout=30):
     return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=timeout)
-
-
-class Pki:
-    """One `mgrok certs` directory."""
-
-    def __init__(self, d, stdout):
-        self.dir = d
-        self.stdout = stdout
-        for n in ("ca", "server", "client"):
-            setattr(self, n + "_pem", os.path.join(d, n + ".pem"))
-            setattr(self, n + "_key", os.path.join(d, n + ".key"))
-        m = PIN_RE.search(stdout)
-        self.pin = m.group(1) if m else None
-
-
-def _certs(mg, name, hosts="localhost,127.0.0.1", extra=()):
-    d = os.path.join(mg.workdir, name)
-    r = _run([mg.bin, "certs", "--out", d, "--hosts", hosts] + list(extra))
-    out = r.stdout.decode(errors="replace")
-    err = r.stderr.decode(errors="replace")
-    assert r.returncode == 0, "mgrok certs --out %s failed (rc %d):\n%s\n%s" % (
-        d, r.returncode, out, err)
-    return Pki(d, out + err)
 
 
 def _tls_server(mg, pki, client_ca=False, auth=None, cert=None, key=None, extra=()):
@@ -203,7 +167,7 @@ def _wait_log(proc, pattern, timeout=5.0):
 
 def test_certs_verify_modes_and_no_overwrite(mg):
     openssl = _openssl()
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     for leaf in (pki.server_pem, pki.client_pem):
         r = _run([openssl, "verify", "-CAfile", pki.ca_pem, leaf])
         assert r.returncode == 0, "openssl verify %s: rc %d\n%s%s" % (
@@ -257,7 +221,7 @@ def test_certs_verify_modes_and_no_overwrite(mg):
 # ---------------------------------------------------------------- 2. bulk over TLS
 
 def test_tls_64mib_each_way(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     server, client = _bulk_each_way(mg, pki, {}, _ca_opts(pki))
     log = server.stderr()
     # both ends name the protocol and suite they settled on
@@ -269,7 +233,7 @@ def test_tls_64mib_each_way(mg):
 
 
 def test_mtls_with_token_64mib_each_way(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     server, client = _bulk_each_way(mg, pki, {"client_ca": True},
                                     _ca_opts(pki, mtls=True))
     log = server.stderr()
@@ -280,7 +244,7 @@ def test_mtls_with_token_64mib_each_way(mg):
 # ---------------------------------------------------------------- 3. mTLS required
 
 def test_mtls_required_without_client_cert(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     server = _tls_server(mg, pki, client_ca=True, auth="require")
     svc = mg.echo_service()
     good = _client(mg, svc.port, server, tls=_ca_opts(pki, mtls=True))
@@ -316,8 +280,8 @@ def test_mtls_required_without_client_cert(mg):
 
 
 def test_mtls_client_cert_from_other_ca_refused(mg):
-    pki = _certs(mg, "pki")
-    other = _certs(mg, "other")
+    pki = make_pki(mg, "pki")
+    other = make_pki(mg, "other")
     server = _tls_server(mg, pki, client_ca=True)
     svc = mg.echo_service()
     msgs = []
@@ -340,7 +304,7 @@ def test_mtls_client_cert_from_other_ca_refused(mg):
 # ---------------------------------------------------------------- 4. cert-only auth
 
 def test_client_certificate_only_auth(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     server = _tls_server(mg, pki, client_ca=True)
     svc = mg.echo_service()
     c = _client(mg, svc.port, server, tls=_ca_opts(pki, mtls=True), token=False)
@@ -361,8 +325,8 @@ def test_client_certificate_only_auth(mg):
 
 def test_pin_match_and_mismatch(mg):
     openssl = _openssl()
-    pki = _certs(mg, "pki")
-    other = _certs(mg, "other")
+    pki = make_pki(mg, "pki")
+    other = make_pki(mg, "other")
     der = _run([openssl, "x509", "-in", pki.server_pem, "-outform", "DER"]).stdout
     assert der, "openssl x509 -outform DER produced nothing"
     want = "sha256:" + hashlib.sha256(der).hexdigest()
@@ -394,8 +358,8 @@ def test_pin_match_and_mismatch(mg):
 # ---------------------------------------------------------------- 6. name / CA
 
 def test_name_mismatch_and_foreign_ca(mg):
-    pki = _certs(mg, "pki")
-    other = _certs(mg, "other")
+    pki = make_pki(mg, "pki")
+    other = make_pki(mg, "other")
     server = _tls_server(mg, pki)
     svc = mg.echo_service()
 
@@ -427,7 +391,7 @@ def test_name_mismatch_and_foreign_ca(mg):
 
 @pytest.mark.parametrize("how", [["--no-reconnect"], ["--reconnect-attempts", "1"]])
 def test_plain_client_against_tls_server(mg, how):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     server = _tls_server(mg, pki)
     svc = mg.echo_service()
     plain = mg.tcp_client(svc.port, server, extra=how)
@@ -443,8 +407,8 @@ def test_plain_client_against_tls_server(mg, how):
 # ---------------------------------------------------------------- 8. SIGHUP
 
 def test_sighup_reloads_certificate(mg):
-    pki = _certs(mg, "pki")
-    pki2 = _certs(mg, "pki2")
+    pki = make_pki(mg, "pki")
+    pki2 = make_pki(mg, "pki2")
     live = os.path.join(mg.workdir, "live")
     os.makedirs(live)
     cert, key = os.path.join(live, "server.pem"), os.path.join(live, "server.key")
@@ -499,7 +463,7 @@ def test_sighup_reloads_certificate(mg):
 # ---------------------------------------------------------------- 9. server log
 
 def test_server_logs_tls_sessions(mg):
-    pki = _certs(mg, "pki")
+    pki = make_pki(mg, "pki")
     server = _tls_server(mg, pki, client_ca=True, auth="optional")
     svc = mg.echo_service()
     a = _client(mg, svc.port, server, tls=_ca_opts(pki))

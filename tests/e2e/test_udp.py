@@ -19,16 +19,6 @@ from smux import FIN, PSH, PyClient
 DGRAM_MAX = 65507
 
 
-@pytest.fixture(autouse=True)
-def _no_sanitizer_reports(mg):
-    """With an ASan/UBSan build, fail the test if any mgrok process reported
-    an error (LeakSanitizer reports come at exit, hence the early cleanup)."""
-    yield
-    mg.cleanup()
-    bad = mg.sanitizer_reports()
-    assert not bad, "sanitizer reports: %r\n%s" % (bad[:10], mg.logs())
-
-
 def _udp_tunnel(mg, server=None, service=None, server_extra=(), client_extra=(), **kw):
     """server + UDP service + `mgrok udp` client; returns (server, client, svc, port)."""
     server = server or mg.server(extra=list(server_extra))
