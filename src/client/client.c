@@ -300,6 +300,7 @@ cf_readable(struct mux_stream *st, void *arg)
 		    &f->px->dg.bytes_in);
 		f->px->dg.pkts_in += (uint64_t)sent;
 		f->px->dg.drops_in += (uint64_t)(n - sent);
+		evbuffer_drain(rx, consumed);
 		mux_stream_consumed(st, consumed);
 		f->last_ms = client_now_ms(c);
 	}

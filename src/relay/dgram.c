@@ -35,27 +35,47 @@ int
 dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
     struct iovec *iov, int max, size_t *consumed)
 {
-	size_t used = 0;
+	size_t have = evbuffer_get_length(rx), off = 0, used = 0;
+	struct evbuffer_ptr p;
 	int n = 0;
 
-	while (n < max) {
+	if (evbuffer_ptr_set(rx, &p, 0, EVBUFFER_PTR_SET) != 0)
+		return 0;
+	/* bounded by max; p advances by each datagram taken */
+	while (n < max && have - off >= 2) {
+		struct evbuffer_iovec v;
 		uint8_t pre[2];
 		size_t len;
 
-		if (evbuffer_copyout(rx, pre, 2) < 2)
+		if (evbuffer_copyout_from(rx, &p, pre, 2) != 2)
 			break;
 		len = (size_t)pre[0] << 8 | pre[1];
 		if (len == 0 || len > DGRAM_MAX)
 			return n > 0 ? n : MG_EPROTO;
-		if (evbuffer_get_length(rx) < 2 + len || used + len > cap)
+		if (have - off < 2 + len ||
+		    evbuffer_ptr_set(rx, &p, 2, EVBUFFER_PTR_ADD) != 0)
 			break;
-		evbuffer_drain(rx, 2);
-		evbuffer_remove(rx, scratch + used, len);
-		iov[n].iov_base = scratch + used;
+		/* in place when it lies in one chain (nearly always); only a
+		 * datagram split across chains is copied, into scratch */
+		if (evbuffer_peek(rx, (ev_ssize_t)len, &p, &v, 1) >= 1 &&
+		    v.iov_len >= len) {
+			iov[n].iov_base = v.iov_base;
+		} else {
+			if (used + len > cap)
+				break;
+			if (evbuffer_copyout_from(rx, &p, scratch + used, len) !=
+			    (ev_ssize_t)len)
+				break;
+			iov[n].iov_base = scratch + used;
+			used += len;
+		}
 		iov[n].iov_len = len;
-		used += len;
+		off += 2 + len;
 		*consumed += 2 + len;
 		n++;
+		if (off < have &&
+		    evbuffer_ptr_set(rx, &p, len, EVBUFFER_PTR_ADD) != 0)
+			break;
 	}
 	return n;
 }

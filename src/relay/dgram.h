@@ -25,9 +25,11 @@ struct dgram_stats {
 int dgram_next(struct evbuffer *rx, uint8_t **p);
 
 /*
- * dgram_take: move up to max whole datagrams from the head of rx into
- * scratch (cap bytes; at least DGRAM_MAX), one iovec each, and add the
- * bytes taken from rx (prefixes included) to *consumed. Returns the number
+ * dgram_take: point iov at up to max whole datagrams at the head of rx, in
+ * place in rx's chains; a datagram split across chains is copied into
+ * scratch (cap bytes; at least DGRAM_MAX). Adds the bytes they occupy in
+ * rx (prefixes included) to *consumed: the caller drains that much once it
+ * is done with iov, and changes nothing in rx before. Returns the number
  * taken (0 when none is complete), or MG_EPROTO as dgram_next.
  */
 struct iovec;

@@ -158,6 +158,7 @@ uflow_readable(struct mux_stream *st, void *arg)
 		px->dg.drops_out += (uint64_t)(n - sent);
 		srv->met.udp_pkts_out += (uint64_t)sent;
 		srv->met.udp_drops_out += (uint64_t)(n - sent);
+		evbuffer_drain(rx, consumed);
 		mux_stream_consumed(st, consumed);
 		f->last_ms = server_now_ms(srv);
 	}

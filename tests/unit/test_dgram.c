@@ -221,6 +221,11 @@ test_take(void **state)
 	assert_int_equal(consumed, 8);
 	assert_memory_equal(iov[0].iov_base, "abc", 3);
 	assert_memory_equal(iov[1].iov_base, "z", 1);
+	/* in place: iov points into b, not at scratch */
+	assert_true((uint8_t *)iov[0].iov_base < scratch ||
+	    (uint8_t *)iov[0].iov_base >= scratch + sizeof(scratch));
+	assert_int_equal(evbuffer_get_length(b), 12); /* nothing drained */
+	evbuffer_drain(b, consumed);
 	assert_int_equal(evbuffer_get_length(b), 4); /* the partial one */
 	evbuffer_add(b, "345", 3);
 	consumed = 0;
@@ -229,6 +234,33 @@ test_take(void **state)
 	    1);
 	assert_int_equal(consumed, 7);
 	assert_memory_equal(iov[0].iov_base, "12345", 5);
+	evbuffer_drain(b, consumed);
+	/* a payload split across chains is copied into scratch, whole; the
+	 * others stay in place */
+	{
+		struct evbuffer *p1 = evbuffer_new(), *p2 = evbuffer_new();
+
+		evbuffer_add(p1, "\x00\x02" "ok" "\x00\x06" "abc", 9);
+		evbuffer_add(p2, "def" "\x00\x01" "q", 6);
+		evbuffer_add_buffer(b, p1);
+		evbuffer_add_buffer(b, p2); /* moves p2's chain: a second one */
+		consumed = 0;
+		assert_int_equal(dgram_take(b, scratch, sizeof(scratch), iov,
+				     4, &consumed),
+		    3);
+		assert_int_equal(consumed, 15);
+		assert_int_equal(iov[0].iov_len, 2);
+		assert_memory_equal(iov[0].iov_base, "ok", 2);
+		assert_int_equal(iov[1].iov_len, 6);
+		assert_memory_equal(iov[1].iov_base, "abcdef", 6);
+		assert_ptr_equal(iov[1].iov_base, scratch);
+		assert_int_equal(iov[2].iov_len, 1);
+		assert_memory_equal(iov[2].iov_base, "q", 1);
+		evbuffer_drain(b, consumed);
+		assert_int_equal(evbuffer_get_length(b), 0);
+		evbuffer_free(p1);
+		evbuffer_free(p2);
+	}
 	evbuffer_add(b, "\x00\x00", 2);
 	assert_int_equal(dgram_take(b, scratch, sizeof(scratch), iov, 4,
 			     &consumed),
