@@ -693,8 +693,13 @@ mux_stream_send_from_fd(struct mux_stream *st, int fd, size_t max)
 		want = st->bulk ? fs * MUX_READ_FRAMES : fs;
 		if (want > avail)
 			want = avail;
-		if (want > max - (size_t)total)
+		if (want > max - (size_t)total) {
+			/* no short tail read: one more system call for a
+			 * fraction of a batch; the socket is still readable */
+			if (total > 0)
+				break;
 			want = max - (size_t)total;
+		}
 		nf = (want + fs - 1) / fs;
 		if (evbuffer_reserve_space(m->out, nf * FRAME_HDR_LEN + want,
 		    &v, 1) != 1)
@@ -1238,8 +1243,8 @@ mux_io_read(struct mux *m, int *more)
 			n -= (ssize_t)take;
 		}
 		evbuffer_commit_space(m->in, v, nv);
-		if (m->ssl == NULL)
-			return total;
+		if (m->ssl == NULL || tls_read_dry(m->ssl))
+			return total; /* the socket is drained */
 		if (total >= 4 * MUX_READ_SIZE) {
 			*more = 1; /* yield; come back from the loop */
 			return total;

@@ -129,6 +129,7 @@ struct rbatch {
 	int fd;
 	int err;       /* errno of a failed read; sticky */
 	int eof;
+	int dry;       /* the last read(2) found the socket empty */
 	size_t cap;
 	uint8_t *data; /* cap bytes, or NULL while idle */
 	size_t off, len;
@@ -170,6 +171,7 @@ rb_read_ex(BIO *b, char *out, size_t want, size_t *got)
 			rb_release(r);
 			errno = e;
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				r->dry = 1;
 				BIO_set_retry_read(b);
 				return 0;
 			}
@@ -181,6 +183,7 @@ rb_read_ex(BIO *b, char *out, size_t want, size_t *got)
 		}
 		r->off = 0;
 		r->len = (size_t)n;
+		r->dry = 0;
 	}
 	k = want < r->len ? want : r->len;
 	memcpy(out, r->data + r->off, k);
@@ -289,6 +292,20 @@ tls_batch_io(SSL *ssl, int fd, size_t cap)
 	SSL_set0_rbio(ssl, rb);
 	SSL_set0_wbio(ssl, wb);
 	return 0;
+}
+
+int
+tls_read_dry(SSL *ssl)
+{
+	BIO *b = SSL_get_rbio(ssl);
+	struct rbatch *r;
+
+	if (rb_meth == NULL || b == NULL || BIO_method_type(b) != rb_type)
+		return 0;
+	r = BIO_get_data(b);
+	/* OpenSSL asks the BIO for bytes only once it has handed out every
+	 * decrypted byte it held, so a dry BIO means nothing is waiting */
+	return r->dry && r->len == 0 && SSL_pending(ssl) == 0;
 }
 
 size_t

@@ -187,6 +187,13 @@ ssize_t tls_write_evbuffer(SSL *ssl, struct evbuffer *out, int *want_read);
  */
 int tls_batch_io(SSL *ssl, int fd, size_t cap);
 size_t tls_wpending(SSL *ssl);
+/*
+ * tls_read_dry: 1 when, with batching, the last read found the socket
+ * empty and no byte waits in the batch or inside OpenSSL: reading again
+ * before the socket is readable would only fail with EAGAIN. 0 otherwise
+ * (and always without batching).
+ */
+int tls_read_dry(SSL *ssl);
 int tls_flush(SSL *ssl);
 
 /* tls_shutdown: send close_notify (best effort, non-blocking). */
