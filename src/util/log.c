@@ -1,11 +1,13 @@
 /* log.c: one logger for the process; lines go to stderr, unbuffered, but
  * for the deferred ones (log_info_later), see log.h. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -20,11 +22,28 @@ static char defer_buf[DEFER_CAP];
 static size_t defer_len;
 static struct event *defer_ev;
 
+/* One write(2) for the whole batch: through the line-buffered stderr it
+ * would be a write per line. */
 void
 log_flush(void)
 {
-	if (defer_len > 0)
-		fwrite(defer_buf, 1, defer_len, stderr);
+	size_t off = 0;
+
+	if (defer_len == 0)
+		return;
+	fflush(stderr);
+	/* bounded: each round writes bytes or stops (EINTR aside) */
+	while (off < defer_len) {
+		ssize_t n = write(STDERR_FILENO, defer_buf + off,
+		    defer_len - off);
+
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else
+			break; /* nowhere to log: the lines are lost, not the process */
+	}
 	defer_len = 0;
 }
 
@@ -83,14 +102,25 @@ static void
 log_vmsg(enum log_level level, int later, const char *fmt, va_list ap)
 {
 	static const char *tags[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
+	/* the date and time to the second, formatted once a second */
+	static char stamp[32];
+	static size_t stamp_len;
+	static time_t stamp_sec = -1;
 	char line[2048];
 	struct timeval tv;
-	struct tm tm;
 	size_t n;
 
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (tv.tv_sec != stamp_sec) {
+		struct tm tm;
+
+		gmtime_r(&tv.tv_sec, &tm);
+		stamp_len = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S",
+		    &tm);
+		stamp_sec = tv.tv_sec;
+	}
+	memcpy(line, stamp, stamp_len);
+	n = stamp_len;
 	n += snprintf(line + n, sizeof(line) - n, ".%03dZ %s ",
 	    (int)(tv.tv_usec / 1000), tags[level]);
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
