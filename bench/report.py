@@ -33,6 +33,7 @@ LABELS = {
     "stunnel": "stunnel pair (TLS 1.3, mTLS)",
     "mgroktls": "**mgrok --tls** (mTLS)",
     "mgrokhttp": "**mgrok HTTP vhost**",
+    "mgrokhttpbp": "**mgrok HTTP vhost, --busy-poll**",
 }
 TEST_LABELS = {"iperf1": "1 stream", "iperfP8": "-P 8", "iperfR": "-R 1 stream"}
 IDLE_RSS_LIMIT_KB = 4096        # idle RSS <= 4 MiB per process
@@ -700,7 +701,8 @@ def section_http(out_dir):
     L.append("")
     if "mgrokhttp" in scen:
         L += ["| ratio (req/s) |" + "".join(" %s |" % tl.get(t, t) for t in tests), "|---" * (1 + len(tests)) + "|"]
-        for a, b in (("mgrokhttp", "socat2"), ("mgrokhttp", "mgrok"), ("mgrokhttp", "direct"), ("mgrok", "socat2")):
+        for a, b in (("mgrokhttp", "socat2"), ("mgrokhttp", "mgrok"), ("mgrokhttp", "direct"), ("mgrok", "socat2"),
+                     ("mgrokhttpbp", "mgrokhttp"), ("mgrokhttpbp", "direct")):
             if a in scen and b in scen:
                 L.append("| %s / %s | %s |" % (label(a), label(b), " | ".join(
                     _ratio(med(col(a, t, "req_s")), med(col(b, t, "req_s"))) for t in tests)))
@@ -724,6 +726,8 @@ def section_http(out_dir):
         txt = "not measured (runs failed)" if v is None else "p50 %.0f µs (mgrok tcp %s, socat 2 hops %s, direct %s µs)" % (
             v, fmt(med(col("mgrok", "wrk1", "p50_us")), 0), fmt(med(col("socat2", "wrk1", "p50_us")), 0),
             fmt(med(col("direct", "wrk1", "p50_us")), 0))
+        if "mgrokhttpbp" in scen:
+            txt += "; vhost with --busy-poll: %s µs" % fmt(med(col("mgrokhttpbp", "wrk1", "p50_us")), 0)
         if "wrk1cpu0" in tests:
             txt += "; all on CPU 0: vhost %s, mgrok tcp %s, socat 2 hops %s, direct %s µs" % tuple(
                 fmt(med(col(x, "wrk1cpu0", "p50_us")), 0) for x in ("mgrokhttp", "mgrok", "socat2", "direct"))

@@ -41,6 +41,7 @@
 #               --stream-allow to the conn service, and `mgrok connect --listen` beside it
 #   stunnel     stunnel client =TLS 1.3=> stunnel server (mTLS, sessionResume = no)
 #   mgrokhttp   user -> mgrok server HTTP vhost (Host: b.tun.test) => mgrok http -> backend
+#   mgrokhttpbp the same with --busy-poll $BUSY_POLL_US on the server and the client
 #
 # Env knobs: RUNS (3) DUR (10) QUICK (1 = RUNS=1 DUR=2) BASE_PORT (26200; uses BASE_PORT..+199)
 #   SCENARIOS ("direct socat2big ssh mgrok") TESTS ("iperf1 iperfP8"; also iperfR)
@@ -103,7 +104,8 @@ TLS_TESTS=${TLS_TESTS:-"iperf1 iperfP8"}
 CONN_SCENARIOS=${CONN_SCENARIOS:-"mgroktls stunnel"}
 CONN_TESTS=${CONN_TESTS:-"conn1 conn8"}
 CONN_COUNT=${CONN_COUNT:-2000}
-HTTP_SCENARIOS=${HTTP_SCENARIOS:-"direct mgrokhttp mgrok socat2"}
+HTTP_SCENARIOS=${HTTP_SCENARIOS:-"direct mgrokhttp mgrokhttpbp mgrok socat2"}
+BUSY_POLL_US=${BUSY_POLL_US:-200}
 HTTP_TESTS=${HTTP_TESTS:-"wrk64 wrk1 wrk1cpu0"}
 SSH_CIPHER=${SSH_CIPHER:-aes128-gcm@openssh.com}
 MGROK=${MGROK:-$ROOT/build/mgrok}
@@ -120,7 +122,7 @@ IPERF_PORT=$((BASE_PORT + 1))
 HOLD_PORT=$((BASE_PORT + 2))
 HTTP_PORT=$((BASE_PORT + 3))     # nginx, 100-byte page
 CONN_PORT=$((BASE_PORT + 4))     # connrate.py service: one byte, then close
-ALL_SCENARIOS="direct socat1 socat1big socat2 socat2big ssh mgrok socat2u mgroku stunnel mgroktls mgrokhttp"
+ALL_SCENARIOS="direct socat1 socat1big socat2 socat2big ssh mgrok socat2u mgroku stunnel mgroktls mgrokhttp mgrokhttpbp"
 
 # ---------------------------------------------------------------- setup
 ensure_pkgs iperf3 socat openssh-server openssh-client python3 procps iproute2 openssl
@@ -467,6 +469,12 @@ start_mgrokhttp() {
     wait_for 15 mgrok_hclient_ready "$tag" || { SCEN_ERR="mgrok http client: no 'http://b.tun.test:$P_MID' within 15 s"; return 1; }
     SCEN_INFO="$("$MGROK" --version 2>/dev/null | head -1); HTTP vhost, Host: b.tun.test"
     FRONT=$P_MID; WRK_HDR=(-H "Host: b.tun.test")
+}
+
+start_mgrokhttpbp() {
+    MGROK_SERVER_ARGS="$MGROK_SERVER_ARGS --busy-poll $BUSY_POLL_US" \
+        MGROK_CLIENT_ARGS="$MGROK_CLIENT_ARGS --busy-poll $BUSY_POLL_US" start_mgrokhttp "$@" || return 1
+    SCEN_INFO="$SCEN_INFO; --busy-poll $BUSY_POLL_US on the server and the client"
 }
 
 record_info() { # scenario info
@@ -869,7 +877,7 @@ family_http() {
     echo "knobs: RUNS=$RUNS DUR=$DUR BASE_PORT=$BASE_PORT TESTS=\"$TESTS\" SCENARIOS=\"$SCENARIOS\" MEM_SCENARIOS=\"$MEM_SCENARIOS\" MEM_CONNS=$MEM_CONNS MEM_RUNS=$MEM_RUNS FAMILIES=\"$FAMILIES\""
     echo "knobs_udp: UDP_SCENARIOS=\"$UDP_SCENARIOS\" UDP_IPERF_OPTS=\"$UDP_IPERF_OPTS\" UDP_BISECT=$UDP_BISECT UDP_PROBE_DUR=$UDP_PROBE_DUR UDP_PPS=$UDP_PPS"
     echo "knobs_tls: TLS_SCENARIOS=\"$TLS_SCENARIOS\" TLS_TESTS=\"$TLS_TESTS\" CONN_SCENARIOS=\"$CONN_SCENARIOS\" CONN_TESTS=\"$CONN_TESTS\" CONN_COUNT=$CONN_COUNT"
-    echo "knobs_http: HTTP_SCENARIOS=\"$HTTP_SCENARIOS\" HTTP_TESTS=\"$HTTP_TESTS\""
+    echo "knobs_http: HTTP_SCENARIOS=\"$HTTP_SCENARIOS\" HTTP_TESTS=\"$HTTP_TESTS\" BUSY_POLL_US=$BUSY_POLL_US"
     echo "tools2: $(stunnel4 -version 2>&1 | grep -m1 -o 'stunnel [0-9.]*'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(/usr/sbin/nginx -v 2>&1 | sed 's/.*: //'), $(openssl version | cut -d' ' -f1-2)"
 } >"$OUT_DIR/info.txt"
 : >"$OUT_DIR/scenarios.txt"

@@ -14,6 +14,7 @@
 #include "server/server.h"
 #include "tls/tls.h"
 #include "util/log.h"
+#include "util/loop.h"
 
 #define MGROK_VERSION "0.1.0"
 
@@ -68,7 +69,7 @@ run_server(int argc, char **argv)
 		return 1;
 	}
 	log_defer_start(base);
-	event_base_dispatch(base);
+	loop_run(base, cf.busy_poll_us);
 	log_defer_stop();
 	server_log_summary(srv);
 	server_free(srv);
@@ -99,7 +100,7 @@ run_client(int argc, char **argv)
 		rc = 1;
 	} else {
 		log_defer_start(base);
-		event_base_dispatch(base);
+		loop_run(base, cf->busy_poll_us);
 		log_defer_stop();
 		client_print_summary(c);
 		rc = client_exit_code(c);

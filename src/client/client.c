@@ -31,6 +31,7 @@
 #include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -332,6 +333,7 @@ cf_on_read(evutil_socket_t fd, short what, void *arg)
 	struct cflow *f = arg;
 	struct client *c = f->c;
 
+	loop_note_io();
 	if (c->udp_buf == NULL)
 		c->udp_buf = xmalloc(CF_SCRATCH);
 	mux_cork(c->mux);

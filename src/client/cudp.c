@@ -22,6 +22,7 @@
 #include "tls/tls.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -210,6 +211,7 @@ cf_on_read(evutil_socket_t fd, short what, void *arg)
 	struct cflow *f = arg;
 	struct cudp *u = f->u;
 
+	loop_note_io();
 	for (int i = 0; i < CU_BATCH; i++) {
 		ssize_t n = dtls_read(f->ssl, u->buf, DTLS_MAX_RECORD);
 
@@ -335,6 +337,7 @@ cu_on_local(evutil_socket_t fd, short what, void *arg)
 {
 	struct cudp *u = arg;
 
+	loop_note_io();
 	for (int i = 0; i < CU_BATCH; i++) {
 		struct sockaddr_storage src;
 		socklen_t sl = sizeof(src);

@@ -111,6 +111,8 @@ server_usage(void)
 	      "  --https-cert-dir DIR      NAME.pem + NAME.key per host, by SNI\n"
 	      "  --stream-allow RULE       stream proxy destination: host:port,\n"
 	      "                            host:*, CIDR:port, CIDR:* (repeat)\n"
+	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
+	      "                            (latency for CPU; default 0: off)\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -123,7 +125,7 @@ enum {
 	O_TLS, O_TLSCERT, O_TLSKEY, O_TLSCLIENTCA, O_TLSCLIENTAUTH, O_TLSCA,
 	O_TLSNAME, O_TLSPIN, O_ALLOW, O_DOMAIN, O_HTTPADDR, O_HTTPSADDR,
 	O_HTTPSCERT, O_HTTPSKEY, O_SUBDOMAIN, O_HOSTNAME, O_BASICAUTH,
-	O_HOSTHEADER, O_HTTPSCERTDIR,
+	O_HOSTHEADER, O_HTTPSCERTDIR, O_BUSYPOLL,
 };
 
 static void
@@ -178,6 +180,7 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		{ "https-cert", required_argument, NULL, O_HTTPSCERT },
 		{ "https-key", required_argument, NULL, O_HTTPSKEY },
 		{ "https-cert-dir", required_argument, NULL, O_HTTPSCERTDIR },
+		{ "busy-poll", required_argument, NULL, O_BUSYPOLL },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -348,6 +351,11 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 				return bad("--stream-allow", err, optarg);
 			c->nstream_allow++;
 			break;
+		case O_BUSYPOLL:
+			if (parse_uint("--busy-poll", optarg, 0, 1000000, &v))
+				return MG_EINVAL;
+			c->busy_poll_us = (unsigned)v;
+			break;
 		case O_LOG:
 			if (log_level_parse(optarg, &c->log_level))
 				return bad("--log-level",
@@ -488,6 +496,8 @@ client_usage(const char *cmd)
 	      "  --hostname H              http, tls: a custom domain\n"
 	      "  --basic-auth USER:PASS    http: password-protect the tunnel\n"
 	      "  --host-header rewrite     http: send Host: localhost:PORT\n"
+	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
+	      "                            (latency for CPU; default 0: off)\n"
 	      "  --log-level L             error|warn|info|debug\n",
 	    stdout);
 }
@@ -516,6 +526,7 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 		{ "hostname", required_argument, NULL, O_HOSTNAME },
 		{ "basic-auth", required_argument, NULL, O_BASICAUTH },
 		{ "host-header", required_argument, NULL, O_HOSTHEADER },
+		{ "busy-poll", required_argument, NULL, O_BUSYPOLL },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -649,6 +660,11 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 		case O_WINDOW:
 			if (parse_window(optarg, &c->mux))
 				return MG_EINVAL;
+			break;
+		case O_BUSYPOLL:
+			if (parse_uint("--busy-poll", optarg, 0, 1000000, &v))
+				return MG_EINVAL;
+			c->busy_poll_us = (unsigned)v;
 			break;
 		case O_LOG:
 			if (log_level_parse(optarg, &c->log_level))

@@ -38,6 +38,7 @@ struct server_conf {
 	char *https_cert_dir;
 	struct acl_rule stream_allow[CONF_MAX_ALLOW]; /* the stream proxy */
 	size_t nstream_allow;
+	unsigned busy_poll_us; /* --busy-poll: 0 = sleep at once (util/loop.h) */
 	enum log_level log_level;
 	struct mux_config mux;
 };
@@ -66,6 +67,7 @@ struct client_conf {
 	char *tls_ca, *tls_cert, *tls_key, *tls_server_name, *tls_pin;
 	uint8_t client_id[16];
 	int have_client_id;
+	unsigned busy_poll_us; /* --busy-poll: 0 = sleep at once (util/loop.h) */
 	enum log_level log_level;
 	struct mux_config mux;
 };

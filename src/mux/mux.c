@@ -19,6 +19,7 @@
 #include "util/err.h"
 #include "util/idmap.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/xmalloc.h"
 
 #define MUX_INITIAL_WINDOW 262144u
@@ -396,6 +397,7 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 	struct mux *m = arg;
 	int n;
 
+	loop_note_io();
 	m->depth++;
 	/* evbuffer_write of an empty buffer returns -1 with a stale errno */
 	if (m->read_wants_write) {
@@ -1259,6 +1261,7 @@ mux_on_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 	int more;
 
+	loop_note_io();
 	m->depth++;
 	n = mux_io_read(m, &more);
 	if (n <= 0) {

@@ -18,6 +18,7 @@
 #include "relay/hrelay.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/xmalloc.h"
 
 #define HR_BUF_MAX (256 * 1024)
@@ -290,6 +291,7 @@ hr_on_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct hrelay *r = arg;
 
+	loop_note_io();
 	if (what & EV_READ)
 		r->can_read = 1;
 	hr_run(r);

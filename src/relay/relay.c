@@ -9,6 +9,7 @@
 #include "mux/mux.h"
 #include "relay/relay.h"
 #include "util/err.h"
+#include "util/loop.h"
 #include "util/xmalloc.h"
 
 /* How much one read event may move before yielding to other sockets. */
@@ -135,6 +136,7 @@ relay_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 
+	loop_note_io();
 	r->busy = 1;
 	relay_pump(r);
 	r->busy = 0;
@@ -149,6 +151,7 @@ relay_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 
+	loop_note_io();
 	r->busy = 1;
 	relay_flush(r);
 	r->busy = 0;

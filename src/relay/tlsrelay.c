@@ -14,6 +14,7 @@
 
 #include "relay/tlsrelay.h"
 #include "tls/tls.h"
+#include "util/loop.h"
 #include "util/xmalloc.h"
 
 #define TLSRELAY_CHUNK 65536
@@ -204,6 +205,7 @@ tlsrelay_pump(struct tlsrelay *r)
 static void
 tlsrelay_on_event(evutil_socket_t fd, short what, void *arg)
 {
+	loop_note_io();
 	tlsrelay_pump(arg);
 }
 

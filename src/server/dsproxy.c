@@ -25,6 +25,7 @@
 #include "util/acl.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -185,6 +186,7 @@ dc_on_dest(evutil_socket_t fd, short what, void *arg)
 	struct dconn *c = arg;
 	struct dsproxy *dp = c->dp;
 
+	loop_note_io();
 	for (int i = 0; i < DS_BATCH; i++) {
 		ssize_t n = recv(c->dfd, dp->buf, DS_SCRATCH, 0);
 		int rc;
@@ -239,6 +241,7 @@ dc_on_read(evutil_socket_t fd, short what, void *arg)
 	struct dconn *c = arg;
 	struct dsproxy *dp = c->dp;
 
+	loop_note_io();
 	for (int i = 0; i < DS_BATCH; i++) {
 		ssize_t n = dtls_read(c->ssl, dp->buf, DTLS_MAX_RECORD);
 

@@ -27,6 +27,7 @@
 #include "tls/tls.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -605,6 +606,7 @@ hc_on_read(evutil_socket_t fd, short what, void *arg)
 	struct hconn *hc = arg;
 	ssize_t n = hc_read(hc);
 
+	loop_note_io();
 	hc->busy = 1;
 	if (n == 0) {
 		hc->in_eof = 1;
@@ -631,6 +633,7 @@ hc_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct hconn *hc = arg;
 
+	loop_note_io();
 	if (!hc_flush(hc))
 		return;
 	/* the response waited on the stream while out was full: go on */

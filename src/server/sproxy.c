@@ -23,6 +23,7 @@
 #include "util/acl.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -228,6 +229,7 @@ sp_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct sp_conn *c = arg;
 
+	loop_note_io();
 	for (;;) {
 		struct iovec iov = { c->hdr + c->got, sizeof(c->hdr) - c->got };
 		int want_write = 0;

@@ -16,6 +16,7 @@
 #include "server/server_int.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -193,6 +194,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = server_now_ms(srv);
 	int total = 0;
 
+	loop_note_io();
 	if (srv->udp_buf == NULL)
 		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
 	if (px->sess)

@@ -1010,3 +1010,42 @@ def test_subdomain_taken_and_reserved(mg):
             sub, rc, mg.logs())
         assert "mgrok: cannot register" in c.stderr(), (sub, c.stderr())
         assert _urls(c) == [], (sub, c.stdout())
+
+
+# ---------------------------------------------------------------- busy polling
+def _cpu_s(pid):
+    """utime + stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_busy_poll(mg):
+    """--busy-poll on both ends: requests are served as without it, and once
+    the traffic stops both processes go back to sleeping (CPU time flat)."""
+    srv = _http_server(mg, https=False, extra=["--busy-poll", "500"])
+    a = http_service(mg, "alpha")
+    ca, ha = _http_client(mg, srv, a.port, subdomain="bp", extra=["--busy-poll", "500"])
+    conn = http.client.HTTPConnection(HOST, srv.http_port, timeout=10)
+    try:
+        for i in range(50):
+            conn.request("GET", "/bp%d" % i, headers={"Host": ha})
+            r = conn.getresponse()
+            assert (r.status, r.read()) == (200, b"alpha GET /bp%d\n" % i), mg.logs()
+    finally:
+        conn.close()
+    time.sleep(0.3)
+    before = [_cpu_s(p.pid) for p in (srv.proc, ca)]
+    time.sleep(2.0)
+    used = [_cpu_s(p.pid) - b for p, b in zip((srv.proc, ca), before)]
+    # spinning through the 2 s would use about 2 s each; sleeping, ~0
+    assert all(u < 0.3 for u in used), "idle CPU %r s\n%s" % (used, mg.logs())
+    assert srv.proc.alive() and ca.alive()
+
+
+def test_busy_poll_bad_value(mg):
+    for argv in (["server", "--busy-poll", "fast"], ["http", "80", "--busy-poll", "-1"],
+                 ["tcp", "80", "--busy-poll", "1000001"]):
+        r = _run([mg.bin] + argv, timeout=10)
+        assert r.returncode == 2, (argv, r)
+        assert b"--busy-poll: expected a number from 0 to 1000000" in r.stderr, (argv, r.stderr)

@@ -1,0 +1,50 @@
+/* loop.c: see loop.h. */
+#include <sched.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "util/loop.h"
+
+unsigned long loop_activity;
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int
+loop_run(struct event_base *base, unsigned busy_us)
+{
+	uint64_t last;
+
+	if (busy_us == 0)
+		return event_base_dispatch(base);
+	last = mono_us();
+	/* bounded by the process's life: each round polls or sleeps once */
+	for (;;) {
+		unsigned long seen = loop_activity;
+		int rc;
+
+		if (mono_us() - last >= busy_us) {
+			/* quiet for a while: sleep until something happens */
+			rc = event_base_loop(base, EVLOOP_ONCE);
+			last = mono_us();
+		} else {
+			rc = event_base_loop(base, EVLOOP_NONBLOCK);
+			if (loop_activity != seen)
+				last = mono_us();
+			else
+				sched_yield(); /* let the runnable run */
+		}
+		if (rc != 0)
+			return rc; /* -1: backend error; 1: no event left */
+		if (event_base_got_exit(base) || event_base_got_break(base))
+			return 0;
+	}
+}
