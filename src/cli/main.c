@@ -68,6 +68,9 @@ run_server(int argc, char **argv)
 		conf_server_free(&cf);
 		return 1;
 	}
+	if (cf.busy_poll_us > 0)
+		log_info("busy polling for %u us after each I/O (--busy-poll)",
+		    cf.busy_poll_us);
 	log_defer_start(base);
 	loop_run(base, cf.busy_poll_us);
 	log_defer_stop();
@@ -99,6 +102,9 @@ run_client(int argc, char **argv)
 	if ((c = client_new(base, cf)) == NULL) {
 		rc = 1;
 	} else {
+		if (cf->busy_poll_us > 0)
+			log_info("busy polling for %u us after each I/O "
+			    "(--busy-poll)", cf->busy_poll_us);
 		log_defer_start(base);
 		loop_run(base, cf->busy_poll_us);
 		log_defer_stop();

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "relay/dial.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -80,6 +81,7 @@ dial_on_event(evutil_socket_t fd, short what, void *arg)
 	int err = 0;
 	socklen_t len = sizeof(err);
 
+	loop_note_io();
 	if (what & EV_TIMEOUT)
 		err = ETIMEDOUT;
 	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)

@@ -568,6 +568,7 @@ ds_on_listen(evutil_socket_t fd, short what, void *arg)
 {
 	struct dsproxy *dp = arg;
 
+	loop_note_io();
 	for (int i = 0; i < DS_BATCH; i++) {
 		struct sockaddr_storage peer;
 		socklen_t pl = sizeof(peer);

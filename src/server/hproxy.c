@@ -698,6 +698,7 @@ static void
 hproxy_on_http_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	loop_note_io();
 	net_sock_tune(fd);
 	hc_start(arg, fd, NULL, sa);
 }
@@ -764,6 +765,7 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 	struct tls_ctx *ctx;
 	SSL *ssl;
 
+	loop_note_io();
 	if (n < 0 && errno == EAGAIN)
 		rc = MG_EAGAIN;
 	if (rc == MG_EAGAIN && ++p->tries < 1000) {
@@ -812,6 +814,7 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct hs_pending *p = xcalloc(1, sizeof(*p));
 	struct timeval tv = { H_HEAD_TIMEOUT_S, 0 };
 
+	loop_note_io();
 	net_sock_tune(fd);
 	p->srv = srv;
 	p->fd = fd;

@@ -19,6 +19,7 @@
 #include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -668,6 +669,7 @@ proxy_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct proxy *px = arg;
 	struct pending *pd;
 
+	loop_note_io();
 	net_sock_tune(fd);
 	if (px->sess) {
 		proxy_open_stream(px, fd, sa);

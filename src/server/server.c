@@ -23,6 +23,7 @@
 #include "util/crypto.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -600,6 +601,7 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct tls_pending *tp;
 	SSL *ssl;
 
+	loop_note_io();
 	if (srv->shutting_down ||
 	    srv->nsessions + srv->nhandshakes >=
 		2 * srv->cf->max_sessions + 16) {

@@ -22,6 +22,7 @@
 #include "tls/tls_int.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/loop.h"
 #include "util/xmalloc.h"
 
 /* TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 uses OpenSSL's
@@ -942,6 +943,7 @@ hs_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct tls_hs *hs = arg;
 
+	loop_note_io();
 	if ((what & EV_TIMEOUT) && SSL_is_dtls(hs->ssl)) {
 		ERR_clear_error();
 		if (DTLSv1_handle_timeout(hs->ssl) < 0) {

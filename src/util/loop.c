@@ -25,7 +25,7 @@ loop_run(struct event_base *base, unsigned busy_us)
 
 	if (busy_us == 0)
 		return event_base_dispatch(base);
-	last = mono_us();
+	last = mono_us() - busy_us; /* asleep until the first I/O */
 	/* bounded by the process's life: each round polls or sleeps once */
 	for (;;) {
 		unsigned long seen = loop_activity;
@@ -34,7 +34,10 @@ loop_run(struct event_base *base, unsigned busy_us)
 		if (mono_us() - last >= busy_us) {
 			/* quiet for a while: sleep until something happens */
 			rc = event_base_loop(base, EVLOOP_ONCE);
-			last = mono_us();
+			/* I/O starts a window; a timer (keepalive, sweep,
+			 * log flush) does not */
+			if (loop_activity != seen)
+				last = mono_us();
 		} else {
 			rc = event_base_loop(base, EVLOOP_NONBLOCK);
 			if (loop_activity != seen)

@@ -16,7 +16,9 @@
 
 struct event_base;
 
-/* bumped by the I/O callbacks: "something happened" for busy polling */
+/* bumped by every I/O callback (reads, writes, accepts, handshakes,
+ * dials): "traffic", which starts or extends a busy-polling window; timer
+ * callbacks do not bump it, so an idle process with timers still sleeps */
 extern unsigned long loop_activity;
 
 static inline void

@@ -1,6 +1,6 @@
 /* test_loop.c: loop_run (util/loop.h) with and without busy polling, on a
  * real event base: events are delivered, exit is honoured, an idle loop
- * sleeps, and after I/O the busy loop keeps polling. */
+ * sleeps, after I/O the busy loop keeps polling, after a timer it does not. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -107,8 +107,8 @@ on_exit_timer(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(arg, NULL);
 }
 
-/* nothing happens for 300 ms: a busy loop of 1 ms polls about 1 ms, then
- * sleeps until the timer (spinning all along would cost ~300 ms of CPU) */
+/* nothing but a timer for 300 ms: a busy loop sleeps all along (spinning
+ * would cost ~300 ms of CPU) */
 static void
 test_idle_sleeps(void **state)
 {
@@ -127,37 +127,73 @@ test_idle_sleeps(void **state)
 	event_base_free(base);
 }
 
+struct kick {
+	struct event_base *base;
+	int note;              /* the kick counts as I/O */
+	int64_t at_kick, at_stop;
+};
+
 static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
+	struct kick *k = arg;
+
 	(void)fd;
 	(void)what;
-	(void)arg;
-	loop_note_io(); /* I/O happened: keep polling */
+	k->at_kick = cpu_us();
+	if (k->note)
+		loop_note_io();
 }
 
-/* after I/O, a 1 s busy window keeps the loop polling: of the 60 ms until
- * the exit timer, it uses a good part on CPU instead of sleeping (it
- * yields between polls, so a loaded machine may take some of it) */
+static void
+on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct kick *k = arg;
+
+	(void)fd;
+	(void)what;
+	k->at_stop = cpu_us();
+	event_base_loopexit(k->base, NULL);
+}
+
+/* The loop sleeps until a kick at 50 ms and stops at 90 ms, with a 1 s
+ * window. Returns the CPU time used between the kick and the stop. */
+static int64_t
+kick_then_stop(int note)
+{
+	struct kick k = { .note = note };
+	struct timeval t1 = { 0, 50000 }, t2 = { 0, 90000 };
+	struct event *kick, *stop;
+
+	k.base = event_base_new();
+	kick = event_new(k.base, -1, 0, on_kick, &k);
+	stop = event_new(k.base, -1, 0, on_stop, &k);
+	event_add(kick, &t1);
+	event_add(stop, &t2);
+	assert_int_equal(loop_run(k.base, 1000000), 0);
+	event_free(kick);
+	event_free(stop);
+	event_base_free(k.base);
+	return k.at_stop - k.at_kick;
+}
+
+/* after I/O the loop keeps polling: of the 40 ms from the kick to the stop
+ * it spends a good part on CPU (it yields between polls, so a loaded
+ * machine may take some of it) */
 static void
 test_polls_after_io(void **state)
 {
-	struct event_base *base = event_base_new();
-	struct timeval t = { 0, 60000 }, now = { 0, 0 };
-	struct event *kick, *stop;
-	int64_t c0;
-
 	(void)state;
-	kick = event_new(base, -1, 0, on_kick, NULL);
-	stop = event_new(base, -1, 0, on_exit_timer, base);
-	event_add(kick, &now);
-	event_add(stop, &t);
-	c0 = cpu_us();
-	assert_int_equal(loop_run(base, 1000000), 0);
-	assert_true(cpu_us() - c0 > 5000);
-	event_free(kick);
-	event_free(stop);
-	event_base_free(base);
+	assert_true(kick_then_stop(1) > 10000);
+}
+
+/* a timer is not I/O: after it the loop sleeps again at once, so a
+ * process whose only events are timers (keepalives, sweeps) stays idle */
+static void
+test_timer_does_not_poll(void **state)
+{
+	(void)state;
+	assert_true(kick_then_stop(0) < 8000);
 }
 
 /* no event left at all: returns at once, like event_base_dispatch */
@@ -180,6 +216,7 @@ main(void)
 		cmocka_unit_test(test_busy_loop_delivers),
 		cmocka_unit_test(test_idle_sleeps),
 		cmocka_unit_test(test_polls_after_io),
+		cmocka_unit_test(test_timer_does_not_poll),
 		cmocka_unit_test(test_no_events),
 	};
 
