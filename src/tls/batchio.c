@@ -129,7 +129,8 @@ struct rbatch {
 	int fd;
 	int err;       /* errno of a failed read; sticky */
 	int eof;
-	int dry;       /* the last read(2) found the socket empty */
+	int dry;       /* the last read(2) found the socket empty (so the
+	                * buffer is empty too) */
 	size_t cap;
 	uint8_t *data; /* cap bytes, or NULL while idle */
 	size_t off, len;
@@ -165,13 +166,13 @@ rb_read_ex(BIO *b, char *out, size_t want, size_t *got)
 		do
 			n = read(r->fd, r->data, r->cap);
 		while (n < 0 && errno == EINTR);
+		r->dry = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 		if (n <= 0) {
 			int e = errno;
 
 			rb_release(r);
 			errno = e;
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				r->dry = 1;
+			if (r->dry) {
 				BIO_set_retry_read(b);
 				return 0;
 			}
@@ -183,7 +184,6 @@ rb_read_ex(BIO *b, char *out, size_t want, size_t *got)
 		}
 		r->off = 0;
 		r->len = (size_t)n;
-		r->dry = 0;
 	}
 	k = want < r->len ? want : r->len;
 	memcpy(out, r->data + r->off, k);
@@ -257,6 +257,16 @@ wb_of(SSL *ssl)
 	return BIO_get_data(b);
 }
 
+static struct rbatch *
+rb_of(SSL *ssl)
+{
+	BIO *b = SSL_get_rbio(ssl);
+
+	if (rb_meth == NULL || b == NULL || BIO_method_type(b) != rb_type)
+		return NULL;
+	return BIO_get_data(b);
+}
+
 int
 tls_batch_io(SSL *ssl, int fd, size_t cap)
 {
@@ -297,15 +307,11 @@ tls_batch_io(SSL *ssl, int fd, size_t cap)
 int
 tls_read_dry(SSL *ssl)
 {
-	BIO *b = SSL_get_rbio(ssl);
-	struct rbatch *r;
+	struct rbatch *r = rb_of(ssl);
 
-	if (rb_meth == NULL || b == NULL || BIO_method_type(b) != rb_type)
-		return 0;
-	r = BIO_get_data(b);
 	/* OpenSSL asks the BIO for bytes only once it has handed out every
 	 * decrypted byte it held, so a dry BIO means nothing is waiting */
-	return r->dry && r->len == 0 && SSL_pending(ssl) == 0;
+	return r != NULL && r->dry && SSL_pending(ssl) == 0;
 }
 
 size_t

@@ -29,22 +29,18 @@ loop_run(struct event_base *base, unsigned busy_us)
 	/* bounded by the process's life: each round polls or sleeps once */
 	for (;;) {
 		unsigned long seen = loop_activity;
-		int rc;
+		int polling = mono_us() - last < busy_us, rc;
 
-		if (mono_us() - last >= busy_us) {
-			/* quiet for a while: sleep until something happens */
-			rc = event_base_loop(base, EVLOOP_ONCE);
-			/* I/O starts a window; a timer (keepalive, sweep,
-			 * log flush) does not */
-			if (loop_activity != seen)
-				last = mono_us();
-		} else {
-			rc = event_base_loop(base, EVLOOP_NONBLOCK);
-			if (loop_activity != seen)
-				last = mono_us();
-			else
-				sched_yield(); /* let the runnable run */
-		}
+		/* within a window of the last I/O poll, else sleep until
+		 * something happens */
+		rc = event_base_loop(base, polling ? EVLOOP_NONBLOCK :
+		    EVLOOP_ONCE);
+		/* I/O starts or extends a window; a timer (keepalive, sweep,
+		 * log flush) does not */
+		if (loop_activity != seen)
+			last = mono_us();
+		else if (polling)
+			sched_yield(); /* let the runnable run */
 		if (rc != 0)
 			return rc; /* -1: backend error; 1: no event left */
 		if (event_base_got_exit(base) || event_base_got_break(base))
