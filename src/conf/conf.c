@@ -96,7 +96,8 @@ server_usage(void)
 	      "  --lease-grace S           keep ports of a lost client (30)\n"
 	      "  --heartbeat S             heartbeat interval (10)\n"
 	      "  --drain-timeout S         shutdown drain deadline (10)\n"
-	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
+	      "  --stream-window BYTES     largest per-stream receive window (8 MiB);\n"
+	      "                            windows start at 1 MiB and grow\n"
 	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
 	      "  --udp-max-flows N         flows per UDP proxy (1024)\n"
 	      "  --tls                     TLS on the control port\n"
@@ -142,7 +143,10 @@ parse_window(const char *s, struct mux_config *mc)
 
 	if (parse_uint("--stream-window", s, 262144, 64UL << 20, &v))
 		return MG_EINVAL;
-	mc->stream_window = (uint32_t)v;
+	/* the bound; windows start at 1 MiB (or the bound) and grow to it */
+	mc->stream_window_max = (uint32_t)v;
+	if (mc->stream_window > v)
+		mc->stream_window = (uint32_t)v;
 	return 0;
 }
 
@@ -485,7 +489,8 @@ client_usage(const char *cmd)
 	      "  --reconnect-attempts N    0 = forever (default 10)\n"
 	      "  --client-id HEX           32 hex digits (default: kept in\n"
 	      "                            $XDG_STATE_HOME/mgrok/client_id)\n"
-	      "  --stream-window BYTES     per-stream receive window (1 MiB)\n"
+	      "  --stream-window BYTES     largest per-stream receive window (8 MiB);\n"
+	      "                            windows start at 1 MiB and grow\n"
 	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
 	      "  --tls                     TLS to the server\n"
 	      "  --tls-ca F                CA for the server (default: system)\n"

@@ -44,6 +44,9 @@ struct mux_stream {
 	uint32_t rx_consumed;   /* total consumed (wraps) */
 	uint32_t rx_last_upd;   /* rx_consumed in our last UPD */
 	uint32_t rx_window;     /* advertised window; 0 = the session's */
+	uint32_t rx_limit;      /* consumed + window of our last UPD */
+	uint32_t rx_limit_prev; /* the same for the UPD before it */
+	uint32_t rx_grown;      /* rx_window beyond cfg.stream_window */
 	uint32_t tx_sent;       /* total sent (wraps) */
 	uint64_t delivered;     /* consumed payload, for statistics */
 	uint32_t peer_consumed;
@@ -57,6 +60,8 @@ struct mux_stream {
 	unsigned dead : 1;      /* in its closed callback */
 	unsigned batched : 1;   /* readable once per read (set_batched) */
 	unsigned pending : 1;   /* on m->pending */
+	unsigned win_fixed : 1; /* set_window: no growth */
+	unsigned rx_slow : 1;   /* since our last UPD, data waited in rx */
 };
 
 TAILQ_HEAD(stream_list, mux_stream);
@@ -78,6 +83,7 @@ struct mux {
 	uint32_t peer_max_id;
 	unsigned nstreams;
 	size_t rx_queued_total;
+	size_t win_grown_total; /* sum of the streams' rx_grown */
 	uint64_t last_rx_ms, last_tx_ms;
 	uint64_t tx_bytes, rx_bytes;
 	int depth;              /* > 0 while inside our own event callbacks */
@@ -105,6 +111,8 @@ mux_config_default(struct mux_config *c)
 	memset(c, 0, sizeof(*c));
 	c->version = 2;
 	c->stream_window = 1024 * 1024;
+	c->stream_window_max = 8 * 1024 * 1024;
+	c->window_growth_max = 64 * 1024 * 1024;
 	/* a frame and its header fill one 32 KiB evbuffer chain exactly */
 	c->frame_size = 32768 - 64;
 	c->session_rx_max = 8 * 1024 * 1024;
@@ -144,6 +152,8 @@ mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
 	m->cfg = *cfg;
 	if (m->cfg.stream_window < MUX_INITIAL_WINDOW)
 		m->cfg.stream_window = MUX_INITIAL_WINDOW;
+	if (m->cfg.stream_window_max > 1U << 30)
+		m->cfg.stream_window_max = 1U << 30;
 	if (m->cfg.frame_size == 0 || m->cfg.frame_size > FRAME_MAX_PAYLOAD)
 		m->cfg.frame_size = 32768 - 64;
 	m->version = is_client ? cfg->version : 0;
@@ -431,6 +441,8 @@ stream_new(struct mux *m, uint32_t id)
 	st->id = id;
 	st->sink_fd = -1;
 	st->peer_window = MUX_INITIAL_WINDOW;
+	/* what the peer may send before our first UPD */
+	st->rx_limit = st->rx_limit_prev = MUX_INITIAL_WINDOW;
 	idmap_put(&m->streams, id, st);
 	m->nstreams++;
 	return st;
@@ -449,6 +461,7 @@ stream_destroy(struct mux_stream *st)
 		m->rx_queued_total -= st->rx_queued;
 		evbuffer_free(st->rx);
 	}
+	m->win_grown_total -= st->rx_grown;
 	idmap_del(&m->streams, st->id);
 	m->nstreams--;
 	free(st);
@@ -497,6 +510,9 @@ mux_stream_set_window(struct mux_stream *st, uint32_t window)
 {
 	st->rx_window = window < MUX_INITIAL_WINDOW ? MUX_INITIAL_WINDOW :
 	    window;
+	st->win_fixed = 1;
+	st->m->win_grown_total -= st->rx_grown;
+	st->rx_grown = 0;
 	st->upd_sent = 0; /* tell the peer at the next consumption */
 }
 
@@ -539,22 +555,61 @@ stream_rx_window(const struct mux_stream *st)
 	return st->rx_window ? st->rx_window : st->m->cfg.stream_window;
 }
 
-/* Credit n consumed bytes; UPD after the first read and every half window. */
+/*
+ * Window growth. The sender cuts its last frame at the limit our UPDs
+ * granted, so a consumption that ends exactly on one of the last two limits
+ * means the sender ran out of window and waited; if no data waited in our
+ * queue since the last UPD (rx_slow), the consumer was not what held it
+ * back. The window then doubles
+ * (up to cfg.stream_window_max, and while the session's growth stays within
+ * cfg.window_growth_max): the window was smaller than the rate times the
+ * time our UPD takes to reach the sender and its data to come back, which
+ * on a busy machine includes the wait for a CPU. A stream whose consumer is
+ * slow never grows, so memory stays where the slow consumer put it.
+ */
+static int
+stream_grow(struct mux_stream *st)
+{
+	struct mux *m = st->m;
+	uint32_t w = stream_rx_window(st), nw;
+
+	if (st->win_fixed || st->orphan || st->rx_slow || st->rx_queued != 0 ||
+	    w >= m->cfg.stream_window_max ||
+	    (st->rx_consumed != st->rx_limit &&
+	     st->rx_consumed != st->rx_limit_prev))
+		return 0;
+	nw = w > m->cfg.stream_window_max / 2 ? m->cfg.stream_window_max :
+	    w * 2;
+	if (m->win_grown_total + (nw - w) > m->cfg.window_growth_max)
+		return 0;
+	m->win_grown_total += nw - w;
+	st->rx_grown += nw - w;
+	st->rx_window = nw;
+	return 1;
+}
+
+/* Credit n consumed bytes; UPD after the first read, every half window, and
+ * when the window grows. */
 static void
 stream_credit(struct mux_stream *st, size_t n)
 {
 	struct mux *m = st->m;
 	uint8_t upd[FRAME_UPD_LEN];
+	uint32_t w;
 
 	st->rx_consumed += (uint32_t)n;
 	if (m->version != 2 || m->dead)
 		return;
-	if (st->upd_sent && st->rx_consumed - st->rx_last_upd <
-	    stream_rx_window(st) / 2)
+	if (!stream_grow(st) && st->upd_sent &&
+	    st->rx_consumed - st->rx_last_upd < stream_rx_window(st) / 2)
 		return;
-	frame_upd_encode(upd, st->rx_consumed, stream_rx_window(st));
+	w = stream_rx_window(st);
+	frame_upd_encode(upd, st->rx_consumed, w);
 	emit(m, FRAME_UPD, st->id, upd, sizeof(upd));
 	st->rx_last_upd = st->rx_consumed;
+	st->rx_limit_prev = st->rx_limit;
+	st->rx_limit = st->rx_consumed + w;
+	st->rx_slow = 0;
 	st->upd_sent = 1;
 }
 
@@ -911,6 +966,8 @@ stream_enqueue(struct mux_stream *st, size_t len)
 	struct evbuffer *rx = mux_stream_rx(st);
 
 	evbuffer_remove_buffer(m->in, rx, len);
+	if (st->rx_queued > 0)
+		st->rx_slow = 1; /* earlier data still waits */
 	st->rx_queued += (uint32_t)len;
 	m->rx_queued_total += len;
 	if (m->version == 1 && m->rx_queued_total > m->cfg.session_rx_max &&
@@ -1026,6 +1083,7 @@ stream_sink_run(struct mux_stream *st, const struct frame_hdr *h)
 				return;
 			}
 			stream_enqueue(st, lens[i] - take);
+			st->rx_slow = 1; /* the sink is full */
 			queued += lens[i] - take;
 		}
 	}

@@ -24,7 +24,14 @@ struct mux_stream;
 struct mux_config {
 	uint8_t version;        /* client: version to speak (1 or 2); server:
 				   ignored, the client's first frame sets it */
-	uint32_t stream_window; /* our per-stream receive window (v2) */
+	uint32_t stream_window; /* our per-stream receive window at the
+				   start (v2) */
+	uint32_t stream_window_max; /* a stream's window grows toward this
+				   while its sender waits on it and its
+				   consumer keeps up (v2); <= stream_window:
+				   no growth */
+	size_t window_growth_max; /* growth of all the session's windows
+				   together, beyond their start */
 	uint32_t frame_size;    /* largest PSH payload we send */
 	size_t session_rx_max;  /* v1: inbound bytes queued on all streams
 				   before the socket stops being read */
@@ -35,8 +42,8 @@ struct mux_config {
 	unsigned max_streams;   /* open streams at once; 0 = no limit */
 };
 
-/* mux_config_default: 1 MiB windows, 32 KiB frames, 10 s keepalive, 30 s
- * dead, version 2. */
+/* mux_config_default: 1 MiB windows growing to 8 MiB (64 MiB of growth a
+ * session), 32 KiB frames, 10 s keepalive, 30 s dead, version 2. */
 void mux_config_default(struct mux_config *c);
 
 struct mux_callbacks {

@@ -833,6 +833,153 @@ test_flow_receive_window(void **state)
 	event_base_free(base);
 }
 
+/*
+ * A raw peer that, like a sender waiting on its window, sends exactly up to
+ * the limit our UPDs granted, rounds times (or until the window reaches
+ * stop_at). Records the windows the UPDs carried. consume: the side drains
+ * each delivery (0: the test drains everything only after each round).
+ */
+struct win_probe {
+	struct event_base *base;
+	struct side *sv;
+	int fd;
+	uint32_t sent, limit, maxwin, nwin;
+	uint32_t windows[32];
+};
+
+static void
+win_probe_take_upds(struct win_probe *wp, struct evbuffer *in)
+{
+	struct frame_hdr h;
+	uint8_t pl[16];
+	uint32_t consumed, window;
+
+	raw_read(wp->fd, in);
+	while (raw_take(in, &h, pl, sizeof(pl))) {
+		if (h.cmd != FRAME_UPD)
+			continue;
+		assert_int_equal(frame_upd_decode(pl, h.len, &consumed,
+		    &window), 0);
+		if (consumed + window - wp->limit < 0x80000000u)
+			wp->limit = consumed + window;
+		if (window > wp->maxwin) {
+			wp->maxwin = window;
+			if (wp->nwin < 32)
+				wp->windows[wp->nwin++] = window;
+		}
+	}
+}
+
+static void
+win_probe_rounds(struct win_probe *wp, int rounds, int consume)
+{
+	struct evbuffer *in = evbuffer_new();
+	struct got_len g;
+
+	for (int r = 0; r < rounds; r++) {
+		raw_psh_bulk(wp->base, wp->fd, 3, wp->sent,
+		    wp->limit - wp->sent);
+		wp->sent = wp->limit;
+		g.c = &wp->sv->s[0];
+		if (consume) {
+			g.want = wp->sent;
+			assert_true(run_until(wp->base, pred_got, &g, 5000));
+		} else {
+			struct mux_stream *st = wp->sv->s[0].st;
+			size_t q;
+			g.want = wp->sent - evbuffer_get_length(g.c->got);
+			assert_true(run_until(wp->base, pred_queued, &g, 5000));
+			q = mux_stream_queued(st);
+			evbuffer_remove_buffer(mux_stream_rx(st), g.c->got, q);
+			mux_stream_consumed(st, q);
+		}
+		run_for(wp->base, 5);
+		win_probe_take_upds(wp, in);
+	}
+	evbuffer_free(in);
+}
+
+/* The window doubles while the sender waits on it and the consumer keeps
+ * up, and stops at stream_window_max. */
+static void
+test_flow_window_grows(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side sv;
+	struct win_probe wp;
+	int fds[2];
+
+	cfg_v2(&cfg);
+	cfg.stream_window = 262144;
+	cfg.stream_window_max = 1048576;
+	make_pair(fds);
+	side_init(&sv, base);
+	side_start(&sv, fds[0], 0, &cfg);
+	raw_frame(fds[1], 2, FRAME_SYN, 3, NULL, 0);
+	assert_true(run_until(base, pred_accepted, &sv, 2000));
+	memset(&wp, 0, sizeof(wp));
+	wp.base = base;
+	wp.sv = &sv;
+	wp.fd = fds[1];
+	wp.limit = 262144; /* before any UPD */
+	win_probe_rounds(&wp, 8, 1);
+	/* 256 KiB, then 512 KiB and 1 MiB, and never more */
+	assert_int_equal(wp.nwin, 3);
+	assert_int_equal(wp.windows[0], 262144);
+	assert_int_equal(wp.windows[1], 524288);
+	assert_int_equal(wp.windows[2], 1048576);
+	assert_int_equal(sv.closed, 0);
+	assert_int_equal(evbuffer_get_length(sv.s[0].got), wp.sent);
+	side_done(&sv);
+	close(fds[1]);
+	event_base_free(base);
+}
+
+/* A consumer that lets data wait (here: takes it only after each round)
+ * keeps the window where it started, however the sender waits. So does a
+ * stream whose window was set, and a session out of growth budget. */
+static void
+test_flow_window_stays(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side sv;
+	struct win_probe wp;
+	int fds[2];
+
+	for (int mode = 0; mode < 3; mode++) {
+		cfg_v2(&cfg);
+		cfg.stream_window = 262144;
+		cfg.stream_window_max = 1048576;
+		if (mode == 2)
+			cfg.window_growth_max = 262143; /* less than a step */
+		make_pair(fds);
+		side_init(&sv, base);
+		if (mode == 0)
+			sv.drain = 0;
+		side_start(&sv, fds[0], 0, &cfg);
+		raw_frame(fds[1], 2, FRAME_SYN, 3, NULL, 0);
+		assert_true(run_until(base, pred_accepted, &sv, 2000));
+		if (mode == 1)
+			mux_stream_set_window(sv.s[0].st, 262144);
+		memset(&wp, 0, sizeof(wp));
+		wp.base = base;
+		wp.sv = &sv;
+		wp.fd = fds[1];
+		wp.limit = 262144;
+		win_probe_rounds(&wp, 6, mode != 0);
+		assert_int_equal(wp.nwin, 1);
+		assert_int_equal(wp.maxwin, 262144);
+		assert_true(wp.sent >= 6 * 131072);
+		assert_int_equal(sv.closed, 0);
+		assert_int_equal(evbuffer_get_length(sv.s[0].got), wp.sent);
+		side_done(&sv);
+		close(fds[1]);
+	}
+	event_base_free(base);
+}
+
 struct psh_count {
 	struct event_base *base;
 	int fd;
@@ -1740,6 +1887,8 @@ main(void)
 		cmocka_unit_test(test_data_half_close),
 		cmocka_unit_test(test_flow_receive_window),
 		cmocka_unit_test(test_flow_send_window),
+		cmocka_unit_test(test_flow_window_grows),
+		cmocka_unit_test(test_flow_window_stays),
 		cmocka_unit_test(test_slow_reader_no_stall),
 		cmocka_unit_test(test_keepalive_dead),
 		cmocka_unit_test(test_keepalive_alive),
