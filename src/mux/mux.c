@@ -585,6 +585,8 @@ stream_grow(struct mux_stream *st)
 	m->win_grown_total += nw - w;
 	st->rx_grown += nw - w;
 	st->rx_window = nw;
+	log_debug("mux fd %d: stream %u: receive window %u KiB (the sender "
+	    "waited on it)", m->fd, st->id, nw / 1024);
 	return 1;
 }
 

@@ -35,6 +35,13 @@ def mgrok_bin():
     return os.path.abspath(b)
 
 
+@pytest.fixture(scope="session")
+def mgrok_sanitized(mgrok_bin):
+    """True for an ASan build (make asan), whose memory use says little."""
+    with open(mgrok_bin, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 @pytest.fixture
 def mg(mgrok_bin, tmp_path, request):
     env = MgrokEnv(mgrok_bin, tmp_path)
