@@ -560,12 +560,12 @@ stream_rx_window(const struct mux_stream *st)
  * granted, so a consumption that ends exactly on one of the last two limits
  * means the sender ran out of window and waited; if no data waited in our
  * queue since the last UPD (rx_slow), the consumer was not what held it
- * back. The window then doubles
- * (up to cfg.stream_window_max, and while the session's growth stays within
- * cfg.window_growth_max): the window was smaller than the rate times the
- * time our UPD takes to reach the sender and its data to come back, which
- * on a busy machine includes the wait for a CPU. A stream whose consumer is
- * slow never grows, so memory stays where the slow consumer put it.
+ * back: the window was smaller than the rate times the time our UPD takes
+ * to reach the sender and its data to come back, which on a busy machine
+ * includes the wait for a CPU. The window then doubles, up to
+ * cfg.stream_window_max and while the session's growth stays within
+ * cfg.window_growth_max. A stream whose consumer is slow never grows, so
+ * memory stays where the slow consumer put it.
  */
 static int
 stream_grow(struct mux_stream *st)
