@@ -355,6 +355,7 @@ muxpeer_main(int argc, char **argv)
 		{ "smuxver", required_argument, NULL, 'v' },
 		{ "max-time", required_argument, NULL, 't' },
 		{ "serve", required_argument, NULL, 's' },
+		{ "log-level", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct peer p;
@@ -376,10 +377,20 @@ muxpeer_main(int argc, char **argv)
 		case 'v': p.cfg.version = (uint8_t)atoi(optarg); break;
 		case 't': max_time = (unsigned)atoi(optarg); break;
 		case 's': p.raw_echo = strcmp(optarg, "echo") == 0; break;
+		case 'L': {
+			enum log_level lv;
+			if (log_level_parse(optarg, &lv) == 0) {
+				log_set_level(lv);
+				break;
+			}
+			fprintf(stderr, "mgrok: mux-peer: --log-level: "
+					"error, warn, info or debug\n");
+			return 2;
+		}
 		default:
 			fprintf(stderr, "usage: mgrok mux-peer --listen ADDR | "
 					"--connect ADDR [--streams N] [--bytes B] [--serve proto|echo] "
-					"[--smuxver 1|2] [--max-time S]\n");
+					"[--smuxver 1|2] [--max-time S] [--log-level L]\n");
 			return 2;
 		}
 	}
