@@ -46,7 +46,6 @@ struct mux_stream {
 	uint32_t rx_window;     /* advertised window; 0 = the session's */
 	uint32_t rx_limit;      /* consumed + window of our last UPD */
 	uint32_t rx_limit_prev; /* the same for the UPD before it */
-	uint32_t rx_grown;      /* rx_window beyond cfg.stream_window */
 	uint32_t tx_sent;       /* total sent (wraps) */
 	uint64_t delivered;     /* consumed payload, for statistics */
 	uint32_t peer_consumed;
@@ -83,7 +82,7 @@ struct mux {
 	uint32_t peer_max_id;
 	unsigned nstreams;
 	size_t rx_queued_total;
-	size_t win_grown_total; /* sum of the streams' rx_grown */
+	size_t win_grown_total; /* sum of the streams' stream_grown */
 	uint64_t last_rx_ms, last_tx_ms;
 	uint64_t tx_bytes, rx_bytes;
 	int depth;              /* > 0 while inside our own event callbacks */
@@ -432,6 +431,20 @@ out:
 
 /* ---- streams ---- */
 
+static uint32_t
+stream_rx_window(const struct mux_stream *st)
+{
+	return st->rx_window ? st->rx_window : st->m->cfg.stream_window;
+}
+
+/* How far growth took st's window beyond the session's starting window. */
+static uint32_t
+stream_grown(const struct mux_stream *st)
+{
+	return st->win_fixed || st->rx_window == 0 ? 0 :
+	    st->rx_window - st->m->cfg.stream_window;
+}
+
 static struct mux_stream *
 stream_new(struct mux *m, uint32_t id)
 {
@@ -461,7 +474,7 @@ stream_destroy(struct mux_stream *st)
 		m->rx_queued_total -= st->rx_queued;
 		evbuffer_free(st->rx);
 	}
-	m->win_grown_total -= st->rx_grown;
+	m->win_grown_total -= stream_grown(st);
 	idmap_del(&m->streams, st->id);
 	m->nstreams--;
 	free(st);
@@ -508,11 +521,10 @@ mux_stream_session(const struct mux_stream *st)
 void
 mux_stream_set_window(struct mux_stream *st, uint32_t window)
 {
+	st->m->win_grown_total -= stream_grown(st);
 	st->rx_window = window < MUX_INITIAL_WINDOW ? MUX_INITIAL_WINDOW :
 	    window;
 	st->win_fixed = 1;
-	st->m->win_grown_total -= st->rx_grown;
-	st->rx_grown = 0;
 	st->upd_sent = 0; /* tell the peer at the next consumption */
 }
 
@@ -549,12 +561,6 @@ mux_stream_eof(const struct mux_stream *st)
 	    evbuffer_get_length(st->rx) == 0);
 }
 
-static uint32_t
-stream_rx_window(const struct mux_stream *st)
-{
-	return st->rx_window ? st->rx_window : st->m->cfg.stream_window;
-}
-
 /*
  * Window growth. The sender cuts its last frame at the limit our UPDs
  * granted, so a consumption that ends exactly on one of the last two limits
@@ -583,7 +589,6 @@ stream_grow(struct mux_stream *st)
 	if (m->win_grown_total + (nw - w) > m->cfg.window_growth_max)
 		return 0;
 	m->win_grown_total += nw - w;
-	st->rx_grown += nw - w;
 	st->rx_window = nw;
 	log_debug("mux fd %d: stream %u: receive window %u KiB (the sender "
 	    "waited on it)", m->fd, st->id, nw / 1024);
