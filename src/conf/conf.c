@@ -100,6 +100,11 @@ server_usage(void)
 	      "                            windows start at 1 MiB and grow\n"
 	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
 	      "  --udp-max-flows N         flows per UDP proxy (1024)\n"
+	      "  --http-idle-timeout S     close idle HTTP keep-alive (60)\n"
+	      "  --http-max-conns N        public HTTP(S) connections (10000)\n"
+	      "  --http-max-conns-per-tunnel N  per HTTP tunnel (1000)\n"
+	      "  --max-handshakes N        TLS handshakes and SNI peeks\n"
+	      "                            under way at once (1000)\n"
 	      "  --tls                     TLS on the control port\n"
 	      "  --tls-cert F, --tls-key F the server's certificate and key\n"
 	      "  --tls-client-ca F         CA for client certificates (mTLS)\n"
@@ -126,7 +131,8 @@ enum {
 	O_TLS, O_TLSCERT, O_TLSKEY, O_TLSCLIENTCA, O_TLSCLIENTAUTH, O_TLSCA,
 	O_TLSNAME, O_TLSPIN, O_ALLOW, O_DOMAIN, O_HTTPADDR, O_HTTPSADDR,
 	O_HTTPSCERT, O_HTTPSKEY, O_SUBDOMAIN, O_HOSTNAME, O_BASICAUTH,
-	O_HOSTHEADER, O_HTTPSCERTDIR, O_BUSYPOLL,
+	O_HOSTHEADER, O_HTTPSCERTDIR, O_BUSYPOLL, O_HTTPIDLE, O_HTTPMAX,
+	O_HTTPMAXTUN, O_MAXHS,
 };
 
 static void
@@ -172,6 +178,11 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		{ "stream-window", required_argument, NULL, O_WINDOW },
 		{ "udp-idle-timeout", required_argument, NULL, O_UDPIDLE },
 		{ "udp-max-flows", required_argument, NULL, O_UDPFLOWS },
+		{ "http-idle-timeout", required_argument, NULL, O_HTTPIDLE },
+		{ "http-max-conns", required_argument, NULL, O_HTTPMAX },
+		{ "http-max-conns-per-tunnel", required_argument, NULL,
+		    O_HTTPMAXTUN },
+		{ "max-handshakes", required_argument, NULL, O_MAXHS },
 		{ "tls", no_argument, NULL, O_TLS },
 		{ "tls-cert", required_argument, NULL, O_TLSCERT },
 		{ "tls-key", required_argument, NULL, O_TLSKEY },
@@ -207,6 +218,10 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 	c->max_pending = 64;
 	c->udp_idle_s = 60;
 	c->udp_max_flows = 1024;
+	c->http_idle_s = 60;
+	c->http_max_conns = 10000;
+	c->http_max_conns_tunnel = 1000;
+	c->max_handshakes = 1000;
 	c->log_level = LOG_INFO;
 	mux_config_default(&c->mux);
 	c->mux.max_streams = 10000;
@@ -297,6 +312,30 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 			    &v))
 				return MG_EINVAL;
 			c->udp_max_flows = (unsigned)v;
+			break;
+		case O_HTTPIDLE:
+			if (parse_uint("--http-idle-timeout", optarg, 1, 86400,
+			    &v))
+				return MG_EINVAL;
+			c->http_idle_s = (unsigned)v;
+			break;
+		case O_HTTPMAX:
+			if (parse_uint("--http-max-conns", optarg, 1, 1000000,
+			    &v))
+				return MG_EINVAL;
+			c->http_max_conns = (unsigned)v;
+			break;
+		case O_HTTPMAXTUN:
+			if (parse_uint("--http-max-conns-per-tunnel", optarg, 1,
+			    1000000, &v))
+				return MG_EINVAL;
+			c->http_max_conns_tunnel = (unsigned)v;
+			break;
+		case O_MAXHS:
+			if (parse_uint("--max-handshakes", optarg, 1, 1000000,
+			    &v))
+				return MG_EINVAL;
+			c->max_handshakes = (unsigned)v;
 			break;
 		case O_TLS:
 			c->tls = 1;

@@ -29,6 +29,10 @@ struct server_conf {
 	unsigned max_pending;    /* public conns waiting per lease */
 	unsigned udp_idle_s;     /* a UDP flow idle this long is closed */
 	unsigned udp_max_flows;  /* per UDP proxy */
+	unsigned http_idle_s;    /* an idle keep-alive connection is closed */
+	unsigned http_max_conns; /* public HTTP(S) connections in all */
+	unsigned http_max_conns_tunnel; /* ... routed to one tunnel */
+	unsigned max_handshakes; /* TLS handshakes and SNI peeks at once */
 	int tls;
 	char *tls_cert, *tls_key, *tls_client_ca;
 	int tls_client_auth;     /* 0 none, 1 optional, 2 require */

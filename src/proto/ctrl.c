@@ -159,46 +159,66 @@ ctrl_hello_decode(const uint8_t *p, size_t len, struct ctrl_hello *h)
 	const uint8_t *q;
 	size_t n;
 
+#define HELLO_FAIL(rc, why)                                                    \
+	do {                                                                   \
+		h->err = (why);                                                \
+		return (rc);                                                   \
+	} while (0)
 	memset(h, 0, sizeof(*h));
 	q = ctrl_rd_bytes(&r, 4);
 	if (q == NULL || memcmp(q, CTRL_MAGIC, 4) != 0)
-		return MG_EPROTO;
+		HELLO_FAIL(MG_EPROTO, "not an mgrok handshake (it must start "
+		    "with GRT1)");
 	h->method = ctrl_rd_u8(&r);
 	if (!r.ok)
-		return MG_EPROTO;
+		HELLO_FAIL(MG_EPROTO, "handshake without a method byte after "
+		    "GRT1");
 	n = ctrl_rd_left(&r);
 
 	switch (h->method) {
 	case CTRL_METHOD_TOKEN:
-		if (n < 1 || n > CTRL_TOKEN_MAX)
-			return MG_EPROTO;
+		if (n < 1)
+			HELLO_FAIL(MG_EPROTO, "TOKEN handshake with an empty "
+			    "token");
+		if (n > CTRL_TOKEN_MAX)
+			HELLO_FAIL(MG_EPROTO, "TOKEN handshake with a token "
+			    "longer than 1019 bytes");
 		ctrl_rd_rest(&r, &h->token);
 		return 0;
 	case CTRL_METHOD_MTLS:
 		if (n != CTRL_ID_LEN)
-			return MG_EPROTO;
+			HELLO_FAIL(MG_EPROTO, "MTLS handshake whose client id "
+			    "is not 16 bytes");
 		memcpy(h->client_id, ctrl_rd_bytes(&r, CTRL_ID_LEN),
 		    CTRL_ID_LEN);
 		return 0;
 	case CTRL_METHOD_HMAC:
 		h->hmac_ver = ctrl_rd_u8(&r);
 		if (!r.ok)
-			return MG_EPROTO;
+			HELLO_FAIL(MG_EPROTO, "HMAC handshake without its "
+			    "version byte");
 		/* Another version may lay out the rest differently, so the
 		 * version is judged before the length. */
 		if (h->hmac_ver != 1)
-			return MG_EUNSUPP;
+			HELLO_FAIL(MG_EUNSUPP, "HMAC handshake of an unknown "
+			    "version (this server speaks version 1)");
 		q = ctrl_rd_bytes(&r, CTRL_NONCE_LEN + CTRL_ID_LEN);
 		h->caps = ctrl_rd_u32(&r);
 		n = ctrl_rd_u8(&r);
-		if (!r.ok || ctrl_rd_left(&r) != n)
-			return MG_EPROTO;
+		if (!r.ok)
+			HELLO_FAIL(MG_EPROTO, "HMAC handshake cut short: it "
+			    "needs a 16-byte nonce, a 16-byte client id, caps "
+			    "and the agent length");
+		if (ctrl_rd_left(&r) != n)
+			HELLO_FAIL(MG_EPROTO, "HMAC handshake whose agent "
+			    "string is not as long as its length byte says");
 		memcpy(h->client_nonce, q, CTRL_NONCE_LEN);
 		memcpy(h->client_id, q + CTRL_NONCE_LEN, CTRL_ID_LEN);
 		ctrl_rd_rest(&r, &h->agent);
 		return 0;
 	}
-	return MG_EUNSUPP;
+	HELLO_FAIL(MG_EUNSUPP, "unknown authentication method");
+#undef HELLO_FAIL
 }
 
 int

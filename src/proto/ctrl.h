@@ -96,6 +96,8 @@ struct ctrl_hello {
 	uint8_t client_id[CTRL_ID_LEN];       /* HMAC and MTLS */
 	uint32_t caps;              /* HMAC */
 	struct ctrl_str agent;      /* HMAC: 0..255 bytes */
+	const char *err;            /* after a failed decode: what was wrong,
+				       for the peer and the log (static) */
 };
 
 /* Register (0x01) and RegisterEx (0x08), decoded to one form. */

@@ -21,6 +21,7 @@
 #include "mux/mux.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
+#include "server/accept.h"
 #include "server/hproxy.h"
 #include "server/server_int.h"
 #include "tls/certdir.h"
@@ -32,7 +33,10 @@
 #include "util/xmalloc.h"
 
 #define H_HEAD_TIMEOUT_S 10
-#define H_IDLE_TIMEOUT_S 120
+/* a request under way (body, response, websocket) with no byte either way
+ * for this long, or --http-idle-timeout if longer, ends */
+#define H_ACTIVE_TIMEOUT_S 300
+#define H_CLOSING_TIMEOUT_S 10    /* to write the last bytes out */
 #define H_BUF_MAX (256 * 1024)
 #define H_PEEK_MAX (16384 + 5)
 
@@ -45,8 +49,14 @@ enum hstate {
 	H_CLOSING,      /* flush out, then close */
 };
 
+/*
+ * A public HTTP(S) connection. It keeps the id of the tunnel its current
+ * request was routed to, never a pointer (the tunnel may end between two
+ * requests of a keep-alive connection): hc_px looks it up. Only while it
+ * waits for the tunnel's client is it on that tunnel's list (wait_px).
+ */
 struct hconn {
-	LIST_ENTRY(hconn) wait_link;  /* proxy->hwait, in H_WAIT_CLIENT */
+	LIST_ENTRY(hconn) wait_link;  /* wait_px->hwait, in H_WAIT_CLIENT */
 	LIST_ENTRY(hconn) all_link;   /* srv->hconns */
 	struct server *srv;
 	SSL *ssl;
@@ -56,11 +66,15 @@ struct hconn {
 	struct evbuffer *in, *out, *up;
 	struct http_track *rq, *rs;
 	struct mux_stream *st;
-	struct proxy *px;             /* the tunnel of the current request */
+	uint32_t px_id;               /* the tunnel of the current request */
+	struct proxy *wait_px;        /* the tunnel whose hwait holds us */
 	struct http_head req;
 	enum hstate state;
 	int req_done, resp_done, resp_started, resp_keep;
-	int in_eof, busy, dead, waiting;
+	int in_eof, busy, dead;
+	int head_timer;               /* the timer counts a head's arrival */
+	unsigned nreq;                /* requests routed on this connection */
+	uint64_t last_io_ms;          /* bytes moved either way (monotonic) */
 	int interim;                  /* a 1xx response is being relayed */
 	uint64_t t_req_us, t_first_us;
 	char peer_ip[64];
@@ -68,6 +82,7 @@ struct hconn {
 };
 
 static void hc_process(struct hconn *hc);
+static void hc_arm_timer(struct hconn *hc);
 static int hc_flush(struct hconn *hc);
 static void hc_arm(struct hconn *hc);
 
@@ -82,13 +97,44 @@ now_us(void)
 
 /* ---- life cycle ---- */
 
+/* The tunnel of the current request, or NULL (none yet, or it ended). */
+static struct proxy *
+hc_px(const struct hconn *hc)
+{
+	return registry_get(&hc->srv->reg, hc->px_id);
+}
+
+/* Route the connection to px (NULL: to none), keeping each tunnel's count
+ * of connections. */
+static void
+hc_set_px(struct hconn *hc, struct proxy *px)
+{
+	struct proxy *old = hc_px(hc);
+
+	if (old == px)
+		return;
+	if (old)
+		old->nhconns--;
+	if (px)
+		px->nhconns++;
+	hc->px_id = px ? px->id : 0;
+}
+
+static void
+hc_unwait(struct hconn *hc)
+{
+	if (hc->wait_px) {
+		LIST_REMOVE(hc, wait_link);
+		hc->wait_px->nhwait--;
+		hc->wait_px = NULL;
+	}
+}
+
 static void
 hc_destroy(struct hconn *hc)
 {
-	if (hc->waiting) {
-		LIST_REMOVE(hc, wait_link);
-		hc->px->nhwait--;
-	}
+	hc_unwait(hc);
+	hc_set_px(hc, NULL);
 	LIST_REMOVE(hc, all_link);
 	if (hc->st)
 		mux_stream_free(hc->st);
@@ -123,15 +169,21 @@ hc_close(struct hconn *hc)
 static void
 hc_fail(struct hconn *hc, int status, const char *detail, const char *extra)
 {
+	struct proxy *px = hc_px(hc);
+	char m[64], u[512];
+
 	if (hc->state == H_CLOSING)
 		return;
 	log_info("http %s: %s %s -> %d (%s)", hc->peer,
-	    hc->req.method[0] ? hc->req.method : "-",
-	    hc->req.url[0] ? hc->req.url : "-", status, detail);
+	    hc->req.method[0] ? log_esc(hc->req.method,
+	    strlen(hc->req.method), m, sizeof(m)) : "-",
+	    hc->req.url[0] ? log_esc(hc->req.url, strlen(hc->req.url), u,
+	    sizeof(u)) : "-", status, detail);
 	http_error_response(hc->out, status, detail, extra, 0);
-	if (hc->px)
-		hc->px->hstats.by_class[status / 100 % 6]++;
+	if (px)
+		px->hstats.by_class[status / 100 % 6]++;
 	hc->state = H_CLOSING;
+	hc_arm_timer(hc);
 	if (hc->st) {
 		mux_stream_free(hc->st);
 		hc->st = NULL;
@@ -209,7 +261,10 @@ hc_arm(struct hconn *hc)
 		event_add(hc->rev, NULL);
 	else
 		event_del(hc->rev);
-	if (evbuffer_get_length(hc->out) > 0)
+	/* a response left on the stream (the out buffer was full) goes on
+	 * from hc_on_write once there is room */
+	if (evbuffer_get_length(hc->out) > 0 || (hc->st != NULL &&
+	    hc->state != H_CLOSING && mux_stream_queued(hc->st) > 0))
 		event_add(hc->wev, NULL);
 	else
 		event_del(hc->wev);
@@ -227,7 +282,8 @@ hc_push_up(struct hconn *hc)
 static void
 hc_log_response(struct hconn *hc)
 {
-	struct proxy *px = hc->px;
+	struct proxy *px = hc_px(hc);
+	char eh[HTTP_HOST_MAX * 4 + 4], em[100], er[260], eu[1024];
 	uint64_t lat = (hc->t_first_us ? hc->t_first_us : now_us()) -
 	    hc->t_req_us;
 	const struct http_head *h = &hc->req;
@@ -242,8 +298,11 @@ hc_log_response(struct hconn *hc)
 		if (lat > hs->lat_max_us)
 			hs->lat_max_us = lat;
 	}
-	log_info_later("http %s %s %s %s %d %s %.1fms", hc->peer, h->host,
-	    h->method, h->url, hc->req.status, hc->req.reason,
+	log_info_later("http %s %s %s %s %d %s %.1fms", hc->peer,
+	    log_esc(h->host, strlen(h->host), eh, sizeof(eh)),
+	    log_esc(h->method, strlen(h->method), em, sizeof(em)),
+	    log_esc(h->url, strlen(h->url), eu, sizeof(eu)), hc->req.status,
+	    log_esc(hc->req.reason, strlen(hc->req.reason), er, sizeof(er)),
 	    (double)lat / 1000.0);
 }
 
@@ -258,6 +317,8 @@ hc_exchange_done(struct hconn *hc)
 		return;
 	}
 	hc->state = H_HEAD;
+	hc->head_timer = 0; /* idle until the next request starts */
+	hc_arm_timer(hc);
 	hc->req_done = hc->resp_done = hc->resp_started = 0;
 	/* a fresh request parser: the last request may have asked for an
 	 * upgrade that the service refused */
@@ -265,6 +326,25 @@ hc_exchange_done(struct hconn *hc)
 	hc->rq = http_track_new(1);
 	hc->req.method[0] = hc->req.url[0] = '\0';
 	hc_process(hc); /* a pipelined request may be waiting */
+}
+
+/* The first contiguous piece of buf (len bytes in all) for a tracker:
+ * the trackers are incremental, so the queue is never pulled up into one
+ * block (a copy of up to a whole window per round). */
+static const uint8_t *
+hc_chunk(struct evbuffer *buf, size_t len, size_t *clen)
+{
+	struct evbuffer_iovec v;
+
+	*clen = 0;
+	if (len == 0)
+		return (const uint8_t *)"";
+	if (evbuffer_peek(buf, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+		*clen = v.iov_len < len ? v.iov_len : len;
+		return v.iov_base;
+	}
+	*clen = len;
+	return evbuffer_pullup(buf, (ev_ssize_t)len);
 }
 
 static void
@@ -287,9 +367,10 @@ hc_up_readable(struct mux_stream *st, void *arg)
 
 		after_head = 0;
 		if (hc->state != H_RAW && !hc->resp_done) {
-			ev = http_track_feed(hc->rs, len ? evbuffer_pullup(rx,
-			    (ev_ssize_t)len) : (const uint8_t *)"", len, &used,
-			    &rh);
+			size_t cl;
+			const uint8_t *cp = hc_chunk(rx, len, &cl);
+
+			ev = http_track_feed(hc->rs, cp, cl, &used, &rh);
 			after_head = ev == HTTP_T_HEAD;
 		} else if (hc->state != H_RAW) {
 			/* bytes after a complete response, before the next
@@ -304,6 +385,8 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		}
 		evbuffer_remove_buffer(rx, hc->out, used);
 		moved += used;
+		if (used)
+			hc->last_io_ms = server_now_ms(hc->srv);
 		if (ev == HTTP_T_HEAD && rh.status >= 100 && rh.status < 200 &&
 		    rh.status != 101) {
 			hc->interim = 1; /* 100 Continue: the answer follows */
@@ -355,6 +438,9 @@ hc_up_readable(struct mux_stream *st, void *arg)
 	if (!hc->dead && hc->resp_done && hc->req_done &&
 	    hc->state == H_WAIT_RESP)
 		hc_exchange_done(hc);
+	else if (!hc->dead && hc->state == H_RAW &&
+	    evbuffer_get_length(hc->in) > 0)
+		hc_process(hc); /* sent before the 2xx/101 arrived */
 	hc->busy = 0;
 	if (hc->dead) {
 		hc_destroy(hc);
@@ -417,21 +503,18 @@ hc_open_stream(struct hconn *hc, struct proxy *px)
 static struct proxy *
 hc_route(struct server *srv, const char *host, int https)
 {
-	struct proxy *px;
+	struct proxy *px = registry_by_host(&srv->reg, host);
 
-	LIST_FOREACH(px, &srv->proxies, link) {
-		if ((px->type == PROXY_HTTP || (px->type == PROXY_HTTPS &&
-		    https)) && strcmp(px->host, host) == 0)
-			return px;
-	}
+	if (px && (px->type == PROXY_HTTP || (px->type == PROXY_HTTPS &&
+	    https)))
+		return px;
 	return NULL;
 }
 
 /* Send the request head to the tunnel (the client is there). */
 static void
-hc_forward_head(struct hconn *hc)
+hc_forward_head(struct hconn *hc, struct proxy *px)
 {
-	struct proxy *px = hc->px;
 	struct http_rewrite rw;
 	const uint8_t *head;
 	size_t hl;
@@ -451,8 +534,10 @@ hc_forward_head(struct hconn *hc)
 		hc_fail(hc, 400, "malformed request head", NULL);
 		return;
 	}
-	if (hc->req.method[0] && strcmp(hc->req.method, "HEAD") == 0)
+	if (strcmp(hc->req.method, "HEAD") == 0)
 		http_track_expect_no_body(hc->rs);
+	else if (strcmp(hc->req.method, "CONNECT") == 0)
+		http_track_expect_connect(hc->rs); /* a 2xx makes it raw */
 	hc->state = hc->req_done ? H_WAIT_RESP : H_BODY;
 	hc_push_up(hc);
 }
@@ -471,19 +556,27 @@ hc_on_head(struct hconn *hc)
 		hc_fail(hc, 404, detail, NULL);
 		return;
 	}
+	if (hc->st && hc->px_id != px->id) {
+		/* another tunnel than the last request's (or the same name
+		 * registered anew): that stream belongs to the old one */
+		mux_stream_free(hc->st);
+		hc->st = NULL;
+	}
+	if (hc->px_id != px->id &&
+	    px->nhconns >= hc->srv->cf->http_max_conns_tunnel) {
+		hc->srv->met.http_refused++;
+		hc_fail(hc, 503, "This tunnel has too many open connections; "
+		    "try again shortly.", "Retry-After: 1\r\n");
+		return;
+	}
+	hc_set_px(hc, px);
+	hc->nreq++;
 	if (px->basic_auth[0] && !http_basic_auth_ok(hc->req.authorization,
 	    px->basic_auth)) {
-		hc->px = px;
 		hc_fail(hc, 401, "This tunnel is password protected.",
 		    "WWW-Authenticate: Basic realm=\"mgrok\"\r\n");
 		return;
 	}
-	if (hc->st && hc->px != px) {
-		/* another tunnel than the last request's */
-		mux_stream_free(hc->st);
-		hc->st = NULL;
-	}
-	hc->px = px;
 	if (px->sess == NULL) {
 		/* the client is away: wait for it, bounded in time by the
 		 * grace and in number like waiting TCP connections */
@@ -493,17 +586,17 @@ hc_on_head(struct hconn *hc)
 		}
 		px->nhwait++;
 		hc->state = H_WAIT_CLIENT;
-		hc->waiting = 1;
+		hc->wait_px = px;
 		LIST_INSERT_HEAD(&px->hwait, hc, wait_link);
 		return;
 	}
-	hc_forward_head(hc);
+	hc_forward_head(hc, px);
 }
 
 static void
 hc_process(struct hconn *hc)
 {
-	for (int guard = 0; guard < 64 && !hc->dead; guard++) {
+	for (int guard = 0; guard < 1024 && !hc->dead; guard++) {
 		size_t len = evbuffer_get_length(hc->in), used = 0;
 		enum http_track_ev ev;
 
@@ -516,20 +609,25 @@ hc_process(struct hconn *hc)
 			break;
 		if (hc->state == H_HEAD && len == 0)
 			break;
-		ev = http_track_feed(hc->rq, len ? evbuffer_pullup(hc->in,
-		    (ev_ssize_t)len) : (const uint8_t *)"", len, &used,
-		    &hc->req);
+		{
+			size_t cl;
+			const uint8_t *cp = hc_chunk(hc->in, len, &cl);
+
+			ev = http_track_feed(hc->rq, cp, cl, &used, &hc->req);
+		}
 		if (hc->state == H_HEAD) {
 			evbuffer_drain(hc->in, used);
 			if (ev == HTTP_T_MORE) {
-				if (!evtimer_pending(hc->timer, NULL)) {
-					struct timeval tv = { H_HEAD_TIMEOUT_S,
-						0 };
-					evtimer_add(hc->timer, &tv);
+				if (!hc->head_timer) {
+					/* a head started: it has 10 s */
+					hc->head_timer = 1;
+					hc_arm_timer(hc);
 				}
+				if (evbuffer_get_length(hc->in) > 0)
+					continue; /* the next piece */
 				break;
 			}
-			evtimer_del(hc->timer);
+			hc->head_timer = 0;
 			if (ev == HTTP_T_TOO_LONG) {
 				hc_fail(hc, 431, "The request head is larger "
 				    "than 16 KiB.", NULL);
@@ -547,6 +645,7 @@ hc_process(struct hconn *hc)
 			hc->resp_started = 0;
 			hc->state = H_BODY; /* until hc_on_head decides */
 			hc_on_head(hc);
+			hc_arm_timer(hc);
 			if (hc->state == H_WAIT_CLIENT)
 				break;
 			continue;
@@ -567,7 +666,7 @@ hc_process(struct hconn *hc)
 			break;
 		}
 		hc_push_up(hc);
-		if (ev == HTTP_T_MORE)
+		if (ev == HTTP_T_MORE && evbuffer_get_length(hc->in) == 0)
 			break;
 	}
 	if (!hc->dead && hc->state == H_WAIT_RESP && hc->resp_done &&
@@ -575,19 +674,18 @@ hc_process(struct hconn *hc)
 		hc_exchange_done(hc);
 }
 
-/* The tunnel's client came back (proxy.c) or its lease expired. */
-void
-hproxy_client_back(struct proxy *px)
+/* Requests that waited for the tunnel's client go on (it is back) or get
+ * 502 (the tunnel ends). */
+static void
+hproxy_release_waiting(struct proxy *px, int serve)
 {
 	struct hconn *hc;
 
 	while ((hc = LIST_FIRST(&px->hwait)) != NULL) {
-		LIST_REMOVE(hc, wait_link);
-		px->nhwait--;
-		hc->waiting = 0;
+		hc_unwait(hc);
 		hc->busy = 1;
-		if (px->sess)
-			hc_forward_head(hc);
+		if (serve && px->sess)
+			hc_forward_head(hc, px);
 		else
 			hc_fail(hc, 502, "The tunnel is offline.", NULL);
 		if (!hc->dead)
@@ -601,6 +699,45 @@ hproxy_client_back(struct proxy *px)
 }
 
 static void
+hproxy_serve_waiting(struct proxy *px)
+{
+	hproxy_release_waiting(px, 1);
+}
+
+static void
+hproxy_tunnel_stop(struct proxy *px)
+{
+	/* keep-alive connections routed here hold only its id: their next
+	 * request finds it gone; only those waiting are on its list */
+	hproxy_release_waiting(px, 0);
+}
+
+static void
+hproxy_tunnel_log(const struct proxy *px)
+{
+	const struct http_stats *hs = &px->hstats;
+
+	if (px->type == PROXY_TLS || hs->requests == 0)
+		return;
+	log_info("%s %s: %llu requests, %llu 2xx, %llu 3xx, %llu 4xx, %llu "
+		 "5xx; latency min %.1f avg %.1f max %.1f ms",
+	    proxy_type_name(px->type), px->host,
+	    (unsigned long long)hs->requests,
+	    (unsigned long long)hs->by_class[2],
+	    (unsigned long long)hs->by_class[3],
+	    (unsigned long long)hs->by_class[4],
+	    (unsigned long long)hs->by_class[5], hs->lat_min_us / 1000.0,
+	    hs->lat_sum_us / 1000.0 / (double)hs->requests,
+	    hs->lat_max_us / 1000.0);
+}
+
+const struct proxy_ops hproxy_ops = {
+	.serve_waiting = hproxy_serve_waiting,
+	.stop = hproxy_tunnel_stop,
+	.log = hproxy_tunnel_log,
+};
+
+static void
 hc_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct hconn *hc = arg;
@@ -608,6 +745,8 @@ hc_on_read(evutil_socket_t fd, short what, void *arg)
 
 	loop_note_io();
 	hc->busy = 1;
+	if (n > 0)
+		hc->last_io_ms = server_now_ms(hc->srv);
 	if (n == 0) {
 		hc->in_eof = 1;
 		if (hc->state == H_HEAD && evbuffer_get_length(hc->in) == 0)
@@ -634,6 +773,7 @@ hc_on_write(evutil_socket_t fd, short what, void *arg)
 	struct hconn *hc = arg;
 
 	loop_note_io();
+	hc->last_io_ms = server_now_ms(hc->srv);
 	if (!hc_flush(hc))
 		return;
 	/* the response waited on the stream while out was full: go on */
@@ -642,14 +782,92 @@ hc_on_write(evutil_socket_t fd, short what, void *arg)
 		hc_up_readable(hc->st, hc);
 }
 
+/* How long the current state may last without a byte either way. */
+static unsigned
+hc_timeout_s(const struct hconn *hc)
+{
+	unsigned idle = hc->srv->cf->http_idle_s;
+
+	switch (hc->state) {
+	case H_HEAD:
+		return hc->head_timer ? H_HEAD_TIMEOUT_S : idle;
+	case H_WAIT_CLIENT:
+		return 0; /* bounded by the lease's grace period */
+	case H_CLOSING:
+		return H_CLOSING_TIMEOUT_S;
+	default:
+		return idle > H_ACTIVE_TIMEOUT_S ? idle : H_ACTIVE_TIMEOUT_S;
+	}
+}
+
+/* One timer per connection: it fires at the current state's limit after
+ * the last byte; bytes only stamp last_io_ms (no timer work per read),
+ * and a timer that finds bytes moved since waits out the rest. */
+static void
+hc_arm_timer(struct hconn *hc)
+{
+	unsigned s = hc_timeout_s(hc);
+	struct timeval tv = { (time_t)s, 0 };
+
+	hc->last_io_ms = server_now_ms(hc->srv);
+	if (s == 0)
+		evtimer_del(hc->timer);
+	else
+		evtimer_add(hc->timer, &tv);
+}
+
 static void
 hc_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct hconn *hc = arg;
+	uint64_t limit = (uint64_t)hc_timeout_s(hc) * 1000,
+		 since = server_now_ms(hc->srv) - hc->last_io_ms;
 
-	if (hc->state == H_HEAD)
+	if (limit == 0)
+		return;
+	if (since < limit && hc->state != H_HEAD) {
+		struct timeval tv = { (time_t)((limit - since) / 1000),
+			(suseconds_t)((limit - since) % 1000) * 1000 };
+		evtimer_add(hc->timer, &tv);
+		return;
+	}
+	if (hc->state == H_HEAD && hc->head_timer) {
 		hc_fail(hc, 408, "The request head did not arrive within 10 "
 		    "s.", NULL);
+		return;
+	}
+	if (hc->state == H_HEAD || hc->state == H_CLOSING) {
+		/* an idle keep-alive connection, or a peer that does not
+		 * read its last bytes: just close */
+		log_debug("http %s: closed after %u s %s", hc->peer,
+		    hc_timeout_s(hc), hc->state == H_HEAD ? "idle" :
+		    "without reading the response");
+		hc_destroy(hc);
+		return;
+	}
+	log_info("http %s: no bytes either way for %u s: closed", hc->peer,
+	    hc_timeout_s(hc));
+	if (!hc->resp_started && hc->state != H_RAW)
+		hc_fail(hc, 504, "The tunnel's service did not answer in time.",
+		    NULL);
+	else
+		hc_destroy(hc);
+}
+
+/* Is there room for one more public HTTP(S) connection? */
+static int
+hproxy_room(struct server *srv)
+{
+	if (srv->nhconns + srv->npeeks < srv->cf->http_max_conns)
+		return 1;
+	srv->met.http_refused++;
+	if (srv->met.http_refused == 1 || srv->met.http_refused % 1000 == 0)
+		log_warn("http: %u connections open, the limit "
+			 "(--http-max-conns); new ones are refused (%llu so "
+			 "far)",
+		    srv->cf->http_max_conns,
+		    (unsigned long long)srv->met.http_refused);
+	return 0;
 }
 
 static void
@@ -683,10 +901,8 @@ hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	srv->nhconns++;
 	LIST_INSERT_HEAD(&srv->hconns, hc, all_link);
 	event_add(hc->rev, NULL);
-	{
-		struct timeval tv = { H_HEAD_TIMEOUT_S, 0 };
-		evtimer_add(hc->timer, &tv);
-	}
+	hc->head_timer = 1; /* the first request has 10 s to arrive */
+	hc_arm_timer(hc);
 	if (ssl)
 		/* the handshake may have read the request already */
 		event_active(hc->rev, EV_READ, 1);
@@ -698,55 +914,102 @@ static void
 hproxy_on_http_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	struct server *srv = arg;
+
 	loop_note_io();
+	if (!hproxy_room(srv)) {
+		close(fd);
+		return;
+	}
 	net_sock_tune(fd);
-	hc_start(arg, fd, NULL, sa);
+	hc_start(srv, fd, NULL, sa);
 }
 
+/*
+ * An HTTPS connection before it is an hconn: peeking at its ClientHello
+ * (SNI passthrough to a TLS tunnel, or a certificate to terminate with),
+ * then in its TLS handshake. On srv->peeks, bounded by --max-handshakes
+ * with the other HTTP(S) connections by --http-max-conns, freed with the
+ * server. One event per connection: the peek waits edge-triggered for
+ * more bytes, so a ClientHello trickled a byte at a time costs no timer
+ * churn, and the whole wait is bounded by one deadline.
+ */
 struct hs_pending {
+	LIST_ENTRY(hs_pending) link;  /* srv->peeks */
 	struct server *srv;
 	struct event *ev;
-	struct tls_hs *hs;
+	struct tls_hs *hs;            /* once the handshake started */
+	SSL *ssl;
 	struct sockaddr_storage peer;
+	uint64_t deadline_ms;
 	int fd;
-	int tries;
 };
+
+static void
+hs_free(struct hs_pending *p, int close_fd)
+{
+	LIST_REMOVE(p, link);
+	p->srv->npeeks--;
+	if (p->ev)
+		event_free(p->ev);
+	if (p->hs)
+		tls_handshake_cancel(p->hs);
+	if (p->ssl)
+		SSL_free(p->ssl);
+	if (close_fd && p->fd >= 0)
+		close(p->fd);
+	free(p);
+}
 
 static void
 hs_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 {
 	struct hs_pending *p = arg;
+	struct server *srv = p->srv;
 	char buf[NET_ADDRSTR_MAX];
+	struct sockaddr_storage peer = p->peer;
+	int fd = p->fd;
 
+	/* the handshake is over and frees itself: not ours to cancel */
+	p->hs = NULL;
+	p->ssl = NULL;
+	p->fd = -1;
+	hs_free(p, 0);
 	if (err) {
 		log_info("https %s: TLS handshake failed: %s",
-		    net_addr_str((struct sockaddr *)&p->peer, buf, sizeof(buf)),
+		    net_addr_str((struct sockaddr *)&peer, buf, sizeof(buf)),
 		    why);
 		SSL_free(ssl);
-		close(p->fd);
-	} else {
-		hc_start(p->srv, p->fd, ssl, (struct sockaddr *)&p->peer);
+		close(fd);
+		return;
 	}
-	free(p);
+	hc_start(srv, fd, ssl, (struct sockaddr *)&peer);
 }
 
 static struct proxy *
 sni_route(struct server *srv, const char *sni)
 {
-	struct proxy *px;
+	struct proxy *px = registry_by_host(&srv->reg, sni);
 
-	LIST_FOREACH(px, &srv->proxies, link)
-		if (px->type == PROXY_TLS && strcmp(px->host, sni) == 0)
-			return px;
-	return NULL;
+	return px && px->type == PROXY_TLS ? px : NULL;
 }
 
-static void
-hs_passthrough(struct server *srv, int fd, struct proxy *px,
-    const struct sockaddr *sa)
+static void hs_on_peek(evutil_socket_t fd, short what, void *arg);
+
+/* Wait for more of the ClientHello, until the deadline. */
+static int
+hs_wait(struct hs_pending *p)
 {
-	/* the ClientHello is still in the socket (we only peeked) */
-	proxy_open_stream(px, fd, sa);
+	uint64_t now = server_now_ms(p->srv), left;
+	struct timeval tv;
+
+	if (now >= p->deadline_ms)
+		return MG_ETIMEDOUT;
+	left = p->deadline_ms - now;
+	tv.tv_sec = (time_t)(left / 1000);
+	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+	event_add(p->ev, &tv);
+	return 0;
 }
 
 /* Peek at the ClientHello: SNI of a TLS tunnel -> passthrough; else
@@ -757,53 +1020,64 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 	struct hs_pending *p = arg;
 	struct server *srv = p->srv;
 	uint8_t buf[H_PEEK_MAX];
-	char sni[256];
-	ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
-	int rc = n > 0 ? http_sni_peek(buf, (size_t)n, sni, sizeof(sni)) :
-	    MG_EPROTO;
+	char sni[256], a[NET_ADDRSTR_MAX];
+	ssize_t n;
+	int rc;
 	struct proxy *px;
 	struct tls_ctx *ctx;
 	SSL *ssl;
 
 	loop_note_io();
-	if (n < 0 && errno == EAGAIN)
+	n = recv(p->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		rc = http_sni_peek(buf, (size_t)n, sni, sizeof(sni));
+	else if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		rc = MG_EAGAIN;
-	if (rc == MG_EAGAIN && ++p->tries < 1000) {
-		/* not all there yet: look again shortly (a read event
-		 * would fire at once, since the bytes stay unread) */
-		struct timeval tv = { 0, 10000 };
-		event_free(p->ev);
-		p->ev = evtimer_new(srv->base, hs_on_peek, p);
-		evtimer_add(p->ev, &tv);
-		return;
+	else
+		rc = MG_ECLOSED; /* closed or reset before a ClientHello */
+	if (rc == MG_EAGAIN && (size_t)n == sizeof(buf))
+		rc = MG_EPROTO; /* no end in sight */
+	if (rc == MG_EAGAIN) {
+		/* not all there yet: the next segment raises a new edge */
+		if (hs_wait(p) == 0)
+			return;
+		rc = MG_ETIMEDOUT;
 	}
-	event_free(p->ev);
-	p->ev = NULL;
+	net_addr_str((struct sockaddr *)&p->peer, a, sizeof(a));
 	if (rc == 0 && (px = sni_route(srv, sni)) != NULL) {
-		hs_passthrough(srv, p->fd, px, (struct sockaddr *)&p->peer);
-		free(p);
+		int pfd = p->fd;
+		struct sockaddr_storage peer = p->peer;
+
+		p->fd = -1;
+		hs_free(p, 0);
+		/* the ClientHello is still in the socket (we only peeked) */
+		proxy_open_stream(px, pfd, (struct sockaddr *)&peer);
 		return;
 	}
 	ctx = rc == 0 ? tls_certdir_find(srv->https_certs, sni) : NULL;
 	if (ctx == NULL)
 		ctx = srv->https_tls;
 	if (rc < 0 || ctx == NULL) {
-		char a[NET_ADDRSTR_MAX];
-		log_info("https %s: %s", net_addr_str((struct sockaddr *)
-		    &p->peer, a, sizeof(a)), rc < 0 ? "not a TLS ClientHello" :
-		    "no tunnel and no certificate for this name");
-		close(p->fd);
-		free(p);
+		char e[LOG_ESC_MAX];
+		log_info("https %s: %s%s%s", a, rc == MG_ETIMEDOUT ?
+		    "no complete ClientHello within 10 s" :
+		    rc == MG_ECLOSED ? "closed before its ClientHello" :
+		    rc < 0 ? "not a TLS ClientHello" :
+		    "no tunnel and no certificate for ", rc == 0 ? log_esc(sni,
+		    strlen(sni), e, sizeof(e)) : "", "");
+		hs_free(p, 1);
 		return;
 	}
-	if ((ssl = tls_ssl_new(ctx, p->fd)) == NULL ||
-	    (p->hs = tls_handshake_start(srv->base, ssl, 1, H_HEAD_TIMEOUT_S,
-		hs_on_handshake, p)) == NULL) {
-		if (ssl)
-			SSL_free(ssl);
-		close(p->fd);
-		free(p);
+	event_free(p->ev);
+	p->ev = NULL;
+	if ((ssl = tls_ssl_new(ctx, p->fd)) == NULL) {
+		hs_free(p, 1);
+		return;
 	}
+	p->ssl = ssl;
+	if ((p->hs = tls_handshake_start(srv->base, ssl, 1, H_HEAD_TIMEOUT_S,
+	    hs_on_handshake, p)) == NULL)
+		hs_free(p, 1);
 }
 
 static void
@@ -811,17 +1085,32 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct server *srv = arg;
-	struct hs_pending *p = xcalloc(1, sizeof(*p));
-	struct timeval tv = { H_HEAD_TIMEOUT_S, 0 };
+	struct hs_pending *p;
+	short et = event_base_get_features(srv->base) & EV_FEATURE_ET ?
+	    EV_ET : 0;
 
 	loop_note_io();
+	if (!hproxy_room(srv) || srv->npeeks >= srv->cf->max_handshakes) {
+		if (srv->npeeks >= srv->cf->max_handshakes)
+			srv->met.http_refused++;
+		close(fd);
+		return;
+	}
 	net_sock_tune(fd);
+	p = xcalloc(1, sizeof(*p));
 	p->srv = srv;
 	p->fd = fd;
 	memcpy(&p->peer, sa, (size_t)salen < sizeof(p->peer) ? (size_t)salen :
 	    sizeof(p->peer));
-	p->ev = event_new(srv->base, fd, EV_READ, hs_on_peek, p);
-	event_add(p->ev, &tv);
+	p->deadline_ms = server_now_ms(srv) + H_HEAD_TIMEOUT_S * 1000;
+	LIST_INSERT_HEAD(&srv->peeks, p, link);
+	srv->npeeks++;
+	/* edge-triggered: peeked bytes stay unread, so a level-triggered
+	 * read event would fire again at once */
+	p->ev = event_new(srv->base, fd, EV_READ | et, hs_on_peek, p);
+	if (!et)
+		log_debug("https: no edge-triggered events on this backend");
+	hs_wait(p);
 }
 
 static struct evconnlistener *
@@ -844,13 +1133,26 @@ hproxy_listen(struct server *srv, const char *addr, evconnlistener_cb cb,
 		return NULL;
 	}
 	*port_out = net_local_port(fd);
-	l = evconnlistener_new(srv->base, cb, srv, LEV_OPT_CLOSE_ON_FREE, -1,
-	    fd);
-	if (l == NULL) {
-		close(fd);
+	if ((l = accept_listen(srv, fd, cb, srv, 1)) == NULL)
 		snprintf(err, errcap, "cannot listen on %s", addr);
-	}
 	return l;
+}
+
+int
+hproxy_load(struct server *srv, char *err, size_t errcap)
+{
+	const struct server_conf *cf = srv->cf;
+
+	if (cf->https_cert) {
+		struct tls_server_opts to = { cf->https_cert, cf->https_key,
+			NULL, 0 };
+		if (tls_server_ctx_new(&to, &srv->https_tls, err, errcap) < 0)
+			return MG_EINVAL;
+	}
+	if (cf->https_cert_dir && tls_certdir_load(cf->https_cert_dir,
+	    &srv->https_certs, err, errcap) < 0)
+		return MG_EINVAL;
+	return 0;
 }
 
 int
@@ -866,16 +1168,6 @@ hproxy_start(struct server *srv, char *err, size_t errcap)
 		log_info("http listening on port %u", srv->http_port);
 	}
 	if (cf->https_addr[0]) {
-		if (cf->https_cert) {
-			struct tls_server_opts to = { cf->https_cert,
-				cf->https_key, NULL, 0 };
-			if (tls_server_ctx_new(&to, &srv->https_tls, err,
-			    errcap) < 0)
-				return MG_EINVAL;
-		}
-		if (cf->https_cert_dir && tls_certdir_load(cf->https_cert_dir,
-		    &srv->https_certs, err, errcap) < 0)
-			return MG_EINVAL;
 		srv->https_lst = hproxy_listen(srv, cf->https_addr,
 		    hproxy_on_https_accept, &srv->https_port, err, errcap);
 		if (srv->https_lst == NULL)
@@ -893,6 +1185,8 @@ hproxy_stop(struct server *srv)
 {
 	while (!LIST_EMPTY(&srv->hconns))
 		hc_destroy(LIST_FIRST(&srv->hconns));
+	while (!LIST_EMPTY(&srv->peeks))
+		hs_free(LIST_FIRST(&srv->peeks), 1);
 	if (srv->http_lst)
 		evconnlistener_free(srv->http_lst);
 	if (srv->https_lst)

@@ -14,7 +14,7 @@
 #include "mux/mux.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
-#include "server/hproxy.h"
+#include "server/accept.h"
 #include "server/server_int.h"
 #include "util/crypto.h"
 #include "util/err.h"
@@ -22,15 +22,6 @@
 #include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
-
-static void proxy_on_accept(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg);
-
-static int
-is_http_type(uint8_t t)
-{
-	return t == PROXY_HTTP || t == PROXY_HTTPS || t == PROXY_TLS;
-}
 
 /* ":PORT", or "" for the scheme's default port. */
 static const char *
@@ -73,8 +64,14 @@ proxy_url(const struct proxy *px, char *buf, size_t cap)
 	return buf;
 }
 
-static void
-reset_close(int fd)
+int
+proxy_is_http(uint8_t t)
+{
+	return t == PROXY_HTTP || t == PROXY_HTTPS || t == PROXY_TLS;
+}
+
+void
+proxy_reset_close(int fd)
 {
 	struct linger lg = { 1, 0 };
 
@@ -82,51 +79,22 @@ reset_close(int fd)
 	close(fd);
 }
 
-static void
-pending_close_all(struct proxy *px)
-{
-	struct pending *pd;
-
-	while ((pd = TAILQ_FIRST(&px->pending)) != NULL) {
-		TAILQ_REMOVE(&px->pending, pd, link);
-		reset_close(pd->fd);
-		free(pd);
-	}
-	px->npending = 0;
-}
+/* ---- the end of a tunnel ---- */
 
 void
 proxy_free(struct proxy *px)
 {
 	if (px == NULL)
 		return;
-	pending_close_all(px);
-	if (!LIST_EMPTY(&px->hwait)) {
-		px->sess = NULL;
-		hproxy_client_back(px); /* 502 to those who waited */
-	}
-	if (is_http_type(px->type) && px->hstats.requests)
-		log_info("%s \"%s\" (%s): %llu requests, %llu 2xx, %llu 3xx, "
-			 "%llu 4xx, %llu 5xx; latency min %.1f avg %.1f max "
-			 "%.1f ms",
-		    proxy_type_name(px->type), px->name, px->host,
-		    (unsigned long long)px->hstats.requests,
-		    (unsigned long long)px->hstats.by_class[2],
-		    (unsigned long long)px->hstats.by_class[3],
-		    (unsigned long long)px->hstats.by_class[4],
-		    (unsigned long long)px->hstats.by_class[5],
-		    px->hstats.lat_min_us / 1000.0,
-		    px->hstats.lat_sum_us / 1000.0 / (double)px->hstats.requests,
-		    px->hstats.lat_max_us / 1000.0);
-	if (px->type == PROXY_UDP) {
-		udp_proxy_log(px);
-		udp_proxy_stop(px);
-	}
-	if (px->lst)
-		evconnlistener_free(px->lst);
+	/* detach first: whatever the stop below sets off (an error page, a
+	 * log line) finds the tunnel gone, never half-freed */
+	registry_remove(&px->srv->reg, px);
+	if (px->ops->log)
+		px->ops->log(px);
+	if (px->ops->stop)
+		px->ops->stop(px);
 	if (px->grace)
 		event_free(px->grace);
-	LIST_REMOVE(px, link);
 	free(px);
 }
 
@@ -136,6 +104,7 @@ proxy_unregister(struct proxy *px)
 	if (px->sess) {
 		LIST_REMOVE(px, sess_link);
 		px->sess->nproxies--;
+		px->sess = NULL;
 	}
 	proxy_free(px);
 }
@@ -144,11 +113,24 @@ static void
 proxy_on_grace_end(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
+	char n[LOG_ESC_MAX];
 
-	log_info("lease of %s \"%s\" on port %u expired: %u waiting "
-		 "connections refused, port released",
-	    proxy_type_name(px->type), px->name, px->port, px->npending);
+	log_info("lease of %s \"%s\" (%s) expired: %u waiting connections "
+		 "refused, released",
+	    proxy_type_name(px->type), log_esc(px->name, strlen(px->name), n,
+	    sizeof(n)), proxy_where(px), px->npending + px->nhwait);
 	proxy_free(px);
+}
+
+const char *
+proxy_where(const struct proxy *px)
+{
+	static char buf[280];
+
+	if (proxy_is_http(px->type))
+		return px->host;
+	snprintf(buf, sizeof(buf), "port %u", px->port);
+	return buf;
 }
 
 /* The session died or was replaced: hold the lease for the grace period. */
@@ -157,6 +139,7 @@ proxy_session_lost(struct proxy *px)
 {
 	struct server *srv = px->srv;
 	struct timeval tv = { (time_t)srv->cf->lease_grace_s, 0 };
+	char n[LOG_ESC_MAX];
 
 	px->refuse_waiting = px->sess && px->sess->goodbye_received;
 	px->sess = NULL;
@@ -167,29 +150,93 @@ proxy_session_lost(struct proxy *px)
 	if (px->grace == NULL)
 		px->grace = evtimer_new(srv->base, proxy_on_grace_end, px);
 	evtimer_add(px->grace, &tv);
-	if (is_http_type(px->type))
-		log_info("lease of %s \"%s\" (%s) held for %u s",
-		    proxy_type_name(px->type), px->name, px->host,
-		    srv->cf->lease_grace_s);
-	else
-		log_info("lease of %s \"%s\" on port %u held for %u s",
-		    proxy_type_name(px->type), px->name, px->port,
-		    srv->cf->lease_grace_s);
+	log_info("lease of %s \"%s\" (%s) held for %u s",
+	    proxy_type_name(px->type), log_esc(px->name, strlen(px->name), n,
+	    sizeof(n)), proxy_where(px), srv->cf->lease_grace_s);
 }
 
-/* UDP ports are a space of their own; every other type listens on TCP. */
-static int
-port_leased(struct server *srv, uint8_t type, uint16_t port)
+/* ---- TCP tunnels: a listener and the connections waiting for the
+ * client ---- */
+
+static void
+tcp_pending_close_all(struct proxy *px)
 {
-	struct proxy *px;
+	struct pending *pd;
 
-	LIST_FOREACH(px, &srv->proxies, link) {
-		if (px->port == port && !is_http_type(px->type) &&
-		    (px->type == PROXY_UDP) == (type == PROXY_UDP))
-			return 1;
+	while ((pd = TAILQ_FIRST(&px->pending)) != NULL) {
+		TAILQ_REMOVE(&px->pending, pd, link);
+		proxy_reset_close(pd->fd);
+		free(pd);
 	}
-	return 0;
+	px->npending = 0;
 }
+
+static void
+tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct proxy *px = arg;
+	struct pending *pd;
+
+	loop_note_io();
+	net_sock_tune(fd);
+	if (px->sess) {
+		proxy_open_stream(px, fd, sa);
+		return;
+	}
+	if (px->refuse_waiting || px->npending >= px->srv->cf->max_pending) {
+		proxy_reset_close(fd);
+		return;
+	}
+	/* the client is away: hold the connection until it returns */
+	pd = xcalloc(1, sizeof(*pd));
+	pd->fd = fd;
+	memcpy(&pd->peer, sa, (size_t)salen < sizeof(pd->peer) ?
+	    (size_t)salen : sizeof(pd->peer));
+	TAILQ_INSERT_TAIL(&px->pending, pd, link);
+	px->npending++;
+}
+
+static int
+tcp_start(struct proxy *px, int fd)
+{
+	px->lst = accept_listen(px->srv, fd, tcp_on_accept, px, 0);
+	return px->lst ? 0 : MG_EIO;
+}
+
+static void
+tcp_serve_waiting(struct proxy *px)
+{
+	struct pending *pd;
+
+	if (px->npending)
+		log_info("port %u: serving %u connections that waited for the "
+			 "client",
+		    px->port, px->npending);
+	while (px->sess && (pd = TAILQ_FIRST(&px->pending)) != NULL) {
+		TAILQ_REMOVE(&px->pending, pd, link);
+		px->npending--;
+		proxy_open_stream(px, pd->fd, (struct sockaddr *)&pd->peer);
+		free(pd);
+	}
+}
+
+static void
+tcp_stop(struct proxy *px)
+{
+	tcp_pending_close_all(px);
+	if (px->lst)
+		evconnlistener_free(px->lst);
+	px->lst = NULL;
+}
+
+const struct proxy_ops proxy_tcp_ops = {
+	.start = tcp_start,
+	.serve_waiting = tcp_serve_waiting,
+	.stop = tcp_stop,
+};
+
+/* ---- registration ---- */
 
 /* The public socket of a new proxy; the fd or -1 (errno). */
 static int
@@ -200,16 +247,36 @@ proxy_listen(struct server *srv, uint8_t type, uint16_t port)
 	return net_listen_tcp(srv->cf->bind_addr, port, 1024);
 }
 
+static int
+name_is(const struct proxy *px, const struct ctrl_str *name)
+{
+	return strlen(px->name) == name->len &&
+	    memcmp(px->name, name->p, name->len) == 0;
+}
+
+/* The name the server gives a nameless tunnel: tcp-10000, http-HOST. */
+static void
+auto_name(uint8_t type, uint16_t port, const char *host, char *out,
+    size_t cap)
+{
+	if (proxy_is_http(type))
+		snprintf(out, cap, "%s-%.240s", proxy_type_name(type), host);
+	else
+		snprintf(out, cap, "%s-%u", proxy_type_name(type), port);
+}
+
+/* The lease of this (identity, client_id) that reg asks for, or NULL. */
 static struct proxy *
-lease_find(struct session *s, const struct ctrl_register *reg)
+lease_find(struct session *s, const struct ctrl_register *reg,
+    const char *host)
 {
 	static const uint8_t zero[CTRL_ID_LEN];
 	struct proxy *px;
 	int legacy = memcmp(s->client_id, zero, CTRL_ID_LEN) == 0;
 
-	LIST_FOREACH(px, &s->srv->proxies, link) {
-		if (px->type != reg->proxy_type || strcmp(px->identity, s->identity) != 0 ||
-		    memcmp(px->client_id, s->client_id, CTRL_ID_LEN) != 0)
+	for (px = registry_owned(&s->srv->reg, s->identity, s->client_id);
+	     px != NULL; px = LIST_NEXT(px, owner_link)) {
+		if (px->type != reg->proxy_type)
 			continue;
 		if (reg->name.len == 0) {
 			/* a restarted client that never learnt its name: the
@@ -217,14 +284,17 @@ lease_find(struct session *s, const struct ctrl_register *reg)
 			if (legacy || px->sess != NULL || !px->auto_name ||
 			    px->local_port != reg->local_port)
 				continue;
-		} else if (strlen(px->name) != reg->name.len ||
-		    memcmp(px->name, reg->name.p, reg->name.len) != 0) {
+		} else if (!name_is(px, &reg->name)) {
 			continue;
 		}
 		/* legacy clients have no id: the port must match too */
-		if (legacy && reg->remote_port != px->port)
+		if (legacy && !proxy_is_http(px->type) &&
+		    reg->remote_port != px->port)
 			continue;
-		if (reg->remote_port != 0 && reg->remote_port != px->port)
+		if (!proxy_is_http(px->type) && reg->remote_port != 0 &&
+		    reg->remote_port != px->port)
+			continue;
+		if (host[0] && strcmp(host, px->host) != 0)
 			continue;
 		return px;
 	}
@@ -234,8 +304,8 @@ lease_find(struct session *s, const struct ctrl_register *reg)
 static void
 proxy_attach(struct proxy *px, struct session *s)
 {
-	struct pending *pd;
-
+	if (px->sess == s)
+		return;
 	if (px->sess) {
 		/* a legacy client's older session that is still connected */
 		LIST_REMOVE(px, sess_link);
@@ -247,40 +317,33 @@ proxy_attach(struct proxy *px, struct session *s)
 	s->nproxies++;
 	if (px->grace)
 		evtimer_del(px->grace);
-	if (px->npending)
-		log_info("port %u: serving %u connections that waited for the "
-			 "client",
-		    px->port, px->npending);
-	while ((pd = TAILQ_FIRST(&px->pending)) != NULL) {
-		TAILQ_REMOVE(&px->pending, pd, link);
-		px->npending--;
-		proxy_open_stream(px, pd->fd, (struct sockaddr *)&pd->peer);
-		free(pd);
-	}
-	if (!LIST_EMPTY(&px->hwait))
-		hproxy_client_back(px);
 }
 
-static int
-reg_has_http_options(const struct ctrl_register *reg, const char **which)
+void
+proxy_serve_waiting(struct proxy *px)
 {
-	if (reg->subdomain.p)
-		*which = "subdomain";
-	else if (reg->hostname.p)
-		*which = "hostname";
-	else if (reg->basic_auth.p)
-		*which = "basic auth";
-	else if (reg->bandwidth)
-		*which = "bandwidth limit";
-	else if (reg->group.p)
-		*which = "load-balancing group";
-	else if (reg->proxy_protocol)
-		*which = "PROXY protocol";
-	else if (reg->n_allow_src)
-		*which = "allowed source";
-	else
-		return 0;
-	return 1;
+	if (px->sess && px->ops->serve_waiting)
+		px->ops->serve_waiting(px);
+}
+
+static const char *
+reg_option_name(const struct ctrl_register *reg, int http)
+{
+	if (!http && reg->subdomain.p)
+		return "subdomain";
+	if (!http && reg->hostname.p)
+		return "hostname";
+	if ((!http || reg->proxy_type == PROXY_TLS) && reg->basic_auth.p)
+		return "basic auth";
+	if (reg->bandwidth)
+		return "bandwidth limit";
+	if (reg->group.p)
+		return "load-balancing group";
+	if (reg->proxy_protocol)
+		return "PROXY protocol";
+	if (reg->n_allow_src)
+		return "allowed source";
+	return NULL;
 }
 
 static const char *const reserved_subdomains[] = { "www", "api", "admin",
@@ -304,146 +367,122 @@ host_norm(const uint8_t *p, size_t len, char *out, size_t cap)
 	return 0;
 }
 
-/* Who holds host? NULL, or the proxy. */
-static struct proxy *
-host_holder(struct server *srv, const char *host)
-{
-	struct proxy *px;
+#define FAIL(c, ...)                                                           \
+	do {                                                                   \
+		*code = (c);                                                   \
+		snprintf(why, whycap, __VA_ARGS__);                            \
+		return MG_EINVAL;                                              \
+	} while (0)
 
-	LIST_FOREACH(px, &srv->proxies, link)
-		if (is_http_type(px->type) && strcmp(px->host, host) == 0)
-			return px;
-	return NULL;
-}
-
+/* The host an HTTP, HTTPS or TLS tunnel asks for ("" = any); 0 or an
+ * error. */
 static int
-http_register(struct session *s, const struct ctrl_register *reg,
-    uint8_t *code, char *why, size_t whycap, struct proxy **out)
+http_host(struct server *srv, const struct ctrl_register *reg, char *host,
+    size_t hcap, uint8_t *code, char *why, size_t whycap)
 {
-	struct server *srv = s->srv;
 	const struct server_conf *cf = srv->cf;
 	const char *tname = proxy_type_name(reg->proxy_type);
-	char host[256] = "", sub[64];
-	struct proxy *px, *holder;
+	char sub[64];
 
-	*code = CODE_UNSUPPORTED;
+	host[0] = '\0';
 	if ((reg->proxy_type == PROXY_TLS && srv->https_lst == NULL) ||
 	    (reg->proxy_type == PROXY_HTTPS && srv->https_tls == NULL &&
 		srv->https_certs == NULL) ||
-	    (srv->http_lst == NULL && srv->https_lst == NULL)) {
-		snprintf(why, whycap, "%s tunnels are not enabled on this "
-				      "server (no %s)",
-		    tname, reg->proxy_type == PROXY_HTTP ?
-			"--http-addr or --https-addr" :
-			reg->proxy_type == PROXY_TLS ? "--https-addr" :
-						       "--https-cert");
-		return MG_EUNSUPP;
-	}
-	if (reg->bandwidth || reg->group.p || reg->proxy_protocol ||
-	    reg->n_allow_src || (reg->basic_auth.p &&
-	    reg->proxy_type == PROXY_TLS)) {
-		snprintf(why, whycap, "an option given is not supported for "
-				      "%s tunnels",
-		    tname);
-		return MG_EUNSUPP;
-	}
+	    (srv->http_lst == NULL && srv->https_lst == NULL))
+		FAIL(CODE_UNSUPPORTED, "%s tunnels are not enabled on this "
+		    "server (no %s)", tname, reg->proxy_type == PROXY_HTTP ?
+		    "--http-addr or --https-addr" :
+		    reg->proxy_type == PROXY_TLS ? "--https-addr" :
+		    "--https-cert");
 	if (reg->basic_auth.p && (reg->basic_auth.len >= 256 ||
-	    memchr(reg->basic_auth.p, ':', reg->basic_auth.len) == NULL)) {
-		snprintf(why, whycap, "basic auth must be user:password");
-		return MG_EUNSUPP;
-	}
-	*code = CODE_NOT_ALLOWED;
+	    memchr(reg->basic_auth.p, ':', reg->basic_auth.len) == NULL))
+		FAIL(CODE_UNSUPPORTED, "basic auth must be user:password");
 	if (reg->hostname.p) {
 		if (host_norm(reg->hostname.p, reg->hostname.len, host,
-		    sizeof(host)) < 0) {
-			snprintf(why, whycap, "not a valid host name");
-			return MG_EINVAL;
-		}
-	} else if (reg->subdomain.p) {
-		if (cf->domain[0] == '\0') {
-			snprintf(why, whycap, "this server has no --domain for "
-					      "subdomains; use a hostname");
-			return MG_EINVAL;
-		}
-		if (reg->subdomain.len > 63 || host_norm(reg->subdomain.p,
-		    reg->subdomain.len, sub, sizeof(sub)) < 0 ||
-		    strchr(sub, '.')) {
-			snprintf(why, whycap, "a subdomain is 1 to 63 letters, "
-					      "digits or -");
-			return MG_EINVAL;
-		}
-		for (size_t i = 0; i < sizeof(reserved_subdomains) /
-		    sizeof(reserved_subdomains[0]); i++) {
-			if (strcmp(sub, reserved_subdomains[i]) == 0) {
-				snprintf(why, whycap, "subdomain \"%s\" is "
-						      "reserved",
-				    sub);
-				return MG_EDENIED;
-			}
-		}
-		snprintf(host, sizeof(host), "%s.%.190s", sub, cf->domain);
-	}
-	if ((px = lease_find(s, reg)) != NULL &&
-	    (host[0] == '\0' || strcmp(host, px->host) == 0)) {
-		proxy_attach(px, s);
-		*out = px;
+		    hcap) < 0)
+			FAIL(CODE_NOT_ALLOWED, "not a valid host name");
 		return 0;
 	}
-	if (host[0] == '\0') {
-		/* a short, readable random name: letters and digits that
-		 * cannot be confused */
-		static const char al[] = "abcdefghjkmnpqrstuvwxyz23456789";
-		if (cf->domain[0] == '\0') {
-			snprintf(why, whycap, "this server has no --domain: ask "
-					      "for a hostname");
-			return MG_EINVAL;
-		}
-		for (int tries = 0; tries < 64; tries++) {
-			uint8_t r[5];
-			crypto_random(r, sizeof(r));
-			for (int i = 0; i < 5; i++)
-				sub[i] = al[r[i] % (sizeof(al) - 1)];
-			sub[0] = al[r[0] % 23]; /* a letter first */
-			sub[5] = '\0';
-			snprintf(host, sizeof(host), "%s.%.190s", sub, cf->domain);
-			if (host_holder(srv, host) == NULL)
-				break;
-		}
+	if (reg->subdomain.p) {
+		if (cf->domain[0] == '\0')
+			FAIL(CODE_NOT_ALLOWED, "this server has no --domain for "
+			    "subdomains; use a hostname");
+		if (reg->subdomain.len > 63 || host_norm(reg->subdomain.p,
+		    reg->subdomain.len, sub, sizeof(sub)) < 0 ||
+		    strchr(sub, '.'))
+			FAIL(CODE_NOT_ALLOWED, "a subdomain is 1 to 63 letters, "
+			    "digits or -");
+		for (size_t i = 0; i < sizeof(reserved_subdomains) /
+		    sizeof(reserved_subdomains[0]); i++)
+			if (strcmp(sub, reserved_subdomains[i]) == 0)
+				FAIL(CODE_NOT_ALLOWED, "subdomain \"%s\" is "
+				    "reserved", sub);
+		snprintf(host, hcap, "%s.%.190s", sub, cf->domain);
+		return 0;
 	}
-	if ((holder = host_holder(srv, host)) != NULL) {
-		if (strcmp(holder->identity, s->identity) == 0 &&
-		    memcmp(holder->client_id, s->client_id, CTRL_ID_LEN) == 0 &&
-		    holder->type == reg->proxy_type) {
-			/* the same client re-registering under another name */
-			proxy_attach(holder, s);
-			*out = holder;
-			return 0;
-		}
-		*code = CODE_IN_USE;
-		snprintf(why, whycap, "%s is in use by another tunnel", host);
-		return MG_EINUSE;
-	}
-	px = xcalloc(1, sizeof(*px));
-	px->srv = srv;
-	px->type = reg->proxy_type;
-	px->udp_fd = -1;
-	px->local_port = reg->local_port;
-	px->auto_name = reg->name.len == 0;
-	snprintf(px->host, sizeof(px->host), "%s", host);
-	snprintf(px->identity, sizeof(px->identity), "%s", s->identity);
-	memcpy(px->client_id, s->client_id, CTRL_ID_LEN);
-	if (reg->basic_auth.p)
-		memcpy(px->basic_auth, reg->basic_auth.p, reg->basic_auth.len);
-	TAILQ_INIT(&px->pending);
-	LIST_INIT(&px->hwait);
-	if (reg->name.len)
-		memcpy(px->name, reg->name.p, reg->name.len);
-	else
-		snprintf(px->name, sizeof(px->name), "%s-%.240s", tname, host);
-	LIST_INSERT_HEAD(&srv->proxies, px, link);
-	proxy_attach(px, s);
-	*out = px;
+	if (cf->domain[0] == '\0')
+		FAIL(CODE_NOT_ALLOWED, "this server has no --domain: ask for a "
+		    "hostname");
 	return 0;
+}
+
+/* A free random host under --domain: short, readable, unambiguous. */
+static int
+http_random_host(struct server *srv, char *host, size_t hcap)
+{
+	static const char al[] = "abcdefghjkmnpqrstuvwxyz23456789";
+	char sub[6];
+
+	for (int tries = 0; tries < 64; tries++) {
+		uint8_t r[5];
+		crypto_random(r, sizeof(r));
+		for (int i = 0; i < 5; i++)
+			sub[i] = al[r[i] % (sizeof(al) - 1)];
+		sub[0] = al[r[0] % 23]; /* a letter first */
+		sub[5] = '\0';
+		snprintf(host, hcap, "%s.%.190s", sub, srv->cf->domain);
+		if (registry_by_host(&srv->reg, host) == NULL)
+			return 0;
+	}
+	return MG_ELIMIT;
+}
+
+/* Claim a public port for a TCP or UDP tunnel: the listening fd, or an
+ * error. */
+static int
+port_claim(struct server *srv, const struct ctrl_register *reg,
+    uint16_t *port_out, uint8_t *code, char *why, size_t whycap)
+{
+	const struct server_conf *cf = srv->cf;
+	int udp = reg->proxy_type == PROXY_UDP, fd;
+	uint16_t port = reg->remote_port;
+
+	if (port) {
+		if (port < cf->start_port || port > cf->end_port)
+			FAIL(CODE_NOT_ALLOWED, "port %u is outside the allowed "
+			    "range %u-%u", port, cf->start_port, cf->end_port);
+		if (registry_by_port(&srv->reg, udp, port) != NULL)
+			FAIL(CODE_IN_USE, "port %u is in use by another tunnel",
+			    port);
+		if ((fd = proxy_listen(srv, reg->proxy_type, port)) < 0)
+			FAIL(errno == EADDRINUSE ? CODE_IN_USE :
+			    errno == EACCES ? CODE_NOT_ALLOWED : CODE_INTERNAL,
+			    "port %u: %s", port, errno == EADDRINUSE ?
+			    "in use on the server" : strerror(errno));
+		*port_out = port;
+		return fd;
+	}
+	for (uint32_t p = cf->start_port; p <= cf->end_port; p++) {
+		if (registry_by_port(&srv->reg, udp, (uint16_t)p) != NULL)
+			continue;
+		if ((fd = proxy_listen(srv, reg->proxy_type, (uint16_t)p)) >=
+		    0) {
+			*port_out = (uint16_t)p;
+			return fd;
+		}
+	}
+	FAIL(CODE_LIMIT, "no free port in %u-%u", cf->start_port,
+	    cf->end_port);
 }
 
 int
@@ -452,126 +491,96 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 {
 	struct server *srv = s->srv;
 	const struct server_conf *cf = srv->cf;
-	struct proxy *px;
+	const struct proxy_ops *ops = reg->proxy_type <= PROXY_TLS ?
+	    srv->ops[reg->proxy_type] : NULL;
+	int http = proxy_is_http(reg->proxy_type), fd = -1;
+	struct proxy *px, *holder;
 	const char *opt;
+	char host[256] = "", dflt[CTRL_NAME_MAX + 1];
 	uint16_t port = 0;
-	int fd = -1;
 
 	*out = NULL;
-	if (reg->proxy_type != PROXY_TCP && reg->proxy_type != PROXY_UDP &&
-	    !is_http_type(reg->proxy_type)) {
-		*code = CODE_UNSUPPORTED;
-		snprintf(why, whycap, "proxy type %s is not supported by this "
-				      "server",
-		    proxy_type_name(reg->proxy_type) ?
-			proxy_type_name(reg->proxy_type) : "unknown");
-		return MG_EUNSUPP;
-	}
-	if (is_http_type(reg->proxy_type))
-		return http_register(s, reg, code, why, whycap, out);
-	if (reg_has_http_options(reg, &opt)) {
-		*code = CODE_UNSUPPORTED;
-		snprintf(why, whycap, "option \"%s\" is not supported for %s "
-				      "proxies",
-		    opt, proxy_type_name(reg->proxy_type));
-		return MG_EUNSUPP;
-	}
-	LIST_FOREACH(px, &s->proxies, sess_link) {
-		if (reg->name.len && strlen(px->name) == reg->name.len &&
-		    memcmp(px->name, reg->name.p, reg->name.len) == 0) {
-			*code = CODE_IN_USE;
-			snprintf(why, whycap, "name \"%s\" already registered "
-					      "in this session",
-			    px->name);
-			return MG_EINUSE;
-		}
-	}
-	if (s->nproxies >= cf->max_proxies) {
-		*code = CODE_LIMIT;
-		snprintf(why, whycap, "at most %u proxies per session",
+	if (ops == NULL)
+		FAIL(CODE_UNSUPPORTED, "proxy type %s is not supported by this "
+		    "server", proxy_type_name(reg->proxy_type) ?
+		    proxy_type_name(reg->proxy_type) : "unknown");
+	if ((opt = reg_option_name(reg, http)) != NULL)
+		FAIL(CODE_UNSUPPORTED, "option \"%s\" is not supported for %s "
+		    "tunnels", opt, proxy_type_name(reg->proxy_type));
+	for (size_t i = 0; i < reg->name.len; i++)
+		if (reg->name.p[i] < 0x20 || reg->name.p[i] == 0x7f)
+			FAIL(CODE_NOT_ALLOWED, "a tunnel name may not contain "
+			    "control characters (byte %zu is 0x%02x)", i,
+			    reg->name.p[i]);
+	LIST_FOREACH(px, &s->proxies, sess_link)
+		if (reg->name.len && name_is(px, &reg->name))
+			FAIL(CODE_IN_USE, "name \"%s\" already registered in "
+			    "this session", px->name);
+	if (s->nproxies >= cf->max_proxies)
+		FAIL(CODE_LIMIT, "at most %u tunnels per session",
 		    cf->max_proxies);
-		return MG_ELIMIT;
-	}
-	if ((px = lease_find(s, reg)) != NULL) {
-		proxy_attach(px, s);
-		*out = px;
-		return 0;
-	}
-	if (reg->remote_port) {
-		port = reg->remote_port;
-		if (port < cf->start_port || port > cf->end_port) {
-			*code = CODE_NOT_ALLOWED;
-			snprintf(why, whycap, "port %u is outside the allowed "
-					      "range %u-%u",
-			    port, cf->start_port, cf->end_port);
-			return MG_EDENIED;
-		}
-		if (port_leased(srv, reg->proxy_type, port)) {
-			*code = CODE_IN_USE;
-			snprintf(why, whycap, "port %u is in use by another "
-					      "tunnel",
-			    port);
-			return MG_EINUSE;
-		}
-		if ((fd = proxy_listen(srv, reg->proxy_type, port)) < 0) {
-			*code = errno == EADDRINUSE ? CODE_IN_USE :
-			    errno == EACCES ? CODE_NOT_ALLOWED : CODE_INTERNAL;
-			snprintf(why, whycap, "port %u: %s%s", port,
-			    errno == EADDRINUSE ? "in use on the server" :
-			    strerror(errno), "");
-			return MG_EINUSE;
-		}
-	} else {
-		for (uint32_t p = cf->start_port; p <= cf->end_port; p++) {
-			if (port_leased(srv, reg->proxy_type, (uint16_t)p))
-				continue;
-			if ((fd = proxy_listen(srv, reg->proxy_type,
-			    (uint16_t)p)) >= 0) {
-				port = (uint16_t)p;
-				break;
+	if (http && http_host(srv, reg, host, sizeof(host), code, why,
+	    whycap) < 0)
+		return MG_EINVAL;
+	if ((px = lease_find(s, reg, host)) != NULL)
+		goto attach;
+	if (http) {
+		if (host[0] == '\0' && http_random_host(srv, host,
+		    sizeof(host)) < 0)
+			FAIL(CODE_LIMIT, "no free host name under %s",
+			    cf->domain);
+		if ((holder = registry_by_host(&srv->reg, host)) != NULL) {
+			if (strcmp(holder->identity, s->identity) == 0 &&
+			    memcmp(holder->client_id, s->client_id,
+				CTRL_ID_LEN) == 0 &&
+			    holder->type == reg->proxy_type) {
+				/* the same client, under another name */
+				px = holder;
+				goto attach;
 			}
+			FAIL(CODE_IN_USE, "%s is in use by another tunnel",
+			    host);
 		}
-		if (fd < 0) {
-			*code = CODE_LIMIT;
-			snprintf(why, whycap, "no free port in %u-%u",
-			    cf->start_port, cf->end_port);
-			return MG_ELIMIT;
-		}
+	} else if ((fd = port_claim(srv, reg, &port, code, why, whycap)) <
+	    0) {
+		return MG_EINVAL;
 	}
 	px = xcalloc(1, sizeof(*px));
 	px->srv = srv;
+	px->ops = ops;
 	px->type = reg->proxy_type;
 	px->port = port;
+	px->udp_fd = -1;
+	px->local_port = reg->local_port;
+	snprintf(px->host, sizeof(px->host), "%s", host);
 	snprintf(px->identity, sizeof(px->identity), "%s", s->identity);
 	memcpy(px->client_id, s->client_id, CTRL_ID_LEN);
+	if (reg->basic_auth.p)
+		memcpy(px->basic_auth, reg->basic_auth.p, reg->basic_auth.len);
 	TAILQ_INIT(&px->pending);
-	px->local_port = reg->local_port;
-	px->auto_name = reg->name.len == 0;
+	LIST_INIT(&px->hwait);
+	auto_name(px->type, port, host, dflt, sizeof(dflt));
 	if (reg->name.len)
 		memcpy(px->name, reg->name.p, reg->name.len);
 	else
-		snprintf(px->name, sizeof(px->name), "%s-%u",
-		    proxy_type_name(px->type), port);
-	px->udp_fd = -1;
-	LIST_INIT(&px->hwait);
-	if (px->type == PROXY_UDP)
-		udp_proxy_start(px, fd);
-	else
-		px->lst = evconnlistener_new(srv->base, proxy_on_accept, px,
-		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (px->type != PROXY_UDP && px->lst == NULL) {
-		close(fd);
+		snprintf(px->name, sizeof(px->name), "%s", dflt);
+	/* a client that learnt the name the server gave it registers it
+	 * by name after a server restart: the lease is still the
+	 * server's naming, so a restarted client without the name finds
+	 * it again */
+	px->auto_name = strcmp(px->name, dflt) == 0;
+	if (fd >= 0 && ops->start && ops->start(px, fd) < 0) {
 		free(px);
-		*code = CODE_INTERNAL;
-		snprintf(why, whycap, "cannot listen on port %u", port);
-		return MG_EIO;
+		FAIL(CODE_INTERNAL, "cannot serve port %u", port);
 	}
-	LIST_INSERT_HEAD(&srv->proxies, px, link);
-	px->sess = NULL;
+	registry_add(&srv->reg, px);
+attach:
 	proxy_attach(px, s);
 	*out = px;
 	return 0;
 }
+
+#undef FAIL
 
 void
 proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
@@ -646,7 +655,7 @@ proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
 		log_warn("port %u: connection refused: no stream to the client",
 		    px->port);
 		srv->met.streams_refused++;
-		reset_close(fd);
+		proxy_reset_close(fd);
 		return;
 	}
 	px->conns_total++;
@@ -660,31 +669,4 @@ proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
 	/* relay_new frees everything itself when it fails */
 	relay_new(srv->base, fd, st, RELAY_RST_IF_REFUSED, proxy_relay_done,
 	    srv);
-}
-
-static void
-proxy_on_accept(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
-{
-	struct proxy *px = arg;
-	struct pending *pd;
-
-	loop_note_io();
-	net_sock_tune(fd);
-	if (px->sess) {
-		proxy_open_stream(px, fd, sa);
-		return;
-	}
-	if (px->refuse_waiting || px->npending >= px->srv->cf->max_pending) {
-		reset_close(fd);
-		return;
-	}
-	/* the client is away: hold the connection until it returns */
-	pd = xcalloc(1, sizeof(*pd));
-	pd->px = px;
-	pd->fd = fd;
-	memcpy(&pd->peer, sa, (size_t)salen < sizeof(pd->peer) ?
-	    (size_t)salen : sizeof(pd->peer));
-	TAILQ_INSERT_TAIL(&px->pending, pd, link);
-	px->npending++;
 }

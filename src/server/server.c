@@ -15,6 +15,7 @@
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "server/server.h"
+#include "server/accept.h"
 #include "server/hproxy.h"
 #include "server/server_int.h"
 #include "server/dsproxy.h"
@@ -43,13 +44,6 @@ server_now_ms(struct server *srv)
 
 	event_base_gettimeofday_cached(srv->base, &tv);
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
-void
-session_log_prefix(const struct session *s, char *buf, size_t cap)
-{
-	snprintf(buf, cap, "session %llu (%s)", (unsigned long long)s->id,
-	    s->peer);
 }
 
 #define SLOG(lvl, s, fmt, ...)                                               \
@@ -86,12 +80,21 @@ session_send_code(struct session *s, uint8_t type, uint8_t code,
 }
 
 /* Refuse with AuthErr or Error and close; s is gone afterwards. */
-void
+static void
 session_fail(struct session *s, uint8_t type, uint8_t code, const char *text)
 {
 	SLOG(LOG_WARN, s, "%s code %u: %s", ctrl_type_name(type), code, text);
 	session_send_code(s, type, code, text);
+	/* the close line says why, not "protocol error" for a bad token */
+	snprintf(s->close_why, sizeof(s->close_why), "%s", text);
 	session_close(s, MG_EPROTO);
+}
+
+/* srv->session_fail: a stream of s broke the protocol (udp.c). */
+static void
+session_fail_error(struct session *s, uint8_t code, const char *text)
+{
+	session_fail(s, CTRL_ERROR, code, text);
 }
 
 static void
@@ -119,7 +122,8 @@ session_mux_closed(struct mux *m, int err, void *arg)
 {
 	struct session *s = arg;
 	uint64_t tx, rx;
-	const char *why = err == MG_ECLOSED ? "connection closed" :
+	const char *why = s->close_why[0] ? s->close_why :
+	    err == MG_ECLOSED ? "connection closed" :
 	    err == MG_ETIMEDOUT ? "heartbeat timeout" :
 	    err == MG_EPROTO ? "protocol error" : mg_strerror(err);
 
@@ -261,16 +265,10 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 	int rc = ctrl_hello_decode(p, len, &h), id;
 	char ident[SERVER_ID_MAX];
 
-	if (rc == MG_EUNSUPP) {
-		s->srv->met.auth_failures++;
-		session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
-		    "unknown authentication method or version");
-		return;
-	}
 	if (rc < 0) {
 		s->srv->met.auth_failures++;
-		session_fail(s, CTRL_AUTH_ERR, CODE_PROTOCOL,
-		    "malformed handshake (expected GRT1)");
+		session_fail(s, CTRL_AUTH_ERR, rc == MG_EUNSUPP ?
+		    CODE_METHOD_NOT_ALLOWED : CODE_PROTOCOL, h.err);
 		return;
 	}
 	s->method = h.method;
@@ -346,6 +344,7 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 	uint8_t code = 0;
 	char why[256], url[400];
 	const char *ptype = proxy_type_name(reg->proxy_type);
+	char n[LOG_ESC_MAX];
 
 	memset(&r, 0, sizeof(r));
 	if (rc == MG_ETOOLONG) {
@@ -359,9 +358,9 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 		proxy_register(s, reg, &code, why, sizeof(why), &px);
 	}
 	if (px == NULL) {
-		SLOG(LOG_WARN, s, "register %s \"%.*s\" port %u refused: %s",
-		    ptype ? ptype : "?", (int)reg->name.len,
-		    (const char *)reg->name.p, reg->remote_port, why);
+		SLOG(LOG_WARN, s, "register %s \"%s\" port %u refused: %s",
+		    ptype ? ptype : "?", log_esc(reg->name.p, reg->name.len, n,
+		    sizeof(n)), reg->remote_port, why);
 		r.type = CTRL_REGISTER_ERR;
 		r.u.reg_err.code = code;
 		r.u.reg_err.name = reg->name;
@@ -373,7 +372,8 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 	if (s->state < SESS_BOUND)
 		s->state = SESS_BOUND;
 	proxy_url(px, url, sizeof(url));
-	SLOG(LOG_INFO, s, "proxy \"%s\" (%s) at %s", px->name, ptype, url);
+	SLOG(LOG_INFO, s, "proxy \"%s\" (%s) at %s", log_esc(px->name,
+	    strlen(px->name), n, sizeof(n)), ptype, url);
 	r.type = CTRL_REGISTER_OK;
 	r.u.reg_ok.proxy_type = px->type;
 	r.u.reg_ok.remote_port = px->port;
@@ -382,23 +382,27 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 	r.u.reg_ok.url.p = (const uint8_t *)url;
 	r.u.reg_ok.url.len = strlen(url);
 	session_send(s, &r);
+	/* only now does the client know the tunnel: visitors that waited
+	 * for it (lease grace) may go on */
+	proxy_serve_waiting(px);
 }
 
 static void
 session_on_unregister(struct session *s, const struct ctrl_str *name)
 {
 	struct proxy *px;
+	char n[LOG_ESC_MAX];
 
+	log_esc(name->p, name->len, n, sizeof(n));
 	LIST_FOREACH(px, &s->proxies, sess_link) {
 		if (strlen(px->name) == name->len &&
 		    memcmp(px->name, name->p, name->len) == 0) {
-			SLOG(LOG_INFO, s, "proxy \"%s\" unregistered", px->name);
+			SLOG(LOG_INFO, s, "proxy \"%s\" unregistered", n);
 			proxy_unregister(px);
 			return;
 		}
 	}
-	SLOG(LOG_WARN, s, "unregister of unknown proxy \"%.*s\"",
-	    (int)name->len, (const char *)name->p);
+	SLOG(LOG_WARN, s, "unregister of unknown proxy \"%s\"", n);
 }
 
 static void
@@ -458,19 +462,23 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 	}
 	case CTRL_STREAM_REJECT:
 		/* the FIN that follows resets the public connection */
-		if (rc == 0)
+		if (rc == 0) {
+			char t[512];
 			SLOG(LOG_INFO, s, "stream %u refused by the client "
-					  "(code %u): %.*s",
+					  "(code %u): %s",
 			    m.u.reject.stream_id, m.u.reject.code,
-			    (int)m.u.reject.text.len,
-			    (const char *)m.u.reject.text.p);
+			    log_esc(m.u.reject.text.p, m.u.reject.text.len, t,
+				sizeof(t)));
+		}
 		return;
-	case CTRL_GOODBYE:
-		SLOG(LOG_INFO, s, "client says goodbye (code %u): %.*s",
-		    m.u.err.code, (int)m.u.err.text.len,
-		    (const char *)m.u.err.text.p);
+	case CTRL_GOODBYE: {
+		char t[512];
+		SLOG(LOG_INFO, s, "client says goodbye (code %u): %s",
+		    m.u.err.code, log_esc(m.u.err.text.p, m.u.err.text.len, t,
+		    sizeof(t)));
 		s->goodbye_received = 1;
 		return;
+	}
 	default:
 		session_fail(s, CTRL_ERROR, CODE_PROTOCOL,
 		    "unexpected control message");
@@ -714,7 +722,7 @@ server_on_signal(evutil_socket_t sig, short what, void *arg)
 		evconnlistener_disable(srv->http_lst);
 	if (srv->https_lst)
 		evconnlistener_disable(srv->https_lst);
-	LIST_FOREACH(px, &srv->proxies, link) {
+	LIST_FOREACH(px, &srv->reg.all, link) {
 		if (px->lst)
 			evconnlistener_disable(px->lst);
 	}
@@ -734,19 +742,25 @@ struct server *
 server_new(struct event_base *base, const struct server_conf *cf)
 {
 	struct server *srv = xcalloc(1, sizeof(*srv));
-	char host[256], buf[NET_ADDRSTR_MAX];
+	char host[256], buf[NET_ADDRSTR_MAX], err[512];
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	const char *err;
+	const char *why;
 	uint16_t port;
 	int fd;
 
 	srv->base = base;
 	srv->cf = cf;
 	TAILQ_INIT(&srv->sessions);
-	LIST_INIT(&srv->proxies);
+	registry_init(&srv->reg);
 	LIST_INIT(&srv->hconns);
 	LIST_INIT(&srv->handshakes);
+	LIST_INIT(&srv->peeks);
+	srv->ops[PROXY_TCP] = &proxy_tcp_ops;
+	srv->ops[PROXY_UDP] = &udp_proxy_ops;
+	srv->ops[PROXY_HTTP] = srv->ops[PROXY_HTTPS] = srv->ops[PROXY_TLS] =
+	    &hproxy_ops;
+	srv->session_fail = session_fail_error;
 	srv->started_ms = server_now_ms(srv);
 	if (cf->public_host[0])
 		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls), "%s",
@@ -754,65 +768,60 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	else if (!net_is_wildcard(cf->bind_addr))
 		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls),
 		    strchr(cf->bind_addr, ':') ? "[%s]" : "%s", cf->bind_addr);
-	if (net_split_hostport(cf->addr, host, sizeof(host), &port, &err)) {
-		log_error("--addr %s: %s", cf->addr, err);
+	/* everything that can be wrong in files is checked before any
+	 * socket listens: a server that said "listening" keeps its word */
+	if (net_split_hostport(cf->addr, host, sizeof(host), &port, &why)) {
+		log_error("--addr %s: %s", cf->addr, why);
 		goto fail;
 	}
-	fd = net_listen_tcp(host, port, 1024);
-	if (fd < 0) {
+	if (cf->tls) {
+		struct tls_server_opts to = { cf->tls_cert, cf->tls_key,
+			cf->tls_client_ca, cf->tls_client_auth };
+		if (tls_server_ctx_new(&to, &srv->tls, err, sizeof(err)) < 0) {
+			log_error("TLS: %s", err);
+			goto fail;
+		}
+	}
+	if (hproxy_load(srv, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto fail;
+	}
+	if (cf->domain[0] && !cf->http_addr[0] && !cf->https_addr[0])
+		log_warn("--domain %s is set but neither --http-addr nor "
+			 "--https-addr: no HTTP tunnel can be served",
+		    cf->domain);
+	if ((fd = net_listen_tcp(host, port, 1024)) < 0) {
 		log_error("cannot listen on %s: %s", cf->addr, strerror(errno));
 		goto fail;
 	}
-	srv->lst = evconnlistener_new(base, server_on_accept, srv,
-	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (srv->lst == NULL) {
-		close(fd);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if ((srv->lst = accept_listen(srv, fd, server_on_accept, srv, 1)) ==
+	    NULL) {
 		log_error("cannot listen on %s", cf->addr);
 		goto fail;
 	}
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (hproxy_start(srv, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto fail;
+	}
+	if (cf->nstream_allow) {
+		srv->sproxy_accept = sproxy_accept;
+		if (dsproxy_start(srv, err, sizeof(err)) < 0) {
+			log_error("stream proxy over DTLS: %s", err);
+			goto fail;
+		}
+		log_info("stream proxy on (ALPN %s), %zu allow rules",
+		    TLS_ALPN_STREAM, cf->nstream_allow);
+	}
 	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",
 	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
 	    cf->start_port, cf->end_port, cf->bind_addr[0] ? " on " : "",
 	    cf->bind_addr);
-	if (cf->tls) {
-		struct tls_server_opts to = { cf->tls_cert, cf->tls_key,
-			cf->tls_client_ca, cf->tls_client_auth };
-		char terr[512];
-		if (tls_server_ctx_new(&to, &srv->tls, terr, sizeof(terr)) <
-		    0) {
-			log_error("TLS: %s", terr);
-			evconnlistener_free(srv->lst);
-			goto fail;
-		}
+	if (cf->tls)
 		log_info("TLS on, %s", cf->tls_client_ca ?
 		    (cf->tls_client_auth == 1 ? "client certificates optional" :
 						"client certificates required") :
 		    "no client certificates");
-	}
-	{
-		char herr[512];
-		if (hproxy_start(srv, herr, sizeof(herr)) < 0) {
-			log_error("%s", herr);
-			hproxy_stop(srv);
-			evconnlistener_free(srv->lst);
-			tls_ctx_free(srv->tls);
-			goto fail;
-		}
-	}
-	if (cf->nstream_allow) {
-		char derr[512];
-
-		srv->sproxy_accept = sproxy_accept;
-		log_info("stream proxy on (ALPN %s), %zu allow rules",
-		    TLS_ALPN_STREAM, cf->nstream_allow);
-		if (dsproxy_start(srv, derr, sizeof(derr)) < 0) {
-			log_error("stream proxy over DTLS: %s", derr);
-			evconnlistener_free(srv->lst);
-			tls_ctx_free(srv->tls);
-			goto fail;
-		}
-	}
 	srv->sig_hup = evsignal_new(base, SIGHUP, server_on_hup, srv);
 	event_add(srv->sig_hup, NULL);
 	srv->sig_int = evsignal_new(base, SIGINT, server_on_signal, srv);
@@ -821,7 +830,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	event_add(srv->sig_term, NULL);
 	return srv;
 fail:
-	free(srv);
+	server_free(srv);
 	return NULL;
 }
 
@@ -859,8 +868,10 @@ server_free(struct server *srv)
 		return;
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
 		session_close(s, MG_ECLOSED);
-	while ((px = LIST_FIRST(&srv->proxies)) != NULL)
+	while ((px = LIST_FIRST(&srv->reg.all)) != NULL)
 		proxy_free(px);
+	registry_free(&srv->reg);
+	accept_stop(srv);
 	hproxy_stop(srv);
 	server_cancel_handshakes(srv);
 	tlsrelay_set_free(&srv->sp_relays);

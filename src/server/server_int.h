@@ -10,6 +10,7 @@
 #include "proto/ctrl.h"
 #include "relay/dgram.h"
 #include "relay/tlsrelay.h"
+#include "server/registry.h"
 
 #define SERVER_ID_MAX 272
 
@@ -36,10 +37,10 @@ enum sess_state {
 struct server;
 struct session;
 
-/* A public connection waiting for its lease's client to come back. */
+/* A public connection waiting for its lease's client to come back: on its
+ * tunnel's list, ended with it. */
 struct pending {
 	TAILQ_ENTRY(pending) link;
-	struct proxy *px;
 	struct sockaddr_storage peer;
 	int fd;
 };
@@ -54,10 +55,33 @@ struct http_stats {
 struct hconn;
 LIST_HEAD(hconn_list, hconn);
 
-/* A registered proxy and its lease on the public side. */
+/*
+ * What differs between tunnel types. proxy.c runs the one registration
+ * path and the lease and calls these; proxy.c fills in TCP's, udp.c UDP's
+ * and hproxy.c those of HTTP, HTTPS and TLS; server.c puts them in
+ * srv->ops. Each may be NULL.
+ */
+struct proxy_ops {
+	/* start: the public socket fd (TCP listener or UDP) is the tunnel's
+	 * now; 0, or an error after closing fd */
+	int (*start)(struct proxy *px, int fd);
+	/* serve_waiting: the client is back and knows the tunnel (RegisterOK
+	 * went out): serve the visitors that waited */
+	void (*serve_waiting)(struct proxy *px);
+	/* stop: the tunnel ends: close its public side, refuse whoever waits */
+	void (*stop)(struct proxy *px);
+	/* log: the tunnel's summary line as it ends */
+	void (*log)(const struct proxy *px);
+};
+
+/* A registered tunnel: its public side and its lease. Owned by the
+ * registry (registry.h); others keep its id. */
 struct proxy {
-	LIST_ENTRY(proxy) link;       /* server->proxies */
+	LIST_ENTRY(proxy) link;       /* registry: all tunnels */
+	LIST_ENTRY(proxy) owner_link; /* registry: its lease owner's */
 	LIST_ENTRY(proxy) sess_link;  /* session->proxies, while bound */
+	uint32_t id;                  /* registry id; 0 once removed */
+	const struct proxy_ops *ops;
 	struct server *srv;
 	struct session *sess;         /* NULL while in grace */
 	struct evconnlistener *lst;
@@ -78,6 +102,7 @@ struct proxy {
 	int udp_fd;
 	struct event *udp_ev, *udp_sweep;
 	struct uflow **flows;         /* hash buckets, UFLOW_BUCKETS */
+	TAILQ_HEAD(, uflow) flow_lru; /* least recently used first */
 	unsigned nflows;
 	uint64_t flows_total;
 	struct dgram_stats dg;
@@ -86,9 +111,9 @@ struct proxy {
 	char basic_auth[256];         /* "user:pass", or "" */
 	struct hconn_list hwait;      /* requests waiting for the client */
 	unsigned nhwait;              /* at most cf->max_pending */
+	unsigned nhconns;             /* public connections routed here */
 	struct http_stats hstats;
 };
-LIST_HEAD(proxy_list, proxy);
 
 struct session {
 	TAILQ_ENTRY(session) link;
@@ -115,6 +140,7 @@ struct session {
 	char peer[64];
 	char local_host[64];          /* the address the client reached */
 	char agent[64];
+	char close_why[256];          /* why the server ends it, for the log */
 };
 TAILQ_HEAD(session_list, session);
 
@@ -127,6 +153,8 @@ struct server_metrics {
 	uint64_t bytes_in;            /* from public peers */
 	uint64_t bytes_out;           /* to public peers */
 	unsigned streams_active;
+	uint64_t accept_fd_limit;     /* accept(2) at EMFILE/ENFILE */
+	uint64_t http_refused;        /* HTTP(S) connections over a cap */
 };
 
 struct server {
@@ -151,26 +179,49 @@ struct server {
 	    const struct sockaddr *peer);
 	struct dsproxy *dsp;          /* the stream proxy over DTLS (dsproxy.c) */
 	struct session_list sessions;
-	struct proxy_list proxies;
+	struct registry reg;          /* every tunnel */
+	const struct proxy_ops *ops[PROXY_TLS + 1]; /* by proxy type */
+	/* a session broke the protocol on one of its streams (server.c) */
+	void (*session_fail)(struct session *s, uint8_t code,
+	    const char *text);
+	LIST_HEAD(, hs_pending) peeks; /* HTTPS connections before TLS */
+	unsigned npeeks;
 	unsigned nsessions;
 	unsigned nauthed;
 	uint64_t next_session_id;
 	uint64_t started_ms;
 	uint64_t drain_deadline_ms;
 	int shutting_down;
+	int accept_paused;            /* at the fd limit (accept.c) */
+	struct event *accept_resume;
+	uint64_t accept_log_ms;
 	struct server_metrics met;
 	char host_for_urls[256];      /* --public-host, or the bind address */
 	uint8_t *udp_buf;             /* recvmmsg scratch, shared by proxies */
 };
 
 /* proxy.c */
+/* proxy_register: the one registration path of every type (PROTOCOL.md
+ * 4.3, 4.6): checks, lease take-over or a new tunnel in the registry.
+ * 0 and *out, or an error with *code and why for RegisterErr. */
 int proxy_register(struct session *s, const struct ctrl_register *reg,
     uint8_t *code, char *why, size_t whycap, struct proxy **out);
+/* proxy_serve_waiting: after RegisterOK: visitors that waited go on. */
+void proxy_serve_waiting(struct proxy *px);
 void proxy_unregister(struct proxy *px);
 void proxy_session_lost(struct proxy *px);
 void proxy_free(struct proxy *px);
+/* proxy_open_stream: relay fd (the proxy takes it) to a new stream of
+ * px's client; fd is reset when there is none. */
 void proxy_open_stream(struct proxy *px, int fd,
     const struct sockaddr *peer);
+/* proxy_reset_close: close fd with RST (SO_LINGER 0). */
+void proxy_reset_close(int fd);
+/* proxy_where: "port N" or the host name, for log lines (static). */
+const char *proxy_where(const struct proxy *px);
+/* proxy_is_http: HTTP, HTTPS and TLS tunnels, routed by host name. */
+int proxy_is_http(uint8_t type);
+extern const struct proxy_ops proxy_tcp_ops;
 /* proxy_stream_open: a data stream to px's client, its NewStream(Ex)
  * header written (peer may be NULL); NULL when the client is away or at
  * its stream limit. Counts the stream in the session and server. */
@@ -182,14 +233,9 @@ void proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
 const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
 
 /* udp.c */
-int udp_proxy_start(struct proxy *px, int fd);
-void udp_proxy_stop(struct proxy *px);
-void udp_proxy_log(const struct proxy *px);
+extern const struct proxy_ops udp_proxy_ops;
 
 /* server.c */
-void session_fail(struct session *s, uint8_t type, uint8_t code,
-    const char *text);
 uint64_t server_now_ms(struct server *srv);
-void session_log_prefix(const struct session *s, char *buf, size_t cap);
 
 #endif

@@ -27,9 +27,12 @@
 #define UDP_MAX_PER_EVENT 256
 #define UDP_FLOW_WINDOW (16 * 1024 * 1024)
 
+/* A flow: on its tunnel's hash chain and idle list, ended with it. */
 struct uflow {
 	struct uflow *next;           /* hash chain */
+	TAILQ_ENTRY(uflow) lru;       /* px->flow_lru, least recent first */
 	struct proxy *px;
+	struct session *sess;         /* whose stream st is */
 	struct mux_stream *st;
 	struct sockaddr_storage peer;
 	socklen_t plen;
@@ -77,22 +80,24 @@ uflow_free(struct uflow *f)
 
 	if (*pp == f)
 		*pp = f->next;
+	TAILQ_REMOVE(&px->flow_lru, f, lru);
 	px->nflows--;
 	if (f->st)
 		mux_stream_free(f->st);
 	free(f);
 }
 
-static struct uflow *
-uflow_oldest(struct proxy *px)
+/* A datagram went through f: it is now the most recent flow. */
+static void
+uflow_touch(struct uflow *f, uint64_t now)
 {
-	struct uflow *old = NULL;
+	struct proxy *px = f->px;
 
-	for (int b = 0; b < UFLOW_BUCKETS; b++)
-		for (struct uflow *f = px->flows[b]; f; f = f->next)
-			if (old == NULL || f->last_ms < old->last_ms)
-				old = f;
-	return old;
+	f->last_ms = now;
+	if (TAILQ_NEXT(f, lru) != NULL) {
+		TAILQ_REMOVE(&px->flow_lru, f, lru);
+		TAILQ_INSERT_TAIL(&px->flow_lru, f, lru);
+	}
 }
 
 static struct uflow *
@@ -102,7 +107,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	struct uflow *f;
 
 	if (px->nflows >= px->srv->cf->udp_max_flows) {
-		struct uflow *old = uflow_oldest(px);
+		struct uflow *old = TAILQ_FIRST(&px->flow_lru);
 		log_info("udp port %u: %u flows, closing the longest idle",
 		    px->port, px->nflows);
 		uflow_free(old);
@@ -111,6 +116,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 		return NULL;
 	f = xcalloc(1, sizeof(*f));
 	f->px = px;
+	f->sess = px->sess;
 	f->st = st;
 	memcpy(&f->peer, sa, len);
 	f->plen = len;
@@ -120,6 +126,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 		f->next = *pp;
 		*pp = f;
 	}
+	TAILQ_INSERT_TAIL(&px->flow_lru, f, lru);
 	px->nflows++;
 	px->flows_total++;
 	mux_stream_set_cbs(st, &uflow_cbs, f);
@@ -161,12 +168,12 @@ uflow_readable(struct mux_stream *st, void *arg)
 		srv->met.udp_drops_out += (uint64_t)(n - sent);
 		evbuffer_drain(rx, consumed);
 		mux_stream_consumed(st, consumed);
-		f->last_ms = server_now_ms(srv);
+		uflow_touch(f, server_now_ms(srv));
 	}
 	if (n == MG_EPROTO || (mux_stream_fin_received(st) &&
 	    mux_stream_queued(st) > 0 && n == 0)) {
 		/* a bad length, or a FIN in the middle of a datagram */
-		session_fail(px->sess, CTRL_ERROR, CODE_PROTOCOL,
+		srv->session_fail(f->sess, CODE_PROTOCOL,
 		    "bad datagram length on a UDP flow");
 		return; /* the session and this flow are gone */
 	}
@@ -231,7 +238,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 				srv->met.udp_drops_in++;
 				continue;
 			}
-			f->last_ms = now;
+			uflow_touch(f, now);
 			if (mux_stream_send_datagram(f->st, iov[i].iov_base,
 			    len) < 0) {
 				px->dg.drops_in++;
@@ -256,21 +263,18 @@ udp_on_sweep(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = server_now_ms(px->srv);
 	uint64_t idle = (uint64_t)px->srv->cf->udp_idle_s * 1000;
 
-	for (int b = 0; b < UFLOW_BUCKETS; b++) {
-		struct uflow *f = px->flows[b], *next;
-		for (; f != NULL; f = next) {
-			next = f->next;
-			if (now - f->last_ms >= idle) {
-				log_debug("udp port %u: flow idle for %u s, "
-					  "closed",
-				    px->port, px->srv->cf->udp_idle_s);
-				uflow_free(f);
-			}
-		}
+	struct uflow *f;
+
+	/* least recent first: stop at the first flow still in use */
+	while ((f = TAILQ_FIRST(&px->flow_lru)) != NULL &&
+	    now - f->last_ms >= idle) {
+		log_debug("udp port %u: flow idle for %u s, closed", px->port,
+		    px->srv->cf->udp_idle_s);
+		uflow_free(f);
 	}
 }
 
-int
+static int
 udp_proxy_start(struct proxy *px, int fd)
 {
 	struct server *srv = px->srv;
@@ -294,6 +298,7 @@ udp_proxy_start(struct proxy *px, int fd)
 	}
 	px->udp_fd = fd;
 	px->flows = xcalloc(UFLOW_BUCKETS, sizeof(*px->flows));
+	TAILQ_INIT(&px->flow_lru);
 	px->udp_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST,
 	    udp_on_read, px);
 	px->udp_sweep = event_new(srv->base, -1, EV_PERSIST, udp_on_sweep,
@@ -305,13 +310,16 @@ udp_proxy_start(struct proxy *px, int fd)
 	return 0;
 }
 
-void
+static void
 udp_proxy_log(const struct proxy *px)
 {
+	char n[LOG_ESC_MAX];
+
 	log_info("udp \"%s\" port %u: %llu flows; in %llu datagrams %llu "
 		 "bytes %llu dropped; out %llu datagrams %llu bytes %llu "
 		 "dropped",
-	    px->name, px->port, (unsigned long long)px->flows_total,
+	    log_esc(px->name, strlen(px->name), n, sizeof(n)), px->port,
+	    (unsigned long long)px->flows_total,
 	    (unsigned long long)px->dg.pkts_in,
 	    (unsigned long long)px->dg.bytes_in,
 	    (unsigned long long)px->dg.drops_in,
@@ -320,13 +328,12 @@ udp_proxy_log(const struct proxy *px)
 	    (unsigned long long)px->dg.drops_out);
 }
 
-void
+static void
 udp_proxy_stop(struct proxy *px)
 {
 	if (px->flows) {
-		for (int b = 0; b < UFLOW_BUCKETS; b++)
-			while (px->flows[b] != NULL)
-				uflow_free(px->flows[b]);
+		while (!TAILQ_EMPTY(&px->flow_lru))
+			uflow_free(TAILQ_FIRST(&px->flow_lru));
 		free(px->flows);
 		px->flows = NULL;
 	}
@@ -339,3 +346,9 @@ udp_proxy_stop(struct proxy *px)
 		close(px->udp_fd);
 	px->udp_fd = -1;
 }
+
+const struct proxy_ops udp_proxy_ops = {
+	.start = udp_proxy_start,
+	.stop = udp_proxy_stop,
+	.log = udp_proxy_log,
+};

@@ -2,6 +2,8 @@
 #ifndef MG_LOG_H
 #define MG_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* log_set_level: messages above level are dropped. */
@@ -27,6 +29,16 @@ void log_defer_stop(void);
 void log_flush(void);
 void log_msg_later(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * log_esc: bytes a peer chose (a name, a host, a path, an agent string),
+ * made safe for a log line, as OpenSSH's strnvis: printable ASCII as is
+ * but a backslash doubled, every other byte as \xHH; cut with "..." to fit cap
+ * (at least 4). Returns out, always NUL-terminated.
+ */
+char *log_esc(const void *p, size_t len, char *out, size_t cap);
+/* LOG_ESC_MAX: room for a 255-byte name escaped in full. */
+#define LOG_ESC_MAX (255 * 4 + 4)
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
