@@ -942,6 +942,7 @@ struct hs_pending {
 	SSL *ssl;
 	struct sockaddr_storage peer;
 	uint64_t deadline_ms;
+	unsigned poll_ms;             /* 0: edge-triggered; else a timer */
 	int fd;
 };
 
@@ -996,7 +997,11 @@ sni_route(struct server *srv, const char *sni)
 
 static void hs_on_peek(evutil_socket_t fd, short what, void *arg);
 
-/* Wait for more of the ClientHello, until the deadline. */
+/* Wait for more of the ClientHello, until the deadline. The event is
+ * persistent and edge-triggered: adding it again only moves its timeout
+ * (re-arming an edge-triggered epoll event would report the unread bytes
+ * at once). Without edge-triggered events it is a timer that looks again
+ * every 20 ms. */
 static int
 hs_wait(struct hs_pending *p)
 {
@@ -1006,6 +1011,8 @@ hs_wait(struct hs_pending *p)
 	if (now >= p->deadline_ms)
 		return MG_ETIMEDOUT;
 	left = p->deadline_ms - now;
+	if (p->poll_ms && left > p->poll_ms)
+		left = p->poll_ms;
 	tv.tv_sec = (time_t)(left / 1000);
 	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
 	event_add(p->ev, &tv);
@@ -1037,6 +1044,8 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 		rc = MG_ECLOSED; /* closed or reset before a ClientHello */
 	if (rc == MG_EAGAIN && (size_t)n == sizeof(buf))
 		rc = MG_EPROTO; /* no end in sight */
+	if (rc == MG_EAGAIN && (what & EV_CLOSED))
+		rc = MG_ECLOSED; /* the rest will never come */
 	if (rc == MG_EAGAIN) {
 		/* not all there yet: the next segment raises a new edge */
 		if (hs_wait(p) == 0)
@@ -1061,7 +1070,8 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 		char e[LOG_ESC_MAX];
 		log_info("https %s: %s%s%s", a, rc == MG_ETIMEDOUT ?
 		    "no complete ClientHello within 10 s" :
-		    rc == MG_ECLOSED ? "closed before its ClientHello" :
+		    rc == MG_ECLOSED ? "closed before the end of its "
+		    "ClientHello" :
 		    rc < 0 ? "not a TLS ClientHello" :
 		    "no tunnel and no certificate for ", rc == 0 ? log_esc(sni,
 		    strlen(sni), e, sizeof(e)) : "", "");
@@ -1086,8 +1096,9 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct server *srv = arg;
 	struct hs_pending *p;
-	short et = event_base_get_features(srv->base) & EV_FEATURE_ET ?
-	    EV_ET : 0;
+	int feat = event_base_get_features(srv->base);
+	short et = feat & EV_FEATURE_ET ? EV_ET : 0;
+	short rdhup = feat & EV_FEATURE_EARLY_CLOSE ? EV_CLOSED : 0;
 
 	loop_note_io();
 	if (!hproxy_room(srv) || srv->npeeks >= srv->cf->max_handshakes) {
@@ -1107,9 +1118,13 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	srv->npeeks++;
 	/* edge-triggered: peeked bytes stay unread, so a level-triggered
 	 * read event would fire again at once */
-	p->ev = event_new(srv->base, fd, EV_READ | et, hs_on_peek, p);
-	if (!et)
-		log_debug("https: no edge-triggered events on this backend");
+	if (et)
+		p->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST | et |
+		    rdhup, hs_on_peek, p);
+	else {
+		p->poll_ms = 20;
+		p->ev = evtimer_new(srv->base, hs_on_peek, p);
+	}
 	hs_wait(p);
 }
 

@@ -115,7 +115,7 @@ proxy_on_grace_end(evutil_socket_t fd, short what, void *arg)
 	struct proxy *px = arg;
 	char n[LOG_ESC_MAX];
 
-	log_info("lease of %s \"%s\" (%s) expired: %u waiting connections "
+	log_info("lease of %s \"%s\" on %s expired: %u waiting connections "
 		 "refused, released",
 	    proxy_type_name(px->type), log_esc(px->name, strlen(px->name), n,
 	    sizeof(n)), proxy_where(px), px->npending + px->nhwait);
@@ -150,7 +150,7 @@ proxy_session_lost(struct proxy *px)
 	if (px->grace == NULL)
 		px->grace = evtimer_new(srv->base, proxy_on_grace_end, px);
 	evtimer_add(px->grace, &tv);
-	log_info("lease of %s \"%s\" (%s) held for %u s",
+	log_info("lease of %s \"%s\" on %s held for %u s",
 	    proxy_type_name(px->type), log_esc(px->name, strlen(px->name), n,
 	    sizeof(n)), proxy_where(px), srv->cf->lease_grace_s);
 }

@@ -634,11 +634,11 @@ class MgrokEnv:
 
     # -- processes
     def server(self, start_port=None, n_ports=50, addr_port=0, token=None,
-               extra=(), wait=True, bind_timeout=10.0):
+               extra=(), wait=True, bind_timeout=10.0, prefix=()):
         if start_port is None:
             start_port = pick_port_range(n_ports)
         tokens = token if isinstance(token, (list, tuple)) else [token or self.token]
-        argv = [self.bin, "server", "--addr", "%s:%d" % (HOST, addr_port),
+        argv = list(prefix) + [self.bin, "server", "--addr", "%s:%d" % (HOST, addr_port),
                 "--bind-addr", HOST, "--start-port", str(start_port),
                 "--end-port", str(start_port + n_ports - 1)]
         for t in tokens:
