@@ -1,4 +1,4 @@
-"""The stream proxy over DTLS (PROTOCOL.md section 6): `mgrok connect --udp`
+"""The stream proxy over DTLS (docs/protocol.md section 6): `mgrok connect --udp`
 through a server with --stream-allow to a UDP echo service; refusals of a
 destination outside the allow-list and of a client certificate from another
 CA; idle flows closing (MGROK_DTLS_IDLE_S, the testing knob)."""

@@ -89,7 +89,7 @@ def test_local_service_down_resets_public_connection(mg):
         outcome = "timeout (nothing within 10s)"
     assert outcome == "reset", (
         "public connection to a tunnel whose local service is down: expected "
-        "ECONNRESET (PROTOCOL.md 4.5), got %s\n%s" % (outcome, mg.logs()))
+        "ECONNRESET (docs/protocol.md 4.5), got %s\n%s" % (outcome, mg.logs()))
     assert c.alive(), "client died after a refused local dial\n" + mg.logs()
     # once the service exists, the same tunnel works
     lst = socket.socket()

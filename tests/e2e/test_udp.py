@@ -1,4 +1,4 @@
-"""UDP tunnels (PROTOCOL.md section 5): flows per public source, datagram
+"""UDP tunnels (docs/protocol.md section 5): flows per public source, datagram
 sizes, idle expiry, floods, a missing local service, reconnects, bad
 datagram framing from a raw client, and mixed UDP + TCP clients."""
 
