@@ -63,8 +63,19 @@ unit: unit-bins
 $(BUILD)/udptag: tests/e2e/udptag.c
 	$(CC) $(ALL_CFLAGS) -o $@ $<
 
-e2e: all $(BUILD)/udptag
+# the Go xtaci/smux peer of the interop tests (tests/interop/smuxpeer), built
+# offline from Debian's golang-go and golang-github-xtaci-smux-dev: go.mod
+# replaces the library by its /usr/share/gocode directory; nothing is fetched
+SMUXPEER_SRC = tests/interop/smuxpeer/main.go tests/interop/smuxpeer/go.mod
+$(BUILD)/smuxpeer: $(SMUXPEER_SRC)
+	@mkdir -p $(BUILD)/go
+	cd tests/interop/smuxpeer && GOPROXY=off GOSUMDB=off GOFLAGS=-mod=mod \
+	    GO111MODULE=on GOTOOLCHAIN=local GOPATH=$(abspath $(BUILD)/go) \
+	    GOCACHE=$(abspath $(BUILD)/go/cache) go build -trimpath -o $(abspath $@) .
+
+e2e: all $(BUILD)/udptag $(BUILD)/smuxpeer
 	MGROK_BIN=$(abspath $(BUILD)/mgrok) MGROK_UDPTAG=$(abspath $(BUILD)/udptag) \
+	    MGROK_SMUXPEER=$(abspath $(BUILD)/smuxpeer) \
 	    $(PYTEST) -q -ra tests/e2e $(PYTEST_ARGS)
 
 # check: what CI and `make test` run once the dependencies are there.

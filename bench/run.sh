@@ -55,7 +55,7 @@
 #   OUT_DIR (raw outputs; /tmp/mgrok-bench/run-DATE) RESULTS (bench/RESULTS.md, or
 #   $OUT_DIR/RESULTS.md when QUICK=1) QUIET_WAIT (60 s max wait for a quiet machine per test)
 #   SSH_CIPHER (aes128-gcm@openssh.com) MGROK (build/mgrok) MGROK_SERVER_ARGS / MGROK_CLIENT_ARGS
-#   (extra arguments) LAB_DIR (../shared/lab from the repo root) KEEP_WORK (keep temp dir)
+#   (extra arguments) LAB_DIR (bench/lab: lib.sh, procmon.py, holdconns.py) KEEP_WORK (keep temp dir)
 #
 # Extending (UDP / TLS / HTTP rows): write family_<name> (start its backend, loop rounds x
 # scenarios with start_scenario NAME TARGET_PORT TAG / stop_scenario, append rows to
@@ -75,7 +75,7 @@ for v in QUICK RUNS DUR BASE_PORT SCENARIOS TESTS MEM_SCENARIOS MEM_CONNS MEM_RU
     [ -n "${!v+x}" ] && ENV_SET+="$v=$(printf '%q' "${!v}") "
 done
 
-LAB_DIR=${LAB_DIR:-$ROOT/../shared/lab}
+LAB_DIR=${LAB_DIR:-$BENCH/lab}
 [ -f "$LAB_DIR/lib.sh" ] || { echo "bench: lab helpers not found in $LAB_DIR (set LAB_DIR)" >&2; exit 1; }
 LAB_DIR=$(cd "$LAB_DIR" && pwd)
 . "$LAB_DIR/lib.sh"        # log die start_bg kill_tree stop_pids wait_port ensure_free ensure_pkgs, EXIT trap

@@ -1,10 +1,10 @@
 """Fixtures for the mgrok end-to-end tests.
 
-Run: make e2e  (or MGROK_BIN=build/mgrok /usr/bin/python3 -m pytest -q tests/e2e)
+Run: make e2e  (or `make all build/udptag build/smuxpeer`, then
+MGROK_BIN=build/mgrok /usr/bin/python3 -m pytest -q tests/e2e)
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,9 +16,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import MgrokEnv  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-# the Go smux peer lives in shared/, beside the repository
-SMUXPEER_SRC = os.environ.get("MGROK_SMUXPEER_SRC") or os.path.join(
-    ROOT, "..", "shared", "lab", "smuxpeer")
 
 
 def pytest_configure(config):
@@ -90,38 +87,15 @@ def udptag_bin():
 
 @pytest.fixture(scope="session")
 def smuxpeer_bin():
-    """The Go smux reference peer, built once (offline) and cached in build/."""
-    cached = os.path.join(ROOT, "build", "smuxpeer")
-    if os.path.isfile(cached) and os.access(cached, os.X_OK):
-        return cached
-    go = shutil.which("go") or ("/usr/bin/go" if os.path.exists("/usr/bin/go") else None)
-    if not go:
-        pytest.skip("`go` is not installed: cannot build the Go smux peer "
-                    "(apt-get install golang-go golang-github-xtaci-smux-dev)")
-    if not os.path.isdir(SMUXPEER_SRC):
-        pytest.fail("smuxpeer source missing at %s" % SMUXPEER_SRC, pytrace=False)
-    tmp = tempfile.mkdtemp(prefix="smuxpeer-build-")
-    try:
-        src = os.path.join(tmp, "src")
-        shutil.copytree(SMUXPEER_SRC, src)
-        env = dict(os.environ, GOPROXY="off", GOSUMDB="off", GOFLAGS="-mod=mod",
-                   GO111MODULE="on", GOTOOLCHAIN="local",
-                   GOCACHE=os.path.join(tmp, "gocache"), GOPATH=os.path.join(tmp, "gopath"))
-        out = os.path.join(src, "smuxpeer")
-        r = subprocess.run([go, "build", "-trimpath", "-o", out, "."], cwd=src, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-        if r.returncode != 0:
-            env2 = dict(env, GOFLAGS="", GO111MODULE="off", GOPATH="/usr/share/gocode")
-            r2 = subprocess.run([go, "build", "-o", out, "."], cwd=src, env=env2,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-            if r2.returncode != 0:
-                pytest.fail("building smuxpeer failed:\n%s\n%s"
-                            % (r.stdout.decode(errors="replace"),
-                               r2.stdout.decode(errors="replace")), pytrace=False)
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        tmpdst = cached + ".tmp%d" % os.getpid()
-        shutil.copy2(out, tmpdst)
-        os.replace(tmpdst, cached)
-        return cached
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """The Go xtaci/smux peer (tests/interop/smuxpeer), built by
+    `make build/smuxpeer` (a dependency of `make e2e`): MGROK_SMUXPEER, or
+    beside MGROK_BIN."""
+    b = os.environ.get("MGROK_SMUXPEER")
+    if not b:
+        mg_bin = os.environ.get("MGROK_BIN") or os.path.join(ROOT, "build", "mgrok")
+        b = os.path.join(os.path.dirname(os.path.abspath(mg_bin)), "smuxpeer")
+    if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+        pytest.fail("the Go smux peer is not built at %s: run `make build/smuxpeer` "
+                    "(needs golang-go and golang-github-xtaci-smux-dev; scripts/deps.sh "
+                    "installs them), or set MGROK_SMUXPEER" % b, pytrace=False)
+    return os.path.abspath(b)

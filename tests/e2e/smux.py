@@ -1,6 +1,6 @@
 """smux framing (xtaci/smux v1 and v2) and a minimal mgrok client in Python.
 
-PROTOCOL.md sections 3-5.  Frame header: ver u8 | cmd u8 | len u16 LE | sid u32 LE.
+docs/protocol.md sections 3-5.  Frame header: ver u8 | cmd u8 | len u16 LE | sid u32 LE.
 Control messages and the data-stream headers are big-endian.
 """
 

@@ -21,20 +21,19 @@ def _mgrok_error_lines(text):
 
 
 def test_wrong_token_exits_fast(mg):
+    """A refused token ends the client: it does not retry (its retries
+    would outlast the bounded wait below)."""
     server = mg.server()
     svc = mg.echo_service()
-    t0 = time.monotonic()
     c = mg.tcp_client(svc.port, server, token="not-the-token")
-    rc = c.wait(8)
-    took = time.monotonic() - t0
-    assert rc is not None, "client with a wrong token still running after 8s\n" + mg.logs()
+    rc = c.wait(20)
+    assert rc is not None, "client with a wrong token still running after 20s\n" + mg.logs()
     assert rc != 0, "client with a wrong token exited 0\n" + mg.logs()
     err = c.stderr()
     lines = _mgrok_error_lines(err)
     assert any(re.search("auth", l, re.I) for l in lines), (
         "no 'mgrok: ...auth...' line on stderr:\n%s" % err)
     assert c.forwards() == [], "a forwarding line was printed despite the bad token"
-    assert took < 6, "took %.1fs to give up" % took
 
 
 def test_remote_port_in_use_by_other_client(mg):
@@ -90,7 +89,7 @@ def test_local_service_down_resets_public_connection(mg):
         outcome = "timeout (nothing within 10s)"
     assert outcome == "reset", (
         "public connection to a tunnel whose local service is down: expected "
-        "ECONNRESET (PROTOCOL.md 4.5), got %s\n%s" % (outcome, mg.logs()))
+        "ECONNRESET (docs/protocol.md 4.5), got %s\n%s" % (outcome, mg.logs()))
     assert c.alive(), "client died after a refused local dial\n" + mg.logs()
     # once the service exists, the same tunnel works
     lst = socket.socket()
@@ -146,13 +145,15 @@ def test_garbage_on_control_port_closes_only_that_session(mg):
         except (BrokenPipeError, ConnectionResetError):
             pass
         raws[name] = r
+    # closed for the garbage, not by the heartbeat (3 x 10 s by default):
+    # 15 s in all tells the two apart however slow the machine is
     outcomes = {}
     t0 = time.monotonic()
     for name, r in raws.items():
-        left = max(0.5, 5.0 - (time.monotonic() - t0))
+        left = max(0.5, 15.0 - (time.monotonic() - t0))
         outcomes[name] = wait_closed(r, timeout=left)
     not_closed = {k: v for k, v in outcomes.items() if v == "timeout"}
-    assert not not_closed, ("server kept these garbage sessions open for 5s: %s\n%s"
+    assert not not_closed, ("server kept these garbage sessions open for 15s: %s\n%s"
                             % (sorted(not_closed), mg.logs()))
     assert server.alive(), "server died on garbage input\n" + mg.logs()
     assert client.alive(), "real client died\n" + mg.logs()

@@ -54,7 +54,7 @@ def test_go_client_against_mgrok_mux_peer_listen(mg, smuxpeer_bin, ver):
     assert rc == 0 and "ok=true" in out, (
         "Go smux v%d client (-test echo, 8 streams x 3 x 1 MiB) against mgrok mux-peer "
         "--listen: rc=%r, output %r. Note: smuxpeer's echo test speaks its request "
-        "protocol ('E' | u64 BE length, then the bytes; see the smuxpeer README), so "
+        "protocol ('E' | u64 BE length, then the bytes; see tests/interop/smuxpeer), so "
         "the mux-peer server must answer 'E' requests with exactly the payload.\n%s"
         % (ver, rc, out.strip(), mg.logs()))
     assert peer.alive(), "mux-peer died after the session\n" + mg.logs()

@@ -25,12 +25,12 @@ def test_client_kill9_closes_open_public_connection(mg):
     s.sendall(b"alive?")
     assert recv_exact(s, 6) == b"alive?"
     client.kill9()
-    t0 = time.monotonic()
-    how = wait_closed(s, timeout=8)
-    took = time.monotonic() - t0
+    # the kernel closes the dead client's tunnel connection at once, so the
+    # server learns of the death from EOF, not from its heartbeat (3 x 10 s):
+    # a 20 s wait tells the two apart however slow the machine is
+    how = wait_closed(s, timeout=20)
     assert how in ("eof", "reset"), (
-        "public connection still open 8s after the client was killed (-9)\n" + mg.logs())
-    assert took < 5, "public connection closed only after %.1fs" % took
+        "public connection still open 20s after the client was killed (-9)\n" + mg.logs())
     assert server.alive()
 
 
@@ -79,13 +79,10 @@ def test_server_restart_client_returns_same_port(mg, how):
             break
         time.sleep(0.25)
     assert server2 is not None and server2.alive(), "restarted server did not start\n" + mg.logs()
-    t0 = time.monotonic()
-    ok = wait_for(lambda: _echo_ok(port), 20, interval=0.3)
-    took = time.monotonic() - t0
+    ok = wait_for(lambda: _echo_ok(port), 30, interval=0.3)
     fw2 = c.forwards()
-    assert ok, ("tunnel on public port %d did not come back within 20s of the server "
+    assert ok, ("tunnel on public port %d did not come back within 30s of the server "
                 "restart (%s); forwarding lines: %r\n%s" % (port, how, fw2, mg.logs()))
-    assert took < 16, "came back after %.1fs" % took
     assert c.alive()
     if len(fw2) > len(fw):
         assert fw2[-1][2] == port, "client re-registered on %r, expected port %d" % (fw2[-1], port)
@@ -105,13 +102,14 @@ def test_client_restart_same_id_gets_same_port_at_once(mg, named):
     other = mg.tcp_client(svc.port, server)
     oport = mg.wait_forward(other)[0][2]
     assert oport != port, "a different client id took port %d while it was leased" % port
-    t0 = time.monotonic()
+    # "at once": the lease is taken over, not waited out; the wait is bounded
+    # well below the 30 s grace, so a port that came back only when the
+    # lease expired cannot pass
     c2 = mg.tcp_client(svc.port, server, state_dir=state, extra=extra)
-    port2 = mg.wait_forward(c2, timeout=8)[0][2]
-    took = time.monotonic() - t0
+    port2 = mg.wait_forward(c2, timeout=15)[0][2]
     assert port2 == port, "restarted client (same client_id) got port %d, expected %d\n%s" % (
         port2, port, mg.logs())
-    assert took < 5, "took %.1fs to get the port back" % took
+    assert "expired" not in server.stderr(), mg.logs()
     assert _echo_ok(port, b"back again")
 
 
@@ -182,17 +180,24 @@ def test_outage_connection_refused_after_grace(mg):
     c1 = mg.tcp_client(svc.port, server)
     port = mg.wait_forward(c1)[0][2]
     c1.kill9()
-    time.sleep(0.5)
+    held = re.compile(r"lease of tcp .* on port %d held for 2 s" % port)
+    assert wait_for(lambda: held.search(server.stderr()), 10), (
+        "server did not hold the lease after kill -9\n" + mg.logs())
+    # during the grace the port is held: a visitor is accepted and waits
+    # (a refusal here means the lease was dropped early: a failure)
     try:
-        s = mg.track(connect(port, timeout=3))
-    except (ConnectionRefusedError, OSError):
-        return  # listener already gone: also a refusal
+        s = mg.track(connect(port, timeout=5))
+    except OSError as e:
+        pytest.fail("port %d refused a visitor during its 2s lease grace: %r\n%s"
+                    % (port, e, mg.logs()))
     s.sendall(b"x")
-    how = wait_closed(s, timeout=8)
+    how = wait_closed(s, timeout=20)
     assert how in ("eof", "reset"), ("waiting public connection neither served nor "
-                                     "refused 8s after a 2s lease grace\n" + mg.logs())
+                                     "refused 20s after a 2s lease grace\n" + mg.logs())
+    assert re.search(r"on port %d expired: 1 waiting" % port, server.stderr()), (
+        "the waiting visitor was not counted when the lease expired\n" + mg.logs())
     # and the port is free again afterwards
-    assert wait_for(lambda: _refused(port), 5), "port %d still accepting after grace" % port
+    assert wait_for(lambda: _refused(port), 10), "port %d still accepting after grace" % port
 
 
 def _refused(port):
@@ -215,19 +220,22 @@ def test_heartbeat_keeps_idle_tunnel_and_drops_silent_session(mg):
     s = mg.track(connect(port))
     s.sendall(b"one")
     assert recv_exact(s, 3) == b"one"
+    # t0 before the session's last frame (the login): however late this
+    # thread runs, the server cannot close it sooner than 3 intervals after t0
+    t0 = time.monotonic()
     silent = smux.PyClient(server.port, version=2)
     mg.track(silent.sock)
     silent.start()
     silent.login_token(mg.token.encode())
-    t0 = time.monotonic()
-    closed = silent.wait_closed(9)
+    # the default heartbeat (3 x 10 s) would close it only after 30 s
+    closed = silent.wait_closed(20)
     took = time.monotonic() - t0
     hb = [m for m in silent.ctrl if m[:1] == bytes([smux.T_AUTHOK])]
     silent.close()
-    assert closed, "a session silent for 9s was not closed with --heartbeat 1\n" + mg.logs()
+    assert closed, "a session silent for 20s was not closed with --heartbeat 1\n" + mg.logs()
     assert took >= 2.0, "silent session closed after only %.1fs (3 intervals = 3s)" % took
-    if hb:
-        assert struct_unpack_hb(hb[0]) == 1, "AuthOK heartbeat_s %d, expected 1" % struct_unpack_hb(hb[0])
+    assert hb, "no AuthOK among the control messages %r" % silent.ctrl
+    assert struct_unpack_hb(hb[0]) == 1, "AuthOK heartbeat_s %d, expected 1" % struct_unpack_hb(hb[0])
     # the idle real tunnel (about 3+ s without traffic) still works on the same connection
     s.sendall(b"two")
     assert recv_exact(s, 3) == b"two", "idle tunnel connection broken"

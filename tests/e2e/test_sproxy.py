@@ -1,4 +1,4 @@
-"""The stream proxy over TLS (PROTOCOL.md section 6, ALPN mgrok-stream/1):
+"""The stream proxy over TLS (docs/protocol.md section 6, ALPN mgrok-stream/1):
 `mgrok connect` to a local echo service through the server; refusals (a
 destination outside --stream-allow, a bad CRC, no client certificate); the
 section 6 test vector on the wire; and one port serving tunnel sessions and
