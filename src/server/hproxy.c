@@ -222,6 +222,7 @@ hc_read(struct hconn *hc)
 		}
 	}
 	evbuffer_commit_space(hc->in, v, nv);
+	hc->srv->met.bytes_in += (uint64_t)n;
 	return n;
 }
 
@@ -240,6 +241,7 @@ hc_flush(struct hconn *hc)
 			hc_close(hc);
 			return busy; /* when busy, it goes once unwound */
 		}
+		hc->srv->met.bytes_out += (uint64_t)n;
 	}
 	if (evbuffer_get_length(hc->out) == 0 && hc->state == H_CLOSING) {
 		int busy = hc->busy;

@@ -602,3 +602,33 @@ def test_domain_without_http_listener_warns(mg):
     server = mg.server(extra=["--domain", DOMAIN])
     assert wait_for(lambda: "--domain tun.test is set but neither" in server.stderr(), 5), \
         server.stderr()
+
+
+# ---------------------------------------------------------------- review item 15
+
+def test_http_bytes_in_server_summary(mg):
+    """The server's summary counts HTTP tunnels' bytes: exactly what the
+    visitor sent and received."""
+    import re
+    srv = _http_server(mg, https=False)
+    svc = http_service(mg, "count")
+    _, host = _http_client(mg, srv, svc.port, subdomain="count")
+    body = b"x" * 100000
+    req = ("POST /up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+           % (host, len(body))).encode() + body
+    s = connect(srv.http_port)
+    s.sendall(req)
+    got = b""
+    s.settimeout(10)
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    time.sleep(0.3)
+    srv.proc.stop()
+    m = re.search(r"summary: .* (\d+) bytes in, (\d+) bytes out", srv.proc.stderr())
+    assert m, srv.proc.stderr()[-2000:]
+    assert (int(m.group(1)), int(m.group(2))) == (len(req), len(got)), (m.group(0), len(req), len(got))
