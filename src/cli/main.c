@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -49,9 +50,43 @@ new_base(void)
 	return base;
 }
 
+static void
+on_server_stop(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("signal %d", (int)sig);
+	server_shutdown(arg);
+}
+
+static void
+on_server_hup(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("SIGHUP: reloading");
+	server_reload(arg);
+}
+
+/* A server holds a descriptor per visitor and per tunnel: take all the
+ * open files the hard limit allows, and say what that is. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = was;
+	}
+	log_info("open files: up to %llu (hard limit %llu)",
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+}
+
 static int
 run_server(int argc, char **argv)
 {
+	struct event *sigs[3];
 	struct server_conf cf;
 	struct event_base *base;
 	struct server *srv;
@@ -62,18 +97,26 @@ run_server(int argc, char **argv)
 		return rc > 0 ? 0 : 2;
 	}
 	log_set_level(cf.log_level);
+	raise_fd_limit();
 	base = new_base();
 	if ((srv = server_new(base, &cf)) == NULL) {
 		event_base_free(base);
 		conf_server_free(&cf);
 		return 1;
 	}
+	sigs[0] = evsignal_new(base, SIGINT, on_server_stop, srv);
+	sigs[1] = evsignal_new(base, SIGTERM, on_server_stop, srv);
+	sigs[2] = evsignal_new(base, SIGHUP, on_server_hup, srv);
+	for (int i = 0; i < 3; i++)
+		event_add(sigs[i], NULL);
 	if (cf.busy_poll_us > 0)
 		log_info("busy polling for %u us after each I/O (--busy-poll)",
 		    cf.busy_poll_us);
 	log_defer_start(base);
 	loop_run(base, cf.busy_poll_us);
 	log_defer_stop();
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
 	server_log_summary(srv);
 	server_free(srv);
 	event_base_free(base);

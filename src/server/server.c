@@ -1,7 +1,6 @@
 /* server.c: the control listener, sessions, authentication and the control
  * protocol of `mgrok server` (PROTOCOL.md section 4). */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -661,25 +660,24 @@ server_cancel_handshakes(struct server *srv)
 	srv->nhandshakes = 0;
 }
 
-static void
-server_on_hup(evutil_socket_t sig, short what, void *arg)
+void
+server_reload(struct server *srv)
 {
-	struct server *srv = arg;
 	char err[512];
 
 	if (srv->tls == NULL) {
-		log_info("SIGHUP: no TLS certificate to reload");
+		log_info("reload: no TLS certificate to reload");
 		return;
 	}
 	if (tls_server_reload(srv->tls, err, sizeof(err)) < 0)
-		log_error("SIGHUP: certificate not reloaded, keeping the old "
+		log_error("reload: certificate not reloaded, keeping the old "
 			  "one: %s",
 		    err);
 	else
-		log_info("SIGHUP: certificate and key reloaded for new "
+		log_info("reload: certificate and key reloaded for new "
 			 "connections");
 	if (srv->dsp && dsproxy_reload(srv, err, sizeof(err)) < 0)
-		log_error("SIGHUP: DTLS certificate not reloaded: %s", err);
+		log_error("reload: DTLS certificate not reloaded: %s", err);
 }
 
 /* ---- shutdown ---- */
@@ -701,21 +699,20 @@ server_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
-static void
-server_on_signal(evutil_socket_t sig, short what, void *arg)
+void
+server_shutdown(struct server *srv)
 {
-	struct server *srv = arg;
 	struct session *s;
 	struct proxy *px;
 	struct timeval tick = { 0, 100000 };
 
 	if (srv->shutting_down) {
-		log_warn("second signal: exiting now");
+		log_warn("asked to stop again: exiting now");
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
-	log_info("signal %d: shutting down, draining %u streams for up to %u s",
-	    (int)sig, srv->met.streams_active, srv->cf->drain_s);
+	log_info("shutting down, draining %u streams for up to %u s",
+	    srv->met.streams_active, srv->cf->drain_s);
 	srv->shutting_down = 1;
 	evconnlistener_disable(srv->lst);
 	if (srv->http_lst)
@@ -822,12 +819,6 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		    (cf->tls_client_auth == 1 ? "client certificates optional" :
 						"client certificates required") :
 		    "no client certificates");
-	srv->sig_hup = evsignal_new(base, SIGHUP, server_on_hup, srv);
-	event_add(srv->sig_hup, NULL);
-	srv->sig_int = evsignal_new(base, SIGINT, server_on_signal, srv);
-	srv->sig_term = evsignal_new(base, SIGTERM, server_on_signal, srv);
-	event_add(srv->sig_int, NULL);
-	event_add(srv->sig_term, NULL);
 	return srv;
 fail:
 	server_free(srv);
@@ -877,12 +868,6 @@ server_free(struct server *srv)
 	tlsrelay_set_free(&srv->sp_relays);
 	if (srv->lst)
 		evconnlistener_free(srv->lst);
-	if (srv->sig_int)
-		event_free(srv->sig_int);
-	if (srv->sig_term)
-		event_free(srv->sig_term);
-	if (srv->sig_hup)
-		event_free(srv->sig_hup);
 	tls_ctx_free(srv->tls);
 	dsproxy_stop(srv); /* before srv->dns: it cancels lookups */
 	if (srv->dns)

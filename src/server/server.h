@@ -7,13 +7,23 @@ struct server;
 struct server_conf;
 
 /*
- * server_new: bind the control listener from cf (which must outlive the
- * server) and install SIGINT/SIGTERM handlers for a graceful shutdown.
- * Returns NULL after logging why (address in use, ...). Free with
- * server_free.
+ * server_new: check cf's files, then bind the control and public
+ * listeners from cf (which must outlive the server). Returns NULL after
+ * logging why (a bad certificate, address in use, ...). Free with
+ * server_free. The server installs no signal handler: its embedder
+ * (src/cli) calls server_shutdown and server_reload.
  */
 struct server *server_new(struct event_base *base,
     const struct server_conf *cf);
+
+/* server_shutdown: a graceful stop: Goodbye to every client, no new
+ * connections, open streams drain up to --drain-timeout, then the event
+ * loop exits. Called again while draining: the loop exits at once. */
+void server_shutdown(struct server *srv);
+
+/* server_reload: read the TLS certificates and keys again for new
+ * connections; on error the old ones stay (logged). */
+void server_reload(struct server *srv);
 
 /* server_free: close everything; accepts NULL. */
 void server_free(struct server *srv);

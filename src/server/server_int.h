@@ -161,7 +161,7 @@ struct server {
 	struct event_base *base;
 	const struct server_conf *cf;
 	struct evconnlistener *lst;
-	struct event *sig_int, *sig_term, *sig_hup, *drain_tick;
+	struct event *drain_tick;
 	struct tls_ctx *tls;          /* --tls */
 	LIST_HEAD(, tls_pending) handshakes; /* TLS handshakes under way */
 	unsigned nhandshakes;

@@ -420,7 +420,7 @@ def test_sighup_reloads_certificate(mg):
     shutil.copyfile(pki2.server_pem, cert)
     shutil.copyfile(pki2.server_key, key)
     server.signal(signal.SIGHUP)
-    assert _wait_log(server, r"SIGHUP: certificate and key reloaded"), (
+    assert _wait_log(server, r"reload: certificate and key reloaded"), (
         "no reload message after SIGHUP\n" + server.stderr())
 
     new = _client(mg, svc.port, server, tls=_ca_opts(pki2))
@@ -442,7 +442,7 @@ def test_sighup_reloads_certificate(mg):
     with open(cert, "wb") as f:
         f.write(b"this is not a certificate\n" + os.urandom(300))
     server.signal(signal.SIGHUP)
-    assert _wait_log(server, r"SIGHUP: certificate not reloaded"), (
+    assert _wait_log(server, r"reload: certificate not reloaded"), (
         "no 'not reloaded' message after SIGHUP with a garbage cert\n" + server.stderr())
     assert server.alive(), mg.logs()
     again = _client(mg, svc.port, server, tls=_ca_opts(pki2))
