@@ -632,3 +632,41 @@ def test_http_bytes_in_server_summary(mg):
     m = re.search(r"summary: .* (\d+) bytes in, (\d+) bytes out", srv.proc.stderr())
     assert m, srv.proc.stderr()[-2000:]
     assert (int(m.group(1)), int(m.group(2))) == (len(req), len(got)), (m.group(0), len(req), len(got))
+
+
+# ---------------------------------------------------------------- review item 6
+
+def test_udp_flow_fails_its_own_session_after_legacy_reattach(mg):
+    """Legacy TOKEN session A has a UDP tunnel and a flow; session B of the
+    same identity takes the tunnel over (re-attach). A bad datagram on A's
+    old flow must end A, never B."""
+    from helpers import udp_exchange
+    server = mg.server()
+    a = PyClient(server.port, version=1)
+    mg.track(a.sock)
+    a.start()
+    a.login_token(mg.token.encode())
+    port = server.start_port + 3
+    a.send_ctrl(smux.register(P_UDP, port, 9, b"legacy-udp"))
+    assert ctrl_reply(a, b"legacy-udp")[0] == "ok"
+    pub = mg.udp_sock()
+    got = udp_exchange(pub, port, b"hello", timeout=3)
+    assert got == b"hello" and a.headers, mg.logs()
+    sid = a.headers[0]["sid"]
+    b = PyClient(server.port, version=1)
+    mg.track(b.sock)
+    b.start()
+    b.login_token(mg.token.encode())
+    b.send_ctrl(smux.register(P_UDP, port, 9, b"legacy-udp"))
+    assert ctrl_reply(b, b"legacy-udp")[0] == "ok"
+    pub2 = mg.udp_sock()
+    got = udp_exchange(pub2, port, b"to-b", timeout=3)
+    assert got == b"to-b" and b.headers, mg.logs()
+    a.send_frame(PSH, sid, b"\x00\x00")  # a zero-length datagram: a protocol error
+    assert a.wait_closed(5), "session A was not ended\n" + mg.logs()
+    time.sleep(0.3)
+    assert b.closed is None, "session B was ended for A's bad datagram\n" + mg.logs()
+    pub3 = mg.udp_sock()
+    assert udp_exchange(pub3, port, b"still-b", timeout=3) == b"still-b", mg.logs()
+    a.close()
+    b.close()
