@@ -686,9 +686,10 @@ hproxy_release_waiting(struct proxy *px, int serve)
 	while ((hc = LIST_FIRST(&px->hwait)) != NULL) {
 		hc_unwait(hc);
 		hc->busy = 1;
-		if (serve && px->sess)
+		if (serve && px->sess) {
 			hc_forward_head(hc, px);
-		else
+			hc_arm_timer(hc); /* it waited with none */
+		} else
 			hc_fail(hc, 502, "The tunnel is offline.", NULL);
 		if (!hc->dead)
 			hc_process(hc);
