@@ -8,6 +8,7 @@
 #include "util/loop.h"
 
 unsigned long loop_activity;
+unsigned long loop_polls;
 
 static uint64_t
 mono_us(void)
@@ -33,6 +34,7 @@ loop_run(struct event_base *base, unsigned busy_us)
 
 		/* within a window of the last I/O poll, else sleep until
 		 * something happens */
+		loop_polls += (unsigned long)polling;
 		rc = event_base_loop(base, polling ? EVLOOP_NONBLOCK :
 		    EVLOOP_ONCE);
 		/* I/O starts or extends a window; a timer (keepalive, sweep,

@@ -21,6 +21,10 @@ struct event_base;
  * callbacks do not bump it, so an idle process with timers still sleeps */
 extern unsigned long loop_activity;
 
+/* rounds the busy-polling loop polled without sleeping: what tests (and
+ * later the metrics) read to see it poll, rather than CPU time */
+extern unsigned long loop_polls;
+
 static inline void
 loop_note_io(void)
 {
