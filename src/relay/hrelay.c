@@ -19,6 +19,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/loop.h"
+#include "util/mtime.h"
 #include "util/xmalloc.h"
 
 #define HR_BUF_MAX (256 * 1024)
@@ -44,15 +45,6 @@ struct hrelay {
 };
 
 static void hr_pump(struct hrelay *r);
-
-static uint64_t
-hr_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void
 hr_destroy(struct hrelay *r)
@@ -104,7 +96,7 @@ hr_from_stream(struct hrelay *r)
 			snprintf(r->url, sizeof(r->url), "%.250s", h.url);
 			r->head_no_body = strcmp(h.method, "HEAD") == 0;
 			r->req_open = 1;
-			r->t_req = hr_now_us();
+			r->t_req = mtime_us();
 			r->t_first = 0;
 			continue;
 		}
@@ -149,9 +141,9 @@ hr_parse_up(struct hrelay *r, struct evbuffer *fresh)
 			/* 100 Continue: the latency counts from here, the
 			 * line waits for the final answer */
 			if (r->t_first == 0)
-				r->t_first = hr_now_us();
+				r->t_first = mtime_us();
 		} else if (ev == HTTP_T_HEAD && r->req_open) {
-			uint64_t lat = (r->t_first ? r->t_first : hr_now_us()) -
+			uint64_t lat = (r->t_first ? r->t_first : mtime_us()) -
 			    r->t_req;
 			r->req_open = 0;
 			r->t_first = 0;

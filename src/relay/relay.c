@@ -30,6 +30,8 @@ struct relay {
 	unsigned busy : 1;    /* inside our own handler */
 	unsigned dying : 1;   /* free when the handler unwinds */
 	unsigned failed : 1;
+	unsigned reset : 1;   /* end fd with RST: the session died or fd
+				 failed (relay.h) */
 };
 
 static void relay_on_read(evutil_socket_t fd, short what, void *arg);
@@ -45,8 +47,10 @@ static const struct mux_stream_cbs relay_stream_cbs = {
 	.closed = relay_st_closed,
 };
 
+/* Free the relay and tell its owner (done), whichever way it ended: the
+ * owner counts relays, and one that never hears of an end waits for it. */
 static void
-relay_destroy(struct relay *r, int notify)
+relay_destroy(struct relay *r)
 {
 	int refused;
 
@@ -57,7 +61,8 @@ relay_destroy(struct relay *r, int notify)
 	event_free(r->rev);
 	event_free(r->wev);
 	if (r->fd >= 0) {
-		if ((r->flags & RELAY_RST_IF_REFUSED) && refused) {
+		if (r->reset ||
+		    ((r->flags & RELAY_RST_IF_REFUSED) && refused)) {
 			struct linger lg = { 1, 0 };
 			setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg,
 			    sizeof(lg));
@@ -65,7 +70,7 @@ relay_destroy(struct relay *r, int notify)
 		close(r->fd);
 	}
 	mux_stream_free(r->st);
-	if (notify && r->done)
+	if (r->done)
 		r->done(r->arg, r->from_sock, r->to_sock, refused);
 	free(r);
 }
@@ -77,7 +82,7 @@ relay_finish(struct relay *r)
 	if (r->busy)
 		r->dying = 1;
 	else
-		relay_destroy(r, 1);
+		relay_destroy(r);
 }
 
 static void
@@ -95,6 +100,7 @@ relay_flush(struct relay *r)
 
 	if (n == MG_EIO) {
 		r->failed = 1;
+		r->reset = 1;
 		return;
 	}
 	r->to_sock = mux_stream_delivered(r->st) - r->rx_base;
@@ -126,8 +132,11 @@ relay_pump(struct relay *r)
 		mux_stream_shutdown(r->st);
 	} else if (n == MG_ELIMIT) {
 		event_del(r->rev); /* writable brings it back */
-	} else if (n != MG_EAGAIN) {
+	} else if (n == MG_EIO) {
 		r->failed = 1;
+		r->reset = 1;
+	} else if (n != MG_EAGAIN) {
+		r->failed = 1; /* the stream cannot send (MG_ECLOSED) */
 	}
 }
 
@@ -141,7 +150,7 @@ relay_on_read(evutil_socket_t fd, short what, void *arg)
 	relay_pump(r);
 	r->busy = 0;
 	if (r->dying)
-		relay_destroy(r, 0);
+		relay_destroy(r);
 	else
 		relay_check_done(r);
 }
@@ -156,7 +165,7 @@ relay_on_write(evutil_socket_t fd, short what, void *arg)
 	relay_flush(r);
 	r->busy = 0;
 	if (r->dying)
-		relay_destroy(r, 0);
+		relay_destroy(r);
 	else
 		relay_check_done(r);
 }
@@ -175,7 +184,7 @@ relay_st_readable(struct mux_stream *st, void *arg)
 	relay_flush(r);
 	r->busy = 0;
 	if (r->dying)
-		relay_destroy(r, 0);
+		relay_destroy(r);
 	else
 		relay_check_done(r);
 }
@@ -194,10 +203,12 @@ relay_st_closed(struct mux_stream *st, void *arg)
 {
 	struct relay *r = arg;
 
-	/* the session died: the stream goes with it */
+	/* the session died: the stream goes with it, and what the socket
+	 * got so far is not the whole of it */
 	r->to_sock = mux_stream_delivered(st) - r->rx_base;
 	r->st = NULL;
 	r->failed = 1;
+	r->reset = 1;
 	relay_finish(r);
 }
 
@@ -226,20 +237,8 @@ relay_new(struct event_base *base, int fd, struct mux_stream *st, int flags,
 	relay_flush(r);
 	r->busy = 0;
 	if (r->dying || r->failed || (r->rd_done && r->wr_done)) {
-		relay_destroy(r, r->dying ? 0 : 1);
+		relay_destroy(r);
 		return NULL;
 	}
 	return r;
-}
-
-void
-relay_abort(struct relay *r)
-{
-	if (r == NULL)
-		return;
-	if (r->busy) {
-		r->dying = 1;
-		return;
-	}
-	relay_destroy(r, 0);
 }
