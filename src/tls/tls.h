@@ -199,8 +199,8 @@ int tls_flush(SSL *ssl);
 /*
  * mux_new_tls: an smux session (mux/mux.h) over the TLS connection ssl
  * (from tls_ssl_new on fd) whose handshake is done, its records batched
- * (tls_batch_io). The session owns fd and ssl: mux_free sends close_notify
- * and frees ssl. Named for the mux, whose constructor it is, but here,
+ * (tls_batch_io); with ssl NULL, over the plain socket fd (mux_new). The
+ * session owns fd and ssl: mux_free sends close_notify and frees ssl. Named for the mux, whose constructor it is, but here,
  * because only src/tls knows OpenSSL (tlsxprt.c, the mux's TLS transport).
  */
 struct mux;

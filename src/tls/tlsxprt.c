@@ -104,6 +104,8 @@ struct mux *
 mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
     const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg)
 {
+	if (ssl == NULL) /* the callers' one path for both kinds */
+		return mux_new(base, fd, is_client, cfg, cbs, arg);
 	/* a tunnel session is long-lived and carries bulk: keep its record
 	 * buffers instead of freeing them at every lull */
 	SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
