@@ -56,6 +56,13 @@ hr_destroy(struct hrelay *r)
 	evbuffer_free(r->fresh);
 	http_track_free(r->rq);
 	http_track_free(r->rs);
+	if (r->dead) {
+		/* the session died or a side failed: the service must see a
+		 * reset, not an orderly end that makes a cut transfer look
+		 * complete (relay.h) */
+		struct linger lg = { 1, 0 };
+		setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	close(r->fd);
 	if (r->st)
 		mux_stream_free(r->st);
