@@ -49,12 +49,18 @@ def _echo(sock, i):
 
 
 @pytest.fixture
-def faked_clock(tmp_path, monkeypatch):
+def faked_clock(tmp_path, monkeypatch, mgrok_sanitized):
     if not os.path.exists(LIBFAKETIME):
-        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+        pytest.fail("libfaketime is not installed (scripts/deps.sh installs "
+                    "faketime)", pytrace=False)
     path = str(tmp_path / "faketime")
     _set_offset(path, "+0")
     monkeypatch.setenv("LD_PRELOAD", LIBFAKETIME)
+    if mgrok_sanitized:
+        # ASan wants its runtime first among the libraries; the preload
+        # comes before it, which is harmless for these clock functions
+        monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "")
+                           + ":verify_asan_link_order=0")
     monkeypatch.setenv("FAKETIME_TIMESTAMP_FILE", path)
     monkeypatch.setenv("FAKETIME_NO_CACHE", "1")
     monkeypatch.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
