@@ -58,6 +58,7 @@ struct mux_stream {
 	unsigned pending : 1;   /* on m->pending */
 	unsigned win_fixed : 1; /* set_window: no growth */
 	unsigned rx_slow : 1;   /* since our last UPD, data waited in rx */
+	unsigned rst_recv : 1;  /* the peer aborted the stream (empty PSH) */
 };
 
 TAILQ_HEAD(stream_list, mux_stream);
@@ -890,6 +891,22 @@ mux_stream_shutdown(struct mux_stream *st)
 }
 
 void
+mux_stream_abort(struct mux_stream *st)
+{
+	if (st == NULL || st->orphan || st->dead)
+		return;
+	if (stream_can_send(st))
+		emit(st->m, FRAME_PSH, st->id, NULL, 0);
+	mux_stream_free(st); /* the FIN, after the mark */
+}
+
+int
+mux_stream_reset(const struct mux_stream *st)
+{
+	return st->rst_recv;
+}
+
+void
 mux_stream_set_batched(struct mux_stream *st)
 {
 	st->batched = 1;
@@ -1189,8 +1206,16 @@ mux_handle_frame(struct mux *m, const struct frame_hdr *h)
 			evbuffer_drain(m->in, h->len);
 			break;
 		}
-		if (h->len == 0)
+		if (h->len == 0) {
+			/* the reset mark of mux_stream_abort; no other
+			 * sender makes an empty PSH, and they ignore one */
+			if (!st->orphan && !st->rst_recv) {
+				st->rst_recv = 1;
+				if (st->cbs && st->cbs->readable)
+					st->cbs->readable(st, st->arg);
+			}
 			break;
+		}
 		if (st->orphan) {
 			evbuffer_drain(m->in, h->len);
 			stream_credit(st, h->len);

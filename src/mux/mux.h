@@ -208,4 +208,19 @@ int mux_stream_send_datagram(struct mux_stream *st, const void *p,
 /* mux_stream_shutdown: FIN (half-close); data queued before it goes first. */
 void mux_stream_shutdown(struct mux_stream *st);
 
+/*
+ * mux_stream_abort: the caller's side of st failed (its socket was reset,
+ * say): what st carried may be cut short. Sends an empty PSH and then FIN,
+ * and lets go of st as mux_stream_free does. smux has no stream reset;
+ * the empty PSH is mgrok's mark for one (docs/internals/mux.md): an mgrok
+ * peer reports it (mux_stream_reset), other smux peers never send one and
+ * ignore it, so for them the stream just ends. No mark once FIN was sent.
+ * Accepts NULL.
+ */
+void mux_stream_abort(struct mux_stream *st);
+
+/* mux_stream_reset: the peer aborted st (mux_stream_abort): whatever it
+ * sent may be incomplete; readable was called when the mark arrived. */
+int mux_stream_reset(const struct mux_stream *st);
+
 #endif

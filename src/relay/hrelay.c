@@ -39,6 +39,7 @@ struct hrelay {
 	int head_no_body;
 	unsigned sock_eof : 1, st_eof : 1, shut_sock : 1, shut_st : 1;
 	unsigned busy : 1, dead : 1;
+	unsigned sock_err : 1;      /* the socket failed: abort the stream */
 	unsigned can_read : 1;      /* the socket may have bytes: try a read */
 	uint64_t t_req, t_first;
 	char method[24], url[256];
@@ -64,7 +65,9 @@ hr_destroy(struct hrelay *r)
 		setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
 	close(r->fd);
-	if (r->st)
+	if (r->sock_err)
+		mux_stream_abort(r->st); /* the far end resets, too */
+	else
 		mux_stream_free(r->st);
 	if (r->stats)
 		r->stats->active--;
@@ -210,6 +213,10 @@ hr_pump(struct hrelay *r)
 	for (int round = 0; round < 8 && !r->dead; round++) {
 		int progress = 0;
 
+		if (r->st && mux_stream_reset(r->st)) {
+			r->dead = 1; /* the far end's socket failed */
+			break;
+		}
 		if (!r->st_eof && r->st) {
 			size_t before = evbuffer_get_length(r->down);
 			hr_from_stream(r);
@@ -219,6 +226,7 @@ hr_pump(struct hrelay *r)
 			int n = evbuffer_write(r->down, r->fd);
 			if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				r->dead = 1;
+				r->sock_err = 1;
 				break;
 			}
 			progress |= n > 0;
@@ -237,6 +245,7 @@ hr_pump(struct hrelay *r)
 				r->sock_eof = 1;
 			else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				r->dead = 1;
+				r->sock_err = 1;
 				break;
 			}
 			if (n > 0) {

@@ -30,8 +30,10 @@ struct relay {
 	unsigned busy : 1;    /* inside our own handler */
 	unsigned dying : 1;   /* free when the handler unwinds */
 	unsigned failed : 1;
-	unsigned reset : 1;   /* end fd with RST: the session died or fd
-				 failed (relay.h) */
+	unsigned reset : 1;   /* end fd with RST: the session died, fd
+				 failed, or the peer aborted (relay.h) */
+	unsigned abort : 1;   /* fd failed: abort the stream, so that the
+				 far end resets its socket too */
 };
 
 static void relay_on_read(evutil_socket_t fd, short what, void *arg);
@@ -69,7 +71,10 @@ relay_destroy(struct relay *r)
 		}
 		close(r->fd);
 	}
-	mux_stream_free(r->st);
+	if (r->abort)
+		mux_stream_abort(r->st);
+	else
+		mux_stream_free(r->st);
 	if (r->done)
 		r->done(r->arg, r->from_sock, r->to_sock, refused);
 	free(r);
@@ -96,11 +101,20 @@ relay_check_done(struct relay *r)
 static void
 relay_flush(struct relay *r)
 {
-	ssize_t n = mux_stream_flush_to_fd(r->st, r->fd);
+	ssize_t n;
 
+	if (mux_stream_reset(r->st)) {
+		/* the far end's socket failed: so does ours, at once, as a
+		 * TCP reset would (what is queued is dropped) */
+		r->failed = 1;
+		r->reset = 1;
+		return;
+	}
+	n = mux_stream_flush_to_fd(r->st, r->fd);
 	if (n == MG_EIO) {
 		r->failed = 1;
 		r->reset = 1;
+		r->abort = 1;
 		return;
 	}
 	r->to_sock = mux_stream_delivered(r->st) - r->rx_base;
@@ -135,6 +149,7 @@ relay_pump(struct relay *r)
 	} else if (n == MG_EIO) {
 		r->failed = 1;
 		r->reset = 1;
+		r->abort = 1;
 	} else if (n != MG_EAGAIN) {
 		r->failed = 1; /* the stream cannot send (MG_ECLOSED) */
 	}

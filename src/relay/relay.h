@@ -34,8 +34,10 @@ typedef void (*relay_done_fn)(void *arg, uint64_t from_sock,
  *
  * Only both directions finished (EOF and FIN each way) close fd in order;
  * a relay that ends otherwise resets fd (SO_LINGER 0, RST): when the
- * session dies, or fd itself fails, the peer on fd must not mistake a cut
- * transfer for a complete one.
+ * session dies, fd itself fails, or the far end's socket failed
+ * (mux_stream_reset), the peer on fd must not mistake a cut transfer for a
+ * complete one. When fd fails, the stream is aborted (mux_stream_abort),
+ * so the relay at the far end resets its socket in turn.
  */
 struct relay *relay_new(struct event_base *base, int fd,
     struct mux_stream *st, int flags, relay_done_fn done, void *arg);

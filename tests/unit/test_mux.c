@@ -2243,6 +2243,71 @@ test_free_after_loop(void **state)
 	event_base_free(base);
 }
 
+/* ---- 11. a stream's reset carried across (mux_stream_abort) ---- */
+
+/* On the wire: the data, an empty PSH, then FIN; the mgrok peer sees the
+ * data, then mux_stream_reset, then the end. */
+static void
+test_stream_abort(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side cl;
+	struct evbuffer *in = evbuffer_new();
+	struct frame_hdr h;
+	uint8_t pl[64];
+	int fds[2], seen[3] = { 0, 0, 0 };
+	struct mux_stream *st;
+	struct pair p;
+	struct sctx *a, *b;
+	struct got_len g;
+
+	/* the frames */
+	cfg_v2(&cfg);
+	make_pair(fds);
+	side_init(&cl, base);
+	side_start(&cl, fds[0], 1, &cfg);
+	st = mux_stream_open(cl.m);
+	assert_int_equal(mux_stream_write(st, "abc", 3), 0);
+	mux_stream_abort(st);
+	run_for(base, 10);
+	raw_read(fds[1], in);
+	while (raw_take(in, &h, pl, sizeof(pl))) {
+		if (h.sid != 3)
+			continue;
+		if (h.cmd == FRAME_PSH && h.len == 3)
+			seen[0] = 1;
+		else if (h.cmd == FRAME_PSH && h.len == 0 && seen[0])
+			seen[1] = 1;
+		else if (h.cmd == FRAME_FIN && seen[1])
+			seen[2] = 1;
+	}
+	assert_true(seen[0] && seen[1] && seen[2]);
+	side_done(&cl);
+	close(fds[1]);
+	evbuffer_free(in);
+	event_base_free(base);
+
+	/* between two sessions */
+	cfg_v2(&cfg);
+	pair_start(&p, &cfg, &cfg);
+	a = sctx_attach(&p.cl, mux_stream_open(p.cl.m));
+	assert_int_equal(mux_stream_write(a->st, "hello", 5), 0);
+	assert_true(run_until(p.base, pred_accepted, &p.sv, 2000));
+	b = &p.sv.s[0];
+	g.c = b;
+	g.want = 5;
+	assert_true(run_until(p.base, pred_got, &g, 2000));
+	assert_false(mux_stream_reset(b->st));
+	mux_stream_abort(a->st);
+	a->st = NULL;
+	assert_true(run_until(p.base, pred_eof, b, 2000));
+	assert_true(mux_stream_reset(b->st));
+	assert_int_equal(evbuffer_get_length(b->got), 5);
+	assert_int_equal(p.cl.closed + p.sv.closed, 0);
+	pair_done(&p);
+}
+
 int
 main(void)
 {
@@ -2278,6 +2343,7 @@ main(void)
 		cmocka_unit_test(test_xprt_peer_shutdown),
 		cmocka_unit_test(test_window_2g),
 		cmocka_unit_test(test_free_after_loop),
+		cmocka_unit_test(test_stream_abort),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* as mgrok's main() does */
