@@ -59,7 +59,8 @@ struct mux_callbacks {
 };
 
 struct mux_stream_cbs {
-	/* New data on the stream's queue, or the peer's FIN. */
+	/* New data on the stream's queue, the peer's FIN, or its reset mark
+	 * (mux_stream_reset). */
 	void (*readable)(struct mux_stream *st, void *arg);
 	/* Room again (window or session output) after MG_EAGAIN. */
 	void (*writable)(struct mux_stream *st, void *arg);
