@@ -32,6 +32,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/loop.h"
+#include "util/mtime.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -124,10 +125,9 @@ static void client_schedule_retry(struct client *c);
 static uint64_t
 client_now_ms(struct client *c)
 {
-	struct timeval tv;
-
-	event_base_gettimeofday_cached(c->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	/* monotonic, not libevent's cached time of day: see util/mtime.h */
+	(void)c;
+	return mtime_ms();
 }
 
 /* The client's own voice on stderr: one line, "mgrok: ...". */

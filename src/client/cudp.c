@@ -23,6 +23,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/loop.h"
+#include "util/mtime.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -71,10 +72,9 @@ struct cflow {
 static uint64_t
 cu_now_ms(struct cudp *u)
 {
-	struct timeval tv;
-
-	event_base_gettimeofday_cached(u->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	/* monotonic, not libevent's cached time of day: see util/mtime.h */
+	(void)u;
+	return mtime_ms();
 }
 
 static unsigned

@@ -12,22 +12,19 @@
 #include <event2/event.h>
 
 #include "mux/mux.h"
+#include "mux/xprt.h"
 #include "proto/frame.h"
-#include "tls/tls.h"
-
-#include <openssl/ssl.h>
 #include "util/err.h"
 #include "util/idmap.h"
 #include "util/log.h"
 #include "util/loop.h"
+#include "util/mtime.h"
 #include "util/xmalloc.h"
 
 #define MUX_INITIAL_WINDOW 262144u
 /* One read from the session socket: 256 KiB less libevent's chain header,
  * so that the chain allocation is exactly 256 KiB. */
 #define MUX_READ_SIZE (262144 - 64)
-/* TLS records gathered per writev, and read per read(2) (tls_batch_io) */
-#define MUX_TLS_BATCH (256 * 1024)
 #define MUX_MAX_IOV 16
 #define MUX_LIGHT_FLOW 65536 /* in flight: a flow this light is not a flood */
 
@@ -61,6 +58,7 @@ struct mux_stream {
 	unsigned pending : 1;   /* on m->pending */
 	unsigned win_fixed : 1; /* set_window: no growth */
 	unsigned rx_slow : 1;   /* since our last UPD, data waited in rx */
+	unsigned rst_recv : 1;  /* the peer aborted the stream (empty PSH) */
 };
 
 TAILQ_HEAD(stream_list, mux_stream);
@@ -73,7 +71,9 @@ struct mux {
 	struct mux_config cfg;
 	struct mux_callbacks cbs;
 	void *arg;
-	struct event *rev, *wev, *timer, *reaper, *kick;
+	const struct mux_xprt_ops *xo; /* the transport (xprt.h) */
+	void *xctx;             /* its context, ours to close */
+	struct event *rev, *wev, *timer, *kick;
 	struct evbuffer *in, *out;
 	struct idmap streams;
 	struct stream_list waiters;
@@ -88,18 +88,19 @@ struct mux {
 	int depth;              /* > 0 while inside our own event callbacks */
 	int write_err;          /* a write failed: die from the loop */
 	int corked;
-	SSL *ssl;               /* TLS session, or NULL for plain TCP */
-	unsigned read_wants_write : 1;  /* TLS: retry the read when writable */
-	unsigned write_wants_read : 1;  /* TLS: retry the write when readable */
+	unsigned read_wants_write : 1;  /* retry the read when writable */
+	unsigned write_wants_read : 1;  /* retry the write when readable */
 	unsigned dead : 1;
 	unsigned free_pending : 1;
 	unsigned read_paused : 1;
+	unsigned shut : 1;      /* the transport's shutdown ran */
+	unsigned rx_seen : 1;   /* a frame came in since the last tick */
+	unsigned tx_seen : 1;   /* bytes went out since the last tick */
 };
 
 static void mux_on_read(evutil_socket_t fd, short what, void *arg);
 static void mux_on_write(evutil_socket_t fd, short what, void *arg);
 static void mux_on_timer(evutil_socket_t fd, short what, void *arg);
-static void mux_on_reap(evutil_socket_t fd, short what, void *arg);
 static void mux_on_kick(evutil_socket_t fd, short what, void *arg);
 static void mux_die(struct mux *m, int err);
 static void mux_destroy(struct mux *m);
@@ -122,31 +123,33 @@ mux_config_default(struct mux_config *c)
 	c->max_streams = 0;
 }
 
-static uint64_t
-now_ms(struct mux *m)
-{
-	struct timeval tv;
-	event_base_gettimeofday_cached(m->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 struct mux *
 mux_new(struct event_base *base, int fd, int is_client,
     const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg)
 {
-	return mux_new_tls(base, fd, NULL, is_client, cfg, cbs, arg);
+	return mux_new_xprt(base, fd, &mux_xprt_plain, NULL, is_client, cfg,
+	    cbs, arg);
+}
+
+/* Whether input may wait inside the transport, unseen by readiness. */
+static int
+xprt_buffered(const struct mux *m)
+{
+	return m->xo->buffered != NULL && m->xo->buffered(m->xctx);
 }
 
 struct mux *
-mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
-    const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg)
+mux_new_xprt(struct event_base *base, int fd, const struct mux_xprt_ops *xo,
+    void *xctx, int is_client, const struct mux_config *cfg,
+    const struct mux_callbacks *cbs, void *arg)
 {
 	struct mux *m = xcalloc(1, sizeof(*m));
 	struct timeval tv;
 
 	m->base = base;
 	m->fd = fd;
-	m->ssl = ssl;
+	m->xo = xo;
+	m->xctx = xctx;
 	m->is_client = is_client;
 	m->cfg = *cfg;
 	if (m->cfg.stream_window < MUX_INITIAL_WINDOW)
@@ -169,30 +172,21 @@ mux_new_tls(struct event_base *base, int fd, SSL *ssl, int is_client,
 	m->rev = event_new(base, fd, EV_READ | EV_PERSIST, mux_on_read, m);
 	m->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, mux_on_write, m);
 	m->timer = event_new(base, -1, EV_PERSIST, mux_on_timer, m);
-	m->reaper = event_new(base, -1, 0, mux_on_reap, m);
 	m->kick = event_new(base, -1, 0, mux_on_kick, m);
 	if (m->rev == NULL || m->wev == NULL || m->timer == NULL ||
-	    m->reaper == NULL || m->kick == NULL)
+	    m->kick == NULL)
 		abort();
 	event_add(m->rev, NULL);
-	if (ssl != NULL) {
-		/* a tunnel session is long-lived and carries bulk: keep its
-		 * record buffers instead of freeing them at every lull */
-		SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
-		/* and sends and reads its records in batches, not one
-		 * system call each */
-		if (tls_batch_io(ssl, fd, MUX_TLS_BATCH) != 0)
-			abort();
-		/* the handshake may have read our first records already */
+	/* a TLS handshake may have read our first records already */
+	if (xprt_buffered(m))
 		event_active(m->rev, EV_READ, 1);
-	}
 	if (m->cfg.keepalive_ms) {
 		unsigned t = m->cfg.keepalive_ms / 2;
 		tv.tv_sec = t / 1000;
 		tv.tv_usec = (t % 1000) * 1000;
 		event_add(m->timer, &tv);
 	}
-	m->last_rx_ms = m->last_tx_ms = now_ms(m);
+	m->last_rx_ms = m->last_tx_ms = mtime_ms();
 	return m;
 }
 
@@ -201,32 +195,24 @@ mux_tls_error(const struct mux *m)
 {
 	const char *w;
 
-	if (m->ssl == NULL)
+	if (m->xo->error == NULL)
 		return NULL;
-	w = tls_why(m->ssl);
+	w = m->xo->error(m->xctx);
 	return w && w[0] ? w : NULL;
 }
 
 const char *
 mux_tls_params(const struct mux *m, char *buf, size_t cap)
 {
-	if (m->ssl == NULL)
+	if (m->xo->describe == NULL || cap == 0)
 		return NULL;
-	snprintf(buf, cap, "%s %s", SSL_get_version(m->ssl),
-	    SSL_get_cipher_name(m->ssl));
-	return buf;
+	return m->xo->describe(m->xctx, buf, cap);
 }
 
 int
 mux_version(const struct mux *m)
 {
 	return m->version;
-}
-
-int
-mux_fd(const struct mux *m)
-{
-	return m->fd;
 }
 
 unsigned
@@ -285,23 +271,24 @@ mux_wake_waiters(struct mux *m)
 	}
 }
 
-/* Bytes not yet on the socket: the output, and TLS records batched. */
+/* Bytes not yet on the socket: the output, and what the transport holds
+ * (TLS records batched). */
 static size_t
 out_pending(const struct mux *m)
 {
 	return evbuffer_get_length(m->out) +
-	    (m->ssl != NULL ? tls_wpending(m->ssl) : 0);
+	    (m->xo->pending != NULL ? m->xo->pending(m->xctx) : 0);
 }
 
-/* Read the socket again after a pause. TLS may hold whole records already
- * read from the socket (in OpenSSL or the read batch), which a readiness
- * event would never report: read once from the loop as well. */
+/* Read the socket again after a pause. The transport may hold input
+ * already read from the socket (TLS records), which a readiness event
+ * would never report: read once from the loop as well. */
 static void
 mux_resume_read(struct mux *m)
 {
 	m->read_paused = 0;
 	event_add(m->rev, NULL);
-	if (m->ssl != NULL)
+	if (xprt_buffered(m))
 		event_active(m->rev, EV_READ, 1);
 }
 
@@ -313,28 +300,12 @@ mux_io_write(struct mux *m)
 	int want_read = 0;
 	ssize_t n;
 
-	if (m->ssl == NULL)
-		return evbuffer_write(m->out, m->fd);
-	/* with m->out empty this sends batched records only, and notes the
-	 * reason of a failure as any TLS write does */
-	n = tls_write_evbuffer(m->ssl, m->out, &want_read);
+	n = m->xo->write(m->xctx, m->fd, m->out, &want_read);
 	if (n < 0 && errno == EAGAIN && want_read)
 		m->write_wants_read = 1; /* the read event is always on */
+	if (n > 0)
+		m->tx_seen = 1;
 	return n;
-}
-
-/* A TLS write failed: the peer may have sent an alert (a refused client
- * certificate) before closing; one read picks it up, so the reason the
- * user sees is the alert, not the broken pipe. */
-static void
-mux_tls_drain_alert(struct mux *m)
-{
-	uint8_t scratch[512];
-	struct iovec iov = { scratch, sizeof(scratch) };
-	int ww;
-
-	if (m->ssl != NULL)
-		(void)tls_readv(m->ssl, &iov, 1, &ww);
 }
 
 /* Try to write the output now; leave the rest to the write event. */
@@ -345,7 +316,9 @@ mux_flush(struct mux *m)
 
 	if (m->dead || m->write_err || m->corked || out_pending(m) == 0)
 		return;
-	m->last_tx_ms = now_ms(m);
+	/* the keepalive clock counts queued output as sent: a NOP would
+	 * only queue behind it */
+	m->tx_seen = 1;
 	if (event_pending(m->wev, EV_WRITE, NULL))
 		return; /* the socket was full: wait for it */
 	n = mux_io_write(m);
@@ -354,7 +327,6 @@ mux_flush(struct mux *m)
 		 * using a stream, and closed callbacks would pull it away */
 		m->write_err = MG_EIO;
 		event_active(m->kick, EV_TIMEOUT, 1);
-		mux_tls_drain_alert(m);
 		return;
 	}
 	if (out_pending(m) > 0)
@@ -378,10 +350,13 @@ mux_uncork(struct mux *m)
 		mux_flush(m);
 }
 
+/* Leave our own call chain; the last one out frees a session that
+ * mux_free was asked to free meanwhile. m may be gone afterwards. */
 static void
 mux_end_callback(struct mux *m)
 {
-	m->depth--;
+	if (--m->depth == 0 && m->free_pending)
+		mux_destroy(m);
 }
 
 /* Deferred work of mux_flush: a write error, or waiters to wake. */
@@ -415,7 +390,6 @@ mux_on_write(evutil_socket_t fd, short what, void *arg)
 	}
 	n = out_pending(m) ? mux_io_write(m) : 0;
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
-		mux_tls_drain_alert(m);
 		mux_die(m, MG_EIO);
 		goto out;
 	}
@@ -703,16 +677,17 @@ mux_stream_send_msg(struct mux_stream *st, const void *p, size_t len)
 	return 0;
 }
 
+/* Unsigned throughout: a window of 2^31 or more is valid, and read as a
+ * signed number it would be negative and stall the stream for good. */
 static uint32_t
 stream_window_avail(const struct mux_stream *st)
 {
-	int32_t inflight, avail;
+	uint32_t inflight;
 
 	if (st->m->version != 2)
 		return UINT32_MAX;
-	inflight = (int32_t)(st->tx_sent - st->peer_consumed);
-	avail = (int32_t)st->peer_window - inflight;
-	return avail > 0 ? (uint32_t)avail : 0;
+	inflight = st->tx_sent - st->peer_consumed; /* wraps, as on the wire */
+	return inflight < st->peer_window ? st->peer_window - inflight : 0;
 }
 
 static void
@@ -916,6 +891,22 @@ mux_stream_shutdown(struct mux_stream *st)
 }
 
 void
+mux_stream_abort(struct mux_stream *st)
+{
+	if (st == NULL || st->orphan || st->dead)
+		return;
+	if (stream_can_send(st))
+		emit(st->m, FRAME_PSH, st->id, NULL, 0);
+	mux_stream_free(st); /* the FIN, after the mark */
+}
+
+int
+mux_stream_reset(const struct mux_stream *st)
+{
+	return st->rst_recv;
+}
+
+void
 mux_stream_set_batched(struct mux_stream *st)
 {
 	st->batched = 1;
@@ -1071,7 +1062,7 @@ stream_sink_run(struct mux_stream *st, const struct frame_hdr *h)
 	n = ni ? sendmsg(st->sink_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
 	if (n > 0)
 		w = (size_t)n;
-	m->last_rx_ms = now_ms(m);
+	m->rx_seen = 1;
 	for (int i = 0; i < nf; i++) {
 		size_t take = w < lens[i] ? w : lens[i];
 		evbuffer_drain(m->in, FRAME_HDR_LEN);
@@ -1215,8 +1206,16 @@ mux_handle_frame(struct mux *m, const struct frame_hdr *h)
 			evbuffer_drain(m->in, h->len);
 			break;
 		}
-		if (h->len == 0)
+		if (h->len == 0) {
+			/* the reset mark of mux_stream_abort; no other
+			 * sender makes an empty PSH, and they ignore one */
+			if (!st->orphan && !st->rst_recv) {
+				st->rst_recv = 1;
+				if (st->cbs && st->cbs->readable)
+					st->cbs->readable(st, st->arg);
+			}
 			break;
+		}
 		if (st->orphan) {
 			evbuffer_drain(m->in, h->len);
 			stream_credit(st, h->len);
@@ -1262,7 +1261,7 @@ mux_process_input(struct mux *m)
 		}
 		if (avail < FRAME_HDR_LEN + (size_t)h.len)
 			break;
-		m->last_rx_ms = now_ms(m);
+		m->rx_seen = 1;
 		mux_handle_frame(m, &h);
 	}
 	if (!TAILQ_EMPTY(&m->pending) && !m->free_pending)
@@ -1270,7 +1269,7 @@ mux_process_input(struct mux *m)
 }
 
 /* Read from the transport into m->in: bytes (> 0), 0 at EOF, -1 with errno
- * (EAGAIN: nothing now). TLS reads until OpenSSL has nothing buffered,
+ * (EAGAIN: nothing now). Reads until the transport holds nothing (TLS),
  * since the socket may show nothing while records wait inside it. */
 static ssize_t
 mux_io_read(struct mux *m, int *more)
@@ -1288,10 +1287,7 @@ mux_io_read(struct mux *m, int *more)
 			iov[i].iov_base = v[i].iov_base;
 			iov[i].iov_len = v[i].iov_len;
 		}
-		if (m->ssl == NULL)
-			n = readv(m->fd, iov, nv);
-		else
-			n = tls_readv(m->ssl, iov, nv, &want_write);
+		n = m->xo->readv(m->xctx, m->fd, iov, nv, &want_write);
 		if (n <= 0) {
 			int saved = errno;
 			evbuffer_commit_space(m->in, NULL, 0);
@@ -1310,7 +1306,7 @@ mux_io_read(struct mux *m, int *more)
 			n -= (ssize_t)take;
 		}
 		evbuffer_commit_space(m->in, v, nv);
-		if (m->ssl == NULL || tls_read_dry(m->ssl))
+		if (!xprt_buffered(m))
 			return total; /* the socket is drained */
 		if (total >= 4 * MUX_READ_SIZE) {
 			*more = 1; /* yield; come back from the loop */
@@ -1334,7 +1330,7 @@ mux_on_read(evutil_socket_t fd, short what, void *arg)
 			mux_die(m, MG_ECLOSED);
 		else if (errno != EAGAIN && errno != EINTR)
 			mux_die(m, MG_EIO);
-		else if (m->ssl != NULL && tls_wpending(m->ssl) > 0)
+		else if (out_pending(m) > 0)
 			mux_flush(m); /* a KeyUpdate answer, say, from the read */
 		goto out;
 	}
@@ -1363,11 +1359,18 @@ static void
 mux_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct mux *m = arg;
-	uint64_t now = now_ms(m);
+	uint64_t now = mtime_ms();
 
 	m->depth++;
-	if (m->read_paused)
-		m->last_rx_ms = now; /* we stopped reading, not the peer */
+	/* the data path only sets flags; the clock is read here, once a
+	 * tick, and it is the monotonic one: a wall-clock step neither kills
+	 * the session nor wraps the interval */
+	if (m->rx_seen || m->read_paused)
+		m->last_rx_ms = now; /* paused: we stopped reading, not the
+					peer */
+	if (m->tx_seen)
+		m->last_tx_ms = now;
+	m->rx_seen = m->tx_seen = 0;
 	if (m->cfg.dead_ms && now - m->last_rx_ms >= m->cfg.dead_ms) {
 		log_warn("mux fd %d: no frame from the peer for %u ms", m->fd,
 		    m->cfg.dead_ms);
@@ -1400,9 +1403,8 @@ mux_die(struct mux *m, int err)
 	if (out_pending(m))
 		(void)mux_io_write(m);
 	event_del(m->wev);
-	if (m->ssl)
-		tls_shutdown(m->ssl);
-	shutdown(m->fd, SHUT_RDWR);
+	m->xo->shutdown(m->xctx, m->fd);
+	m->shut = 1;
 
 	ids = xcalloc(m->streams.count + 1, sizeof(*ids));
 	for (size_t i = 0; i < m->streams.cap; i++) {
@@ -1452,40 +1454,37 @@ mux_destroy(struct mux *m)
 	event_free(m->rev);
 	event_free(m->wev);
 	event_free(m->timer);
-	event_free(m->reaper);
 	event_free(m->kick);
 	evbuffer_free(m->in);
 	evbuffer_free(m->out);
-	if (m->ssl) {
-		tls_shutdown(m->ssl);
-		SSL_free(m->ssl);
-	}
+	if (!m->shut)
+		m->xo->shutdown(m->xctx, m->fd);
+	if (m->xo->close != NULL)
+		m->xo->close(m->xctx);
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m);
 }
 
+/*
+ * Inside our own call chain (depth > 0) the free waits until the chain has
+ * unwound, in mux_end_callback, not for a deferred event: a session closed
+ * after its loop stopped (mux_close at shutdown, whose closed callback
+ * frees it) would otherwise wait for a loop that never runs again.
+ */
 void
 mux_free(struct mux *m)
 {
 	if (m == NULL || m->free_pending)
 		return;
 	m->free_pending = 1;
-	m->dead = 1;
 	if (m->depth == 0) {
 		mux_destroy(m);
 		return;
 	}
-	/* inside our own call chain: free once it has unwound */
+	m->dead = 1;
 	event_del(m->rev);
 	event_del(m->wev);
 	event_del(m->timer);
 	event_del(m->kick);
-	event_active(m->reaper, EV_TIMEOUT, 0);
-}
-
-static void
-mux_on_reap(evutil_socket_t fd, short what, void *arg)
-{
-	mux_destroy(arg);
 }

@@ -1,6 +1,7 @@
 /*
  * mux.h: an smux session (PROTOCOL.md section 3) over one connected,
- * non-blocking socket, driven by a libevent base.
+ * non-blocking socket, driven by a libevent base, through a transport
+ * (mux/xprt.h: a plain socket, TLS from src/tls, or a test's faults).
  *
  * Data path: a producer reads its socket straight into the session's output
  * buffer behind a frame header (mux_stream_send_from_fd); inbound PSH
@@ -20,6 +21,7 @@ struct event_base;
 struct evbuffer;
 struct mux;
 struct mux_stream;
+struct mux_xprt_ops;
 
 struct mux_config {
 	uint8_t version;        /* client: version to speak (1 or 2); server:
@@ -57,7 +59,8 @@ struct mux_callbacks {
 };
 
 struct mux_stream_cbs {
-	/* New data on the stream's queue, or the peer's FIN. */
+	/* New data on the stream's queue, the peer's FIN, or its reset mark
+	 * (mux_stream_reset). */
 	void (*readable)(struct mux_stream *st, void *arg);
 	/* Room again (window or session output) after MG_EAGAIN. */
 	void (*writable)(struct mux_stream *st, void *arg);
@@ -69,24 +72,25 @@ struct mux_stream_cbs {
 };
 
 /*
- * mux_new: start a session on fd (connected, non-blocking; the mux owns it
- * and closes it in mux_free). is_client selects the id parity and who sends
- * first. Returns the session; free with mux_free.
+ * mux_new_xprt: start a session on fd (connected, non-blocking) through the
+ * transport xo with its context xctx (mux/xprt.h). The mux owns fd and
+ * xctx: mux_free shuts the transport down, closes xctx (xo->close) and
+ * then fd. is_client selects the id parity and who sends first. Returns the
+ * session; free with mux_free. (TLS: mux_new_tls in tls/tls.h.)
  */
+struct mux *mux_new_xprt(struct event_base *base, int fd,
+    const struct mux_xprt_ops *xo, void *xctx, int is_client,
+    const struct mux_config *cfg, const struct mux_callbacks *cbs,
+    void *arg);
+
+/* mux_new: mux_new_xprt over the plain socket fd (mux_xprt_plain). */
 struct mux *mux_new(struct event_base *base, int fd, int is_client,
     const struct mux_config *cfg, const struct mux_callbacks *cbs, void *arg);
 
-/*
- * mux_new_tls: the same over a TLS connection whose handshake is done;
- * the mux owns ssl too (close_notify and SSL_free in mux_free).
- */
-struct ssl_st;
-struct mux *mux_new_tls(struct event_base *base, int fd, struct ssl_st *ssl,
-    int is_client, const struct mux_config *cfg,
-    const struct mux_callbacks *cbs, void *arg);
-
 /* mux_free: close the socket and free every stream without callbacks.
- * Accepts NULL. Safe from inside this session's callbacks (deferred). */
+ * Accepts NULL. From inside this session's callbacks (or a stream's) the
+ * free waits until the mux's own call chain has unwound; anywhere else,
+ * even after the loop stopped, it is done before mux_free returns. */
 void mux_free(struct mux *m);
 
 /* mux_close: end the session now, as if the peer had closed it, after
@@ -94,18 +98,17 @@ void mux_free(struct mux *m);
  * closed callbacks and then the session's closed callback with err. */
 void mux_close(struct mux *m, int err);
 
-/* mux_tls_error: for a TLS session, the reason of its last TLS failure
- * (a refused client certificate, ...); NULL for plain sessions or none. */
+/* mux_tls_error: the transport's reason for its last failure (TLS: a
+ * refused client certificate, ...); NULL for plain sessions or none. */
 const char *mux_tls_error(const struct mux *m);
 
-/* mux_tls_params: "TLSv1.3 TLS_AES_128_GCM_SHA256" (protocol and cipher
- * suite) for a TLS session, NULL for a plain one. */
+/* mux_tls_params: the transport's parameters ("TLSv1.3
+ * TLS_AES_128_GCM_SHA256", protocol and cipher suite, for TLS) in buf, NULL
+ * for a plain session. */
 const char *mux_tls_params(const struct mux *m, char *buf, size_t cap);
 
 /* mux_version: the session's version, 0 while unknown (server side). */
 int mux_version(const struct mux *m);
-/* mux_fd: the session's socket. */
-int mux_fd(const struct mux *m);
 /* mux_nstreams: streams open now. */
 unsigned mux_nstreams(const struct mux *m);
 /* mux_output_len: bytes queued for the socket. */
@@ -205,5 +208,20 @@ int mux_stream_send_datagram(struct mux_stream *st, const void *p,
 
 /* mux_stream_shutdown: FIN (half-close); data queued before it goes first. */
 void mux_stream_shutdown(struct mux_stream *st);
+
+/*
+ * mux_stream_abort: the caller's side of st failed (its socket was reset,
+ * say): what st carried may be cut short. Sends an empty PSH and then FIN,
+ * and lets go of st as mux_stream_free does. smux has no stream reset;
+ * the empty PSH is mgrok's mark for one (docs/internals/mux.md): an mgrok
+ * peer reports it (mux_stream_reset), other smux peers never send one and
+ * ignore it, so for them the stream just ends. No mark once FIN was sent.
+ * Accepts NULL.
+ */
+void mux_stream_abort(struct mux_stream *st);
+
+/* mux_stream_reset: the peer aborted st (mux_stream_abort): whatever it
+ * sent may be incomplete; readable was called when the mark arrived. */
+int mux_stream_reset(const struct mux_stream *st);
 
 #endif

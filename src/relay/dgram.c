@@ -13,25 +13,6 @@
 #include "util/err.h"
 
 int
-dgram_next(struct evbuffer *rx, uint8_t **p)
-{
-	uint8_t pre[2];
-	size_t len;
-	uint8_t *q;
-
-	if (evbuffer_copyout(rx, pre, 2) < 2)
-		return MG_EAGAIN;
-	len = (size_t)pre[0] << 8 | pre[1];
-	if (len == 0 || len > DGRAM_MAX)
-		return MG_EPROTO;
-	if (evbuffer_get_length(rx) < 2 + len)
-		return MG_EAGAIN;
-	q = evbuffer_pullup(rx, (ev_ssize_t)(2 + len));
-	*p = q + 2;
-	return (int)len;
-}
-
-int
 dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
     struct iovec *iov, int max, size_t *consumed)
 {
@@ -113,17 +94,18 @@ dgram_gso_supported(void)
 	return ok;
 }
 
-int
-dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
-    struct iovec *iov, int n, int *gso, uint64_t *bytes)
+/* One sendmmsg's worth: n <= SEND_MAX datagrams. Returns how many the
+ * kernel took; *stopped is set when it stopped taking them (the rest of
+ * the batch is dropped, and so would the next batch be). */
+static int
+dgram_send_batch(int fd, const struct sockaddr *to, unsigned tolen,
+    struct iovec *iov, int n, int *gso, uint64_t *bytes, int *stopped)
 {
 	struct mmsghdr msgs[SEND_MAX];
 	union gso_cmsg cm[SEND_MAX];
 	int first[SEND_MAX + 1];
 	int nm = 0, i = 0, sent = 0, done = 0;
 
-	if (n > SEND_MAX)
-		n = SEND_MAX;
 	/* one message per run of equal lengths (plus a shorter tail) */
 	while (i < n) {
 		struct msghdr *h = &msgs[nm].msg_hdr;
@@ -179,15 +161,35 @@ dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
 			errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
 			/* no GSO on this socket or route: plain from here */
 			*gso = 0;
-			return sent + dgram_send(fd, to, tolen, iov + first[done],
-			    n - first[done], gso, bytes);
+			return sent + dgram_send_batch(fd, to, tolen,
+			    iov + first[done], n - first[done], gso, bytes,
+			    stopped);
 		}
 		if (r < 0 && (errno == ECONNREFUSED || errno == EMSGSIZE)) {
 			done++; /* this message only (an earlier ICMP error, too
 				 * big): drop it, go on */
 			continue;
 		}
-		break; /* a full buffer, no route, ...: drop the rest */
+		*stopped = 1; /* a full buffer, no route, ...: drop the rest */
+		break;
+	}
+	return sent;
+}
+
+int
+dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
+    struct iovec *iov, int n, int *gso, uint64_t *bytes)
+{
+	int sent = 0, stopped = 0;
+
+	/* bounded: each round handles up to SEND_MAX datagrams or stops */
+	while (n > 0 && !stopped) {
+		int k = n > SEND_MAX ? SEND_MAX : n;
+
+		sent += dgram_send_batch(fd, to, tolen, iov, k, gso, bytes,
+		    &stopped);
+		iov += k;
+		n -= k;
 	}
 	return sent;
 }

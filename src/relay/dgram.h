@@ -17,20 +17,13 @@ struct dgram_stats {
 };
 
 /*
- * dgram_next: the next whole datagram at the head of rx: returns its
- * length and points *p at it (contiguous, valid until rx changes; the
- * caller drains 2 + len), MG_EAGAIN when it is not all there yet, MG_EPROTO
- * for a length of 0 or above DGRAM_MAX.
- */
-int dgram_next(struct evbuffer *rx, uint8_t **p);
-
-/*
  * dgram_take: point iov at up to max whole datagrams at the head of rx, in
  * place in rx's chains; a datagram split across chains is copied into
  * scratch (cap bytes; at least DGRAM_MAX). Adds the bytes they occupy in
  * rx (prefixes included) to *consumed: the caller drains that much once it
  * is done with iov, and changes nothing in rx before. Returns the number
- * taken (0 when none is complete), or MG_EPROTO as dgram_next.
+ * taken (0 when none is complete), or MG_EPROTO (before any is taken) for
+ * a length of 0 or above DGRAM_MAX.
  */
 struct iovec;
 int dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
@@ -38,14 +31,16 @@ int dgram_take(struct evbuffer *rx, uint8_t *scratch, size_t cap,
 
 /*
  * dgram_send: send the n datagrams iov[0..n) on the UDP socket fd, to `to`
- * (NULL on a connected socket), in one sendmmsg. Runs of datagrams of one
+ * (NULL on a connected socket), all n of them, in one sendmmsg per 64
+ * (one call each for nearly every batch a flow drains). Runs of datagrams of one
  * length (a shorter one may end a run) go as one UDP GSO send (UDP_SEGMENT)
  * while *gso is true (start it as dgram_gso_supported()): the kernel builds
  * the datagrams from one buffer,
  * about a third of the cost of sending them one by one. A socket or route
  * that refuses GSO clears *gso and the rest goes plain. Returns how many
- * datagrams the kernel took and adds their bytes to *bytes; the others are
- * dropped (a full socket buffer, an ICMP error from an earlier datagram).
+ * datagrams the kernel took and adds their bytes to *bytes; the other
+ * n - returned are dropped (a full socket buffer, an ICMP error from an
+ * earlier datagram): the caller counts them as drops and keeps none.
  */
 struct sockaddr;
 int dgram_send(int fd, const struct sockaddr *to, unsigned tolen,

@@ -19,6 +19,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/loop.h"
+#include "util/mtime.h"
 #include "util/xmalloc.h"
 
 #define HR_BUF_MAX (256 * 1024)
@@ -38,21 +39,13 @@ struct hrelay {
 	int head_no_body;
 	unsigned sock_eof : 1, st_eof : 1, shut_sock : 1, shut_st : 1;
 	unsigned busy : 1, dead : 1;
+	unsigned sock_err : 1;      /* the socket failed: abort the stream */
 	unsigned can_read : 1;      /* the socket may have bytes: try a read */
 	uint64_t t_req, t_first;
 	char method[24], url[256];
 };
 
 static void hr_pump(struct hrelay *r);
-
-static uint64_t
-hr_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void
 hr_destroy(struct hrelay *r)
@@ -64,8 +57,17 @@ hr_destroy(struct hrelay *r)
 	evbuffer_free(r->fresh);
 	http_track_free(r->rq);
 	http_track_free(r->rs);
+	if (r->dead) {
+		/* the session died or a side failed: the service must see a
+		 * reset, not an orderly end that makes a cut transfer look
+		 * complete (relay.h) */
+		struct linger lg = { 1, 0 };
+		setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	close(r->fd);
-	if (r->st)
+	if (r->sock_err)
+		mux_stream_abort(r->st); /* the far end resets, too */
+	else
 		mux_stream_free(r->st);
 	if (r->stats)
 		r->stats->active--;
@@ -104,7 +106,7 @@ hr_from_stream(struct hrelay *r)
 			snprintf(r->url, sizeof(r->url), "%.250s", h.url);
 			r->head_no_body = strcmp(h.method, "HEAD") == 0;
 			r->req_open = 1;
-			r->t_req = hr_now_us();
+			r->t_req = mtime_us();
 			r->t_first = 0;
 			continue;
 		}
@@ -149,9 +151,9 @@ hr_parse_up(struct hrelay *r, struct evbuffer *fresh)
 			/* 100 Continue: the latency counts from here, the
 			 * line waits for the final answer */
 			if (r->t_first == 0)
-				r->t_first = hr_now_us();
+				r->t_first = mtime_us();
 		} else if (ev == HTTP_T_HEAD && r->req_open) {
-			uint64_t lat = (r->t_first ? r->t_first : hr_now_us()) -
+			uint64_t lat = (r->t_first ? r->t_first : mtime_us()) -
 			    r->t_req;
 			r->req_open = 0;
 			r->t_first = 0;
@@ -211,6 +213,10 @@ hr_pump(struct hrelay *r)
 	for (int round = 0; round < 8 && !r->dead; round++) {
 		int progress = 0;
 
+		if (r->st && mux_stream_reset(r->st)) {
+			r->dead = 1; /* the far end's socket failed */
+			break;
+		}
 		if (!r->st_eof && r->st) {
 			size_t before = evbuffer_get_length(r->down);
 			hr_from_stream(r);
@@ -220,6 +226,7 @@ hr_pump(struct hrelay *r)
 			int n = evbuffer_write(r->down, r->fd);
 			if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				r->dead = 1;
+				r->sock_err = 1;
 				break;
 			}
 			progress |= n > 0;
@@ -238,6 +245,7 @@ hr_pump(struct hrelay *r)
 				r->sock_eof = 1;
 			else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				r->dead = 1;
+				r->sock_err = 1;
 				break;
 			}
 			if (n > 0) {

@@ -21,7 +21,9 @@ struct http_cstats {
  * relay owns it) and st (the relay takes it), logging "METHOD URL STATUS
  * REASON LATENCY" per request; host_rewrite, when not NULL, replaces each
  * request's Host (it must outlive the relay). stats may be NULL. The relay
- * frees itself when both directions are done or either fails.
+ * frees itself when both directions are done or either fails; when a side
+ * fails or the session dies, it resets fd (RST) rather than closing it in
+ * order.
  */
 struct hrelay *hrelay_new(struct event_base *base, int fd,
     struct mux_stream *st, const char *host_rewrite,

@@ -30,6 +30,10 @@ struct relay {
 	unsigned busy : 1;    /* inside our own handler */
 	unsigned dying : 1;   /* free when the handler unwinds */
 	unsigned failed : 1;
+	unsigned reset : 1;   /* end fd with RST: the session died, fd
+				 failed, or the peer aborted (relay.h) */
+	unsigned abort : 1;   /* fd failed: abort the stream, so that the
+				 far end resets its socket too */
 };
 
 static void relay_on_read(evutil_socket_t fd, short what, void *arg);
@@ -45,8 +49,10 @@ static const struct mux_stream_cbs relay_stream_cbs = {
 	.closed = relay_st_closed,
 };
 
+/* Free the relay and tell its owner (done), whichever way it ended: the
+ * owner counts relays, and one that never hears of an end waits for it. */
 static void
-relay_destroy(struct relay *r, int notify)
+relay_destroy(struct relay *r)
 {
 	int refused;
 
@@ -57,15 +63,19 @@ relay_destroy(struct relay *r, int notify)
 	event_free(r->rev);
 	event_free(r->wev);
 	if (r->fd >= 0) {
-		if ((r->flags & RELAY_RST_IF_REFUSED) && refused) {
+		if (r->reset ||
+		    ((r->flags & RELAY_RST_IF_REFUSED) && refused)) {
 			struct linger lg = { 1, 0 };
 			setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg,
 			    sizeof(lg));
 		}
 		close(r->fd);
 	}
-	mux_stream_free(r->st);
-	if (notify && r->done)
+	if (r->abort)
+		mux_stream_abort(r->st);
+	else
+		mux_stream_free(r->st);
+	if (r->done)
 		r->done(r->arg, r->from_sock, r->to_sock, refused);
 	free(r);
 }
@@ -77,7 +87,7 @@ relay_finish(struct relay *r)
 	if (r->busy)
 		r->dying = 1;
 	else
-		relay_destroy(r, 1);
+		relay_destroy(r);
 }
 
 static void
@@ -91,10 +101,20 @@ relay_check_done(struct relay *r)
 static void
 relay_flush(struct relay *r)
 {
-	ssize_t n = mux_stream_flush_to_fd(r->st, r->fd);
+	ssize_t n;
 
+	if (mux_stream_reset(r->st)) {
+		/* the far end's socket failed: so does ours, at once, as a
+		 * TCP reset would (what is queued is dropped) */
+		r->failed = 1;
+		r->reset = 1;
+		return;
+	}
+	n = mux_stream_flush_to_fd(r->st, r->fd);
 	if (n == MG_EIO) {
 		r->failed = 1;
+		r->reset = 1;
+		r->abort = 1;
 		return;
 	}
 	r->to_sock = mux_stream_delivered(r->st) - r->rx_base;
@@ -126,8 +146,12 @@ relay_pump(struct relay *r)
 		mux_stream_shutdown(r->st);
 	} else if (n == MG_ELIMIT) {
 		event_del(r->rev); /* writable brings it back */
-	} else if (n != MG_EAGAIN) {
+	} else if (n == MG_EIO) {
 		r->failed = 1;
+		r->reset = 1;
+		r->abort = 1;
+	} else if (n != MG_EAGAIN) {
+		r->failed = 1; /* the stream cannot send (MG_ECLOSED) */
 	}
 }
 
@@ -141,7 +165,7 @@ relay_on_read(evutil_socket_t fd, short what, void *arg)
 	relay_pump(r);
 	r->busy = 0;
 	if (r->dying)
-		relay_destroy(r, 0);
+		relay_destroy(r);
 	else
 		relay_check_done(r);
 }
@@ -156,7 +180,7 @@ relay_on_write(evutil_socket_t fd, short what, void *arg)
 	relay_flush(r);
 	r->busy = 0;
 	if (r->dying)
-		relay_destroy(r, 0);
+		relay_destroy(r);
 	else
 		relay_check_done(r);
 }
@@ -175,7 +199,7 @@ relay_st_readable(struct mux_stream *st, void *arg)
 	relay_flush(r);
 	r->busy = 0;
 	if (r->dying)
-		relay_destroy(r, 0);
+		relay_destroy(r);
 	else
 		relay_check_done(r);
 }
@@ -194,10 +218,12 @@ relay_st_closed(struct mux_stream *st, void *arg)
 {
 	struct relay *r = arg;
 
-	/* the session died: the stream goes with it */
+	/* the session died: the stream goes with it, and what the socket
+	 * got so far is not the whole of it */
 	r->to_sock = mux_stream_delivered(st) - r->rx_base;
 	r->st = NULL;
 	r->failed = 1;
+	r->reset = 1;
 	relay_finish(r);
 }
 
@@ -226,20 +252,8 @@ relay_new(struct event_base *base, int fd, struct mux_stream *st, int flags,
 	relay_flush(r);
 	r->busy = 0;
 	if (r->dying || r->failed || (r->rd_done && r->wr_done)) {
-		relay_destroy(r, r->dying ? 0 : 1);
+		relay_destroy(r);
 		return NULL;
 	}
 	return r;
-}
-
-void
-relay_abort(struct relay *r)
-{
-	if (r == NULL)
-		return;
-	if (r->busy) {
-		r->dying = 1;
-		return;
-	}
-	relay_destroy(r, 0);
 }

@@ -28,14 +28,18 @@ typedef void (*relay_done_fn)(void *arg, uint64_t from_sock,
  * relay_new: start relaying between fd (non-blocking; the relay owns and
  * closes it) and st (the relay takes it over and frees it). Bytes already
  * queued on st are written to fd first. done may be NULL. The relay frees
- * itself when both directions are finished or either side fails, or when
- * the session dies.
+ * itself, calling done exactly once, when both directions are finished or
+ * either side fails, or when the session dies. Returns the relay, or NULL
+ * when it ended at once (done has been called).
+ *
+ * Only both directions finished (EOF and FIN each way) close fd in order;
+ * a relay that ends otherwise resets fd (SO_LINGER 0, RST): when the
+ * session dies, fd itself fails, or the far end's socket failed
+ * (mux_stream_reset), the peer on fd must not mistake a cut transfer for a
+ * complete one. When fd fails, the stream is aborted (mux_stream_abort),
+ * so the relay at the far end resets its socket in turn.
  */
 struct relay *relay_new(struct event_base *base, int fd,
     struct mux_stream *st, int flags, relay_done_fn done, void *arg);
-
-/* relay_abort: end the relay now (socket closed, stream freed), without
- * calling done. Accepts NULL. */
-void relay_abort(struct relay *r);
 
 #endif

@@ -253,13 +253,6 @@ tlsrelay_new(struct event_base *base, int tls_fd, SSL *ssl, int sock_fd,
 }
 
 void
-tlsrelay_free(struct tlsrelay *r)
-{
-	if (r != NULL)
-		tlsrelay_destroy(r, 0);
-}
-
-void
 tlsrelay_set_free(struct tlsrelay_set *set)
 {
 	while (set->head != NULL)

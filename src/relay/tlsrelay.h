@@ -41,7 +41,4 @@ struct tlsrelay *tlsrelay_new(struct event_base *base, int tls_fd,
 /* tlsrelay_set_free: end every relay of set now, without calling done. */
 void tlsrelay_set_free(struct tlsrelay_set *set);
 
-/* tlsrelay_free: end now without calling done. NULL is fine. */
-void tlsrelay_free(struct tlsrelay *r);
-
 #endif

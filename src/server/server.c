@@ -24,6 +24,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/loop.h"
+#include "util/mtime.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
 
@@ -39,10 +40,10 @@ static void session_send_code(struct session *s, uint8_t type, uint8_t code,
 uint64_t
 server_now_ms(struct server *srv)
 {
-	struct timeval tv;
-
-	event_base_gettimeofday_cached(srv->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	/* monotonic: libevent's cached time of day is the wall clock, and
+	 * a step of it must not expire flows or the drain at once */
+	(void)srv;
+	return mtime_ms();
 }
 
 #define SLOG(lvl, s, fmt, ...)                                               \

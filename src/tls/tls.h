@@ -196,6 +196,20 @@ size_t tls_wpending(SSL *ssl);
 int tls_read_dry(SSL *ssl);
 int tls_flush(SSL *ssl);
 
+/*
+ * mux_new_tls: an smux session (mux/mux.h) over the TLS connection ssl
+ * (from tls_ssl_new on fd) whose handshake is done, its records batched
+ * (tls_batch_io); with ssl NULL, over the plain socket fd (mux_new). The
+ * session owns fd and ssl: mux_free sends close_notify and frees ssl. Named for the mux, whose constructor it is, but here,
+ * because only src/tls knows OpenSSL (tlsxprt.c, the mux's TLS transport).
+ */
+struct mux;
+struct mux_config;
+struct mux_callbacks;
+struct mux *mux_new_tls(struct event_base *base, int fd, SSL *ssl,
+    int is_client, const struct mux_config *cfg,
+    const struct mux_callbacks *cbs, void *arg);
+
 /* tls_shutdown: send close_notify (best effort, non-blocking). */
 void tls_shutdown(SSL *ssl);
 

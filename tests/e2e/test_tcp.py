@@ -400,3 +400,174 @@ def test_window_grows_and_memory_stays_bounded(mg, mgrok_sanitized):
     assert wait_for(lambda: "n" in got, 60), "the service never saw EOF\n" + mg.logs()
     assert got["n"] == sent and got["h"] == h.hexdigest(), (
         "delivered %d of %d bytes (grown %d KiB)" % (got["n"], sent, grown))
+
+
+def _read_to_end(sock, timeout):
+    """Read sock until its end: ("reset", n) for a reset, ("eof", n) for an
+    orderly end, ("timeout", n) when neither came within timeout."""
+    sock.settimeout(1.0)
+    n = 0
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            k = len(sock.recv(1 << 20))
+        except ConnectionResetError:
+            return "reset", n
+        except socket.timeout:
+            continue
+        if k == 0:
+            return "eof", n
+        n += k
+    return "timeout", n
+
+
+def test_agent_killed_mid_download_resets_visitor(mg):
+    """The agent dies (kill -9) during a big download: the visitor must see
+    a reset, not an orderly end that makes a cut transfer look complete."""
+    stop = threading.Event()
+
+    def service(c, idx):
+        zeros = bytes(1 << 20)
+        c.settimeout(30)
+        for _ in range(2048):  # up to 2 GiB, or until the tunnel dies
+            if stop.is_set():
+                break
+            c.sendall(zeros)
+
+    svc = mg.service(service)
+    server, client, port = mg.tunnel(service=svc)
+    v = mg.track(connect(port))
+    v.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    v.settimeout(10)
+    got = 0
+    # a slow visitor: the tunnel holds bytes for it when the agent dies
+    while got < (32 << 20):
+        k = len(v.recv(256 * 1024))
+        assert k > 0, "the download ended after %d bytes\n%s" % (got, mg.logs())
+        got += k
+        time.sleep(0.002)
+    client.kill9()
+    how, more = _read_to_end(v, 20)
+    stop.set()
+    assert how == "reset", (
+        "after the agent died the visitor saw %s after %d more bytes (of "
+        "2 GiB): a cut download must end with a reset\n%s"
+        % (how, more, mg.logs()))
+
+
+def test_server_killed_mid_upload_resets_service(mg):
+    """The other direction: the server (the visitor's side) dies during a
+    big upload: the local service must see a reset, not an orderly end."""
+    res = {}
+
+    def service(c, idx):
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        n = 0
+        c.settimeout(1.0)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                k = len(c.recv(256 * 1024))
+            except ConnectionResetError:
+                res["how"] = "reset"
+                break
+            except socket.timeout:
+                continue
+            if k == 0:
+                res["how"] = "eof"
+                break
+            n += k
+            res["n"] = n
+            time.sleep(0.002)  # a slow service: the tunnel holds bytes
+        res.setdefault("how", "timeout")
+
+    svc = mg.service(service)
+    server, client, port = mg.tunnel(service=svc)
+    v = mg.track(connect(port))
+    v.settimeout(10)
+    zeros = bytes(1 << 20)
+    t_end = time.monotonic() + 60
+    while res.get("n", 0) < (32 << 20) and time.monotonic() < t_end:
+        v.sendall(zeros)
+    assert res.get("n", 0) >= (32 << 20), "upload stalled at %d bytes\n%s" % (
+        res.get("n", 0), mg.logs())
+    server.kill9()
+    assert wait_for(lambda: "how" in res, 70), "the service never saw the end"
+    assert res["how"] == "reset", (
+        "after the server died the service saw %s: a cut upload must end "
+        "with a reset\n%s" % (res["how"], mg.logs()))
+
+
+def _upload_until(v, res, n, timeout=60):
+    zeros = bytes(1 << 20)
+    t_end = time.monotonic() + timeout
+    while res.get("n", 0) < n and time.monotonic() < t_end:
+        v.sendall(zeros)
+    return res.get("n", 0) >= n
+
+
+def _slow_reader(res):
+    """A service that reads slowly and records how its connection ended."""
+    def service(c, idx):
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        how, n = "timeout", 0
+        c.settimeout(1.0)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                k = len(c.recv(256 * 1024))
+            except ConnectionResetError:
+                how = "reset"
+                break
+            except socket.timeout:
+                continue
+            if k == 0:
+                how = "eof"
+                break
+            n += k
+            res["n"] = n
+            time.sleep(0.002)
+        res["how"] = how
+    return service
+
+
+def test_visitor_reset_mid_upload_resets_service(mg):
+    """The visitor's connection is reset during a big upload: the local
+    service must see a reset too, not an orderly end (the stream carries
+    the reset across the tunnel: mux_stream_abort)."""
+    res = {}
+    svc = mg.service(_slow_reader(res))
+    server, client, port = mg.tunnel(service=svc)
+    v = mg.track(connect(port))
+    v.settimeout(10)
+    assert _upload_until(v, res, 16 << 20), "upload stalled at %d bytes\n%s" % (
+        res.get("n", 0), mg.logs())
+    v.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    v.close()  # RST
+    assert wait_for(lambda: "how" in res, 70), "the service never saw the end"
+    assert res["how"] == "reset", (
+        "after the visitor's reset the service saw %s after %d bytes: a cut "
+        "upload must end with a reset\n%s" % (res["how"], res["n"], mg.logs()))
+    # one stream failed, not the session
+    assert client.alive() and "closed:" not in server.stderr(), mg.logs()
+
+
+def test_service_reset_mid_download_resets_visitor(mg):
+    """The local service resets its connection during a big download: the
+    visitor must see a reset, not an orderly end."""
+    def service(c, idx):
+        zeros = bytes(1 << 20)
+        c.settimeout(30)
+        for _ in range(64):  # 64 MiB, then a reset
+            c.sendall(zeros)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     struct.pack("ii", 1, 0))
+
+    svc = mg.service(service)
+    server, client, port = mg.tunnel(service=svc)
+    v = mg.track(connect(port))
+    v.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    how, n = _read_to_end(v, 60)
+    assert how == "reset", (
+        "after the service's reset the visitor saw %s after %d bytes: a cut "
+        "download must end with a reset\n%s" % (how, n, mg.logs()))

@@ -87,7 +87,7 @@ send_and_check(const size_t *lens, int n, int gso_in)
 	if (gso_in && !dgram_gso_supported())
 		skip(); /* a kernel before 4.18: GSO is never used there */
 
-	struct iovec iov[64];
+	struct iovec iov[256];
 	int tx, rx, gso = gso_in;
 	uint64_t bytes = 0, want = 0;
 	uint8_t *buf;
@@ -135,6 +135,23 @@ test_send_many(void **state)
 	for (int i = 0; i < 64; i++)
 		lens[i] = 1400;
 	send_and_check(lens, 64, 1);
+}
+
+/* More than one sendmmsg holds (64): every datagram is sent, none is left
+ * behind unsent and uncounted (dgram_send used to stop at 64 and return
+ * 64, while its callers drained all they had passed). */
+static void
+test_send_beyond_one_batch(void **state)
+{
+	size_t lens[200];
+
+	(void)state;
+	for (int i = 0; i < 200; i++)
+		lens[i] = 100 + (size_t)(i % 3); /* no GSO runs: 200 messages */
+	send_and_check(lens, 200, 0);
+	for (int i = 0; i < 200; i++)
+		lens[i] = 512;
+	send_and_check(lens, 200, 1);
 }
 
 /* an unconnected socket with a destination, as the server sends */
@@ -280,6 +297,7 @@ main(void)
 		cmocka_unit_test(test_send_runs_gso),
 		cmocka_unit_test(test_send_runs_plain),
 		cmocka_unit_test(test_send_many),
+		cmocka_unit_test(test_send_beyond_one_batch),
 		cmocka_unit_test(test_send_to),
 		cmocka_unit_test(test_send_refused),
 		cmocka_unit_test(test_gso_probe),

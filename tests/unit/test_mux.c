@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <event2/event.h>
 
 #include "mux/mux.h"
+#include "mux/xprt.h"
 #include "proto/frame.h"
 #include "util/err.h"
 
@@ -1875,6 +1877,437 @@ test_stream_closed_cb_frees_other(void **state)
 	    "a stream's closed callback frees another stream");
 }
 
+/* ---- 9. the transport: faults injected under the session ---- */
+
+/* A plain socket whose reads and writes fail, stall or come short on
+ * command: the mux must meet each fault with the right end (or none). */
+struct fx {
+	size_t read_total;
+	size_t read_fail_at;  /* after this many bytes read: fail (0: never) */
+	int read_errno;       /* ... with this errno; 0: the end (EOF) */
+	size_t read_max;      /* short reads: at most this per call (0: any) */
+	int read_eagain_every; /* every Nth read: EAGAIN though data waits */
+	size_t write_total;
+	size_t write_fail_at; /* after this many bytes written: fail */
+	int write_errno;
+	size_t write_max;     /* short writes: at most this per call */
+	int write_eagain_every;
+	int reads, writes, eagains;
+	int shutdowns, closes;
+};
+
+static ssize_t
+fx_readv(void *ctx, int fd, struct iovec *iov, int n, int *want_write)
+{
+	struct fx *x = ctx;
+	size_t cap = x->read_max ? x->read_max : SIZE_MAX;
+	struct iovec v[4];
+	int nv = 0;
+	ssize_t r;
+
+	*want_write = 0;
+	x->reads++;
+	if (x->read_eagain_every && x->reads % x->read_eagain_every == 0) {
+		x->eagains++;
+		errno = EAGAIN;
+		return -1;
+	}
+	if (x->read_fail_at) {
+		if (x->read_total >= x->read_fail_at) {
+			if (x->read_errno == 0)
+				return 0;
+			errno = x->read_errno;
+			return -1;
+		}
+		if (cap > x->read_fail_at - x->read_total)
+			cap = x->read_fail_at - x->read_total;
+	}
+	for (int i = 0; i < n && i < 4 && cap > 0; i++) {
+		v[nv].iov_base = iov[i].iov_base;
+		v[nv].iov_len = iov[i].iov_len < cap ? iov[i].iov_len : cap;
+		cap -= v[nv++].iov_len;
+	}
+	r = readv(fd, v, nv);
+	if (r > 0)
+		x->read_total += (size_t)r;
+	return r;
+}
+
+static ssize_t
+fx_write(void *ctx, int fd, struct evbuffer *out, int *want_read)
+{
+	struct fx *x = ctx;
+	size_t cap = x->write_max ? x->write_max : evbuffer_get_length(out);
+	int r;
+
+	*want_read = 0;
+	x->writes++;
+	if (x->write_eagain_every && x->writes % x->write_eagain_every == 0) {
+		x->eagains++;
+		errno = EAGAIN;
+		return -1;
+	}
+	if (x->write_fail_at && x->write_total >= x->write_fail_at) {
+		errno = x->write_errno;
+		return -1;
+	}
+	r = evbuffer_write_atmost(out, fd, (ev_ssize_t)cap);
+	if (r > 0)
+		x->write_total += (size_t)r;
+	return r;
+}
+
+static void
+fx_shutdown(void *ctx, int fd)
+{
+	((struct fx *)ctx)->shutdowns++;
+	shutdown(fd, SHUT_RDWR);
+}
+
+static void
+fx_close(void *ctx)
+{
+	((struct fx *)ctx)->closes++;
+}
+
+static const struct mux_xprt_ops fx_ops = {
+	.readv = fx_readv,
+	.write = fx_write,
+	.shutdown = fx_shutdown,
+	.close = fx_close,
+};
+
+static void
+side_start_fx(struct side *sd, int fd, int is_client,
+    const struct mux_config *cfg, struct fx *x)
+{
+	sd->m = mux_new_xprt(sd->base, fd, &fx_ops, x, is_client, cfg,
+	    &session_cbs, sd);
+	assert_non_null(sd->m);
+}
+
+/* A server session over fx: the raw peer opens streams 3 and 5 and sends
+ * half of a PSH frame before the transport fails (errno err, or the end of
+ * the connection): the session closes with want, both streams hear of it
+ * first, and the transport is shut down and closed exactly once. */
+static void
+fx_read_fault(int err, int want)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side sv;
+	struct fx x;
+	uint8_t pl[1000];
+	int fds[2];
+
+	cfg_v2(&cfg);
+	make_pair(fds);
+	memset(&x, 0, sizeof(x));
+	memset(pl, 'p', sizeof(pl));
+	/* two SYNs, a whole PSH, then the header and 500 bytes of another */
+	x.read_fail_at = 8 + 8 + (8 + sizeof(pl)) + 8 + 500;
+	x.read_errno = err;
+	x.read_max = 300; /* and in short reads up to there */
+	side_init(&sv, base);
+	side_start_fx(&sv, fds[1], 0, &cfg, &x);
+	raw_frame(fds[0], 2, FRAME_SYN, 3, NULL, 0);
+	raw_frame(fds[0], 2, FRAME_SYN, 5, NULL, 0);
+	raw_frame(fds[0], 2, FRAME_PSH, 3, pl, sizeof(pl));
+	raw_frame(fds[0], 2, FRAME_PSH, 5, pl, sizeof(pl));
+	assert_true(run_until(base, pred_closed, &sv, 2000));
+	assert_int_equal(sv.err, want);
+	assert_int_equal(sv.naccept, 2);
+	assert_int_equal(evbuffer_get_length(sv.s[0].got), sizeof(pl));
+	assert_int_equal(evbuffer_get_length(sv.s[1].got), 0);
+	assert_int_equal(sv.s[0].closed, 1);
+	assert_int_equal(sv.s[1].closed, 1);
+	assert_int_equal(x.read_total, x.read_fail_at);
+	assert_int_equal(x.shutdowns, 1);
+	assert_int_equal(x.closes, 0);
+	side_done(&sv);
+	assert_int_equal(x.shutdowns, 1);
+	assert_int_equal(x.closes, 1);
+	close(fds[0]);
+	event_base_free(base);
+}
+
+static void
+test_xprt_read_error_mid_frame(void **state)
+{
+	fx_read_fault(ECONNRESET, MG_EIO);
+}
+
+static void
+test_xprt_eof_mid_frame(void **state)
+{
+	fx_read_fault(0, MG_ECLOSED);
+}
+
+/* Short writes, short reads and storms of EAGAIN from a transport that is
+ * in fact ready are no faults: 600 KB each way arrive whole, in order, and
+ * the session stays up. */
+static void
+test_xprt_short_io_and_eagain_storms(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side cl, sv;
+	struct fx x;
+	struct sctx *a, *b;
+	struct got_len g;
+	size_t total = 600000;
+	uint8_t *pat = malloc(total), *chk = malloc(total);
+	int fds[2];
+
+	cfg_v2(&cfg);
+	make_pair(fds);
+	memset(&x, 0, sizeof(x));
+	x.write_max = 997;   /* never a whole frame in one write */
+	x.read_max = 1013;
+	x.write_eagain_every = 3;
+	x.read_eagain_every = 2;
+	for (size_t i = 0; i < total; i++)
+		pat[i] = (uint8_t)(i * 31 + i / 997);
+	side_init(&cl, base);
+	side_init(&sv, base);
+	side_start_fx(&cl, fds[0], 1, &cfg, &x);
+	side_start(&sv, fds[1], 0, &cfg);
+	a = sctx_attach(&cl, mux_stream_open(cl.m));
+	a->src = evbuffer_new();
+	evbuffer_add(a->src, pat, total);
+	sctx_push(a);
+	assert_true(run_until(base, pred_accepted, &sv, 2000));
+	g.c = &sv.s[0];
+	g.want = total;
+	assert_true(run_until(base, pred_got, &g, 10000));
+	assert_int_equal(evbuffer_get_length(sv.s[0].got), total);
+	evbuffer_remove(sv.s[0].got, chk, total);
+	assert_memory_equal(chk, pat, total);
+
+	/* and back, through the short and stalling reads */
+	b = &sv.s[0];
+	b->src = evbuffer_new();
+	evbuffer_add(b->src, pat, total);
+	sctx_push(b);
+	g.c = a;
+	assert_true(run_until(base, pred_got, &g, 10000));
+	evbuffer_remove(a->got, chk, total);
+	assert_memory_equal(chk, pat, total);
+	assert_true(x.eagains > 100);
+	assert_int_equal(cl.closed, 0);
+	assert_int_equal(sv.closed, 0);
+	assert_int_equal(x.shutdowns, 0);
+
+	side_done(&cl);
+	assert_int_equal(x.shutdowns, 1);
+	assert_int_equal(x.closes, 1);
+	side_done(&sv);
+	free(pat);
+	free(chk);
+	event_base_free(base);
+}
+
+/* A write fails mid-transfer (the peer went away): the session dies from
+ * the loop with MG_EIO, never inside the producer's call, and its stream
+ * hears of it. */
+static void
+test_xprt_write_error(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side cl;
+	struct fx x;
+	struct sctx *a;
+	uint8_t buf[100000];
+	int fds[2];
+
+	cfg_v2(&cfg);
+	make_pair(fds);
+	memset(&x, 0, sizeof(x));
+	memset(buf, 'w', sizeof(buf));
+	x.write_fail_at = 20000;
+	x.write_errno = EPIPE;
+	x.write_max = 4096;
+	side_init(&cl, base);
+	side_start_fx(&cl, fds[0], 1, &cfg, &x);
+	a = sctx_attach(&cl, mux_stream_open(cl.m));
+	assert_int_equal(mux_stream_write(a->st, buf, sizeof(buf)), 0);
+	assert_int_equal(cl.closed, 0); /* not from inside the write */
+	assert_true(run_until(base, pred_closed, &cl, 2000));
+	assert_int_equal(cl.err, MG_EIO);
+	assert_int_equal(a->closed, 1);
+	assert_int_equal(x.shutdowns, 1);
+	side_done(&cl);
+	assert_int_equal(x.closes, 1);
+	close(fds[1]);
+	event_base_free(base);
+}
+
+/* The peer shuts the connection down (FIN) with streams open: MG_ECLOSED,
+ * every stream's closed callback, one shutdown of our side. */
+static void
+test_xprt_peer_shutdown(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side cl;
+	struct fx x;
+	struct sctx *a, *b;
+	int fds[2];
+
+	cfg_v2(&cfg);
+	make_pair(fds);
+	memset(&x, 0, sizeof(x));
+	side_init(&cl, base);
+	side_start_fx(&cl, fds[0], 1, &cfg, &x);
+	a = sctx_attach(&cl, mux_stream_open(cl.m));
+	b = sctx_attach(&cl, mux_stream_open(cl.m));
+	run_for(base, 5);
+	shutdown(fds[1], SHUT_WR);
+	assert_true(run_until(base, pred_closed, &cl, 2000));
+	assert_int_equal(cl.err, MG_ECLOSED);
+	assert_int_equal(a->closed, 1);
+	assert_int_equal(b->closed, 1);
+	assert_int_equal(x.shutdowns, 1);
+	side_done(&cl);
+	assert_int_equal(x.closes, 1);
+	close(fds[1]);
+	event_base_free(base);
+}
+
+/* ---- 10. windows of 2^31 and more; frees after the loop ---- */
+
+/* A window of 2^31 or more is valid (u32 on the wire); read as a signed
+ * number it is negative, and the stream would never send again. */
+static void
+test_window_2g(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side cl;
+	struct sctx *a;
+	static uint8_t buf[300000];
+	int fds[2];
+
+	cfg_v2(&cfg);
+	make_pair(fds);
+	side_init(&cl, base);
+	side_start(&cl, fds[0], 1, &cfg);
+	a = sctx_attach(&cl, mux_stream_open(cl.m));
+	a->src = evbuffer_new();
+	raw_upd(fds[1], 3, 0, 0x80000000u);
+	run_for(base, 20);
+	evbuffer_add(a->src, buf, sizeof(buf));
+	/* beyond the 256 KiB a sender assumes before an UPD */
+	assert_int_equal(mux_stream_send_buffer(a->st, a->src),
+	    (ssize_t)sizeof(buf));
+	raw_upd(fds[1], 3, 0, 0xfffffff0u);
+	run_for(base, 20);
+	evbuffer_add(a->src, buf, sizeof(buf));
+	assert_int_equal(mux_stream_send_buffer(a->st, a->src),
+	    (ssize_t)sizeof(buf));
+	assert_int_equal(cl.closed, 0);
+	side_done(&cl);
+	close(fds[1]);
+	event_base_free(base);
+}
+
+/* At shutdown the owner closes a session after its loop has stopped, and
+ * frees it from the closed callback: it must be gone when mux_close
+ * returns (its socket closed), not wait for a loop that never runs. */
+static void
+test_free_after_loop(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side cl;
+	struct sctx *a;
+	int fds[2];
+
+	cfg_v2(&cfg);
+	make_pair(fds);
+	side_init(&cl, base);
+	cl.free_in_closed = 1;
+	side_start(&cl, fds[0], 1, &cfg);
+	a = sctx_attach(&cl, mux_stream_open(cl.m));
+	run_for(base, 5); /* the loop has stopped */
+	mux_close(cl.m, MG_ECLOSED);
+	assert_int_equal(cl.closed, 1);
+	assert_int_equal(a->closed, 1);
+	assert_null(cl.m);
+	errno = 0;
+	assert_int_equal(fcntl(fds[0], F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
+	side_done(&cl);
+	close(fds[1]);
+	event_base_free(base);
+}
+
+/* ---- 11. a stream's reset carried across (mux_stream_abort) ---- */
+
+/* On the wire: the data, an empty PSH, then FIN; the mgrok peer sees the
+ * data, then mux_stream_reset, then the end. */
+static void
+test_stream_abort(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct mux_config cfg;
+	struct side cl;
+	struct evbuffer *in = evbuffer_new();
+	struct frame_hdr h;
+	uint8_t pl[64];
+	int fds[2], seen[3] = { 0, 0, 0 };
+	struct mux_stream *st;
+	struct pair p;
+	struct sctx *a, *b;
+	struct got_len g;
+
+	/* the frames */
+	cfg_v2(&cfg);
+	make_pair(fds);
+	side_init(&cl, base);
+	side_start(&cl, fds[0], 1, &cfg);
+	st = mux_stream_open(cl.m);
+	assert_int_equal(mux_stream_write(st, "abc", 3), 0);
+	mux_stream_abort(st);
+	run_for(base, 10);
+	raw_read(fds[1], in);
+	while (raw_take(in, &h, pl, sizeof(pl))) {
+		if (h.sid != 3)
+			continue;
+		if (h.cmd == FRAME_PSH && h.len == 3)
+			seen[0] = 1;
+		else if (h.cmd == FRAME_PSH && h.len == 0 && seen[0])
+			seen[1] = 1;
+		else if (h.cmd == FRAME_FIN && seen[1])
+			seen[2] = 1;
+	}
+	assert_true(seen[0] && seen[1] && seen[2]);
+	side_done(&cl);
+	close(fds[1]);
+	evbuffer_free(in);
+	event_base_free(base);
+
+	/* between two sessions */
+	cfg_v2(&cfg);
+	pair_start(&p, &cfg, &cfg);
+	a = sctx_attach(&p.cl, mux_stream_open(p.cl.m));
+	assert_int_equal(mux_stream_write(a->st, "hello", 5), 0);
+	assert_true(run_until(p.base, pred_accepted, &p.sv, 2000));
+	b = &p.sv.s[0];
+	g.c = b;
+	g.want = 5;
+	assert_true(run_until(p.base, pred_got, &g, 2000));
+	assert_false(mux_stream_reset(b->st));
+	mux_stream_abort(a->st);
+	a->st = NULL;
+	assert_true(run_until(p.base, pred_eof, b, 2000));
+	assert_true(mux_stream_reset(b->st));
+	assert_int_equal(evbuffer_get_length(b->got), 5);
+	assert_int_equal(p.cl.closed + p.sv.closed, 0);
+	pair_done(&p);
+}
+
 int
 main(void)
 {
@@ -1903,6 +2336,14 @@ main(void)
 		cmocka_unit_test(test_stream_open_peer_gone),
 		cmocka_unit_test(test_stream_free_peer_gone),
 		cmocka_unit_test(test_stream_closed_cb_frees_other),
+		cmocka_unit_test(test_xprt_read_error_mid_frame),
+		cmocka_unit_test(test_xprt_eof_mid_frame),
+		cmocka_unit_test(test_xprt_short_io_and_eagain_storms),
+		cmocka_unit_test(test_xprt_write_error),
+		cmocka_unit_test(test_xprt_peer_shutdown),
+		cmocka_unit_test(test_window_2g),
+		cmocka_unit_test(test_free_after_loop),
+		cmocka_unit_test(test_stream_abort),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* as mgrok's main() does */
