@@ -28,6 +28,7 @@
 #include "tls/tls.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/mtime.h"
 #include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
@@ -85,15 +86,6 @@ static void hc_process(struct hconn *hc);
 static void hc_arm_timer(struct hconn *hc);
 static int hc_flush(struct hconn *hc);
 static void hc_arm(struct hconn *hc);
-
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* ---- life cycle ---- */
 
@@ -286,7 +278,7 @@ hc_log_response(struct hconn *hc)
 {
 	struct proxy *px = hc_px(hc);
 	char eh[HTTP_HOST_MAX * 4 + 4], em[100], er[260], eu[1024];
-	uint64_t lat = (hc->t_first_us ? hc->t_first_us : now_us()) -
+	uint64_t lat = (hc->t_first_us ? hc->t_first_us : mtime_us()) -
 	    hc->t_req_us;
 	const struct http_head *h = &hc->req;
 
@@ -383,7 +375,7 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		}
 		if (!hc->resp_started && (used > 0 || ev != HTTP_T_MORE)) {
 			hc->resp_started = 1;
-			hc->t_first_us = now_us();
+			hc->t_first_us = mtime_us();
 		}
 		evbuffer_remove_buffer(rx, hc->out, used);
 		moved += used;
@@ -550,7 +542,7 @@ hc_on_head(struct hconn *hc)
 	struct proxy *px = hc_route(hc->srv, hc->req.host, hc->https);
 	char detail[400];
 
-	hc->t_req_us = now_us();
+	hc->t_req_us = mtime_us();
 	hc->t_first_us = 0;
 	if (px == NULL) {
 		snprintf(detail, sizeof(detail), "No tunnel is serving %s.",

@@ -1,23 +1,14 @@
 /* loop.c: see loop.h. */
 #include <sched.h>
 #include <stdint.h>
-#include <time.h>
 
 #include <event2/event.h>
 
 #include "util/loop.h"
+#include "util/mtime.h"
 
 unsigned long loop_activity;
 unsigned long loop_polls;
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 int
 loop_run(struct event_base *base, unsigned busy_us)
@@ -26,11 +17,11 @@ loop_run(struct event_base *base, unsigned busy_us)
 
 	if (busy_us == 0)
 		return event_base_dispatch(base);
-	last = mono_us() - busy_us; /* asleep until the first I/O */
+	last = mtime_us() - busy_us; /* asleep until the first I/O */
 	/* bounded by the process's life: each round polls or sleeps once */
 	for (;;) {
 		unsigned long seen = loop_activity;
-		int polling = mono_us() - last < busy_us, rc;
+		int polling = mtime_us() - last < busy_us, rc;
 
 		/* within a window of the last I/O poll, else sleep until
 		 * something happens */
@@ -40,7 +31,7 @@ loop_run(struct event_base *base, unsigned busy_us)
 		/* I/O starts or extends a window; a timer (keepalive, sweep,
 		 * log flush) does not */
 		if (loop_activity != seen)
-			last = mono_us();
+			last = mtime_us();
 		else if (polling)
 			sched_yield(); /* let the runnable run */
 		if (rc != 0)
