@@ -73,6 +73,7 @@ struct hconn {
 	enum hstate state;
 	int req_done, resp_done, resp_started, resp_keep;
 	int in_eof, busy, dead;
+	int reset;                    /* end with RST, no close_notify */
 	int head_timer;               /* the timer counts a head's arrival */
 	unsigned nreq;                /* requests routed on this connection */
 	uint64_t last_io_ms;          /* bytes moved either way (monotonic) */
@@ -139,10 +140,14 @@ hc_destroy(struct hconn *hc)
 	http_track_free(hc->rq);
 	http_track_free(hc->rs);
 	if (hc->ssl) {
-		tls_shutdown(hc->ssl);
+		if (!hc->reset)
+			tls_shutdown(hc->ssl);
 		SSL_free(hc->ssl);
 	}
-	close(hc->fd);
+	if (hc->reset)
+		proxy_reset_close(hc->fd);
+	else
+		close(hc->fd);
 	hc->srv->nhconns--;
 	free(hc);
 }
@@ -155,6 +160,17 @@ hc_close(struct hconn *hc)
 		hc->dead = 1;
 	else
 		hc_destroy(hc);
+}
+
+/* A response cut short (the session died, the service reset): the visitor
+ * must see a reset, never an orderly end that looks complete. */
+static void
+hc_reset(struct hconn *hc)
+{
+	log_info("http %s: response cut short by the tunnel: connection reset",
+	    hc->peer);
+	hc->reset = 1;
+	hc_close(hc);
 }
 
 /* Answer with an error page and close once it is written. */
@@ -420,9 +436,14 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		mux_stream_consumed(st, moved);
 	if (!hc->dead && mux_stream_eof(st) && hc->st == st) {
 		/* the local side closed */
+		int reset = mux_stream_reset(st);
+
 		hc->st = NULL;
 		mux_stream_free(st);
-		if (!hc->resp_started)
+		if (reset && hc->resp_started && (!hc->resp_done ||
+		    hc->state == H_RAW))
+			hc_reset(hc);
+		else if (!hc->resp_started)
 			hc_fail(hc, 502, "the tunnel's local service is "
 			    "unreachable", NULL);
 		else if (!hc->resp_done && hc->state != H_CLOSING) {
@@ -464,6 +485,8 @@ hc_up_closed(struct mux_stream *st, void *arg)
 	hc->st = NULL;
 	if (!hc->resp_started)
 		hc_fail(hc, 502, "the tunnel went offline", NULL);
+	else if (!hc->resp_done || hc->state == H_RAW)
+		hc_reset(hc);
 	else {
 		hc->state = H_CLOSING;
 		hc_flush(hc);

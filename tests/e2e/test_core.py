@@ -670,3 +670,38 @@ def test_udp_flow_fails_its_own_session_after_legacy_reattach(mg):
     assert udp_exchange(pub3, port, b"still-b", timeout=3) == b"still-b", mg.logs()
     a.close()
     b.close()
+
+
+# ---------------------------------------------------------------- finding C, HTTP
+
+def test_agent_killed_mid_http_download_is_a_reset(mg):
+    """A response the tunnel cuts short reaches the visitor as a reset, not
+    as an orderly end that a close-delimited or careless reader would take
+    for the whole body."""
+    srv = _http_server(mg, https=False)
+    svc = http_service(mg, "cut")
+    c, host = _http_client(mg, srv, svc.port, subdomain="cut")
+    s = mg.track(connect(srv.http_port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(("GET /download?n=%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (1 << 30, host)).encode())
+    s.settimeout(10)
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    time.sleep(0.5)
+    c.kill9()
+    got, how = 0, None
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            d = s.recv(1 << 20)
+        except ConnectionResetError:
+            how = "reset"
+            break
+        except socket.timeout:
+            how = "timeout"
+            break
+        if not d:
+            how = "eof"
+            break
+        got += len(d)
+    assert how == "reset", "the visitor saw %s after %d bytes of a 1 GiB body\n%s" % (
+        how, got, mg.logs())
