@@ -7,10 +7,9 @@
 
 #include <event2/event.h>
 
+#include "cli/cli.h"
 #include "client/client.h"
-#include "client/connect.h"
 #include "conf/conf.h"
-#include "mux/muxpeer.h"
 #include "proto/ctrl.h"
 #include "server/server.h"
 #include "tls/tls.h"
@@ -33,6 +32,7 @@ usage(FILE *f)
 	      "proxy\n"
 	      "  certs --out DIR --hosts H1,H2  make a CA, server and client "
 	      "certificate\n"
+	      "  mux-peer ...           a raw smux peer, to test the mux layer\n"
 	      "  version                print the version\n"
 	      "Run `mgrok COMMAND --help` for a command's options.\n",
 	    f);
@@ -237,11 +237,11 @@ main(int argc, char **argv)
 	    strcmp(cmd, "client") == 0)
 		return run_client(argc - 1, argv + 1);
 	if (strcmp(cmd, "connect") == 0)
-		return connect_main(argc - 1, argv + 1);
+		return cli_connect(argc - 1, argv + 1);
 	if (strcmp(cmd, "certs") == 0)
-		return tls_certs_main(argc - 1, argv + 1);
+		return cli_certs(argc - 1, argv + 1);
 	if (strcmp(cmd, "mux-peer") == 0)
-		return muxpeer_main(argc - 1, argv + 1);
+		return cli_muxpeer(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("mgrok %s (libevent %s)\n", MGROK_VERSION,
 		    event_get_version());
