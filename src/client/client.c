@@ -729,8 +729,8 @@ client_on_probe(enum probe_kind k, void *arg)
 			break; /* we spoke TLS to it: not the cause */
 		snprintf(c->last_err, sizeof(c->last_err),
 		    "--server %s:%u: the server speaks TLS: add --tls (with "
-		    "--tls-ca CA.pem or --tls-pin sha256:..., as `mgrok certs` "
-		    "printed)", c->server_host, c->server_port);
+		    "--tls-ca CA.pem or --tls-pin sha256:..., which mgrok "
+		    "certs printed)", c->server_host, c->server_port);
 		client_fail_config(c);
 		return;
 	case PROBE_HTTP:
