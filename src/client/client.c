@@ -965,6 +965,7 @@ client_connect(struct client *c)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	snprintf(port, sizeof(port), "%u", c->server_port);
+	log_debug("connecting to %s:%u", c->server_host, c->server_port);
 	rc = getaddrinfo(c->server_host, port, &hints, &c->server_ai);
 	if (rc != 0) {
 		snprintf(c->last_err, sizeof(c->last_err),

@@ -54,8 +54,8 @@ def _upload_service(mg):
         out = b"got %d bytes\n" % len(body) * 100
         resp = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                 % len(out)) + out
+        counts["tx"] += len(resp)  # before the peer can see it: no race
         c.sendall(resp)
-        counts["tx"] += len(resp)
 
     return mg.service(handler), counts
 
