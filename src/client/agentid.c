@@ -16,6 +16,7 @@
 #include "conf/conf.h"
 #include "util/crypto.h"
 #include "util/err.h"
+#include "util/xmalloc.h"
 
 #define AGENTID_LABEL "mgrok agent id v1"
 
@@ -154,9 +155,7 @@ agent_describe(const struct client_conf *cf)
 		const struct local_spec *l = &cf->locals[i];
 		size_t n = 64 + strlen(l->host) + strlen(l->name) +
 		    strlen(l->subdomain) + strlen(l->hostname);
-		lines[i] = malloc(n);
-		if (lines[i] == NULL)
-			abort();
+		lines[i] = xmalloc(n);
 		snprintf(lines[i], n, "tunnel type=%u local=%s:%u name=%s "
 		    "remote-port=%u subdomain=%s hostname=%s\n", l->type,
 		    l->host, l->port, l->name, l->remote_port, l->subdomain,
@@ -164,8 +163,7 @@ agent_describe(const struct client_conf *cf)
 		cap += strlen(lines[i]);
 	}
 	qsort(lines, cf->nlocals, sizeof(lines[0]), cmp_str);
-	if ((out = malloc(cap)) == NULL)
-		abort();
+	out = xmalloc(cap);
 	len = (size_t)snprintf(out, cap, "server %s\n", cf->server);
 	for (size_t i = 0; i < cf->nlocals; i++) {
 		memcpy(out + len, lines[i], strlen(lines[i]) + 1);

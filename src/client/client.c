@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -130,13 +130,15 @@ struct cstream {
 static void client_connect(struct client *c);
 static void client_schedule_retry(struct client *c);
 
+/* The monotonic clock: a wall-clock step must not expire every UDP flow
+ * at once (or never). */
 static uint64_t
 client_now_ms(struct client *c)
 {
-	struct timeval tv;
+	struct timespec ts;
 
-	event_base_gettimeofday_cached(c->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* The client's own voice on stderr: one line, "mgrok: ...". */
