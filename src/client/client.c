@@ -833,6 +833,17 @@ client_mux_closed(struct mux *m, int err, void *arg)
 		client_probe_start(c, plan_plain);
 		return;
 	}
+	if (was == CL_AUTH && !c->got_ctrl && c->tls != NULL &&
+	    (err == MG_EPROTO || err == MG_ECLOSED)) {
+		/* inside TLS a probe cannot tell more: an HTTPS server (a
+		 * web server's port 443) is the likely other end */
+		snprintf(c->last_err, sizeof(c->last_err), "--server %s:%u "
+		    "%s after the TLS handshake, before authenticating: is it "
+		    "an mgrok server's control port (its --addr), not an HTTPS "
+		    "server? The server's log says why", c->server_host,
+		    c->server_port, err == MG_EPROTO ? "answered with bytes "
+		    "that are not mgrok's" : "closed the connection");
+	}
 	log_warn("%s", c->last_err);
 	client_schedule_retry(c);
 }

@@ -422,3 +422,47 @@ def test_token_file_lines_are_trimmed(mg):
         c = mg.tcp_client(svc.port, server, token=t)
         port = mg.wait_forward(c)[0][2]
         assert echo_roundtrip(port, b"ok") == b"ok"
+
+
+def test_tls_agent_against_an_https_server(mg):
+    """After the TLS handshake an HTTPS server answers the mgrok handshake
+    with HTTP: the agent says what it probably is, and keeps trying."""
+    import ssl
+    import threading
+    pki = make_pki(mg, "pki")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.server_pem, pki.server_key)
+    lst = mg.track(socket.socket())
+    lst.bind((HOST, 0))
+    lst.listen(8)
+    lst.settimeout(0.5)
+    port = lst.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                raw, _ = lst.accept()
+            except (socket.timeout, OSError):
+                continue
+            try:
+                raw.settimeout(5)
+                s = ctx.wrap_socket(raw, server_side=True)
+                s.recv(100)
+                s.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                s.close()
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        svc = mg.echo_service()
+        c = mg.tcp_client(svc.port, port, extra=["--tls-ca", pki.ca_pem])
+        want = "not an HTTPS server"
+        assert wait_for(lambda: want in c.stderr(), 10), mg.logs()
+        assert "127.0.0.1:%d" % port in c.stderr()
+        assert c.alive()
+    finally:
+        stop.set()
+        t.join(3)
