@@ -808,8 +808,10 @@ client_mux_closed(struct mux *m, int err, void *arg)
 		return;
 	}
 	c->state = CL_IDLE;
-	if (tls_why_s && tls_why_s[0] && was == CL_AUTH) {
-		/* TLS 1.3: a refused client certificate shows only now */
+	if (tls_why_s && tls_why_s[0] && was == CL_AUTH &&
+	    (strstr(tls_why_s, "alert") || strstr(tls_why_s, "certificate"))) {
+		/* TLS 1.3: a refused client certificate shows only now (a
+		 * reset or a close is no verdict on it: see below) */
 		client_say("TLS with %s:%u: %s", c->server_host, c->server_port,
 		    tls_why_s);
 		client_stop(c, 1);
@@ -834,7 +836,7 @@ client_mux_closed(struct mux *m, int err, void *arg)
 		return;
 	}
 	if (was == CL_AUTH && !c->got_ctrl && c->tls != NULL &&
-	    (err == MG_EPROTO || err == MG_ECLOSED)) {
+	    (err == MG_EPROTO || err == MG_ECLOSED || err == MG_EIO)) {
 		/* inside TLS a probe cannot tell more: an HTTPS server (a
 		 * web server's port 443) is the likely other end */
 		snprintf(c->last_err, sizeof(c->last_err), "--server %s:%u "
@@ -842,7 +844,8 @@ client_mux_closed(struct mux *m, int err, void *arg)
 		    "an mgrok server's control port (its --addr), not an HTTPS "
 		    "server? The server's log says why", c->server_host,
 		    c->server_port, err == MG_EPROTO ? "answered with bytes "
-		    "that are not mgrok's" : "closed the connection");
+		    "that are not mgrok's" : err == MG_EIO ? "reset the "
+		    "connection" : "closed the connection");
 	}
 	log_warn("%s", c->last_err);
 	client_schedule_retry(c);
