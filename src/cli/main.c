@@ -59,6 +59,8 @@ run_server(int argc, char **argv)
 	int rc = conf_server_parse(&cf, argc, argv);
 
 	if (rc != 0) {
+		if (rc > 0)
+			conf_server_usage(stdout);
 		conf_server_free(&cf);
 		return rc > 0 ? 0 : 2;
 	}
@@ -182,6 +184,8 @@ run_client(int argc, char **argv)
 		abort();
 	rc = conf_client_parse(cf, argc, argv);
 	if (rc != 0) {
+		if (rc > 0)
+			conf_client_usage(stdout, argv[0]);
 		conf_client_free(cf);
 		free(cf);
 		return rc > 0 ? 0 : 2;

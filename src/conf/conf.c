@@ -163,8 +163,8 @@ read_token_file(struct server_conf *c, const char *path)
 	return rc;
 }
 
-static void
-server_usage(void)
+void
+conf_server_usage(FILE *f)
 {
 	fputs("usage: mgrok server [options]\n"
 	      "  --addr HOST:PORT          control listener (default :9000)\n"
@@ -200,7 +200,7 @@ server_usage(void)
 	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
 	      "                            (latency for CPU; default 0: off)\n"
 	      "  --log-level L             error|warn|info|debug\n",
-	    stdout);
+	    f);
 }
 
 enum {
@@ -452,8 +452,7 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 				    optarg);
 			break;
 		case O_HELP:
-			server_usage();
-			return 1;
+			return 1; /* the front end prints conf_server_usage */
 		case ':':
 			return bad(argv[optind - 1], "needs a value", "");
 		default:
@@ -629,8 +628,8 @@ conf_parse_local(const char *s, struct local_spec *l, const char **err)
 }
 
 /* Each subcommand's help lists only the options that apply to it. */
-static void
-client_usage(const char *cmd)
+void
+conf_client_usage(FILE *f, const char *cmd)
 {
 	int is_http = strcmp(cmd, "http") == 0, is_tls = strcmp(cmd, "tls") == 0;
 	int is_udp = strcmp(cmd, "udp") == 0, is_tcp = strcmp(cmd, "tcp") == 0;
@@ -644,35 +643,35 @@ client_usage(const char *cmd)
 		      "                            tcp:HOST:PORT, udp:HOST:PORT, "
 		      "or a URL:\n"
 		      "                            tcp://, udp://, http://HOST:PORT\n",
-		    stdout);
+		    f);
 	else
-		fprintf(stdout, "usage: mgrok %s [HOST:]PORT [options]\n"
+		fprintf(f, "usage: mgrok %s [HOST:]PORT [options]\n"
 		    "       mgrok %s %s://HOST%s [options]\n", cmd, cmd, cmd,
 		    is_http ? "[:PORT]" : ":PORT");
 	fputs("  --server HOST[:PORT]      the mgrok server (localhost:9000; "
 	      "port 9000\n"
 	      "                            when not given)\n"
 	      "  --token T                 auth token (or MGROK_TOKEN)\n",
-	    stdout);
+	    f);
 	if (is_tcp || is_udp)
 		fputs("  --remote-port N           public port to ask for\n",
-		    stdout);
+		    f);
 	if (!is_multi)
-		fputs("  --name NAME               tunnel name\n", stdout);
+		fputs("  --name NAME               tunnel name\n", f);
 	if (is_http || is_tls)
 		fputs("  --subdomain S             S.<server domain>\n"
 		      "  --hostname H              a custom domain\n",
-		    stdout);
+		    f);
 	if (is_http)
 		fputs("  --basic-auth USER:PASS    password-protect the tunnel\n"
 		      "  --host-header rewrite|preserve  send Host: "
 		      "localhost:PORT to the\n"
 		      "                            local service, or the "
 		      "visitor's (default)\n",
-		    stdout);
+		    f);
 	if (is_udp || is_multi)
 		fputs("  --udp-idle-timeout S      close idle UDP flows (60)\n",
-		    stdout);
+		    f);
 	fputs("  --no-reconnect            exit when the session is lost\n"
 	      "  --reconnect-attempts N    give up after N failed attempts "
 	      "in a row\n"
@@ -694,7 +693,7 @@ client_usage(const char *cmd)
 	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
 	      "                            (latency for CPU; default 0: off)\n"
 	      "  --log-level L             error|warn|info|debug\n",
-	    stdout);
+	    f);
 }
 
 int
@@ -872,8 +871,7 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 				    optarg);
 			break;
 		case O_HELP:
-			client_usage(cmd);
-			return 1;
+			return 1; /* the front end prints conf_client_usage */
 		case ':':
 			return bad(argv[optind - 1], "needs a value", "");
 		default:
