@@ -29,7 +29,8 @@ ALL_LDLIBS = $(DEP_LIBS) -lm $(SAN) $(LDFLAGS)
 
 LIB_SRC = $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ = $(BUILD)/src/cli/main.o
+CLI_SRC = $(sort $(wildcard src/cli/*.c))
+CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 

@@ -8,10 +8,10 @@
 
 #include <event2/event.h>
 
+#include "cli/cli.h"
 #include "client/client.h"
-#include "client/connect.h"
 #include "conf/conf.h"
-#include "mux/muxpeer.h"
+#include "proto/ctrl.h"
 #include "server/server.h"
 #include "tls/tls.h"
 #include "util/log.h"
@@ -33,6 +33,7 @@ usage(FILE *f)
 	      "proxy\n"
 	      "  certs --out DIR --hosts H1,H2  make a CA, server and client "
 	      "certificate\n"
+	      "  mux-peer ...           a raw smux peer, to test the mux layer\n"
 	      "  version                print the version\n"
 	      "Run `mgrok COMMAND --help` for a command's options.\n",
 	    f);
@@ -93,6 +94,8 @@ run_server(int argc, char **argv)
 	int rc = conf_server_parse(&cf, argc, argv);
 
 	if (rc != 0) {
+		if (rc > 0)
+			conf_server_usage(stdout);
 		conf_server_free(&cf);
 		return rc > 0 ? 0 : 2;
 	}
@@ -124,10 +127,98 @@ run_server(int argc, char **argv)
 	return 0;
 }
 
+static void
+on_forwarding(void *arg, const char *url, const char *local_host,
+    uint16_t local_port, const char *name)
+{
+	printf("Forwarding %s -> %s:%u (%s)\n", url, local_host, local_port,
+	    name);
+	fflush(stdout);
+}
+
+static void
+on_client_signal(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("signal %d", (int)sig);
+	client_shutdown(arg);
+}
+
+/* The exit summary: one line of totals, one per tunnel. */
+static void
+print_client_summary(const struct client *c)
+{
+	uint64_t total = 0, in = 0, out = 0, refused = 0;
+	unsigned active = 0;
+	struct client_tunnel_stats t;
+
+	for (size_t i = 0; i < client_ntunnels(c); i++) {
+		client_tunnel_stats(c, i, &t);
+		total += t.streams;
+		active += t.active;
+		in += t.bytes_in;
+		out += t.bytes_out;
+		refused += t.refused;
+	}
+	fprintf(stderr,
+	    "mgrok: summary: uptime %llu s, %llu connections to the server, "
+	    "%llu streams (%u active, %llu refused), %llu bytes in, "
+	    "%llu bytes out\n",
+	    (unsigned long long)(client_uptime_ms(c) / 1000),
+	    (unsigned long long)client_sessions(c), (unsigned long long)total,
+	    active, (unsigned long long)refused, (unsigned long long)in,
+	    (unsigned long long)out);
+	for (size_t i = 0; i < client_ntunnels(c); i++) {
+		client_tunnel_stats(c, i, &t);
+		if (t.url[0] == '\0')
+			continue;
+		if (t.type == PROXY_UDP)
+			fprintf(stderr,
+			    "mgrok:   %s -> %s:%u: %llu flows (%u active); "
+			    "in %llu datagrams, %llu bytes, %llu dropped; "
+			    "out %llu datagrams, %llu bytes, %llu dropped\n",
+			    t.url, t.local_host, t.local_port,
+			    (unsigned long long)t.streams, t.active,
+			    (unsigned long long)t.dg.pkts_in,
+			    (unsigned long long)t.dg.bytes_in,
+			    (unsigned long long)t.dg.drops_in,
+			    (unsigned long long)t.dg.pkts_out,
+			    (unsigned long long)t.dg.bytes_out,
+			    (unsigned long long)t.dg.drops_out);
+		else if (t.type == PROXY_HTTP)
+			fprintf(stderr,
+			    "mgrok:   %s -> %s:%u: %llu requests (%llu 2xx, "
+			    "%llu 3xx, %llu 4xx, %llu 5xx), %llu bytes in, "
+			    "%llu bytes out, latency min %.1f avg %.1f max "
+			    "%.1f ms\n",
+			    t.url, t.local_host, t.local_port,
+			    (unsigned long long)t.http.requests,
+			    (unsigned long long)t.http.by_class[2],
+			    (unsigned long long)t.http.by_class[3],
+			    (unsigned long long)t.http.by_class[4],
+			    (unsigned long long)t.http.by_class[5],
+			    (unsigned long long)t.bytes_in,
+			    (unsigned long long)t.bytes_out,
+			    t.http.lat_min_us / 1000.0,
+			    t.http.requests ? t.http.lat_sum_us / 1000.0 /
+				(double)t.http.requests : 0.0,
+			    t.http.lat_max_us / 1000.0);
+		else
+			fprintf(stderr,
+			    "mgrok:   %s -> %s:%u: %llu streams, %llu bytes "
+			    "in, %llu bytes out\n",
+			    t.url, t.local_host, t.local_port,
+			    (unsigned long long)t.streams,
+			    (unsigned long long)t.bytes_in,
+			    (unsigned long long)t.bytes_out);
+	}
+}
+
 static int
 run_client(int argc, char **argv)
 {
 	struct client_conf *cf = calloc(1, sizeof(*cf));
+	struct client_hooks hooks = { on_forwarding, NULL };
+	struct event *sig_int = NULL, *sig_term = NULL;
 	struct event_base *base;
 	struct client *c;
 	int rc;
@@ -136,23 +227,31 @@ run_client(int argc, char **argv)
 		abort();
 	rc = conf_client_parse(cf, argc, argv);
 	if (rc != 0) {
+		if (rc > 0)
+			conf_client_usage(stdout, argv[0]);
 		conf_client_free(cf);
 		free(cf);
 		return rc > 0 ? 0 : 2;
 	}
 	log_set_level(cf->log_level);
 	base = new_base();
-	if ((c = client_new(base, cf)) == NULL) {
+	if ((c = client_new(base, cf, &hooks)) == NULL) {
 		rc = 1;
 	} else {
 		if (cf->busy_poll_us > 0)
 			log_info("busy polling for %u us after each I/O "
 			    "(--busy-poll)", cf->busy_poll_us);
+		sig_int = evsignal_new(base, SIGINT, on_client_signal, c);
+		sig_term = evsignal_new(base, SIGTERM, on_client_signal, c);
+		event_add(sig_int, NULL);
+		event_add(sig_term, NULL);
 		log_defer_start(base);
 		loop_run(base, cf->busy_poll_us);
 		log_defer_stop();
-		client_print_summary(c);
+		print_client_summary(c);
 		rc = client_exit_code(c);
+		event_free(sig_int);
+		event_free(sig_term);
 		client_free(c);
 	}
 	event_base_free(base);
@@ -185,11 +284,11 @@ main(int argc, char **argv)
 	    strcmp(cmd, "client") == 0)
 		return run_client(argc - 1, argv + 1);
 	if (strcmp(cmd, "connect") == 0)
-		return connect_main(argc - 1, argv + 1);
+		return cli_connect(argc - 1, argv + 1);
 	if (strcmp(cmd, "certs") == 0)
-		return tls_certs_main(argc - 1, argv + 1);
+		return cli_certs(argc - 1, argv + 1);
 	if (strcmp(cmd, "mux-peer") == 0)
-		return muxpeer_main(argc - 1, argv + 1);
+		return cli_muxpeer(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("mgrok %s (libevent %s)\n", MGROK_VERSION,
 		    event_get_version());

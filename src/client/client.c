@@ -4,21 +4,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "client/agentid.h"
 #include "client/client.h"
+#include "client/probe.h"
 #include "conf/conf.h"
 #include "mux/mux.h"
 #include "proto/ctrl.h"
@@ -42,6 +43,8 @@
 #define CONNECT_TIMEOUT_S 10
 #define CF_SCRATCH (256 * 1024) /* at least DGRAM_MAX */
 #define DIAL_TIMEOUT_S 10
+#define AUTH_TIMEOUT_S 10 /* a listener that accepts and says nothing */
+#define PROBE_TIMEOUT_S 3
 
 enum client_state {
 	CL_IDLE = 0,     /* waiting to (re)connect */
@@ -84,7 +87,13 @@ struct client {
 	const struct client_conf *cf;
 	struct mux *mux;
 	struct mux_stream *ctrl;
-	struct event *retry_ev, *hb_ev, *sig_int, *sig_term;
+	struct event *retry_ev, *hb_ev, *auth_ev;
+	struct client_hooks hooks;
+	int lock_fd;          /* flock on this agent's state file, or -1 */
+	struct probe *probe;  /* finding out what listens at --server */
+	const enum probe_kind *probe_plan; /* the probes still to run */
+	int got_ctrl;         /* a control message came in this session */
+	int ever_ready;       /* registered at least once in this run */
 	struct dial *dial;
 	struct addrinfo *server_ai;
 	int conn_fd;          /* during the TLS handshake */
@@ -122,6 +131,8 @@ struct cstream {
 static void client_connect(struct client *c);
 static void client_schedule_retry(struct client *c);
 
+/* The monotonic clock: a wall-clock step must not expire every UDP flow
+ * at once (or never). */
 static uint64_t
 client_now_ms(struct client *c)
 {
@@ -535,6 +546,7 @@ client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
 {
 	struct timeval tv;
 
+	event_del(c->auth_ev);
 	c->heartbeat_s = m->u.auth_ok.heartbeat_s ? m->u.auth_ok.heartbeat_s :
 	    10;
 	tv.tv_sec = c->heartbeat_s;
@@ -579,9 +591,9 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 		/* an HTTP tunnel may have several URLs (http and https) */
 		for (one = strtok_r(copy, " ", &save); one != NULL;
 		     one = strtok_r(NULL, " ", &save))
-			printf("Forwarding %s -> %s:%u (%s)\n", one,
-			    px->spec->host, px->spec->port, px->name);
-		fflush(stdout);
+			if (c->hooks.forwarding)
+				c->hooks.forwarding(c->hooks.arg, one,
+				    px->spec->host, px->spec->port, px->name);
 		if (px->spec->type == PROXY_HTTP ||
 		    px->spec->type == PROXY_TLS) {
 			const char *h = strstr(url, "://");
@@ -597,6 +609,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	if (c->reg_next == c->npx) {
 		c->state = CL_READY;
 		c->attempts = 0;
+		c->ever_ready = 1;
 	}
 }
 
@@ -607,6 +620,7 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 	struct ctrl_msg m;
 	int rc = ctrl_decode(p, len, &m);
 
+	c->got_ctrl = 1;
 	if (rc < 0 && !(rc == MG_EUNSUPP || rc == MG_ETOOLONG)) {
 		log_warn("malformed control message from the server");
 		mux_close(c->mux, MG_EPROTO);
@@ -679,13 +693,105 @@ static const struct mux_stream_cbs ctrl_cbs = {
 	.message = client_on_msg,
 };
 
+/* ---- finding out what listens at --server ---- */
+
+/* After a plain session failed before the server said anything: is it a
+ * TLS server, or an HTTP one? After a TLS handshake failed: a plain mgrok
+ * server, or an HTTP one? */
+static const enum probe_kind plan_plain[] = { PROBE_TLS, PROBE_HTTP,
+	PROBE_SILENT };
+static const enum probe_kind plan_tls[] = { PROBE_MGROK, PROBE_HTTP,
+	PROBE_SILENT };
+
+static void client_probe_next(struct client *c);
+
+/* A finding that no retry mends: say it and stop, unless this run has
+ * been registered before (then the server may come back as it was). */
+static void
+client_fail_config(struct client *c)
+{
+	if (!c->ever_ready) {
+		client_say("%s", c->last_err);
+		client_stop(c, 1);
+		return;
+	}
+	log_warn("%s", c->last_err);
+	client_schedule_retry(c);
+}
+
+static void
+client_on_probe(enum probe_kind k, void *arg)
+{
+	struct client *c = arg;
+
+	c->probe = NULL;
+	switch (k) {
+	case PROBE_TLS:
+		if (c->tls)
+			break; /* we spoke TLS to it: not the cause */
+		snprintf(c->last_err, sizeof(c->last_err),
+		    "--server %s:%u: the server speaks TLS: add --tls (with "
+		    "--tls-ca CA.pem or --tls-pin sha256:..., which mgrok "
+		    "certs printed)", c->server_host, c->server_port);
+		client_fail_config(c);
+		return;
+	case PROBE_HTTP:
+		snprintf(c->last_err, sizeof(c->last_err),
+		    "--server %s:%u: this is an HTTP server, not the mgrok "
+		    "control port: give the port of the server's --addr (9000 "
+		    "by default)", c->server_host, c->server_port);
+		client_fail_config(c);
+		return;
+	case PROBE_MGROK:
+		if (!c->tls)
+			break;
+		snprintf(c->last_err, sizeof(c->last_err),
+		    "TLS with %s:%u: the server does not speak TLS (it "
+		    "answers as a plain mgrok server): drop --tls and the "
+		    "--tls-* options, or run the server with --tls",
+		    c->server_host, c->server_port);
+		client_fail_config(c);
+		return;
+	default:
+		break;
+	}
+	client_probe_next(c);
+}
+
+static void
+client_probe_next(struct client *c)
+{
+	const uint8_t *req;
+	size_t len;
+
+	for (; *c->probe_plan != PROBE_SILENT; c->probe_plan++) {
+		req = probe_request(*c->probe_plan, &len);
+		c->probe = probe_start(c->base, c->server_ai, req, len,
+		    PROBE_TIMEOUT_S, client_on_probe, c);
+		if (c->probe != NULL) {
+			c->probe_plan++;
+			return;
+		}
+	}
+	/* nothing conclusive: the reason we had stands; retry */
+	log_warn("%s", c->last_err);
+	client_schedule_retry(c);
+}
+
+static void
+client_probe_start(struct client *c, const enum probe_kind *plan)
+{
+	c->probe_plan = plan;
+	client_probe_next(c);
+}
+
 static void
 client_mux_closed(struct mux *m, int err, void *arg)
 {
 	struct client *c = arg;
-
 	char tls_why_buf[300];
 	const char *tls_why_s = NULL;
+	enum client_state was = c->state;
 
 	if (mux_tls_error(m)) {
 		snprintf(tls_why_buf, sizeof(tls_why_buf), "%s",
@@ -693,6 +799,7 @@ client_mux_closed(struct mux *m, int err, void *arg)
 		tls_why_s = tls_why_buf;
 	}
 	event_del(c->hb_ev);
+	event_del(c->auth_ev);
 	c->ctrl = NULL;
 	mux_free(c->mux);
 	c->mux = NULL;
@@ -700,21 +807,47 @@ client_mux_closed(struct mux *m, int err, void *arg)
 		event_base_loopexit(c->base, NULL);
 		return;
 	}
-	if (tls_why_s && tls_why_s[0] && c->state == CL_AUTH) {
-		/* TLS 1.3: a refused client certificate shows only now */
+	c->state = CL_IDLE;
+	if (tls_why_s && tls_why_s[0] && was == CL_AUTH &&
+	    (strstr(tls_why_s, "alert") || strstr(tls_why_s, "certificate"))) {
+		/* TLS 1.3: a refused client certificate shows only now (a
+		 * reset or a close is no verdict on it: see below) */
 		client_say("TLS with %s:%u: %s", c->server_host, c->server_port,
 		    tls_why_s);
 		client_stop(c, 1);
 		return;
 	}
-	if (c->last_err[0] == '\0' || c->state == CL_READY)
+	if (c->last_err[0] == '\0' || was == CL_READY)
 		snprintf(c->last_err, sizeof(c->last_err), "connection lost: %s",
 		    err == MG_ETIMEDOUT ? "heartbeat timeout" :
 		    err == MG_EPROTO ? "protocol error" :
 		    err == MG_ECLOSED ? "closed by the server" :
 					"I/O error");
+	if (was == CL_AUTH && !c->got_ctrl && c->tls == NULL &&
+	    (err == MG_EPROTO || err == MG_ECLOSED || err == MG_EIO)) {
+		/* not one mgrok message came back: what is over there? */
+		snprintf(c->last_err, sizeof(c->last_err), "--server %s:%u "
+		    "%s before authenticating: is it an mgrok server's control "
+		    "port (its --addr)? The server's log says why",
+		    c->server_host, c->server_port, err == MG_EPROTO ?
+		    "answered with bytes that are not mgrok's" :
+		    "closed the connection");
+		client_probe_start(c, plan_plain);
+		return;
+	}
+	if (was == CL_AUTH && !c->got_ctrl && c->tls != NULL &&
+	    (err == MG_EPROTO || err == MG_ECLOSED || err == MG_EIO)) {
+		/* inside TLS a probe cannot tell more: an HTTPS server (a
+		 * web server's port 443) is the likely other end */
+		snprintf(c->last_err, sizeof(c->last_err), "--server %s:%u "
+		    "%s after the TLS handshake, before authenticating: is it "
+		    "an mgrok server's control port (its --addr), not an HTTPS "
+		    "server? The server's log says why", c->server_host,
+		    c->server_port, err == MG_EPROTO ? "answered with bytes "
+		    "that are not mgrok's" : err == MG_EIO ? "reset the "
+		    "connection" : "closed the connection");
+	}
 	log_warn("%s", c->last_err);
-	c->state = CL_IDLE;
 	client_schedule_retry(c);
 }
 
@@ -733,7 +866,12 @@ client_start_session(struct client *c, int fd, SSL *ssl)
 	net_sock_tune(fd);
 	c->sessions++;
 	c->server_leaving = 0;
+	c->got_ctrl = 0;
 	c->last_err[0] = '\0';
+	{
+		struct timeval tv = { AUTH_TIMEOUT_S, 0 };
+		event_add(c->auth_ev, &tv);
+	}
 	c->mux = mux_new_tls(c->base, fd, ssl, 1, &c->cf->mux,
 	    &client_mux_cbs, c);
 	c->ctrl = mux_stream_open(c->mux);
@@ -784,9 +922,9 @@ client_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 		client_stop(c, 1);
 		return;
 	}
-	log_warn("%s", c->last_err);
 	c->state = CL_IDLE;
-	client_schedule_retry(c);
+	/* a plain mgrok server (or an HTTP one) fails a handshake too */
+	client_probe_start(c, plan_tls);
 }
 
 static void
@@ -843,6 +981,7 @@ client_connect(struct client *c)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	snprintf(port, sizeof(port), "%u", c->server_port);
+	log_debug("connecting to %s:%u", c->server_host, c->server_port);
 	rc = getaddrinfo(c->server_host, port, &hints, &c->server_ai);
 	if (rc != 0) {
 		snprintf(c->last_err, sizeof(c->last_err),
@@ -912,15 +1051,28 @@ client_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-client_on_signal(evutil_socket_t sig, short what, void *arg)
+client_on_auth_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 
+	if (c->mux == NULL || c->state != CL_AUTH)
+		return;
+	snprintf(c->last_err, sizeof(c->last_err), "--server %s:%u accepted "
+	    "the connection but %s within %d s: is it an mgrok server's "
+	    "control port (its --addr)?", c->server_host, c->server_port,
+	    c->got_ctrl ? "did not finish authenticating" : "sent nothing",
+	    AUTH_TIMEOUT_S);
+	mux_close(c->mux, MG_ETIMEDOUT);
+}
+
+void
+client_shutdown(struct client *c)
+{
 	if (c->stopping) {
 		event_base_loopexit(c->base, NULL);
 		return;
 	}
-	log_info("signal %d: closing the session", (int)sig);
+	log_info("closing the session");
 	if (c->ctrl) {
 		struct ctrl_msg m;
 		memset(&m, 0, sizeof(m));
@@ -933,94 +1085,21 @@ client_on_signal(evutil_socket_t sig, short what, void *arg)
 	client_stop(c, 0);
 }
 
-/* ---- client id ---- */
-
-static int
-state_path(char *buf, size_t cap, int dir_only)
-{
-	const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-	int n;
-
-	if (x && *x)
-		n = snprintf(buf, cap, "%s/mgrok%s", x,
-		    dir_only ? "" : "/client_id");
-	else if (home && *home)
-		n = snprintf(buf, cap, "%s/.local/state/mgrok%s", home,
-		    dir_only ? "" : "/client_id");
-	else
-		return MG_EIO;
-	return n > 0 && (size_t)n < cap ? 0 : MG_EIO;
-}
-
-static int
-mkdir_p(char *path)
-{
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-			*p = '/';
-			return -1;
-		}
-		*p = '/';
-	}
-	return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
-}
-
-int
-client_id_load(uint8_t id[16])
-{
-	char path[4096], hex[40];
-	FILE *f;
-	size_t n;
-
-	if (state_path(path, sizeof(path), 0) == 0 &&
-	    (f = fopen(path, "r")) != NULL) {
-		n = fread(hex, 1, 32, f);
-		fclose(f);
-		hex[n] = '\0';
-		if (n == 32 && conf_hex_id(hex, id) == 0)
-			return 0;
-		log_warn("%s is not a valid client id; making a new one", path);
-	}
-	crypto_random(id, 16);
-	if (state_path(path, sizeof(path), 1) != 0 || mkdir_p(path) < 0)
-		goto fail;
-	state_path(path, sizeof(path), 0);
-	{
-		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		    0600);
-		if (fd < 0)
-			goto fail;
-		for (int i = 0; i < 16; i++)
-			snprintf(hex + 2 * i, 3, "%02x", id[i]);
-		hex[32] = '\n';
-		if (write(fd, hex, 33) != 33) {
-			close(fd);
-			goto fail;
-		}
-		close(fd);
-	}
-	return 0;
-fail:
-	log_warn("cannot keep the client id in %s (%s): this run's public "
-		 "ports will not be kept across restarts",
-	    path, strerror(errno));
-	return MG_EIO;
-}
-
 /* ---- life cycle ---- */
 
 struct client *
-client_new(struct event_base *base, const struct client_conf *cf)
+client_new(struct event_base *base, const struct client_conf *cf,
+    const struct client_hooks *hooks)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	const char *err;
 
 	c->base = base;
 	c->cf = cf;
+	if (hooks)
+		c->hooks = *hooks;
 	c->conn_fd = -1;
+	c->lock_fd = -1;
 	c->started_ms = client_now_ms(c);
 	if (net_split_hostport(cf->server, c->server_host,
 	    sizeof(c->server_host), &c->server_port, &err)) {
@@ -1042,10 +1121,30 @@ client_new(struct event_base *base, const struct client_conf *cf)
 			goto fail;
 		}
 	}
-	if (cf->have_client_id)
+	if (cf->have_client_id) {
+		/* an explicit id keeps PROTOCOL 4.6: a newer session with it
+		 * replaces an older one, so no lock */
 		memcpy(c->client_id, cf->client_id, CTRL_ID_LEN);
-	else
-		client_id_load(c->client_id);
+	} else {
+		char why[4400];
+		long pid;
+		int rc = agentid_acquire(cf, c->client_id, &c->lock_fd, &pid,
+		    why, sizeof(why));
+
+		if (rc == MG_EINUSE) {
+			char ps[32] = "unknown";
+			if (pid > 0)
+				snprintf(ps, sizeof(ps), "%ld", pid);
+			client_say("another mgrok agent with the same tunnels and "
+			    "server is running (pid %s): stop it first, or give "
+			    "this one its own identity with --client-id HEX "
+			    "(lock: %s)", ps, why);
+			goto fail;
+		}
+		if (rc != 0)
+			log_warn("cannot keep this agent's identity (%s): its "
+			    "public addresses will not survive a restart", why);
+	}
 	c->npx = cf->nlocals;
 	c->px = xcalloc(c->npx, sizeof(*c->px));
 	for (size_t i = 0; i < c->npx; i++) {
@@ -1084,10 +1183,7 @@ client_new(struct event_base *base, const struct client_conf *cf)
 	}
 	c->retry_ev = evtimer_new(base, client_on_retry, c);
 	c->hb_ev = evtimer_new(base, client_on_heartbeat, c);
-	c->sig_int = evsignal_new(base, SIGINT, client_on_signal, c);
-	c->sig_term = evsignal_new(base, SIGTERM, client_on_signal, c);
-	event_add(c->sig_int, NULL);
-	event_add(c->sig_term, NULL);
+	c->auth_ev = evtimer_new(base, client_on_auth_timeout, c);
 	client_connect(c);
 	return c;
 fail:
@@ -1101,66 +1197,50 @@ client_exit_code(const struct client *c)
 	return c->exit_code;
 }
 
-void
-client_print_summary(const struct client *c)
+uint64_t
+client_uptime_ms(const struct client *c)
 {
-	uint64_t total = 0, in = 0, out = 0, refused = 0;
-	unsigned active = 0;
+	return client_now_ms((struct client *)c) - c->started_ms;
+}
 
-	for (size_t i = 0; i < c->npx; i++) {
-		total += c->px[i].streams_total;
-		active += c->px[i].active;
-		in += c->px[i].bytes_in;
-		out += c->px[i].bytes_out;
-		refused += c->px[i].refused;
-	}
-	fprintf(stderr,
-	    "mgrok: summary: uptime %llu s, %llu connections to the server, "
-	    "%llu streams (%u active, %llu refused), %llu bytes in, "
-	    "%llu bytes out\n",
-	    (unsigned long long)((client_now_ms((struct client *)c) -
-				     c->started_ms) / 1000),
-	    (unsigned long long)c->sessions, (unsigned long long)total, active,
-	    (unsigned long long)refused, (unsigned long long)in,
-	    (unsigned long long)out);
-	for (size_t i = 0; i < c->npx; i++) {
-		const struct cproxy *px = &c->px[i];
-		if (px->url[0] && px->spec->type == PROXY_UDP)
-			fprintf(stderr,
-			    "mgrok:   %s -> %s:%u: %llu flows (%u active); "
-			    "in %llu datagrams, %llu bytes, %llu dropped; "
-			    "out %llu datagrams, %llu bytes, %llu dropped\n",
-			    px->url, px->spec->host, px->spec->port,
-			    (unsigned long long)px->streams_total, px->active,
-			    (unsigned long long)px->dg.pkts_in,
-			    (unsigned long long)px->dg.bytes_in,
-			    (unsigned long long)px->dg.drops_in,
-			    (unsigned long long)px->dg.pkts_out,
-			    (unsigned long long)px->dg.bytes_out,
-			    (unsigned long long)px->dg.drops_out);
-		else if (px->url[0] && px->spec->type == PROXY_HTTP)
-			fprintf(stderr,
-			    "mgrok:   %s -> %s:%u: %llu requests (%llu 2xx, "
-			    "%llu 3xx, %llu 4xx, %llu 5xx), latency min %.1f "
-			    "avg %.1f max %.1f ms\n",
-			    px->url, px->spec->host, px->spec->port,
-			    (unsigned long long)px->hs.requests,
-			    (unsigned long long)px->hs.by_class[2],
-			    (unsigned long long)px->hs.by_class[3],
-			    (unsigned long long)px->hs.by_class[4],
-			    (unsigned long long)px->hs.by_class[5],
-			    px->hs.lat_min_us / 1000.0,
-			    px->hs.requests ? px->hs.lat_sum_us / 1000.0 /
-				(double)px->hs.requests : 0.0,
-			    px->hs.lat_max_us / 1000.0);
-		else if (px->url[0])
-			fprintf(stderr,
-			    "mgrok:   %s -> %s:%u: %llu streams, %llu bytes "
-			    "in, %llu bytes out\n",
-			    px->url, px->spec->host, px->spec->port,
-			    (unsigned long long)px->streams_total,
-			    (unsigned long long)px->bytes_in,
-			    (unsigned long long)px->bytes_out);
+uint64_t
+client_sessions(const struct client *c)
+{
+	return c->sessions;
+}
+
+size_t
+client_ntunnels(const struct client *c)
+{
+	return c->npx;
+}
+
+void
+client_tunnel_stats(const struct client *c, size_t i,
+    struct client_tunnel_stats *out)
+{
+	const struct cproxy *px = &c->px[i];
+
+	memset(out, 0, sizeof(*out));
+	out->type = px->spec->type;
+	out->url = px->url;
+	out->name = px->name;
+	out->local_host = px->spec->host;
+	out->local_port = px->spec->port;
+	out->streams = px->streams_total;
+	out->refused = px->refused;
+	out->active = px->active;
+	out->bytes_in = px->bytes_in;
+	out->bytes_out = px->bytes_out;
+	out->dg = px->dg;
+	out->http = px->hs;
+	if (px->spec->type == PROXY_HTTP) {
+		out->bytes_in = px->hs.bytes_in;
+		out->bytes_out = px->hs.bytes_out;
+		out->active = px->hs.active;
+	} else if (px->spec->type == PROXY_UDP) {
+		out->bytes_in = px->dg.bytes_in;
+		out->bytes_out = px->dg.bytes_out;
 	}
 }
 
@@ -1188,10 +1268,11 @@ client_free(struct client *c)
 	free(c->udp_buf);
 	if (c->hb_ev)
 		event_free(c->hb_ev);
-	if (c->sig_int)
-		event_free(c->sig_int);
-	if (c->sig_term)
-		event_free(c->sig_term);
+	if (c->auth_ev)
+		event_free(c->auth_ev);
+	probe_cancel(c->probe);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd); /* releases the agent's lock */
 	if (c->server_ai)
 		freeaddrinfo(c->server_ai);
 	for (size_t i = 0; c->px && i < c->npx; i++)

@@ -3,32 +3,66 @@
 #ifndef MG_CLIENT_H
 #define MG_CLIENT_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "relay/dgram.h"
+#include "relay/hrelay.h"
 
 struct client;
 struct client_conf;
 struct event_base;
 
+/* What the client reports to its front end (src/cli). */
+struct client_hooks {
+	/* a tunnel is registered at url (once per URL; an HTTP tunnel may
+	 * have an http and an https one), or moved there after a server
+	 * restart */
+	void (*forwarding)(void *arg, const char *url, const char *local_host,
+	    uint16_t local_port, const char *name);
+	void *arg;
+};
+
 /*
  * client_new: prepare a client for cf (which must outlive it) and start
- * connecting. Installs SIGINT/SIGTERM handlers (Goodbye, then exit).
- * Returns NULL after printing why. Free with client_free.
+ * connecting. Without cf->have_client_id, the client id is this agent's
+ * (agentid.h) and the agent's lock is held until client_free; a second
+ * copy of the same agent gets NULL. hooks may be NULL (copied). Installs no
+ * signal handler: the front end calls client_shutdown. Returns NULL after
+ * saying why on stderr. Free with client_free.
  */
 struct client *client_new(struct event_base *base,
-    const struct client_conf *cf);
+    const struct client_conf *cf, const struct client_hooks *hooks);
+
+/* client_shutdown: say Goodbye and close the session; the loop ends when
+ * it is closed. A second call ends the loop at once. */
+void client_shutdown(struct client *c);
 
 /* client_exit_code: what the process should exit with once the loop ends:
- * 0 after a signal, 1 after giving up or a fatal error. */
+ * 0 after client_shutdown, 1 after giving up or a fatal error. */
 int client_exit_code(const struct client *c);
 
-/* client_print_summary: the exit summary to stderr. */
-void client_print_summary(const struct client *c);
+/* One tunnel's figures for the exit summary. The strings belong to the
+ * client. bytes_in: from the public side to the local service; bytes_out:
+ * back (TCP and TLS: stream payload; HTTP: the bytes of requests and
+ * responses on the local connection; UDP: datagram payload). */
+struct client_tunnel_stats {
+	uint8_t type; /* enum proxy_type */
+	const char *url, *name, *local_host;
+	uint16_t local_port;
+	uint64_t streams, refused, bytes_in, bytes_out;
+	unsigned active;
+	struct dgram_stats dg;    /* UDP */
+	struct http_cstats http;  /* HTTP */
+};
+
+uint64_t client_uptime_ms(const struct client *c);
+/* client_sessions: connections made to the server so far. */
+uint64_t client_sessions(const struct client *c);
+size_t client_ntunnels(const struct client *c);
+void client_tunnel_stats(const struct client *c, size_t i,
+    struct client_tunnel_stats *out);
 
 void client_free(struct client *c);
-
-/* client_id_load: the client id from $XDG_STATE_HOME/mgrok/client_id
- * (or ~/.local/state/...), created with random bytes when missing. 0, or
- * MG_EIO when it could be neither read nor written (id is then random). */
-int client_id_load(uint8_t id[16]);
 
 #endif

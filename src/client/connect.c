@@ -1,10 +1,9 @@
-/* connect.c: `mgrok connect`, the client of the stream proxy: every local
- * TCP connection gets its own TLS connection to the server (ALPN
- * mgrok-stream/1) that starts with the 274-byte header naming --to. */
+/* connect.c: the client of the stream proxy (`mgrok connect`, whose
+ * options are in src/cli): every local TCP connection gets its own TLS
+ * connection to the server (ALPN mgrok-stream/1) that starts with the
+ * 274-byte header naming --to. */
 #include <errno.h>
-#include <getopt.h>
 #include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +35,8 @@ struct connector {
 	uint64_t conns, active, failed;
 	struct tlsrelay_set relays;
 	char server[300];
+	char dest[300]; /* --to, for messages */
+	struct evconnlistener *listener;
 };
 
 /* One local connection on its way to a TLS connection. */
@@ -69,6 +70,15 @@ cconn_relay_done(void *arg, uint64_t t2s, uint64_t s2t, const char *why)
 	struct connector *k = arg;
 
 	k->active--;
+	if (t2s == 0) {
+		/* PROTOCOL 6: a refusal is a close without a reply, so a
+		 * connection that got not one byte back is most likely one */
+		log_warn("the server closed the stream-proxy connection to %s "
+		    "without a byte from it: the destination is probably not "
+		    "in the server's --stream-allow list, or the server could "
+		    "not reach it (the server's log says which)", k->dest);
+		return;
+	}
 	if (why[0])
 		log_info("connection ended: %s (%llu bytes in, %llu out)", why,
 		    (unsigned long long)t2s, (unsigned long long)s2t);
@@ -143,176 +153,85 @@ connector_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	}
 }
 
-static void
-connector_on_signal(evutil_socket_t sig, short what, void *arg)
+struct connector *
+connector_new(struct event_base *base, const struct connect_opts *o,
+    char *err, size_t errcap)
 {
-	event_base_loopexit(arg, NULL);
-}
-
-static void
-connect_usage(FILE *f)
-{
-	fputs("usage: mgrok connect --server HOST:PORT --to HOST:PORT "
-	      "--listen HOST:PORT [--udp]\n"
-	      "       --tls-cert F --tls-key F [--tls-ca F | --tls-pin "
-	      "sha256:HEX]\n"
-	      "       [--tls-server-name N] [--log-level L]\n"
-	      "Each local connection (or, with --udp, each local source "
-	      "address) reaches\n--to through the server's stream proxy, "
-	      "over TLS (DTLS) with a client certificate.\n",
-	    f);
-}
-
-int
-connect_main(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "server", required_argument, NULL, 's' },
-		{ "to", required_argument, NULL, 't' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "udp", no_argument, NULL, 'u' },
-		{ "tls-ca", required_argument, NULL, 'a' },
-		{ "tls-cert", required_argument, NULL, 'c' },
-		{ "tls-key", required_argument, NULL, 'k' },
-		{ "tls-server-name", required_argument, NULL, 'n' },
-		{ "tls-pin", required_argument, NULL, 'p' },
-		{ "tls", no_argument, NULL, 'T' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct tls_client_opts to;
-	struct connector k;
-	const char *server = NULL, *dest = NULL, *listen_at = NULL, *err;
-	char shost[256], dhost[256], lhost[256], port[8], terr[512];
-	char buf[NET_ADDRSTR_MAX];
-	uint16_t sport, dport, lport;
-	int o, udp = 0, rc = 1, fd;
-	enum log_level lvl = LOG_INFO;
-	struct evconnlistener *l = NULL;
-	struct event *sig_int = NULL, *sig_term = NULL;
+	struct connector *k = xcalloc(1, sizeof(*k));
+	struct tls_client_opts to = o->tls;
 	struct addrinfo hints;
+	char port[8];
+	int fd = -1, r;
+
+	k->base = base;
+	to.alpn = TLS_ALPN_STREAM;
+	if (to.server_name == NULL)
+		to.server_name = o->shost;
+	if (sproxy_encode(o->dhost, o->dport, k->hdr) < 0) {
+		snprintf(err, errcap, "--to: host too long");
+		goto fail;
+	}
+	snprintf(k->server, sizeof(k->server), strchr(o->shost, ':') ?
+	    "[%s]:%u" : "%s:%u", o->shost, o->sport);
+	snprintf(k->dest, sizeof(k->dest), strchr(o->dhost, ':') ?
+	    "[%s]:%u" : "%s:%u", o->dhost, o->dport);
+	if (tls_client_ctx_new(&to, &k->tls, err, errcap) < 0)
+		goto fail;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%u", o->sport);
+	if ((r = getaddrinfo(o->shost, port, &hints, &k->server_ai)) != 0) {
+		snprintf(err, errcap, "cannot resolve %s: %s", o->shost,
+		    gai_strerror(r));
+		goto fail;
+	}
+	if ((fd = net_listen_tcp(o->lhost, o->lport, 128)) < 0) {
+		snprintf(err, errcap, "cannot listen on %s:%u: %s", o->lhost,
+		    o->lport, strerror(errno));
+		goto fail;
+	}
+	k->listener = evconnlistener_new(base, connector_on_accept, k,
+	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (k->listener == NULL) {
+		close(fd);
+		snprintf(err, errcap, "cannot listen: libevent failed");
+		goto fail;
+	}
+	return k;
+fail:
+	connector_free(k);
+	return NULL;
+}
+
+const char *
+connector_local_addr(const struct connector *k, char *buf, size_t cap)
+{
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	memset(&k, 0, sizeof(k));
-	memset(&to, 0, sizeof(to));
-	to.alpn = TLS_ALPN_STREAM;
-	optind = 1;
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-		switch (o) {
-		case 's': server = optarg; break;
-		case 't': dest = optarg; break;
-		case 'l': listen_at = optarg; break;
-		case 'u': udp = 1; break;
-		case 'a': to.ca = optarg; break;
-		case 'c': to.cert = optarg; break;
-		case 'k': to.key = optarg; break;
-		case 'n': to.server_name = optarg; break;
-		case 'p': to.pin = optarg; break;
-		case 'T': break;
-		case 'L':
-			if (log_level_parse(optarg, &lvl)) {
-				fprintf(stderr, "mgrok: --log-level: expected "
-						"error, warn, info or debug\n");
-				return 2;
-			}
-			break;
-		case 'h':
-			connect_usage(stdout);
-			return 0;
-		default:
-			fprintf(stderr, "mgrok: connect: %s: %s\n",
-			    argv[optind - 1], o == ':' ? "needs a value" :
-							 "unknown option");
-			connect_usage(stderr);
-			return 2;
-		}
-	}
-	log_set_level(lvl);
-	if (server == NULL || dest == NULL || listen_at == NULL) {
-		fprintf(stderr, "mgrok: connect: --server, --to and --listen "
-				"are required\n");
-		return 2;
-	}
-	if (net_split_hostport(server, shost, sizeof(shost), &sport, &err) ||
-	    shost[0] == '\0' || sport == 0) {
-		fprintf(stderr, "mgrok: --server %s: %s\n", server,
-		    err ? err : "expected HOST:PORT");
-		return 2;
-	}
-	if (net_split_hostport(dest, dhost, sizeof(dhost), &dport, &err) ||
-	    dhost[0] == '\0' || dport == 0) {
-		fprintf(stderr, "mgrok: --to %s: %s\n", dest,
-		    err ? err : "expected HOST:PORT");
-		return 2;
-	}
-	if (net_split_hostport(listen_at, lhost, sizeof(lhost), &lport,
-	    &err)) {
-		fprintf(stderr, "mgrok: --listen %s: %s\n", listen_at, err);
-		return 2;
-	}
-	if (to.cert == NULL || to.key == NULL) {
-		fprintf(stderr, "mgrok: connect: the stream proxy needs a "
-				"client certificate: --tls-cert and --tls-key\n");
-		return 2;
-	}
-	if (udp)
-		return connect_udp_main(shost, sport, dhost, dport, lhost,
-		    lport, &to);
-	if (to.server_name == NULL)
-		to.server_name = shost;
-	if (sproxy_encode(dhost, dport, k.hdr) < 0) {
-		fprintf(stderr, "mgrok: --to: host too long\n");
-		return 2;
-	}
-	snprintf(k.server, sizeof(k.server), "%s", server);
-	if (tls_client_ctx_new(&to, &k.tls, terr, sizeof(terr)) < 0) {
-		fprintf(stderr, "mgrok: TLS: %s\n", terr);
-		return 1;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%u", sport);
-	if ((o = getaddrinfo(shost, port, &hints, &k.server_ai)) != 0) {
-		fprintf(stderr, "mgrok: cannot resolve %s: %s\n", shost,
-		    gai_strerror(o));
-		goto out;
-	}
-	k.base = event_base_new();
-	if ((fd = net_listen_tcp(lhost, lport, 128)) < 0) {
-		fprintf(stderr, "mgrok: cannot listen on %s: %s\n", listen_at,
-		    strerror(errno));
-		goto out;
-	}
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	l = evconnlistener_new(k.base, connector_on_accept, &k,
-	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	sig_int = evsignal_new(k.base, SIGINT, connector_on_signal, k.base);
-	sig_term = evsignal_new(k.base, SIGTERM, connector_on_signal, k.base);
-	event_add(sig_int, NULL);
-	event_add(sig_term, NULL);
-	printf("Listening on %s -> %s via %s\n",
-	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)), dest,
-	    server);
-	fflush(stdout);
-	event_base_dispatch(k.base);
-	fprintf(stderr, "mgrok: summary: %llu connections (%llu failed)\n",
-	    (unsigned long long)k.conns, (unsigned long long)k.failed);
-	rc = 0;
-out:
-	tlsrelay_set_free(&k.relays);
-	if (l)
-		evconnlistener_free(l);
-	if (sig_int)
-		event_free(sig_int);
-	if (sig_term)
-		event_free(sig_term);
-	if (k.server_ai)
-		freeaddrinfo(k.server_ai);
-	tls_ctx_free(k.tls);
-	if (k.base)
-		event_base_free(k.base);
-	return rc;
+	if (getsockname(evconnlistener_get_fd(k->listener),
+	    (struct sockaddr *)&ss, &sl) < 0)
+		return "?";
+	return net_addr_str((struct sockaddr *)&ss, buf, cap);
+}
+
+void
+connector_stats(const struct connector *k, uint64_t *conns, uint64_t *failed)
+{
+	*conns = k->conns;
+	*failed = k->failed;
+}
+
+void
+connector_free(struct connector *k)
+{
+	if (k == NULL)
+		return;
+	tlsrelay_set_free(&k->relays);
+	if (k->listener)
+		evconnlistener_free(k->listener);
+	if (k->server_ai)
+		freeaddrinfo(k->server_ai);
+	tls_ctx_free(k->tls);
+	free(k);
 }

@@ -1,9 +1,9 @@
-/* cudp.c: `mgrok connect --udp`: each local UDP source address gets its own
- * DTLS 1.2 connection to the server's stream proxy (PROTOCOL.md section
- * 6): the 274-byte header first, then one record per datagram both ways. */
+/* cudp.c: `mgrok connect --udp` (options in src/cli): each local UDP
+ * source address gets its own DTLS 1.2 connection to the server's stream
+ * proxy (PROTOCOL.md section 6): the 274-byte header first, then one
+ * record per datagram both ways. */
 #include <errno.h>
 #include <netdb.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +51,7 @@ struct cudp {
 	uint8_t *buf;
 	uint64_t next_id, flows_failed, up_pkts, down_pkts, drops, icmp;
 	char server_str[300];
+	struct event *lev;
 };
 
 /* One local source address and its DTLS connection. */
@@ -395,109 +396,103 @@ cu_on_local(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void
-cu_on_signal(evutil_socket_t sig, short what, void *arg)
+struct cudp *
+cudp_new(struct event_base *base, const struct connect_opts *co, char *err,
+    size_t errcap)
 {
-	event_base_loopexit(arg, NULL);
-}
-
-int
-connect_udp_main(const char *shost, uint16_t sport, const char *dhost,
-    uint16_t dport, const char *lhost, uint16_t lport,
-    const struct tls_client_opts *to)
-{
-	struct tls_client_opts o = *to;
-	struct cudp u;
+	struct tls_client_opts o = co->tls;
+	struct cudp *u = xcalloc(1, sizeof(*u));
 	struct addrinfo hints, *res = NULL;
-	struct event *lev = NULL, *sig_int = NULL, *sig_term = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char ps[8], terr[512], la[NET_ADDRSTR_MAX];
+	char ps[8];
 	const char *env;
-	int rc = 1, r;
+	int r;
 
-	memset(&u, 0, sizeof(u));
-	u.lfd = -1;
+	u->base = base;
+	u->lfd = -1;
 	for (int i = 0; i < CU_BUCKETS; i++)
-		LIST_INIT(&u.buckets[i]);
-	u.idle_s = CU_IDLE_S;
+		LIST_INIT(&u->buckets[i]);
+	u->idle_s = CU_IDLE_S;
 	/* a testing knob: tests cannot wait 5 min for an idle close */
 	if ((env = getenv("MGROK_DTLS_IDLE_S")) != NULL && *env != '\0') {
 		char *end;
 		unsigned long v = strtoul(env, &end, 10);
 
 		if (*end == '\0' && v >= 1 && v <= 86400)
-			u.idle_s = (unsigned)v;
+			u->idle_s = (unsigned)v;
 	}
 	if (o.server_name == NULL)
-		o.server_name = shost;
+		o.server_name = co->shost;
 	o.alpn = "";
-	if (sproxy_encode(dhost, dport, u.hdr) < 0) {
-		fprintf(stderr, "mgrok: --to: host too long\n");
-		return 2;
+	if (sproxy_encode(co->dhost, co->dport, u->hdr) < 0) {
+		snprintf(err, errcap, "--to: host too long");
+		goto fail;
 	}
-	snprintf(u.server_str, sizeof(u.server_str), strchr(shost, ':') ?
-	    "[%s]:%u" : "%s:%u", shost, sport);
-	if (dtls_client_ctx_new(&o, &u.ctx, terr, sizeof(terr)) < 0) {
-		fprintf(stderr, "mgrok: DTLS: %s\n", terr);
-		return 1;
-	}
+	snprintf(u->server_str, sizeof(u->server_str), strchr(co->shost, ':') ?
+	    "[%s]:%u" : "%s:%u", co->shost, co->sport);
+	if (dtls_client_ctx_new(&o, &u->ctx, err, errcap) < 0)
+		goto fail;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_DGRAM;
 	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(ps, sizeof(ps), "%u", sport);
-	if ((r = getaddrinfo(shost, ps, &hints, &res)) != 0) {
-		fprintf(stderr, "mgrok: cannot resolve %s: %s\n", shost,
+	snprintf(ps, sizeof(ps), "%u", co->sport);
+	if ((r = getaddrinfo(co->shost, ps, &hints, &res)) != 0) {
+		snprintf(err, errcap, "cannot resolve %s: %s", co->shost,
 		    gai_strerror(r));
-		goto out;
+		goto fail;
 	}
-	memcpy(&u.server, res->ai_addr, res->ai_addrlen);
-	u.server_len = res->ai_addrlen;
-	if ((u.lfd = net_bind_udp(lhost, lport)) < 0) {
-		fprintf(stderr, "mgrok: cannot listen on udp %s:%u: %s\n",
-		    lhost, lport, strerror(errno));
-		goto out;
+	memcpy(&u->server, res->ai_addr, res->ai_addrlen);
+	u->server_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if ((u->lfd = net_bind_udp(co->lhost, co->lport)) < 0) {
+		snprintf(err, errcap, "cannot listen on udp %s:%u: %s",
+		    co->lhost, co->lport, strerror(errno));
+		goto fail;
 	}
-	getsockname(u.lfd, (struct sockaddr *)&ss, &sl);
-	u.buf = xmalloc(CU_SCRATCH);
-	if ((u.base = event_base_new()) == NULL) {
-		fprintf(stderr, "mgrok: libevent failed\n");
-		goto out;
-	}
-	lev = event_new(u.base, u.lfd, EV_READ | EV_PERSIST, cu_on_local, &u);
-	sig_int = evsignal_new(u.base, SIGINT, cu_on_signal, u.base);
-	sig_term = evsignal_new(u.base, SIGTERM, cu_on_signal, u.base);
-	event_add(lev, NULL);
-	event_add(sig_int, NULL);
-	event_add(sig_term, NULL);
-	printf("Listening on %s (udp) -> %s:%u via %s (DTLS)\n",
-	    net_addr_str((struct sockaddr *)&ss, la, sizeof(la)), dhost, dport,
-	    u.server_str);
-	fflush(stdout);
-	event_base_dispatch(u.base);
+	u->buf = xmalloc(CU_SCRATCH);
+	u->lev = event_new(base, u->lfd, EV_READ | EV_PERSIST, cu_on_local,
+	    u);
+	event_add(u->lev, NULL);
+	return u;
+fail:
+	cudp_free(u);
+	return NULL;
+}
+
+const char *
+cudp_local_addr(const struct cudp *u, char *buf, size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(u->lfd, (struct sockaddr *)&ss, &sl) < 0)
+		return "?";
+	return net_addr_str((struct sockaddr *)&ss, buf, cap);
+}
+
+void
+cudp_stats(const struct cudp *u, struct cudp_stats *st)
+{
+	st->flows = u->next_id;
+	st->failed = u->flows_failed;
+	st->up_pkts = u->up_pkts;
+	st->down_pkts = u->down_pkts;
+	st->drops = u->drops;
+	st->icmp = u->icmp;
+}
+
+void
+cudp_free(struct cudp *u)
+{
+	if (u == NULL)
+		return;
 	for (int i = 0; i < CU_BUCKETS; i++)
-		while (!LIST_EMPTY(&u.buckets[i]))
-			cf_close(LIST_FIRST(&u.buckets[i]), "shutting down");
-	fprintf(stderr, "mgrok: summary: %llu flows (%llu failed), %llu "
-	    "datagrams out, %llu back, %llu dropped, %llu ICMP errors\n",
-	    (unsigned long long)u.next_id, (unsigned long long)u.flows_failed,
-	    (unsigned long long)u.up_pkts, (unsigned long long)u.down_pkts,
-	    (unsigned long long)u.drops, (unsigned long long)u.icmp);
-	rc = 0;
-out:
-	if (lev != NULL)
-		event_free(lev);
-	if (sig_int != NULL)
-		event_free(sig_int);
-	if (sig_term != NULL)
-		event_free(sig_term);
-	if (u.lfd >= 0)
-		close(u.lfd);
-	if (res != NULL)
-		freeaddrinfo(res);
-	free(u.buf);
-	tls_ctx_free(u.ctx);
-	if (u.base != NULL)
-		event_base_free(u.base);
-	return rc;
+		while (!LIST_EMPTY(&u->buckets[i]))
+			cf_close(LIST_FIRST(&u->buckets[i]), "shutting down");
+	if (u->lev != NULL)
+		event_free(u->lev);
+	if (u->lfd >= 0)
+		close(u->lfd);
+	free(u->buf);
+	tls_ctx_free(u->ctx);
+	free(u);
 }

@@ -43,6 +43,82 @@ parse_uint(const char *opt, const char *s, unsigned long min,
 	return 0;
 }
 
+#define PORT_RANGE_MSG "port must be 1-65535"
+
+static int
+parse_port(const char *opt, const char *s, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*s == '\0' || !isdigit((unsigned char)*s) || *end != '\0' ||
+	    errno || v < 1 || v > 65535)
+		return bad(opt, PORT_RANGE_MSG, s);
+	*out = v;
+	return 0;
+}
+
+/*
+ * "host:port", "[v6]:port", ":port", "port" or, with default_port != 0,
+ * "host" alone. allow_zero: port 0 (a listener on any free port). 0, or
+ * MG_EINVAL with the reason in *err (static text); host may come back
+ * empty.
+ */
+static int
+split_hostport(const char *s, char *host, size_t hostcap, uint16_t *port,
+    uint16_t default_port, int allow_zero, const char **err)
+{
+	const char *colon = strrchr(s, ':'), *rb = strchr(s, ']');
+	int digits = *s != '\0';
+
+	for (const char *p = s; *p; p++)
+		digits &= isdigit((unsigned char)*p) != 0;
+	if (default_port && !digits && (colon == NULL ||
+	    (s[0] == '[' && rb && rb[1] == '\0'))) {
+		/* a host without a port */
+		size_t hl = s[0] == '[' ? (size_t)(rb - s - 1) : strlen(s);
+		if (hl >= hostcap) {
+			*err = "host name too long";
+			return MG_EINVAL;
+		}
+		memcpy(host, s[0] == '[' ? s + 1 : s, hl);
+		host[hl] = '\0';
+		*port = default_port;
+		return 0;
+	}
+	if (net_split_hostport(s, host, hostcap, port, err) != 0) {
+		if (strstr(*err, "port must be"))
+			*err = allow_zero ? PORT_RANGE_MSG " (0: any free port)" :
+			    PORT_RANGE_MSG;
+		return MG_EINVAL;
+	}
+	if (*port == 0 && !allow_zero) {
+		*err = PORT_RANGE_MSG;
+		return MG_EINVAL;
+	}
+	return 0;
+}
+
+/* A file that a later step reads: say now, naming the option, when it
+ * cannot be read (a TLS library's message would name another option). */
+static int
+check_readable(const char *opt, const char *path)
+{
+	FILE *f;
+
+	if (path == NULL)
+		return 0;
+	if ((f = fopen(path, "r")) == NULL) {
+		fprintf(stderr, "mgrok: %s %s: %s\n", opt, path,
+		    strerror(errno));
+		return MG_EINVAL;
+	}
+	fclose(f);
+	return 0;
+}
+
 static int
 add_token(char **tokens, size_t *n, const char *opt, const char *t,
     size_t len)
@@ -68,18 +144,27 @@ read_token_file(struct server_conf *c, const char *path)
 		return MG_EINVAL;
 	}
 	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-		size_t len = strcspn(line, "\r\n");
-		if (len == 0 || line[0] == '#')
+		/* editors leave CR, spaces and tabs around a line: a token
+		 * never starts or ends with white space */
+		char *t = line;
+		size_t len = strlen(line);
+		while (len > 0 && isspace((unsigned char)t[len - 1]))
+			len--;
+		while (len > 0 && isspace((unsigned char)*t)) {
+			t++;
+			len--;
+		}
+		if (len == 0 || t[0] == '#')
 			continue;
-		rc = add_token(c->tokens, &c->ntokens, "--token-file", line,
+		rc = add_token(c->tokens, &c->ntokens, "--token-file", t,
 		    len);
 	}
 	fclose(f);
 	return rc;
 }
 
-static void
-server_usage(void)
+void
+conf_server_usage(FILE *f)
 {
 	fputs("usage: mgrok server [options]\n"
 	      "  --addr HOST:PORT          control listener (default :9000)\n"
@@ -120,7 +205,7 @@ server_usage(void)
 	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
 	      "                            (latency for CPU; default 0: off)\n"
 	      "  --log-level L             error|warn|info|debug\n",
-	    stdout);
+	    f);
 }
 
 enum {
@@ -230,18 +315,18 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (o) {
 		case O_ADDR:
-			if (net_split_hostport(optarg, host, sizeof(host),
-			    &port, &err))
+			if (split_hostport(optarg, host, sizeof(host), &port,
+			    0, 1, &err))
 				return bad("--addr", err, optarg);
 			snprintf(c->addr, sizeof(c->addr), "%s", optarg);
 			break;
 		case O_START:
-			if (parse_uint("--start-port", optarg, 1, 65535, &v))
+			if (parse_port("--start-port", optarg, &v))
 				return MG_EINVAL;
 			c->start_port = (uint16_t)v;
 			break;
 		case O_END:
-			if (parse_uint("--end-port", optarg, 1, 65535, &v))
+			if (parse_port("--end-port", optarg, &v))
 				return MG_EINVAL;
 			c->end_port = (uint16_t)v;
 			break;
@@ -369,8 +454,8 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 			break;
 		case O_HTTPADDR:
 		case O_HTTPSADDR:
-			if (net_split_hostport(optarg, host, sizeof(host),
-			    &port, &err))
+			if (split_hostport(optarg, host, sizeof(host), &port,
+			    0, 1, &err))
 				return bad(o == O_HTTPADDR ? "--http-addr" :
 				    "--https-addr", err, optarg);
 			snprintf(o == O_HTTPADDR ? c->http_addr : c->https_addr,
@@ -406,8 +491,7 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 				    optarg);
 			break;
 		case O_HELP:
-			server_usage();
-			return 1;
+			return 1; /* the front end prints conf_server_usage */
 		case ':':
 			return bad(argv[optind - 1], "needs a value", "");
 		default:
@@ -418,6 +502,12 @@ conf_server_parse(struct server_conf *c, int argc, char **argv)
 		return bad("server", "unexpected argument", argv[optind]);
 	if (c->end_port < c->start_port)
 		return bad("--end-port", "must not be below --start-port", "");
+	if (check_readable("--tls-cert", c->tls_cert) ||
+	    check_readable("--tls-key", c->tls_key) ||
+	    check_readable("--tls-client-ca", c->tls_client_ca) ||
+	    check_readable("--https-cert", c->https_cert) ||
+	    check_readable("--https-key", c->https_key))
+		return MG_EINVAL;
 	if ((c->tls_cert || c->tls_key || c->tls_client_ca) && !c->tls)
 		c->tls = 1; /* certificate options imply --tls */
 	if (c->tls && (c->tls_cert == NULL || c->tls_key == NULL))
@@ -486,6 +576,70 @@ conf_hex_id(const char *s, uint8_t out[16])
 	return 0;
 }
 
+/* "scheme://HOST[:PORT][/]" (the ngrok habit) into l: the type from the
+ * scheme, the port from the scheme when absent. */
+static int
+parse_local_url(const char *s, struct local_spec *l, const char **err)
+{
+	static const struct {
+		const char *scheme;
+		uint8_t type;
+		uint16_t port;
+	} schemes[] = {
+		{ "http://", PROXY_HTTP, 80 },
+		{ "tcp://", PROXY_TCP, 0 },
+		{ "udp://", PROXY_UDP, 0 },
+		{ "tls://", PROXY_TLS, 0 },
+	};
+	char hp[300];
+	const char *rest = NULL;
+	size_t n;
+
+	if (strncmp(s, "https://", 8) == 0) {
+		*err = "an https:// local service is not supported: mgrok http "
+		       "speaks plain HTTP to it (give http://HOST:PORT), or "
+		       "pass TLS through with mgrok tls HOST:PORT --hostname H";
+		return MG_EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		size_t sl = strlen(schemes[i].scheme);
+		if (strncmp(s, schemes[i].scheme, sl) == 0) {
+			rest = s + sl;
+			l->type = schemes[i].type;
+			l->port = schemes[i].port;
+			break;
+		}
+	}
+	if (rest == NULL) {
+		*err = "expected http://, tcp://, udp:// or tls:// before "
+		       "HOST:PORT";
+		return MG_EINVAL;
+	}
+	n = strcspn(rest, "/");
+	if (rest[n] == '/' && rest[n + 1] != '\0') {
+		*err = "a path is not forwarded: give scheme://HOST:PORT";
+		return MG_EINVAL;
+	}
+	if (n == 0 || n >= sizeof(hp)) {
+		*err = "expected scheme://HOST:PORT";
+		return MG_EINVAL;
+	}
+	memcpy(hp, rest, n);
+	hp[n] = '\0';
+	if (strchr(hp, '@')) {
+		*err = "user:password@ does not belong in the local address "
+		       "(use --basic-auth for the public side)";
+		return MG_EINVAL;
+	}
+	if (split_hostport(hp, l->host, sizeof(l->host), &l->port,
+	    l->port, 0, err) != 0) {
+		if (l->port == 0 && strchr(hp, ':') == NULL)
+			*err = "give the port: scheme://HOST:PORT";
+		return MG_EINVAL;
+	}
+	return 0;
+}
+
 int
 conf_parse_local(const char *s, struct local_spec *l, const char **err)
 {
@@ -493,57 +647,92 @@ conf_parse_local(const char *s, struct local_spec *l, const char **err)
 
 	memset(l, 0, sizeof(*l));
 	l->type = PROXY_TCP;
-	if (strncmp(s, "tcp:", 4) == 0) {
-		rest = s + 4;
-	} else if (strncmp(s, "udp:", 4) == 0) {
-		l->type = PROXY_UDP;
-		rest = s + 4;
-	}
-	if (net_split_hostport(rest, l->host, sizeof(l->host), &l->port,
-	    err))
-		return MG_EINVAL;
-	if (l->port == 0) {
-		*err = "the local port must be from 1 to 65535";
-		return MG_EINVAL;
+	if (strstr(s, "://") != NULL) {
+		if (parse_local_url(s, l, err) != 0)
+			return MG_EINVAL;
+	} else {
+		if (strncmp(s, "tcp:", 4) == 0) {
+			rest = s + 4;
+		} else if (strncmp(s, "udp:", 4) == 0) {
+			l->type = PROXY_UDP;
+			rest = s + 4;
+		}
+		if (split_hostport(rest, l->host, sizeof(l->host), &l->port, 0,
+		    0, err))
+			return MG_EINVAL;
 	}
 	if (l->host[0] == '\0')
 		snprintf(l->host, sizeof(l->host), "localhost");
 	return 0;
 }
 
-static void
-client_usage(const char *cmd)
+/* Each subcommand's help lists only the options that apply to it. */
+void
+conf_client_usage(FILE *f, const char *cmd)
 {
-	if (strcmp(cmd, "client") != 0)
-		fprintf(stdout, "usage: mgrok %s [HOST:]PORT [options]\n", cmd);
-	else
+	int is_http = strcmp(cmd, "http") == 0, is_tls = strcmp(cmd, "tls") == 0;
+	int is_udp = strcmp(cmd, "udp") == 0, is_tcp = strcmp(cmd, "tcp") == 0;
+	int is_multi = strcmp(cmd, "client") == 0;
+
+	if (is_multi)
 		fputs("usage: mgrok client --local [tcp:|udp:]HOST:PORT ... "
-		      "[options]\n",
-		    stdout);
-	fputs("  --server HOST:PORT        the mgrok server (localhost:9000)\n"
-	      "  --token T                 auth token (or MGROK_TOKEN)\n"
-	      "  --remote-port N           public port to ask for\n"
-	      "  --name NAME               proxy name\n"
-	      "  --no-reconnect            exit when the session is lost\n"
-	      "  --reconnect-attempts N    0 = forever (default 10)\n"
-	      "  --client-id HEX           32 hex digits (default: kept in\n"
-	      "                            $XDG_STATE_HOME/mgrok/client_id)\n"
-	      "  --stream-window BYTES     largest per-stream receive window (8 MiB);\n"
-	      "                            windows start at 1 MiB and grow\n"
-	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
+		      "[options]\n"
+		      "  --local SPEC              a local service (repeat): "
+		      "[HOST:]PORT,\n"
+		      "                            tcp:HOST:PORT, udp:HOST:PORT, "
+		      "or a URL:\n"
+		      "                            tcp://, udp://, http://HOST:PORT\n",
+		    f);
+	else
+		fprintf(f, "usage: mgrok %s [HOST:]PORT [options]\n"
+		    "       mgrok %s %s://HOST%s [options]\n", cmd, cmd, cmd,
+		    is_http ? "[:PORT]" : ":PORT");
+	fputs("  --server HOST[:PORT]      the mgrok server (localhost:9000; "
+	      "port 9000\n"
+	      "                            when not given)\n"
+	      "  --token T                 auth token (or MGROK_TOKEN)\n",
+	    f);
+	if (is_tcp || is_udp)
+		fputs("  --remote-port N           public port to ask for\n",
+		    f);
+	if (!is_multi)
+		fputs("  --name NAME               tunnel name\n", f);
+	if (is_http || is_tls)
+		fputs("  --subdomain S             S.<server domain>\n"
+		      "  --hostname H              a custom domain\n",
+		    f);
+	if (is_http)
+		fputs("  --basic-auth USER:PASS    password-protect the tunnel\n"
+		      "  --host-header rewrite|preserve  send Host: "
+		      "localhost:PORT to the\n"
+		      "                            local service, or the "
+		      "visitor's (default)\n",
+		    f);
+	if (is_udp || is_multi)
+		fputs("  --udp-idle-timeout S      close idle UDP flows (60)\n",
+		    f);
+	fputs("  --no-reconnect            exit when the session is lost\n"
+	      "  --reconnect-attempts N    give up after N failed attempts "
+	      "in a row\n"
+	      "                            (default 0: retry forever, every "
+	      "30 s at most)\n"
+	      "  --client-id HEX           32 hex digits (default: one per "
+	      "agent, derived\n"
+	      "                            from $XDG_STATE_HOME/mgrok/"
+	      "client_id, the\n"
+	      "                            server and the tunnels)\n"
 	      "  --tls                     TLS to the server\n"
 	      "  --tls-ca F                CA for the server (default: system)\n"
 	      "  --tls-server-name N       name to verify (default: --server)\n"
 	      "  --tls-pin sha256:HEX      pin the server's certificate\n"
 	      "  --tls-cert F, --tls-key F client certificate (mTLS)\n"
-	      "  --subdomain S             http: S.<server domain>\n"
-	      "  --hostname H              http, tls: a custom domain\n"
-	      "  --basic-auth USER:PASS    http: password-protect the tunnel\n"
-	      "  --host-header rewrite     http: send Host: localhost:PORT\n"
+	      "  --stream-window BYTES     largest per-stream receive window "
+	      "(8 MiB);\n"
+	      "                            windows start at 1 MiB and grow\n"
 	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
 	      "                            (latency for CPU; default 0: off)\n"
 	      "  --log-level L             error|warn|info|debug\n",
-	    stdout);
+	    f);
 }
 
 int
@@ -584,7 +773,7 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 
 	memset(c, 0, sizeof(*c));
 	snprintf(c->server, sizeof(c->server), "localhost:9000");
-	c->reconnect_attempts = 10;
+	c->reconnect_attempts = 0; /* forever, as frpc and ngrok do */
 	c->udp_idle_s = 60;
 	c->log_level = LOG_INFO;
 	mux_config_default(&c->mux);
@@ -593,13 +782,15 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (o) {
 		case O_SERVER:
-			if (net_split_hostport(optarg, host, sizeof(host),
-			    &port, &err))
+			/* ngrok users expect a default port: 9000 */
+			if (split_hostport(optarg, host, sizeof(host), &port,
+			    9000, 0, &err))
 				return bad("--server", err, optarg);
-			if (host[0] == '\0' || port == 0)
-				return bad("--server", "expected HOST:PORT",
+			if (host[0] == '\0')
+				return bad("--server", "expected HOST[:PORT]",
 				    optarg);
-			snprintf(c->server, sizeof(c->server), "%s", optarg);
+			snprintf(c->server, sizeof(c->server), strchr(host,
+			    ':') ? "[%s]:%u" : "%s:%u", host, port);
 			break;
 		case O_TOKEN:
 			free(c->token);
@@ -614,11 +805,13 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 			if (conf_parse_local(optarg, &c->locals[c->nlocals],
 			    &err))
 				return bad("--local", err, optarg);
+			if (c->locals[c->nlocals].type == PROXY_TLS)
+				return bad("--local", "a TLS tunnel needs "
+				    "--hostname: use mgrok tls", optarg);
 			c->nlocals++;
 			break;
 		case O_REMOTE:
-			if (parse_uint("--remote-port", optarg, 1, 65535,
-			    &remote))
+			if (parse_port("--remote-port", optarg, &remote))
 				return MG_EINVAL;
 			have_remote = 1;
 			break;
@@ -717,8 +910,7 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 				    optarg);
 			break;
 		case O_HELP:
-			client_usage(cmd);
-			return 1;
+			return 1; /* the front end prints conf_client_usage */
 		case ':':
 			return bad(argv[optind - 1], "needs a value", "");
 		default:
@@ -727,17 +919,26 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 	}
 	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
 	    strcmp(cmd, "http") == 0 || strcmp(cmd, "tls") == 0) {
+		uint8_t type = strcmp(cmd, "udp") == 0 ? PROXY_UDP :
+		    strcmp(cmd, "http") == 0 ? PROXY_HTTP :
+		    strcmp(cmd, "tls") == 0 ? PROXY_TLS : PROXY_TCP;
+		int url;
 		if (optind >= argc)
 			return bad(cmd, "missing the local [HOST:]PORT", "");
-		if (strncmp(argv[optind], "tcp:", 4) == 0 ||
-		    strncmp(argv[optind], "udp:", 4) == 0)
+		url = strstr(argv[optind], "://") != NULL;
+		if (!url && (strncmp(argv[optind], "tcp:", 4) == 0 ||
+		    strncmp(argv[optind], "udp:", 4) == 0))
 			return bad(cmd, "give HOST:PORT without a type prefix",
 			    argv[optind]);
 		if (conf_parse_local(argv[optind], &c->locals[0], &err))
 			return bad(cmd, err, argv[optind]);
-		c->locals[0].type = strcmp(cmd, "udp") == 0 ? PROXY_UDP :
-		    strcmp(cmd, "http") == 0 ? PROXY_HTTP :
-		    strcmp(cmd, "tls") == 0 ? PROXY_TLS : PROXY_TCP;
+		if (url && c->locals[0].type != type) {
+			char why[96];
+			snprintf(why, sizeof(why), "mgrok %s takes [HOST:]PORT "
+			    "or %s://HOST:PORT", cmd, cmd);
+			return bad(cmd, why, argv[optind]);
+		}
+		c->locals[0].type = type;
 		c->nlocals = 1;
 		optind++;
 	}
@@ -776,6 +977,10 @@ conf_client_parse(struct client_conf *c, int argc, char **argv)
 	if (c->tls_ca || c->tls_cert || c->tls_key || c->tls_server_name ||
 	    c->tls_pin)
 		c->tls = 1; /* TLS options imply --tls */
+	if (check_readable("--tls-ca", c->tls_ca) ||
+	    check_readable("--tls-cert", c->tls_cert) ||
+	    check_readable("--tls-key", c->tls_key))
+		return MG_EINVAL;
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
 		return bad(c->tls_cert ? "--tls-cert" : "--tls-key",
 		    "--tls-cert and --tls-key go together", "");

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "mux/mux.h"
 #include "util/acl.h"
@@ -78,16 +79,23 @@ struct client_conf {
 
 /*
  * conf_server_parse: defaults, then argv (argv[0] is "server"). Returns 0,
- * 1 when --help was printed, or MG_EINVAL after printing "mgrok: ..."
- * naming the bad option. Free with conf_server_free.
+ * 1 when --help was asked for (print conf_server_usage), or MG_EINVAL after
+ * printing "mgrok: ..." on stderr naming the bad option. Free with
+ * conf_server_free.
  */
 int conf_server_parse(struct server_conf *c, int argc, char **argv);
 void conf_server_free(struct server_conf *c);
 
-/* conf_client_parse: argv[0] is the subcommand ("tcp" or "client"); the
- * same return values as conf_server_parse. */
+/* conf_client_parse: argv[0] is the subcommand (tcp, udp, http, tls or
+ * client); the same return values as conf_server_parse (1: print
+ * conf_client_usage). */
 int conf_client_parse(struct client_conf *c, int argc, char **argv);
 void conf_client_free(struct client_conf *c);
+
+/* conf_server_usage, conf_client_usage: the options of `mgrok server` and
+ * of `mgrok CMD` (only those that apply to CMD), to f. */
+void conf_server_usage(FILE *f);
+void conf_client_usage(FILE *f, const char *cmd);
 
 /* conf_parse_local: "[tcp:]HOST:PORT" or "PORT" into *l; 0 or MG_EINVAL
  * with a reason in *err. */

@@ -319,10 +319,8 @@ dial(const char *addr)
 	struct addrinfo hints, *res, *ai;
 	int fd = -1;
 
-	if (net_split_hostport(addr, host, sizeof(host), &pn, &err)) {
-		fprintf(stderr, "mgrok: --connect: %s\n", err);
+	if (net_split_hostport(addr, host, sizeof(host), &pn, &err))
 		return -1;
-	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(port, sizeof(port), "%u", pn);
@@ -345,77 +343,40 @@ dial(const char *addr)
 }
 
 int
-muxpeer_main(int argc, char **argv)
+muxpeer_run(const struct muxpeer_opts *o, char *err, size_t errcap)
 {
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "connect", required_argument, NULL, 'c' },
-		{ "streams", required_argument, NULL, 'n' },
-		{ "bytes", required_argument, NULL, 'b' },
-		{ "smuxver", required_argument, NULL, 'v' },
-		{ "max-time", required_argument, NULL, 't' },
-		{ "serve", required_argument, NULL, 's' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct peer p;
-	const char *listen_at = NULL, *connect_to = NULL;
-	unsigned nstreams = 8, max_time = 60;
 	struct timeval tv;
-	int o, rc = 1;
+	int rc = MG_EIO;
 
 	memset(&p, 0, sizeof(p));
+	err[0] = '\0';
 	mux_config_default(&p.cfg);
-	p.bytes = 1 << 20;
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 'l': listen_at = optarg; break;
-		case 'c': connect_to = optarg; break;
-		case 'n': nstreams = (unsigned)atoi(optarg); break;
-		case 'b': p.bytes = (size_t)atol(optarg); break;
-		case 'v': p.cfg.version = (uint8_t)atoi(optarg); break;
-		case 't': max_time = (unsigned)atoi(optarg); break;
-		case 's': p.raw_echo = strcmp(optarg, "echo") == 0; break;
-		case 'L': {
-			enum log_level lv;
-			if (log_level_parse(optarg, &lv) == 0) {
-				log_set_level(lv);
-				break;
-			}
-			fprintf(stderr, "mgrok: mux-peer: --log-level: "
-					"error, warn, info or debug\n");
-			return 2;
-		}
-		default:
-			fprintf(stderr, "usage: mgrok mux-peer --listen ADDR | "
-					"--connect ADDR [--streams N] [--bytes B] [--serve proto|echo] "
-					"[--smuxver 1|2] [--max-time S] [--log-level L]\n");
-			return 2;
-		}
-	}
-	if ((listen_at == NULL) == (connect_to == NULL) || nstreams == 0 ||
-	    (p.cfg.version != 1 && p.cfg.version != 2)) {
-		fprintf(stderr, "mgrok: mux-peer: give --listen or --connect "
-				"(one), --streams >= 1, --smuxver 1 or 2\n");
-		return 2;
+	p.cfg.version = o->version ? o->version : 2;
+	p.bytes = o->bytes;
+	p.raw_echo = o->raw_echo;
+	if ((o->listen_at == NULL) == (o->connect_to == NULL) ||
+	    o->nstreams == 0 || (p.cfg.version != 1 && p.cfg.version != 2)) {
+		snprintf(err, errcap, "give --listen or --connect (one), "
+		    "--streams >= 1, --smuxver 1 or 2");
+		return MG_EINVAL;
 	}
 	p.base = event_base_new();
-	tv.tv_sec = max_time;
+	tv.tv_sec = o->max_time_s;
 	tv.tv_usec = 0;
 	event_base_loopexit(p.base, &tv);
-	if (listen_at) {
+	if (o->listen_at) {
 		char host[256], buf[NET_ADDRSTR_MAX];
 		uint16_t port;
-		const char *err;
+		const char *e;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		struct evconnlistener *l;
 		int fd;
-		if (net_split_hostport(listen_at, host, sizeof(host), &port,
-		    &err) || (fd = net_listen_tcp(host, port, 128)) < 0) {
-			fprintf(stderr, "mgrok: mux-peer: cannot listen on "
-					"%s\n", listen_at);
+		if (net_split_hostport(o->listen_at, host, sizeof(host), &port,
+		    &e) || (fd = net_listen_tcp(host, port, 128)) < 0) {
+			snprintf(err, errcap, "cannot listen on %s",
+			    o->listen_at);
 			goto out;
 		}
 		getsockname(fd, (struct sockaddr *)&ss, &sl);
@@ -427,16 +388,16 @@ muxpeer_main(int argc, char **argv)
 		evconnlistener_free(l);
 		rc = 0;
 	} else {
-		int fd = dial(connect_to);
+		int fd = dial(o->connect_to);
 		struct mux *m;
 		if (fd < 0) {
-			fprintf(stderr, "mgrok: mux-peer: cannot connect to "
-					"%s\n", connect_to);
+			snprintf(err, errcap, "cannot connect to %s",
+			    o->connect_to);
 			goto out;
 		}
 		m = mux_new(p.base, fd, 1, &p.cfg, &check_mux_cbs, &p);
-		p.streams_left = nstreams;
-		for (unsigned i = 0; i < nstreams; i++) {
+		p.streams_left = o->nstreams;
+		for (unsigned i = 0; i < o->nstreams; i++) {
 			struct check *ck = xcalloc(1, sizeof(*ck));
 			ck->p = &p;
 			ck->st = mux_stream_open(m);
@@ -449,13 +410,12 @@ muxpeer_main(int argc, char **argv)
 		}
 		event_base_dispatch(p.base);
 		if (p.streams_left == 0 && !p.failed) {
-			printf("mux-peer: %u streams ok\n", nstreams);
 			rc = 0;
 		} else {
-			fprintf(stderr, "mgrok: mux-peer: %s (%u streams "
-					"unfinished)\n",
+			snprintf(err, errcap, "%s (%u streams unfinished)",
 			    p.failed ? "echo check failed" : "timed out",
 			    p.streams_left);
+			rc = p.failed ? MG_EPROTO : MG_ETIMEDOUT;
 		}
 		mux_free(m);
 	}

@@ -229,6 +229,8 @@ hr_pump(struct hrelay *r)
 				r->sock_err = 1;
 				break;
 			}
+			if (n > 0 && r->stats)
+				r->stats->bytes_in += (uint64_t)n;
 			progress |= n > 0;
 		}
 		if (r->st_eof && !r->shut_sock &&
@@ -249,6 +251,8 @@ hr_pump(struct hrelay *r)
 				break;
 			}
 			if (n > 0) {
+				if (r->stats)
+					r->stats->bytes_out += (uint64_t)n;
 				hr_parse_up(r, r->fresh);
 				evbuffer_add_buffer(r->up, r->fresh);
 				progress = 1;

@@ -14,6 +14,8 @@ struct http_cstats {
 	uint64_t by_class[6];
 	uint64_t lat_min_us, lat_max_us, lat_sum_us;
 	unsigned active;
+	/* bytes written to the local service, and read from it */
+	uint64_t bytes_in, bytes_out;
 };
 
 /*

@@ -241,9 +241,4 @@ struct tls_certs_opts {
 int tls_certs_generate(const struct tls_certs_opts *o, char *err,
     size_t errcap);
 
-/* tls_certs_main: `mgrok certs --out DIR --hosts h1,h2 [--days N]
- * [--ca-days N] [--force]`; argv[0] is "certs". Prints the flags that use
- * the files and the server's pin. Returns the exit code. */
-int tls_certs_main(int argc, char **argv);
-
 #endif

@@ -260,3 +260,210 @@ def test_no_plain_token_refuses_token_method(mg):
     c = mg.tcp_client(svc.port, server)
     _, _, port, _ = mg.wait_forward(c)[0]
     assert echo_roundtrip(port, b"hmac client ok") == b"hmac client ok"
+
+
+# ------------------------------------------- one line naming cause and fix
+# (issue 11, item 13): each misconfiguration an agent can meet at start
+
+from helpers import make_pki  # noqa: E402
+
+HTTP_LISTEN_RE = re.compile(r"http listening on port (\d+)")
+
+
+def _agent_fails_with(mg, c, text, timeout=15):
+    rc = c.wait(timeout)
+    err = c.stderr()
+    assert rc is not None, "agent still running after %ds, wanted %r\n%s" % (
+        timeout, text, mg.logs())
+    assert rc != 0, "agent exited 0\n" + mg.logs()
+    lines = [l for l in _mgrok_error_lines(err) if text in l]
+    assert lines, "no 'mgrok: ...%s...' line:\n%s" % (text, err)
+    assert "protocol error" not in lines[0] and "closed by the server" not in lines[0]
+    return lines[0]
+
+
+def test_plain_agent_against_tls_server(mg):
+    pki = make_pki(mg, "pki")
+    server = mg.server(extra=["--tls-cert", pki.server_pem, "--tls-key", pki.server_key])
+    svc = mg.echo_service()
+    t0 = time.monotonic()
+    c = mg.tcp_client(svc.port, server)
+    line = _agent_fails_with(mg, c, "the server speaks TLS: add --tls")
+    assert "127.0.0.1:%d" % server.port in line, line
+    assert time.monotonic() - t0 < 10
+
+
+def test_tls_agent_against_plain_server(mg):
+    pki = make_pki(mg, "pki")
+    server = mg.server()
+    svc = mg.echo_service()
+    c = mg.tcp_client(svc.port, server, extra=["--tls", "--tls-ca", pki.ca_pem])
+    line = _agent_fails_with(mg, c, "the server does not speak TLS")
+    assert "drop --tls" in line, line
+
+
+def _http_port_server(mg):
+    hp = pick_free_port()
+    server = mg.server(extra=["--domain", "t.test", "--http-addr", "%s:%d" % (HOST, hp)])
+    assert wait_for(lambda: "http listening on port %d" % hp in server.stderr(), 10), mg.logs()
+    return server, hp
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_agent_pointed_at_the_http_port(mg, tls):
+    server, hp = _http_port_server(mg)
+    svc = mg.echo_service()
+    extra = []
+    if tls:
+        pki = make_pki(mg, "pki")
+        extra = ["--tls-ca", pki.ca_pem]
+    c = mg.tcp_client(svc.port, hp, extra=extra)
+    line = _agent_fails_with(mg, c, "this is an HTTP server, not the mgrok control port")
+    assert "--addr" in line, line
+
+
+def test_listener_that_never_answers(mg):
+    """A port that accepts and says nothing: a clear line within ~10 s,
+    not 30 s of silence (and the agent keeps trying)."""
+    lst = mg.track(socket.socket())
+    lst.bind((HOST, 0))
+    lst.listen(8)
+    port = lst.getsockname()[1]
+    svc = mg.echo_service()
+    t0 = time.monotonic()
+    c = mg.tcp_client(svc.port, port)
+    want = "accepted the connection but sent nothing within 10 s"
+    assert wait_for(lambda: want in c.stderr(), 15), mg.logs()
+    took = time.monotonic() - t0
+    assert took < 13, "took %.1fs" % took
+    assert "127.0.0.1:%d" % port in c.stderr()
+    assert c.alive(), "a silent server is not a configuration error: keep trying"
+
+
+def _run(mg, args, timeout=10, env=None):
+    import subprocess
+    e = dict(os.environ)
+    e.pop("MGROK_TOKEN", None)
+    e["XDG_STATE_HOME"] = mg.state_dir()
+    if env:
+        e.update(env)
+    r = subprocess.run([mg.bin] + list(args), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, env=e)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
+def test_local_as_url(mg):
+    """`mgrok http http://localhost:PORT` and `--local http://...`: the
+    ngrok habit works; https:// and paths get a clear line."""
+    server, hp = _http_port_server(mg)
+    svc = mg.echo_service()
+    argv = [mg.bin, "http", "http://127.0.0.1:%d" % svc.port, "--server",
+            "%s:%d" % (HOST, server.port), "--token", mg.token]
+    c = mg._client(argv, None, None)
+    fw = mg.wait_forward(c)
+    assert fw[0][0] == "http" and fw[0][3] == ("127.0.0.1", svc.port), fw
+    argv = [mg.bin, "client", "--local", "http://127.0.0.1:%d/" % svc.port,
+            "--local", "tcp://127.0.0.1:%d" % svc.port, "--server",
+            "%s:%d" % (HOST, server.port), "--token", mg.token]
+    c2 = mg._client(argv, None, None)
+    kinds = sorted(f[0] for f in mg.wait_forward(c2, count=2))
+    assert kinds == ["http", "tcp"], kinds
+    rc, _, err = _run(mg, ["http", "https://localhost:3000", "--token", "x"])
+    assert rc == 2 and "https:// local service is not supported" in err, err
+    rc, _, err = _run(mg, ["http", "http://localhost:3000/app", "--token", "x"])
+    assert rc == 2 and "a path is not forwarded" in err, err
+    rc, _, err = _run(mg, ["tcp", "http://localhost:3000", "--token", "x"])
+    assert rc == 2 and "mgrok tcp takes [HOST:]PORT or tcp://HOST:PORT" in err, err
+
+
+def test_https_cert_error_names_https_cert(mg):
+    # --addr on loopback: a server that got past the check must not listen
+    # on every address
+    rc, _, err = _run(mg, ["server", "--token", "t", "--addr", "127.0.0.1:0",
+                           "--https-addr", "127.0.0.1:0",
+                           "--https-cert", "nope.pem", "--https-key", "nope.key"])
+    assert rc != 0
+    assert "--https-cert nope.pem: No such file or directory" in err, err
+    assert "--tls-cert" not in err, err
+    rc, _, err = _run(mg, ["tcp", "22", "--token", "t", "--tls-ca", "nope-ca.pem"])
+    assert rc != 0 and "--tls-ca nope-ca.pem: No such file or directory" in err, err
+
+
+def test_server_without_port_means_9000(mg):
+    rc, _, err = _run(mg, ["tcp", "22", "--token", "t", "--server", "127.0.0.1",
+                           "--no-reconnect", "--log-level", "debug"], timeout=30)
+    assert rc != 0
+    # whatever listens on 9000 here (nothing, or another server), the
+    # agent went there
+    assert "connecting to 127.0.0.1:9000" in err, err
+    assert "expected HOST:PORT" not in err and "port must be" not in err, err
+
+
+@pytest.mark.parametrize("args", [
+    ["tcp", "70000"], ["tcp", "0"], ["tcp", "localhost:99999"],
+    ["tcp", "22", "--remote-port", "0"], ["tcp", "22", "--remote-port", "65536"],
+    ["tcp", "22", "--server", "h:0"], ["client", "--local", "udp:h:123456"],
+    ["server", "--addr", "127.0.0.1:0", "--start-port", "0"],
+    ["server", "--addr", "127.0.0.1:0", "--end-port", "70000"],
+])
+def test_port_errors_agree_on_the_range(mg, args):
+    rc, _, err = _run(mg, args + ["--token", "t"])
+    assert rc == 2, (args, rc, err)
+    assert "port must be 1-65535" in err, (args, err)
+    assert "0 to 65535" not in err and "from 1 to 65535" not in err, err
+
+
+def test_token_file_lines_are_trimmed(mg):
+    path = os.path.join(mg.workdir, "tokens")
+    with open(path, "wb") as f:
+        f.write(b"# tokens\r\n  spaced-token \t\r\n\r\ncrlf-token\r\n")
+    server = mg.server(token="unused", extra=["--token-file", path])
+    svc = mg.echo_service()
+    for t in ("spaced-token", "crlf-token"):
+        c = mg.tcp_client(svc.port, server, token=t)
+        port = mg.wait_forward(c)[0][2]
+        assert echo_roundtrip(port, b"ok") == b"ok"
+
+
+def test_tls_agent_against_an_https_server(mg):
+    """After the TLS handshake an HTTPS server answers the mgrok handshake
+    with HTTP: the agent says what it probably is, and keeps trying."""
+    import ssl
+    import threading
+    pki = make_pki(mg, "pki")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.server_pem, pki.server_key)
+    lst = mg.track(socket.socket())
+    lst.bind((HOST, 0))
+    lst.listen(8)
+    lst.settimeout(0.5)
+    port = lst.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                raw, _ = lst.accept()
+            except (socket.timeout, OSError):
+                continue
+            try:
+                raw.settimeout(5)
+                s = ctx.wrap_socket(raw, server_side=True)
+                s.recv(100)
+                s.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                s.close()
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        svc = mg.echo_service()
+        c = mg.tcp_client(svc.port, port, extra=["--tls-ca", pki.ca_pem])
+        want = "not an HTTPS server"
+        assert wait_for(lambda: want in c.stderr(), 10), mg.logs()
+        assert "127.0.0.1:%d" % port in c.stderr()
+        assert c.alive()
+    finally:
+        stop.set()
+        t.join(3)

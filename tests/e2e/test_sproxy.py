@@ -111,6 +111,13 @@ def test_destination_not_allowed(mg):
     assert _closed_without_data(s), "a refused destination still echoed"
     assert wait_for(lambda: "not allowed by --stream-allow" in server.stderr(), 5), \
         mg.logs()
+    s.close()  # as a program that sees the end does
+    # the user of `mgrok connect` is told too (issue 11, item 14)
+    conn = [p for p in mg.procs if p.name.endswith("connect")][0]
+    want = ("the server closed the stream-proxy connection to %s:%d without a byte "
+            "from it: the destination is probably not in the server's --stream-allow "
+            "list" % (HOST, other.port))
+    assert wait_for(lambda: want in conn.stderr(), 5), mg.logs()
 
 
 def test_bad_crc_and_bad_version_refused(mg):

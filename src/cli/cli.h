@@ -1,0 +1,11 @@
+/* cli.h: the subcommands' front ends (options, output, signals), called
+ * by main(). Each takes argv[0] = the subcommand and returns the exit
+ * code. */
+#ifndef MG_CLI_H
+#define MG_CLI_H
+
+int cli_certs(int argc, char **argv);    /* certs_cmd.c */
+int cli_connect(int argc, char **argv);  /* connect_cmd.c */
+int cli_muxpeer(int argc, char **argv);  /* muxpeer_cmd.c */
+
+#endif
