@@ -13,6 +13,7 @@
 #include "server/accept.h"
 #include "server/server_int.h"
 #include "util/log.h"
+#include "util/mtime.h"
 
 #define ACCEPT_PAUSE_MS 250
 #define ACCEPT_LOG_EVERY_MS 10000
@@ -55,7 +56,7 @@ accept_on_resume(evutil_socket_t fd, short what, void *arg)
 static void
 accept_failed(struct server *srv, int err)
 {
-	uint64_t now = server_now_ms(srv);
+	uint64_t now = mtime_ms();
 	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
 
 	if (err != EMFILE && err != ENFILE && err != ENOBUFS &&

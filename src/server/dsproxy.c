@@ -25,6 +25,7 @@
 #include "util/acl.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/mtime.h"
 #include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
@@ -165,7 +166,7 @@ dc_on_timer(evutil_socket_t fd, short what, void *arg)
 		    DS_DIAL_TIMEOUT_S);
 		return;
 	case DC_RELAY:
-		now = server_now_ms(c->dp->srv);
+		now = mtime_ms();
 		if (now - c->last_ms >= idle_ms) {
 			dc_close(c, 0, "idle for %u s", c->dp->idle_s);
 			return;
@@ -204,7 +205,7 @@ dc_on_dest(evutil_socket_t fd, short what, void *arg)
 			    c->h.port, strerror(errno));
 			return;
 		}
-		c->last_ms = server_now_ms(dp->srv);
+		c->last_ms = mtime_ms();
 		if (n == 0 || n > DTLS_MAX_RECORD) {
 			/* DTLS carries 1..16384 bytes per record */
 			c->drops++;
@@ -263,7 +264,7 @@ dc_on_read(evutil_socket_t fd, short what, void *arg)
 			dp->icmp++;
 			continue;
 		}
-		c->last_ms = server_now_ms(dp->srv);
+		c->last_ms = mtime_ms();
 		if (c->state == DC_HEADER) {
 			dc_header(c, dp->buf, (size_t)n);
 			return; /* c may be gone */
@@ -352,7 +353,7 @@ dc_on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 	c->dp->total++;
 	c->dp->srv->met.streams_total++;
 	c->state = DC_RELAY;
-	c->last_ms = server_now_ms(c->dp->srv);
+	c->last_ms = mtime_ms();
 	c->dev = event_new(c->dp->srv->base, fd, EV_READ | EV_PERSIST,
 	    dc_on_dest, c);
 	event_add(c->dev, NULL);

@@ -396,7 +396,7 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		evbuffer_remove_buffer(rx, hc->out, used);
 		moved += used;
 		if (used)
-			hc->last_io_ms = server_now_ms(hc->srv);
+			hc->last_io_ms = mtime_ms();
 		if (ev == HTTP_T_HEAD && rh.status >= 100 && rh.status < 200 &&
 		    rh.status != 101) {
 			hc->interim = 1; /* 100 Continue: the answer follows */
@@ -764,7 +764,7 @@ hc_on_read(evutil_socket_t fd, short what, void *arg)
 	loop_note_io();
 	hc->busy = 1;
 	if (n > 0)
-		hc->last_io_ms = server_now_ms(hc->srv);
+		hc->last_io_ms = mtime_ms();
 	if (n == 0) {
 		hc->in_eof = 1;
 		if (hc->state == H_HEAD && evbuffer_get_length(hc->in) == 0)
@@ -791,7 +791,7 @@ hc_on_write(evutil_socket_t fd, short what, void *arg)
 	struct hconn *hc = arg;
 
 	loop_note_io();
-	hc->last_io_ms = server_now_ms(hc->srv);
+	hc->last_io_ms = mtime_ms();
 	if (!hc_flush(hc))
 		return;
 	/* the response waited on the stream while out was full: go on */
@@ -827,7 +827,7 @@ hc_arm_timer(struct hconn *hc)
 	unsigned s = hc_timeout_s(hc);
 	struct timeval tv = { (time_t)s, 0 };
 
-	hc->last_io_ms = server_now_ms(hc->srv);
+	hc->last_io_ms = mtime_ms();
 	if (s == 0)
 		evtimer_del(hc->timer);
 	else
@@ -839,7 +839,7 @@ hc_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct hconn *hc = arg;
 	uint64_t limit = (uint64_t)hc_timeout_s(hc) * 1000,
-		 since = server_now_ms(hc->srv) - hc->last_io_ms;
+		 since = mtime_ms() - hc->last_io_ms;
 
 	if (limit == 0)
 		return;
@@ -1023,7 +1023,7 @@ static void hs_on_peek(evutil_socket_t fd, short what, void *arg);
 static int
 hs_wait(struct hs_pending *p)
 {
-	uint64_t now = server_now_ms(p->srv), left;
+	uint64_t now = mtime_ms(), left;
 	struct timeval tv;
 
 	if (now >= p->deadline_ms)
@@ -1131,7 +1131,7 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	p->fd = fd;
 	memcpy(&p->peer, sa, (size_t)salen < sizeof(p->peer) ? (size_t)salen :
 	    sizeof(p->peer));
-	p->deadline_ms = server_now_ms(srv) + H_HEAD_TIMEOUT_S * 1000;
+	p->deadline_ms = mtime_ms() + H_HEAD_TIMEOUT_S * 1000;
 	LIST_INSERT_HEAD(&srv->peeks, p, link);
 	srv->npeeks++;
 	/* edge-triggered: peeked bytes stay unread, so a level-triggered

@@ -37,15 +37,6 @@ static void session_close(struct session *s, int err);
 static void session_send_code(struct session *s, uint8_t type, uint8_t code,
     const char *text);
 
-uint64_t
-server_now_ms(struct server *srv)
-{
-	/* monotonic: libevent's cached time of day is the wall clock, and
-	 * a step of it must not expire flows or the drain at once */
-	(void)srv;
-	return mtime_ms();
-}
-
 #define SLOG(lvl, s, fmt, ...)                                               \
 	log_msg(lvl, "session %llu (%s): " fmt, (unsigned long long)(s)->id,  \
 	    (s)->peer, ##__VA_ARGS__)
@@ -132,7 +123,7 @@ session_mux_closed(struct mux *m, int err, void *arg)
 	    "closed: %s; %llu streams, %llu bytes in, %llu bytes out, %llu s",
 	    why, (unsigned long long)s->streams_total,
 	    (unsigned long long)rx, (unsigned long long)tx,
-	    (unsigned long long)((server_now_ms(s->srv) - s->started_ms) /
+	    (unsigned long long)((mtime_ms() - s->started_ms) /
 		1000));
 	session_destroy(s);
 }
@@ -523,7 +514,7 @@ session_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->id = ++srv->next_session_id;
-	s->started_ms = server_now_ms(srv);
+	s->started_ms = mtime_ms();
 	s->tls = ssl != NULL;
 	LIST_INIT(&s->proxies);
 	net_addr_str(sa, s->peer, sizeof(s->peer));
@@ -690,7 +681,7 @@ server_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	struct session *s;
 
 	if (srv->met.streams_active > 0 &&
-	    server_now_ms(srv) < srv->drain_deadline_ms)
+	    mtime_ms() < srv->drain_deadline_ms)
 		return;
 	if (srv->met.streams_active > 0)
 		log_warn("drain deadline reached with %u streams open",
@@ -729,7 +720,7 @@ server_shutdown(struct server *srv)
 			session_send_code(s, CTRL_GOODBYE, CODE_SHUTDOWN,
 			    "server shutting down");
 	}
-	srv->drain_deadline_ms = server_now_ms(srv) +
+	srv->drain_deadline_ms = mtime_ms() +
 	    (uint64_t)srv->cf->drain_s * 1000;
 	srv->drain_tick = event_new(srv->base, -1, EV_PERSIST,
 	    server_on_drain_tick, srv);
@@ -759,7 +750,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	srv->ops[PROXY_HTTP] = srv->ops[PROXY_HTTPS] = srv->ops[PROXY_TLS] =
 	    &hproxy_ops;
 	srv->session_fail = session_fail_error;
-	srv->started_ms = server_now_ms(srv);
+	srv->started_ms = mtime_ms();
 	if (cf->public_host[0])
 		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls), "%s",
 		    cf->public_host);
@@ -834,7 +825,7 @@ server_log_summary(struct server *srv)
 	log_info("summary: uptime %llu s, %llu sessions (%u open), "
 		 "%llu auth failures, %llu streams (%u open, %llu refused), "
 		 "%llu bytes in, %llu bytes out",
-	    (unsigned long long)((server_now_ms(srv) - srv->started_ms) / 1000),
+	    (unsigned long long)((mtime_ms() - srv->started_ms) / 1000),
 	    (unsigned long long)m->sessions_total, srv->nsessions,
 	    (unsigned long long)m->auth_failures,
 	    (unsigned long long)m->streams_total, m->streams_active,

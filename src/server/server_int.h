@@ -235,7 +235,5 @@ const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
 /* udp.c */
 extern const struct proxy_ops udp_proxy_ops;
 
-/* server.c */
-uint64_t server_now_ms(struct server *srv);
 
 #endif

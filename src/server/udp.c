@@ -16,6 +16,7 @@
 #include "server/server_int.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/mtime.h"
 #include "util/loop.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
@@ -168,7 +169,7 @@ uflow_readable(struct mux_stream *st, void *arg)
 		srv->met.udp_drops_out += (uint64_t)(n - sent);
 		evbuffer_drain(rx, consumed);
 		mux_stream_consumed(st, consumed);
-		uflow_touch(f, server_now_ms(srv));
+		uflow_touch(f, mtime_ms());
 	}
 	if (n == MG_EPROTO || (mux_stream_fin_received(st) &&
 	    mux_stream_queued(st) > 0 && n == 0)) {
@@ -198,7 +199,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	struct mmsghdr msgs[UDP_BATCH];
 	struct iovec iov[UDP_BATCH];
 	struct sockaddr_storage addrs[UDP_BATCH];
-	uint64_t now = server_now_ms(srv);
+	uint64_t now = mtime_ms();
 	int total = 0;
 
 	loop_note_io();
@@ -260,7 +261,7 @@ static void
 udp_on_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
-	uint64_t now = server_now_ms(px->srv);
+	uint64_t now = mtime_ms();
 	uint64_t idle = (uint64_t)px->srv->cf->udp_idle_s * 1000;
 
 	struct uflow *f;
