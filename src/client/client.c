@@ -553,16 +553,22 @@ client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
 	tv.tv_usec = 0;
 	event_add(c->hb_ev, &tv);
 	{
-		char tp[96];
+		char tp[96], ag[LOG_ESC_MAX];
 		const char *t = mux_tls_params(c->mux, tp, sizeof(tp));
 
-		log_info("authenticated to %s:%u (server %.*s%s%s)",
+		log_info("authenticated to %s:%u (server %s%s%s)",
 		    c->server_host, c->server_port,
-		    (int)m->u.auth_ok.agent.len,
-		    (const char *)m->u.auth_ok.agent.p, t ? ", " : "",
-		    t ? t : "");
+		    log_esc(m->u.auth_ok.agent.p, m->u.auth_ok.agent.len, ag,
+		    sizeof(ag)), t ? ", " : "", t ? t : "");
 	}
 	client_register_all(c);
+}
+
+/* Text the server sent, safe for a log line or the terminal. */
+static const char *
+esc(const struct ctrl_str *s, char *buf, size_t cap)
+{
+	return log_esc(s->p, s->len, buf, cap);
 }
 
 static void
@@ -579,8 +585,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	snprintf(px->name, sizeof(px->name), "%.*s",
 	    (int)m->u.reg_ok.name.len, (const char *)m->u.reg_ok.name.p);
 	px->remote_port = m->u.reg_ok.remote_port;
-	snprintf(url, sizeof(url), "%.*s", (int)m->u.reg_ok.url.len,
-	    (const char *)m->u.reg_ok.url.p);
+	log_esc(m->u.reg_ok.url.p, m->u.reg_ok.url.len, url, sizeof(url));
 	if (strcmp(url, px->url) != 0) {
 		char *save = NULL, *one, copy[400];
 		if (px->url[0])
@@ -618,6 +623,7 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 {
 	struct client *c = arg;
 	struct ctrl_msg m;
+	char e1[LOG_ESC_MAX], e2[LOG_ESC_MAX];
 	int rc = ctrl_decode(p, len, &m);
 
 	c->got_ctrl = 1;
@@ -645,21 +651,18 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 		client_on_auth_ok(c, &m);
 		break;
 	case CTRL_AUTH_ERR:
-		client_say("authentication failed: %.*s (code %u)",
-		    (int)m.u.err.text.len, (const char *)m.u.err.text.p,
-		    m.u.err.code);
+		client_say("authentication failed: %s (code %u)",
+		    esc(&m.u.err.text, e1, sizeof(e1)), m.u.err.code);
 		client_stop(c, 1);
 		break;
 	case CTRL_REGISTER_OK:
 		client_on_register_ok(c, &m);
 		break;
 	case CTRL_REGISTER_ERR:
-		client_say("cannot register %.*s: %.*s (code %u)",
-		    (int)m.u.reg_err.name.len ? (int)m.u.reg_err.name.len : 5,
-		    m.u.reg_err.name.len ? (const char *)m.u.reg_err.name.p :
-					   "proxy",
-		    (int)m.u.reg_err.text.len, (const char *)m.u.reg_err.text.p,
-		    m.u.reg_err.code);
+		client_say("cannot register %s: %s (code %u)",
+		    m.u.reg_err.name.len ? esc(&m.u.reg_err.name, e2,
+		    sizeof(e2)) : "proxy", esc(&m.u.reg_err.text, e1,
+		    sizeof(e1)), m.u.reg_err.code);
 		client_stop(c, 1);
 		break;
 	case CTRL_HEARTBEAT:
@@ -671,16 +674,15 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 			client_stop(c, 1);
 			break;
 		}
-		log_warn("server says goodbye (code %u): %.*s; will reconnect",
-		    m.u.err.code, (int)m.u.err.text.len,
-		    (const char *)m.u.err.text.p);
+		log_warn("server says goodbye (code %u): %s; will reconnect",
+		    m.u.err.code, esc(&m.u.err.text, e1, sizeof(e1)));
 		c->server_leaving = 1;
 		break;
 	case CTRL_ERROR:
-		log_error("server error (code %u): %.*s", m.u.err.code,
-		    (int)m.u.err.text.len, (const char *)m.u.err.text.p);
-		snprintf(c->last_err, sizeof(c->last_err), "server error: %.*s",
-		    (int)m.u.err.text.len, (const char *)m.u.err.text.p);
+		esc(&m.u.err.text, e1, sizeof(e1));
+		log_error("server error (code %u): %s", m.u.err.code, e1);
+		snprintf(c->last_err, sizeof(c->last_err), "server error: %s",
+		    e1);
 		break;
 	default:
 		log_warn("unexpected %s from the server",
