@@ -681,7 +681,7 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 	case CTRL_ERROR:
 		esc(&m.u.err.text, e1, sizeof(e1));
 		log_error("server error (code %u): %s", m.u.err.code, e1);
-		snprintf(c->last_err, sizeof(c->last_err), "server error: %s",
+		snprintf(c->last_err, sizeof(c->last_err), "server error: %.500s",
 		    e1);
 		break;
 	default:
