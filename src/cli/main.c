@@ -58,11 +58,46 @@ on_server_stop(evutil_socket_t sig, short what, void *arg)
 	server_shutdown(arg);
 }
 
+/* What a reload needs: the command line to read again (with the files it
+ * names) and the configuration in use. */
+struct server_run {
+	struct server *srv;
+	struct server_conf *cf;
+	int argc;
+	char **argv;
+};
+
+/* SIGHUP: parse, validate, plan, apply; a configuration that does not
+ * parse or apply changes nothing. */
 static void
 on_server_hup(evutil_socket_t sig, short what, void *arg)
 {
-	log_info("SIGHUP: reloading");
-	server_reload(arg);
+	struct server_run *r = arg;
+	struct server_conf *ncf = calloc(1, sizeof(*ncf));
+	char err[512];
+
+	log_info("SIGHUP: reloading the configuration");
+	if (ncf == NULL)
+		return;
+	if (conf_server_parse(ncf, r->argc, r->argv) != 0) {
+		log_error("reload refused: the configuration does not parse "
+			  "(above); the running one stays");
+		conf_server_free(ncf);
+		free(ncf);
+		return;
+	}
+	if (server_apply(r->srv, ncf, err, sizeof(err)) < 0) {
+		log_error("reload refused, the running configuration stays: "
+			  "%s",
+		    err);
+		conf_server_free(ncf);
+		free(ncf);
+		return;
+	}
+	conf_server_free(r->cf);
+	free(r->cf);
+	r->cf = ncf;
+	log_info("reload applied");
 }
 
 /* A server holds a descriptor per visitor and per tunnel: take all the
@@ -88,42 +123,48 @@ static int
 run_server(int argc, char **argv)
 {
 	struct event *sigs[3];
-	struct server_conf cf;
+	struct server_run run = { NULL, NULL, argc, argv };
+	struct server_conf *cf = calloc(1, sizeof(*cf));
 	struct event_base *base;
-	struct server *srv;
-	int rc = conf_server_parse(&cf, argc, argv);
+	int rc;
 
-	if (rc != 0) {
+	if (cf == NULL)
+		return 1;
+	if ((rc = conf_server_parse(cf, argc, argv)) != 0) {
 		if (rc > 0)
 			conf_server_usage(stdout);
-		conf_server_free(&cf);
+		conf_server_free(cf);
+		free(cf);
 		return rc > 0 ? 0 : 2;
 	}
-	log_set_level(cf.log_level);
+	run.cf = cf;
+	log_set_level(cf->log_level);
 	raise_fd_limit();
 	base = new_base();
-	if ((srv = server_new(base, &cf)) == NULL) {
+	if ((run.srv = server_new(base, cf)) == NULL) {
 		event_base_free(base);
-		conf_server_free(&cf);
+		conf_server_free(cf);
+		free(cf);
 		return 1;
 	}
-	sigs[0] = evsignal_new(base, SIGINT, on_server_stop, srv);
-	sigs[1] = evsignal_new(base, SIGTERM, on_server_stop, srv);
-	sigs[2] = evsignal_new(base, SIGHUP, on_server_hup, srv);
+	sigs[0] = evsignal_new(base, SIGINT, on_server_stop, run.srv);
+	sigs[1] = evsignal_new(base, SIGTERM, on_server_stop, run.srv);
+	sigs[2] = evsignal_new(base, SIGHUP, on_server_hup, &run);
 	for (int i = 0; i < 3; i++)
 		event_add(sigs[i], NULL);
-	if (cf.busy_poll_us > 0)
+	if (cf->busy_poll_us > 0)
 		log_info("busy polling for %u us after each I/O (--busy-poll)",
-		    cf.busy_poll_us);
+		    cf->busy_poll_us);
 	log_defer_start(base);
-	loop_run(base, cf.busy_poll_us);
+	loop_run(base, cf->busy_poll_us);
 	log_defer_stop();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
-	server_log_summary(srv);
-	server_free(srv);
+	server_log_summary(run.srv);
+	server_free(run.srv);
 	event_base_free(base);
-	conf_server_free(&cf);
+	conf_server_free(run.cf);
+	free(run.cf);
 	return 0;
 }
 

@@ -1171,46 +1171,83 @@ hproxy_listen(struct server *srv, const char *addr, evconnlistener_cb cb,
 	return l;
 }
 
-int
-hproxy_load(struct server *srv, char *err, size_t errcap)
+void
+hproxy_discard(struct hproxy_next *n)
 {
-	const struct server_conf *cf = srv->cf;
-
-	if (cf->https_cert) {
-		struct tls_server_opts to = { cf->https_cert, cf->https_key,
-			NULL, 0 };
-		if (tls_server_ctx_new(&to, &srv->https_tls, err, errcap) < 0)
-			return MG_EINVAL;
-	}
-	if (cf->https_cert_dir && tls_certdir_load(cf->https_cert_dir,
-	    &srv->https_certs, err, errcap) < 0)
-		return MG_EINVAL;
-	return 0;
+	if (n->http_lst)
+		evconnlistener_free(n->http_lst);
+	if (n->https_lst)
+		evconnlistener_free(n->https_lst);
+	tls_ctx_free(n->https_tls);
+	tls_certdir_free(n->https_certs);
+	memset(n, 0, sizeof(*n));
 }
 
 int
-hproxy_start(struct server *srv, char *err, size_t errcap)
+hproxy_prepare(struct server *srv, const struct server_conf *ncf,
+    struct hproxy_next *n, char *err, size_t errcap)
 {
-	const struct server_conf *cf = srv->cf;
+	const struct server_conf *ocf = srv->cf;
+	int started = srv->http_lst != NULL || srv->https_lst != NULL;
 
-	if (cf->http_addr[0]) {
-		srv->http_lst = hproxy_listen(srv, cf->http_addr,
-		    hproxy_on_http_accept, &srv->http_port, err, errcap);
-		if (srv->http_lst == NULL)
-			return MG_EIO;
-		log_info("http listening on port %u", srv->http_port);
+	memset(n, 0, sizeof(*n));
+	/* certificates first: read again even from the same paths, so a
+	 * reload picks up renewed files */
+	if (ncf->https_cert) {
+		struct tls_server_opts to = { ncf->https_cert, ncf->https_key,
+			NULL, 0 };
+		if (tls_server_ctx_new(&to, &n->https_tls, err, errcap) < 0)
+			goto fail;
 	}
-	if (cf->https_addr[0]) {
-		srv->https_lst = hproxy_listen(srv, cf->https_addr,
-		    hproxy_on_https_accept, &srv->https_port, err, errcap);
-		if (srv->https_lst == NULL)
-			return MG_EIO;
+	if (ncf->https_cert_dir && tls_certdir_load(ncf->https_cert_dir,
+	    &n->https_certs, err, errcap) < 0)
+		goto fail;
+	/* listeners that move: the new address is bound while the old one
+	 * still serves */
+	n->http_move = !started || strcmp(ncf->http_addr, ocf->http_addr) != 0;
+	n->https_move = !started ||
+	    strcmp(ncf->https_addr, ocf->https_addr) != 0;
+	if (n->http_move && ncf->http_addr[0] && (n->http_lst =
+	    hproxy_listen(srv, ncf->http_addr, hproxy_on_http_accept,
+		&n->http_port, err, errcap)) == NULL)
+		goto fail;
+	if (n->https_move && ncf->https_addr[0] && (n->https_lst =
+	    hproxy_listen(srv, ncf->https_addr, hproxy_on_https_accept,
+		&n->https_port, err, errcap)) == NULL)
+		goto fail;
+	return 0;
+fail:
+	hproxy_discard(n);
+	return MG_EINVAL;
+}
+
+void
+hproxy_commit(struct server *srv, struct hproxy_next *n)
+{
+	tls_ctx_free(srv->https_tls);
+	tls_certdir_free(srv->https_certs);
+	srv->https_tls = n->https_tls;
+	srv->https_certs = n->https_certs;
+	if (n->http_move) {
+		if (srv->http_lst)
+			evconnlistener_free(srv->http_lst);
+		srv->http_lst = n->http_lst;
+		srv->http_port = n->http_port;
+		if (srv->http_lst)
+			log_info("http listening on port %u", srv->http_port);
+	}
+	if (n->https_move) {
+		if (srv->https_lst)
+			evconnlistener_free(srv->https_lst);
+		srv->https_lst = n->https_lst;
+		srv->https_port = n->https_port;
+	}
+	if (n->https_move && srv->https_lst)
 		log_info("https listening on port %u (%s)", srv->https_port,
 		    srv->https_tls || srv->https_certs ? "TLS terminated "
 		    "here, SNI passthrough for tls tunnels" :
 		    "SNI passthrough only");
-	}
-	return 0;
+	memset(n, 0, sizeof(*n));
 }
 
 void

@@ -5,15 +5,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct evconnlistener;
 struct proxy;
 struct server;
+struct server_conf;
+struct tls_certdir;
+struct tls_ctx;
 
-/* hproxy_load: read the HTTPS certificates (--https-cert, -cert-dir); 0,
- * or an error with the reason in err. Before hproxy_start. */
-int hproxy_load(struct server *srv, char *err, size_t errcap);
-/* hproxy_start: open --http-addr and --https-addr (each when set); 0, or
- * an error with the reason in err. */
-int hproxy_start(struct server *srv, char *err, size_t errcap);
+/* What a configuration needs of the HTTP(S) front, made before anything
+ * changes: its certificates, read anew, and listeners for addresses that
+ * differ from the running ones (at start: all). */
+struct hproxy_next {
+	struct evconnlistener *http_lst, *https_lst;
+	uint16_t http_port, https_port;
+	int http_move, https_move;  /* the address changed (or first start) */
+	struct tls_ctx *https_tls;
+	struct tls_certdir *https_certs;
+};
+
+/* hproxy_prepare: read ncf's HTTPS certificates and bind the listeners
+ * that move into n; 0, or an error with the reason in err (n empty, the
+ * running front untouched). Then hproxy_commit or hproxy_discard. */
+int hproxy_prepare(struct server *srv, const struct server_conf *ncf,
+    struct hproxy_next *n, char *err, size_t errcap);
+/* hproxy_commit: make n the running front (old listeners and contexts
+ * freed; open connections keep going). */
+void hproxy_commit(struct server *srv, struct hproxy_next *n);
+void hproxy_discard(struct hproxy_next *n);
 void hproxy_stop(struct server *srv);
 
 /* hproxy_ops: the HTTP, HTTPS and TLS tunnels' part (server_int.h). */

@@ -152,6 +152,41 @@ session_on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* ---- authentication ---- */
 
+/*
+ * A token's identity, which names it in logs and owns its leases: never
+ * its position in a list (which a reload reorders), but a name derived
+ * from the secret, "token-" and the first 8 hex digits of its SHA-256, so
+ * the same token keeps its leases across reloads and restarts, and a
+ * rotated one is another identity. Also the hash, to recognise sessions
+ * of a token that a reload removed.
+ */
+static void
+token_ident(const char *secret, char *ident, size_t cap,
+    uint8_t hash[CRYPTO_SHA256_LEN])
+{
+	uint8_t h[CRYPTO_SHA256_LEN];
+
+	crypto_sha256(secret, strlen(secret), h);
+	snprintf(ident, cap, "token-%02x%02x%02x%02x", h[0], h[1], h[2], h[3]);
+	if (hash)
+		memcpy(hash, h, sizeof(h));
+}
+
+/* Is there a token with this hash in cf? */
+static int
+token_known(const struct server_conf *cf, const uint8_t *hash)
+{
+	uint8_t h[CRYPTO_SHA256_LEN];
+	char id[32];
+
+	for (size_t i = 0; i < cf->ntokens; i++) {
+		token_ident(cf->tokens[i], id, sizeof(id), h);
+		if (memcmp(h, hash, sizeof(h)) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static int
 token_match(struct server *srv, const uint8_t *t, size_t len)
 {
@@ -280,7 +315,9 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 			    "invalid token");
 			return;
 		}
-		snprintf(ident, sizeof(ident), "token#%d", id);
+		token_ident(s->srv->cf->tokens[id], ident, sizeof(ident),
+		    s->token_hash);
+		s->by_token = 1;
 		session_authenticated(s, ident);
 		return;
 	case CTRL_METHOD_MTLS:
@@ -428,7 +465,9 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 			    "invalid token (HMAC proof did not match)");
 			return;
 		}
-		snprintf(ident, sizeof(ident), "token#%d", id);
+		token_ident(s->srv->cf->tokens[id], ident, sizeof(ident),
+		    s->token_hash);
+		s->by_token = 1;
 		session_authenticated(s, ident);
 		return;
 	}
@@ -652,24 +691,209 @@ server_cancel_handshakes(struct server *srv)
 	srv->nhandshakes = 0;
 }
 
+static int
+str_differs(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+/* The settings a reload applies by using the new value from then on:
+ * their names, for the plan's log line. */
+static void
+plan_limits(const struct server_conf *o, const struct server_conf *n,
+    char *buf, size_t cap)
+{
+#define LIM(field, name)                                                       \
+	do {                                                                   \
+		if (o->field != n->field) {                                    \
+			size_t l = strlen(buf);                                \
+			snprintf(buf + l, cap - l, "%s%s %u -> %u",            \
+			    l ? ", " : "", name, (unsigned)o->field,           \
+			    (unsigned)n->field);                               \
+		}                                                              \
+	} while (0)
+	buf[0] = '\0';
+	LIM(max_sessions, "--max-sessions");
+	LIM(max_proxies, "--max-proxies");
+	LIM(lease_grace_s, "--lease-grace");
+	LIM(heartbeat_s, "--heartbeat");
+	LIM(drain_s, "--drain-timeout");
+	LIM(udp_idle_s, "--udp-idle-timeout");
+	LIM(udp_max_flows, "--udp-max-flows");
+	LIM(http_idle_s, "--http-idle-timeout");
+	LIM(http_max_conns, "--http-max-conns");
+	LIM(http_max_conns_tunnel, "--http-max-conns-per-tunnel");
+	LIM(max_handshakes, "--max-handshakes");
+	LIM(mux.max_streams, "--max-streams-per-session");
+	LIM(log_level, "--log-level");
+#undef LIM
+}
+
+int
+server_apply(struct server *srv, const struct server_conf *ncf, char *err,
+    size_t errcap)
+{
+	const struct server_conf *ocf = srv->cf;
+	struct tls_ctx *ntls = NULL;
+	struct evconnlistener *nlst = NULL;
+	struct hproxy_next hn;
+	struct session *s, *next;
+	char host[256], lim[1024], restart[256] = "";
+	const char *why;
+	uint16_t port;
+	unsigned added = 0, removed = 0, kicked = 0;
+	int tls_reuse, fd;
+
+	srv->reloads++;
+	/* 1. everything that can fail, before anything changes */
+	tls_reuse = ncf->tls && srv->tls && !str_differs(ncf->tls_cert,
+	    ocf->tls_cert) && !str_differs(ncf->tls_key, ocf->tls_key) &&
+	    !str_differs(ncf->tls_client_ca, ocf->tls_client_ca) &&
+	    ncf->tls_client_auth == ocf->tls_client_auth;
+	if (ncf->tls && !tls_reuse) {
+		struct tls_server_opts to = { ncf->tls_cert, ncf->tls_key,
+			ncf->tls_client_ca, ncf->tls_client_auth };
+		if (tls_server_ctx_new(&to, &ntls, err, errcap) < 0)
+			goto fail;
+	}
+	if (tls_reuse && tls_server_reload(srv->tls, err, errcap) < 0) {
+		/* the old certificate stays for this one; say so */
+		log_error("reload: certificate not reloaded, keeping the old "
+			  "one: %s",
+		    err);
+		goto fail;
+	}
+	if (strcmp(ncf->addr, ocf->addr) != 0) {
+		if (net_split_hostport(ncf->addr, host, sizeof(host), &port,
+		    &why)) {
+			snprintf(err, errcap, "--addr %s: %s", ncf->addr, why);
+			goto fail;
+		}
+		if ((fd = net_listen_tcp(host, port, 1024)) < 0) {
+			snprintf(err, errcap, "cannot listen on %s: %s",
+			    ncf->addr, strerror(errno));
+			goto fail;
+		}
+		if ((nlst = accept_listen(srv, fd, server_on_accept, srv, 1)) ==
+		    NULL) {
+			snprintf(err, errcap, "cannot listen on %s", ncf->addr);
+			goto fail;
+		}
+	}
+	if (hproxy_prepare(srv, ncf, &hn, err, errcap) < 0)
+		goto fail;
+
+	/* 2. the plan */
+	for (size_t i = 0; i < ncf->ntokens; i++) {
+		uint8_t h[CRYPTO_SHA256_LEN];
+		char id[32];
+		token_ident(ncf->tokens[i], id, sizeof(id), h);
+		added += !token_known(ocf, h);
+	}
+	for (size_t i = 0; i < ocf->ntokens; i++) {
+		uint8_t h[CRYPTO_SHA256_LEN];
+		char id[32];
+		token_ident(ocf->tokens[i], id, sizeof(id), h);
+		removed += !token_known(ncf, h);
+	}
+	plan_limits(ocf, ncf, lim, sizeof(lim));
+	if ((ncf->nstream_allow > 0) != (ocf->nstream_allow > 0))
+		snprintf(restart, sizeof(restart), "the stream proxy %s only "
+		    "at a restart (the rules themselves apply at once)",
+		    ncf->nstream_allow ? "starts" : "stops");
+	if (ncf->busy_poll_us != ocf->busy_poll_us) {
+		size_t l = strlen(restart);
+		snprintf(restart + l, sizeof(restart) - l, "%s--busy-poll",
+		    l ? "; " : "");
+	}
+	log_info("reload: tokens %u added, %u removed; %s%s%s%s%s%s%s%s%s",
+	    added, removed,
+	    strcmp(ncf->addr, ocf->addr) ? "control port moves to " : "",
+	    strcmp(ncf->addr, ocf->addr) ? ncf->addr : "",
+	    strcmp(ncf->addr, ocf->addr) ? "; " : "",
+	    ncf->start_port != ocf->start_port ||
+		ncf->end_port != ocf->end_port ? "new port range (for new "
+		"tunnels; open ones keep theirs); " : "",
+	    strcmp(ncf->domain, ocf->domain) ? "new --domain (for new "
+		"tunnels); " : "",
+	    lim[0] ? lim : "limits unchanged", restart[0] ? "; needs a "
+		"restart, keeps the old value: " : "", restart, "");
+	if (ncf->start_port != ocf->start_port ||
+	    ncf->end_port != ocf->end_port)
+		log_info("reload: public ports %u-%u (were %u-%u)",
+		    ncf->start_port, ncf->end_port, ocf->start_port,
+		    ocf->end_port);
+
+	/* 3. apply, as one step */
+	if (tls_reuse)
+		log_info("reload: certificate and key reloaded for new "
+			 "connections");
+	else {
+		tls_ctx_free(srv->tls);
+		srv->tls = ntls;
+		ntls = NULL;
+	}
+	if (nlst) {
+		evconnlistener_free(srv->lst);
+		srv->lst = nlst;
+		log_info("reload: control port now %s", ncf->addr);
+	}
+	hproxy_commit(srv, &hn);
+	srv->cf = ncf;
+	log_set_level(ncf->log_level);
+	if (srv->dsp && dsproxy_reload(srv, err, errcap) < 0)
+		log_error("reload: DTLS certificate not reloaded: %s", err);
+	/* sessions of a token that is gone end, with the reason */
+	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (!s->by_token || token_known(ncf, s->token_hash))
+			continue;
+		SLOG(LOG_INFO, s, "its token (%s) was removed by a reload: "
+				  "ended",
+		    s->identity);
+		session_send_code(s, CTRL_GOODBYE, CODE_AUTH_FAILED,
+		    "the token of this session was removed from the "
+		    "server's configuration");
+		snprintf(s->close_why, sizeof(s->close_why), "token removed "
+		    "by a reload");
+		kicked++;
+		session_close(s, MG_ECLOSED);
+		next = TAILQ_FIRST(&srv->sessions); /* the list changed */
+	}
+	if (kicked)
+		log_info("reload: %u sessions of removed tokens ended", kicked);
+	srv->reload_ok = 1;
+	srv->reload_err[0] = '\0';
+	return 0;
+fail:
+	tls_ctx_free(ntls);
+	if (nlst)
+		evconnlistener_free(nlst);
+	srv->reload_failures++;
+	srv->reload_ok = 0;
+	snprintf(srv->reload_err, sizeof(srv->reload_err), "%s", err);
+	return MG_EINVAL;
+}
+
 void
 server_reload(struct server *srv)
 {
 	char err[512];
 
-	if (srv->tls == NULL) {
-		log_info("reload: no TLS certificate to reload");
-		return;
-	}
-	if (tls_server_reload(srv->tls, err, sizeof(err)) < 0)
-		log_error("reload: certificate not reloaded, keeping the old "
-			  "one: %s",
+	if (server_apply(srv, srv->cf, err, sizeof(err)) < 0)
+		log_error("reload refused, the running configuration stays: "
+			  "%s",
 		    err);
-	else
-		log_info("reload: certificate and key reloaded for new "
-			 "connections");
-	if (srv->dsp && dsproxy_reload(srv, err, sizeof(err)) < 0)
-		log_error("reload: DTLS certificate not reloaded: %s", err);
+}
+
+void
+server_reload_status(const struct server *srv,
+    struct server_reload_status *st)
+{
+	st->reloads = srv->reloads;
+	st->failures = srv->reload_failures;
+	st->last_ok = srv->reload_ok;
+	snprintf(st->last_err, sizeof(st->last_err), "%s", srv->reload_err);
 }
 
 /* ---- shutdown ---- */
@@ -732,6 +956,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 {
 	struct server *srv = xcalloc(1, sizeof(*srv));
 	char host[256], buf[NET_ADDRSTR_MAX], err[512];
+	struct hproxy_next hn;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	const char *why;
@@ -771,7 +996,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 			goto fail;
 		}
 	}
-	if (hproxy_load(srv, err, sizeof(err)) < 0) {
+	if (hproxy_prepare(srv, cf, &hn, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		goto fail;
 	}
@@ -781,18 +1006,17 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		    cf->domain);
 	if ((fd = net_listen_tcp(host, port, 1024)) < 0) {
 		log_error("cannot listen on %s: %s", cf->addr, strerror(errno));
+		hproxy_discard(&hn);
 		goto fail;
 	}
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
 	if ((srv->lst = accept_listen(srv, fd, server_on_accept, srv, 1)) ==
 	    NULL) {
 		log_error("cannot listen on %s", cf->addr);
+		hproxy_discard(&hn);
 		goto fail;
 	}
-	if (hproxy_start(srv, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		goto fail;
-	}
+	hproxy_commit(srv, &hn);
 	if (cf->nstream_allow) {
 		srv->sproxy_accept = sproxy_accept;
 		if (dsproxy_start(srv, err, sizeof(err)) < 0) {

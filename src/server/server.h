@@ -21,9 +21,32 @@ struct server *server_new(struct event_base *base,
  * loop exits. Called again while draining: the loop exits at once. */
 void server_shutdown(struct server *srv);
 
-/* server_reload: read the TLS certificates and keys again for new
- * connections; on error the old ones stay (logged). */
+/*
+ * server_apply: make ncf (which must outlive the server, or the next
+ * apply) the running configuration, as one step: everything that can
+ * fail first (certificates read, listeners that move bound while the old
+ * ones serve), then a plan in the log (tokens added and removed, limits,
+ * ports, what needs a restart), then the swap. Sessions of a removed
+ * token end with Goodbye naming the reason; tunnels and leases stay.
+ * 0, or an error with the reason in err and nothing changed: the caller
+ * keeps the old configuration (and frees ncf).
+ */
+int server_apply(struct server *srv, const struct server_conf *ncf,
+    char *err, size_t errcap);
+
+/* server_reload: server_apply of the running configuration: the
+ * certificates and keys are read again for new connections; on error
+ * the old ones stay (logged). */
 void server_reload(struct server *srv);
+
+/* The reload counter and the last result, for metrics and the API. */
+struct server_reload_status {
+	unsigned long long reloads, failures;
+	int last_ok;
+	char last_err[512];
+};
+void server_reload_status(const struct server *srv,
+    struct server_reload_status *st);
 
 /* server_free: close everything; accepts NULL. */
 void server_free(struct server *srv);

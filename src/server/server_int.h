@@ -141,6 +141,8 @@ struct session {
 	char local_host[64];          /* the address the client reached */
 	char agent[64];
 	char close_why[256];          /* why the server ends it, for the log */
+	int by_token;                 /* authenticated with a token: */
+	uint8_t token_hash[32];       /* its SHA-256 (a reload may remove it) */
 };
 TAILQ_HEAD(session_list, session);
 
@@ -192,6 +194,9 @@ struct server {
 	uint64_t started_ms;
 	uint64_t drain_deadline_ms;
 	int shutting_down;
+	uint64_t reloads, reload_failures;
+	int reload_ok;                /* the last reload's result */
+	char reload_err[512];
 	int accept_paused;            /* at the fd limit (accept.c) */
 	struct event *accept_resume;
 	uint64_t accept_log_ms;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
+#include <nettle/sha2.h>
+
 #include "util/crypto.h"
 
 void
@@ -34,4 +36,14 @@ crypto_memeq(const void *a, const void *b, size_t n)
 	for (size_t i = 0; i < n; i++)
 		d |= x[i] ^ y[i];
 	return d == 0;
+}
+
+void
+crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
+{
+	struct sha256_ctx ctx;
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, n, p);
+	sha256_digest(&ctx, CRYPTO_SHA256_LEN, out);
 }
