@@ -970,6 +970,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	LIST_INIT(&srv->hconns);
 	LIST_INIT(&srv->handshakes);
 	LIST_INIT(&srv->peeks);
+	LIST_INIT(&srv->sp_setups);
 	srv->ops[PROXY_TCP] = &proxy_tcp_ops;
 	srv->ops[PROXY_UDP] = &udp_proxy_ops;
 	srv->ops[PROXY_HTTP] = srv->ops[PROXY_HTTPS] = srv->ops[PROXY_TLS] =
@@ -1081,6 +1082,7 @@ server_free(struct server *srv)
 	accept_stop(srv);
 	hproxy_stop(srv);
 	server_cancel_handshakes(srv);
+	sproxy_stop(srv);
 	tlsrelay_set_free(&srv->sp_relays);
 	if (srv->lst)
 		evconnlistener_free(srv->lst);

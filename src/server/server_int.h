@@ -168,6 +168,8 @@ struct server {
 	LIST_HEAD(, tls_pending) handshakes; /* TLS handshakes under way */
 	unsigned nhandshakes;
 	unsigned nsproxy;             /* stream proxy connections being set up */
+	LIST_HEAD(, sp_conn) sp_setups; /* ... and the list of them */
+	uint64_t sp_next_id;
 	struct tlsrelay_set sp_relays; /* stream proxy connections relaying */
 	struct evdns_base *dns;       /* for the stream proxy, made on demand */
 	struct evconnlistener *http_lst, *https_lst;

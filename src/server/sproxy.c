@@ -31,7 +31,10 @@
 #define SP_DIAL_TIMEOUT_S 10
 #define SP_MAX_BUF (256 * 1024)
 
+/* A stream-proxy connection being set up (header, DNS, dial): on
+ * srv->sp_setups until it relays or is refused, freed with the server. */
 struct sp_conn {
+	LIST_ENTRY(sp_conn) link;
 	struct server *srv;
 	SSL *ssl;
 	int fd;
@@ -47,8 +50,6 @@ struct sp_conn {
 	char peer[NET_ADDRSTR_MAX];
 	char subject[256];
 };
-
-static uint64_t sp_next_id;
 
 
 /* Could some resolved address be allowed for port (a CIDR rule)? */
@@ -80,6 +81,7 @@ sp_free(struct sp_conn *c, int close_all)
 		SSL_free(c->ssl);
 		close(c->fd);
 	}
+	LIST_REMOVE(c, link);
 	c->srv->nsproxy--;
 	free(c);
 }
@@ -272,7 +274,8 @@ sproxy_accept(struct server *srv, int fd, SSL *ssl,
 	c->srv = srv;
 	c->ssl = ssl;
 	c->fd = fd;
-	c->id = ++sp_next_id;
+	c->id = ++srv->sp_next_id;
+	LIST_INSERT_HEAD(&srv->sp_setups, c, link);
 	srv->nsproxy++;
 	net_addr_str(peer, c->peer, sizeof(c->peer));
 	if (tls_peer_subject(ssl, c->subject, sizeof(c->subject)) < 0) {
@@ -286,4 +289,11 @@ sproxy_accept(struct server *srv, int fd, SSL *ssl,
 	evtimer_add(c->timer, &tv);
 	/* the handshake may have read the header already */
 	event_active(c->ev, EV_READ, 1);
+}
+
+void
+sproxy_stop(struct server *srv)
+{
+	while (!LIST_EMPTY(&srv->sp_setups))
+		sp_free(LIST_FIRST(&srv->sp_setups), 1);
 }

@@ -12,4 +12,8 @@ struct ssl_st;
 void sproxy_accept(struct server *srv, int fd, struct ssl_st *ssl,
     const struct sockaddr *peer);
 
+/* sproxy_stop: end the connections still being set up (the server is
+ * going away). */
+void sproxy_stop(struct server *srv);
+
 #endif
