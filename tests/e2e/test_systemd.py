@@ -108,7 +108,7 @@ def test_server_with_low_ports_dropin_verifies(analyze, mgrok_bin, tmp_path):
 
 @pytest.mark.parametrize("unit,breakage", [
     # an unknown key (a typo) is only a warning to systemd, an error to us
-    (DROPIN, ("\n", "\nAmbientCapabilites=CAP_NET_BIND_SERVICE\n")),
+    (DROPIN, ("[Service]\n", "[Service]\nAmbientCapabilites=CAP_NET_BIND_SERVICE\n")),
     (SERVER, ("Restart=on-failure", "Restart=on-failur")),
     (CLIENT, ("LimitNOFILE=65536", "LimitNOFILE=lots")),
     # the binary ExecStart= names is missing
