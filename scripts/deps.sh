@@ -3,7 +3,7 @@
 set -eu
 PKGS="build-essential pkg-config clang libevent-dev libssl-dev libyaml-dev
       libhttp-parser-dev zlib1g-dev nettle-dev libcmocka-dev python3 python3-pytest
-      openssl curl socat iperf3 iproute2 procps faketime
+      openssl curl socat iperf3 iproute2 procps faketime systemd
       golang-go golang-github-xtaci-smux-dev"
 missing=()
 for p in $PKGS; do
