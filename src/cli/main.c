@@ -254,12 +254,52 @@ print_client_summary(const struct client *c)
 	}
 }
 
+struct client_run {
+	struct client *c;
+	struct client_conf *cf;
+	int argc;
+	char **argv;
+};
+
+/* SIGHUP: parse, validate, plan, apply: tunnels change live, the session
+ * stays; a configuration that does not parse changes nothing. */
+static void
+on_client_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct client_run *r = arg;
+	struct client_conf *ncf = calloc(1, sizeof(*ncf));
+	char err[512];
+
+	log_info("SIGHUP: reloading the configuration");
+	if (ncf == NULL)
+		return;
+	if (conf_client_parse(ncf, r->argc, r->argv) != 0) {
+		log_error("reload refused: the configuration does not parse "
+			  "(above); the running one stays");
+		conf_client_free(ncf);
+		free(ncf);
+		return;
+	}
+	if (client_apply(r->c, ncf, err, sizeof(err)) < 0) {
+		log_error("reload refused, the running configuration stays: "
+			  "%s",
+		    err);
+		conf_client_free(ncf);
+		free(ncf);
+		return;
+	}
+	conf_client_free(r->cf);
+	free(r->cf);
+	r->cf = ncf;
+}
+
 static int
 run_client(int argc, char **argv)
 {
 	struct client_conf *cf = calloc(1, sizeof(*cf));
 	struct client_hooks hooks = { on_forwarding, NULL };
-	struct event *sig_int = NULL, *sig_term = NULL;
+	struct event *sig_int = NULL, *sig_term = NULL, *sig_hup = NULL;
+	struct client_run run = { NULL, NULL, argc, argv };
 	struct event_base *base;
 	struct client *c;
 	int rc;
@@ -282,10 +322,14 @@ run_client(int argc, char **argv)
 		if (cf->busy_poll_us > 0)
 			log_info("busy polling for %u us after each I/O "
 			    "(--busy-poll)", cf->busy_poll_us);
+		run.c = c;
+		run.cf = cf;
 		sig_int = evsignal_new(base, SIGINT, on_client_signal, c);
 		sig_term = evsignal_new(base, SIGTERM, on_client_signal, c);
+		sig_hup = evsignal_new(base, SIGHUP, on_client_hup, &run);
 		event_add(sig_int, NULL);
 		event_add(sig_term, NULL);
+		event_add(sig_hup, NULL);
 		log_defer_start(base);
 		loop_run(base, cf->busy_poll_us);
 		log_defer_stop();
@@ -293,7 +337,9 @@ run_client(int argc, char **argv)
 		rc = client_exit_code(c);
 		event_free(sig_int);
 		event_free(sig_term);
+		event_free(sig_hup);
 		client_free(c);
+		cf = run.cf;
 	}
 	event_base_free(base);
 	conf_client_free(cf);

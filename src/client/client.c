@@ -54,8 +54,21 @@ enum client_state {
 	CL_READY,
 };
 
+/*
+ * A tunnel of this agent. Allocated one by one and counted: the agent's
+ * table holds one reference, and so does everything that may outlive its
+ * place there (a registration waiting for its answer, a stream being set
+ * up, a relay, a UDP flow), so a tunnel that a reload removes is freed
+ * when the last of them ends, never under them.
+ */
 struct cproxy {
-	const struct local_spec *spec;
+	TAILQ_ENTRY(cproxy) reg_link; /* client->regq, awaiting its answer */
+	struct local_spec spec;       /* a copy: the conf may be replaced */
+	unsigned refs;
+	int gone;                     /* removed from the table by a reload */
+	int waiting;                  /* on regq */
+	int registered;               /* RegisterOK came (this session) */
+	int reloaded;                 /* added by a reload, not at start */
 	struct addrinfo *ai;
 	char name[CTRL_NAME_MAX + 1];  /* as the server named it */
 	uint16_t remote_port;           /* asked for, then as assigned */
@@ -98,9 +111,10 @@ struct client {
 	struct addrinfo *server_ai;
 	int conn_fd;          /* during the TLS handshake */
 	enum client_state state;
-	struct cproxy *px;
+	struct cproxy **px;   /* the table: the tunnels of the configuration */
 	size_t npx;
-	size_t reg_next;      /* index of the next RegisterOK/Err expected */
+	/* registrations sent, in order: the server answers each in order */
+	TAILQ_HEAD(, cproxy) regq;
 	uint8_t client_id[CTRL_ID_LEN];
 	uint8_t client_nonce[CTRL_NONCE_LEN];
 	unsigned attempts;
@@ -190,10 +204,67 @@ static const struct mux_stream_cbs cs_cbs = {
 	.closed = cs_closed,
 };
 
+/* ---- tunnels ---- */
+
+static struct cproxy *
+px_ref(struct cproxy *px)
+{
+	px->refs++;
+	return px;
+}
+
+static void
+px_unref(struct cproxy *px)
+{
+	if (px == NULL || --px->refs > 0)
+		return;
+	if (px->ai)
+		freeaddrinfo(px->ai);
+	free(px);
+}
+
+static void
+px_hrelay_done(void *arg)
+{
+	px_unref(arg);
+}
+
+/* A tunnel for spec, its local address resolved; NULL after saying why. */
+static struct cproxy *
+px_new(const struct local_spec *spec)
+{
+	struct cproxy *px = xcalloc(1, sizeof(*px));
+	struct addrinfo hints;
+	char port[8];
+	int rc;
+
+	px->spec = *spec;
+	px->refs = 1; /* the table's */
+	px->remote_port = px->spec.remote_port;
+	if (px->spec.host_rewrite)
+		snprintf(px->host_rw, sizeof(px->host_rw), "localhost:%u",
+		    px->spec.port);
+	snprintf(px->name, sizeof(px->name), "%s", px->spec.name);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = px->spec.type == PROXY_UDP ? SOCK_DGRAM :
+	    SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", px->spec.port);
+	rc = getaddrinfo(px->spec.host, port, &hints, &px->ai);
+	if (rc != 0) {
+		client_say("cannot resolve local host %s: %s", px->spec.host,
+		    gai_strerror(rc));
+		free(px);
+		return NULL;
+	}
+	return px;
+}
+
 static void
 cs_free(struct cstream *cs)
 {
 	dial_cancel(cs->dial);
+	px_unref(cs->px);
 	free(cs);
 }
 
@@ -224,6 +295,7 @@ cs_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock, int refused)
 	px->active--;
 	px->bytes_in += to_sock;
 	px->bytes_out += from_sock;
+	px_unref(px);
 }
 
 static void
@@ -232,7 +304,7 @@ cs_dial_failed(struct cstream *cs, int err)
 	char why[400];
 
 	snprintf(why, sizeof(why), "cannot reach %s:%u: %s",
-	    cs->px->spec->host, cs->px->spec->port,
+	    cs->px->spec.host, cs->px->spec.port,
 	    strerror(err ? err : ECONNREFUSED));
 	log_warn("stream %u for \"%s\": %s", mux_stream_id(cs->st),
 	    cs->px->name, why);
@@ -250,12 +322,14 @@ cs_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 		return;
 	}
 	cs->px->streams_total++;
-	if (cs->px->spec->type == PROXY_HTTP) {
+	if (cs->px->spec.type == PROXY_HTTP) {
 		hrelay_new(cs->c->base, fd, cs->st, cs->px->host_rw[0] ?
-		    cs->px->host_rw : NULL, &cs->px->hs);
+		    cs->px->host_rw : NULL, &cs->px->hs, px_hrelay_done,
+		    px_ref(cs->px));
 	} else {
 		cs->px->active++;
-		relay_new(cs->c->base, fd, cs->st, 0, cs_relay_done, cs->px);
+		relay_new(cs->c->base, fd, cs->st, 0, cs_relay_done,
+		    px_ref(cs->px));
 	}
 	cs->st = NULL;
 	cs_free(cs);
@@ -281,6 +355,7 @@ cf_free(struct cflow *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	mux_stream_free(f->st);
+	px_unref(f->px);
 	free(f);
 }
 
@@ -375,7 +450,7 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	struct addrinfo *ai = px->ai;
 
 	f->c = c;
-	f->px = px;
+	f->px = px_ref(px);
 	f->st = st;
 	f->fd = -1;
 	f->gso = dgram_gso_supported();
@@ -400,7 +475,7 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	}
 	if (f->fd < 0) {
 		log_warn("udp flow %u: no socket towards %s:%u: %s",
-		    mux_stream_id(st), px->spec->host, px->spec->port,
+		    mux_stream_id(st), px->spec.host, px->spec.port,
 		    strerror(errno));
 		cf_free(f);
 		return;
@@ -433,11 +508,11 @@ static struct cproxy *
 client_find_proxy(struct client *c, const struct sthdr *h)
 {
 	for (size_t i = 0; i < c->npx; i++)
-		if (strcmp(c->px[i].name, h->name) == 0)
-			return &c->px[i];
+		if (strcmp(c->px[i]->name, h->name) == 0)
+			return c->px[i];
 	for (size_t i = 0; i < c->npx; i++)
-		if (c->px[i].remote_port == h->remote_port)
-			return &c->px[i];
+		if (c->px[i]->remote_port == h->remote_port)
+			return c->px[i];
 	return NULL;
 }
 
@@ -465,18 +540,21 @@ cs_readable(struct mux_stream *st, void *arg)
 	}
 	evbuffer_drain(rx, (size_t)n);
 	mux_stream_consumed(st, (size_t)n);
-	if ((cs->px = client_find_proxy(cs->c, &h)) == NULL) {
+	if ((cs->px = client_find_proxy(cs->c, &h)) != NULL)
+		px_ref(cs->px);
+	if (cs->px == NULL) {
 		log_warn("stream %u: no proxy named \"%s\" or on port %u",
 		    mux_stream_id(st), h.name, h.remote_port);
 		cs_reject(cs, CODE_UNREACHABLE, "no such proxy on this client");
 		return;
 	}
-	if (cs->px->spec->type == PROXY_UDP) {
+	if (cs->px->spec.type == PROXY_UDP) {
 		struct client *c = cs->c;
-		struct cproxy *px = cs->px;
+		struct cproxy *px = px_ref(cs->px);
 		cs->st = NULL;
 		cs_free(cs);
 		cf_start(c, st, px);
+		px_unref(px);
 		return;
 	}
 	cs->dial = dial_start(cs->c->base, cs->px->ai, SOCK_STREAM,
@@ -504,41 +582,90 @@ client_mux_accept(struct mux *m, struct mux_stream *st, void *arg)
 
 /* ---- control ---- */
 
+/* Drop the registrations still waiting for an answer (the session that
+ * would have answered is gone). */
+static void
+client_regq_clear(struct client *c)
+{
+	struct cproxy *px;
+
+	while ((px = TAILQ_FIRST(&c->regq)) != NULL) {
+		TAILQ_REMOVE(&c->regq, px, reg_link);
+		px->waiting = 0;
+		px_unref(px);
+	}
+}
+
+static void
+client_register_one(struct client *c, struct cproxy *px)
+{
+	struct ctrl_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_REGISTER_EX;
+	m.u.reg.ex = 1;
+	m.u.reg.proxy_type = px->spec.type;
+	m.u.reg.remote_port = px->remote_port;
+	m.u.reg.local_port = px->spec.port;
+	m.u.reg.name.p = (const uint8_t *)px->name;
+	m.u.reg.name.len = strlen(px->name);
+	if (px->spec.subdomain[0]) {
+		m.u.reg.subdomain.p = (const uint8_t *)px->spec.subdomain;
+		m.u.reg.subdomain.len = strlen(px->spec.subdomain);
+	} else if (px->spec.hostname[0] || px->assigned_host[0]) {
+		/* keep a random name we were given across a server restart
+		 * too */
+		const char *h = px->spec.hostname[0] ? px->spec.hostname :
+		    px->assigned_host;
+		m.u.reg.hostname.p = (const uint8_t *)h;
+		m.u.reg.hostname.len = strlen(h);
+	}
+	if (px->spec.basic_auth[0]) {
+		m.u.reg.basic_auth.p = (const uint8_t *)px->spec.basic_auth;
+		m.u.reg.basic_auth.len = strlen(px->spec.basic_auth);
+	}
+	if (client_send(c, &m) < 0)
+		return;
+	TAILQ_INSERT_TAIL(&c->regq, px_ref(px), reg_link);
+	px->waiting = 1;
+	c->state = CL_REGISTERING;
+}
+
 static void
 client_register_all(struct client *c)
 {
+	client_regq_clear(c);
 	c->state = CL_REGISTERING;
-	c->reg_next = 0;
-	for (size_t i = 0; i < c->npx; i++) {
-		struct cproxy *px = &c->px[i];
-		struct ctrl_msg m;
-		memset(&m, 0, sizeof(m));
-		m.type = CTRL_REGISTER_EX;
-		m.u.reg.ex = 1;
-		m.u.reg.proxy_type = px->spec->type;
-		m.u.reg.remote_port = px->remote_port;
-		m.u.reg.local_port = px->spec->port;
-		m.u.reg.name.p = (const uint8_t *)px->name;
-		m.u.reg.name.len = strlen(px->name);
-		if (px->spec->subdomain[0]) {
-			m.u.reg.subdomain.p =
-			    (const uint8_t *)px->spec->subdomain;
-			m.u.reg.subdomain.len = strlen(px->spec->subdomain);
-		} else if (px->spec->hostname[0] || px->assigned_host[0]) {
-			/* keep a random name we were given across a server
-			 * restart too */
-			const char *h = px->spec->hostname[0] ?
-			    px->spec->hostname : px->assigned_host;
-			m.u.reg.hostname.p = (const uint8_t *)h;
-			m.u.reg.hostname.len = strlen(h);
-		}
-		if (px->spec->basic_auth[0]) {
-			m.u.reg.basic_auth.p =
-			    (const uint8_t *)px->spec->basic_auth;
-			m.u.reg.basic_auth.len = strlen(px->spec->basic_auth);
-		}
-		client_send(c, &m);
+	for (size_t i = 0; i < c->npx; i++)
+		client_register_one(c, c->px[i]);
+	if (c->npx == 0)
+		c->state = CL_READY;
+}
+
+/* The answer to the oldest registration: its tunnel, a reference the
+ * caller drops (px->gone: a reload removed it meanwhile). */
+static struct cproxy *
+client_regq_pop(struct client *c)
+{
+	struct cproxy *px = TAILQ_FIRST(&c->regq);
+
+	if (px != NULL) {
+		TAILQ_REMOVE(&c->regq, px, reg_link);
+		px->waiting = 0;
 	}
+	return px;
+}
+
+static void
+client_send_unregister(struct client *c, const char *name)
+{
+	struct ctrl_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_UNREGISTER;
+	m.u.name.p = (const uint8_t *)name;
+	m.u.name.len = strlen(name);
+	client_send(c, &m);
 }
 
 static void
@@ -577,11 +704,19 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	struct cproxy *px;
 	char url[400];
 
-	if (c->reg_next >= c->npx) {
+	if ((px = client_regq_pop(c)) == NULL) {
 		log_warn("unexpected RegisterOK");
 		return;
 	}
-	px = &c->px[c->reg_next++];
+	if (px->gone) {
+		/* a reload removed it while the answer was on its way */
+		char n[LOG_ESC_MAX];
+		log_esc(m->u.reg_ok.name.p, m->u.reg_ok.name.len, n,
+		    sizeof(n));
+		client_send_unregister(c, n);
+		px_unref(px);
+		return;
+	}
 	snprintf(px->name, sizeof(px->name), "%.*s",
 	    (int)m->u.reg_ok.name.len, (const char *)m->u.reg_ok.name.p);
 	px->remote_port = m->u.reg_ok.remote_port;
@@ -598,9 +733,9 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 		     one = strtok_r(NULL, " ", &save))
 			if (c->hooks.forwarding)
 				c->hooks.forwarding(c->hooks.arg, one,
-				    px->spec->host, px->spec->port, px->name);
-		if (px->spec->type == PROXY_HTTP ||
-		    px->spec->type == PROXY_TLS) {
+				    px->spec.host, px->spec.port, px->name);
+		if (px->spec.type == PROXY_HTTP ||
+		    px->spec.type == PROXY_TLS) {
 			const char *h = strstr(url, "://");
 			size_t n = h ? strcspn(h + 3, ":/ ") : 0;
 			if (h && n < sizeof(px->assigned_host)) {
@@ -611,11 +746,28 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	} else {
 		log_info("proxy \"%s\" back at %s", px->name, url);
 	}
-	if (c->reg_next == c->npx) {
+	px->registered = 1;
+	px_unref(px);
+	if (TAILQ_EMPTY(&c->regq)) {
 		c->state = CL_READY;
 		c->attempts = 0;
 		c->ever_ready = 1;
 	}
+}
+
+/* A tunnel leaves the table (a reload removed it, or the server refused
+ * it on a reload): its public side is released at the server. */
+static void
+client_drop_tunnel(struct client *c, size_t i)
+{
+	struct cproxy *px = c->px[i];
+
+	if (px->registered && c->state >= CL_REGISTERING)
+		client_send_unregister(c, px->name);
+	px->gone = 1;
+	memmove(&c->px[i], &c->px[i + 1], (c->npx - i - 1) * sizeof(*c->px));
+	c->npx--;
+	px_unref(px);
 }
 
 static void
@@ -658,13 +810,30 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 	case CTRL_REGISTER_OK:
 		client_on_register_ok(c, &m);
 		break;
-	case CTRL_REGISTER_ERR:
+	case CTRL_REGISTER_ERR: {
+		struct cproxy *px = client_regq_pop(c);
+
 		client_say("cannot register %s: %s (code %u)",
 		    m.u.reg_err.name.len ? esc(&m.u.reg_err.name, e2,
 		    sizeof(e2)) : "proxy", esc(&m.u.reg_err.text, e1,
 		    sizeof(e1)), m.u.reg_err.code);
+		if (px != NULL && px->reloaded) {
+			/* added by a reload: that tunnel is dropped, the
+			 * others go on */
+			for (size_t i = 0; i < c->npx; i++)
+				if (c->px[i] == px) {
+					client_drop_tunnel(c, i);
+					break;
+				}
+			px_unref(px);
+			if (TAILQ_EMPTY(&c->regq))
+				c->state = CL_READY;
+			break;
+		}
+		px_unref(px);
 		client_stop(c, 1);
 		break;
+	}
 	case CTRL_HEARTBEAT:
 		break;
 	case CTRL_GOODBYE:
@@ -805,6 +974,9 @@ client_mux_closed(struct mux *m, int err, void *arg)
 	c->ctrl = NULL;
 	mux_free(c->mux);
 	c->mux = NULL;
+	client_regq_clear(c);
+	for (size_t i = 0; i < c->npx; i++)
+		c->px[i]->registered = 0;
 	if (c->stopping) {
 		event_base_loopexit(c->base, NULL);
 		return;
@@ -1102,6 +1274,7 @@ client_new(struct event_base *base, const struct client_conf *cf,
 		c->hooks = *hooks;
 	c->conn_fd = -1;
 	c->lock_fd = -1;
+	TAILQ_INIT(&c->regq);
 	c->started_ms = client_now_ms(c);
 	if (net_split_hostport(cf->server, c->server_host,
 	    sizeof(c->server_host), &c->server_port, &err)) {
@@ -1148,30 +1321,12 @@ client_new(struct event_base *base, const struct client_conf *cf,
 			    "public addresses will not survive a restart", why);
 	}
 	c->npx = cf->nlocals;
-	c->px = xcalloc(c->npx, sizeof(*c->px));
-	for (size_t i = 0; i < c->npx; i++) {
-		struct cproxy *px = &c->px[i];
-		struct addrinfo hints;
-		char port[8];
-		int rc;
-		px->spec = &cf->locals[i];
-		px->remote_port = px->spec->remote_port;
-		if (px->spec->host_rewrite)
-			snprintf(px->host_rw, sizeof(px->host_rw),
-			    "localhost:%u", px->spec->port);
-		snprintf(px->name, sizeof(px->name), "%s", px->spec->name);
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_socktype = px->spec->type == PROXY_UDP ? SOCK_DGRAM :
-		    SOCK_STREAM;
-		hints.ai_flags = AI_NUMERICSERV;
-		snprintf(port, sizeof(port), "%u", px->spec->port);
-		rc = getaddrinfo(px->spec->host, port, &hints, &px->ai);
-		if (rc != 0) {
-			client_say("cannot resolve local host %s: %s",
-			    px->spec->host, gai_strerror(rc));
+	c->px = xcalloc(c->npx ? c->npx : 1, sizeof(*c->px));
+	for (size_t i = 0; i < cf->nlocals; i++)
+		if ((c->px[i] = px_new(&cf->locals[i])) == NULL) {
+			c->npx = i;
 			goto fail;
 		}
-	}
 	LIST_INIT(&c->flows);
 	{
 		unsigned ms = cf->udp_idle_s * 1000 / 4;
@@ -1221,14 +1376,14 @@ void
 client_tunnel_stats(const struct client *c, size_t i,
     struct client_tunnel_stats *out)
 {
-	const struct cproxy *px = &c->px[i];
+	const struct cproxy *px = c->px[i];
 
 	memset(out, 0, sizeof(*out));
-	out->type = px->spec->type;
+	out->type = px->spec.type;
 	out->url = px->url;
 	out->name = px->name;
-	out->local_host = px->spec->host;
-	out->local_port = px->spec->port;
+	out->local_host = px->spec.host;
+	out->local_port = px->spec.port;
 	out->streams = px->streams_total;
 	out->refused = px->refused;
 	out->active = px->active;
@@ -1236,11 +1391,11 @@ client_tunnel_stats(const struct client *c, size_t i,
 	out->bytes_out = px->bytes_out;
 	out->dg = px->dg;
 	out->http = px->hs;
-	if (px->spec->type == PROXY_HTTP) {
+	if (px->spec.type == PROXY_HTTP) {
 		out->bytes_in = px->hs.bytes_in;
 		out->bytes_out = px->hs.bytes_out;
 		out->active = px->hs.active;
-	} else if (px->spec->type == PROXY_UDP) {
+	} else if (px->spec.type == PROXY_UDP) {
 		out->bytes_in = px->dg.bytes_in;
 		out->bytes_out = px->dg.bytes_out;
 	}
@@ -1277,9 +1432,147 @@ client_free(struct client *c)
 		close(c->lock_fd); /* releases the agent's lock */
 	if (c->server_ai)
 		freeaddrinfo(c->server_ai);
+	client_regq_clear(c);
 	for (size_t i = 0; c->px && i < c->npx; i++)
-		if (c->px[i].ai)
-			freeaddrinfo(c->px[i].ai);
+		px_unref(c->px[i]);
 	free(c->px);
 	free(c);
+}
+
+static int
+spec_same(const struct local_spec *a, const struct local_spec *b)
+{
+	return a->type == b->type && a->port == b->port &&
+	    a->remote_port == b->remote_port &&
+	    a->host_rewrite == b->host_rewrite &&
+	    strcmp(a->host, b->host) == 0 && strcmp(a->name, b->name) == 0 &&
+	    strcmp(a->subdomain, b->subdomain) == 0 &&
+	    strcmp(a->hostname, b->hostname) == 0 &&
+	    strcmp(a->basic_auth, b->basic_auth) == 0;
+}
+
+static int
+opt_differs(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+#define SWAP(a, b)                                                             \
+	do {                                                                   \
+		__typeof__(a) t_ = (a);                                        \
+		(a) = (b);                                                     \
+		(b) = t_;                                                      \
+	} while (0)
+
+int
+client_apply(struct client *c, struct client_conf *ncf, char *err,
+    size_t errcap)
+{
+	struct client_conf *ocf = (struct client_conf *)c->cf;
+	struct cproxy **table, **fresh;
+	unsigned added = 0, removed = 0, changed = 0, same = 0;
+	char restart[256] = "";
+	int *kept;
+
+	/* the connection's own settings stay as they are until a restart:
+	 * the new configuration takes the running values, and the caller
+	 * frees the unused ones with the old configuration */
+	if (strcmp(ncf->server, ocf->server) != 0 ||
+	    opt_differs(ncf->token, ocf->token) || ncf->tls != ocf->tls ||
+	    opt_differs(ncf->tls_ca, ocf->tls_ca) ||
+	    opt_differs(ncf->tls_cert, ocf->tls_cert) ||
+	    opt_differs(ncf->tls_key, ocf->tls_key) ||
+	    opt_differs(ncf->tls_server_name, ocf->tls_server_name) ||
+	    opt_differs(ncf->tls_pin, ocf->tls_pin) ||
+	    ncf->have_client_id != ocf->have_client_id ||
+	    memcmp(ncf->client_id, ocf->client_id, sizeof(ncf->client_id)))
+		snprintf(restart, sizeof(restart), "; the server, token, TLS "
+		    "and identity settings need a restart (the running ones "
+		    "stay)");
+	memcpy(ncf->server, ocf->server, sizeof(ncf->server));
+	SWAP(ncf->token, ocf->token);
+	ncf->tls = ocf->tls;
+	SWAP(ncf->tls_ca, ocf->tls_ca);
+	SWAP(ncf->tls_cert, ocf->tls_cert);
+	SWAP(ncf->tls_key, ocf->tls_key);
+	SWAP(ncf->tls_server_name, ocf->tls_server_name);
+	SWAP(ncf->tls_pin, ocf->tls_pin);
+	ncf->have_client_id = ocf->have_client_id;
+	memcpy(ncf->client_id, ocf->client_id, sizeof(ncf->client_id));
+	if (ncf->busy_poll_us != ocf->busy_poll_us) {
+		size_t l = strlen(restart);
+		snprintf(restart + l, sizeof(restart) - l, "; --busy-poll "
+		    "needs a restart");
+	}
+
+	/* the new table: unchanged tunnels carry over (their address, their
+	 * connections), the rest is made anew */
+	fresh = xcalloc(ncf->nlocals ? ncf->nlocals : 1, sizeof(*fresh));
+	kept = xcalloc(c->npx ? c->npx : 1, sizeof(*kept));
+	for (size_t i = 0; i < ncf->nlocals; i++) {
+		for (size_t j = 0; j < c->npx; j++)
+			if (!kept[j] && spec_same(&c->px[j]->spec,
+			    &ncf->locals[i])) {
+				kept[j] = 1;
+				fresh[i] = c->px[j];
+				same++;
+				break;
+			}
+		if (fresh[i] != NULL)
+			continue;
+		if ((fresh[i] = px_new(&ncf->locals[i])) == NULL) {
+			snprintf(err, errcap, "cannot resolve the local address "
+			    "of tunnel %zu (%s)", i + 1, ncf->locals[i].host);
+			for (size_t k = 0; k < i; k++)
+				if (fresh[k]->reloaded)
+					px_unref(fresh[k]);
+			free(fresh);
+			free(kept);
+			return MG_EINVAL;
+		}
+		fresh[i]->reloaded = 1; /* new: a refusal drops only it */
+		added++;
+	}
+	/* what leaves the table is unregistered; a tunnel whose name stays
+	 * but whose settings changed counts as changed */
+	for (size_t j = 0; j < c->npx; j++) {
+		struct cproxy *px = c->px[j];
+		int renamed = 0;
+		if (kept[j])
+			continue;
+		for (size_t i = 0; i < ncf->nlocals; i++)
+			if (px->spec.name[0] &&
+			    strcmp(px->spec.name, ncf->locals[i].name) == 0)
+				renamed = 1;
+		if (renamed) {
+			changed++;
+			added--; /* counted as new above */
+		} else {
+			removed++;
+		}
+		log_info("reload: tunnel \"%s\" %s", px->name, renamed ?
+		    "changed: registered anew" : "removed");
+		if (px->registered && c->state >= CL_REGISTERING)
+			client_send_unregister(c, px->name);
+		px->gone = 1;
+		px_unref(px);
+	}
+	table = c->px;
+	c->px = fresh;
+	c->npx = ncf->nlocals;
+	free(table);
+	free(kept);
+	c->cf = ncf;
+	log_set_level(ncf->log_level);
+	/* the new ones are registered now if the session is up, else with
+	 * the others when it is */
+	for (size_t i = 0; i < c->npx; i++)
+		if (c->px[i]->reloaded && !c->px[i]->waiting &&
+		    !c->px[i]->registered &&
+		    (c->state == CL_READY || c->state == CL_REGISTERING))
+			client_register_one(c, c->px[i]);
+	log_info("reload: tunnels %u added, %u removed, %u changed, %u "
+		 "unchanged%s",
+	    added, removed, changed, same, restart);
+	return 0;
 }

@@ -63,6 +63,19 @@ size_t client_ntunnels(const struct client *c);
 void client_tunnel_stats(const struct client *c, size_t i,
     struct client_tunnel_stats *out);
 
+/*
+ * client_apply: make ncf the agent's configuration (it must outlive the
+ * client or the next apply): tunnels added are registered, removed ones
+ * unregistered (their public side closes), changed ones registered anew;
+ * unchanged ones keep their public address and open connections, and the
+ * session is not dropped. The server, token, TLS and identity settings
+ * need a restart: ncf takes the running ones (swapped, so the caller frees
+ * the unused values with the old configuration). A plan is logged. 0, or
+ * an error with the reason in err and nothing changed.
+ */
+int client_apply(struct client *c, struct client_conf *ncf, char *err,
+    size_t errcap);
+
 void client_free(struct client *c);
 
 #endif

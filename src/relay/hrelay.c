@@ -33,6 +33,8 @@ struct hrelay {
 	struct http_track *rq, *rs;
 	struct http_cstats *stats;
 	const char *host_rewrite;
+	void (*done)(void *arg);
+	void *done_arg;
 	int fd;
 	int raw_req, raw_resp;      /* upgraded: no more parsing */
 	int req_open;               /* a request awaits its response head */
@@ -71,6 +73,8 @@ hr_destroy(struct hrelay *r)
 		mux_stream_free(r->st);
 	if (r->stats)
 		r->stats->active--;
+	if (r->done)
+		r->done(r->done_arg); /* last: stats and host_rewrite are its */
 	free(r);
 }
 
@@ -334,10 +338,13 @@ static const struct mux_stream_cbs hr_cbs = {
 
 struct hrelay *
 hrelay_new(struct event_base *base, int fd, struct mux_stream *st,
-    const char *host_rewrite, struct http_cstats *stats)
+    const char *host_rewrite, struct http_cstats *stats,
+    void (*done)(void *arg), void *done_arg)
 {
 	struct hrelay *r = xcalloc(1, sizeof(*r));
 
+	r->done = done;
+	r->done_arg = done_arg;
 	r->st = st;
 	r->fd = fd;
 	r->host_rewrite = host_rewrite;

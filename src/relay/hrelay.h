@@ -22,13 +22,15 @@ struct http_cstats {
  * hrelay_new: relay between fd (connected to the local web service; the
  * relay owns it) and st (the relay takes it), logging "METHOD URL STATUS
  * REASON LATENCY" per request; host_rewrite, when not NULL, replaces each
- * request's Host (it must outlive the relay). stats may be NULL. The relay
+ * request's Host (it must outlive the relay). stats may be NULL. done, when
+ * not NULL, is called with done_arg as the relay ends, after its last use of
+ * stats and host_rewrite (so their owner may free them then). The relay
  * frees itself when both directions are done or either fails; when a side
  * fails or the session dies, it resets fd (RST) rather than closing it in
  * order.
  */
 struct hrelay *hrelay_new(struct event_base *base, int fd,
     struct mux_stream *st, const char *host_rewrite,
-    struct http_cstats *stats);
+    struct http_cstats *stats, void (*done)(void *arg), void *done_arg);
 
 #endif

@@ -86,3 +86,27 @@ def test_bad_reload_changes_nothing(mg):
     # a new session with the old token still authenticates
     a2 = mg.tcp_client(svc.port, server, token=tok)
     mg.wait_forward(a2)
+
+
+def test_agent_sighup_keeps_tunnels_and_connections(mg):
+    """An agent reloaded with the same configuration changes nothing: the
+    session stays, every tunnel keeps its address and open connection."""
+    server = mg.server()
+    svc = mg.echo_service()
+    usvc = mg.udp_service("tag")
+    c = mg.locals_client(["127.0.0.1:%d" % svc.port, "udp:127.0.0.1:%d" % usvc.port], server)
+    fw = mg.wait_forward(c, count=2)
+    tport = [f for f in fw if f[0] == "tcp"][0][2]
+    held = connect(tport)
+    held.sendall(b"one")
+    assert recv_exact(held, 3) == b"one"
+    c.signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload: tunnels 0 added, 0 removed, 0 changed, 2 unchanged"
+                    in c.stderr(), 10), c.stderr()
+    time.sleep(0.5)
+    assert c.alive()
+    held.sendall(b"two")
+    assert recv_exact(held, 3) == b"two"
+    held.close()
+    assert len(c.forwards()) == 2, c.forwards()
+    assert server.stderr().count("authenticated (") == 1, "the session was dropped"
