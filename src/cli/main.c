@@ -29,11 +29,18 @@ usage(FILE *f)
 	      "  http [HOST:]PORT       expose a local web service by host name\n"
 	      "  tls [HOST:]PORT        expose a local TLS service by SNI\n"
 	      "  client --local ...     expose several local services\n"
+	      "  start [NAME...]        run the tunnels of a config file "
+	      "(--config FILE)\n"
+	      "  config check FILE      check a config file (every problem, "
+	      "with its line)\n"
+	      "  config example client|server  a commented example config "
+	      "file\n"
 	      "  connect --to H:P ...   reach H:P through the server's stream "
 	      "proxy\n"
 	      "  certs --out DIR --hosts H1,H2  make a CA, server and client "
 	      "certificate\n"
 	      "  mux-peer ...           a raw smux peer, to test the mux layer\n"
+	      "  man                    print the man page mgrok(1) (roff)\n"
 	      "  version                print the version\n"
 	      "Run `mgrok COMMAND --help` for a command's options.\n",
 	    f);
@@ -91,8 +98,13 @@ run_server(int argc, char **argv)
 	struct server_conf cf;
 	struct event_base *base;
 	struct server *srv;
-	int rc = conf_server_parse(&cf, argc, argv);
+	struct conf_diag d;
+	int rc;
 
+	conf_diag_init(&d);
+	rc = conf_server_load(&cf, argc, argv, &d);
+	cli_print_diag(&d);
+	conf_diag_free(&d);
 	if (rc != 0) {
 		if (rc > 0)
 			conf_server_usage(stdout);
@@ -221,11 +233,15 @@ run_client(int argc, char **argv)
 	struct event *sig_int = NULL, *sig_term = NULL;
 	struct event_base *base;
 	struct client *c;
+	struct conf_diag d;
 	int rc;
 
 	if (cf == NULL)
 		abort();
-	rc = conf_client_parse(cf, argc, argv);
+	conf_diag_init(&d);
+	rc = conf_client_load(cf, argc, argv, &d);
+	cli_print_diag(&d);
+	conf_diag_free(&d);
 	if (rc != 0) {
 		if (rc > 0)
 			conf_client_usage(stdout, argv[0]);
@@ -281,8 +297,14 @@ main(int argc, char **argv)
 		return run_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
 	    strcmp(cmd, "http") == 0 || strcmp(cmd, "tls") == 0 ||
-	    strcmp(cmd, "client") == 0)
+	    strcmp(cmd, "client") == 0 || strcmp(cmd, "start") == 0)
 		return run_client(argc - 1, argv + 1);
+	if (strcmp(cmd, "config") == 0)
+		return cli_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "man") == 0) {
+		conf_man(stdout, MGROK_VERSION);
+		return 0;
+	}
 	if (strcmp(cmd, "connect") == 0)
 		return cli_connect(argc - 1, argv + 1);
 	if (strcmp(cmd, "certs") == 0)
