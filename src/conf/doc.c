@@ -359,9 +359,9 @@ conf_example(FILE *f, int server)
 	    "show defaults.\n"
 	    "version: 1\n\n", server ? "server" : "agent (`mgrok start`)");
 	if (server) {
-		fputs("# Accepted tokens, each with a name that logs and "
+		fputs("# Accepted tokens (--token), each with a name that logs and "
 		      "leases use.\n"
-		      "# auth_token: SECRET (or --token) adds an unnamed "
+		      "# auth_token: SECRET (the original mgrok's key) adds an unnamed "
 		      "one.\n"
 		      "tokens:\n"
 		      "  - name: alice\n"
