@@ -340,7 +340,7 @@ example_opt(FILE *f, const struct conf_opt *o, const char *indent)
 	fputc('\n', f);
 	if (o->example)
 		fprintf(f, "%s%s: %s\n", indent, o->key, o->example);
-	else if (o->list)
+	else if (o->flags & OF_LIST)
 		fprintf(f, "%s# %s: [%s, ...]\n", indent, o->key,
 		    o->arg ? o->arg : "");
 	else

@@ -134,11 +134,19 @@ s_token_file(struct ld *L, const char *path, char *why, size_t wl)
 {
 	char line[1100];
 	FILE *f = fopen(path, "r");
+	struct stat st;
 	int rc = 0;
 
 	if (f == NULL) {
 		snprintf(why, wl, "cannot open %s: %s", path, strerror(errno));
 		return -1;
+	}
+	if (L->cur.in_file && fstat(fileno(f), &st) == 0 && (st.st_mode & 077)) {
+		char w[600];
+		snprintf(w, sizeof(w), "%.250s holds secrets and others can "
+		    "read it (mode %03o): chmod 600 %.250s", path,
+		    (unsigned)(st.st_mode & 0777), path);
+		ld_warn_at(L, &L->cur, w);
 	}
 	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
 		/* editors leave CR, spaces and tabs around a line: a token
