@@ -242,12 +242,21 @@ flags_pass(struct ld *L, int argc, char **argv, int apply,
 	while ((o = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
 		const struct conf_opt *opt;
 		if (o == ':' || o == '?' || o < 256) {
-			if (apply && o == ':')
-				bad_plain(L, argv[optind - 1], "needs a value",
-				    "");
-			else if (apply)
-				bad_plain(L, argv[optind - 1],
-				    "unknown option", "");
+			const char *a = argv[optind - 1], *near;
+			char why[200];
+			if (apply && o == ':') {
+				bad_plain(L, a, "needs a value", "");
+			} else if (apply) {
+				near = strncmp(a, "--", 2) == 0 ?
+				    conf_flag_nearest(L->server, a + 2) : NULL;
+				if (near)
+					snprintf(why, sizeof(why), "unknown "
+					    "option (did you mean --%s?)", near);
+				else
+					snprintf(why, sizeof(why), "unknown "
+					    "option");
+				bad_plain(L, a, why, "");
+			}
 			continue;
 		}
 		opt = &conf_opts[o - 256];
@@ -714,7 +723,8 @@ conf_server_load(struct server_conf *out, int argc, char **argv,
 	if ((r = load(&L, argc, argv, &out->config_file)) == 1)
 		goto out;
 	r = -r;
-	if (r < argc)
+	/* after a bad flag, its value may look like an argument */
+	if (L.flag_errors == 0 && r < argc)
 		bad_plain(&L, "server", "unexpected argument", argv[r]);
 	if (L.flag_errors == 0)
 		server_checks(&L);

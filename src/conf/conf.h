@@ -145,9 +145,11 @@ int conf_client_parse(struct client_conf *c, int argc, char **argv);
 
 /*
  * conf_check_file: what `mgrok config check` does: load path as a server
- * file (server 1), a client file (server 0), or whichever its keys say
- * (server -1: `tunnels`, `proxies`, `server` or `token` make it a client
- * file). Returns 0 or MG_EINVAL, problems in d; *is_server says which.
+ * file (server 1), a client file (server 0), or whichever its top-level
+ * keys say (server -1: more keys only a server has than keys only a client
+ * has make it a server file). Nothing but the file counts (no flags, no
+ * MGROK_TOKEN needed). Returns 0 or MG_EINVAL, problems in d; *is_server
+ * (may be NULL) says which side it was read as.
  */
 int conf_check_file(const char *path, int server, int *is_server,
     struct conf_diag *d);

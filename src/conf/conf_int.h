@@ -132,6 +132,9 @@ int conf_opt_set(struct ld *L, const struct conf_opt *o, const char *v);
 /* conf_opt_nearest: the key of side server (tunnel keys if tunnel) that
  * is nearest to key by edit distance, or NULL when none is close */
 const char *conf_opt_nearest(int server, int tunnel, const char *key);
+/* conf_flag_nearest: the flag of the side nearest to flag (without the
+ * dashes), or NULL */
+const char *conf_flag_nearest(int server, const char *flag);
 int conf_split_hostport(const char *s, char *host, size_t hostcap,
     uint16_t *port, uint16_t default_port, int allow_zero, const char **err);
 void conf_server_defaults(struct server_conf *c);

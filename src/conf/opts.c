@@ -135,6 +135,7 @@ s_token_file(struct ld *L, const char *path, char *why, size_t wl)
 	char line[1100];
 	FILE *f = fopen(path, "r");
 	struct stat st;
+	size_t total = 0;
 	int rc = 0;
 
 	if (f == NULL) {
@@ -153,6 +154,12 @@ s_token_file(struct ld *L, const char *path, char *why, size_t wl)
 		 * never starts or ends with white space */
 		char *t = line;
 		size_t len = strlen(line);
+		if ((total += len + 1) > (1 << 20)) {
+			/* not a token file (/dev/zero, say) */
+			snprintf(why, wl, "%s: larger than 1 MiB", path);
+			fclose(f);
+			return -1;
+		}
 		while (len > 0 && isspace((unsigned char)t[len - 1]))
 			len--;
 		while (len > 0 && isspace((unsigned char)*t)) {
@@ -892,6 +899,28 @@ conf_opt_nearest(int server, int tunnel, const char *key)
 				bd = dd;
 				best = ex[i];
 			}
+		}
+	}
+	return bd <= lim ? best : NULL;
+}
+
+const char *
+conf_flag_nearest(int server, const char *flag)
+{
+	const char *best = NULL;
+	char name[64];
+	size_t bd = 99, lim;
+
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(flag, "="), flag);
+	lim = strlen(name) <= 4 ? 1 : strlen(name) <= 8 ? 2 : 3;
+	for (size_t i = 0; i < conf_nopts; i++) {
+		const struct conf_opt *o = &conf_opts[i];
+		size_t dd;
+		if (!opt_side_ok(o, server) || o->flag == NULL)
+			continue;
+		if ((dd = edit_distance(name, o->flag)) < bd) {
+			bd = dd;
+			best = o->flag;
 		}
 	}
 	return bd <= lim ? best : NULL;
