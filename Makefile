@@ -23,9 +23,13 @@ ALL_CFLAGS = $(OPT) -g -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc \
 # STATIC_DEPS=0 links them as shared libraries (for distribution packages,
 # which take security fixes through shared libraries).
 STATIC_DEPS ?= 1
+# libyaml (the config files) is linked statically like the others when
+# its static library is installed (Debian's libyaml-dev has it)
+YAML_STATIC := $(if $(filter /%,$(shell $(CC) -print-file-name=libyaml.a)),1,0)
 ifeq ($(STATIC_DEPS),1)
-DEP_LIBS = -Wl,-Bstatic -levent -lhttp_parser -lnettle -lyaml -lssl -lcrypto -lz \
-	-Wl,-Bdynamic -ldl -lpthread
+DEP_LIBS = -Wl,-Bstatic -levent -lhttp_parser -lnettle \
+	$(if $(filter 1,$(YAML_STATIC)),-lyaml) -lssl -lcrypto -lz \
+	-Wl,-Bdynamic $(if $(filter 1,$(YAML_STATIC)),,-lyaml) -ldl -lpthread
 else
 DEP_LIBS = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 endif
