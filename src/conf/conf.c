@@ -410,8 +410,9 @@ check_tunnel(struct ld *L, struct conf_tun *t)
 	}
 	if (t->have_local_ip)
 		snprintf(s->host, sizeof(s->host), "%s", t->local_ip);
-	else if (!t->have_local)
-		snprintf(s->host, sizeof(s->host), "localhost");
+	else if (!t->have_local) /* local_port alone: frp's and the
+				   original mgrok's default host */
+		snprintf(s->host, sizeof(s->host), "127.0.0.1");
 	if (t->have_remote && (ty == PROXY_HTTP || ty == PROXY_TLS)) {
 		ld_bad_at(L, &t->w_remote, "HTTP and TLS tunnels are routed by "
 		    "host name, not by port", "");

@@ -728,7 +728,7 @@ const struct conf_opt conf_opts[] = {
 			"subcommand's argument)" },
 	{ .key = "local_ip", .sides = SD_START, .flags = OF_TUNNEL | OF_NOFLAG,
 	    .type = CT_FN, .fn = t_local_ip, .arg = "HOST",
-	    .def = "localhost", .help = "the local service's host (with "
+	    .def = "127.0.0.1", .help = "the local service's host (with "
 					"local_port)" },
 	{ .key = "local_port", .sides = SD_START,
 	    .flags = OF_TUNNEL | OF_NOFLAG, .type = CT_FN, .fn = t_local_port,

@@ -140,7 +140,6 @@ def test_original_mgrok_files_run_unchanged(mg):
         proxies:
           ssh:
             type: tcp
-            local_ip: 127.0.0.1
             local_port: %d
             remote_port: %d
           dns:

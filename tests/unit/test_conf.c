@@ -199,7 +199,7 @@ test_start_selects_tunnels(void **state)
 	assert_string_equal(c->token, "tok");
 	assert_int_equal(c->nlocals, 3);
 	assert_string_equal(c->locals[0].name, "ssh");
-	assert_string_equal(c->locals[0].host, "localhost");
+	assert_string_equal(c->locals[0].host, "127.0.0.1");
 	assert_int_equal(c->locals[0].port, 22);
 	assert_int_equal(c->locals[0].remote_port, 6000);
 	assert_int_equal(c->locals[1].type, PROXY_HTTP);
