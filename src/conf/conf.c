@@ -336,6 +336,9 @@ server_checks(struct ld *L)
 		snprintf(c->addr, sizeof(c->addr),
 		    strchr(c->bind_addr, ':') ? "[%s]:%s" : "%s:%s",
 		    c->bind_addr, L->bind_port);
+	else if (L->bind_port[0])
+		ld_warn_at(L, org_of(L, "bind-port"), "ignored: addr (--addr) "
+		    "names the control listener");
 	if (c->end_port < c->start_port) {
 		snprintf(b, sizeof(b), "must not be below %s",
 		    oname(L, "start-port", a, sizeof(a)));

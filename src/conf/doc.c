@@ -198,6 +198,8 @@ conf_man(FILE *f, const char *version)
 {
 	fprintf(f, ".TH MGROK 1 \"\" \"mgrok %s\" \"User Commands\"\n",
 	    version);
+	/* keys and paths read better whole: no hyphenation, ragged right */
+	fputs(".nh\n.ad l\n", f);
 	fputs(".SH NAME\n"
 	      "mgrok \\- a self\\-hosted reverse tunnel (TCP, UDP, HTTP, TLS)\n"
 	      ".SH SYNOPSIS\n"
