@@ -19,7 +19,7 @@ cli_print_diag(const struct conf_diag *d)
 static void
 config_usage(FILE *f)
 {
-	fputs("usage: mgrok config check [--server|--client] FILE\n"
+	fputs("usage: mgrok config check [--server|--client] FILE|-\n"
 	      "       mgrok config example client|server\n"
 	      "  check     every problem of FILE with its line and column; "
 	      "exit 0 when\n"
@@ -43,6 +43,7 @@ config_check(int argc, char **argv)
 		else if (strcmp(argv[i], "--client") == 0)
 			server = 0;
 		else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			/* "-" alone is stdin */
 			fprintf(stderr, "mgrok: config check: %s: unknown "
 			    "option\n", argv[i]);
 			return 2;

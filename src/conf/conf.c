@@ -836,7 +836,8 @@ int
 conf_check_file(const char *path, int server, int *is_server,
     struct conf_diag *d)
 {
-	FILE *f = fopen(path, "rb");
+	int is_stdin = strcmp(path, "-") == 0;
+	FILE *f = is_stdin ? stdin : fopen(path, "rb");
 	char *buf = NULL;
 	size_t len = 0;
 	int rc = MG_EINVAL;
@@ -845,6 +846,8 @@ conf_check_file(const char *path, int server, int *is_server,
 		conf_diag_add(d, 1, "%s: %s", path, strerror(errno));
 		goto out;
 	}
+	if (is_stdin)
+		path = "(stdin)";
 	buf = xmalloc((1 << 20) + 1);
 	len = fread(buf, 1, (1 << 20) + 1, f);
 	if (len > (1 << 20)) {
@@ -857,7 +860,7 @@ conf_check_file(const char *path, int server, int *is_server,
 		*is_server = server;
 	rc = conf_check_buf(path, buf, len, server, d);
 out:
-	if (f)
+	if (f && !is_stdin)
 		fclose(f);
 	if (buf) {
 		memset(buf, 0, len);

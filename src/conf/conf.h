@@ -149,7 +149,7 @@ int conf_client_parse(struct client_conf *c, int argc, char **argv);
  * keys say (server -1: more keys only a server has than keys only a client
  * has make it a server file). Nothing but the file counts (no flags, no
  * MGROK_TOKEN needed). Returns 0 or MG_EINVAL, problems in d; *is_server
- * (may be NULL) says which side it was read as.
+ * (may be NULL) says which side it was read as. path "-" is stdin.
  */
 int conf_check_file(const char *path, int server, int *is_server,
     struct conf_diag *d);

@@ -520,6 +520,11 @@ def test_config_example_passes_check(mg, side):
     path = write(mg, "example-%s.yml" % side, out)
     rc, o2, err = run(mg, ["config", "check", path])
     assert rc == 0 and ("%s file" % side) in o2, (o2, err)
+    # and from stdin ("-")
+    r = subprocess.run([mg.bin, "config", "check", "-"], input=out.encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20,
+                       env=base_env(mg))
+    assert r.returncode == 0 and b"-: ok (%s file)" % side.encode() in r.stdout, r
     # every flag of the side's --help is a key of the example
     cmd = "server" if side == "server" else "start"
     rc, help_out, _ = run(mg, [cmd, "--help"])
