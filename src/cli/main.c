@@ -112,6 +112,9 @@ run_server(int argc, char **argv)
 		return rc > 0 ? 0 : 2;
 	}
 	log_set_level(cf.log_level);
+	if (cf.config_file)
+		log_info("settings from %s and the command line",
+		    cf.config_file);
 	raise_fd_limit();
 	base = new_base();
 	if ((srv = server_new(base, &cf)) == NULL) {
@@ -250,6 +253,9 @@ run_client(int argc, char **argv)
 		return rc > 0 ? 0 : 2;
 	}
 	log_set_level(cf->log_level);
+	if (cf->config_file)
+		log_info("settings from %s and the command line",
+		    cf->config_file);
 	base = new_base();
 	if ((c = client_new(base, cf, &hooks)) == NULL) {
 		rc = 1;
