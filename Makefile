@@ -3,10 +3,14 @@
 #   make test       install missing Debian packages, build, run every test
 #   make asan       the same suite built with -fsanitize=address,undefined
 #   make demo       a server, a client and a demo service on loopback
+#   make install    bin/mgrok and share/man/man1/mgrok.1 under
+#                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
 BUILD ?= build
+PREFIX ?= /usr/local
+DESTDIR ?=
 OPT ?= -O2
 SAN ?=
-PKGS = libevent libevent_openssl openssl zlib nettle
+PKGS = libevent libevent_openssl openssl zlib nettle yaml-0.1
 PYTEST ?= /usr/bin/python3 -m pytest
 
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
@@ -19,9 +23,13 @@ ALL_CFLAGS = $(OPT) -g -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc \
 # STATIC_DEPS=0 links them as shared libraries (for distribution packages,
 # which take security fixes through shared libraries).
 STATIC_DEPS ?= 1
+# libyaml (the config files) is linked statically like the others when
+# its static library is installed (Debian's libyaml-dev has it)
+YAML_STATIC := $(if $(filter /%,$(shell $(CC) -print-file-name=libyaml.a)),1,0)
 ifeq ($(STATIC_DEPS),1)
-DEP_LIBS = -Wl,-Bstatic -levent -lhttp_parser -lnettle -lssl -lcrypto -lz \
-	-Wl,-Bdynamic -ldl -lpthread
+DEP_LIBS = -Wl,-Bstatic -levent -lhttp_parser -lnettle \
+	$(if $(filter 1,$(YAML_STATIC)),-lyaml) -lssl -lcrypto -lz \
+	-Wl,-Bdynamic $(if $(filter 1,$(YAML_STATIC)),,-lyaml) -ldl -lpthread
 else
 DEP_LIBS = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 endif
@@ -35,7 +43,7 @@ UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all unit-bins unit e2e test check asan asan-check deps demo fuzz \
-	fuzz-replay bench clean format
+	fuzz-replay bench clean format install man
 
 all: $(BUILD)/mgrok
 
@@ -49,6 +57,17 @@ $(BUILD)/libmgrok.a: $(LIB_OBJ)
 
 $(BUILD)/mgrok: $(CLI_OBJ) $(BUILD)/libmgrok.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
+# the man page comes from the option table, like --help
+$(BUILD)/mgrok.1: $(BUILD)/mgrok
+	$(BUILD)/mgrok man > $@.tmp && mv $@.tmp $@
+
+man: $(BUILD)/mgrok.1
+
+install: $(BUILD)/mgrok $(BUILD)/mgrok.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/mgrok $(DESTDIR)$(PREFIX)/bin/mgrok
+	install -m 644 $(BUILD)/mgrok.1 $(DESTDIR)$(PREFIX)/share/man/man1/mgrok.1
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmgrok.a
 	@mkdir -p $(dir $@)

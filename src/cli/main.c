@@ -1,4 +1,5 @@
 /* main.c: the mgrok command: subcommands and process set-up. */
+#include <errno.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,9 +15,12 @@
 #include "proto/ctrl.h"
 #include "server/server.h"
 #include "tls/tls.h"
+#include "util/fwatch.h"
 #include "util/log.h"
 #include "util/loop.h"
 
+/* a save is a burst of events (write, rename, chmod): one reload after */
+#define FILE_SETTLE_MS 200
 #define MGROK_VERSION "0.1.0"
 
 static void
@@ -29,11 +33,18 @@ usage(FILE *f)
 	      "  http [HOST:]PORT       expose a local web service by host name\n"
 	      "  tls [HOST:]PORT        expose a local TLS service by SNI\n"
 	      "  client --local ...     expose several local services\n"
+	      "  start [NAME...]        run the tunnels of a config file "
+	      "(--config FILE)\n"
+	      "  config check FILE      check a config file (every problem, "
+	      "with its line)\n"
+	      "  config example client|server  a commented example config "
+	      "file\n"
 	      "  connect --to H:P ...   reach H:P through the server's stream "
 	      "proxy\n"
 	      "  certs --out DIR --hosts H1,H2  make a CA, server and client "
 	      "certificate\n"
 	      "  mux-peer ...           a raw smux peer, to test the mux layer\n"
+	      "  man                    print the man page mgrok(1) (roff)\n"
 	      "  version                print the version\n"
 	      "Run `mgrok COMMAND --help` for a command's options.\n",
 	    f);
@@ -67,20 +78,25 @@ struct server_run {
 	char **argv;
 };
 
-/* SIGHUP: parse, validate, plan, apply; a configuration that does not
- * parse or apply changes nothing. */
+/* Parse, validate, plan, apply (SIGHUP, or the file saved): a
+ * configuration that does not load or apply changes nothing. */
 static void
-on_server_hup(evutil_socket_t sig, short what, void *arg)
+server_reload_now(struct server_run *r, const char *why)
 {
-	struct server_run *r = arg;
 	struct server_conf *ncf = calloc(1, sizeof(*ncf));
+	struct conf_diag d;
 	char err[512];
+	int rc;
 
-	log_info("SIGHUP: reloading the configuration");
+	log_info("%s: reloading the configuration", why);
 	if (ncf == NULL)
 		return;
-	if (conf_server_parse(ncf, r->argc, r->argv) != 0) {
-		log_error("reload refused: the configuration does not parse "
+	conf_diag_init(&d);
+	rc = conf_server_load(ncf, r->argc, r->argv, &d);
+	cli_print_diag(&d);
+	conf_diag_free(&d);
+	if (rc != 0) {
+		log_error("reload refused: the configuration does not load "
 			  "(above); the running one stays");
 		conf_server_free(ncf);
 		free(ncf);
@@ -98,6 +114,21 @@ on_server_hup(evutil_socket_t sig, short what, void *arg)
 	free(r->cf);
 	r->cf = ncf;
 	log_info("reload applied");
+}
+
+static void
+on_server_hup(evutil_socket_t sig, short what, void *arg)
+{
+	server_reload_now(arg, "SIGHUP");
+}
+
+static void
+on_server_file(void *arg)
+{
+	struct server_run *r = arg;
+
+	server_reload_now(r, r->cf->config_file ? r->cf->config_file :
+	    "the config file");
 }
 
 /* A server holds a descriptor per visitor and per tunnel: take all the
@@ -125,12 +156,18 @@ run_server(int argc, char **argv)
 	struct event *sigs[3];
 	struct server_run run = { NULL, NULL, argc, argv };
 	struct server_conf *cf = calloc(1, sizeof(*cf));
+	struct fwatch *watch = NULL;
 	struct event_base *base;
+	struct conf_diag d;
 	int rc;
 
 	if (cf == NULL)
 		return 1;
-	if ((rc = conf_server_parse(cf, argc, argv)) != 0) {
+	conf_diag_init(&d);
+	rc = conf_server_load(cf, argc, argv, &d);
+	cli_print_diag(&d);
+	conf_diag_free(&d);
+	if (rc != 0) {
 		if (rc > 0)
 			conf_server_usage(stdout);
 		conf_server_free(cf);
@@ -139,6 +176,9 @@ run_server(int argc, char **argv)
 	}
 	run.cf = cf;
 	log_set_level(cf->log_level);
+	if (cf->config_file)
+		log_info("settings from %s and the command line",
+		    cf->config_file);
 	raise_fd_limit();
 	base = new_base();
 	if ((run.srv = server_new(base, cf)) == NULL) {
@@ -152,6 +192,12 @@ run_server(int argc, char **argv)
 	sigs[2] = evsignal_new(base, SIGHUP, on_server_hup, &run);
 	for (int i = 0; i < 3; i++)
 		event_add(sigs[i], NULL);
+	/* the file saved is a reload too, however the editor saved it */
+	if (cf->config_file && (watch = fwatch_new(base, cf->config_file,
+	    FILE_SETTLE_MS, on_server_file, &run)) == NULL)
+		log_warn("cannot watch %s for changes (%s): reload with "
+			 "SIGHUP",
+		    cf->config_file, strerror(errno));
 	if (cf->busy_poll_us > 0)
 		log_info("busy polling for %u us after each I/O (--busy-poll)",
 		    cf->busy_poll_us);
@@ -160,6 +206,7 @@ run_server(int argc, char **argv)
 	log_defer_stop();
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
+	fwatch_free(watch);
 	server_log_summary(run.srv);
 	server_free(run.srv);
 	event_base_free(base);
@@ -261,20 +308,26 @@ struct client_run {
 	char **argv;
 };
 
-/* SIGHUP: parse, validate, plan, apply: tunnels change live, the session
- * stays; a configuration that does not parse changes nothing. */
+/* Parse, validate, plan, apply (SIGHUP, or the file saved): tunnels
+ * change live, the session stays; a configuration that does not load
+ * changes nothing. */
 static void
-on_client_hup(evutil_socket_t sig, short what, void *arg)
+client_reload_now(struct client_run *r, const char *why)
 {
-	struct client_run *r = arg;
 	struct client_conf *ncf = calloc(1, sizeof(*ncf));
+	struct conf_diag d;
 	char err[512];
+	int rc;
 
-	log_info("SIGHUP: reloading the configuration");
+	log_info("%s: reloading the configuration", why);
 	if (ncf == NULL)
 		return;
-	if (conf_client_parse(ncf, r->argc, r->argv) != 0) {
-		log_error("reload refused: the configuration does not parse "
+	conf_diag_init(&d);
+	rc = conf_client_load(ncf, r->argc, r->argv, &d);
+	cli_print_diag(&d);
+	conf_diag_free(&d);
+	if (rc != 0) {
+		log_error("reload refused: the configuration does not load "
 			  "(above); the running one stays");
 		conf_client_free(ncf);
 		free(ncf);
@@ -293,6 +346,21 @@ on_client_hup(evutil_socket_t sig, short what, void *arg)
 	r->cf = ncf;
 }
 
+static void
+on_client_hup(evutil_socket_t sig, short what, void *arg)
+{
+	client_reload_now(arg, "SIGHUP");
+}
+
+static void
+on_client_file(void *arg)
+{
+	struct client_run *r = arg;
+
+	client_reload_now(r, r->cf->config_file ? r->cf->config_file :
+	    "the config file");
+}
+
 static int
 run_client(int argc, char **argv)
 {
@@ -300,13 +368,18 @@ run_client(int argc, char **argv)
 	struct client_hooks hooks = { on_forwarding, NULL };
 	struct event *sig_int = NULL, *sig_term = NULL, *sig_hup = NULL;
 	struct client_run run = { NULL, NULL, argc, argv };
+	struct fwatch *watch = NULL;
 	struct event_base *base;
 	struct client *c;
+	struct conf_diag d;
 	int rc;
 
 	if (cf == NULL)
 		abort();
-	rc = conf_client_parse(cf, argc, argv);
+	conf_diag_init(&d);
+	rc = conf_client_load(cf, argc, argv, &d);
+	cli_print_diag(&d);
+	conf_diag_free(&d);
 	if (rc != 0) {
 		if (rc > 0)
 			conf_client_usage(stdout, argv[0]);
@@ -315,6 +388,9 @@ run_client(int argc, char **argv)
 		return rc > 0 ? 0 : 2;
 	}
 	log_set_level(cf->log_level);
+	if (cf->config_file)
+		log_info("settings from %s and the command line",
+		    cf->config_file);
 	base = new_base();
 	if ((c = client_new(base, cf, &hooks)) == NULL) {
 		rc = 1;
@@ -330,6 +406,12 @@ run_client(int argc, char **argv)
 		event_add(sig_int, NULL);
 		event_add(sig_term, NULL);
 		event_add(sig_hup, NULL);
+		if (cf->config_file && (watch = fwatch_new(base,
+		    cf->config_file, FILE_SETTLE_MS, on_client_file, &run)) ==
+		    NULL)
+			log_warn("cannot watch %s for changes (%s): reload "
+				 "with SIGHUP",
+			    cf->config_file, strerror(errno));
 		log_defer_start(base);
 		loop_run(base, cf->busy_poll_us);
 		log_defer_stop();
@@ -338,6 +420,7 @@ run_client(int argc, char **argv)
 		event_free(sig_int);
 		event_free(sig_term);
 		event_free(sig_hup);
+		fwatch_free(watch);
 		client_free(c);
 		cf = run.cf;
 	}
@@ -368,8 +451,14 @@ main(int argc, char **argv)
 		return run_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
 	    strcmp(cmd, "http") == 0 || strcmp(cmd, "tls") == 0 ||
-	    strcmp(cmd, "client") == 0)
+	    strcmp(cmd, "client") == 0 || strcmp(cmd, "start") == 0)
 		return run_client(argc - 1, argv + 1);
+	if (strcmp(cmd, "config") == 0)
+		return cli_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "man") == 0) {
+		conf_man(stdout, MGROK_VERSION);
+		return 0;
+	}
 	if (strcmp(cmd, "connect") == 0)
 		return cli_connect(argc - 1, argv + 1);
 	if (strcmp(cmd, "certs") == 0)

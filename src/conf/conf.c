@@ -1,544 +1,872 @@
-/* conf.c: command-line options for `mgrok server`, `mgrok tcp`, `mgrok
- * client`. Every error names the option and what was wrong with it. */
+/* conf.c: loading a configuration: defaults, the config file, then the
+ * flags (all through the option table of opts.c), and the checks across
+ * options. Every problem is collected with the flag or file:line:column
+ * and key that caused it; nothing is printed here. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "conf/conf.h"
+#include "conf/conf_int.h"
 #include "proto/ctrl.h"
 #include "util/err.h"
-#include "util/net.h"
 #include "util/xmalloc.h"
 
-static int
-bad(const char *opt, const char *why, const char *val)
+/* ------------------------------------------------------------ diagnostics */
+
+void
+conf_diag_init(struct conf_diag *d)
 {
-	if (val && *val)
-		fprintf(stderr, "mgrok: %s: %s (got \"%s\")\n", opt, why, val);
-	else
-		fprintf(stderr, "mgrok: %s: %s\n", opt, why);
-	return MG_EINVAL;
-}
-
-static int
-parse_uint(const char *opt, const char *s, unsigned long min,
-    unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*s == '\0' || *s == '-' || *end != '\0' || errno || v < min ||
-	    v > max) {
-		char why[96];
-		snprintf(why, sizeof(why), "expected a number from %lu to %lu",
-		    min, max);
-		return bad(opt, why, s);
-	}
-	*out = v;
-	return 0;
-}
-
-#define PORT_RANGE_MSG "port must be 1-65535"
-
-static int
-parse_port(const char *opt, const char *s, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*s == '\0' || !isdigit((unsigned char)*s) || *end != '\0' ||
-	    errno || v < 1 || v > 65535)
-		return bad(opt, PORT_RANGE_MSG, s);
-	*out = v;
-	return 0;
-}
-
-/*
- * "host:port", "[v6]:port", ":port", "port" or, with default_port != 0,
- * "host" alone. allow_zero: port 0 (a listener on any free port). 0, or
- * MG_EINVAL with the reason in *err (static text); host may come back
- * empty.
- */
-static int
-split_hostport(const char *s, char *host, size_t hostcap, uint16_t *port,
-    uint16_t default_port, int allow_zero, const char **err)
-{
-	const char *colon = strrchr(s, ':'), *rb = strchr(s, ']');
-	int digits = *s != '\0';
-
-	for (const char *p = s; *p; p++)
-		digits &= isdigit((unsigned char)*p) != 0;
-	if (default_port && !digits && (colon == NULL ||
-	    (s[0] == '[' && rb && rb[1] == '\0'))) {
-		/* a host without a port */
-		size_t hl = s[0] == '[' ? (size_t)(rb - s - 1) : strlen(s);
-		if (hl >= hostcap) {
-			*err = "host name too long";
-			return MG_EINVAL;
-		}
-		memcpy(host, s[0] == '[' ? s + 1 : s, hl);
-		host[hl] = '\0';
-		*port = default_port;
-		return 0;
-	}
-	if (net_split_hostport(s, host, hostcap, port, err) != 0) {
-		if (strstr(*err, "port must be"))
-			*err = allow_zero ? PORT_RANGE_MSG " (0: any free port)" :
-			    PORT_RANGE_MSG;
-		return MG_EINVAL;
-	}
-	if (*port == 0 && !allow_zero) {
-		*err = PORT_RANGE_MSG;
-		return MG_EINVAL;
-	}
-	return 0;
-}
-
-/* A file that a later step reads: say now, naming the option, when it
- * cannot be read (a TLS library's message would name another option). */
-static int
-check_readable(const char *opt, const char *path)
-{
-	FILE *f;
-
-	if (path == NULL)
-		return 0;
-	if ((f = fopen(path, "r")) == NULL) {
-		fprintf(stderr, "mgrok: %s %s: %s\n", opt, path,
-		    strerror(errno));
-		return MG_EINVAL;
-	}
-	fclose(f);
-	return 0;
-}
-
-static int
-add_token(char **tokens, size_t *n, const char *opt, const char *t,
-    size_t len)
-{
-	if (len == 0 || len > CTRL_TOKEN_MAX)
-		return bad(opt, "a token must be 1 to 1019 bytes", "");
-	if (*n >= CONF_MAX_TOKENS)
-		return bad(opt, "too many tokens (at most 16)", "");
-	tokens[(*n)++] = xstrndup(t, len);
-	return 0;
-}
-
-static int
-read_token_file(struct server_conf *c, const char *path)
-{
-	char line[1100];
-	FILE *f = fopen(path, "r");
-	int rc = 0;
-
-	if (f == NULL) {
-		fprintf(stderr, "mgrok: --token-file: cannot open %s: %s\n",
-		    path, strerror(errno));
-		return MG_EINVAL;
-	}
-	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-		/* editors leave CR, spaces and tabs around a line: a token
-		 * never starts or ends with white space */
-		char *t = line;
-		size_t len = strlen(line);
-		while (len > 0 && isspace((unsigned char)t[len - 1]))
-			len--;
-		while (len > 0 && isspace((unsigned char)*t)) {
-			t++;
-			len--;
-		}
-		if (len == 0 || t[0] == '#')
-			continue;
-		rc = add_token(c->tokens, &c->ntokens, "--token-file", t,
-		    len);
-	}
-	fclose(f);
-	return rc;
+	memset(d, 0, sizeof(*d));
 }
 
 void
-conf_server_usage(FILE *f)
+conf_diag_free(struct conf_diag *d)
 {
-	fputs("usage: mgrok server [options]\n"
-	      "  --addr HOST:PORT          control listener (default :9000)\n"
-	      "  --start-port N            first public port (default 10000)\n"
-	      "  --end-port N              last public port (default 65535)\n"
-	      "  --token T                 accepted token (repeatable)\n"
-	      "  --token-file F            tokens, one per line\n"
-	      "  --no-plain-token          refuse the legacy TOKEN method\n"
-	      "  --bind-addr HOST          address of public listeners\n"
-	      "  --public-host HOST        host name shown in URLs\n"
-	      "  --max-sessions N          (default 1000)\n"
-	      "  --max-streams-per-session N (default 10000)\n"
-	      "  --max-proxies N           per session (default 64)\n"
-	      "  --lease-grace S           keep ports of a lost client (30)\n"
-	      "  --heartbeat S             heartbeat interval (10)\n"
-	      "  --drain-timeout S         shutdown drain deadline (10)\n"
-	      "  --stream-window BYTES     largest per-stream receive window (8 MiB);\n"
-	      "                            windows start at 1 MiB and grow\n"
-	      "  --udp-idle-timeout S      close idle UDP flows (60)\n"
-	      "  --udp-max-flows N         flows per UDP proxy (1024)\n"
-	      "  --http-idle-timeout S     close idle HTTP keep-alive (60)\n"
-	      "  --http-max-conns N        public HTTP(S) connections (10000)\n"
-	      "  --http-max-conns-per-tunnel N  per HTTP tunnel (1000)\n"
-	      "  --max-handshakes N        TLS handshakes and SNI peeks\n"
-	      "                            under way at once (1000)\n"
-	      "  --tls                     TLS on the control port\n"
-	      "  --tls-cert F, --tls-key F the server's certificate and key\n"
-	      "  --tls-client-ca F         CA for client certificates (mTLS)\n"
-	      "  --tls-client-auth M       require (default) or optional\n"
-	      "  --domain D                subdomains of HTTP tunnels: *.D\n"
-	      "  --http-addr HOST:PORT     HTTP listener for HTTP tunnels\n"
-	      "  --https-addr HOST:PORT    HTTPS listener (TLS tunnels by SNI)\n"
-	      "  --https-cert F, --https-key F  certificate for HTTPS (e.g. "
-	      "*.D)\n"
-	      "  --https-cert-dir DIR      NAME.pem + NAME.key per host, by SNI\n"
-	      "  --stream-allow RULE       stream proxy destination: host:port,\n"
-	      "                            host:*, CIDR:port, CIDR:* (repeat)\n"
-	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
-	      "                            (latency for CPU; default 0: off)\n"
-	      "  --log-level L             error|warn|info|debug\n",
-	    f);
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].text);
+	free(d->v);
+	memset(d, 0, sizeof(*d));
 }
 
-enum {
-	O_ADDR = 256, O_START, O_END, O_TOKEN, O_TOKFILE, O_NOPLAIN, O_BIND,
-	O_PUBHOST, O_MAXSESS, O_MAXSTREAMS, O_MAXPROX, O_GRACE, O_HB,
-	O_DRAIN, O_WINDOW, O_LOG, O_HELP, O_SERVER, O_LOCAL, O_REMOTE, O_NAME,
-	O_NORECONN, O_ATTEMPTS, O_CLIENTID, O_UDPIDLE, O_UDPFLOWS,
-	O_TLS, O_TLSCERT, O_TLSKEY, O_TLSCLIENTCA, O_TLSCLIENTAUTH, O_TLSCA,
-	O_TLSNAME, O_TLSPIN, O_ALLOW, O_DOMAIN, O_HTTPADDR, O_HTTPSADDR,
-	O_HTTPSCERT, O_HTTPSKEY, O_SUBDOMAIN, O_HOSTNAME, O_BASICAUTH,
-	O_HOSTHEADER, O_HTTPSCERTDIR, O_BUSYPOLL, O_HTTPIDLE, O_HTTPMAX,
-	O_HTTPMAXTUN, O_MAXHS,
-};
+void
+conf_diag_add(struct conf_diag *d, int is_error, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	if (is_error)
+		d->nerrors++;
+	if (d->n >= CONF_DIAG_MAX) {
+		d->dropped++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (d->n == d->cap) {
+		d->cap = d->cap ? 2 * d->cap : 8;
+		d->v = xrealloc(d->v, d->cap * sizeof(*d->v));
+	}
+	d->v[d->n].is_error = is_error;
+	d->v[d->n].text = xstrdup(buf);
+	d->n++;
+}
+
+const char *
+ld_name(struct ld *L, const struct conf_where *w, const char *flag,
+    char *buf, size_t cap)
+{
+	if (w && w->in_file)
+		snprintf(buf, cap, "%s:%d:%d: %s", L->file ? L->file : "?",
+		    w->line, w->col, w->key);
+	else if (w && w->set && w->key[0])
+		snprintf(buf, cap, "%s", w->key);
+	else
+		snprintf(buf, cap, "%s", flag ? flag : "mgrok");
+	return buf;
+}
 
 static void
-set_str(char **dst, const char *v)
+report(struct ld *L, int is_error, const struct conf_where *w,
+    const char *why, const char *v)
 {
-	free(*dst);
-	*dst = xstrdup(v);
+	char name[1200];
+
+	ld_name(L, w, NULL, name, sizeof(name));
+	if (v && *v)
+		conf_diag_add(L->d, is_error, "%s: %s (got \"%s\")", name, why,
+		    v);
+	else
+		conf_diag_add(L->d, is_error, "%s: %s", name, why);
+	if (is_error && w && !w->in_file)
+		L->flag_errors++;
 }
 
-static int
-parse_window(const char *s, struct mux_config *mc)
+void
+ld_bad(struct ld *L, const char *why, const char *v)
 {
-	unsigned long v;
+	report(L, 1, &L->cur, why, v);
+}
 
-	if (parse_uint("--stream-window", s, 262144, 64UL << 20, &v))
-		return MG_EINVAL;
-	/* the bound; windows start at 1 MiB (or the bound) and grow to it */
-	mc->stream_window_max = (uint32_t)v;
-	if (mc->stream_window > v)
-		mc->stream_window = (uint32_t)v;
+void
+ld_bad_at(struct ld *L, const struct conf_where *w, const char *why,
+    const char *v)
+{
+	report(L, 1, w, why, v);
+}
+
+void
+ld_warn_at(struct ld *L, const struct conf_where *w, const char *why)
+{
+	report(L, 0, w, why, NULL);
+}
+
+/* an error not about one option: "what: why" */
+static void
+bad_plain(struct ld *L, const char *what, const char *why, const char *v)
+{
+	struct conf_where w = { .set = 1 };
+
+	snprintf(w.key, sizeof(w.key), "%.500s", what);
+	report(L, 1, &w, why, v);
+}
+
+static size_t
+opt_index(int server, const char *flag)
+{
+	const struct conf_opt *o = conf_opt_by_flag(server, flag);
+
+	return o ? (size_t)(o - conf_opts) : 0;
+}
+
+/* where the option with this flag was set (a zeroed place if never) */
+static const struct conf_where *
+org_of(struct ld *L, const char *flag)
+{
+	return &L->org[opt_index(L->server, flag)];
+}
+
+/* how to name the option in a message: --flag, or the key when the
+ * value came from the file */
+static const char *
+oname(struct ld *L, const char *flag, char *buf, size_t cap)
+{
+	const struct conf_opt *o = conf_opt_by_flag(L->server, flag);
+
+	if (o && org_of(L, flag)->in_file)
+		snprintf(buf, cap, "%s", o->key);
+	else
+		snprintf(buf, cap, "--%s", flag);
+	return buf;
+}
+
+/* an error about the option of this flag, at the place it was set */
+static void
+bad_opt(struct ld *L, const char *flag, const char *why)
+{
+	const struct conf_where *w = org_of(L, flag);
+	struct conf_where fw = { .set = 1 };
+
+	if (!w->set) {
+		snprintf(fw.key, sizeof(fw.key), "--%s", flag);
+		w = &fw;
+	}
+	report(L, 1, w, why, NULL);
+}
+
+/* ------------------------------------------------------------ the file */
+
+/* the default config file of a side, if it exists: into buf */
+static const char *
+default_file(int server, char *buf, size_t cap)
+{
+	const char *e, *home;
+
+	if (server) {
+		e = getenv("MGROK_SERVER_CONFIG");
+		snprintf(buf, cap, "%s", e && *e ? e : "/etc/mgrok/server.yml");
+	} else if ((e = getenv("MGROK_CONFIG")) != NULL && *e) {
+		snprintf(buf, cap, "%s", e);
+	} else if ((e = getenv("XDG_CONFIG_HOME")) != NULL && *e == '/') {
+		snprintf(buf, cap, "%s/mgrok/mgrok.yml", e);
+	} else if ((home = getenv("HOME")) != NULL && *home) {
+		snprintf(buf, cap, "%s/.config/mgrok/mgrok.yml", home);
+	} else {
+		return NULL;
+	}
+	return access(buf, F_OK) == 0 ? buf : NULL;
+}
+
+/* ------------------------------------------------------------ flags */
+
+static unsigned
+cmd_side(const char *cmd)
+{
+	static const struct {
+		const char *n;
+		unsigned s;
+	} cmds[] = { { "server", SD_SERVER }, { "tcp", SD_TCP },
+		{ "udp", SD_UDP }, { "http", SD_HTTP }, { "tls", SD_TLS },
+		{ "client", SD_CLIENT }, { "start", SD_START } };
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(cmd, cmds[i].n) == 0)
+			return cmds[i].s;
+	return SD_TCP;
+}
+
+/* getopt_long's table: every flag of the side (a client command takes
+ * every client flag; the checks say which do not apply to it) */
+static struct option *
+build_longopts(int server)
+{
+	struct option *v = xcalloc(conf_nopts + 1, sizeof(*v));
+	size_t n = 0;
+
+	for (size_t i = 0; i < conf_nopts; i++) {
+		const struct conf_opt *o = &conf_opts[i];
+		if (o->flag == NULL || !(o->sides & (server ? SD_SERVER :
+		    SD_AGENT)))
+			continue;
+		v[n].name = o->flag;
+		v[n].has_arg = o->arg ? required_argument : no_argument;
+		v[n].flag = NULL;
+		v[n].val = 256 + (int)i;
+		n++;
+	}
+	return v;
+}
+
+/*
+ * One pass over argv. apply 0: only find --config and --help; apply 1:
+ * set every flag. Returns 1 when --help was given. Positional arguments
+ * are left from *first_arg on (getopt moves them to the end).
+ */
+static int
+flags_pass(struct ld *L, int argc, char **argv, int apply,
+    const char **config, int *first_arg)
+{
+	struct option *lo = build_longopts(L->server);
+	int o, help = 0;
+
+	optind = 0; /* GNU: start over, as for a new argv */
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		const struct conf_opt *opt;
+		if (o == ':' || o == '?' || o < 256) {
+			const char *a = argv[optind - 1], *near;
+			char why[200];
+			if (apply && o == ':') {
+				bad_plain(L, a, "needs a value", "");
+			} else if (apply) {
+				near = strncmp(a, "--", 2) == 0 ?
+				    conf_flag_nearest(L->server, a + 2) : NULL;
+				if (near)
+					snprintf(why, sizeof(why), "unknown "
+					    "option (did you mean --%s?)", near);
+				else
+					snprintf(why, sizeof(why), "unknown "
+					    "option");
+				bad_plain(L, a, why, "");
+			}
+			continue;
+		}
+		opt = &conf_opts[o - 256];
+		if (strcmp(opt->flag, "help") == 0) {
+			help = 1;
+			continue;
+		}
+		if (strcmp(opt->flag, "config") == 0) {
+			if (config)
+				*config = optarg;
+			continue;
+		}
+		if (!apply)
+			continue;
+		memset(&L->cur, 0, sizeof(L->cur));
+		L->cur.set = 1;
+		snprintf(L->cur.key, sizeof(L->cur.key), "--%s", opt->flag);
+		if ((opt->flags & OF_TUNNEL) && L->cmd == SD_START) {
+			char why[200];
+			snprintf(why, sizeof(why), "mgrok start takes its "
+			    "tunnels from the config file: set tunnels.NAME.%s "
+			    "there", opt->key);
+			ld_bad(L, why, "");
+			continue;
+		}
+		L->tun = &L->flagtun;
+		conf_opt_set(L, opt, optarg);
+		L->tun = NULL;
+	}
+	*first_arg = optind;
+	free(lo);
+	return help;
+}
+
+/* ------------------------------------------------------------ checks */
+
+static void
+check_file(struct ld *L, const char *flag, const char *path)
+{
+	const struct conf_where *w = org_of(L, flag);
+	struct stat st;
+	FILE *f;
+
+	if (path == NULL)
+		return;
+	if ((f = fopen(path, "r")) == NULL) {
+		char why[1200], name[1200];
+		if (w->in_file) {
+			snprintf(why, sizeof(why), "%s: %s", path,
+			    strerror(errno));
+			ld_bad_at(L, w, why, "");
+		} else {
+			/* the historical form: "--tls-cert F: reason" */
+			snprintf(name, sizeof(name), "--%s %s", flag, path);
+			bad_plain(L, name, strerror(errno), "");
+		}
+		return;
+	}
+	if (w->in_file && (conf_opt_by_flag(L->server, flag)->flags &
+	    OF_KEYFILE) && fstat(fileno(f), &st) == 0 && (st.st_mode & 077)) {
+		char why[600];
+		snprintf(why, sizeof(why), "%s holds a secret and others can "
+		    "read it (mode %03o): chmod 600 %s", path,
+		    (unsigned)(st.st_mode & 0777), path);
+		ld_warn_at(L, w, why);
+	}
+	fclose(f);
+}
+
+static void
+server_checks(struct ld *L)
+{
+	struct server_conf *c = L->s;
+	char a[200], b[300];
+
+	if (L->bind_port[0] && !org_of(L, "addr")->set)
+		snprintf(c->addr, sizeof(c->addr),
+		    strchr(c->bind_addr, ':') ? "[%s]:%s" : "%s:%s",
+		    c->bind_addr, L->bind_port);
+	else if (L->bind_port[0])
+		ld_warn_at(L, org_of(L, "bind-port"), "ignored: addr (--addr) "
+		    "names the control listener");
+	if (c->end_port < c->start_port) {
+		snprintf(b, sizeof(b), "must not be below %s",
+		    oname(L, "start-port", a, sizeof(a)));
+		bad_opt(L, "end-port", b);
+	}
+	check_file(L, "tls-cert", c->tls_cert);
+	check_file(L, "tls-key", c->tls_key);
+	check_file(L, "tls-client-ca", c->tls_client_ca);
+	check_file(L, "https-cert", c->https_cert);
+	check_file(L, "https-key", c->https_key);
+	if (L->d->nerrors)
+		return; /* the rest would repeat these */
+	if ((c->tls_cert || c->tls_key || c->tls_client_ca) && !c->tls)
+		c->tls = 1; /* certificate options imply --tls */
+	if (c->tls && (c->tls_cert == NULL || c->tls_key == NULL))
+		bad_opt(L, "tls", org_of(L, "tls")->in_file ?
+		    "needs tls_cert and tls_key" :
+		    "needs --tls-cert and --tls-key");
+	if (c->tls_client_auth && c->tls_client_ca == NULL)
+		bad_opt(L, "tls-client-auth", "needs --tls-client-ca");
+	if (c->tls_client_ca && c->tls_client_auth == 0)
+		c->tls_client_auth = 2;
+	if ((c->https_cert == NULL) != (c->https_key == NULL))
+		bad_opt(L, c->https_cert ? "https-cert" : "https-key",
+		    "--https-cert and --https-key go together");
+	if ((c->https_cert || c->https_cert_dir) && c->https_addr[0] == '\0')
+		bad_opt(L, c->https_cert ? "https-cert" : "https-cert-dir",
+		    "needs --https-addr");
+	if (c->nstream_allow && c->tls_client_ca == NULL)
+		bad_opt(L, "stream-allow", "the stream proxy needs mTLS: give "
+		    "--tls-cert, --tls-key and --tls-client-ca");
+	if (c->ntokens == 0) {
+		const char *env = getenv("MGROK_TOKEN");
+		if (env && *env) {
+			memset(&L->cur, 0, sizeof(L->cur));
+			L->cur.set = 1;
+			snprintf(L->cur.key, sizeof(L->cur.key), "MGROK_TOKEN");
+			conf_tok_add(L, env, strlen(env), NULL);
+		}
+	}
+	if (c->ntokens == 0 && !L->check_only)
+		bad_plain(L, "server", "no token given: use --token, "
+		    "--token-file or MGROK_TOKEN (or tokens: in the config "
+		    "file)", "");
+	c->mux.keepalive_ms = c->heartbeat_s * 1000;
+	c->mux.dead_ms = c->heartbeat_s * 3000;
+}
+
+static const char *
+type_name(uint8_t t)
+{
+	return t == PROXY_UDP ? "udp" : t == PROXY_HTTP ? "http" :
+	    t == PROXY_TLS ? "tls" : "tcp";
+}
+
+/* a tunnel of the file: complete and consistent? 0 or -1 (reported) */
+static int
+check_tunnel(struct ld *L, struct conf_tun *t)
+{
+	struct local_spec *s = &t->spec;
+	uint8_t ty = s->type;
+	char why[300];
+
+	if (!t->have_local && !t->have_local_port) {
+		ld_bad_at(L, &t->where, "needs local: [HOST:]PORT (or "
+		    "local_port)", "");
+		return -1;
+	}
+	if (t->have_local_ip && t->have_local) {
+		ld_bad_at(L, &t->where, "give local or local_ip, not both", "");
+		return -1;
+	}
+	if (t->have_local_ip)
+		snprintf(s->host, sizeof(s->host), "%s", t->local_ip);
+	else if (!t->have_local) /* local_port alone: frp's and the
+				   original mgrok's default host */
+		snprintf(s->host, sizeof(s->host), "127.0.0.1");
+	if (t->have_remote && (ty == PROXY_HTTP || ty == PROXY_TLS)) {
+		ld_bad_at(L, &t->w_remote, "HTTP and TLS tunnels are routed by "
+		    "host name, not by port", "");
+		return -1;
+	}
+	if ((s->subdomain[0] || s->hostname[0] || s->basic_auth[0] ||
+	    s->host_rewrite) && ty != PROXY_HTTP && ty != PROXY_TLS) {
+		snprintf(why, sizeof(why), "subdomain, hostname, basic_auth "
+		    "and host_header are for http (and tls) tunnels; this one "
+		    "is %s", type_name(ty));
+		ld_bad_at(L, &t->where, why, "");
+		return -1;
+	}
+	if (ty == PROXY_TLS && (s->basic_auth[0] || s->host_rewrite)) {
+		ld_bad_at(L, &t->where, "a TLS tunnel is not decrypted: no "
+		    "basic_auth or host_header", "");
+		return -1;
+	}
+	if (ty == PROXY_TLS && !s->hostname[0] && !s->subdomain[0]) {
+		ld_bad_at(L, &t->where, "a tls tunnel needs hostname (routed "
+		    "by SNI)", "");
+		return -1;
+	}
 	return 0;
+}
+
+static void
+check_tunnels(struct ld *L)
+{
+	for (size_t i = 0; i < L->ntuns; i++) {
+		struct conf_tun *t = &L->tuns[i];
+		if (check_tunnel(L, t))
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			struct conf_tun *u = &L->tuns[j];
+			int tcp_t = t->spec.type != PROXY_UDP;
+			int tcp_u = u->spec.type != PROXY_UDP;
+			char why[1600];
+			if (strcmp(t->spec.name, u->spec.name) == 0) {
+				snprintf(why, sizeof(why), "the name \"%s\" is "
+				    "also tunnels.%s's (line %d)", t->spec.name,
+				    u->key, u->where.line);
+				ld_bad_at(L, &t->where, why, "");
+			}
+			/* TCP and UDP have separate port spaces */
+			if (t->have_remote && u->have_remote &&
+			    t->spec.remote_port == u->spec.remote_port &&
+			    tcp_t == tcp_u) {
+				snprintf(why, sizeof(why), "remote port %u is "
+				    "also tunnels.%s's (line %d)",
+				    t->spec.remote_port, u->key,
+				    u->w_remote.line);
+				ld_bad_at(L, &t->w_remote, why, "");
+			}
+		}
+	}
+}
+
+/* mgrok start [NAME...]: the file's tunnels into c->locals */
+static void
+start_tunnels(struct ld *L, int argc, char **argv, int first)
+{
+	struct client_conf *c = L->c;
+	char known[600] = "";
+	size_t kl = 0;
+
+	if (L->file == NULL) {
+		bad_plain(L, "start", "no config file: give --config FILE (or "
+		    "write $XDG_CONFIG_HOME/mgrok/mgrok.yml)", "");
+		return;
+	}
+	for (size_t i = 0; i < L->ntuns && kl < sizeof(known) - 1; i++)
+		kl += (size_t)snprintf(known + kl, sizeof(known) - kl, "%s%s",
+		    i ? ", " : "", L->tuns[i].key);
+	for (size_t i = 0; i < L->ntuns; i++) {
+		int want = first >= argc;
+		for (int a = first; a < argc && !want; a++)
+			want = strcmp(argv[a], L->tuns[i].key) == 0;
+		if (!want)
+			continue;
+		if (c->nlocals >= CONF_MAX_LOCALS) {
+			bad_plain(L, "start", "at most 64 tunnels", "");
+			return;
+		}
+		c->locals[c->nlocals++] = L->tuns[i].spec;
+	}
+	for (int a = first; a < argc; a++) {
+		size_t i;
+		for (i = 0; i < L->ntuns; i++)
+			if (strcmp(argv[a], L->tuns[i].key) == 0)
+				break;
+		if (i == L->ntuns) {
+			char why[900];
+			snprintf(why, sizeof(why), "no tunnel \"%s\" in %s "
+			    "(it has: %s)", argv[a], L->file,
+			    L->ntuns ? known : "none");
+			bad_plain(L, "start", why, "");
+		}
+	}
+	if (c->nlocals == 0 && L->d->nerrors == 0) {
+		char why[600];
+		snprintf(why, sizeof(why), "%s has no tunnels (tunnels: NAME: "
+		    "{type: tcp, local: PORT})", L->file);
+		bad_plain(L, "start", why, "");
+	}
+}
+
+/* tcp, udp, http, tls and client: the argument and the tunnel flags */
+static void
+command_tunnel(struct ld *L, int argc, char **argv, int first)
+{
+	struct client_conf *c = L->c;
+	struct conf_tun *ft = &L->flagtun;
+	const char *cmd = L->cmdname, *err;
+	int optind_ = first;
+
+	if (L->cmd & SD_ONE) {
+		uint8_t type = L->cmd == SD_UDP ? PROXY_UDP :
+		    L->cmd == SD_HTTP ? PROXY_HTTP :
+		    L->cmd == SD_TLS ? PROXY_TLS : PROXY_TCP;
+		const char *a;
+		int url;
+		if (optind_ >= argc) {
+			bad_plain(L, cmd, "missing the local [HOST:]PORT", "");
+			return;
+		}
+		a = argv[optind_];
+		url = strstr(a, "://") != NULL;
+		if (!url && (strncmp(a, "tcp:", 4) == 0 ||
+		    strncmp(a, "udp:", 4) == 0)) {
+			bad_plain(L, cmd, "give HOST:PORT without a type prefix",
+			    a);
+			return;
+		}
+		if (conf_parse_local(a, &c->locals[0], &err)) {
+			bad_plain(L, cmd, err, a);
+			return;
+		}
+		if (url && c->locals[0].type != type) {
+			char why[96];
+			snprintf(why, sizeof(why), "mgrok %s takes [HOST:]PORT "
+			    "or %s://HOST:PORT", cmd, cmd);
+			bad_plain(L, cmd, why, a);
+			return;
+		}
+		c->locals[0].type = type;
+		c->nlocals = 1;
+		optind_++;
+	}
+	if (optind_ < argc) {
+		bad_plain(L, cmd, "unexpected argument", argv[optind_]);
+		return;
+	}
+	if (L->cmd == SD_CLIENT && c->nlocals == 0 && L->ntuns > 0) {
+		/* mgrok client --config FILE: the file's tunnels, as the
+		 * original mgrok's client ran its proxies */
+		if (ft->have_remote || ft->have_name || ft->spec.subdomain[0] ||
+		    ft->spec.hostname[0] || ft->spec.basic_auth[0] ||
+		    ft->spec.host_rewrite) {
+			bad_plain(L, cmd, "the tunnels come from the config "
+			    "file: set their options there", "");
+			return;
+		}
+		for (size_t i = 0; i < L->ntuns; i++)
+			c->locals[c->nlocals++] = L->tuns[i].spec;
+		return;
+	}
+	if (c->nlocals == 0) {
+		bad_plain(L, cmd, "nothing to forward: give --local", "");
+		return;
+	}
+	if ((ft->have_remote || ft->have_name) && c->nlocals > 1) {
+		bad_plain(L, ft->have_remote ? "--remote-port" : "--name",
+		    "applies to a single local service", "");
+		return;
+	}
+	if ((ft->spec.subdomain[0] || ft->spec.hostname[0] ||
+	    ft->spec.basic_auth[0] || ft->spec.host_rewrite) &&
+	    c->locals[0].type != PROXY_HTTP && c->locals[0].type != PROXY_TLS) {
+		bad_plain(L, cmd, "--subdomain, --hostname, --basic-auth and "
+		    "--host-header are for mgrok http (and tls)", "");
+		return;
+	}
+	if (c->locals[0].type == PROXY_TLS && (ft->spec.basic_auth[0] ||
+	    ft->spec.host_rewrite)) {
+		bad_plain(L, "tls", "a TLS tunnel is not decrypted: no "
+		    "--basic-auth or --host-header", "");
+		return;
+	}
+	if (c->locals[0].type == PROXY_TLS && !ft->spec.hostname[0] &&
+	    !ft->spec.subdomain[0]) {
+		bad_plain(L, "tls", "give --hostname (routed by SNI)", "");
+		return;
+	}
+	memcpy(c->locals[0].subdomain, ft->spec.subdomain,
+	    sizeof(c->locals[0].subdomain));
+	memcpy(c->locals[0].hostname, ft->spec.hostname,
+	    sizeof(c->locals[0].hostname));
+	memcpy(c->locals[0].basic_auth, ft->spec.basic_auth,
+	    sizeof(c->locals[0].basic_auth));
+	c->locals[0].host_rewrite = ft->spec.host_rewrite;
+	if (ft->have_remote && (c->locals[0].type == PROXY_HTTP ||
+	    c->locals[0].type == PROXY_TLS)) {
+		bad_plain(L, "--remote-port", "HTTP and TLS tunnels are routed "
+		    "by host name, not by port", "");
+		return;
+	}
+	if (ft->have_remote)
+		c->locals[0].remote_port = ft->spec.remote_port;
+	if (ft->have_name)
+		memcpy(c->locals[0].name, ft->spec.name,
+		    sizeof(c->locals[0].name));
+}
+
+static void
+client_checks(struct ld *L, int argc, char **argv, int first)
+{
+	struct client_conf *c = L->c;
+	size_t before = L->d->nerrors;
+
+	check_tunnels(L);
+	if (L->cmd == SD_START && !L->check_only)
+		start_tunnels(L, argc, argv, first);
+	else if (!L->check_only)
+		command_tunnel(L, argc, argv, first);
+	if (L->d->nerrors > before && !L->check_only)
+		return;
+	if (c->tls_ca || c->tls_cert || c->tls_key || c->tls_server_name ||
+	    c->tls_pin)
+		c->tls = 1; /* TLS options imply --tls */
+	check_file(L, "tls-ca", c->tls_ca);
+	check_file(L, "tls-cert", c->tls_cert);
+	check_file(L, "tls-key", c->tls_key);
+	if (L->d->nerrors > before)
+		return;
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		bad_opt(L, c->tls_cert ? "tls-cert" : "tls-key",
+		    "--tls-cert and --tls-key go together");
+	if (c->token == NULL) {
+		const char *env = getenv("MGROK_TOKEN");
+		if (env && *env)
+			c->token = xstrdup(env);
+	}
+	if (c->token == NULL && c->tls_cert == NULL && !L->check_only)
+		conf_diag_add(L->d, 1, "no token: use --token or set "
+		    "MGROK_TOKEN (or token: in the config file, or a client "
+		    "certificate with --tls-cert/--tls-key)");
+	if (c->token && (strlen(c->token) > CTRL_TOKEN_MAX ||
+	    c->token[0] == '\0'))
+		bad_opt(L, "token", "a token must be 1 to 1019 bytes");
+}
+
+/* ------------------------------------------------------------ loading */
+
+static void
+ld_init(struct ld *L, int server, const char *cmd, struct conf_diag *d)
+{
+	memset(L, 0, sizeof(*L));
+	L->server = server;
+	L->cmdname = cmd;
+	L->cmd = server ? SD_SERVER : cmd_side(cmd);
+	L->d = d;
+	L->org = xcalloc(conf_nopts, sizeof(*L->org));
+	L->flagtun.spec.type = PROXY_TCP;
+}
+
+static void
+ld_free(struct ld *L)
+{
+	for (size_t i = 0; i < L->ntuns; i++)
+		memset(L->tuns[i].spec.basic_auth, 0,
+		    sizeof(L->tuns[i].spec.basic_auth));
+	free(L->tuns);
+	free(L->org);
+	memset(L->flagtun.spec.basic_auth, 0,
+	    sizeof(L->flagtun.spec.basic_auth));
+}
+
+/* both sides: find the file, read it, then the flags; 1 for --help */
+static int
+load(struct ld *L, int argc, char **argv, char **config_file)
+{
+	const char *path = NULL;
+	char defbuf[4096];
+	int first;
+
+	if (flags_pass(L, argc, argv, 0, &path, &first))
+		return 1;
+	if (path == NULL)
+		path = default_file(L->server, defbuf, sizeof(defbuf));
+	if (path) {
+		*config_file = xstrdup(path);
+		conf_yaml_file(L, *config_file);
+	}
+	flags_pass(L, argc, argv, 1, NULL, &first);
+	return -first; /* 0 or the first positional argument, negated */
+}
+
+int
+conf_server_load(struct server_conf *out, int argc, char **argv,
+    struct conf_diag *d)
+{
+	struct ld L;
+	int r;
+
+	conf_server_defaults(out);
+	ld_init(&L, 1, "server", d);
+	L.s = out;
+	if ((r = load(&L, argc, argv, &out->config_file)) == 1)
+		goto out;
+	r = -r;
+	/* after a bad flag, its value may look like an argument */
+	if (L.flag_errors == 0 && r < argc)
+		bad_plain(&L, "server", "unexpected argument", argv[r]);
+	if (L.flag_errors == 0)
+		server_checks(&L);
+	r = d->nerrors ? MG_EINVAL : 0;
+out:
+	ld_free(&L);
+	return r;
+}
+
+int
+conf_client_load(struct client_conf *out, int argc, char **argv,
+    struct conf_diag *d)
+{
+	struct ld L;
+	int r;
+
+	conf_client_defaults(out);
+	ld_init(&L, 0, argv[0], d);
+	L.c = out;
+	if ((r = load(&L, argc, argv, &out->config_file)) == 1)
+		goto out;
+	if (L.flag_errors == 0)
+		client_checks(&L, argc, argv, -r);
+	r = d->nerrors ? MG_EINVAL : 0;
+out:
+	ld_free(&L);
+	return r;
+}
+
+static void
+print_diag(struct conf_diag *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(stderr, "mgrok: %s%s\n", d->v[i].is_error ? "" :
+		    "warning: ", d->v[i].text);
 }
 
 int
 conf_server_parse(struct server_conf *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "addr", required_argument, NULL, O_ADDR },
-		{ "start-port", required_argument, NULL, O_START },
-		{ "end-port", required_argument, NULL, O_END },
-		{ "token", required_argument, NULL, O_TOKEN },
-		{ "token-file", required_argument, NULL, O_TOKFILE },
-		{ "no-plain-token", no_argument, NULL, O_NOPLAIN },
-		{ "bind-addr", required_argument, NULL, O_BIND },
-		{ "public-host", required_argument, NULL, O_PUBHOST },
-		{ "max-sessions", required_argument, NULL, O_MAXSESS },
-		{ "max-streams-per-session", required_argument, NULL,
-		    O_MAXSTREAMS },
-		{ "max-proxies", required_argument, NULL, O_MAXPROX },
-		{ "lease-grace", required_argument, NULL, O_GRACE },
-		{ "heartbeat", required_argument, NULL, O_HB },
-		{ "drain-timeout", required_argument, NULL, O_DRAIN },
-		{ "stream-window", required_argument, NULL, O_WINDOW },
-		{ "udp-idle-timeout", required_argument, NULL, O_UDPIDLE },
-		{ "udp-max-flows", required_argument, NULL, O_UDPFLOWS },
-		{ "http-idle-timeout", required_argument, NULL, O_HTTPIDLE },
-		{ "http-max-conns", required_argument, NULL, O_HTTPMAX },
-		{ "http-max-conns-per-tunnel", required_argument, NULL,
-		    O_HTTPMAXTUN },
-		{ "max-handshakes", required_argument, NULL, O_MAXHS },
-		{ "tls", no_argument, NULL, O_TLS },
-		{ "tls-cert", required_argument, NULL, O_TLSCERT },
-		{ "tls-key", required_argument, NULL, O_TLSKEY },
-		{ "tls-client-ca", required_argument, NULL, O_TLSCLIENTCA },
-		{ "tls-client-auth", required_argument, NULL, O_TLSCLIENTAUTH },
-		{ "stream-allow", required_argument, NULL, O_ALLOW },
-		{ "domain", required_argument, NULL, O_DOMAIN },
-		{ "http-addr", required_argument, NULL, O_HTTPADDR },
-		{ "https-addr", required_argument, NULL, O_HTTPSADDR },
-		{ "https-cert", required_argument, NULL, O_HTTPSCERT },
-		{ "https-key", required_argument, NULL, O_HTTPSKEY },
-		{ "https-cert-dir", required_argument, NULL, O_HTTPSCERTDIR },
-		{ "busy-poll", required_argument, NULL, O_BUSYPOLL },
-		{ "log-level", required_argument, NULL, O_LOG },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
-	unsigned long v;
-	int o;
-	const char *err;
-	char host[256];
-	uint16_t port;
+	struct conf_diag d;
+	int rc;
 
-	memset(c, 0, sizeof(*c));
-	snprintf(c->addr, sizeof(c->addr), ":9000");
-	c->start_port = 10000;
-	c->end_port = 65535;
-	c->max_sessions = 1000;
-	c->max_proxies = 64;
-	c->lease_grace_s = 30;
-	c->heartbeat_s = 10;
-	c->drain_s = 10;
-	c->max_pending = 64;
-	c->udp_idle_s = 60;
-	c->udp_max_flows = 1024;
-	c->http_idle_s = 60;
-	c->http_max_conns = 10000;
-	c->http_max_conns_tunnel = 1000;
-	c->max_handshakes = 1000;
-	c->log_level = LOG_INFO;
-	mux_config_default(&c->mux);
-	c->mux.max_streams = 10000;
-	optind = 1;
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-		switch (o) {
-		case O_ADDR:
-			if (split_hostport(optarg, host, sizeof(host), &port,
-			    0, 1, &err))
-				return bad("--addr", err, optarg);
-			snprintf(c->addr, sizeof(c->addr), "%s", optarg);
-			break;
-		case O_START:
-			if (parse_port("--start-port", optarg, &v))
-				return MG_EINVAL;
-			c->start_port = (uint16_t)v;
-			break;
-		case O_END:
-			if (parse_port("--end-port", optarg, &v))
-				return MG_EINVAL;
-			c->end_port = (uint16_t)v;
-			break;
-		case O_TOKEN:
-			if (add_token(c->tokens, &c->ntokens, "--token",
-			    optarg, strlen(optarg)))
-				return MG_EINVAL;
-			break;
-		case O_TOKFILE:
-			if (read_token_file(c, optarg))
-				return MG_EINVAL;
-			break;
-		case O_NOPLAIN:
-			c->no_plain_token = 1;
-			break;
-		case O_BIND:
-			snprintf(c->bind_addr, sizeof(c->bind_addr), "%s",
-			    optarg);
-			break;
-		case O_PUBHOST:
-			snprintf(c->public_host, sizeof(c->public_host), "%s",
-			    optarg);
-			break;
-		case O_MAXSESS:
-			if (parse_uint("--max-sessions", optarg, 1, 1000000,
-			    &v))
-				return MG_EINVAL;
-			c->max_sessions = (unsigned)v;
-			break;
-		case O_MAXSTREAMS:
-			if (parse_uint("--max-streams-per-session", optarg, 1,
-			    1000000, &v))
-				return MG_EINVAL;
-			c->mux.max_streams = (unsigned)v;
-			break;
-		case O_MAXPROX:
-			if (parse_uint("--max-proxies", optarg, 1, 10000, &v))
-				return MG_EINVAL;
-			c->max_proxies = (unsigned)v;
-			break;
-		case O_GRACE:
-			if (parse_uint("--lease-grace", optarg, 0, 86400, &v))
-				return MG_EINVAL;
-			c->lease_grace_s = (unsigned)v;
-			break;
-		case O_HB:
-			if (parse_uint("--heartbeat", optarg, 1, 3600, &v))
-				return MG_EINVAL;
-			c->heartbeat_s = (unsigned)v;
-			break;
-		case O_DRAIN:
-			if (parse_uint("--drain-timeout", optarg, 0, 3600, &v))
-				return MG_EINVAL;
-			c->drain_s = (unsigned)v;
-			break;
-		case O_WINDOW:
-			if (parse_window(optarg, &c->mux))
-				return MG_EINVAL;
-			break;
-		case O_UDPIDLE:
-			if (parse_uint("--udp-idle-timeout", optarg, 1, 86400,
-			    &v))
-				return MG_EINVAL;
-			c->udp_idle_s = (unsigned)v;
-			break;
-		case O_UDPFLOWS:
-			if (parse_uint("--udp-max-flows", optarg, 1, 1000000,
-			    &v))
-				return MG_EINVAL;
-			c->udp_max_flows = (unsigned)v;
-			break;
-		case O_HTTPIDLE:
-			if (parse_uint("--http-idle-timeout", optarg, 1, 86400,
-			    &v))
-				return MG_EINVAL;
-			c->http_idle_s = (unsigned)v;
-			break;
-		case O_HTTPMAX:
-			if (parse_uint("--http-max-conns", optarg, 1, 1000000,
-			    &v))
-				return MG_EINVAL;
-			c->http_max_conns = (unsigned)v;
-			break;
-		case O_HTTPMAXTUN:
-			if (parse_uint("--http-max-conns-per-tunnel", optarg, 1,
-			    1000000, &v))
-				return MG_EINVAL;
-			c->http_max_conns_tunnel = (unsigned)v;
-			break;
-		case O_MAXHS:
-			if (parse_uint("--max-handshakes", optarg, 1, 1000000,
-			    &v))
-				return MG_EINVAL;
-			c->max_handshakes = (unsigned)v;
-			break;
-		case O_TLS:
-			c->tls = 1;
-			break;
-		case O_TLSCERT:
-			set_str(&c->tls_cert, optarg);
-			break;
-		case O_TLSKEY:
-			set_str(&c->tls_key, optarg);
-			break;
-		case O_TLSCLIENTCA:
-			set_str(&c->tls_client_ca, optarg);
-			break;
-		case O_TLSCLIENTAUTH:
-			if (strcmp(optarg, "require") == 0)
-				c->tls_client_auth = 2;
-			else if (strcmp(optarg, "optional") == 0)
-				c->tls_client_auth = 1;
-			else
-				return bad("--tls-client-auth",
-				    "expected require or optional", optarg);
-			break;
-		case O_DOMAIN:
-			if (strlen(optarg) == 0 || strlen(optarg) > 200 ||
-			    strchr(optarg, ':') || strchr(optarg, '/'))
-				return bad("--domain", "expected a domain name "
-				    "such as tunnel.example.com", optarg);
-			for (size_t i = 0; optarg[i]; i++)
-				c->domain[i] = (char)tolower(
-				    (unsigned char)optarg[i]);
-			break;
-		case O_HTTPADDR:
-		case O_HTTPSADDR:
-			if (split_hostport(optarg, host, sizeof(host), &port,
-			    0, 1, &err))
-				return bad(o == O_HTTPADDR ? "--http-addr" :
-				    "--https-addr", err, optarg);
-			snprintf(o == O_HTTPADDR ? c->http_addr : c->https_addr,
-			    sizeof(c->http_addr), "%s", optarg);
-			break;
-		case O_HTTPSCERT:
-			set_str(&c->https_cert, optarg);
-			break;
-		case O_HTTPSKEY:
-			set_str(&c->https_key, optarg);
-			break;
-		case O_HTTPSCERTDIR:
-			set_str(&c->https_cert_dir, optarg);
-			break;
-		case O_ALLOW:
-			if (c->nstream_allow >= CONF_MAX_ALLOW)
-				return bad("--stream-allow", "at most 64 rules",
-				    optarg);
-			if (acl_parse(optarg,
-			    &c->stream_allow[c->nstream_allow], &err))
-				return bad("--stream-allow", err, optarg);
-			c->nstream_allow++;
-			break;
-		case O_BUSYPOLL:
-			if (parse_uint("--busy-poll", optarg, 0, 1000000, &v))
-				return MG_EINVAL;
-			c->busy_poll_us = (unsigned)v;
-			break;
-		case O_LOG:
-			if (log_level_parse(optarg, &c->log_level))
-				return bad("--log-level",
-				    "expected error, warn, info or debug",
-				    optarg);
-			break;
-		case O_HELP:
-			return 1; /* the front end prints conf_server_usage */
-		case ':':
-			return bad(argv[optind - 1], "needs a value", "");
-		default:
-			return bad(argv[optind - 1], "unknown option", "");
-		}
+	conf_diag_init(&d);
+	rc = conf_server_load(c, argc, argv, &d);
+	print_diag(&d);
+	conf_diag_free(&d);
+	return rc;
+}
+
+int
+conf_client_parse(struct client_conf *c, int argc, char **argv)
+{
+	struct conf_diag d;
+	int rc;
+
+	conf_diag_init(&d);
+	rc = conf_client_load(c, argc, argv, &d);
+	print_diag(&d);
+	conf_diag_free(&d);
+	return rc;
+}
+
+int
+conf_check_buf(const char *name, const char *buf, size_t len, int server,
+    struct conf_diag *d)
+{
+	struct server_conf *s = NULL;
+	struct client_conf *c = NULL;
+	struct ld L;
+	int rc;
+
+	if (server < 0)
+		server = conf_yaml_sniff(buf, len);
+	ld_init(&L, server, server ? "server" : "start", d);
+	L.check_only = 1;
+	if (server) {
+		s = xcalloc(1, sizeof(*s));
+		conf_server_defaults(s);
+		L.s = s;
+	} else {
+		c = xcalloc(1, sizeof(*c));
+		conf_client_defaults(c);
+		L.c = c;
 	}
-	if (optind < argc)
-		return bad("server", "unexpected argument", argv[optind]);
-	if (c->end_port < c->start_port)
-		return bad("--end-port", "must not be below --start-port", "");
-	if (check_readable("--tls-cert", c->tls_cert) ||
-	    check_readable("--tls-key", c->tls_key) ||
-	    check_readable("--tls-client-ca", c->tls_client_ca) ||
-	    check_readable("--https-cert", c->https_cert) ||
-	    check_readable("--https-key", c->https_key))
-		return MG_EINVAL;
-	if ((c->tls_cert || c->tls_key || c->tls_client_ca) && !c->tls)
-		c->tls = 1; /* certificate options imply --tls */
-	if (c->tls && (c->tls_cert == NULL || c->tls_key == NULL))
-		return bad("--tls", "needs --tls-cert and --tls-key", "");
-	if (c->tls_client_auth && c->tls_client_ca == NULL)
-		return bad("--tls-client-auth", "needs --tls-client-ca", "");
-	if (c->tls_client_ca && c->tls_client_auth == 0)
-		c->tls_client_auth = 2;
-	if ((c->https_cert == NULL) != (c->https_key == NULL))
-		return bad("--https-cert", "--https-cert and --https-key go "
-		    "together", "");
-	if ((c->https_cert || c->https_cert_dir) && c->https_addr[0] == '\0')
-		return bad(c->https_cert ? "--https-cert" : "--https-cert-dir",
-		    "needs --https-addr", "");
-	if (c->nstream_allow && c->tls_client_ca == NULL)
-		return bad("--stream-allow", "the stream proxy needs mTLS: "
-		    "give --tls-cert, --tls-key and --tls-client-ca", "");
-	if (c->ntokens == 0) {
-		const char *env = getenv("MGROK_TOKEN");
-		if (env && *env && add_token(c->tokens, &c->ntokens,
-		    "MGROK_TOKEN", env, strlen(env)))
-			return MG_EINVAL;
+	conf_yaml_buf(&L, name, buf, len);
+	if (server)
+		server_checks(&L);
+	else
+		client_checks(&L, 0, NULL, 0);
+	rc = d->nerrors ? MG_EINVAL : 0;
+	ld_free(&L);
+	if (s) {
+		conf_server_free(s);
+		free(s);
 	}
-	if (c->ntokens == 0) {
-		fprintf(stderr, "mgrok: server: no token given: use --token, "
-				"--token-file or MGROK_TOKEN\n");
-		return MG_EINVAL;
+	if (c) {
+		conf_client_free(c);
+		free(c);
 	}
-	c->mux.keepalive_ms = c->heartbeat_s * 1000;
-	c->mux.dead_ms = c->heartbeat_s * 3000;
-	return 0;
+	return rc;
+}
+
+int
+conf_check_file(const char *path, int server, int *is_server,
+    struct conf_diag *d)
+{
+	int is_stdin = strcmp(path, "-") == 0;
+	FILE *f = is_stdin ? stdin : fopen(path, "rb");
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = MG_EINVAL;
+
+	if (f == NULL) {
+		conf_diag_add(d, 1, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (is_stdin)
+		path = "(stdin)";
+	buf = xmalloc((1 << 20) + 1);
+	len = fread(buf, 1, (1 << 20) + 1, f);
+	if (len > (1 << 20)) {
+		conf_diag_add(d, 1, "%s: larger than 1 MiB", path);
+		goto out;
+	}
+	if (server < 0)
+		server = conf_yaml_sniff(buf, len);
+	if (is_server)
+		*is_server = server;
+	rc = conf_check_buf(path, buf, len, server, d);
+out:
+	if (f && !is_stdin)
+		fclose(f);
+	if (buf) {
+		memset(buf, 0, len);
+		free(buf);
+	}
+	return rc;
 }
 
 void
@@ -550,15 +878,41 @@ conf_server_free(struct server_conf *c)
 	free(c->https_cert);
 	free(c->https_key);
 	free(c->https_cert_dir);
-	c->https_cert_dir = NULL;
+	free(c->config_file);
+	c->https_cert_dir = c->config_file = NULL;
 	c->tls_cert = c->tls_key = c->tls_client_ca = NULL;
 	c->https_cert = c->https_key = NULL;
 	for (size_t i = 0; i < c->ntokens; i++) {
 		memset(c->tokens[i], 0, strlen(c->tokens[i]));
 		free(c->tokens[i]);
+		free(c->token_names[i]);
+		c->tokens[i] = c->token_names[i] = NULL;
 	}
 	c->ntokens = 0;
 }
+
+void
+conf_client_free(struct client_conf *c)
+{
+	free(c->tls_ca);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_server_name);
+	free(c->tls_pin);
+	free(c->config_file);
+	c->tls_ca = c->tls_cert = c->tls_key = NULL;
+	c->tls_server_name = c->tls_pin = c->config_file = NULL;
+	if (c->token) {
+		memset(c->token, 0, strlen(c->token));
+		free(c->token);
+		c->token = NULL;
+	}
+	for (size_t i = 0; i < c->nlocals; i++)
+		memset(c->locals[i].basic_auth, 0,
+		    sizeof(c->locals[i].basic_auth));
+}
+
+/* ------------------------------------------------------------ values */
 
 int
 conf_hex_id(const char *s, uint8_t out[16])
@@ -631,7 +985,7 @@ parse_local_url(const char *s, struct local_spec *l, const char **err)
 		       "(use --basic-auth for the public side)";
 		return MG_EINVAL;
 	}
-	if (split_hostport(hp, l->host, sizeof(l->host), &l->port,
+	if (conf_split_hostport(hp, l->host, sizeof(l->host), &l->port,
 	    l->port, 0, err) != 0) {
 		if (l->port == 0 && strchr(hp, ':') == NULL)
 			*err = "give the port: scheme://HOST:PORT";
@@ -657,362 +1011,11 @@ conf_parse_local(const char *s, struct local_spec *l, const char **err)
 			l->type = PROXY_UDP;
 			rest = s + 4;
 		}
-		if (split_hostport(rest, l->host, sizeof(l->host), &l->port, 0,
-		    0, err))
+		if (conf_split_hostport(rest, l->host, sizeof(l->host),
+		    &l->port, 0, 0, err))
 			return MG_EINVAL;
 	}
 	if (l->host[0] == '\0')
 		snprintf(l->host, sizeof(l->host), "localhost");
 	return 0;
-}
-
-/* Each subcommand's help lists only the options that apply to it. */
-void
-conf_client_usage(FILE *f, const char *cmd)
-{
-	int is_http = strcmp(cmd, "http") == 0, is_tls = strcmp(cmd, "tls") == 0;
-	int is_udp = strcmp(cmd, "udp") == 0, is_tcp = strcmp(cmd, "tcp") == 0;
-	int is_multi = strcmp(cmd, "client") == 0;
-
-	if (is_multi)
-		fputs("usage: mgrok client --local [tcp:|udp:]HOST:PORT ... "
-		      "[options]\n"
-		      "  --local SPEC              a local service (repeat): "
-		      "[HOST:]PORT,\n"
-		      "                            tcp:HOST:PORT, udp:HOST:PORT, "
-		      "or a URL:\n"
-		      "                            tcp://, udp://, http://HOST:PORT\n",
-		    f);
-	else
-		fprintf(f, "usage: mgrok %s [HOST:]PORT [options]\n"
-		    "       mgrok %s %s://HOST%s [options]\n", cmd, cmd, cmd,
-		    is_http ? "[:PORT]" : ":PORT");
-	fputs("  --server HOST[:PORT]      the mgrok server (localhost:9000; "
-	      "port 9000\n"
-	      "                            when not given)\n"
-	      "  --token T                 auth token (or MGROK_TOKEN)\n",
-	    f);
-	if (is_tcp || is_udp)
-		fputs("  --remote-port N           public port to ask for\n",
-		    f);
-	if (!is_multi)
-		fputs("  --name NAME               tunnel name\n", f);
-	if (is_http || is_tls)
-		fputs("  --subdomain S             S.<server domain>\n"
-		      "  --hostname H              a custom domain\n",
-		    f);
-	if (is_http)
-		fputs("  --basic-auth USER:PASS    password-protect the tunnel\n"
-		      "  --host-header rewrite|preserve  send Host: "
-		      "localhost:PORT to the\n"
-		      "                            local service, or the "
-		      "visitor's (default)\n",
-		    f);
-	if (is_udp || is_multi)
-		fputs("  --udp-idle-timeout S      close idle UDP flows (60)\n",
-		    f);
-	fputs("  --no-reconnect            exit when the session is lost\n"
-	      "  --reconnect-attempts N    give up after N failed attempts "
-	      "in a row\n"
-	      "                            (default 0: retry forever, every "
-	      "30 s at most)\n"
-	      "  --client-id HEX           32 hex digits (default: one per "
-	      "agent, derived\n"
-	      "                            from $XDG_STATE_HOME/mgrok/"
-	      "client_id, the\n"
-	      "                            server and the tunnels)\n"
-	      "  --tls                     TLS to the server\n"
-	      "  --tls-ca F                CA for the server (default: system)\n"
-	      "  --tls-server-name N       name to verify (default: --server)\n"
-	      "  --tls-pin sha256:HEX      pin the server's certificate\n"
-	      "  --tls-cert F, --tls-key F client certificate (mTLS)\n"
-	      "  --stream-window BYTES     largest per-stream receive window "
-	      "(8 MiB);\n"
-	      "                            windows start at 1 MiB and grow\n"
-	      "  --busy-poll USEC          poll, not sleep, for USEC after I/O\n"
-	      "                            (latency for CPU; default 0: off)\n"
-	      "  --log-level L             error|warn|info|debug\n",
-	    f);
-}
-
-int
-conf_client_parse(struct client_conf *c, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "server", required_argument, NULL, O_SERVER },
-		{ "token", required_argument, NULL, O_TOKEN },
-		{ "local", required_argument, NULL, O_LOCAL },
-		{ "remote-port", required_argument, NULL, O_REMOTE },
-		{ "name", required_argument, NULL, O_NAME },
-		{ "no-reconnect", no_argument, NULL, O_NORECONN },
-		{ "reconnect-attempts", required_argument, NULL, O_ATTEMPTS },
-		{ "client-id", required_argument, NULL, O_CLIENTID },
-		{ "stream-window", required_argument, NULL, O_WINDOW },
-		{ "udp-idle-timeout", required_argument, NULL, O_UDPIDLE },
-		{ "tls", no_argument, NULL, O_TLS },
-		{ "tls-ca", required_argument, NULL, O_TLSCA },
-		{ "tls-cert", required_argument, NULL, O_TLSCERT },
-		{ "tls-key", required_argument, NULL, O_TLSKEY },
-		{ "tls-server-name", required_argument, NULL, O_TLSNAME },
-		{ "tls-pin", required_argument, NULL, O_TLSPIN },
-		{ "subdomain", required_argument, NULL, O_SUBDOMAIN },
-		{ "hostname", required_argument, NULL, O_HOSTNAME },
-		{ "basic-auth", required_argument, NULL, O_BASICAUTH },
-		{ "host-header", required_argument, NULL, O_HOSTHEADER },
-		{ "busy-poll", required_argument, NULL, O_BUSYPOLL },
-		{ "log-level", required_argument, NULL, O_LOG },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *cmd = argv[0], *err, *name = NULL;
-	unsigned long v, remote = 0;
-	int o, have_remote = 0, host_rewrite = 0;
-	char subdomain[64] = "", hostname[256] = "", basic[256] = "";
-	char host[256];
-	uint16_t port;
-
-	memset(c, 0, sizeof(*c));
-	snprintf(c->server, sizeof(c->server), "localhost:9000");
-	c->reconnect_attempts = 0; /* forever, as frpc and ngrok do */
-	c->udp_idle_s = 60;
-	c->log_level = LOG_INFO;
-	mux_config_default(&c->mux);
-	optind = 1;
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-		switch (o) {
-		case O_SERVER:
-			/* ngrok users expect a default port: 9000 */
-			if (split_hostport(optarg, host, sizeof(host), &port,
-			    9000, 0, &err))
-				return bad("--server", err, optarg);
-			if (host[0] == '\0')
-				return bad("--server", "expected HOST[:PORT]",
-				    optarg);
-			snprintf(c->server, sizeof(c->server), strchr(host,
-			    ':') ? "[%s]:%u" : "%s:%u", host, port);
-			break;
-		case O_TOKEN:
-			free(c->token);
-			c->token = xstrdup(optarg);
-			break;
-		case O_LOCAL:
-			if (strcmp(cmd, "client") != 0)
-				return bad("--local", "only for mgrok client",
-				    optarg);
-			if (c->nlocals >= CONF_MAX_LOCALS)
-				return bad("--local", "at most 64", optarg);
-			if (conf_parse_local(optarg, &c->locals[c->nlocals],
-			    &err))
-				return bad("--local", err, optarg);
-			if (c->locals[c->nlocals].type == PROXY_TLS)
-				return bad("--local", "a TLS tunnel needs "
-				    "--hostname: use mgrok tls", optarg);
-			c->nlocals++;
-			break;
-		case O_REMOTE:
-			if (parse_port("--remote-port", optarg, &remote))
-				return MG_EINVAL;
-			have_remote = 1;
-			break;
-		case O_NAME:
-			if (strlen(optarg) < 1 || strlen(optarg) > 255)
-				return bad("--name", "must be 1 to 255 bytes",
-				    optarg);
-			name = optarg;
-			break;
-		case O_NORECONN:
-			c->no_reconnect = 1;
-			break;
-		case O_ATTEMPTS:
-			if (parse_uint("--reconnect-attempts", optarg, 0,
-			    1000000, &v))
-				return MG_EINVAL;
-			c->reconnect_attempts = (unsigned)v;
-			break;
-		case O_UDPIDLE:
-			if (parse_uint("--udp-idle-timeout", optarg, 1, 86400,
-			    &v))
-				return MG_EINVAL;
-			c->udp_idle_s = (unsigned)v;
-			break;
-		case O_TLS:
-			c->tls = 1;
-			break;
-		case O_TLSCA:
-			set_str(&c->tls_ca, optarg);
-			break;
-		case O_TLSCERT:
-			set_str(&c->tls_cert, optarg);
-			break;
-		case O_TLSKEY:
-			set_str(&c->tls_key, optarg);
-			break;
-		case O_TLSNAME:
-			set_str(&c->tls_server_name, optarg);
-			break;
-		case O_TLSPIN:
-			set_str(&c->tls_pin, optarg);
-			break;
-		case O_SUBDOMAIN:
-			if (strlen(optarg) < 1 || strlen(optarg) > 63)
-				return bad("--subdomain", "1 to 63 letters, "
-				    "digits or -", optarg);
-			for (size_t i = 0; optarg[i]; i++)
-				if (!isalnum((unsigned char)optarg[i]) &&
-				    optarg[i] != '-')
-					return bad("--subdomain", "1 to 63 "
-					    "letters, digits or -", optarg);
-			snprintf(subdomain, sizeof(subdomain), "%s", optarg);
-			break;
-		case O_HOSTNAME:
-			if (strlen(optarg) < 1 || strlen(optarg) > 253 ||
-			    strchr(optarg, ':') || strchr(optarg, '/'))
-				return bad("--hostname", "expected a host name "
-				    "such as www.example.org", optarg);
-			snprintf(hostname, sizeof(hostname), "%s", optarg);
-			break;
-		case O_BASICAUTH:
-			if (strchr(optarg, ':') == NULL || optarg[0] == ':' ||
-			    strlen(optarg) > 255)
-				return bad("--basic-auth", "expected "
-				    "user:password", "(hidden)");
-			snprintf(basic, sizeof(basic), "%s", optarg);
-			break;
-		case O_HOSTHEADER:
-			if (strcmp(optarg, "rewrite") == 0)
-				host_rewrite = 1;
-			else if (strcmp(optarg, "preserve") == 0)
-				host_rewrite = 0;
-			else
-				return bad("--host-header", "expected rewrite "
-				    "or preserve", optarg);
-			break;
-		case O_CLIENTID:
-			if (conf_hex_id(optarg, c->client_id))
-				return bad("--client-id",
-				    "expected 32 hex digits", optarg);
-			c->have_client_id = 1;
-			break;
-		case O_WINDOW:
-			if (parse_window(optarg, &c->mux))
-				return MG_EINVAL;
-			break;
-		case O_BUSYPOLL:
-			if (parse_uint("--busy-poll", optarg, 0, 1000000, &v))
-				return MG_EINVAL;
-			c->busy_poll_us = (unsigned)v;
-			break;
-		case O_LOG:
-			if (log_level_parse(optarg, &c->log_level))
-				return bad("--log-level",
-				    "expected error, warn, info or debug",
-				    optarg);
-			break;
-		case O_HELP:
-			return 1; /* the front end prints conf_client_usage */
-		case ':':
-			return bad(argv[optind - 1], "needs a value", "");
-		default:
-			return bad(argv[optind - 1], "unknown option", "");
-		}
-	}
-	if (strcmp(cmd, "tcp") == 0 || strcmp(cmd, "udp") == 0 ||
-	    strcmp(cmd, "http") == 0 || strcmp(cmd, "tls") == 0) {
-		uint8_t type = strcmp(cmd, "udp") == 0 ? PROXY_UDP :
-		    strcmp(cmd, "http") == 0 ? PROXY_HTTP :
-		    strcmp(cmd, "tls") == 0 ? PROXY_TLS : PROXY_TCP;
-		int url;
-		if (optind >= argc)
-			return bad(cmd, "missing the local [HOST:]PORT", "");
-		url = strstr(argv[optind], "://") != NULL;
-		if (!url && (strncmp(argv[optind], "tcp:", 4) == 0 ||
-		    strncmp(argv[optind], "udp:", 4) == 0))
-			return bad(cmd, "give HOST:PORT without a type prefix",
-			    argv[optind]);
-		if (conf_parse_local(argv[optind], &c->locals[0], &err))
-			return bad(cmd, err, argv[optind]);
-		if (url && c->locals[0].type != type) {
-			char why[96];
-			snprintf(why, sizeof(why), "mgrok %s takes [HOST:]PORT "
-			    "or %s://HOST:PORT", cmd, cmd);
-			return bad(cmd, why, argv[optind]);
-		}
-		c->locals[0].type = type;
-		c->nlocals = 1;
-		optind++;
-	}
-	if (optind < argc)
-		return bad(cmd, "unexpected argument", argv[optind]);
-	if (c->nlocals == 0)
-		return bad(cmd, "nothing to forward: give --local", "");
-	if ((have_remote || name) && c->nlocals > 1)
-		return bad(have_remote ? "--remote-port" : "--name",
-		    "applies to a single local service", "");
-	if ((subdomain[0] || hostname[0] || basic[0] || host_rewrite) &&
-	    c->locals[0].type != PROXY_HTTP && c->locals[0].type != PROXY_TLS)
-		return bad(cmd, "--subdomain, --hostname, --basic-auth and "
-		    "--host-header are for mgrok http (and tls)", "");
-	if (c->locals[0].type == PROXY_TLS && (basic[0] || host_rewrite))
-		return bad("tls", "a TLS tunnel is not decrypted: no "
-		    "--basic-auth or --host-header", "");
-	if (c->locals[0].type == PROXY_TLS && !hostname[0] && !subdomain[0])
-		return bad("tls", "give --hostname (routed by SNI)", "");
-	snprintf(c->locals[0].subdomain, sizeof(c->locals[0].subdomain), "%s",
-	    subdomain);
-	snprintf(c->locals[0].hostname, sizeof(c->locals[0].hostname), "%s",
-	    hostname);
-	snprintf(c->locals[0].basic_auth, sizeof(c->locals[0].basic_auth),
-	    "%s", basic);
-	c->locals[0].host_rewrite = host_rewrite;
-	if (have_remote && (c->locals[0].type == PROXY_HTTP ||
-	    c->locals[0].type == PROXY_TLS))
-		return bad("--remote-port", "HTTP and TLS tunnels are routed "
-		    "by host name, not by port", "");
-	if (have_remote)
-		c->locals[0].remote_port = (uint16_t)remote;
-	if (name)
-		snprintf(c->locals[0].name, sizeof(c->locals[0].name), "%s",
-		    name);
-	if (c->tls_ca || c->tls_cert || c->tls_key || c->tls_server_name ||
-	    c->tls_pin)
-		c->tls = 1; /* TLS options imply --tls */
-	if (check_readable("--tls-ca", c->tls_ca) ||
-	    check_readable("--tls-cert", c->tls_cert) ||
-	    check_readable("--tls-key", c->tls_key))
-		return MG_EINVAL;
-	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
-		return bad(c->tls_cert ? "--tls-cert" : "--tls-key",
-		    "--tls-cert and --tls-key go together", "");
-	if (c->token == NULL) {
-		const char *env = getenv("MGROK_TOKEN");
-		if (env && *env)
-			c->token = xstrdup(env);
-	}
-	if (c->token == NULL && c->tls_cert == NULL) {
-		fprintf(stderr, "mgrok: no token: use --token or set "
-				"MGROK_TOKEN (or a client certificate with "
-				"--tls-cert/--tls-key)\n");
-		return MG_EINVAL;
-	}
-	if (c->token && strlen(c->token) > CTRL_TOKEN_MAX)
-		return bad("--token", "a token must be 1 to 1019 bytes", "");
-	return 0;
-}
-
-void
-conf_client_free(struct client_conf *c)
-{
-	free(c->tls_ca);
-	free(c->tls_cert);
-	free(c->tls_key);
-	free(c->tls_server_name);
-	free(c->tls_pin);
-	c->tls_ca = c->tls_cert = c->tls_key = NULL;
-	c->tls_server_name = c->tls_pin = NULL;
-	if (c->token) {
-		memset(c->token, 0, strlen(c->token));
-		free(c->token);
-		c->token = NULL;
-	}
 }

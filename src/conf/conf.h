@@ -1,4 +1,6 @@
-/* conf.h: server and client settings, and their command-line parsing. */
+/* conf.h: server and client settings from one option table: defaults, a
+ * YAML config file, command-line flags (in that order of precedence, the
+ * last wins), --help, the man page and `mgrok config`. */
 #ifndef MG_CONF_H
 #define MG_CONF_H
 
@@ -20,6 +22,10 @@ struct server_conf {
 	char public_host[256];   /* host in URLs; "" = derived */
 	uint16_t start_port, end_port;
 	char *tokens[CONF_MAX_TOKENS];
+	/* token_names[i] names tokens[i] (`tokens: [{name, secret}]` in the
+	 * file); NULL for an unnamed token (--token, auth_token, a token
+	 * file, MGROK_TOKEN) */
+	char *token_names[CONF_MAX_TOKENS];
 	size_t ntokens;
 	int no_plain_token;
 	unsigned max_sessions;
@@ -46,6 +52,7 @@ struct server_conf {
 	unsigned busy_poll_us; /* --busy-poll: 0 = sleep at once (util/loop.h) */
 	enum log_level log_level;
 	struct mux_config mux;
+	char *config_file;       /* the YAML file read, or NULL (to watch it) */
 };
 
 struct local_spec {
@@ -75,27 +82,93 @@ struct client_conf {
 	unsigned busy_poll_us; /* --busy-poll: 0 = sleep at once (util/loop.h) */
 	enum log_level log_level;
 	struct mux_config mux;
+	char *config_file;       /* the YAML file read, or NULL (to watch it) */
 };
 
 /*
- * conf_server_parse: defaults, then argv (argv[0] is "server"). Returns 0,
- * 1 when --help was asked for (print conf_server_usage), or MG_EINVAL after
- * printing "mgrok: ..." on stderr naming the bad option. Free with
- * conf_server_free.
+ * Diagnostics of a load: every error (and warning) found, in order, each
+ * one line without the "mgrok: " prefix, e.g.
+ *   "--end-port: port must be 1-65535 (got \"70000\")"
+ *   "mgrok.yml:4:3: tunnels.web.subdomian: unknown key (did you mean
+ *    subdomain?)"
+ * Filled by the conf_*_load functions; the caller prints them. Bounded
+ * (CONF_DIAG_MAX messages; more are counted in `dropped`).
  */
-int conf_server_parse(struct server_conf *c, int argc, char **argv);
+#define CONF_DIAG_MAX 200
+struct conf_diag_msg {
+	int is_error;            /* 0: a warning */
+	char *text;
+};
+struct conf_diag {
+	struct conf_diag_msg *v;
+	size_t n, cap;
+	size_t nerrors, dropped;
+};
+
+/* conf_diag_init: an empty set; conf_diag_free releases the texts (and
+ * leaves it empty, ready for another load). */
+void conf_diag_init(struct conf_diag *d);
+void conf_diag_free(struct conf_diag *d);
+
+/*
+ * conf_server_load: a fresh *out from the defaults, then the config file
+ * (--config FILE in argv, else $MGROK_SERVER_CONFIG, else
+ * /etc/mgrok/server.yml when it exists), then the flags of argv (argv[0]
+ * is "server"; a flag overrides the file's key; a repeatable flag given
+ * once replaces the file's list). Never prints: every problem goes to d
+ * (all of them, not only the first). Returns 0, 1 when --help was asked
+ * for, or MG_EINVAL (d->nerrors > 0). *out is always initialized: free it
+ * with conf_server_free whatever the result. Callable again at reload
+ * time with the same argv (it re-reads the file); getopt_long may permute
+ * argv, which does not change its meaning.
+ */
+int conf_server_load(struct server_conf *out, int argc, char **argv,
+    struct conf_diag *d);
 void conf_server_free(struct server_conf *c);
 
-/* conf_client_parse: argv[0] is the subcommand (tcp, udp, http, tls or
- * client); the same return values as conf_server_parse (1: print
- * conf_client_usage). */
-int conf_client_parse(struct client_conf *c, int argc, char **argv);
+/*
+ * conf_client_load: the same for argv[0] = tcp, udp, http, tls, client
+ * or start. The client's default file is $MGROK_CONFIG, else
+ * $XDG_CONFIG_HOME/mgrok/mgrok.yml (~/.config/mgrok/mgrok.yml). `start
+ * [NAME...]` takes the file's tunnels (all, or the named ones); the other
+ * commands take their tunnel from argv and only the settings from the
+ * file.
+ */
+int conf_client_load(struct client_conf *out, int argc, char **argv,
+    struct conf_diag *d);
 void conf_client_free(struct client_conf *c);
 
+/* conf_server_parse, conf_client_parse: conf_*_load that prints the
+ * diagnostics on stderr ("mgrok: ..."); for tests and old callers. */
+int conf_server_parse(struct server_conf *c, int argc, char **argv);
+int conf_client_parse(struct client_conf *c, int argc, char **argv);
+
+/*
+ * conf_check_file: what `mgrok config check` does: load path as a server
+ * file (server 1), a client file (server 0), or whichever its top-level
+ * keys say (server -1: more keys only a server has than keys only a client
+ * has make it a server file). Nothing but the file counts (no flags, no
+ * MGROK_TOKEN needed). Returns 0 or MG_EINVAL, problems in d; *is_server
+ * (may be NULL) says which side it was read as. path "-" is stdin.
+ */
+int conf_check_file(const char *path, int server, int *is_server,
+    struct conf_diag *d);
+
+/* conf_check_buf: the same over a buffer named name (for the fuzzer). */
+int conf_check_buf(const char *name, const char *buf, size_t len,
+    int server, struct conf_diag *d);
+
 /* conf_server_usage, conf_client_usage: the options of `mgrok server` and
- * of `mgrok CMD` (only those that apply to CMD), to f. */
+ * of `mgrok CMD` (only those that apply to CMD), to f, from the table. */
 void conf_server_usage(FILE *f);
 void conf_client_usage(FILE *f, const char *cmd);
+
+/* conf_man: the man page mgrok(1) in roff, from the same table. */
+void conf_man(FILE *f, const char *version);
+
+/* conf_example: a complete, commented example file (server 1: for
+ * `mgrok server`, 0: for `mgrok start`) that passes conf_check_file. */
+void conf_example(FILE *f, int server);
 
 /* conf_parse_local: "[tcp:]HOST:PORT" or "PORT" into *l; 0 or MG_EINVAL
  * with a reason in *err. */
