@@ -154,8 +154,9 @@ session_on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /*
  * A token's identity, which names it in logs and owns its leases: never
- * its position in a list (which a reload reorders), but a name derived
- * from the secret, "token-" and the first 8 hex digits of its SHA-256, so
+ * its position in a list (which a reload reorders), but its name in the
+ * config file (`tokens: [{name, secret}]`) or else a name derived from the
+ * secret, "token-" and the first 8 hex digits of its SHA-256, so
  * the same token keeps its leases across reloads and restarts, and a
  * rotated one is another identity. Also the hash, to recognise sessions
  * of a token that a reload removed.
@@ -317,6 +318,9 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		}
 		token_ident(s->srv->cf->tokens[id], ident, sizeof(ident),
 		    s->token_hash);
+		if (s->srv->cf->token_names[id])
+			snprintf(ident, sizeof(ident), "%s",
+			    s->srv->cf->token_names[id]);
 		s->by_token = 1;
 		session_authenticated(s, ident);
 		return;
@@ -467,6 +471,9 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 		}
 		token_ident(s->srv->cf->tokens[id], ident, sizeof(ident),
 		    s->token_hash);
+		if (s->srv->cf->token_names[id])
+			snprintf(ident, sizeof(ident), "%s",
+			    s->srv->cf->token_names[id]);
 		s->by_token = 1;
 		session_authenticated(s, ident);
 		return;

@@ -1,0 +1,196 @@
+"""Hot reload from config files (issue 12): a saved file is applied live on
+both sides, without a signal, whether the editor rewrote it in place,
+renamed a new file over it, or a ConfigMap swapped a symlink. Unchanged
+tunnels keep their address and open connections; a broken file changes
+nothing; a server's port range narrows, a token is added, a certificate is
+replaced."""
+
+import os
+import re
+import socket
+import ssl
+import time
+
+from helpers import (HOST, Client, Server, connect, make_pki, pick_port_range,
+                     recv_exact, udp_exchange, wait_for)
+
+
+def _save(path, text, how="rename"):
+    """Write path as an editor would: a new file renamed over it."""
+    if how == "rename":
+        tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".swp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def _server_from_file(mg, path, extra=()):
+    p = Server(mg._name("server"), [mg.bin, "server", "--config", path,
+                                    "--log-level", "debug"] + list(extra),
+               dict(os.environ), mg.workdir)
+    mg.procs.append(p)
+    port = wait_for(lambda: (re.search(r"listening on 127\.0\.0\.1:(\d+)", p.stderr())
+                             or (not p.alive() and "dead")), 10)
+    assert port and port != "dead", p.log()
+    p.port = int(port.group(1))
+    return p
+
+
+def _agent_file(server_port, token, tunnels):
+    lines = ["version: 1", "server: 127.0.0.1:%d" % server_port, "token: %s" % token,
+             "tunnels:"]
+    for name, t in tunnels.items():
+        lines.append("  %s:" % name)
+        for k, v in t.items():
+            lines.append("    %s: %s" % (k, v))
+    return "\n".join(lines) + "\n"
+
+
+def _start(mg, path):
+    return mg._client([mg.bin, "start", "--config", path], mg.state_dir(), None)
+
+
+def _ports(client):
+    return {f[3][1] if f[3] else None: f[2] for f in client.forwards()}
+
+
+def test_agent_file_reload_adds_removes_changes(mg):
+    server = mg.server()
+    e1, e2, e3 = mg.echo_service(), mg.echo_service(), mg.echo_service()
+    u1, u2 = mg.udp_service("tag"), mg.udp_service("tag")
+    path = os.path.join(mg.workdir, "agent.yml")
+    tunnels = {
+        "keep": {"type": "tcp", "local": "127.0.0.1:%d" % e1.port},
+        "drop": {"type": "tcp", "local": "127.0.0.1:%d" % e2.port},
+        "dns": {"type": "udp", "local": "127.0.0.1:%d" % u1.port},
+    }
+    _save(path, _agent_file(server.port, mg.token, tunnels))
+    a = _start(mg, path)
+    fw = mg.wait_forward(a, count=3)
+    by_local = {f[3][1]: f[2] for f in fw}
+    keep_port, drop_port = by_local[e1.port], by_local[e2.port]
+    held = connect(keep_port)
+    held.sendall(b"before")
+    assert recv_exact(held, 6) == b"before"
+
+    # drop one, change one (its local port), add one; saved by rename
+    tunnels.pop("drop")
+    tunnels["dns"] = {"type": "udp", "local": "127.0.0.1:%d" % u2.port}
+    tunnels["added"] = {"type": "tcp", "local": "127.0.0.1:%d" % e3.port}
+    _save(path, _agent_file(server.port, mg.token, tunnels))
+    assert wait_for(lambda: "reload: tunnels 1 added, 1 removed, 1 changed, 1 unchanged"
+                    in a.stderr(), 15), a.stderr()[-3000:]
+    fw = mg.wait_forward(a, count=5)
+    added_port = [f[2] for f in fw if f[3] and f[3][1] == e3.port][0]
+    s = connect(added_port)
+    s.sendall(b"new")
+    assert recv_exact(s, 3) == b"new"
+    s.close()
+    # the held connection of the unchanged tunnel kept flowing
+    held.sendall(b"after")
+    assert recv_exact(held, 5) == b"after"
+    # the removed tunnel was unregistered at the server (its port free
+    # again: the added tunnel may well have it now)
+    assert 'proxy "drop" unregistered' in server.stderr(), server.stderr()[-2000:]
+
+    def refused():
+        try:
+            t = socket.create_connection((HOST, drop_port), timeout=2)
+        except OSError:
+            return True
+        t.close()
+        return False
+    if added_port != drop_port:
+        assert wait_for(refused, 10), "the removed tunnel's port still accepts"
+    # the changed UDP tunnel now reaches the new service
+    udp_port = [f[2] for f in a.forwards() if f[0] == "udp"][-1]
+    sock = mg.udp_sock()
+    r = udp_exchange(sock, udp_port, b"hi", timeout=3)
+    assert r is not None and r.endswith(b"|hi") and u2.received, (r, mg.logs())
+    assert server.stderr().count("authenticated (") == 1, "the session was dropped"
+
+    # a broken file changes nothing
+    _save(path, "version: 1\ntunnels: [oops\n")
+    assert wait_for(lambda: "reload refused" in a.stderr(), 15), a.stderr()[-2000:]
+    held.sendall(b"still")
+    assert recv_exact(held, 5) == b"still"
+    held.close()
+    assert a.alive()
+
+
+def test_server_file_reload_symlink_swap(mg):
+    """The server's file behind a ConfigMap-style symlink: the swap adds a
+    named token (it works at once) and narrows the port range (new tunnels
+    obey it; open ones keep their ports)."""
+    base_port = pick_port_range(40)
+    d = os.path.join(mg.workdir, "cm")
+    os.makedirs(os.path.join(d, "v1"))
+    os.makedirs(os.path.join(d, "v2"))
+
+    def server_yml(tokens, start, end):
+        return ("version: 1\naddr: 127.0.0.1:0\nbind_addr: 127.0.0.1\n"
+                "start_port: %d\nend_port: %d\ntokens:\n" % (start, end)
+                + "".join("  - name: %s\n    secret: %s\n" % t for t in tokens))
+    with open(os.path.join(d, "v1", "server.yml"), "w") as f:
+        f.write(server_yml([("alice", "alice-secret")], base_port, base_port + 39))
+    with open(os.path.join(d, "v2", "server.yml"), "w") as f:
+        f.write(server_yml([("alice", "alice-secret"), ("bob", "bob-secret")],
+                           base_port + 30, base_port + 39))
+    os.symlink("v1", os.path.join(d, "..data"))
+    path = os.path.join(d, "server.yml")
+    os.symlink("..data/server.yml", path)
+    server = _server_from_file(mg, path)
+    svc = mg.echo_service()
+    a = mg.tcp_client(svc.port, server, token="alice-secret")
+    a_port = mg.wait_forward(a)[0][2]
+    assert base_port <= a_port < base_port + 30
+    b = mg.tcp_client(svc.port, server, token="bob-secret")
+    assert b.wait(20) not in (None, 0), "bob was accepted before the swap"
+    # the atomic swap
+    os.symlink("v2", os.path.join(d, "..data_new"))
+    os.rename(os.path.join(d, "..data_new"), os.path.join(d, "..data"))
+    assert wait_for(lambda: "reload: tokens 1 added, 0 removed" in server.stderr(), 15), \
+        server.stderr()[-3000:]
+    assert "public ports %d-%d" % (base_port + 30, base_port + 39) in server.stderr()
+    b2 = mg.tcp_client(svc.port, server, token="bob-secret")
+    b_port = mg.wait_forward(b2)[0][2]
+    assert base_port + 30 <= b_port <= base_port + 39, b_port
+    # alice's tunnel kept its port, outside the new range
+    s = connect(a_port)
+    s.sendall(b"alice")
+    assert recv_exact(s, 5) == b"alice"
+    s.close()
+    assert "authenticated (hmac, alice" in server.stderr() or "alice" in server.stderr()
+
+
+def test_server_certificate_replaced_on_reload(mg):
+    pki1 = make_pki(mg, "pki-one")
+    pki2 = make_pki(mg, "pki-two")
+    path = os.path.join(mg.workdir, "server.yml")
+
+    def yml(pki):
+        return ("version: 1\naddr: 127.0.0.1:0\nbind_addr: 127.0.0.1\nauth_token: %s\n"
+                "enable_tls: true\ntls_cert_file: %s\ntls_key_file: %s\n"
+                % (mg.token, pki.server_pem, pki.server_key))
+    _save(path, yml(pki1))
+    server = _server_from_file(mg, path)
+
+    def peer_cert():
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with ctx.wrap_socket(connect(server.port), server_hostname="localhost") as t:
+            return t.getpeercert(binary_form=True)
+    first = peer_cert()
+    _save(path, yml(pki2), how="inplace")
+    assert wait_for(lambda: "reload applied" in server.stderr(), 15), server.stderr()[-2000:]
+    second = peer_cert()
+    assert first != second, "a new connection still sees the old certificate"
+    with open(pki2.server_pem) as f:
+        pem = f.read()
+    want = ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----"):])
+    assert second == want
