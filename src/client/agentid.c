@@ -3,6 +3,7 @@
  * place at the server (see agentid.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,22 @@ agent_describe(const struct client_conf *cf)
 {
 	char *lines[CONF_MAX_LOCALS], *out;
 	size_t cap = strlen(cf->server) + 16, len;
+
+	if (cf->config_file && cf->start_select[0]) {
+		/* `mgrok start`: the file and the names it runs are the
+		 * agent, not the tunnels' settings, which a reload (or an
+		 * edit before a restart) may change while the public
+		 * addresses should stay */
+		char real[PATH_MAX];
+		const char *f = realpath(cf->config_file, real) ? real :
+		    cf->config_file;
+		size_t n = cap + strlen(f) + strlen(cf->start_select) + 32;
+
+		out = xmalloc(n);
+		snprintf(out, n, "server %s\nconfig %s\nstart %s\n",
+		    cf->server, f, cf->start_select);
+		return out;
+	}
 
 	for (size_t i = 0; i < cf->nlocals; i++) {
 		const struct local_spec *l = &cf->locals[i];

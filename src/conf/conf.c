@@ -490,6 +490,15 @@ start_tunnels(struct ld *L, int argc, char **argv, int first)
 	for (size_t i = 0; i < L->ntuns && kl < sizeof(known) - 1; i++)
 		kl += (size_t)snprintf(known + kl, sizeof(known) - kl, "%s%s",
 		    i ? ", " : "", L->tuns[i].key);
+	/* which of the file's tunnels this agent runs: with the file, its
+	 * identity (agentid.c), so that editing a tunnel keeps it */
+	if (first >= argc)
+		snprintf(c->start_select, sizeof(c->start_select), "*");
+	for (int a = first; a < argc; a++) {
+		size_t l = strlen(c->start_select);
+		snprintf(c->start_select + l, sizeof(c->start_select) - l,
+		    "%s%s", l ? " " : "", argv[a]);
+	}
 	for (size_t i = 0; i < L->ntuns; i++) {
 		int want = first >= argc;
 		for (int a = first; a < argc && !want; a++)

@@ -83,6 +83,7 @@ struct client_conf {
 	enum log_level log_level;
 	struct mux_config mux;
 	char *config_file;       /* the YAML file read, or NULL (to watch it) */
+	char start_select[512];  /* mgrok start: "*", or the names asked for */
 };
 
 /*

@@ -194,3 +194,35 @@ def test_server_certificate_replaced_on_reload(mg):
         pem = f.read()
     want = ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----"):])
     assert second == want
+
+
+def test_start_agent_identity_is_its_file(mg):
+    """`mgrok start --config F` is one agent per file (and names): killed,
+    its file edited, restarted, it gets its ports back; an agent started
+    from another file runs beside it."""
+    server = mg.server()
+    e1, e2 = mg.echo_service(), mg.echo_service()
+    state = mg.state_dir("files")
+    p1 = os.path.join(mg.workdir, "one.yml")
+    p2 = os.path.join(mg.workdir, "two.yml")
+    _save(p1, _agent_file(server.port, mg.token, {"web": {"type": "tcp", "local":
+                                                          "127.0.0.1:%d" % e1.port}}))
+    _save(p2, _agent_file(server.port, mg.token, {"db": {"type": "tcp", "local":
+                                                         "127.0.0.1:%d" % e2.port}}))
+    a = mg._client([mg.bin, "start", "--config", p1], state, None)
+    b = mg._client([mg.bin, "start", "--config", p2], state, None)
+    pa = mg.wait_forward(a)[0][2]
+    pb = mg.wait_forward(b)[0][2]
+    time.sleep(1)
+    assert a.alive() and b.alive(), mg.logs()
+    a.kill9()
+    # the tunnel's local port changes while the agent is down
+    _save(p1, _agent_file(server.port, mg.token, {"web": {"type": "tcp", "local":
+                                                          "127.0.0.1:%d" % e2.port}}))
+    a2 = mg._client([mg.bin, "start", "--config", p1], state, None)
+    assert mg.wait_forward(a2)[0][2] == pa, mg.logs()
+    s = connect(pa)
+    s.sendall(b"x")
+    assert recv_exact(s, 1) == b"x"
+    s.close()
+    assert b.alive() and mg.wait_forward(b)[0][2] == pb
