@@ -58,44 +58,73 @@ def _ports(client):
     return {f[3][1] if f[3] else None: f[2] for f in client.forwards()}
 
 
+def _fw_by_name(client):
+    """{name: [(scheme, port), ...]} from the agent's Forwarding lines."""
+    out = {}
+    for line in client.stdout().splitlines():
+        m = re.match(r"Forwarding (\w+)://[^\s:]+:(\d+) -> \S+ \((.*)\)$", line)
+        if m:
+            out.setdefault(m.group(3), []).append((m.group(1), int(m.group(2))))
+    return out
+
+
 def test_agent_file_reload_adds_removes_changes(mg):
-    server = mg.server()
+    """An http, a tcp, a udp and a tls tunnel in one file; a save that
+    removes one, changes one and adds one: the others keep their address
+    and a connection held open across the reload keeps flowing."""
+    from test_http import _http_server, http_service, read_http_response as _rr  # noqa
+    srv = _http_server(mg, https=True)
+    web = http_service(mg, "web")
     e1, e2, e3 = mg.echo_service(), mg.echo_service(), mg.echo_service()
     u1, u2 = mg.udp_service("tag"), mg.udp_service("tag")
     path = os.path.join(mg.workdir, "agent.yml")
     tunnels = {
+        "site": {"type": "http", "local": "127.0.0.1:%d" % web.port, "subdomain": "site"},
+        "sec": {"type": "tls", "local": "127.0.0.1:%d" % e3.port, "hostname": "sec.tun.test"},
         "keep": {"type": "tcp", "local": "127.0.0.1:%d" % e1.port},
         "drop": {"type": "tcp", "local": "127.0.0.1:%d" % e2.port},
         "dns": {"type": "udp", "local": "127.0.0.1:%d" % u1.port},
     }
-    _save(path, _agent_file(server.port, mg.token, tunnels))
+    _save(path, _agent_file(srv.port, mg.token, tunnels))
     a = _start(mg, path)
-    fw = mg.wait_forward(a, count=3)
-    by_local = {f[3][1]: f[2] for f in fw}
-    keep_port, drop_port = by_local[e1.port], by_local[e2.port]
+    assert wait_for(lambda: set(_fw_by_name(a)) >= set(tunnels), 15), mg.logs()
+    fw = _fw_by_name(a)
+    keep_port, drop_port = fw["keep"][0][1], fw["drop"][0][1]
     held = connect(keep_port)
     held.sendall(b"before")
     assert recv_exact(held, 6) == b"before"
+
+    def get_site():
+        s = connect(srv.http_port)
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: site.tun.test\r\nConnection: close\r\n\r\n")
+        st, _, _, body = _rr(s)
+        s.close()
+        return st, body
+    assert get_site() == (200, b"web GET /x\n")
 
     # drop one, change one (its local port), add one; saved by rename
     tunnels.pop("drop")
     tunnels["dns"] = {"type": "udp", "local": "127.0.0.1:%d" % u2.port}
     tunnels["added"] = {"type": "tcp", "local": "127.0.0.1:%d" % e3.port}
-    _save(path, _agent_file(server.port, mg.token, tunnels))
-    assert wait_for(lambda: "reload: tunnels 1 added, 1 removed, 1 changed, 1 unchanged"
+    _save(path, _agent_file(srv.port, mg.token, tunnels))
+    assert wait_for(lambda: "reload: tunnels 1 added, 1 removed, 1 changed, 3 unchanged"
                     in a.stderr(), 15), a.stderr()[-3000:]
-    fw = mg.wait_forward(a, count=5)
-    added_port = [f[2] for f in fw if f[3] and f[3][1] == e3.port][0]
+    assert wait_for(lambda: "added" in _fw_by_name(a), 10), a.stdout()
+    added_port = _fw_by_name(a)["added"][0][1]
     s = connect(added_port)
     s.sendall(b"new")
     assert recv_exact(s, 3) == b"new"
     s.close()
-    # the held connection of the unchanged tunnel kept flowing
+    # the held connection of the unchanged tunnel kept flowing, the HTTP
+    # tunnel still answers at its name, the unchanged ones printed nothing new
     held.sendall(b"after")
     assert recv_exact(held, 5) == b"after"
+    assert get_site() == (200, b"web GET /x\n")
+    fw2 = _fw_by_name(a)
+    assert fw2["keep"] == fw["keep"] and fw2["site"] == fw["site"] and fw2["sec"] == fw["sec"]
     # the removed tunnel was unregistered at the server (its port free
     # again: the added tunnel may well have it now)
-    assert 'proxy "drop" unregistered' in server.stderr(), server.stderr()[-2000:]
+    assert 'proxy "drop" unregistered' in srv.proc.stderr(), srv.proc.stderr()[-2000:]
 
     def refused():
         try:
@@ -107,11 +136,11 @@ def test_agent_file_reload_adds_removes_changes(mg):
     if added_port != drop_port:
         assert wait_for(refused, 10), "the removed tunnel's port still accepts"
     # the changed UDP tunnel now reaches the new service
-    udp_port = [f[2] for f in a.forwards() if f[0] == "udp"][-1]
+    udp_port = fw2["dns"][-1][1]
     sock = mg.udp_sock()
     r = udp_exchange(sock, udp_port, b"hi", timeout=3)
     assert r is not None and r.endswith(b"|hi") and u2.received, (r, mg.logs())
-    assert server.stderr().count("authenticated (") == 1, "the session was dropped"
+    assert srv.proc.stderr().count("authenticated (") == 1, "the session was dropped"
 
     # a broken file changes nothing
     _save(path, "version: 1\ntunnels: [oops\n")
@@ -119,6 +148,7 @@ def test_agent_file_reload_adds_removes_changes(mg):
     held.sendall(b"still")
     assert recv_exact(held, 5) == b"still"
     held.close()
+    assert get_site()[0] == 200
     assert a.alive()
 
 
@@ -226,3 +256,41 @@ def test_start_agent_identity_is_its_file(mg):
     assert recv_exact(s, 1) == b"x"
     s.close()
     assert b.alive() and mg.wait_forward(b)[0][2] == pb
+
+
+def test_server_http_listener_moves_on_reload(mg):
+    from helpers import pick_free_port
+    p1, p2 = pick_free_port(), pick_free_port()
+    path = os.path.join(mg.workdir, "server.yml")
+
+    def yml(port):
+        return ("version: 1\naddr: 127.0.0.1:0\nbind_addr: 127.0.0.1\nauth_token: %s\n"
+                "domain: tun.test\nhttp_addr: 127.0.0.1:%d\n" % (mg.token, port))
+    _save(path, yml(p1))
+    server = _server_from_file(mg, path)
+    assert wait_for(lambda: "http listening on port %d" % p1 in server.stderr(), 10)
+    _save(path, yml(p2))
+    assert wait_for(lambda: "http listening on port %d" % p2 in server.stderr(), 15), \
+        server.stderr()[-2000:]
+    s = connect(p2)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: none.tun.test\r\nConnection: close\r\n\r\n")
+    s.settimeout(10)
+    assert s.recv(100).startswith(b"HTTP/1.1 404"), "the new HTTP port does not serve"
+    s.close()
+    try:
+        socket.create_connection((HOST, p1), timeout=2).close()
+        still = True
+    except OSError:
+        still = False
+    assert not still, "the old HTTP port still accepts after the move"
+    # a port that cannot be bound: the reload is refused, the current one stays
+    blocker = socket.socket()
+    blocker.bind((HOST, 0))
+    blocker.listen(1)
+    _save(path, yml(blocker.getsockname()[1]))
+    assert wait_for(lambda: "reload refused" in server.stderr(), 15), server.stderr()[-2000:]
+    s = connect(p2)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: none.tun.test\r\nConnection: close\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 404")
+    s.close()
+    blocker.close()
