@@ -590,6 +590,8 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 		}
 		for (size_t i = 0; i < L->ntuns; i++)
 			c->locals[c->nlocals++] = L->tuns[i].spec;
+		/* the same agent as `mgrok start` with this file */
+		snprintf(c->start_select, sizeof(c->start_select), "*");
 		return;
 	}
 	if (c->nlocals == 0) {
