@@ -98,6 +98,7 @@ server_reload_now(struct server_run *r, const char *why)
 	if (rc != 0) {
 		log_error("reload refused: the configuration does not load "
 			  "(above); the running one stays");
+		server_reload_failed(r->srv, "the configuration does not load");
 		conf_server_free(ncf);
 		free(ncf);
 		return;
@@ -329,6 +330,7 @@ client_reload_now(struct client_run *r, const char *why)
 	if (rc != 0) {
 		log_error("reload refused: the configuration does not load "
 			  "(above); the running one stays");
+		client_reload_failed(r->c, "the configuration does not load");
 		conf_client_free(ncf);
 		free(ncf);
 		return;

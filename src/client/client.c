@@ -112,6 +112,10 @@ struct client {
 	int conn_fd;          /* during the TLS handshake */
 	enum client_state state;
 	struct cproxy **px;   /* the table: the tunnels of the configuration */
+	unsigned long long reloads, reload_failures;
+	long long reload_time;
+	int reload_ok;
+	char reload_err[512];
 	size_t npx;
 	/* registrations sent, in order: the server answers each in order */
 	TAILQ_HEAD(, cproxy) regq;
@@ -1470,6 +1474,9 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 {
 	struct client_conf *ocf = (struct client_conf *)c->cf;
 	struct cproxy **table, **fresh;
+
+	c->reloads++;
+	c->reload_time = (long long)time(NULL);
 	unsigned added = 0, removed = 0, changed = 0, same = 0;
 	char restart[256] = "";
 	int *kept;
@@ -1528,6 +1535,7 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 					px_unref(fresh[k]);
 			free(fresh);
 			free(kept);
+			client_reload_failed(c, err);
 			return MG_EINVAL;
 		}
 		fresh[i]->reloaded = 1; /* new: a refusal drops only it */
@@ -1574,5 +1582,26 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 	log_info("reload: tunnels %u added, %u removed, %u changed, %u "
 		 "unchanged%s",
 	    added, removed, changed, same, restart);
+	c->reload_ok = 1;
+	c->reload_err[0] = '\0';
 	return 0;
+}
+
+void
+client_reload_failed(struct client *c, const char *why)
+{
+	c->reload_failures++;
+	c->reload_ok = 0;
+	snprintf(c->reload_err, sizeof(c->reload_err), "%s", why);
+}
+
+void
+client_reload_status(const struct client *c,
+    struct client_reload_status *st)
+{
+	st->reloads = c->reloads;
+	st->failures = c->reload_failures;
+	st->last_time = c->reload_time;
+	st->last_ok = c->reload_ok;
+	snprintf(st->last_err, sizeof(st->last_err), "%s", c->reload_err);
 }

@@ -76,6 +76,20 @@ void client_tunnel_stats(const struct client *c, size_t i,
 int client_apply(struct client *c, struct client_conf *ncf, char *err,
     size_t errcap);
 
+/* client_reload_failed: a reload that did not get as far as client_apply
+ * (the file did not load) counts too. */
+void client_reload_failed(struct client *c, const char *why);
+
+/* The reload counter and the last result, for metrics and the API. */
+struct client_reload_status {
+	unsigned long long reloads, failures;
+	long long last_time;      /* Unix time of the last one; 0: none */
+	int last_ok;
+	char last_err[512];
+};
+void client_reload_status(const struct client *c,
+    struct client_reload_status *st);
+
 void client_free(struct client *c);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -752,6 +753,7 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 	int tls_reuse, fd;
 
 	srv->reloads++;
+	srv->reload_time = time(NULL); /* for people: the wall clock */
 	/* 1. everything that can fail, before anything changes */
 	tls_reuse = ncf->tls && srv->tls && !str_differs(ncf->tls_cert,
 	    ocf->tls_cert) && !str_differs(ncf->tls_key, ocf->tls_key) &&
@@ -894,11 +896,22 @@ server_reload(struct server *srv)
 }
 
 void
+server_reload_failed(struct server *srv, const char *why)
+{
+	srv->reloads++;
+	srv->reload_time = time(NULL);
+	srv->reload_failures++;
+	srv->reload_ok = 0;
+	snprintf(srv->reload_err, sizeof(srv->reload_err), "%s", why);
+}
+
+void
 server_reload_status(const struct server *srv,
     struct server_reload_status *st)
 {
 	st->reloads = srv->reloads;
 	st->failures = srv->reload_failures;
+	st->last_time = srv->reload_time;
 	st->last_ok = srv->reload_ok;
 	snprintf(st->last_err, sizeof(st->last_err), "%s", srv->reload_err);
 }

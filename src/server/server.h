@@ -39,9 +39,14 @@ int server_apply(struct server *srv, const struct server_conf *ncf,
  * the old ones stay (logged). */
 void server_reload(struct server *srv);
 
+/* server_reload_failed: a reload that did not get as far as server_apply
+ * (the file did not load) counts too. */
+void server_reload_failed(struct server *srv, const char *why);
+
 /* The reload counter and the last result, for metrics and the API. */
 struct server_reload_status {
 	unsigned long long reloads, failures;
+	long long last_time;      /* Unix time of the last one; 0: none */
 	int last_ok;
 	char last_err[512];
 };

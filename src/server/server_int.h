@@ -197,6 +197,7 @@ struct server {
 	uint64_t drain_deadline_ms;
 	int shutting_down;
 	uint64_t reloads, reload_failures;
+	long long reload_time;        /* of the last one, Unix time */
 	int reload_ok;                /* the last reload's result */
 	char reload_err[512];
 	int accept_paused;            /* at the fd limit (accept.c) */
