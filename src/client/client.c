@@ -630,7 +630,8 @@ client_register_one(struct client *c, struct cproxy *px)
 	}
 	if (client_send(c, &m) < 0)
 		return;
-	TAILQ_INSERT_TAIL(&c->regq, px_ref(px), reg_link);
+	px_ref(px); /* not inside the macro: it evaluates it more than once */
+	TAILQ_INSERT_TAIL(&c->regq, px, reg_link);
 	px->waiting = 1;
 	c->state = CL_REGISTERING;
 }
