@@ -1,6 +1,6 @@
 /* cudp.c: `mgrok connect --udp` (options in src/cli): each local UDP
  * source address gets its own DTLS 1.2 connection to the server's stream
- * proxy (PROTOCOL.md section 6): the 274-byte header first, then one
+ * proxy (docs/protocol.md section 6): the 274-byte header first, then one
  * record per datagram both ways. */
 #include <errno.h>
 #include <netdb.h>

@@ -1,5 +1,5 @@
 /*
- * mux.h: an smux session (PROTOCOL.md section 3) over one connected,
+ * mux.h: an smux session (docs/protocol.md section 3) over one connected,
  * non-blocking socket, driven by a libevent base, through a transport
  * (mux/xprt.h: a plain socket, TLS from src/tls, or a test's faults).
  *

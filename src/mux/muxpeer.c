@@ -33,7 +33,7 @@ struct peer {
 /* ---- server: raw echo, or smuxpeer's request protocol ---- */
 
 /*
- * The request protocol of shared/lab/smuxpeer: op u8 | length u64 BE;
+ * The request protocol of tests/interop/smuxpeer: op u8 | length u64 BE;
  * 'E' echoes length bytes, 'U' discards them and answers length as u64,
  * 'D' sends length zero bytes. Requests repeat until the stream ends.
  */

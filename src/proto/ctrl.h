@@ -1,5 +1,5 @@
 /*
- * ctrl.h: control-stream messages (PROTOCOL.md section 4), pure codecs.
+ * ctrl.h: control-stream messages (docs/protocol.md section 4), pure codecs.
  * A control message is the whole payload of one PSH frame, so decoders take
  * the whole message and never report "need more".
  * Decoded structs point into the input buffer (fields named *_p with a

@@ -1,4 +1,4 @@
-/* frame.h: the 8-byte smux frame header (PROTOCOL.md section 3), pure codec. */
+/* frame.h: the 8-byte smux frame header (docs/protocol.md section 3), pure codec. */
 #ifndef MG_FRAME_H
 #define MG_FRAME_H
 

@@ -1,4 +1,4 @@
-/* sproxy.h: the 274-byte stream-proxy header (PROTOCOL.md section 6). */
+/* sproxy.h: the 274-byte stream-proxy header (docs/protocol.md section 6). */
 #ifndef MG_SPROXY_H
 #define MG_SPROXY_H
 

@@ -1,4 +1,4 @@
-/* sthdr.h: the header that starts every data stream (PROTOCOL.md section 5). */
+/* sthdr.h: the header that starts every data stream (docs/protocol.md section 5). */
 #ifndef MG_STHDR_H
 #define MG_STHDR_H
 

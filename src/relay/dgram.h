@@ -1,5 +1,5 @@
 /* dgram.h: datagrams on a UDP flow stream, "len u16 BE | payload"
- * (PROTOCOL.md section 5). */
+ * (docs/protocol.md section 5). */
 #ifndef MG_DGRAM_H
 #define MG_DGRAM_H
 

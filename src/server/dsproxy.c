@@ -1,4 +1,4 @@
-/* dsproxy.c: the stream proxy over DTLS 1.2 (PROTOCOL.md section 6): the
+/* dsproxy.c: the stream proxy over DTLS 1.2 (docs/protocol.md section 6): the
  * UDP twin of sproxy.c, on the control listener's port number. */
 #include <errno.h>
 #include <netdb.h>

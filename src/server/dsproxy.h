@@ -1,4 +1,4 @@
-/* dsproxy.h: the stream proxy over DTLS 1.2 on UDP (PROTOCOL.md section 6):
+/* dsproxy.h: the stream proxy over DTLS 1.2 on UDP (docs/protocol.md section 6):
  * the UDP twin of sproxy.c, on the control listener's port number. */
 #ifndef MG_DSPROXY_H
 #define MG_DSPROXY_H

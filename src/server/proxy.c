@@ -1,4 +1,4 @@
-/* proxy.c: registered proxies, their leases (PROTOCOL.md 4.6) and their
+/* proxy.c: registered proxies, their leases (docs/protocol.md 4.6) and their
  * public TCP listeners. */
 #include <ctype.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* server.c: the control listener, sessions, authentication and the control
- * protocol of `mgrok server` (PROTOCOL.md section 4). */
+ * protocol of `mgrok server` (docs/protocol.md section 4). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -209,7 +209,7 @@ struct server {
 };
 
 /* proxy.c */
-/* proxy_register: the one registration path of every type (PROTOCOL.md
+/* proxy_register: the one registration path of every type (docs/protocol.md
  * 4.3, 4.6): checks, lease take-over or a new tunnel in the registry.
  * 0 and *out, or an error with *code and why for RegisterErr. */
 int proxy_register(struct session *s, const struct ctrl_register *reg,

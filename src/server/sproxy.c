@@ -1,4 +1,4 @@
-/* sproxy.c: the stream proxy over TLS (PROTOCOL.md section 6): an mTLS
+/* sproxy.c: the stream proxy over TLS (docs/protocol.md section 6): an mTLS
  * client sends the 274-byte header naming (host, port); the server checks
  * it against --stream-allow, dials, and relays raw bytes both ways. */
 #include <errno.h>

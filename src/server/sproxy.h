@@ -1,4 +1,4 @@
-/* sproxy.h: the server side of the stream proxy (PROTOCOL.md section 6). */
+/* sproxy.h: the server side of the stream proxy (docs/protocol.md section 6). */
 #ifndef MG_SERVER_SPROXY_H
 #define MG_SERVER_SPROXY_H
 

@@ -1,5 +1,5 @@
 /* udp.c: the public side of UDP proxies: one socket per proxy, one flow
- * (data stream) per public source address (PROTOCOL.md section 5). */
+ * (data stream) per public source address (docs/protocol.md section 5). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* dtls.c: DTLS 1.2 contexts, cookies, connection hand-over and record I/O
- * for the stream proxy's UDP side (PROTOCOL.md section 6). */
+ * for the stream proxy's UDP side (docs/protocol.md section 6). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

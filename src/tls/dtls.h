@@ -1,5 +1,5 @@
 /*
- * dtls.h: DTLS 1.2 for the UDP side of the stream proxy (PROTOCOL.md
+ * dtls.h: DTLS 1.2 for the UDP side of the stream proxy (docs/protocol.md
  * section 6): server and client contexts, the stateless cookie exchange,
  * handing a listened-for connection to its own connected socket, and
  * one-record-per-datagram I/O.

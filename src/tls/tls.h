@@ -1,5 +1,5 @@
 /*
- * tls.h: OpenSSL contexts for the tunnel port (PROTOCOL.md sections 1, 2,
+ * tls.h: OpenSSL contexts for the tunnel port (docs/protocol.md sections 1, 2,
  * 4.2, 6): server and client set-up, verification (CA, host name or IP,
  * SHA-256 pin, mTLS), ALPN, a libevent-driven non-blocking handshake that
  * reports failures as one clear line, non-blocking I/O helpers for the mux,
@@ -20,7 +20,7 @@
 struct event_base;
 struct evbuffer;
 
-/* ALPN protocol names (PROTOCOL.md section 1). */
+/* ALPN protocol names (docs/protocol.md section 1). */
 #define TLS_ALPN_TUNNEL "mgrok/1"
 #define TLS_ALPN_STREAM "mgrok-stream/1"
 #define TLS_ALPN_HTTP "http/1.1"

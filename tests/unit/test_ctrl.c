@@ -1,4 +1,4 @@
-/* test_ctrl.c: control messages and handshake against PROTOCOL.md section 4. */
+/* test_ctrl.c: control messages and handshake against docs/protocol.md section 4. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

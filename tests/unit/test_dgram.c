@@ -1,4 +1,4 @@
-/* test_dgram.c: datagram framing on a flow stream (PROTOCOL.md section 5)
+/* test_dgram.c: datagram framing on a flow stream (docs/protocol.md section 5)
  * and dgram_send over real loopback UDP sockets, GSO batches included. */
 #include <stdarg.h>
 #include <stddef.h>

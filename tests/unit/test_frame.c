@@ -1,4 +1,4 @@
-/* test_frame.c: smux frame header codec against PROTOCOL.md section 7. */
+/* test_frame.c: smux frame header codec against docs/protocol.md section 7. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_mux.c: the smux session (src/mux) against PROTOCOL.md section 3. */
+/* test_mux.c: the smux session (src/mux) against docs/protocol.md section 3. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

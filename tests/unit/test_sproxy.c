@@ -1,4 +1,4 @@
-/* test_sproxy.c: the 274-byte stream-proxy header (PROTOCOL.md section 6). */
+/* test_sproxy.c: the 274-byte stream-proxy header (docs/protocol.md section 6). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_sthdr.c: NewStream / NewStreamEx headers (PROTOCOL.md section 5). */
+/* test_sthdr.c: NewStream / NewStreamEx headers (docs/protocol.md section 5). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

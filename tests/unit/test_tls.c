@@ -1,4 +1,4 @@
-/* test_tls.c: src/tls against the TLS parts of PROTOCOL.md (sections 1,
+/* test_tls.c: src/tls against the TLS parts of docs/protocol.md (sections 1,
  * 2, 4.2, 6): verification, pins, mTLS, ALPN, messages, I/O, reload,
  * `mgrok certs`. Both handshake sides run on one event_base. */
 #include <stdarg.h>
