@@ -112,8 +112,68 @@ def sproxy():
     w("short", v[:100])
 
 
+def upd(ver, sid, consumed, window):
+    return frame(ver, 4, sid, struct.pack("<II", consumed, window))
+
+
+def mux():
+    """fuzz_mux: flags, piece seed, behaviour seed, then the peer's bytes
+    (see the FM_* flags in fuzz_mux.c)."""
+    w = lambda n, d: write("fuzz_mux", n, d)
+    CLIENT, V1, SMALL, MAXS, EOF, FREECB, OPEN, CLOSE = (1 << i for i in
+                                                        range(8))
+    one = (frame(2, 0, 1) + frame(2, 2, 1, b"hello") + upd(2, 1, 5, 1 << 20)
+           + frame(2, 3, 0) + frame(2, 1, 1))
+    for b in range(6):  # each stream behaviour for stream 1
+        w("server-v2-mode%d" % b, bytes([0, 0x80, b ^ 37]) + one)
+    w("server-v2-eof", bytes([EOF, 3, 3]) + one)
+    w("server-v2-eof-freecb", bytes([EOF | FREECB, 3, 3]) + one)
+    w("server-v2-close", bytes([CLOSE | FREECB, 3, 40]) + one)
+    w("server-v1", bytes([0, 5, 3 ^ 37]) + frame(1, 0, 1)
+      + frame(1, 2, 1, b"x" * 300) + frame(1, 1, 1) + frame(1, 3, 0))
+    w("server-v1-small", bytes([SMALL, 0x80, 4 ^ 37]) + frame(1, 0, 1)
+      + b"".join(frame(1, 2, 1, b"y" * 1000) for _ in range(6)))
+    many = b"".join(frame(2, 0, i) + frame(2, 2, i, bytes([i]) * i)
+                    for i in range(1, 40, 2))
+    w("server-many", bytes([0, 0x80, 0x5a]) + many)
+    w("server-many-max", bytes([MAXS, 0x80, 0x5a]) + many)
+    w("server-many-fin", bytes([EOF, 7, 0x11]) + many
+      + b"".join(frame(2, 1, i) for i in range(1, 40, 2)))
+    big = frame(2, 0, 1) + b"".join(frame(2, 2, 1, b"z" * 65535)
+                                    for _ in range(5))
+    w("server-overrun", bytes([0, 0x80, 3 ^ 37]) + big)
+    w("server-sink-big", bytes([SMALL, 0x80, 2 ^ 37]) + big[:2 * 65543 + 8])
+    w("server-msg-free", bytes([0, 0x80, 1 ^ 37]) + frame(2, 0, 1)
+      + frame(2, 2, 1, b"\xffbye") + frame(2, 2, 1, b"late"))
+    w("server-bad-parity", bytes([0, 0x80, 3]) + frame(2, 0, 2))
+    w("server-bad-version", bytes([0, 0x80, 3]) + frame(2, 0, 1)
+      + frame(1, 0, 3))
+    w("server-reuse-id", bytes([0, 0x80, 3]) + frame(2, 0, 1) + frame(2, 1, 1)
+      + frame(2, 0, 1))
+    w("server-old-id", bytes([0, 0x80, 3]) + frame(2, 0, 9001)
+      + frame(2, 0, 1))
+    w("server-bad-cmd", bytes([0, 0x80, 3]) + frame(2, 7, 1))
+    w("server-upd-v1", bytes([0, 0x80, 3]) + frame(1, 0, 1)
+      + upd(1, 1, 0, 0))
+    w("server-open", bytes([OPEN, 0x80, 0x21]) + frame(2, 3, 0)
+      + upd(2, 2, 0, 1 << 20) + frame(2, 2, 2, b"x") + frame(2, 1, 2))
+    w("client-v2-open", bytes([CLIENT | OPEN, 0x80, 0x21]) + frame(2, 0, 2)
+      + frame(2, 2, 2, b"hi") + upd(2, 3, 5, 1 << 20) + upd(2, 5, 0, 0)
+      + frame(2, 2, 3, b"reply") + frame(2, 1, 3) + frame(2, 1, 5))
+    w("client-v2-grow", bytes([CLIENT | OPEN | SMALL, 0x80, 0xc1])
+      + upd(2, 3, 0, 16 << 20) + upd(2, 3, 1 << 20, 16 << 20)
+      + upd(2, 5, 0, 0xffffffff))
+    w("client-v1-open", bytes([CLIENT | V1 | OPEN, 0x80, 0x21])
+      + frame(1, 0, 2) + frame(1, 2, 3, b"reply") + frame(1, 1, 3))
+    w("client-bad-parity", bytes([CLIENT, 0x80, 3]) + frame(2, 0, 1))
+    w("client-pieces", bytes([CLIENT | OPEN | EOF, 0x13, 0x47])
+      + frame(2, 0, 2) + frame(2, 2, 2, bytes(range(200)))
+      + upd(2, 3, 5, 300000) + frame(2, 1, 2))
+
+
 if __name__ == "__main__":
     frames()
     ctrl()
     sthdr()
     sproxy()
+    mux()
