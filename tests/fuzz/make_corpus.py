@@ -171,9 +171,74 @@ def mux():
       + upd(2, 3, 5, 300000) + frame(2, 1, 2))
 
 
+def httpfront():
+    """fuzz_httpfront: piece seed, visitor length (u16 LE), flags, then the
+    visitor's bytes and the local service's."""
+    def w(name, req, resp, flags=0, seed=0x80):
+        write("fuzz_httpfront", name, bytes([seed]) + struct.pack(
+            "<H", len(req)) + bytes([flags]) + req + resp)
+    get = b"GET /a?b=c HTTP/1.1\r\nHost: demo.example.com\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    w("get", get, ok)
+    w("get-pieces", get, ok, seed=0x11)
+    w("get-port-upper", get.replace(b"demo.example.com",
+                                    b"DEMO.Example.com:8080"), ok, seed=5)
+    w("get-v6", get.replace(b"demo.example.com", b"[::1]:80"), ok)
+    w("get-nohost", b"GET / HTTP/1.0\r\n\r\n", ok)
+    w("get-unknown", get.replace(b"demo", b"other"), ok)
+    w("pipelined", get + get + b"\r\n" + get, ok * 3, seed=0x23)
+    w("post-chunked", b"POST /p HTTP/1.1\r\nHost: a-b.c\r\n"
+      b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      b"HTTP/1.1 100 Continue\r\n\r\n" + ok, seed=0x31)
+    w("post-length", b"POST /p HTTP/1.1\r\nHost: a-b.c\r\n"
+      b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+      b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
+    w("head", b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    w("connect", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      b"\r\nSSH-2.0-x", b"HTTP/1.1 200 OK\r\n\r\nSSH-2.0-y")
+    w("upgrade", b"GET /ws HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00",
+      b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+      b"Upgrade: websocket\r\n\r\n\x81\x00")
+    w("upgrade-refused", b"GET /ws HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + get,
+      b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n" + ok)
+    w("auth-ok", b"GET / HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Authorization: Basic dXNlcjpwYXNz\r\n\r\n", ok, flags=1)
+    w("auth-bad", b"GET / HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Authorization: Basic dXNlcjpwYXNt\r\n\r\n", ok, flags=3)
+    w("xff", b"GET / HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: ftp\r\n"
+      b"x-forwarded-host: evil\r\n\r\n", ok)
+    w("two-hosts", b"GET / HTTP/1.1\r\nHost: a-b.c\r\nHost: b\r\n\r\n",
+      ok)
+    w("close-delimited", get, b"HTTP/1.0 200 OK\r\n\r\nbody until close")
+    w("bad-response", get, b"HTTP/1.1 abc\r\n\r\n")
+    w("long-head", b"GET / HTTP/1.1\r\nHost: a-b.c\r\nX: "
+      + b"a" * 17000 + b"\r\n\r\n", ok)
+
+
+def dgram():
+    """fuzz_dgram: the bytes of a UDP flow stream (the piece sizes come
+    from the bytes themselves)."""
+    w = lambda n, d: write("fuzz_dgram", n, d)
+    dg = lambda p: struct.pack(">H", len(p)) + p
+    w("one", dg(b"hello"))
+    w("three", dg(b"a") + dg(b"bb" * 50) + dg(b"ccc"))
+    w("many-small", b"".join(dg(bytes([i]) * (i % 7 + 1)) for i in range(80)))
+    w("big", dg(b"\xf0" * 3000) + dg(b"x"))
+    w("zero-len", dg(b"ok") + b"\x00\x00" + dg(b"after"))
+    w("too-long", dg(b"ok") + b"\xff\xff" + b"x" * 10)
+    w("partial", dg(b"whole") + struct.pack(">H", 100) + b"short")
+    w("odd-byte", dg(b"ab") + b"\x00")
+
+
 if __name__ == "__main__":
     frames()
     ctrl()
     sthdr()
     sproxy()
     mux()
+    httpfront()
+    dgram()
