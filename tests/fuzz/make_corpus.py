@@ -234,6 +234,110 @@ def dgram():
     w("odd-byte", dg(b"ab") + b"\x00")
 
 
+def ext(etype, body):
+    return struct.pack(">HH", etype, len(body)) + body
+
+
+def client_hello(sni=None, exts=b"", sid=b"", version=0x0303, rec_ver=0x0301,
+                 split=None):
+    """A TLS ClientHello record (RFC 8446 4.1.2) with a fixed random."""
+    e = b""
+    if sni is not None:
+        name = struct.pack(">BH", 0, len(sni)) + sni
+        e += ext(0, struct.pack(">H", len(name)) + name)
+    e += exts
+    body = (struct.pack(">H", version) + bytes(range(32))
+            + bytes([len(sid)]) + sid + struct.pack(">HH", 2, 0x1301)
+            + b"\x01\x00" + struct.pack(">H", len(e)) + e)
+    hs = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    if split is None:
+        return b"\x16" + struct.pack(">HH", rec_ver, len(hs)) + hs
+    return (b"\x16" + struct.pack(">HH", rec_ver, split) + hs[:split]
+            + b"\x16" + struct.pack(">HH", rec_ver, len(hs) - split)
+            + hs[split:])
+
+
+def tlsrecord():
+    """fuzz_tlsrecord: a ClientHello (first byte 0x16: the peek only), or
+    a relay script: flags byte (bit 0 set), then ops (op | len << 8 high
+    bits, len byte, bytes)."""
+    w = lambda n, d: write("fuzz_tlsrecord", n, d)
+    w("hello-sni", client_hello(b"Demo.Example.com"))
+    w("hello-nosni", client_hello())
+    w("hello-sid", client_hello(b"a.b", sid=bytes(32)))
+    w("hello-pq", client_hello(b"big.example.com",
+                               exts=ext(0x11ec, bytes(1216)) + ext(10, b"\x00\x02\x11\xec")))
+    w("hello-split-records", client_hello(b"x.example.org", split=40))
+    w("hello-two-names", client_hello(b"a.b", exts=ext(0, b"\x00\x08\x00\x00\x05b.c.d")))
+    w("hello-long-name", client_hello(b"n" * 300))
+    w("hello-bad-len", client_hello(b"a.b")[:5] + b"\x01\xff\xff\xff")
+    w("not-tls", b"GET / HTTP/1.1\r\n\r\n")
+
+    def op(o, data=b"", n=None):
+        n = len(data) if n is None else n
+        return bytes([o | (n >> 8) << 3, n & 0xff]) + data
+    REC, PLAIN, RAW, CLOSE, CUT, PEOF, KEYUPD, WAIT = range(8)
+    w("relay-both", b"\x01" + op(REC, b"hello") + op(PLAIN, b"world")
+      + op(WAIT, n=3) + op(REC, b"again") + op(PEOF) + op(CLOSE))
+    w("relay-small-big", b"\x03" + op(REC, b"r" * 2000) + op(PLAIN, b"p" * 2000)
+      + op(REC, b"s" * 1000) + op(WAIT, n=7) + op(CLOSE) + op(PEOF))
+    w("relay-keyupdate", b"\x01" + op(REC, b"a") + op(KEYUPD, n=1)
+      + op(PLAIN, b"b") + op(KEYUPD, n=0) + op(REC, b"c"))
+    w("relay-garbage", b"\x01" + op(REC, b"ok") + op(RAW, b"\x17\x03\x03\x00\x05abcde"))
+    w("relay-cut", b"\x01" + op(REC, b"ok") + op(PLAIN, b"back") + op(CUT))
+    w("relay-plain-first", b"\x01" + op(PEOF) + op(WAIT, n=2) + op(REC, b"late")
+      + op(CLOSE))
+
+
+def conf():
+    """fuzz_conf: part (0 server argv, 1 client argv, 2 token file, 3
+    --stream-allow rules, 4 certificate by SNI, 5 local address / client
+    id), variant byte, then '\\n'-separated strings."""
+    def w(name, part, body, variant=0):
+        write("fuzz_conf", name, bytes([part, variant]) + body)
+    w("server-typical", 0, b"--addr\n:9000\n--token\ns3cret\n--start-port\n"
+      b"20000\n--end-port\n20100\n--max-proxies\n2\n--domain\nexample.com\n"
+      b"--http-addr\n127.0.0.1:8080\n--stream-window\n4194304")
+    w("server-allow", 0, b"--token=t\n--tls\n--tls-cert\nc.pem\n--tls-key\n"
+      b"k.pem\n--tls-client-ca\nca.pem\n--stream-allow\n10.0.0.0/8:*\n"
+      b"--stream-allow=[::1/128]:22\n--stream-allow\ndb.internal:5432")
+    w("server-bad-port", 0, b"--token\nt\n--start-port\n0")
+    w("server-bad-addr", 0, b"--token\nt\n--addr\n[::1:9000")
+    w("server-short-opts", 0, b"-xyz\n--token\nt")
+    w("server-help", 0, b"--help")
+    w("server-loglevel", 0, b"--token\nt\n--log-level\ndebug\n--busy-poll\n50")
+    w("client-tcp", 1, b"22\n--server\n127.0.0.1:9000\n--token\nt\n"
+      b"--remote-port\n20022", 0)
+    w("client-http", 1, b"3000\n--server\nexample.com:9000\n--subdomain\n"
+      b"demo\n--basic-auth\nuser:pass\n--host-header\nrewrite", 2)
+    w("client-udp", 1, b"udp:127.0.0.1:53\n--server\n[::1]:9000", 1)
+    w("client-tls", 1, b"localhost:443\n--server\nh:9000\n--hostname\n"
+      b"app.example.com\n--tls-pin\nsha256:" + b"AB" * 32, 3)
+    w("client-client", 1, b"--server\nh:9000\n--local\ntcp:127.0.0.1:22\n"
+      b"--local\nudp:53\n--client-id\n" + b"0f" * 16, 4)
+    w("tokens", 2, b"# comment\nalpha\r\n\nbeta\n  spaced  \n")
+    w("tokens-long", 2, b"x" * 1019 + b"\n" + b"y" * 1020 + b"\n")
+    w("tokens-many", 2, b"".join(b"t%d\n" % i for i in range(20)))
+    w("tokens-empty", 2, b"")
+    w("tokens-nul", 2, b"a\x00b\nc\n")
+    w("acl", 3, b"10.0.0.0/8:*\n192.168.1.7:443\n[::1/128]:22\n[2001:db8::/32]:*\n"
+      b"db.Internal:5432\nhost_name:*\n10.0.0.1\ndb.internal\n::1", 7)
+    w("acl-bad", 3, b"10.0.0.0/33:*\n[::1:22\nhost:0\nhost:70000\n:80\n"
+      b"a b:1\n10.0.0.0/:*\n1.2.3:*\n[10.0.0.1]:1", 1)
+    for n, h in [("exact", b"demo.example.com"), ("upper", b"DEMO.Example.COM"),
+                 ("wild", b"a.wild.example.com"), ("wild-two", b"a.b.wild.example.com"),
+                 ("wild-bare", b"wild.example.com"), ("wild-empty", b".wild.example.com"),
+                 ("mixed", b"mixed.case.org"), ("none", b"nothing.example"),
+                 ("empty", b""), ("star", b"*.wild.example.com")]:
+        w("certdir-" + n, 4, h)
+    w("local-port", 5, b"3000")
+    w("local-host", 5, b"tcp:localhost:8080")
+    w("local-v6", 5, b"udp:[::1]:53")
+    w("local-bad", 5, b"http://localhost:3000")
+    w("client-id", 5, b"0123456789abcdefABCDEF0123456789")
+    w("client-id-short", 5, b"0123456789abcdef")
+
+
 if __name__ == "__main__":
     frames()
     ctrl()
@@ -242,3 +346,5 @@ if __name__ == "__main__":
     mux()
     httpfront()
     dgram()
+    tlsrecord()
+    conf()

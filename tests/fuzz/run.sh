@@ -8,8 +8,10 @@
 # directory under /tmp), FUZZ_BUILD=0 to skip `make fuzz`, FUZZ_BIN the
 # directory of the harness binaries (default build-fuzz). Harnesses run one
 # at a time, niced, in one process each (-jobs=1 -workers=1), RSS capped at
-# 2 GiB. The checked-in seeds are copied, never written to: an input worth
-# keeping is added to tests/fuzz/corpus/NAME/ by hand (as found-*).
+# 2 GiB, the harness's own stdout and stderr closed (libFuzzer and the
+# sanitizers still report). The checked-in seeds are copied, never written
+# to: an input worth keeping is added to tests/fuzz/corpus/NAME/ by hand
+# (as found-*).
 # Prints one line per harness: executions, seconds, cov, ft, crash files.
 # Exit status 1 if any harness left a crash, timeout or leak file.
 set -eu
@@ -46,7 +48,7 @@ for name in "$@"; do
 	# -jobs=1 -workers=1 runs one child whose output goes to fuzz-0.log in
 	# the current directory: run from the harness's own directory.
 	(cd "$dir" && nice -n 19 "$bin" -max_total_time="$time_s" \
-	    -jobs=1 -workers=1 -rss_limit_mb=2048 -timeout=30 \
+	    -jobs=1 -workers=1 -rss_limit_mb=2048 -timeout=30 -close_fd_mask=3 \
 	    -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
 	    corpus >"$dir/run.log" 2>&1) || true
 	log=$dir/fuzz-0.log
