@@ -16,7 +16,13 @@
  *    of what the other side sent; with nothing injected or cut, everything
  *    arrives and the relay ends cleanly once both sides closed.
  *
- * Input: byte 0 selects (bit 0: run part 2; bit 1: small relay buffers);
+ * 3. With bit 2 of byte 0, the same script drives a tunnel session over
+ *    TLS instead (mux_new_tls, server side: its batched record reads and
+ *    writes, tls/batchio.c), the records carrying smux frames; streams the
+ *    peer opens are read and freed. Nothing may crash or leak.
+ *
+ * Input: byte 0 selects (bit 0: run part 2; bit 1: small relay buffers;
+ * bit 2: part 3 in place of the relay);
  * part 1 always runs on the whole input. Part 2 reads ops from byte 1 on:
  * op byte (low 3 bits the op, the rest scales the length), length byte,
  * then the op's bytes. */
@@ -36,6 +42,7 @@
 
 #include "fuzz_certs.h"
 #include "http/http.h"
+#include "mux/mux.h"
 #include "relay/tlsrelay.h"
 #include "tls/tls.h"
 #include "util/err.h"
@@ -125,6 +132,7 @@ struct ft {
 	struct evbuffer *sent_t, *sent_s; /* what each side sent */
 	size_t got_s, got_t;       /* what arrived on the other side */
 	int done, tampered, c_eof, s_eof, stuck;
+	int is_mux;                /* part 3: what arrives is the mux's */
 	char why[256];
 };
 
@@ -174,7 +182,7 @@ ft_drain(struct ft *f)
 				f->c_eof = 1;
 			break;
 		}
-		if (!f->tampered)
+		if (!f->tampered && !f->is_mux)
 			ft_match(f->sent_s, &f->got_t, buf, (size_t)r);
 	}
 	ERR_clear_error();
@@ -191,6 +199,37 @@ static int
 ft_nonblock(int fd)
 {
 	return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* part 3: streams the peer opens are read to the end and freed */
+static void
+ftm_readable(struct mux_stream *st, void *arg)
+{
+	size_t q = mux_stream_queued(st);
+
+	evbuffer_drain(mux_stream_rx(st), q);
+	mux_stream_consumed(st, q);
+	if (mux_stream_eof(st))
+		mux_stream_free(st);
+	else if (q > 0)
+		(void)mux_stream_write(st, "ok", 2);
+}
+
+static const struct mux_stream_cbs ftm_cbs = { ftm_readable, NULL, NULL,
+	NULL };
+
+static void
+ftm_accept(struct mux *m, struct mux_stream *st, void *arg)
+{
+	mux_stream_set_cbs(st, &ftm_cbs, arg);
+}
+
+static void
+ftm_closed(struct mux *m, int err, void *arg)
+{
+	struct ft *f = arg;
+
+	f->done = 1;
 }
 
 /* Both ends of the handshake in turn; 0 when both are done. */
@@ -248,6 +287,8 @@ static void
 ft_relay(const uint8_t *data, size_t size)
 {
 	struct tlsrelay_set set = { NULL };
+	struct mux_callbacks mcbs = { ftm_accept, ftm_closed };
+	struct mux *m = NULL;
 	struct ft f;
 	int tv[2], sv[2];
 	SSL *sssl;
@@ -273,8 +314,22 @@ ft_relay(const uint8_t *data, size_t size)
 	sssl = tls_ssl_new(ft_sctx, tv[0]);
 	if (sssl == NULL || ft_handshake(f.cssl, sssl) != 0)
 		abort(); /* two ends of ours in memory cannot fail */
-	tlsrelay_new(f.base, tv[0], sssl, sv[0], NULL, NULL,
-	    small ? 1024 : 65536, &set, ft_done, &f);
+	if (data[0] & 4) {
+		struct mux_config cfg;
+
+		mux_config_default(&cfg);
+		cfg.keepalive_ms = cfg.dead_ms = 0;
+		if (small) {
+			cfg.out_high = 4096;
+			cfg.out_hard = 16384;
+		}
+		f.is_mux = 1;
+		close(sv[0]);
+		m = mux_new_tls(f.base, tv[0], sssl, 0, &cfg, &mcbs, &f);
+	} else {
+		tlsrelay_new(f.base, tv[0], sssl, sv[0], NULL, NULL,
+		    small ? 1024 : 65536, &set, ft_done, &f);
+	}
 	ft_round(&f);
 
 	while (pos + 2 <= size && !f.done) {
@@ -336,7 +391,7 @@ ft_relay(const uint8_t *data, size_t size)
 	}
 	for (int i = 0; i < FT_ROUNDS && !f.done; i++)
 		ft_round(&f);
-	if (!f.tampered) {
+	if (!f.tampered && !f.is_mux) {
 		/* all that was sent arrived, and nothing failed */
 		if (f.got_s != evbuffer_get_length(f.sent_t))
 			abort();
@@ -346,6 +401,7 @@ ft_relay(const uint8_t *data, size_t size)
 			abort();
 	}
 	tlsrelay_set_free(&set);
+	mux_free(m); /* outside the loop: at once, with sssl and tv[0] */
 	SSL_free(f.cssl);
 	close(f.tpeer);
 	close(f.speer);

@@ -287,6 +287,12 @@ def tlsrecord():
     w("relay-cut", b"\x01" + op(REC, b"ok") + op(PLAIN, b"back") + op(CUT))
     w("relay-plain-first", b"\x01" + op(PEOF) + op(WAIT, n=2) + op(REC, b"late")
       + op(CLOSE))
+    w("mux-tls", b"\x05" + op(REC, frame(2, 0, 1) + frame(2, 2, 1, b"hi"))
+      + op(WAIT, n=2) + op(REC, frame(2, 2, 1, b"x" * 3000) + frame(2, 1, 1))
+      + op(KEYUPD, n=1) + op(REC, frame(2, 3, 0)) + op(CLOSE))
+    w("mux-tls-small", b"\x07" + op(REC, frame(1, 0, 1) + frame(1, 2, 1, b"y" * 1500))
+      + op(REC, frame(1, 2, 1, b"z")) + op(RAW, b"\x17\x03\x03\x00\x01!"))
+    w("mux-tls-cut", b"\x05" + op(REC, frame(2, 0, 1)) + op(CUT))
 
 
 def conf():
