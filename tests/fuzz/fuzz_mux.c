@@ -6,7 +6,8 @@
  * Input: byte 0 flags (FM_*), byte 1 seeds the piece sizes, byte 2 the
  * streams' behaviour; the rest is the peer's bytes. Streams the peer opens
  * are refused, read in message mode, drained through a sink socket, or
- * queued and consumed (all or half), echoed, half-closed and freed, chosen
+ * queued and consumed (all or half), echoed, fed from a socket
+ * (mux_stream_send_from_fd), half-closed and freed, chosen
  * per stream id; the session may open streams of its own and write to
  * them, so SYN, FIN, PSH, UPD, NOP, windows, growth and id checks all run.
  * Everything the session writes back must be well-formed frames of one
@@ -46,7 +47,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 enum fz_mode { FZ_REFUSE, FZ_MSG, FZ_SINK, FZ_ALL, FZ_HALF, FZ_DGRAM,
 	FZ_NMODES };
 
+struct fz;
+
 struct fz_st {
+	struct fz *z;
 	struct mux_stream *st;
 	int mode;
 	int writes;
@@ -59,6 +63,7 @@ struct fz {
 	struct mux *m;
 	int peer;              /* our end of the session socket */
 	int sink[2];           /* [0] the streams' sink, [1] drained here */
+	int src[2];            /* [0] a producer's socket, [1] kept full */
 	uint8_t flags, bseed;
 	int closed, opened;
 	struct fz_st sts[FZ_STREAMS];
@@ -94,6 +99,19 @@ fz_release(struct fz_st *s)
 	mux_stream_free(st);
 }
 
+/* A producer: bytes from a socket straight into frames, as a relay does,
+ * bounded by the peer's window (its UPDs come from the input). */
+static void
+fz_produce(struct fz_st *s, struct mux_stream *st)
+{
+	ssize_t n = mux_stream_send_from_fd(st, s->z->src[0],
+	    (size_t)s->b * 64 + 1);
+
+	if (n < 0 && n != MG_EAGAIN && n != MG_ELIMIT && n != MG_ECLOSED &&
+	    n != MG_EIO)
+		abort();
+}
+
 static void
 fz_readable(struct mux_stream *st, void *arg)
 {
@@ -114,6 +132,8 @@ fz_readable(struct mux_stream *st, void *arg)
 		s->writes++;
 		if (s->mode == FZ_HALF)
 			(void)mux_stream_write(st, "echo", 4);
+		else if (s->mode == FZ_ALL && (s->b & 0x10))
+			fz_produce(s, st);
 		else if (s->mode == FZ_DGRAM)
 			(void)mux_stream_send_datagram(st, fz_zeros,
 			    (size_t)s->b * 257 % 70000);
@@ -135,6 +155,10 @@ fz_writable(struct mux_stream *st, void *arg)
 	if (s->writes >= 6)
 		return;
 	s->writes++;
+	if (s->mode == FZ_ALL && (s->b & 0x10)) {
+		fz_produce(s, st);
+		return;
+	}
 	b = evbuffer_new();
 	evbuffer_add(b, fz_zeros, (size_t)s->b * 211 % 70000 + 1);
 	(void)mux_stream_send_buffer(st, b);
@@ -178,9 +202,10 @@ fz_setup(struct fz *z, struct mux_stream *st, uint8_t b)
 		mux_stream_free(st);
 		return;
 	}
+	s->z = z;
 	s->st = st;
 	s->b = b;
-	s->mode = b % FZ_NMODES;
+	s->mode = (b & 7) % FZ_NMODES; /* the high bits are flags */
 	if (b & 0x80)
 		mux_stream_set_window(st, 262144);
 	switch (s->mode) {
@@ -275,6 +300,8 @@ fz_drain(struct fz *z)
 	for (int i = 0; i < 64; i++)
 		if (read(z->sink[1], buf, sizeof(buf)) <= 0)
 			break;
+	/* keep the producers' socket topped up */
+	(void)write(z->src[1], fz_zeros, 16384);
 }
 
 static void
@@ -291,7 +318,7 @@ fz_open(struct fz *z)
 		struct mux_stream *st = mux_stream_open(z->m);
 		if (st == NULL)
 			return;
-		fz_setup(z, st, (uint8_t)(FZ_ALL + i * 2 + (z->bseed & 0xc0)));
+		fz_setup(z, st, (uint8_t)(FZ_ALL + i * 2 + (z->bseed & 0xd0)));
 		if ((z->bseed & 1) == 0)
 			continue;
 		(void)mux_stream_write(st, "hello", 5);
@@ -335,8 +362,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cseed = data[1];
 	z.bseed = data[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM, 0, z.sink) != 0)
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, z.sink) != 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, z.src) != 0)
 		abort();
+	fz_nonblock(z.src[0]);
+	fz_nonblock(z.src[1]);
+	(void)write(z.src[1], fz_zeros, sizeof(fz_zeros));
 	fz_nonblock(sv[0]);
 	fz_nonblock(sv[1]);
 	fz_nonblock(z.sink[0]);
@@ -409,5 +440,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(z.peer);
 	close(z.sink[0]);
 	close(z.sink[1]);
+	close(z.src[0]);
+	close(z.src[1]);
 	return 0;
 }
