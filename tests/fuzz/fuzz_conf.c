@@ -34,6 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 static struct tls_certdir *fc_certdir;
 static struct tls_ctx *fc_any; /* the one context of the directory */
 static char fc_tokfile[4200];
+static int fc_devnull = -1;
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -50,6 +51,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	if ((fc_any = tls_certdir_find(fc_certdir, "demo.example.com")) ==
 	    NULL)
+		abort();
+	if ((fc_devnull = open("/dev/null", O_WRONLY)) < 0)
 		abort();
 	snprintf(fc_tokfile, sizeof(fc_tokfile), "%s/tokens", dir);
 	if ((fd = open(fc_tokfile, O_CREAT | O_WRONLY | O_TRUNC, 0600)) < 0)
@@ -102,7 +105,7 @@ fc_argv(const uint8_t *data, size_t size, int client, uint8_t variant)
 	char *args[FC_MAX_ARGS], *argv[FC_MAX_ARGS + 2], *buf;
 	char cmd[16];
 	size_t n = fc_split(data, size, args, FC_MAX_ARGS, &buf);
-	int argc = 0;
+	int argc = 0, saved;
 
 	snprintf(cmd, sizeof(cmd), "%s", client ? cmds[variant % 5] :
 	    "server");
@@ -115,6 +118,10 @@ fc_argv(const uint8_t *data, size_t size, int client, uint8_t variant)
 	}
 	argv[argc] = NULL;
 	fc_getopt_reset();
+	/* --help prints the usage on stdout: not into the replay's log */
+	fflush(stdout);
+	saved = dup(1);
+	dup2(fc_devnull, 1);
 	if (client) {
 		struct client_conf c;
 		int rc = conf_client_parse(&c, argc, argv);
@@ -133,6 +140,9 @@ fc_argv(const uint8_t *data, size_t size, int client, uint8_t variant)
 			abort();
 		conf_server_free(&c);
 	}
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
 out:
 	free(buf);
 }

@@ -321,12 +321,13 @@ def conf():
     w("client-tcp", 1, b"22\n--server\n127.0.0.1:9000\n--token\nt\n"
       b"--remote-port\n20022", 0)
     w("client-http", 1, b"3000\n--server\nexample.com:9000\n--subdomain\n"
-      b"demo\n--basic-auth\nuser:pass\n--host-header\nrewrite", 2)
-    w("client-udp", 1, b"udp:127.0.0.1:53\n--server\n[::1]:9000", 1)
+      b"demo\n--basic-auth\nuser:pass\n--host-header\nrewrite\n--token\nt", 2)
+    w("client-udp", 1, b"127.0.0.1:53\n--server\n[::1]:9000\n--token\nt", 1)
     w("client-tls", 1, b"localhost:443\n--server\nh:9000\n--hostname\n"
-      b"app.example.com\n--tls-pin\nsha256:" + b"AB" * 32, 3)
+      b"app.example.com\n--tls\n--tls-pin\nsha256:" + b"AB" * 32
+      + b"\n--token\nt", 3)
     w("client-client", 1, b"--server\nh:9000\n--local\ntcp:127.0.0.1:22\n"
-      b"--local\nudp:53\n--client-id\n" + b"0f" * 16, 4)
+      b"--local\nudp:53\n--client-id\n" + b"0f" * 16 + b"\n--token\nt", 4)
     w("tokens", 2, b"# comment\nalpha\r\n\nbeta\n  spaced  \n")
     w("tokens-long", 2, b"x" * 1019 + b"\n" + b"y" * 1020 + b"\n")
     w("tokens-many", 2, b"".join(b"t%d\n" % i for i in range(20)))
