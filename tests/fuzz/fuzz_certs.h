@@ -2,7 +2,9 @@
  * once per process with `mgrok certs`'s generator (tls_certs_generate) in
  * a new directory under $TMPDIR or /tmp: server.pem/server.key for the
  * host names below, and certdir/, an --https-cert-dir holding the same
- * pair as site.pem/site.key. */
+ * pair as site.pem/site.key. The harness loads what it needs and then
+ * removes it all with fuzz_certs_rm (libFuzzer may end with _Exit, which
+ * runs no atexit handler). */
 #ifndef FUZZ_CERTS_H
 #define FUZZ_CERTS_H
 
@@ -18,7 +20,7 @@
 
 static char fuzz_certs_dir[4096];
 
-/* At exit: remove what fuzz_certs_make wrote. */
+/* fuzz_certs_rm: remove what fuzz_certs_make wrote, the directory too. */
 static void
 fuzz_certs_rm(void)
 {
@@ -67,7 +69,6 @@ fuzz_certs_make(char *dir, size_t cap)
 	snprintf(b, sizeof(b), "%s/certdir/site.key", dir);
 	if (link(a, b) != 0)
 		abort();
-	atexit(fuzz_certs_rm);
 }
 
 #endif

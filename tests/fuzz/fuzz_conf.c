@@ -35,6 +35,7 @@ static struct tls_certdir *fc_certdir;
 static struct tls_ctx *fc_any; /* the one context of the directory */
 static char fc_tokfile[4200];
 static int fc_devnull = -1;
+static int fc_tokfd = -1;
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -52,12 +53,19 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if ((fc_any = tls_certdir_find(fc_certdir, "demo.example.com")) ==
 	    NULL)
 		abort();
+	fuzz_certs_rm(); /* loaded */
 	if ((fc_devnull = open("/dev/null", O_WRONLY)) < 0)
 		abort();
-	snprintf(fc_tokfile, sizeof(fc_tokfile), "%s/tokens", dir);
-	if ((fd = open(fc_tokfile, O_CREAT | O_WRONLY | O_TRUNC, 0600)) < 0)
+	/* the token file: unlinked at once, reached through /proc, so that
+	 * nothing is left behind however the process ends */
+	snprintf(fc_tokfile, sizeof(fc_tokfile), "%s/mgrok-fuzz-tokens.XXXXXX",
+	    getenv("TMPDIR") != NULL && *getenv("TMPDIR") != '\0' ?
+	    getenv("TMPDIR") : "/tmp");
+	if ((fd = mkstemp(fc_tokfile)) < 0)
 		abort();
-	close(fd);
+	unlink(fc_tokfile);
+	fc_tokfd = fd;
+	snprintf(fc_tokfile, sizeof(fc_tokfile), "/proc/self/fd/%d", fd);
 	return 0;
 }
 
@@ -153,14 +161,11 @@ fc_token_file(const uint8_t *data, size_t size)
 	static char a0[] = "server", a1[] = "--token-file";
 	char *argv[] = { a0, a1, fc_tokfile, NULL };
 	struct server_conf c;
-	FILE *f = fopen(fc_tokfile, "w");
 	int rc;
 
-	if (f == NULL)
+	if (ftruncate(fc_tokfd, 0) != 0 ||
+	    (size > 0 && pwrite(fc_tokfd, data, size, 0) != (ssize_t)size))
 		abort();
-	if (size > 0 && fwrite(data, 1, size, f) != size)
-		abort();
-	fclose(f);
 	fc_getopt_reset();
 	rc = conf_server_parse(&c, 3, argv);
 	if (rc == 0) {

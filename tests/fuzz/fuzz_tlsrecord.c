@@ -78,6 +78,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz_tlsrecord: %s\n", err);
 		abort();
 	}
+	fuzz_certs_rm(); /* loaded */
 	/* the peer: any OpenSSL client; it checks nothing */
 	ft_cctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_verify(ft_cctx, SSL_VERIFY_NONE, NULL);
