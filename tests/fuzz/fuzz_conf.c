@@ -6,7 +6,10 @@
  *
  * Input: byte 0 picks the part, byte 1 a variant; the rest, cut at '\n'
  * where a part takes several strings, is its input. The parsers print
- * their errors on stderr (run with -close_fd_mask=2). */
+ * their errors and --help on stderr and stdout: both go to /dev/null
+ * around each call (the replay's log stays readable; libFuzzer and the
+ * sanitizers report on a descriptor of their own, so run a crashing input
+ * with the libFuzzer binary, build-fuzz/fuzz_conf FILE, to see it). */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -92,6 +95,26 @@ fc_split(const uint8_t *data, size_t size, char **out, size_t max,
 	return n;
 }
 
+/* fc_quiet(1): stdout and stderr to /dev/null; fc_quiet(0): back. */
+static void
+fc_quiet(int on)
+{
+	static int saved[2] = { -1, -1 };
+
+	fflush(stdout);
+	fflush(stderr);
+	for (int fd = 1; fd <= 2; fd++) {
+		if (on) {
+			saved[fd - 1] = dup(fd);
+			dup2(fc_devnull, fd);
+		} else if (saved[fd - 1] >= 0) {
+			dup2(saved[fd - 1], fd);
+			close(saved[fd - 1]);
+			saved[fd - 1] = -1;
+		}
+	}
+}
+
 /* getopt keeps a pointer into the last argv it scanned; a new argv must
  * start from a clean state (optind 0 re-initialises glibc's getopt). */
 static void
@@ -113,7 +136,7 @@ fc_argv(const uint8_t *data, size_t size, int client, uint8_t variant)
 	char *args[FC_MAX_ARGS], *argv[FC_MAX_ARGS + 2], *buf;
 	char cmd[16];
 	size_t n = fc_split(data, size, args, FC_MAX_ARGS, &buf);
-	int argc = 0, saved;
+	int argc = 0;
 
 	snprintf(cmd, sizeof(cmd), "%s", client ? cmds[variant % 5] :
 	    "server");
@@ -126,10 +149,7 @@ fc_argv(const uint8_t *data, size_t size, int client, uint8_t variant)
 	}
 	argv[argc] = NULL;
 	fc_getopt_reset();
-	/* --help prints the usage on stdout: not into the replay's log */
-	fflush(stdout);
-	saved = dup(1);
-	dup2(fc_devnull, 1);
+	fc_quiet(1);
 	if (client) {
 		struct client_conf c;
 		int rc = conf_client_parse(&c, argc, argv);
@@ -148,9 +168,7 @@ fc_argv(const uint8_t *data, size_t size, int client, uint8_t variant)
 			abort();
 		conf_server_free(&c);
 	}
-	fflush(stdout);
-	dup2(saved, 1);
-	close(saved);
+	fc_quiet(0);
 out:
 	free(buf);
 }
@@ -167,7 +185,9 @@ fc_token_file(const uint8_t *data, size_t size)
 	    (size > 0 && pwrite(fc_tokfd, data, size, 0) != (ssize_t)size))
 		abort();
 	fc_getopt_reset();
+	fc_quiet(1);
 	rc = conf_server_parse(&c, 3, argv);
+	fc_quiet(0);
 	if (rc == 0) {
 		for (size_t i = 0; i < c.ntokens; i++) {
 			size_t l = strlen(c.tokens[i]);
