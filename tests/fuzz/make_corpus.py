@@ -112,8 +112,252 @@ def sproxy():
     w("short", v[:100])
 
 
+def upd(ver, sid, consumed, window):
+    return frame(ver, 4, sid, struct.pack("<II", consumed, window))
+
+
+def mux():
+    """fuzz_mux: flags, piece seed, behaviour seed, then the peer's bytes
+    (see the FM_* flags in fuzz_mux.c)."""
+    w = lambda n, d: write("fuzz_mux", n, d)
+    CLIENT, V1, SMALL, MAXS, EOF, FREECB, OPEN, CLOSE = (1 << i for i in
+                                                        range(8))
+    one = (frame(2, 0, 1) + frame(2, 2, 1, b"hello") + upd(2, 1, 5, 1 << 20)
+           + frame(2, 3, 0) + frame(2, 1, 1))
+    for b in range(6):  # each stream behaviour for stream 1
+        w("server-v2-mode%d" % b, bytes([0, 0x80, b ^ 37]) + one)
+    w("server-v2-eof", bytes([EOF, 3, 3]) + one)
+    w("server-v2-eof-freecb", bytes([EOF | FREECB, 3, 3]) + one)
+    w("server-v2-close", bytes([CLOSE | FREECB, 3, 40]) + one)
+    w("server-v1", bytes([0, 5, 3 ^ 37]) + frame(1, 0, 1)
+      + frame(1, 2, 1, b"x" * 300) + frame(1, 1, 1) + frame(1, 3, 0))
+    w("server-v1-small", bytes([SMALL, 0x80, 4 ^ 37]) + frame(1, 0, 1)
+      + b"".join(frame(1, 2, 1, b"y" * 1000) for _ in range(6)))
+    many = b"".join(frame(2, 0, i) + frame(2, 2, i, bytes([i]) * i)
+                    for i in range(1, 40, 2))
+    w("server-many", bytes([0, 0x80, 0x5a]) + many)
+    w("server-many-max", bytes([MAXS, 0x80, 0x5a]) + many)
+    w("server-many-fin", bytes([EOF, 7, 0x11]) + many
+      + b"".join(frame(2, 1, i) for i in range(1, 40, 2)))
+    big = frame(2, 0, 1) + b"".join(frame(2, 2, 1, b"z" * 65535)
+                                    for _ in range(5))
+    w("server-overrun", bytes([0, 0x80, 3 ^ 37]) + big)
+    w("server-sink-big", bytes([SMALL, 0x80, 2 ^ 37]) + big[:2 * 65543 + 8])
+    w("server-msg-free", bytes([0, 0x80, 1 ^ 37]) + frame(2, 0, 1)
+      + frame(2, 2, 1, b"\xffbye") + frame(2, 2, 1, b"late"))
+    w("server-bad-parity", bytes([0, 0x80, 3]) + frame(2, 0, 2))
+    w("server-bad-version", bytes([0, 0x80, 3]) + frame(2, 0, 1)
+      + frame(1, 0, 3))
+    w("server-reuse-id", bytes([0, 0x80, 3]) + frame(2, 0, 1) + frame(2, 1, 1)
+      + frame(2, 0, 1))
+    w("server-old-id", bytes([0, 0x80, 3]) + frame(2, 0, 9001)
+      + frame(2, 0, 1))
+    w("server-bad-cmd", bytes([0, 0x80, 3]) + frame(2, 7, 1))
+    w("server-upd-v1", bytes([0, 0x80, 3]) + frame(1, 0, 1)
+      + upd(1, 1, 0, 0))
+    w("server-open", bytes([OPEN, 0x80, 0x21]) + frame(2, 3, 0)
+      + upd(2, 2, 0, 1 << 20) + frame(2, 2, 2, b"x") + frame(2, 1, 2))
+    w("client-v2-open", bytes([CLIENT | OPEN, 0x80, 0x21]) + frame(2, 0, 2)
+      + frame(2, 2, 2, b"hi") + upd(2, 3, 5, 1 << 20) + upd(2, 5, 0, 0)
+      + frame(2, 2, 3, b"reply") + frame(2, 1, 3) + frame(2, 1, 5))
+    w("client-v2-grow", bytes([CLIENT | OPEN | SMALL, 0x80, 0xc1])
+      + upd(2, 3, 0, 16 << 20) + upd(2, 3, 1 << 20, 16 << 20)
+      + upd(2, 5, 0, 0xffffffff))
+    w("client-v1-open", bytes([CLIENT | V1 | OPEN, 0x80, 0x21])
+      + frame(1, 0, 2) + frame(1, 2, 3, b"reply") + frame(1, 1, 3))
+    w("client-bad-parity", bytes([CLIENT, 0x80, 3]) + frame(2, 0, 1))
+    w("client-v2-produce", bytes([CLIENT | OPEN, 0x80, 0x11])
+      + upd(2, 3, 0, 300000) + frame(2, 2, 3, b"go") + upd(2, 3, 65536, 300000)
+      + upd(2, 3, 200000, 1 << 20) + frame(2, 1, 3))
+    w("server-produce", bytes([0, 0x80, (3 | 0x10) ^ 37]) + frame(2, 0, 1)
+      + frame(2, 2, 1, b"go") + upd(2, 1, 2, 4096) + upd(2, 1, 2, 1 << 20)
+      + frame(2, 2, 1, b"more") + frame(2, 1, 1))
+    w("client-pieces", bytes([CLIENT | OPEN | EOF, 0x13, 0x47])
+      + frame(2, 0, 2) + frame(2, 2, 2, bytes(range(200)))
+      + upd(2, 3, 5, 300000) + frame(2, 1, 2))
+
+
+def httpfront():
+    """fuzz_httpfront: piece seed, visitor length (u16 LE), flags, then the
+    visitor's bytes and the local service's."""
+    def w(name, req, resp, flags=0, seed=0x80):
+        write("fuzz_httpfront", name, bytes([seed]) + struct.pack(
+            "<H", len(req)) + bytes([flags]) + req + resp)
+    get = b"GET /a?b=c HTTP/1.1\r\nHost: demo.example.com\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    w("get", get, ok)
+    w("get-pieces", get, ok, seed=0x11)
+    w("get-port-upper", get.replace(b"demo.example.com",
+                                    b"DEMO.Example.com:8080"), ok, seed=5)
+    w("get-v6", get.replace(b"demo.example.com", b"[::1]:80"), ok)
+    w("get-nohost", b"GET / HTTP/1.0\r\n\r\n", ok)
+    w("get-unknown", get.replace(b"demo", b"other"), ok)
+    w("pipelined", get + get + b"\r\n" + get, ok * 3, seed=0x23)
+    w("post-chunked", b"POST /p HTTP/1.1\r\nHost: a-b.c\r\n"
+      b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      b"HTTP/1.1 100 Continue\r\n\r\n" + ok, seed=0x31)
+    w("post-length", b"POST /p HTTP/1.1\r\nHost: a-b.c\r\n"
+      b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+      b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
+    w("head", b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    w("connect", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      b"\r\nSSH-2.0-x", b"HTTP/1.1 200 OK\r\n\r\nSSH-2.0-y")
+    w("upgrade", b"GET /ws HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00",
+      b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+      b"Upgrade: websocket\r\n\r\n\x81\x00")
+    w("upgrade-refused", b"GET /ws HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + get,
+      b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n" + ok)
+    w("auth-ok", b"GET / HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Authorization: Basic dXNlcjpwYXNz\r\n\r\n", ok, flags=1)
+    w("auth-bad", b"GET / HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"Authorization: Basic dXNlcjpwYXNt\r\n\r\n", ok, flags=3)
+    w("xff", b"GET / HTTP/1.1\r\nHost: demo.example.com\r\n"
+      b"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: ftp\r\n"
+      b"x-forwarded-host: evil\r\n\r\n", ok)
+    w("two-hosts", b"GET / HTTP/1.1\r\nHost: a-b.c\r\nHost: b\r\n\r\n",
+      ok)
+    w("close-delimited", get, b"HTTP/1.0 200 OK\r\n\r\nbody until close")
+    w("bad-response", get, b"HTTP/1.1 abc\r\n\r\n")
+    w("long-head", b"GET / HTTP/1.1\r\nHost: a-b.c\r\nX: "
+      + b"a" * 17000 + b"\r\n\r\n", ok)
+
+
+def dgram():
+    """fuzz_dgram: the bytes of a UDP flow stream (the piece sizes come
+    from the bytes themselves)."""
+    w = lambda n, d: write("fuzz_dgram", n, d)
+    dg = lambda p: struct.pack(">H", len(p)) + p
+    w("one", dg(b"hello"))
+    w("three", dg(b"a") + dg(b"bb" * 50) + dg(b"ccc"))
+    w("many-small", b"".join(dg(bytes([i]) * (i % 7 + 1)) for i in range(80)))
+    w("big", dg(b"\xf0" * 3000) + dg(b"x"))
+    w("zero-len", dg(b"ok") + b"\x00\x00" + dg(b"after"))
+    w("too-long", dg(b"ok") + b"\xff\xff" + b"x" * 10)
+    w("partial", dg(b"whole") + struct.pack(">H", 100) + b"short")
+    w("odd-byte", dg(b"ab") + b"\x00")
+
+
+def ext(etype, body):
+    return struct.pack(">HH", etype, len(body)) + body
+
+
+def client_hello(sni=None, exts=b"", sid=b"", version=0x0303, rec_ver=0x0301,
+                 split=None):
+    """A TLS ClientHello record (RFC 8446 4.1.2) with a fixed random."""
+    e = b""
+    if sni is not None:
+        name = struct.pack(">BH", 0, len(sni)) + sni
+        e += ext(0, struct.pack(">H", len(name)) + name)
+    e += exts
+    body = (struct.pack(">H", version) + bytes(range(32))
+            + bytes([len(sid)]) + sid + struct.pack(">HH", 2, 0x1301)
+            + b"\x01\x00" + struct.pack(">H", len(e)) + e)
+    hs = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    if split is None:
+        return b"\x16" + struct.pack(">HH", rec_ver, len(hs)) + hs
+    return (b"\x16" + struct.pack(">HH", rec_ver, split) + hs[:split]
+            + b"\x16" + struct.pack(">HH", rec_ver, len(hs) - split)
+            + hs[split:])
+
+
+def tlsrecord():
+    """fuzz_tlsrecord: a ClientHello (first byte 0x16: the peek only), or
+    a relay script: flags byte (bit 0 set), then ops (op | len << 8 high
+    bits, len byte, bytes)."""
+    w = lambda n, d: write("fuzz_tlsrecord", n, d)
+    w("hello-sni", client_hello(b"Demo.Example.com"))
+    w("hello-nosni", client_hello())
+    w("hello-sid", client_hello(b"a.b", sid=bytes(32)))
+    w("hello-pq", client_hello(b"big.example.com",
+                               exts=ext(0x11ec, bytes(1216)) + ext(10, b"\x00\x02\x11\xec")))
+    w("hello-split-records", client_hello(b"x.example.org", split=40))
+    w("hello-two-names", client_hello(b"a.b", exts=ext(0, b"\x00\x08\x00\x00\x05b.c.d")))
+    w("hello-long-name", client_hello(b"n" * 300))
+    w("hello-bad-len", client_hello(b"a.b")[:5] + b"\x01\xff\xff\xff")
+    w("not-tls", b"GET / HTTP/1.1\r\n\r\n")
+
+    def op(o, data=b"", n=None):
+        n = len(data) if n is None else n
+        return bytes([o | (n >> 8) << 3, n & 0xff]) + data
+    REC, PLAIN, RAW, CLOSE, CUT, PEOF, KEYUPD, WAIT = range(8)
+    w("relay-both", b"\x01" + op(REC, b"hello") + op(PLAIN, b"world")
+      + op(WAIT, n=3) + op(REC, b"again") + op(PEOF) + op(CLOSE))
+    w("relay-small-big", b"\x03" + op(REC, b"r" * 2000) + op(PLAIN, b"p" * 2000)
+      + op(REC, b"s" * 1000) + op(WAIT, n=7) + op(CLOSE) + op(PEOF))
+    w("relay-keyupdate", b"\x01" + op(REC, b"a") + op(KEYUPD, n=1)
+      + op(PLAIN, b"b") + op(KEYUPD, n=0) + op(REC, b"c"))
+    w("relay-garbage", b"\x01" + op(REC, b"ok") + op(RAW, b"\x17\x03\x03\x00\x05abcde"))
+    w("relay-cut", b"\x01" + op(REC, b"ok") + op(PLAIN, b"back") + op(CUT))
+    w("relay-plain-first", b"\x01" + op(PEOF) + op(WAIT, n=2) + op(REC, b"late")
+      + op(CLOSE))
+    w("mux-tls", b"\x05" + op(REC, frame(2, 0, 1) + frame(2, 2, 1, b"hi"))
+      + op(WAIT, n=2) + op(REC, frame(2, 2, 1, b"x" * 3000) + frame(2, 1, 1))
+      + op(KEYUPD, n=1) + op(REC, frame(2, 3, 0)) + op(CLOSE))
+    w("mux-tls-small", b"\x07" + op(REC, frame(1, 0, 1) + frame(1, 2, 1, b"y" * 1500))
+      + op(REC, frame(1, 2, 1, b"z")) + op(RAW, b"\x17\x03\x03\x00\x01!"))
+    w("mux-tls-cut", b"\x05" + op(REC, frame(2, 0, 1)) + op(CUT))
+
+
+def conf():
+    """fuzz_conf: part (0 server argv, 1 client argv, 2 token file, 3
+    --stream-allow rules, 4 certificate by SNI, 5 local address / client
+    id), variant byte, then '\\n'-separated strings."""
+    def w(name, part, body, variant=0):
+        write("fuzz_conf", name, bytes([part, variant]) + body)
+    w("server-typical", 0, b"--addr\n:9000\n--token\ns3cret\n--start-port\n"
+      b"20000\n--end-port\n20100\n--max-proxies\n2\n--domain\nexample.com\n"
+      b"--http-addr\n127.0.0.1:8080\n--stream-window\n4194304")
+    w("server-allow", 0, b"--token=t\n--tls\n--tls-cert\nc.pem\n--tls-key\n"
+      b"k.pem\n--tls-client-ca\nca.pem\n--stream-allow\n10.0.0.0/8:*\n"
+      b"--stream-allow=[::1/128]:22\n--stream-allow\ndb.internal:5432")
+    w("server-bad-port", 0, b"--token\nt\n--start-port\n0")
+    w("server-bad-addr", 0, b"--token\nt\n--addr\n[::1:9000")
+    w("server-short-opts", 0, b"-xyz\n--token\nt")
+    w("server-help", 0, b"--help")
+    w("server-loglevel", 0, b"--token\nt\n--log-level\ndebug\n--busy-poll\n50")
+    w("client-tcp", 1, b"22\n--server\n127.0.0.1:9000\n--token\nt\n"
+      b"--remote-port\n20022", 0)
+    w("client-http", 1, b"3000\n--server\nexample.com:9000\n--subdomain\n"
+      b"demo\n--basic-auth\nuser:pass\n--host-header\nrewrite\n--token\nt", 2)
+    w("client-udp", 1, b"127.0.0.1:53\n--server\n[::1]:9000\n--token\nt", 1)
+    w("client-tls", 1, b"localhost:443\n--server\nh:9000\n--hostname\n"
+      b"app.example.com\n--tls\n--tls-pin\nsha256:" + b"AB" * 32
+      + b"\n--token\nt", 3)
+    w("client-client", 1, b"--server\nh:9000\n--local\ntcp:127.0.0.1:22\n"
+      b"--local\nudp:53\n--client-id\n" + b"0f" * 16 + b"\n--token\nt", 4)
+    w("tokens", 2, b"# comment\nalpha\r\n\nbeta\n  spaced  \n")
+    w("tokens-long", 2, b"x" * 1019 + b"\n" + b"y" * 1020 + b"\n")
+    w("tokens-many", 2, b"".join(b"t%d\n" % i for i in range(20)))
+    w("tokens-empty", 2, b"")
+    w("tokens-nul", 2, b"a\x00b\nc\n")
+    w("acl", 3, b"10.0.0.0/8:*\n192.168.1.7:443\n[::1/128]:22\n[2001:db8::/32]:*\n"
+      b"db.Internal:5432\nhost_name:*\n10.0.0.1\ndb.internal\n::1", 7)
+    w("acl-bad", 3, b"10.0.0.0/33:*\n[::1:22\nhost:0\nhost:70000\n:80\n"
+      b"a b:1\n10.0.0.0/:*\n1.2.3:*\n[10.0.0.1]:1", 1)
+    for n, h in [("exact", b"demo.example.com"), ("upper", b"DEMO.Example.COM"),
+                 ("wild", b"a.wild.example.com"), ("wild-two", b"a.b.wild.example.com"),
+                 ("wild-bare", b"wild.example.com"), ("wild-empty", b".wild.example.com"),
+                 ("mixed", b"mixed.case.org"), ("none", b"nothing.example"),
+                 ("empty", b""), ("star", b"*.wild.example.com")]:
+        w("certdir-" + n, 4, h)
+    w("local-port", 5, b"3000")
+    w("local-host", 5, b"tcp:localhost:8080")
+    w("local-v6", 5, b"udp:[::1]:53")
+    w("local-bad", 5, b"http://localhost:3000")
+    w("client-id", 5, b"0123456789abcdefABCDEF0123456789")
+    w("client-id-short", 5, b"0123456789abcdef")
+
+
 if __name__ == "__main__":
     frames()
     ctrl()
     sthdr()
     sproxy()
+    mux()
+    httpfront()
+    dgram()
+    tlsrecord()
+    conf()

@@ -9,6 +9,8 @@
 #define REPLAY_MAX_FILES 100000
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* optional in a harness, as in libFuzzer */
+int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 
 static int
 replay_cmp(const void *a, const void *b)
@@ -59,6 +61,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: %s corpus-dir\n", argv[0]);
 		return 2;
 	}
+	if (LLVMFuzzerInitialize != NULL)
+		LLVMFuzzerInitialize(&argc, &argv);
 	if ((d = opendir(argv[1])) == NULL) {
 		perror(argv[1]);
 		goto out;
