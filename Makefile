@@ -112,7 +112,7 @@ asan:
 asan-check:
 	$(MAKE) BUILD=build-asan OPT=-O1 \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    all unit e2e
+	    all unit fuzz-replay e2e
 
 deps:
 	scripts/deps.sh
