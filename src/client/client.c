@@ -1475,12 +1475,12 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 {
 	struct client_conf *ocf = (struct client_conf *)c->cf;
 	struct cproxy **table, **fresh;
+	unsigned added = 0, removed = 0, changed = 0, same = 0;
+	char restart[256] = "";
+	int *kept, *isnew;
 
 	c->reloads++;
 	c->reload_time = (long long)time(NULL);
-	unsigned added = 0, removed = 0, changed = 0, same = 0;
-	char restart[256] = "";
-	int *kept;
 
 	/* the connection's own settings stay as they are until a restart:
 	 * the new configuration takes the running values, and the caller
@@ -1497,16 +1497,6 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 		snprintf(restart, sizeof(restart), "; the server, token, TLS "
 		    "and identity settings need a restart (the running ones "
 		    "stay)");
-	memcpy(ncf->server, ocf->server, sizeof(ncf->server));
-	SWAP(ncf->token, ocf->token);
-	ncf->tls = ocf->tls;
-	SWAP(ncf->tls_ca, ocf->tls_ca);
-	SWAP(ncf->tls_cert, ocf->tls_cert);
-	SWAP(ncf->tls_key, ocf->tls_key);
-	SWAP(ncf->tls_server_name, ocf->tls_server_name);
-	SWAP(ncf->tls_pin, ocf->tls_pin);
-	ncf->have_client_id = ocf->have_client_id;
-	memcpy(ncf->client_id, ocf->client_id, sizeof(ncf->client_id));
 	if (ncf->busy_poll_us != ocf->busy_poll_us) {
 		size_t l = strlen(restart);
 		snprintf(restart + l, sizeof(restart) - l, "; --busy-poll "
@@ -1516,6 +1506,7 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 	/* the new table: unchanged tunnels carry over (their address, their
 	 * connections), the rest is made anew */
 	fresh = xcalloc(ncf->nlocals ? ncf->nlocals : 1, sizeof(*fresh));
+	isnew = xcalloc(ncf->nlocals ? ncf->nlocals : 1, sizeof(*isnew));
 	kept = xcalloc(c->npx ? c->npx : 1, sizeof(*kept));
 	for (size_t i = 0; i < ncf->nlocals; i++) {
 		for (size_t j = 0; j < c->npx; j++)
@@ -1532,16 +1523,29 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 			snprintf(err, errcap, "cannot resolve the local address "
 			    "of tunnel %zu (%s)", i + 1, ncf->locals[i].host);
 			for (size_t k = 0; k < i; k++)
-				if (fresh[k]->reloaded)
+				if (isnew[k])
 					px_unref(fresh[k]);
 			free(fresh);
+			free(isnew);
 			free(kept);
 			client_reload_failed(c, err);
-			return MG_EINVAL;
+			return MG_EINVAL; /* nothing changed */
 		}
+		isnew[i] = 1;
 		fresh[i]->reloaded = 1; /* new: a refusal drops only it */
 		added++;
 	}
+	/* nothing can fail from here on: the connection settings stay */
+	memcpy(ncf->server, ocf->server, sizeof(ncf->server));
+	SWAP(ncf->token, ocf->token);
+	ncf->tls = ocf->tls;
+	SWAP(ncf->tls_ca, ocf->tls_ca);
+	SWAP(ncf->tls_cert, ocf->tls_cert);
+	SWAP(ncf->tls_key, ocf->tls_key);
+	SWAP(ncf->tls_server_name, ocf->tls_server_name);
+	SWAP(ncf->tls_pin, ocf->tls_pin);
+	ncf->have_client_id = ocf->have_client_id;
+	memcpy(ncf->client_id, ocf->client_id, sizeof(ncf->client_id));
 	/* what leaves the table is unregistered; a tunnel whose name stays
 	 * but whose settings changed counts as changed */
 	for (size_t j = 0; j < c->npx; j++) {
@@ -1570,6 +1574,7 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 	c->px = fresh;
 	c->npx = ncf->nlocals;
 	free(table);
+	free(isnew);
 	free(kept);
 	c->cf = ncf;
 	log_set_level(ncf->log_level);
