@@ -765,13 +765,6 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 		if (tls_server_ctx_new(&to, &ntls, err, errcap) < 0)
 			goto fail;
 	}
-	if (tls_reuse && tls_server_reload(srv->tls, err, errcap) < 0) {
-		/* the old certificate stays for this one; say so */
-		log_error("reload: certificate not reloaded, keeping the old "
-			  "one: %s",
-		    err);
-		goto fail;
-	}
 	if (strcmp(ncf->addr, ocf->addr) != 0) {
 		if (net_split_hostport(ncf->addr, host, sizeof(host), &port,
 		    &why)) {
@@ -791,6 +784,15 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 	}
 	if (hproxy_prepare(srv, ncf, &hn, err, errcap) < 0)
 		goto fail;
+	/* last, as it changes the running context when it succeeds (and
+	 * keeps the old certificate when it does not) */
+	if (tls_reuse && tls_server_reload(srv->tls, err, errcap) < 0) {
+		log_error("reload: certificate not reloaded, keeping the old "
+			  "one: %s",
+		    err);
+		hproxy_discard(&hn);
+		goto fail;
+	}
 
 	/* 2. the plan */
 	for (size_t i = 0; i < ncf->ntokens; i++) {
