@@ -286,6 +286,21 @@ session_authenticated(struct session *s, const char *identity)
 	session_take_over(s);
 }
 
+/* s proved token number i (TOKEN or HMAC): its identity is the token's
+ * name, or the name derived from its secret. */
+static void
+session_token_authenticated(struct session *s, size_t i)
+{
+	const struct server_conf *cf = s->srv->cf;
+	char ident[SERVER_ID_MAX];
+
+	token_ident(cf->tokens[i], ident, sizeof(ident), s->token_hash);
+	if (cf->token_names[i])
+		snprintf(ident, sizeof(ident), "%s", cf->token_names[i]);
+	s->by_token = 1;
+	session_authenticated(s, ident);
+}
+
 static void
 session_on_hello(struct session *s, const uint8_t *p, size_t len)
 {
@@ -317,13 +332,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 			    "invalid token");
 			return;
 		}
-		token_ident(s->srv->cf->tokens[id], ident, sizeof(ident),
-		    s->token_hash);
-		if (s->srv->cf->token_names[id])
-			snprintf(ident, sizeof(ident), "%s",
-			    s->srv->cf->token_names[id]);
-		s->by_token = 1;
-		session_authenticated(s, ident);
+		session_token_authenticated(s, (size_t)id);
 		return;
 	case CTRL_METHOD_MTLS:
 		if (!s->tls || s->subject[0] == '\0') {
@@ -444,7 +453,6 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 {
 	struct session *s = arg;
 	struct ctrl_msg m;
-	char ident[SERVER_ID_MAX];
 	int rc;
 
 	if (s->state == SESS_INIT) {
@@ -470,13 +478,7 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 			    "invalid token (HMAC proof did not match)");
 			return;
 		}
-		token_ident(s->srv->cf->tokens[id], ident, sizeof(ident),
-		    s->token_hash);
-		if (s->srv->cf->token_names[id])
-			snprintf(ident, sizeof(ident), "%s",
-			    s->srv->cf->token_names[id]);
-		s->by_token = 1;
-		session_authenticated(s, ident);
+		session_token_authenticated(s, (size_t)id);
 		return;
 	}
 	switch (m.type) {
