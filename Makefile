@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 OPT ?= -O2
 SAN ?=
-PKGS = libevent libevent_openssl openssl zlib nettle yaml-0.1
+PKGS = libevent libevent_openssl openssl zlib nettle yaml-0.1 jansson
 PYTEST ?= /usr/bin/python3 -m pytest
 
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
@@ -27,7 +27,7 @@ STATIC_DEPS ?= 1
 # its static library is installed (Debian's libyaml-dev has it)
 YAML_STATIC := $(if $(filter /%,$(shell $(CC) -print-file-name=libyaml.a)),1,0)
 ifeq ($(STATIC_DEPS),1)
-DEP_LIBS = -Wl,-Bstatic -levent -lhttp_parser -lnettle \
+DEP_LIBS = -Wl,-Bstatic -levent -lhttp_parser -lnettle -ljansson \
 	$(if $(filter 1,$(YAML_STATIC)),-lyaml) -lssl -lcrypto -lz \
 	-Wl,-Bdynamic $(if $(filter 1,$(YAML_STATIC)),,-lyaml) -ldl -lpthread
 else

@@ -349,8 +349,19 @@ server_checks(struct ld *L)
 	check_file(L, "tls-client-ca", c->tls_client_ca);
 	check_file(L, "https-cert", c->https_cert);
 	check_file(L, "https-key", c->https_key);
+	check_file(L, "admin-cert", c->admin_cert);
+	check_file(L, "admin-key", c->admin_key);
+	check_file(L, "admin-client-ca", c->admin_client_ca);
 	if (L->d->nerrors)
 		return; /* the rest would repeat these */
+	if ((c->admin_cert == NULL) != (c->admin_key == NULL))
+		bad_opt(L, c->admin_cert ? "admin-cert" : "admin-key",
+		    "--admin-cert and --admin-key go together");
+	if (c->admin_client_ca && c->admin_cert == NULL)
+		bad_opt(L, "admin-client-ca", "needs --admin-cert and "
+		    "--admin-key (client certificates need HTTPS)");
+	if (c->admin_token && c->admin_token[0] == '\0')
+		bad_opt(L, "admin-token", "must not be empty");
 	if ((c->tls_cert || c->tls_key || c->tls_client_ca) && !c->tls)
 		c->tls = 1; /* certificate options imply --tls */
 	if (c->tls && (c->tls_cert == NULL || c->tls_key == NULL))
@@ -890,6 +901,15 @@ conf_server_free(struct server_conf *c)
 	free(c->https_key);
 	free(c->https_cert_dir);
 	free(c->config_file);
+	free(c->admin_cert);
+	free(c->admin_key);
+	free(c->admin_client_ca);
+	c->admin_cert = c->admin_key = c->admin_client_ca = NULL;
+	if (c->admin_token) {
+		memset(c->admin_token, 0, strlen(c->admin_token));
+		free(c->admin_token);
+		c->admin_token = NULL;
+	}
 	c->https_cert_dir = c->config_file = NULL;
 	c->tls_cert = c->tls_key = c->tls_client_ca = NULL;
 	c->https_cert = c->https_key = NULL;

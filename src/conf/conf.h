@@ -53,6 +53,12 @@ struct server_conf {
 	enum log_level log_level;
 	struct mux_config mux;
 	char *config_file;       /* the YAML file read, or NULL (to watch it) */
+	/* the admin listener (API, /metrics, dashboard); "" = off */
+	char admin_addr[300];
+	char *admin_token;       /* Bearer token, or NULL */
+	char *admin_cert, *admin_key; /* HTTPS for the admin listener */
+	char *admin_client_ca;   /* require client certificates (mTLS) */
+	unsigned metrics_max_series; /* per family with open labels */
 };
 
 struct local_spec {
@@ -84,6 +90,16 @@ struct client_conf {
 	struct mux_config mux;
 	char *config_file;       /* the YAML file read, or NULL (to watch it) */
 	char start_select[512];  /* mgrok start: "*", or the names asked for */
+	/* the inspector: "" = off; inspect_addr_set: given by the user (else
+	 * the default 127.0.0.1:4040 falls back to the next free port) */
+	char inspect_addr[300];
+	int inspect_addr_set;
+	int inspect_capture_secrets; /* keep Authorization/Cookie values */
+	size_t inspect_body_max; /* bytes of each body kept */
+	size_t inspect_max_bytes; /* bytes of all captures kept */
+	unsigned inspect_max_requests; /* requests kept */
+	unsigned inspect_max_conns; /* connection records kept */
+	unsigned metrics_max_series; /* per family with open labels */
 };
 
 /*
@@ -123,6 +139,10 @@ void conf_diag_free(struct conf_diag *d);
  * time with the same argv (it re-reads the file); getopt_long may permute
  * argv, which does not change its meaning.
  */
+/* conf_parse_bytes: a size: "65536", "64K"/"64KiB", "10M"/"10MiB",
+ * "1G"/"1GiB" (binary), "10KB"/"10MB"/"1GB" (decimal). 0, or -1. */
+int conf_parse_bytes(const char *v, uint64_t *out);
+
 int conf_server_load(struct server_conf *out, int argc, char **argv,
     struct conf_diag *d);
 void conf_server_free(struct server_conf *c);

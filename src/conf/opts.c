@@ -230,6 +230,16 @@ s_https_addr(struct ld *L, const char *v, char *why, size_t wl)
 }
 
 static int
+s_admin_addr(struct ld *L, const char *v, char *why, size_t wl)
+{
+	if (strcmp(v, "off") == 0 || v[0] == '\0') {
+		L->s->admin_addr[0] = '\0';
+		return 0;
+	}
+	return s_listen_addr(L, v, L->s->admin_addr, why, wl);
+}
+
+static int
 s_domain(struct ld *L, const char *v, char *why, size_t wl)
 {
 	size_t i;
@@ -305,6 +315,85 @@ static int
 c_window(struct ld *L, const char *v, char *why, size_t wl)
 {
 	return window(v, &L->c->mux, why, wl);
+}
+
+/* conf_parse_bytes: "65536", "64KiB", "10MiB", "1GiB" (binary), "10MB"
+ * (decimal), "64K", "10M" (binary) */
+int
+conf_parse_bytes(const char *v, uint64_t *out)
+{
+	static const struct { const char *sfx; uint64_t mul; } units[] = {
+		{ "", 1 }, { "B", 1 }, { "K", 1024 }, { "KiB", 1024 },
+		{ "KB", 1000 }, { "M", 1 << 20 }, { "MiB", 1 << 20 },
+		{ "MB", 1000000 }, { "G", 1 << 30 }, { "GiB", 1 << 30 },
+		{ "GB", 1000000000 },
+	};
+	char *end;
+	unsigned long long n;
+
+	if (!isdigit((unsigned char)v[0]))
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno)
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(end, units[i].sfx) == 0) {
+			if (n > UINT64_MAX / units[i].mul)
+				return -1;
+			*out = n * units[i].mul;
+			return 0;
+		}
+	return -1;
+}
+
+static int
+bytes_in(const char *v, uint64_t min, uint64_t max, size_t *out, char *why,
+    size_t wl)
+{
+	uint64_t n;
+
+	if (conf_parse_bytes(v, &n) || n < min || n > max) {
+		snprintf(why, wl, "expected a size from %llu to %llu bytes "
+		    "(suffixes K, M, G or KiB, MiB, GiB; KB, MB, GB are "
+		    "decimal)", (unsigned long long)min,
+		    (unsigned long long)max);
+		return -1;
+	}
+	*out = (size_t)n;
+	return 0;
+}
+
+static int
+c_inspect_body_max(struct ld *L, const char *v, char *why, size_t wl)
+{
+	return bytes_in(v, 0, 64ULL << 20, &L->c->inspect_body_max, why, wl);
+}
+
+static int
+c_inspect_max_bytes(struct ld *L, const char *v, char *why, size_t wl)
+{
+	return bytes_in(v, 0, 1ULL << 32, &L->c->inspect_max_bytes, why, wl);
+}
+
+static int
+c_inspect_addr(struct ld *L, const char *v, char *why, size_t wl)
+{
+	char host[256];
+	uint16_t port;
+	const char *err;
+
+	L->c->inspect_addr_set = 1;
+	if (strcmp(v, "off") == 0 || v[0] == '\0') {
+		L->c->inspect_addr[0] = '\0';
+		return 0;
+	}
+	if (conf_split_hostport(v, host, sizeof(host), &port, 0, 1, &err)) {
+		why_set(why, wl, err);
+		return -1;
+	}
+	snprintf(L->c->inspect_addr, sizeof(L->c->inspect_addr), "%s", v);
+	return 0;
 }
 
 static int
@@ -693,6 +782,27 @@ const struct conf_opt conf_opts[] = {
 	    .off = SOFF(busy_poll_us), .min = 0, .max = 1000000, .arg = "USEC",
 	    .def = "0", .help = "poll, not sleep, for USEC after I/O\n(latency "
 				"for CPU; default 0: off)"),
+	SRV("admin-addr", "admin_addr", .type = CT_FN, .fn = s_admin_addr,
+	    .arg = "HOST:PORT", .def = "off", .help = "admin listener: /metrics, "
+		"the JSON API,\nthe dashboard (loopback, or with a token\nor "
+		"a client CA)", .example = "\"127.0.0.1:9100\""),
+	SRV("admin-token", "admin_token", .flags = OF_SECRET, .type = CT_STRP,
+	    .off = SOFF(admin_token), .arg = "T",
+	    .help = "Bearer token the admin listener requires"),
+	SRV("admin-cert", "admin_cert", .flags = OF_FILE, .type = CT_STRP,
+	    .off = SOFF(admin_cert), .arg = "F",
+	    .help = "HTTPS certificate for the admin listener"),
+	SRV("admin-key", "admin_key", .flags = OF_FILE | OF_KEYFILE,
+	    .type = CT_STRP, .off = SOFF(admin_key), .arg = "F",
+	    .help = "its key"),
+	SRV("admin-client-ca", "admin_client_ca", .flags = OF_FILE,
+	    .type = CT_STRP, .off = SOFF(admin_client_ca), .arg = "F",
+	    .help = "require admin clients' certificates\nsigned by this CA "
+		    "(with --admin-cert)"),
+	SRV("metrics-max-series", "metrics_max_series", .type = CT_UINT,
+	    .off = SOFF(metrics_max_series), .min = 1, .max = 1000000,
+	    .arg = "N", .def = "1000", .help = "per-tunnel or per-client series\nof a metric; more fold "
+		"into \"other\""),
 	SRV("log-level", "log_level", .type = CT_FN, .fn = s_log, .arg = "L",
 	    .def = "info", .help = "error|warn|info|debug",
 	    .example = "info"),
@@ -797,6 +907,36 @@ const struct conf_opt conf_opts[] = {
 	    .max = 1000000, .arg = "USEC", .def = "0",
 	    .help = "poll, not sleep, for USEC after I/O\n(latency for CPU; "
 		    "default 0: off)" },
+	{ .flag = "inspect-addr", .key = "inspect_addr", .sides = SD_AGENT,
+	    .type = CT_FN, .fn = c_inspect_addr, .arg = "HOST:PORT|off",
+	    .def = "127.0.0.1:4040", .help = "the inspector: requests, replay, "
+		"/metrics\n(the default moves to the next free port\nup to "
+		"4049 when taken)" },
+	{ .flag = "inspect-capture-secrets", .key = "inspect_capture_secrets",
+	    .sides = SD_AGENT, .type = CT_BOOL,
+	    .off = COFF(inspect_capture_secrets), .def = "false",
+	    .help = "keep Authorization, Cookie and\nSet-Cookie values "
+		    "(redacted by default)" },
+	{ .flag = "inspect-body-max", .key = "inspect_body_max",
+	    .sides = SD_AGENT, .type = CT_FN, .fn = c_inspect_body_max,
+	    .arg = "BYTES", .def = "65536",
+	    .help = "bytes of each request and response body\nkept" },
+	{ .flag = "inspect-max-bytes", .key = "inspect_max_bytes",
+	    .sides = SD_AGENT, .type = CT_FN, .fn = c_inspect_max_bytes,
+	    .arg = "BYTES", .def = "10485760",
+	    .help = "bytes of captures kept in all; the\noldest go first" },
+	{ .flag = "inspect-max-requests", .key = "inspect_max_requests",
+	    .sides = SD_AGENT, .type = CT_UINT,
+	    .off = COFF(inspect_max_requests), .min = 1, .max = 1000000,
+	    .arg = "N", .def = "1000", .help = "requests kept" },
+	{ .flag = "inspect-max-connections", .key = "inspect_max_connections",
+	    .sides = SD_AGENT, .type = CT_UINT,
+	    .off = COFF(inspect_max_conns), .min = 1, .max = 1000000,
+	    .arg = "N", .def = "1000", .help = "connection records kept" },
+	{ .flag = "metrics-max-series", .key = "metrics_max_series",
+	    .sides = SD_AGENT, .type = CT_UINT,
+	    .off = COFF(metrics_max_series), .min = 1, .max = 1000000,
+	    .arg = "N", .def = "1000", .help = "per-tunnel series of a metric;\nmore fold into \"other\"" },
 	{ .flag = "log-level", .key = "log_level", .sides = SD_AGENT,
 	    .type = CT_FN, .fn = c_log, .arg = "L", .def = "info",
 	    .help = "error|warn|info|debug", .example = "info" },
@@ -1151,6 +1291,7 @@ conf_server_defaults(struct server_conf *c)
 	c->http_max_conns = 10000;
 	c->http_max_conns_tunnel = 1000;
 	c->max_handshakes = 1000;
+	c->metrics_max_series = 1000;
 	c->log_level = LOG_INFO;
 	mux_config_default(&c->mux);
 	c->mux.max_streams = 10000;
@@ -1163,6 +1304,12 @@ conf_client_defaults(struct client_conf *c)
 	snprintf(c->server, sizeof(c->server), "localhost:9000");
 	c->reconnect_attempts = 0; /* forever, as frpc and ngrok do */
 	c->udp_idle_s = 60;
+	snprintf(c->inspect_addr, sizeof(c->inspect_addr), "127.0.0.1:4040");
+	c->inspect_body_max = 64 << 10;
+	c->inspect_max_bytes = 10 << 20;
+	c->inspect_max_requests = 1000;
+	c->inspect_max_conns = 1000;
+	c->metrics_max_series = 1000;
 	c->log_level = LOG_INFO;
 	mux_config_default(&c->mux);
 }
