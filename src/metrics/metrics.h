@@ -35,6 +35,9 @@ struct met_series;
  * mgrok_metrics_series_folded_total itself. Never NULL (aborts on OOM
  * like xmalloc). Free with metrics_free, after every holder released. */
 struct metrics *metrics_new(unsigned max_series);
+/* metrics_free: frees every family and series, held ones included: every
+ * holder (met_hold, met_ref) must be gone, its pointers are dangling
+ * after this. NULL is fine. */
 void metrics_free(struct metrics *m);
 /* a reload may change the cap: series over it stay, new ones fold */
 void metrics_set_max_series(struct metrics *m, unsigned max_series);
@@ -47,7 +50,12 @@ unsigned metrics_max_series(const struct metrics *m);
  * The registry keeps pointers to name, help and bounds: they must be
  * static strings/arrays. Registering a name twice returns the existing
  * family (same kind and labels, or abort: a programming error).
- * Families are exposed in the order they were registered.
+ * Families are exposed in the order they were registered. A family
+ * without labels has its one series (0) from the start. An invalid
+ * metric or label name (the Prometheus rules; label names starting with
+ * "__", and "le" on a histogram, are reserved), more than
+ * MET_LABELS_MAX labels or bounds not strictly increasing abort() with a
+ * message on stderr: programming errors, like a failed xmalloc.
  */
 struct met_family *met_counter(struct metrics *m, const char *name,
     const char *help, const char *labels);
@@ -69,7 +77,10 @@ extern const size_t met_nlatency_bounds;
  * met_hold: the same, and the caller holds it: a held series with open
  * labels disappears from the exposition once its last holder calls
  * met_release (a tunnel's series end with the tunnel). Holding a series
- * that met_at made keeps it for good.
+ * that met_at made keeps it for good, and so does met_at on a held one;
+ * the folded "other" series are kept for good too. Series of families
+ * without open labels are never removed. met_atN/met_holdN abort when N
+ * is not the family's number of labels.
  */
 struct met_series *met_at(struct met_family *f, const char *const *values);
 struct met_series *met_at0(struct met_family *f);
@@ -85,17 +96,25 @@ struct met_series *met_hold2(struct met_family *f, const char *v1,
 /* one more holder of s (an object that outlives the first, e.g. a relay
  * counting into its tunnel's series); s may be NULL */
 struct met_series *met_ref(struct met_series *s);
-/* met_release: NULL is fine */
+/* met_release: drops one hold; NULL is fine. Releasing more than was
+ * held aborts. */
 void met_release(struct met_series *s);
 
 /*
  * met_link: every add to child (counter) or gauge change is also applied
  * to parent, and to parent's parent: per-tunnel bytes add up into the
  * per-client and the server's total by construction. parent NULL unlinks.
- * The child holds a reference to its parent. Same kind only.
+ * The child holds a reference to its parent (so a held parent stays
+ * while linked; the ref is dropped on unlink or when the child goes).
+ * Same kind only, histograms with the same bounds, no loops (else
+ * abort). Only later changes travel: linking does not copy the child's
+ * value so far into the parent, nor does unlinking take it back (set a
+ * gauge to 0 before unlinking it if its part must go).
  */
 void met_link(struct met_series *child, struct met_series *parent);
 
+/* Updates are a loop over the parent chain. s may be NULL (a module
+ * built without a registry); then they do nothing. */
 /* counters */
 void met_add(struct met_series *s, uint64_t n);
 void met_inc(struct met_series *s);
@@ -105,7 +124,9 @@ void met_gauge_add(struct met_series *s, int64_t d);
 /* histograms: one observation (seconds for latency) */
 void met_observe(struct met_series *s, double v);
 
-/* reading (counters and gauges; a histogram's count) */
+/* reading (counters and gauges; a histogram's count); met_value of a
+ * negative gauge is 0, read gauges with met_gauge_value; s may be NULL
+ * (0) */
 uint64_t met_value(const struct met_series *s);
 int64_t met_gauge_value(const struct met_series *s);
 double met_hist_sum(const struct met_series *s);
@@ -117,7 +138,9 @@ uint64_t met_lookup(struct met_family *f, const char *const *values);
 /*
  * metrics_on_collect: fn(arg) runs before each exposition, to set gauges
  * that are cheaper to read than to track (sessions by state, fds).
- * Several may be registered; metrics_off_collect removes one.
+ * Several may be registered; they run in registration order, and a hook
+ * may remove itself or another (metrics_off_collect) while they run.
+ * metrics_off_collect removes the first hook with this fn and arg.
  */
 void metrics_on_collect(struct metrics *m, void (*fn)(void *arg), void *arg);
 void metrics_off_collect(struct metrics *m, void (*fn)(void *arg),
@@ -125,11 +148,16 @@ void metrics_off_collect(struct metrics *m, void (*fn)(void *arg),
 
 /* metrics_process: register the standard process_* families (resident
  * memory, virtual memory, open and max fds, CPU seconds, start time),
- * read from /proc at collection. */
+ * read from /proc, getrusage and getrlimit at collection (0 where those
+ * are missing). A second call does nothing. */
 void metrics_process(struct metrics *m);
 
-/* metrics_prometheus: append the text exposition format 0.0.4 of every
- * family (HELP, TYPE, samples; label values escaped) to out. */
+/* metrics_prometheus: run the collect hooks, set mgrok_metrics_series,
+ * then append the text exposition format 0.0.4 of every family (HELP,
+ * TYPE, samples; label values escaped) to out. Series are in creation
+ * order; integers are printed as integers, reals in their shortest
+ * round-trip form, histograms as cumulative _bucket{le=...} lines
+ * ending with le="+Inf", then _sum and _count. */
 void metrics_prometheus(struct metrics *m, struct evbuffer *out);
 
 #endif
