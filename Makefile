@@ -27,7 +27,7 @@ STATIC_DEPS ?= 1
 # its static library is installed (Debian's libyaml-dev has it)
 YAML_STATIC := $(if $(filter /%,$(shell $(CC) -print-file-name=libyaml.a)),1,0)
 ifeq ($(STATIC_DEPS),1)
-DEP_LIBS = -Wl,-Bstatic -levent -lhttp_parser -lnettle -ljansson \
+DEP_LIBS = -Wl,-Bstatic -levent_openssl -levent -lhttp_parser -lnettle -ljansson \
 	$(if $(filter 1,$(YAML_STATIC)),-lyaml) -lssl -lcrypto -lz \
 	-Wl,-Bdynamic $(if $(filter 1,$(YAML_STATIC)),,-lyaml) -ldl -lpthread
 else
@@ -36,7 +36,7 @@ endif
 ALL_LDLIBS = $(DEP_LIBS) -lm $(SAN) $(LDFLAGS)
 
 LIB_SRC = $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
-LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/webassets.o
 CLI_SRC = $(sort $(wildcard src/cli/*.c))
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
@@ -50,6 +50,24 @@ all: $(BUILD)/mgrok
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# the static pages (src/web/assets/SET/PATH) become a C table in the library
+# (src/web/webassets.h); tools/embed is a host tool, built without $(SAN).
+# The directories are prerequisites too, so that removing a file rebuilds.
+HOSTCC ?= cc
+ASSETS = $(sort $(shell find src/web/assets -type f))
+ASSET_DIRS = $(sort $(shell find src/web/assets -type d))
+
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -O2 -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -o $@ $<
+
+$(BUILD)/gen/webassets.c: $(BUILD)/tools/embed $(ASSETS) $(ASSET_DIRS)
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ src/web/assets $(ASSETS)
+
+$(BUILD)/gen/webassets.o: $(BUILD)/gen/webassets.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libmgrok.a: $(LIB_OBJ)
 	@rm -f $@
