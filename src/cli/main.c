@@ -246,8 +246,8 @@ print_client_summary(const struct client *c)
 		active += t.active;
 		in += t.bytes_in;
 		out += t.bytes_out;
-		refused += t.refused;
 	}
+	refused = client_streams_refused(c);
 	fprintf(stderr,
 	    "mgrok: summary: uptime %llu s, %llu connections to the server, "
 	    "%llu streams (%u active, %llu refused), %llu bytes in, "
@@ -465,6 +465,8 @@ main(int argc, char **argv)
 		return cli_connect(argc - 1, argv + 1);
 	if (strcmp(cmd, "certs") == 0)
 		return cli_certs(argc - 1, argv + 1);
+	if (strcmp(cmd, "status") == 0)
+		return cli_status(argc - 1, argv + 1);
 	if (strcmp(cmd, "mux-peer") == 0)
 		return cli_muxpeer(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -15,12 +15,18 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <arpa/inet.h>
+#include <event2/http.h>
 #include <openssl/ssl.h>
 
 #include "client/agentid.h"
 #include "client/client.h"
+#include "client/inspect.h"
 #include "client/probe.h"
 #include "conf/conf.h"
+#include "http/http.h"
+#include "metrics/events.h"
+#include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "proto/sthdr.h"
@@ -36,6 +42,7 @@
 #include "util/mtime.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
+#include "web/web.h"
 
 #define CLIENT_AGENT "mgrok/0.1.0"
 #define CLIENT_CAPS \
@@ -45,6 +52,23 @@
 #define DIAL_TIMEOUT_S 10
 #define AUTH_TIMEOUT_S 10 /* a listener that accepts and says nothing */
 #define PROBE_TIMEOUT_S 3
+#define EVENTS_KEEP 1000
+#define INSPECT_PORT_LAST 4049 /* the default port falls back up to this */
+
+/* The methods of mgrok_http_requests_total; the rest are OTHER. */
+static const char *const http_methods[] = { "GET", "HEAD", "POST", "PUT",
+	"DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER" };
+#define NMETHODS (sizeof(http_methods) / sizeof(http_methods[0]))
+static const char *const http_classes[] = { "other", "1xx", "2xx", "3xx",
+	"4xx", "5xx" };
+
+/* The agent's families (docs/api.md: the same names as the server's
+ * where they mean the same thing). */
+struct client_fams {
+	struct met_family *bytes, *conns, *active, *refused, *http_req,
+	    *http_dur, *udp_dg, *udp_drops, *sessions, *session_up,
+	    *reloads;
+};
 
 enum client_state {
 	CL_IDLE = 0,     /* waiting to (re)connect */
@@ -73,10 +97,17 @@ struct cproxy {
 	char name[CTRL_NAME_MAX + 1];  /* as the server named it */
 	uint16_t remote_port;           /* asked for, then as assigned */
 	char url[400];
-	uint64_t streams_total, refused, bytes_in, bytes_out;
-	unsigned active;
-	struct dgram_stats dg;        /* UDP: in = from the public side */
-	struct http_cstats hs;        /* HTTP */
+	/* its series (labelled with label, the name they were made with):
+	 * held until the tunnel is freed */
+	const struct client_fams *fam;
+	char label[CTRL_NAME_MAX + 1];
+	struct met_series *m_in, *m_out, *m_conns, *m_active, *m_dur;
+	struct met_series *m_dg_in, *m_dg_out;
+	struct met_series *m_drop_in_send, *m_drop_in_unreach, *m_drop_out;
+	struct met_series *m_req[NMETHODS][6]; /* made on first use */
+	uint64_t lat_min_us, lat_max_us;
+	const char *reg_err;          /* "refused" status: why */
+	char reg_err_buf[300];
 	char host_rw[300];            /* --host-header rewrite: localhost:P */
 	char assigned_host[256];      /* HTTP/TLS: the host we were given */
 };
@@ -92,6 +123,9 @@ struct cflow {
 	int fd;
 	int gso; /* UDP GSO towards the local service (dgram_send) */
 	uint64_t last_ms;
+	uint64_t bytes_in, bytes_out; /* payload, for its record */
+	struct inspect_conn *ic;
+	const char *end_reason;       /* how it ended, for its record */
 };
 LIST_HEAD(cflow_list, cflow);
 
@@ -136,6 +170,15 @@ struct client {
 	struct tls_hs *hs;
 	SSL *hs_ssl;
 	uint8_t *udp_buf;
+	/* figures, events and the inspector */
+	struct metrics *metrics;
+	struct evfeed *feed;
+	struct client_fams fam;
+	struct met_series *m_sessions, *m_up, *m_reload_ok, *m_reload_failed;
+	struct met_series *m_ref_unreach, *m_ref_notunnel, *m_ref_header;
+	struct inspect *ins;
+	struct web *web;
+	int session_up;       /* session_connected emitted, not yet lost */
 };
 
 /* A data stream between its SYN and the local connection. */
@@ -144,6 +187,13 @@ struct cstream {
 	struct mux_stream *st;
 	struct cproxy *px;
 	struct dial *dial;
+	char remote[NET_ADDRSTR_MAX]; /* the visitor, "" when not told */
+};
+
+/* A TCP or TLS connection being relayed: its tunnel and its record. */
+struct cconn {
+	struct cproxy *px;
+	struct inspect_conn *ic;
 };
 
 static void client_connect(struct client *c);
@@ -198,6 +248,50 @@ client_send(struct client *c, const struct ctrl_msg *m)
 	return mux_stream_send_msg(c->ctrl, buf, (size_t)n);
 }
 
+/* ---- events ---- */
+
+static const char *
+px_type_name(uint8_t type)
+{
+	switch (type) {
+	case PROXY_TCP:
+		return "tcp";
+	case PROXY_UDP:
+		return "udp";
+	case PROXY_HTTP:
+		return "http";
+	case PROXY_TLS:
+		return "tls";
+	default:
+		return "unknown";
+	}
+}
+
+static void
+client_emit(struct client *c, const char *type, json_t *data)
+{
+	if (data != NULL)
+		evfeed_emit(c->feed, type, data);
+}
+
+/* JSON of a name the server chose (escaped like a log line) */
+static json_t *
+jname(const char *s)
+{
+	json_t *j = json_string(s);
+
+	return j ? j : json_string("?");
+}
+
+static void
+client_emit_tunnel_down(struct client *c, const char *name, uint8_t type,
+    const char *reason)
+{
+	client_emit(c, "tunnel_down", json_pack("{sosossss}", "tunnel",
+	    jname(name), "name", jname(name), "type", px_type_name(type),
+	    "reason", reason));
+}
+
 /* ---- data streams ---- */
 
 static void cs_readable(struct mux_stream *st, void *arg);
@@ -217,25 +311,123 @@ px_ref(struct cproxy *px)
 	return px;
 }
 
+/* Let go of the tunnel's series (they leave the exposition with their
+ * last holder: a relay may still count into them). */
+static void
+px_series_release(struct cproxy *px)
+{
+	struct met_series **all[] = { &px->m_in, &px->m_out, &px->m_conns,
+		&px->m_active, &px->m_dur, &px->m_dg_in, &px->m_dg_out,
+		&px->m_drop_in_send, &px->m_drop_in_unreach, &px->m_drop_out };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		met_release(*all[i]);
+		*all[i] = NULL;
+	}
+	for (size_t i = 0; i < NMETHODS; i++)
+		for (size_t k = 0; k < 6; k++) {
+			met_release(px->m_req[i][k]);
+			px->m_req[i][k] = NULL;
+		}
+}
+
+/* Hold the tunnel's series under its current name. */
+static void
+px_series_bind(struct cproxy *px)
+{
+	const struct client_fams *f = px->fam;
+	const char *n = px->name;
+
+	px_series_release(px);
+	snprintf(px->label, sizeof(px->label), "%s", n);
+	px->m_in = met_hold2(f->bytes, n, "in");
+	px->m_out = met_hold2(f->bytes, n, "out");
+	px->m_conns = met_hold1(f->conns, n);
+	px->m_active = met_hold1(f->active, n);
+	if (px->spec.type == PROXY_HTTP)
+		px->m_dur = met_hold1(f->http_dur, n);
+	if (px->spec.type == PROXY_UDP) {
+		const char *v[3] = { n, "in", "send_failed" };
+		px->m_dg_in = met_hold2(f->udp_dg, n, "in");
+		px->m_dg_out = met_hold2(f->udp_dg, n, "out");
+		px->m_drop_in_send = met_hold(f->udp_drops, v);
+		v[2] = "unreachable";
+		px->m_drop_in_unreach = met_hold(f->udp_drops, v);
+		v[1] = "out";
+		v[2] = "stream_full";
+		px->m_drop_out = met_hold(f->udp_drops, v);
+	}
+}
+
 static void
 px_unref(struct cproxy *px)
 {
 	if (px == NULL || --px->refs > 0)
 		return;
+	px_series_release(px);
 	if (px->ai)
 		freeaddrinfo(px->ai);
 	free(px);
 }
 
+/* An HTTP relay ended. */
 static void
 px_hrelay_done(void *arg)
 {
-	px_unref(arg);
+	struct cproxy *px = arg;
+
+	met_gauge_add(px->m_active, -1);
+	px_unref(px);
+}
+
+/* One answered request of an HTTP tunnel (hrelay's request callback). */
+static void
+px_http_request(void *arg, const char *method, int status,
+    uint64_t latency_us)
+{
+	struct cproxy *px = arg;
+	size_t m = NMETHODS - 1, k = status >= 100 && status < 600 ?
+	    (size_t)status / 100 : 0;
+
+	for (size_t i = 0; i + 1 < NMETHODS; i++)
+		if (strcmp(method, http_methods[i]) == 0) {
+			m = i;
+			break;
+		}
+	if (px->m_req[m][k] == NULL) {
+		const char *v[3] = { px->label, http_methods[m],
+			http_classes[k] };
+		px->m_req[m][k] = met_hold(px->fam->http_req, v);
+	}
+	met_inc(px->m_req[m][k]);
+	met_observe(px->m_dur, (double)latency_us / 1e6);
+	if (px->lat_min_us == 0 || latency_us < px->lat_min_us)
+		px->lat_min_us = latency_us;
+	if (latency_us > px->lat_max_us)
+		px->lat_max_us = latency_us;
+}
+
+/* The figures of the summary and the API, from the series. */
+static void
+px_http_stats(const struct cproxy *px, struct http_cstats *hs)
+{
+	memset(hs, 0, sizeof(*hs));
+	for (size_t i = 0; i < NMETHODS; i++)
+		for (size_t k = 0; k < 6; k++)
+			if (px->m_req[i][k]) {
+				uint64_t n = met_value(px->m_req[i][k]);
+				hs->requests += n;
+				hs->by_class[k] += n;
+			}
+	if (px->m_dur)
+		hs->lat_sum_us = (uint64_t)(met_hist_sum(px->m_dur) * 1e6);
+	hs->lat_min_us = px->lat_min_us;
+	hs->lat_max_us = px->lat_max_us;
 }
 
 /* A tunnel for spec, its local address resolved; NULL after saying why. */
 static struct cproxy *
-px_new(const struct local_spec *spec)
+px_new(struct client *c, const struct local_spec *spec)
 {
 	struct cproxy *px = xcalloc(1, sizeof(*px));
 	struct addrinfo hints;
@@ -249,6 +441,7 @@ px_new(const struct local_spec *spec)
 		snprintf(px->host_rw, sizeof(px->host_rw), "localhost:%u",
 		    px->spec.port);
 	snprintf(px->name, sizeof(px->name), "%s", px->spec.name);
+	px->fam = &c->fam;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = px->spec.type == PROXY_UDP ? SOCK_DGRAM :
 	    SOCK_STREAM;
@@ -261,6 +454,7 @@ px_new(const struct local_spec *spec)
 		free(px);
 		return NULL;
 	}
+	px_series_bind(px);
 	return px;
 }
 
@@ -273,7 +467,8 @@ cs_free(struct cstream *cs)
 }
 
 static void
-cs_reject(struct cstream *cs, uint8_t code, const char *why)
+cs_reject(struct cstream *cs, uint8_t code, const char *why,
+    struct met_series *reason)
 {
 	struct client *c = cs->c;
 	struct ctrl_msg m;
@@ -285,21 +480,23 @@ cs_reject(struct cstream *cs, uint8_t code, const char *why)
 	m.u.reject.text.p = (const uint8_t *)why;
 	m.u.reject.text.len = strlen(why);
 	client_send(c, &m);
-	if (cs->px)
-		cs->px->refused++;
+	met_inc(reason);
 	mux_stream_free(cs->st);
 	cs_free(cs);
 }
 
 static void
-cs_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock, int refused)
+cs_relay_end(void *arg, uint64_t from_sock, uint64_t to_sock,
+    enum relay_end why)
 {
-	struct cproxy *px = arg;
+	struct cconn *cc = arg;
 
-	px->active--;
-	px->bytes_in += to_sock;
-	px->bytes_out += from_sock;
-	px_unref(px);
+	met_gauge_add(cc->px->m_active, -1);
+	if (cc->ic)
+		inspect_conn_close(cc->ic, to_sock, from_sock,
+		    relay_end_name(why));
+	px_unref(cc->px);
+	free(cc);
 }
 
 static void
@@ -312,7 +509,7 @@ cs_dial_failed(struct cstream *cs, int err)
 	    strerror(err ? err : ECONNREFUSED));
 	log_warn("stream %u for \"%s\": %s", mux_stream_id(cs->st),
 	    cs->px->name, why);
-	cs_reject(cs, CODE_UNREACHABLE, why);
+	cs_reject(cs, CODE_UNREACHABLE, why, cs->c->m_ref_unreach);
 }
 
 static void
@@ -325,15 +522,37 @@ cs_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 		cs_dial_failed(cs, err);
 		return;
 	}
-	cs->px->streams_total++;
+	met_inc(cs->px->m_conns);
+	met_gauge_add(cs->px->m_active, 1);
 	if (cs->px->spec.type == PROXY_HTTP) {
-		hrelay_new(cs->c->base, fd, cs->st, cs->px->host_rw[0] ?
-		    cs->px->host_rw : NULL, &cs->px->hs, px_hrelay_done,
-		    px_ref(cs->px));
+		struct hrelay_conf hc;
+		memset(&hc, 0, sizeof(hc));
+		hc.host_rewrite = cs->px->host_rw[0] ? cs->px->host_rw : NULL;
+		hc.bytes_in = cs->px->m_in;
+		hc.bytes_out = cs->px->m_out;
+		hc.request = px_http_request;
+		hc.done = px_hrelay_done;
+		hc.arg = px_ref(cs->px);
+		if (cs->c->ins) {
+			hc.obs = inspect_http_obs();
+			hc.obs_arg = inspect_http_open(cs->c->ins,
+			    cs->px->name, cs->remote[0] ? cs->remote : NULL);
+		}
+		hrelay_new(cs->c->base, fd, cs->st, &hc);
 	} else {
-		cs->px->active++;
-		relay_new(cs->c->base, fd, cs->st, 0, cs_relay_done,
-		    px_ref(cs->px));
+		struct relay_opts ro;
+		struct cconn *cc = xcalloc(1, sizeof(*cc));
+		cc->px = px_ref(cs->px);
+		if (cs->c->ins)
+			cc->ic = inspect_conn_open(cs->c->ins, cs->px->name,
+			    cs->px->spec.type == PROXY_TLS ? "tls" : "tcp",
+			    cs->remote[0] ? cs->remote : NULL);
+		memset(&ro, 0, sizeof(ro));
+		ro.end = cs_relay_end;
+		ro.arg = cc;
+		ro.from_sock = cs->px->m_out;
+		ro.to_sock = cs->px->m_in;
+		relay_start(cs->c->base, fd, cs->st, &ro);
 	}
 	cs->st = NULL;
 	cs_free(cs);
@@ -353,7 +572,10 @@ static void
 cf_free(struct cflow *f)
 {
 	LIST_REMOVE(f, link);
-	f->px->active--;
+	met_gauge_add(f->px->m_active, -1);
+	if (f->ic)
+		inspect_conn_close(f->ic, f->bytes_in, f->bytes_out,
+		    f->end_reason ? f->end_reason : "closed");
 	if (f->ev)
 		event_free(f->ev);
 	if (f->fd >= 0)
@@ -387,10 +609,16 @@ cf_readable(struct mux_stream *st, void *arg)
 			break;
 		/* ECONNREFUSED: an ICMP port unreachable from an earlier
 		 * datagram; the service is not there (yet): drop, go on */
-		sent = dgram_send(f->fd, NULL, 0, iov, n, &f->gso,
-		    &f->px->dg.bytes_in);
-		f->px->dg.pkts_in += (uint64_t)sent;
-		f->px->dg.drops_in += (uint64_t)(n - sent);
+		{
+			uint64_t b = 0;
+			sent = dgram_send(f->fd, NULL, 0, iov, n, &f->gso,
+			    &b);
+			f->bytes_in += b;
+			met_add(f->px->m_in, b);
+		}
+		met_add(f->px->m_dg_in, (uint64_t)sent);
+		if (n > sent)
+			met_add(f->px->m_drop_in_send, (uint64_t)(n - sent));
 		evbuffer_drain(rx, consumed);
 		mux_stream_consumed(st, consumed);
 		f->last_ms = client_now_ms(c);
@@ -403,8 +631,10 @@ cf_readable(struct mux_stream *st, void *arg)
 		mux_close(c->mux, MG_EPROTO);
 		return; /* the flow went with the session */
 	}
-	if (mux_stream_eof(st))
+	if (mux_stream_eof(st)) {
+		f->end_reason = "closed";
 		cf_free(f);
+	}
 }
 
 static void
@@ -413,6 +643,8 @@ cf_closed(struct mux_stream *st, void *arg)
 	struct cflow *f = arg;
 
 	f->st = NULL;
+	if (f->end_reason == NULL)
+		f->end_reason = "session lost";
 	cf_free(f);
 }
 
@@ -430,7 +662,8 @@ cf_on_read(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < 64; i++) {
 		ssize_t n = recv(fd, c->udp_buf, 65536, MSG_DONTWAIT);
 		if (n < 0 && errno == ECONNREFUSED) {
-			f->px->dg.drops_in++; /* nothing listens there */
+			/* nothing listens there */
+			met_inc(f->px->m_drop_in_unreach);
 			continue;
 		}
 		if (n <= 0)
@@ -438,17 +671,19 @@ cf_on_read(evutil_socket_t fd, short what, void *arg)
 		f->last_ms = client_now_ms(c);
 		if (mux_stream_send_datagram(f->st, c->udp_buf, (size_t)n) <
 		    0) {
-			f->px->dg.drops_out++;
+			met_inc(f->px->m_drop_out);
 			continue;
 		}
-		f->px->dg.pkts_out++;
-		f->px->dg.bytes_out += (uint64_t)n;
+		met_inc(f->px->m_dg_out);
+		met_add(f->px->m_out, (uint64_t)n);
+		f->bytes_out += (uint64_t)n;
 	}
 	mux_uncork(c->mux);
 }
 
 static void
-cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
+cf_start(struct client *c, struct mux_stream *st, struct cproxy *px,
+    const char *remote)
 {
 	struct cflow *f = xcalloc(1, sizeof(*f));
 	struct addrinfo *ai = px->ai;
@@ -460,8 +695,11 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 	f->gso = dgram_gso_supported();
 	f->last_ms = client_now_ms(c);
 	LIST_INSERT_HEAD(&c->flows, f, link);
-	px->active++;
-	px->streams_total++;
+	met_gauge_add(px->m_active, 1);
+	met_inc(px->m_conns);
+	if (c->ins)
+		f->ic = inspect_conn_open(c->ins, px->name, "udp",
+		    remote[0] ? remote : NULL);
 	mux_stream_set_cbs(st, &cf_cbs, f);
 	/* datagrams never wait here: see udp.c on the server */
 	mux_stream_set_window(st, 16 * 1024 * 1024);
@@ -481,6 +719,7 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px)
 		log_warn("udp flow %u: no socket towards %s:%u: %s",
 		    mux_stream_id(st), px->spec.host, px->spec.port,
 		    strerror(errno));
+		f->end_reason = "refused";
 		cf_free(f);
 		return;
 	}
@@ -503,6 +742,7 @@ client_on_sweep(evutil_socket_t fd, short what, void *arg)
 		if (now - f->last_ms >= idle) {
 			log_debug("udp flow %u idle for %u s: closed",
 			    mux_stream_id(f->st), c->cf->udp_idle_s);
+			f->end_reason = "idle";
 			cf_free(f);
 		}
 	}
@@ -539,25 +779,36 @@ cs_readable(struct mux_stream *st, void *arg)
 		return;
 	if (n < 0) {
 		log_warn("stream %u: bad stream header", mux_stream_id(st));
-		cs_reject(cs, CODE_PROTOCOL, "bad stream header");
+		cs_reject(cs, CODE_PROTOCOL, "bad stream header",
+		    cs->c->m_ref_header);
 		return;
 	}
 	evbuffer_drain(rx, (size_t)n);
 	mux_stream_consumed(st, (size_t)n);
+	if (h.type == STHDR_NEWSTREAM_EX) {
+		char a[INET6_ADDRSTRLEN];
+		if (inet_ntop(h.af == 6 ? AF_INET6 : AF_INET, h.addr, a,
+		    sizeof(a)) != NULL)
+			snprintf(cs->remote, sizeof(cs->remote), h.af == 6 ?
+			    "[%s]:%u" : "%s:%u", a, h.port);
+	}
 	if ((cs->px = client_find_proxy(cs->c, &h)) != NULL)
 		px_ref(cs->px);
 	if (cs->px == NULL) {
 		log_warn("stream %u: no proxy named \"%s\" or on port %u",
 		    mux_stream_id(st), h.name, h.remote_port);
-		cs_reject(cs, CODE_UNREACHABLE, "no such proxy on this client");
+		cs_reject(cs, CODE_UNREACHABLE, "no such proxy on this client",
+		    cs->c->m_ref_notunnel);
 		return;
 	}
 	if (cs->px->spec.type == PROXY_UDP) {
 		struct client *c = cs->c;
 		struct cproxy *px = px_ref(cs->px);
+		char remote[NET_ADDRSTR_MAX];
+		snprintf(remote, sizeof(remote), "%s", cs->remote);
 		cs->st = NULL;
 		cs_free(cs);
-		cf_start(c, st, px);
+		cf_start(c, st, px, remote);
 		px_unref(px);
 		return;
 	}
@@ -693,6 +944,21 @@ client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
 		    log_esc(m->u.auth_ok.agent.p, m->u.auth_ok.agent.len, ag,
 		    sizeof(ag)), t ? ", " : "", t ? t : "");
 	}
+	if (!c->session_up) {
+		char id[2 * CTRL_ID_LEN + 1], srv[300], ag[LOG_ESC_MAX];
+		for (size_t i = 0; i < CTRL_ID_LEN; i++)
+			snprintf(id + 2 * i, 3, "%02x", c->client_id[i]);
+		snprintf(srv, sizeof(srv), "%s:%u", c->server_host,
+		    c->server_port);
+		log_esc(m->u.auth_ok.agent.p, m->u.auth_ok.agent.len, ag,
+		    sizeof(ag));
+		c->session_up = 1;
+		met_set(c->m_up, 1);
+		client_emit(c, "session_connected", json_pack("{sIsssossso}",
+		    "session", (json_int_t)c->sessions, "client_id", id,
+		    "token", json_null(), "remote_addr", srv, "version",
+		    jname(ag)));
+	}
 	client_register_all(c);
 }
 
@@ -752,6 +1018,13 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 		log_info("proxy \"%s\" back at %s", px->name, url);
 	}
 	px->registered = 1;
+	px->reg_err = NULL;
+	if (strcmp(px->label, px->name) != 0)
+		px_series_bind(px); /* the server named it */
+	client_emit(c, "tunnel_up", json_pack("{sosossossI}", "tunnel",
+	    jname(px->name), "name", jname(px->name), "type",
+	    px_type_name(px->spec.type), "public", jname(px->url), "session",
+	    (json_int_t)c->sessions));
 	px_unref(px);
 	if (TAILQ_EMPTY(&c->regq)) {
 		c->state = CL_READY;
@@ -822,6 +1095,11 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 		    m.u.reg_err.name.len ? esc(&m.u.reg_err.name, e2,
 		    sizeof(e2)) : "proxy", esc(&m.u.reg_err.text, e1,
 		    sizeof(e1)), m.u.reg_err.code);
+		if (px != NULL) {
+			snprintf(px->reg_err_buf, sizeof(px->reg_err_buf),
+			    "%.290s", e1);
+			px->reg_err = px->reg_err_buf;
+		}
 		if (px != NULL && px->reloaded) {
 			/* added by a reload: that tunnel is dropped, the
 			 * others go on */
@@ -980,8 +1258,21 @@ client_mux_closed(struct mux *m, int err, void *arg)
 	mux_free(c->mux);
 	c->mux = NULL;
 	client_regq_clear(c);
-	for (size_t i = 0; i < c->npx; i++)
+	for (size_t i = 0; i < c->npx; i++) {
+		if (c->px[i]->registered)
+			client_emit_tunnel_down(c, c->px[i]->name,
+			    c->px[i]->spec.type, "session lost");
 		c->px[i]->registered = 0;
+	}
+	if (c->session_up) {
+		c->session_up = 0;
+		met_set(c->m_up, 0);
+		client_emit(c, "session_lost", json_pack("{sIss}", "session",
+		    (json_int_t)c->sessions, "reason", err == MG_ETIMEDOUT ?
+		    "heartbeat timeout" : err == MG_EPROTO ? "protocol error" :
+		    err == MG_ECLOSED ? (c->stopping ? "client exiting" :
+		    "closed by the server") : "I/O error"));
+	}
 	if (c->stopping) {
 		event_base_loopexit(c->base, NULL);
 		return;
@@ -1044,6 +1335,7 @@ client_start_session(struct client *c, int fd, SSL *ssl)
 
 	net_sock_tune(fd);
 	c->sessions++;
+	met_inc(c->m_sessions);
 	c->server_leaving = 0;
 	c->got_ctrl = 0;
 	c->last_err[0] = '\0';
@@ -1264,6 +1556,194 @@ client_shutdown(struct client *c)
 	client_stop(c, 0);
 }
 
+/* ---- figures and the inspector ---- */
+
+static void
+client_inspect_conf(const struct client_conf *cf, struct inspect_conf *ic)
+{
+	memset(ic, 0, sizeof(*ic));
+	ic->body_max = cf->inspect_body_max;
+	ic->max_bytes = cf->inspect_max_bytes;
+	ic->max_requests = cf->inspect_max_requests;
+	ic->max_conns = cf->inspect_max_conns;
+	ic->capture_secrets = cf->inspect_capture_secrets;
+}
+
+static void
+client_families(struct client *c)
+{
+	struct metrics *m = c->metrics;
+	struct client_fams *f = &c->fam;
+
+	f->bytes = met_counter(m, "mgrok_tunnel_bytes_total", "bytes through "
+	    "a tunnel: in from visitors to the local service, out back",
+	    "@tunnel,direction");
+	f->conns = met_counter(m, "mgrok_tunnel_connections_total",
+	    "connections (TCP, TLS, HTTP) and flows (UDP) through a tunnel",
+	    "@tunnel");
+	f->active = met_gauge(m, "mgrok_tunnel_connections_active",
+	    "connections and flows open now", "@tunnel");
+	f->refused = met_counter(m, "mgrok_streams_refused_total",
+	    "streams from the server refused by this agent", "reason");
+	f->http_req = met_counter(m, "mgrok_http_requests_total",
+	    "HTTP requests answered by the local service, by method and "
+	    "status class", "@tunnel,method,code");
+	f->http_dur = met_histogram(m, "mgrok_http_request_duration_seconds",
+	    "time from a request's head to its response's first byte",
+	    "@tunnel", met_latency_bounds, met_nlatency_bounds);
+	f->udp_dg = met_counter(m, "mgrok_udp_datagrams_total",
+	    "UDP datagrams through a tunnel", "@tunnel,direction");
+	f->udp_drops = met_counter(m, "mgrok_udp_drops_total",
+	    "UDP datagrams dropped", "@tunnel,direction,reason");
+	f->sessions = met_counter(m, "mgrok_sessions_total",
+	    "connections made to the server", NULL);
+	f->session_up = met_gauge(m, "mgrok_session_up",
+	    "1 while a session to the server is authenticated", NULL);
+	f->reloads = met_counter(m, "mgrok_reloads_total",
+	    "configuration reloads", "result");
+	c->m_sessions = met_at0(f->sessions);
+	c->m_up = met_at0(f->session_up);
+	c->m_reload_ok = met_at1(f->reloads, "ok");
+	c->m_reload_failed = met_at1(f->reloads, "failed");
+	c->m_ref_unreach = met_at1(f->refused, "unreachable");
+	c->m_ref_notunnel = met_at1(f->refused, "no_tunnel");
+	c->m_ref_header = met_at1(f->refused, "bad_header");
+	metrics_process(m);
+}
+
+static size_t
+src_ntunnels(void *arg)
+{
+	return client_ntunnels(arg);
+}
+
+static void
+src_tunnel(void *arg, size_t i, struct inspect_tunnel *t)
+{
+	struct client *c = arg;
+	struct cproxy *px = c->px[i];
+	struct client_tunnel_stats st;
+
+	client_tunnel_stats(c, i, &st);
+	t->name = px->name;
+	t->type = px_type_name(px->spec.type);
+	t->public_url = px->url[0] ? px->url : NULL;
+	t->status = px->registered ? "online" : px->reg_err ? "refused" :
+	    "connecting";
+	t->error = px->registered ? NULL : px->reg_err;
+	t->local_host = px->spec.host;
+	t->local_port = px->spec.port;
+	t->host_rewrite = px->host_rw[0] ? px->host_rw : NULL;
+	t->bytes_in = st.bytes_in;
+	t->bytes_out = st.bytes_out;
+	t->connections = st.streams;
+	t->connections_active = st.active;
+	t->requests = st.http.requests;
+}
+
+static int
+src_ready(void *arg, char *why, size_t cap)
+{
+	struct client *c = arg;
+
+	if (c->state != CL_READY) {
+		snprintf(why, cap, "%s", c->last_err[0] ? c->last_err :
+		    "not connected to the server yet");
+		return 0;
+	}
+	for (size_t i = 0; i < c->npx; i++)
+		if (!c->px[i]->registered) {
+			snprintf(why, cap, "tunnel \"%s\" is not registered",
+			    c->px[i]->name);
+			return 0;
+		}
+	return 1;
+}
+
+/* Listen for the inspector: the address given, or the default one and the
+ * next ports. 0, or -1 after saying why (only when the user chose the
+ * address). */
+static int
+client_inspect_start(struct client *c)
+{
+	const struct client_conf *cf = c->cf;
+	struct web_conf wc;
+	struct inspect_conf ic;
+	struct inspect_source src;
+	char host[256], addr[300], err[512];
+	uint16_t port = 0;
+	const char *e;
+
+	client_inspect_conf(cf, &ic);
+	c->ins = inspect_new(c->base, &ic, c->metrics, c->feed);
+	memset(&wc, 0, sizeof(wc));
+	wc.what = "inspector";
+	wc.assets = "inspect";
+	wc.addr = cf->inspect_addr;
+	if (net_split_hostport(cf->inspect_addr, host, sizeof(host), &port,
+	    &e)) {
+		client_say("--inspect-addr %s: %s", cf->inspect_addr, e);
+		return -1;
+	}
+	c->web = web_new(c->base, &wc, err, sizeof(err));
+	/* the default address is taken (another agent): the next ports */
+	while (c->web == NULL && !cf->inspect_addr_set &&
+	    port < INSPECT_PORT_LAST) {
+		port++;
+		snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%u" :
+		    "%s:%u", host, port);
+		wc.addr = addr;
+		c->web = web_new(c->base, &wc, err, sizeof(err));
+	}
+	if (c->web == NULL) {
+		if (cf->inspect_addr_set) {
+			client_say("inspector: %s (--inspect-addr off turns it "
+			    "off)", err);
+			return -1;
+		}
+		log_warn("no inspector: %s (up to port %u); --inspect-addr "
+		    "HOST:PORT picks another address", err, INSPECT_PORT_LAST);
+		inspect_free(c->ins);
+		c->ins = NULL;
+		return 0;
+	}
+	memset(&src, 0, sizeof(src));
+	src.ntunnels = src_ntunnels;
+	src.tunnel = src_tunnel;
+	src.ready = src_ready;
+	src.metrics = c->metrics;
+	src.feed = c->feed;
+	src.arg = c;
+	inspect_routes(c->ins, c->web, &src);
+	log_info("inspector: http://%s", web_addr(c->web));
+	return 0;
+}
+
+struct metrics *
+client_metrics(const struct client *c)
+{
+	return c->metrics;
+}
+
+struct evfeed *
+client_events(const struct client *c)
+{
+	return c->feed;
+}
+
+const char *
+client_inspect_addr(const struct client *c)
+{
+	return c->web ? web_addr(c->web) : NULL;
+}
+
+uint64_t
+client_streams_refused(const struct client *c)
+{
+	return met_value(c->m_ref_unreach) + met_value(c->m_ref_notunnel) +
+	    met_value(c->m_ref_header);
+}
+
 /* ---- life cycle ---- */
 
 struct client *
@@ -1280,6 +1760,10 @@ client_new(struct event_base *base, const struct client_conf *cf,
 	c->conn_fd = -1;
 	c->lock_fd = -1;
 	TAILQ_INIT(&c->regq);
+	c->metrics = metrics_new(cf->metrics_max_series ?
+	    cf->metrics_max_series : 1000);
+	c->feed = evfeed_new(EVENTS_KEEP);
+	client_families(c);
 	c->started_ms = client_now_ms(c);
 	if (net_split_hostport(cf->server, c->server_host,
 	    sizeof(c->server_host), &c->server_port, &err)) {
@@ -1328,11 +1812,13 @@ client_new(struct event_base *base, const struct client_conf *cf,
 	c->npx = cf->nlocals;
 	c->px = xcalloc(c->npx ? c->npx : 1, sizeof(*c->px));
 	for (size_t i = 0; i < cf->nlocals; i++)
-		if ((c->px[i] = px_new(&cf->locals[i])) == NULL) {
+		if ((c->px[i] = px_new(c, &cf->locals[i])) == NULL) {
 			c->npx = i;
 			goto fail;
 		}
 	LIST_INIT(&c->flows);
+	if (cf->inspect_addr[0] && client_inspect_start(c) < 0)
+		goto fail;
 	{
 		unsigned ms = cf->udp_idle_s * 1000 / 4;
 		struct timeval tv;
@@ -1389,21 +1875,22 @@ client_tunnel_stats(const struct client *c, size_t i,
 	out->name = px->name;
 	out->local_host = px->spec.host;
 	out->local_port = px->spec.port;
-	out->streams = px->streams_total;
-	out->refused = px->refused;
-	out->active = px->active;
-	out->bytes_in = px->bytes_in;
-	out->bytes_out = px->bytes_out;
-	out->dg = px->dg;
-	out->http = px->hs;
-	if (px->spec.type == PROXY_HTTP) {
-		out->bytes_in = px->hs.bytes_in;
-		out->bytes_out = px->hs.bytes_out;
-		out->active = px->hs.active;
-	} else if (px->spec.type == PROXY_UDP) {
-		out->bytes_in = px->dg.bytes_in;
-		out->bytes_out = px->dg.bytes_out;
+	/* one source: the tunnel's series */
+	out->streams = met_value(px->m_conns);
+	out->refused = 0; /* by reason only: client_streams_refused */
+	out->active = (unsigned)met_gauge_value(px->m_active);
+	out->bytes_in = met_value(px->m_in);
+	out->bytes_out = met_value(px->m_out);
+	if (px->spec.type == PROXY_UDP) {
+		out->dg.pkts_in = met_value(px->m_dg_in);
+		out->dg.pkts_out = met_value(px->m_dg_out);
+		out->dg.bytes_in = out->bytes_in;
+		out->dg.bytes_out = out->bytes_out;
+		out->dg.drops_in = met_value(px->m_drop_in_send) +
+		    met_value(px->m_drop_in_unreach);
+		out->dg.drops_out = met_value(px->m_drop_out);
 	}
+	px_http_stats(px, &out->http);
 }
 
 void
@@ -1441,6 +1928,13 @@ client_free(struct client *c)
 	for (size_t i = 0; c->px && i < c->npx; i++)
 		px_unref(c->px[i]);
 	free(c->px);
+	if (c->web)
+		web_free(c->web); /* first: its requests may point into ins */
+	inspect_free(c->ins);
+	if (c->feed)
+		evfeed_free(c->feed);
+	if (c->metrics)
+		metrics_free(c->metrics);
 	free(c);
 }
 
@@ -1481,6 +1975,7 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 
 	c->reloads++;
 	c->reload_time = (long long)time(NULL);
+	(void)0; /* counted in the registry once it applied or failed */
 
 	/* the connection's own settings stay as they are until a restart:
 	 * the new configuration takes the running values, and the caller
@@ -1519,7 +2014,7 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 			}
 		if (fresh[i] != NULL)
 			continue;
-		if ((fresh[i] = px_new(&ncf->locals[i])) == NULL) {
+		if ((fresh[i] = px_new(c, &ncf->locals[i])) == NULL) {
 			snprintf(err, errcap, "cannot resolve the local address "
 			    "of tunnel %zu (%s)", i + 1, ncf->locals[i].host);
 			for (size_t k = 0; k < i; k++)
@@ -1565,6 +2060,10 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 		}
 		log_info("reload: tunnel \"%s\" %s", px->name, renamed ?
 		    "changed: registered anew" : "removed");
+		if (px->registered)
+			client_emit_tunnel_down(c, px->name, px->spec.type,
+			    renamed ? "changed by a reload" :
+			    "removed by a reload");
 		if (px->registered && c->state >= CL_REGISTERING)
 			client_send_unregister(c, px->name);
 		px->gone = 1;
@@ -1590,6 +2089,22 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 	    added, removed, changed, same, restart);
 	c->reload_ok = 1;
 	c->reload_err[0] = '\0';
+	met_inc(c->m_reload_ok);
+	{
+		char sum[400];
+		snprintf(sum, sizeof(sum), "tunnels %u added, %u removed, %u "
+		    "changed, %u unchanged%s", added, removed, changed, same,
+		    restart);
+		client_emit(c, "reload_applied", json_pack("{ss}", "summary",
+		    sum));
+	}
+	if (c->ins) {
+		struct inspect_conf ic;
+		client_inspect_conf(ncf, &ic);
+		inspect_set_conf(c->ins, &ic);
+	}
+	metrics_set_max_series(c->metrics, ncf->metrics_max_series ?
+	    ncf->metrics_max_series : 1000);
 	return 0;
 }
 
@@ -1599,6 +2114,9 @@ client_reload_failed(struct client *c, const char *why)
 	c->reload_failures++;
 	c->reload_ok = 0;
 	snprintf(c->reload_err, sizeof(c->reload_err), "%s", why);
+	met_inc(c->m_reload_failed);
+	client_emit(c, "reload_refused", json_pack("{so}", "error",
+	    jname(why)));
 }
 
 void

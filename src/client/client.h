@@ -7,11 +7,20 @@
 #include <stdint.h>
 
 #include "relay/dgram.h"
-#include "relay/hrelay.h"
 
 struct client;
 struct client_conf;
 struct event_base;
+struct evfeed;
+struct metrics;
+
+/* Per-tunnel HTTP figures for the exit summary (read from the metrics
+ * registry, but min and max, which it does not keep). */
+struct http_cstats {
+	uint64_t requests;
+	uint64_t by_class[6];     /* [2]: 2xx ...; [0]: a status < 100 */
+	uint64_t lat_min_us, lat_max_us, lat_sum_us;
+};
 
 /* What the client reports to its front end (src/cli). */
 struct client_hooks {
@@ -25,7 +34,11 @@ struct client_hooks {
 
 /*
  * client_new: prepare a client for cf (which must outlive it) and start
- * connecting. Without cf->have_client_id, the client id is this agent's
+ * connecting. The client owns a metrics registry and an event feed
+ * (client_metrics, client_events) and, when cf->inspect_addr is set, the
+ * inspector's listener (client/inspect.h): a busy default address falls
+ * back to the next ports up to 4049, then to no inspector (one warning);
+ * a busy address the user gave fails. Without cf->have_client_id, the client id is this agent's
  * (agentid.h) and the agent's lock is held until client_free; a second
  * copy of the same agent gets NULL. hooks may be NULL (copied). Installs no
  * signal handler: the front end calls client_shutdown. Returns NULL after
@@ -55,6 +68,16 @@ struct client_tunnel_stats {
 	struct dgram_stats dg;    /* UDP */
 	struct http_cstats http;  /* HTTP */
 };
+
+/* The agent's registry and event feed (docs/api.md): every figure of the
+ * summary, /metrics and the inspector comes from them. Owned by c. */
+struct metrics *client_metrics(const struct client *c);
+struct evfeed *client_events(const struct client *c);
+/* "HOST:PORT" of the inspector, or NULL when it is off */
+const char *client_inspect_addr(const struct client *c);
+/* streams refused (the local service unreachable, no such tunnel, a bad
+ * stream header), over all tunnels */
+uint64_t client_streams_refused(const struct client *c);
 
 uint64_t client_uptime_ms(const struct client *c);
 /* client_sessions: connections made to the server so far. */

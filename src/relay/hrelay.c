@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "http/http.h"
+#include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "relay/hrelay.h"
 #include "util/err.h"
@@ -31,14 +32,16 @@ struct hrelay {
 	struct evbuffer *up;        /* from it, to the stream */
 	struct evbuffer *fresh;     /* the last read, being parsed */
 	struct http_track *rq, *rs;
-	struct http_cstats *stats;
-	const char *host_rewrite;
-	void (*done)(void *arg);
-	void *done_arg;
+	struct hrelay_conf hc;
+	const struct hrelay_obs *obs; /* hc.obs, or NULL */
+	const char *why;            /* the reason it ends, for obs->close */
 	int fd;
 	int raw_req, raw_resp;      /* upgraded: no more parsing */
 	int req_open;               /* a request awaits its response head */
 	int head_no_body;
+	unsigned req_body : 1;      /* obs: a request head was reported */
+	unsigned resp_body : 1;     /* obs: a response head was reported */
+	unsigned resp_interim : 1;  /* a 1xx head, not reported */
 	unsigned sock_eof : 1, st_eof : 1, shut_sock : 1, shut_st : 1;
 	unsigned busy : 1, dead : 1;
 	unsigned sock_err : 1;      /* the socket failed: abort the stream */
@@ -71,10 +74,13 @@ hr_destroy(struct hrelay *r)
 		mux_stream_abort(r->st); /* the far end resets, too */
 	else
 		mux_stream_free(r->st);
-	if (r->stats)
-		r->stats->active--;
-	if (r->done)
-		r->done(r->done_arg); /* last: stats and host_rewrite are its */
+	if (r->obs && r->obs->close)
+		r->obs->close(r->hc.obs_arg, r->dead ? (r->why ? r->why :
+		    "the relay failed") : NULL);
+	met_release(r->hc.bytes_in);
+	met_release(r->hc.bytes_out);
+	if (r->hc.done)
+		r->hc.done(r->hc.arg); /* last: arg and host_rewrite are its */
 	free(r);
 }
 
@@ -88,20 +94,28 @@ hr_from_stream(struct hrelay *r)
 	while (evbuffer_get_length(rx) > 0 &&
 	    evbuffer_get_length(r->down) < HR_BUF_MAX) {
 		size_t len = evbuffer_get_length(rx), used = len;
+		const uint8_t *p = NULL;
 		struct http_head h;
 		enum http_track_ev ev = HTTP_T_MORE;
 
-		if (!r->raw_req)
-			ev = http_track_feed(r->rq, evbuffer_pullup(rx,
-			    (ev_ssize_t)len), len, &used, &h);
+		if (!r->raw_req) {
+			p = evbuffer_pullup(rx, (ev_ssize_t)len);
+			ev = http_track_feed(r->rq, p, len, &used, &h);
+		}
 		if (ev == HTTP_T_HEAD) {
 			const uint8_t *head;
 			size_t hl;
 			struct http_rewrite rw;
 			memset(&rw, 0, sizeof(rw));
-			rw.new_host = r->host_rewrite;
+			rw.new_host = r->hc.host_rewrite;
 			head = http_track_head_bytes(r->rq, &hl);
-			if (r->host_rewrite == NULL ||
+			if (r->obs) {
+				if (r->obs->req_head)
+					r->obs->req_head(r->hc.obs_arg, &h,
+					    head, hl);
+				r->req_body = 1;
+			}
+			if (r->hc.host_rewrite == NULL ||
 			    http_rewrite_head(head, hl, &rw, r->down) < 0)
 				evbuffer_add(r->down, head, hl);
 			evbuffer_drain(rx, used);
@@ -114,13 +128,32 @@ hr_from_stream(struct hrelay *r)
 			r->t_first = 0;
 			continue;
 		}
+		if (r->obs && r->req_body && p != NULL && used > 0 &&
+		    r->obs->req_body && (ev == HTTP_T_MORE ||
+		    ev == HTTP_T_DONE || ev == HTTP_T_UPGRADE))
+			r->obs->req_body(r->hc.obs_arg, p, used);
 		evbuffer_remove_buffer(rx, r->down, used);
 		moved += used;
 		if (ev == HTTP_T_DONE) {
 			http_track_free(r->rq);
 			r->rq = http_track_new(1);
+			if (r->obs && r->req_body && r->obs->req_end)
+				r->obs->req_end(r->hc.obs_arg);
+			r->req_body = 0;
 		} else if (ev == HTTP_T_UPGRADE) {
 			r->raw_req = 1;
+			if (r->obs && !r->req_body && r->obs->req_head) {
+				/* an Upgrade request without a body: its
+				 * head went out as it came */
+				const uint8_t *head;
+				size_t hl;
+				head = http_track_head_bytes(r->rq, &hl);
+				r->obs->req_head(r->hc.obs_arg, &h, head, hl);
+				r->req_body = 1;
+			}
+			if (r->obs && r->req_body && r->obs->req_end)
+				r->obs->req_end(r->hc.obs_arg);
+			r->req_body = 0;
 		} else if (ev == HTTP_T_ERROR || ev == HTTP_T_TOO_LONG) {
 			/* not ours to judge: pass the rest through */
 			log_debug("http: unparsable request on stream %u: %s",
@@ -132,6 +165,20 @@ hr_from_stream(struct hrelay *r)
 		mux_stream_consumed(r->st, moved);
 	if (mux_stream_eof(r->st))
 		r->st_eof = 1;
+}
+
+/* A final response head answered the open request: figures and a line. */
+static void
+hr_answered(struct hrelay *r, const struct http_head *h)
+{
+	uint64_t lat = (r->t_first ? r->t_first : mtime_us()) - r->t_req;
+
+	r->req_open = 0;
+	r->t_first = 0;
+	if (r->hc.request)
+		r->hc.request(r->hc.arg, r->method, h->status, lat);
+	log_info_later("%s %s %d %s %.1fms", r->method, r->url, h->status,
+	    h->reason, (double)lat / 1000.0);
 }
 
 /* Parse the response bytes in fresh (just read), before they join up. */
@@ -150,35 +197,51 @@ hr_parse_up(struct hrelay *r, struct evbuffer *fresh)
 		if (r->head_no_body && r->req_open)
 			http_track_expect_no_body(r->rs);
 		ev = http_track_feed(r->rs, base + from, len, &used, &h);
-		if (ev == HTTP_T_HEAD && r->req_open && h.status >= 100 &&
-		    h.status < 200 && h.status != 101) {
+		if (ev == HTTP_T_HEAD && h.status >= 100 && h.status < 200 &&
+		    h.status != 101) {
 			/* 100 Continue: the latency counts from here, the
 			 * line waits for the final answer */
-			if (r->t_first == 0)
+			if (r->req_open && r->t_first == 0)
 				r->t_first = mtime_us();
-		} else if (ev == HTTP_T_HEAD && r->req_open) {
-			uint64_t lat = (r->t_first ? r->t_first : mtime_us()) -
-			    r->t_req;
-			r->req_open = 0;
-			r->t_first = 0;
-			if (r->stats) {
-				struct http_cstats *s = r->stats;
-				s->requests++;
-				s->by_class[h.status / 100 % 6]++;
-				s->lat_sum_us += lat;
-				if (s->lat_min_us == 0 || lat < s->lat_min_us)
-					s->lat_min_us = lat;
-				if (lat > s->lat_max_us)
-					s->lat_max_us = lat;
+			r->resp_interim = 1;
+		} else if (ev == HTTP_T_HEAD || ev == HTTP_T_UPGRADE) {
+			if (r->req_open)
+				hr_answered(r, &h);
+			if (r->obs) {
+				const uint8_t *head;
+				size_t hl;
+				head = http_track_head_bytes(r->rs, &hl);
+				if (r->obs->resp_head)
+					r->obs->resp_head(r->hc.obs_arg, &h,
+					    head, hl);
+				r->resp_body = 1;
+				if (ev == HTTP_T_UPGRADE) {
+					if (r->obs->resp_end)
+						r->obs->resp_end(
+						    r->hc.obs_arg);
+					r->resp_body = 0;
+				}
 			}
-			log_info_later("%s %s %d %s %.1fms", r->method, r->url,
-			    h.status, h.reason, (double)lat / 1000.0);
-		} else if (ev == HTTP_T_DONE) {
-			http_track_free(r->rs);
-			r->rs = http_track_new(0);
-		} else if (ev == HTTP_T_UPGRADE || ev == HTTP_T_ERROR ||
-		    ev == HTTP_T_TOO_LONG) {
-			r->raw_resp = 1;
+			if (ev == HTTP_T_UPGRADE)
+				r->raw_resp = 1;
+		} else {
+			if (r->resp_body && used > 0 && r->obs->resp_body &&
+			    (ev == HTTP_T_MORE || ev == HTTP_T_DONE))
+				r->obs->resp_body(r->hc.obs_arg, base + from,
+				    used);
+			if (ev == HTTP_T_DONE) {
+				http_track_free(r->rs);
+				r->rs = http_track_new(0);
+				if (r->resp_interim)
+					r->resp_interim = 0;
+				else if (r->resp_body && r->obs->resp_end)
+					r->obs->resp_end(r->hc.obs_arg);
+				if (!r->resp_interim)
+					r->resp_body = 0;
+			} else if (ev == HTTP_T_ERROR ||
+			    ev == HTTP_T_TOO_LONG) {
+				r->raw_resp = 1;
+			}
 		}
 		from += used;
 		len -= used;
@@ -219,6 +282,7 @@ hr_pump(struct hrelay *r)
 
 		if (r->st && mux_stream_reset(r->st)) {
 			r->dead = 1; /* the far end's socket failed */
+			r->why = "the visitor's connection failed";
 			break;
 		}
 		if (!r->st_eof && r->st) {
@@ -231,10 +295,11 @@ hr_pump(struct hrelay *r)
 			if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				r->dead = 1;
 				r->sock_err = 1;
+				r->why = "cannot write to the local service";
 				break;
 			}
-			if (n > 0 && r->stats)
-				r->stats->bytes_in += (uint64_t)n;
+			if (n > 0 && r->hc.bytes_in)
+				met_add(r->hc.bytes_in, (uint64_t)n);
 			progress |= n > 0;
 		}
 		if (r->st_eof && !r->shut_sock &&
@@ -247,16 +312,21 @@ hr_pump(struct hrelay *r)
 			ssize_t n = hr_read(r, r->fresh);
 			if (n < 0 && errno == EAGAIN)
 				r->can_read = 0; /* until the read event */
-			if (n == 0)
+			if (n == 0) {
 				r->sock_eof = 1;
-			else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				/* a body that ends with the connection */
+				if (r->resp_body && r->obs->resp_end)
+					r->obs->resp_end(r->hc.obs_arg);
+				r->resp_body = 0;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				r->dead = 1;
 				r->sock_err = 1;
+				r->why = "the local service reset the connection";
 				break;
 			}
 			if (n > 0) {
-				if (r->stats)
-					r->stats->bytes_out += (uint64_t)n;
+				if (r->hc.bytes_out)
+					met_add(r->hc.bytes_out, (uint64_t)n);
 				hr_parse_up(r, r->fresh);
 				evbuffer_add_buffer(r->up, r->fresh);
 				progress = 1;
@@ -266,6 +336,7 @@ hr_pump(struct hrelay *r)
 			ssize_t n = mux_stream_send_buffer(r->st, r->up);
 			if (n == MG_ECLOSED) {
 				r->dead = 1;
+				r->why = "the visitor's stream closed";
 				break;
 			}
 			progress |= n > 0;
@@ -326,6 +397,7 @@ hr_st_closed(struct mux_stream *st, void *arg)
 
 	r->st = NULL;
 	r->dead = 1;
+	r->why = "the session to the server ended";
 	if (!r->busy)
 		hr_destroy(r);
 }
@@ -338,17 +410,16 @@ static const struct mux_stream_cbs hr_cbs = {
 
 struct hrelay *
 hrelay_new(struct event_base *base, int fd, struct mux_stream *st,
-    const char *host_rewrite, struct http_cstats *stats,
-    void (*done)(void *arg), void *done_arg)
+    const struct hrelay_conf *hc)
 {
 	struct hrelay *r = xcalloc(1, sizeof(*r));
 
-	r->done = done;
-	r->done_arg = done_arg;
+	r->hc = *hc;
+	r->obs = hc->obs;
+	met_ref(r->hc.bytes_in);
+	met_ref(r->hc.bytes_out);
 	r->st = st;
 	r->fd = fd;
-	r->host_rewrite = host_rewrite;
-	r->stats = stats;
 	r->down = evbuffer_new();
 	r->up = evbuffer_new();
 	r->fresh = evbuffer_new();
@@ -356,8 +427,6 @@ hrelay_new(struct event_base *base, int fd, struct mux_stream *st,
 	r->rs = http_track_new(0);
 	r->rev = event_new(base, fd, EV_READ | EV_PERSIST, hr_on_event, r);
 	r->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, hr_on_event, r);
-	if (stats)
-		stats->active++;
 	r->can_read = 1;
 	mux_stream_set_cbs(st, &hr_cbs, r);
 	/* start from the loop: bytes may wait on the stream already */

@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "relay/relay.h"
 #include "util/err.h"
@@ -21,7 +22,9 @@ struct relay {
 	struct event *rev, *wev;
 	relay_done_fn done;
 	void *arg;
+	struct relay_opts o;    /* relay_start's (o.end set) */
 	uint64_t from_sock, to_sock;
+	uint64_t to_counted;  /* to_sock already added to o.to_sock */
 	uint64_t rx_base;     /* bytes the stream delivered before us */
 	int fd;
 	int flags;
@@ -34,8 +37,12 @@ struct relay {
 				 failed, or the peer aborted (relay.h) */
 	unsigned abort : 1;   /* fd failed: abort the stream, so that the
 				 far end resets its socket too */
+	unsigned lost : 1;    /* the session died */
 };
 
+static struct relay *relay_init(struct relay *r, struct event_base *base,
+    int fd, struct mux_stream *st, int flags, relay_done_fn done,
+    void *arg);
 static void relay_on_read(evutil_socket_t fd, short what, void *arg);
 static void relay_on_write(evutil_socket_t fd, short what, void *arg);
 static void relay_st_readable(struct mux_stream *st, void *arg);
@@ -48,6 +55,32 @@ static const struct mux_stream_cbs relay_stream_cbs = {
 	.message = NULL,
 	.closed = relay_st_closed,
 };
+
+const char *
+relay_end_name(enum relay_end why)
+{
+	switch (why) {
+	case RELAY_END_CLOSED:
+		return "closed";
+	case RELAY_END_RESET:
+		return "reset";
+	case RELAY_END_REFUSED:
+		return "refused";
+	case RELAY_END_SESSION_LOST:
+		return "session lost";
+	}
+	return "reset";
+}
+
+/* Add what reached the socket since the last count to o.to_sock. */
+static void
+relay_count_to(struct relay *r)
+{
+	if (r->o.to_sock && r->to_sock > r->to_counted) {
+		met_add(r->o.to_sock, r->to_sock - r->to_counted);
+		r->to_counted = r->to_sock;
+	}
+}
 
 /* Free the relay and tell its owner (done), whichever way it ended: the
  * owner counts relays, and one that never hears of an end waits for it. */
@@ -75,7 +108,19 @@ relay_destroy(struct relay *r)
 		mux_stream_abort(r->st);
 	else
 		mux_stream_free(r->st);
-	if (r->done)
+	relay_count_to(r);
+	met_release(r->o.from_sock);
+	met_release(r->o.to_sock);
+	if (r->o.end) {
+		enum relay_end why = RELAY_END_CLOSED;
+		if (r->lost)
+			why = RELAY_END_SESSION_LOST;
+		else if (refused && (r->flags & RELAY_RST_IF_REFUSED))
+			why = RELAY_END_REFUSED;
+		else if (r->reset || r->abort || r->failed)
+			why = RELAY_END_RESET;
+		r->o.end(r->o.arg, r->from_sock, r->to_sock, why);
+	} else if (r->done)
 		r->done(r->arg, r->from_sock, r->to_sock, refused);
 	free(r);
 }
@@ -118,6 +163,7 @@ relay_flush(struct relay *r)
 		return;
 	}
 	r->to_sock = mux_stream_delivered(r->st) - r->rx_base;
+	relay_count_to(r);
 	if (mux_stream_queued(r->st) > 0) {
 		event_add(r->wev, NULL);
 		return;
@@ -140,6 +186,8 @@ relay_pump(struct relay *r)
 
 	if (n > 0) {
 		r->from_sock += (uint64_t)n;
+		if (r->o.from_sock)
+			met_add(r->o.from_sock, (uint64_t)n);
 	} else if (n == 0) {
 		r->rd_done = 1;
 		event_del(r->rev);
@@ -224,15 +272,34 @@ relay_st_closed(struct mux_stream *st, void *arg)
 	r->st = NULL;
 	r->failed = 1;
 	r->reset = 1;
+	r->lost = 1;
 	relay_finish(r);
+}
+
+struct relay *
+relay_start(struct event_base *base, int fd, struct mux_stream *st,
+    const struct relay_opts *o)
+{
+	struct relay *r = xcalloc(1, sizeof(*r));
+
+	r->o = *o;
+	met_ref(r->o.from_sock);
+	met_ref(r->o.to_sock);
+	return relay_init(r, base, fd, st, o->flags, NULL, o->arg);
 }
 
 struct relay *
 relay_new(struct event_base *base, int fd, struct mux_stream *st, int flags,
     relay_done_fn done, void *arg)
 {
-	struct relay *r = xcalloc(1, sizeof(*r));
+	return relay_init(xcalloc(1, sizeof(struct relay)), base, fd, st,
+	    flags, done, arg);
+}
 
+static struct relay *
+relay_init(struct relay *r, struct event_base *base, int fd,
+    struct mux_stream *st, int flags, relay_done_fn done, void *arg)
+{
 	r->base = base;
 	r->fd = fd;
 	r->st = st;

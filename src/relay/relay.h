@@ -42,4 +42,35 @@ typedef void (*relay_done_fn)(void *arg, uint64_t from_sock,
 struct relay *relay_new(struct event_base *base, int fd,
     struct mux_stream *st, int flags, relay_done_fn done, void *arg);
 
+/* Why a relay ended (relay_start's end callback). */
+enum relay_end {
+	RELAY_END_CLOSED = 0,   /* both directions ended in order */
+	RELAY_END_RESET,        /* a side reset or failed */
+	RELAY_END_REFUSED,      /* the stream ended before a byte (refused) */
+	RELAY_END_SESSION_LOST, /* the session died under the stream */
+};
+
+/* relay_end_name: "closed", "reset", "refused", "session lost" (the
+ * close_reason words of docs/api.md). */
+const char *relay_end_name(enum relay_end why);
+
+struct met_series;
+
+struct relay_opts {
+	int flags;              /* enum relay_flags */
+	/* called once as the relay ends (like relay_done_fn, with the
+	 * reason); may be NULL */
+	void (*end)(void *arg, uint64_t from_sock, uint64_t to_sock,
+	    enum relay_end why);
+	void *arg;
+	/* counters the relay adds to as bytes move, not only at the end
+	 * (NULL: none); it holds a reference (met_ref) until it ends */
+	struct met_series *from_sock, *to_sock;
+};
+
+/* relay_start: relay_new with the options of o (copied): live byte
+ * counters and the reason at the end. Same contract otherwise. */
+struct relay *relay_start(struct event_base *base, int fd,
+    struct mux_stream *st, const struct relay_opts *o);
+
 #endif
