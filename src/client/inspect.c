@@ -849,7 +849,7 @@ conn_json(const struct inspect_conn *ic)
 	    ic->dur_ms;
 
 	id_str(id, sizeof(id), 'c', ic->id);
-	return json_pack("{sssosssosIsfsIsIsosososb}", "id", id, "tunnel",
+	return json_pack("{sssosssosIsfsIsIsososb}", "id", id, "tunnel",
 	    jstr(ic->tunnel), "type", ic->type, "remote_addr",
 	    jstr(ic->remote), "start", (json_int_t)ic->start_ms,
 	    "duration_ms", dur, "bytes_in", (json_int_t)ic->in, "bytes_out",
