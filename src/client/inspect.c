@@ -47,7 +47,7 @@ struct ins_msg {
 	size_t blob_cap;
 	const char *method, *uri, *proto, *reason; /* into blob */
 	int status;
-	size_t nh;
+	size_t nh, nlines;          /* headers, room for them */
 	const char **hn, **hv;      /* nh names and values, into blob */
 	unsigned char *red;         /* nh flags: the value was redacted */
 	size_t head_len;            /* bytes of the head on the wire */
@@ -229,6 +229,16 @@ id_str(char *buf, size_t cap, char pfx, uint64_t id)
 static int
 is_secret(const char *name)
 {
+	/* most headers are ruled out by their first letter */
+	switch (name[0] | 0x20) {
+	case 'a':
+	case 'c':
+	case 'p':
+	case 's':
+		break;
+	default:
+		return 0;
+	}
 	return strcasecmp(name, "authorization") == 0 ||
 	    strcasecmp(name, "proxy-authorization") == 0 ||
 	    strcasecmp(name, "cookie") == 0 ||
@@ -240,8 +250,7 @@ is_secret(const char *name)
 static void
 msg_free(struct ins_msg *m)
 {
-	free(m->blob);
-	free(m->hn);
+	free((void *)m->hn); /* the one allocation of the head */
 	free(m->body);
 	memset(m, 0, sizeof(*m));
 }
@@ -249,7 +258,7 @@ msg_free(struct ins_msg *m)
 static size_t
 msg_mem(const struct ins_msg *m)
 {
-	return m->blob_cap + m->nh * (2 * sizeof(char *) + 1) + m->cap;
+	return m->blob_cap + m->nlines * (2 * sizeof(char *) + 1) + m->cap;
 }
 
 /* Copy n bytes of s into the blob at *o, NUL-terminated; the start. */
@@ -280,12 +289,24 @@ msg_head(struct ins_msg *m, const uint8_t *head, size_t hlen, int is_request,
 	m->head_len = hlen;
 	for (const char *q = s; q < end; q++)
 		lines += *q == '\n';
-	/* every piece gets a NUL, a redacted value at most its marker */
-	m->blob_cap = hlen + 4 + lines * (sizeof(INS_REDACTED) + 1) + 16;
-	m->blob = xmalloc(m->blob_cap);
-	m->hn = xcalloc(lines ? lines : 1, 2 * sizeof(char *) + 1);
-	m->hv = m->hn + (lines ? lines : 1);
-	m->red = (unsigned char *)(m->hv + (lines ? lines : 1));
+	/* one allocation: the arrays of names and values, then the pieces
+	 * (every piece gets a NUL, a redacted value at most its marker),
+	 * then the redaction flags */
+	if (lines == 0)
+		lines = 1;
+	{
+		size_t arrays = 2 * lines * sizeof(char *);
+		size_t pieces = hlen + 4 + lines * (sizeof(INS_REDACTED) + 1) +
+		    16;
+		char *all = xmalloc(arrays + pieces + lines);
+		m->hn = (const char **)(void *)all;
+		m->hv = m->hn + lines;
+		m->blob = all + arrays;
+		m->red = (unsigned char *)m->blob + pieces;
+		memset(m->red, 0, lines);
+		m->blob_cap = pieces;
+		m->nlines = lines;
+	}
 	for (line = s; line < end; line = eol + 1) {
 		const char *le, *colon, *v;
 		if ((eol = memchr(line, '\n', (size_t)(end - line))) == NULL)
@@ -521,7 +542,9 @@ entry_emit(struct inspect *ins, struct ins_entry *e)
 	char id[24];
 	json_t *d;
 
-	if (ins->feed == NULL)
+	/* a request event costs a JSON object and its text: only while a
+	 * stream listens (a page that joins later reads the store) */
+	if (ins->feed == NULL || evfeed_nsubscribers(ins->feed) == 0)
 		return;
 	id_str(id, sizeof(id), 'r', e->id);
 	d = json_pack("{sosssososososfsosIsI}",
