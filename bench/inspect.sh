@@ -8,7 +8,8 @@
 #
 # One mgrok server and nginx serving a 100-byte page (like bench/run.sh's http
 # family); each round starts an agent with the inspector on, runs wrk, stops
-# it, then the same with it off (alternating, so drift hits both). Prints
+# it, then the same with it off (alternating, and the order swaps every
+# round, so drift and warm-up hit both alike). Prints
 # req/s per run, the medians and the ratio on/off (target: >= 0.9).
 # Env: ROUNDS (3) DUR (10) BASE_PORT (26500; uses BASE_PORT..+9) MGROK
 # (build/mgrok) OUT (a temporary directory, kept with KEEP=1)
@@ -119,8 +120,9 @@ run() {
 
 declare -a ON OFF
 for r in $(seq 1 "$ROUNDS"); do
-    on=$(run on "$r")
-    off=$(run off "$r")
+    # the order alternates too: on first in odd rounds, off first in even ones
+    if [ $((r % 2)) = 1 ]; then on=$(run on "$r"); off=$(run off "$r")
+    else off=$(run off "$r"); on=$(run on "$r"); fi
     ON+=("$on"); OFF+=("$off")
     printf 'round %d: inspector on %10.0f req/s   off %10.0f req/s   (%s)\n' "$r" "$on" "$off" \
         "$(cat "$W/insp-on$r.txt")"
