@@ -1975,7 +1975,6 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 
 	c->reloads++;
 	c->reload_time = (long long)time(NULL);
-	(void)0; /* counted in the registry once it applied or failed */
 
 	/* the connection's own settings stay as they are until a restart:
 	 * the new configuration takes the running values, and the caller
