@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <jansson.h>
 
 #include "metrics/events.h"
@@ -18,6 +19,7 @@
 #include "server/smet.h"
 #include "util/log.h"
 #include "util/mtime.h"
+#include "util/net.h"
 #include "util/version.h"
 #include "util/xmalloc.h"
 #include "web/web.h"
@@ -193,13 +195,23 @@ h_info(struct evhttp_request *req, void *arg)
 	struct server_reload_status rs;
 	uint64_t up_ms = mtime_ms() - srv->started_ms;
 	int64_t started = (int64_t)time(NULL) * 1000 - (int64_t)up_ms;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char addr[NET_ADDRSTR_MAX];
+
+	/* the address it listens on (--addr may say port 0) */
+	if (srv->lst == NULL || getsockname(evconnlistener_get_fd(srv->lst),
+	    (struct sockaddr *)&ss, &sl) < 0)
+		snprintf(addr, sizeof(addr), "%s", cf->addr);
+	else
+		net_addr_str((struct sockaddr *)&ss, addr, sizeof(addr));
 
 	memset(&rs, 0, sizeof(rs));
 	smet_reloads(srv, &rs.reloads, &rs.failures);
 	web_reply_json(req, 200, json_pack("{s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:I,"
 	    "s:I,s:{s:I,s:I,s:b,s:I,s:s}}", "version", MGROK_VERSION,
 	    "started_ms", (json_int_t)started, "uptime_s",
-	    (json_int_t)(up_ms / 1000), "addr", cf->addr, "domain",
+	    (json_int_t)(up_ms / 1000), "addr", addr, "domain",
 	    cf->domain, "http_addr", cf->http_addr, "https_addr",
 	    cf->https_addr, "sessions", (json_int_t)srv->nauthed, "tunnels",
 	    (json_int_t)srv->reg.count, "reload", "count",
@@ -365,12 +377,16 @@ traffic_tick(evutil_socket_t fd, short what, void *arg)
 	LIST_FOREACH(px, &a->srv->reg.all, link) {
 		struct thist *h = hist_find(a, px->id, 0);
 		int fresh = h == NULL;
+		int young = px->created_unix_ms >= (int64_t)time(NULL) * 1000 -
+		    2000 * TRAFFIC_INTERVAL_S;
 		if (h == NULL && (h = hist_find(a, px->id, 1)) == NULL)
 			continue; /* more tunnels than the history keeps */
 		for (int d = 0; d < 2; d++) {
 			uint64_t now = smet_px_bytes(px, (enum smet_dir)d);
-			h->d[d][slot] = fresh || now < h->last[d] ? 0 :
-			    now - h->last[d];
+			/* a tunnel seen for the first time: its bytes so far
+			 * belong to this interval if it is that young */
+			h->d[d][slot] = fresh ? (young ? now : 0) :
+			    now < h->last[d] ? 0 : now - h->last[d];
 			h->last[d] = now;
 		}
 	}

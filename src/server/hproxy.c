@@ -82,7 +82,8 @@ struct hconn {
 	uint64_t t_req_us, t_first_us;
 	struct smet_conn rec;         /* figures of its current tunnel */
 	uint64_t unrouted[2];         /* bytes while routed to none */
-	uint64_t req_n0[2];           /* rec.n as the request began */
+	uint64_t msg_bytes[2];        /* the current request's and its
+					 response's bytes (for its event) */
 	struct sockaddr_storage peer_sa;
 	char peer_ip[64];
 	char peer[NET_ADDRSTR_MAX];
@@ -327,8 +328,9 @@ hc_log_response(struct hconn *hc)
 	const struct http_head *h = &hc->req;
 
 	smet_http_request(hc->srv, px, h->method, h->url, hc->req.status, lat,
-	    (struct sockaddr *)&hc->peer_sa, hc->rec.n[0] - hc->req_n0[0],
-	    hc->rec.n[1] - hc->req_n0[1]);
+	    (struct sockaddr *)&hc->peer_sa, hc->msg_bytes[0],
+	    hc->msg_bytes[1]);
+	hc->msg_bytes[0] = hc->msg_bytes[1] = 0;
 	log_info_later("http %s %s %s %s %d %s %.1fms", hc->peer,
 	    log_esc(h->host, strlen(h->host), eh, sizeof(eh)),
 	    log_esc(h->method, strlen(h->method), em, sizeof(em)),
@@ -415,6 +417,7 @@ hc_up_readable(struct mux_stream *st, void *arg)
 			hc->t_first_us = mtime_us();
 		}
 		evbuffer_remove_buffer(rx, hc->out, used);
+		hc->msg_bytes[1] += used;
 		moved += used;
 		if (used)
 			hc->last_io_ms = mtime_ms();
@@ -608,8 +611,6 @@ hc_on_head(struct hconn *hc)
 		return;
 	}
 	hc_set_px(hc, px);
-	hc->req_n0[0] = hc->rec.n[0];
-	hc->req_n0[1] = hc->rec.n[1];
 	hc->nreq++;
 	if (px->basic_auth[0] && !http_basic_auth_ok(hc->req.authorization,
 	    px->basic_auth)) {
@@ -655,6 +656,7 @@ hc_process(struct hconn *hc)
 
 			ev = http_track_feed(hc->rq, cp, cl, &used, &hc->req);
 		}
+		hc->msg_bytes[0] += used;
 		if (hc->state == H_HEAD) {
 			evbuffer_drain(hc->in, used);
 			if (ev == HTTP_T_MORE) {

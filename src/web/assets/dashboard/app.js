@@ -540,7 +540,12 @@
 			return Promise.all([loadSessions(), loadTunnels(), loadTraffic()]);
 		}).then(function () {
 			showError("");
-			trafficTimer = setInterval(function () { loadTraffic().catch(quiet); }, POLL_MS);
+			/* the counters in the lists move with the traffic: refresh
+			 * them with the chart (events only say what came and went) */
+			trafficTimer = setInterval(function () {
+				loadTraffic().catch(quiet);
+				if (!token) refreshLists();
+			}, POLL_MS);
 			if (token) {
 				pollTimer = setInterval(refreshLists, POLL_MS);
 				openFetchStream();
