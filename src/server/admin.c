@@ -197,7 +197,7 @@ h_info(struct evhttp_request *req, void *arg)
 	int64_t started = (int64_t)time(NULL) * 1000 - (int64_t)up_ms;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char addr[NET_ADDRSTR_MAX];
+	char addr[320];
 
 	/* the address it listens on (--addr may say port 0) */
 	if (srv->lst == NULL || getsockname(evconnlistener_get_fd(srv->lst),
