@@ -235,9 +235,9 @@ h_sessions(struct evhttp_request *req, void *arg)
 
 /* the number after prefix in the path, or 0 */
 static uint64_t
-path_id(struct evhttp_request *req, const char *prefix)
+path_id(struct admin *a, struct evhttp_request *req, const char *prefix)
 {
-	const char *p = web_path(req);
+	const char *p = web_path(a->web, req);
 	size_t pl = strlen(prefix);
 	char *end;
 	unsigned long long v;
@@ -253,8 +253,8 @@ static void
 h_session_one(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
-	uint64_t id = path_id(req, "/api/v1/sessions/");
-	const char *why = web_query(req, "reason");
+	uint64_t id = path_id(a, req, "/api/v1/sessions/");
+	const char *why = web_query(a->web, req, "reason");
 	char text[300];
 	struct session *s;
 
@@ -300,7 +300,7 @@ static void
 h_tunnel_one(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
-	uint64_t id = path_id(req, "/api/v1/tunnels/");
+	uint64_t id = path_id(a, req, "/api/v1/tunnels/");
 	const struct proxy *px = id && id <= UINT32_MAX ?
 	    registry_get(&a->srv->reg, (uint32_t)id) : NULL;
 
