@@ -80,56 +80,76 @@ struct server_run {
 
 /* Parse, validate, plan, apply (SIGHUP, or the file saved): a
  * configuration that does not load or apply changes nothing. */
-static void
-server_reload_now(struct server_run *r, const char *why)
+static int
+server_reload_now(struct server_run *r, const char *why, char *err,
+    size_t errcap)
 {
 	struct server_conf *ncf = calloc(1, sizeof(*ncf));
 	struct conf_diag d;
-	char err[512];
 	int rc;
 
 	log_info("%s: reloading the configuration", why);
-	if (ncf == NULL)
-		return;
+	if (ncf == NULL) {
+		snprintf(err, errcap, "out of memory");
+		return -1;
+	}
 	conf_diag_init(&d);
 	rc = conf_server_load(ncf, r->argc, r->argv, &d);
 	cli_print_diag(&d);
+	snprintf(err, errcap, "the configuration does not load");
+	for (size_t i = 0; i < d.n; i++)
+		if (d.v[i].is_error) {
+			snprintf(err, errcap, "the configuration does not "
+			    "load: %s", d.v[i].text);
+			break;
+		}
 	conf_diag_free(&d);
 	if (rc != 0) {
 		log_error("reload refused: the configuration does not load "
 			  "(above); the running one stays");
-		server_reload_failed(r->srv, "the configuration does not load");
+		server_reload_failed(r->srv, err);
 		conf_server_free(ncf);
 		free(ncf);
-		return;
+		return -1;
 	}
-	if (server_apply(r->srv, ncf, err, sizeof(err)) < 0) {
+	if (server_apply(r->srv, ncf, err, errcap) < 0) {
 		log_error("reload refused, the running configuration stays: "
 			  "%s",
 		    err);
 		conf_server_free(ncf);
 		free(ncf);
-		return;
+		return -1;
 	}
 	conf_server_free(r->cf);
 	free(r->cf);
 	r->cf = ncf;
 	log_info("reload applied");
+	return 0;
+}
+
+/* POST /api/v1/reload on the admin listener */
+static int
+on_server_api_reload(void *arg, char *err, size_t errcap)
+{
+	return server_reload_now(arg, "admin API", err, errcap);
 }
 
 static void
 on_server_hup(evutil_socket_t sig, short what, void *arg)
 {
-	server_reload_now(arg, "SIGHUP");
+	char err[512];
+
+	server_reload_now(arg, "SIGHUP", err, sizeof(err));
 }
 
 static void
 on_server_file(void *arg)
 {
 	struct server_run *r = arg;
+	char err[512];
 
 	server_reload_now(r, r->cf->config_file ? r->cf->config_file :
-	    "the config file");
+	    "the config file", err, sizeof(err));
 }
 
 /* A server holds a descriptor per visitor and per tunnel: take all the
@@ -188,6 +208,7 @@ run_server(int argc, char **argv)
 		free(cf);
 		return 1;
 	}
+	server_set_reload(run.srv, on_server_api_reload, &run);
 	sigs[0] = evsignal_new(base, SIGINT, on_server_stop, run.srv);
 	sigs[1] = evsignal_new(base, SIGTERM, on_server_stop, run.srv);
 	sigs[2] = evsignal_new(base, SIGHUP, on_server_hup, &run);

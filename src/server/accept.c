@@ -65,7 +65,7 @@ accept_failed(struct server *srv, int err)
 		log_warn("accept: %s", strerror(err));
 		return;
 	}
-	srv->met.accept_fd_limit++;
+	smet_fd_limit(srv);
 	if (srv->accept_log_ms == 0 ||
 	    now - srv->accept_log_ms >= ACCEPT_LOG_EVERY_MS) {
 		struct rlimit rl;
@@ -81,7 +81,7 @@ accept_failed(struct server *srv, int err)
 		    strerror(err), err == ENFILE ? "the system's file table "
 		    "is full" : "this process is at its limit", lim,
 		    ACCEPT_PAUSE_MS,
-		    (unsigned long long)srv->met.accept_fd_limit);
+		    (unsigned long long)smet_fd_limits(srv));
 		srv->accept_log_ms = now;
 	}
 	if (srv->accept_paused)

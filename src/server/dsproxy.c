@@ -103,7 +103,7 @@ dc_close(struct dconn *c, int refused, const char *fmt, ...)
 		log_warn("dtls stream %llu (%s, %s): refused: %s",
 		    (unsigned long long)c->id, c->peera, c->subject, why);
 		dp->refused++;
-		srv->met.streams_refused++;
+		smet_sproxy(srv, 1, 0, 0);
 	} else
 		log_info("dtls stream %llu (%s, %s): closed: %s (%llu "
 		    "datagrams in, %llu out, %llu dropped, %llu ICMP errors)",
@@ -112,8 +112,8 @@ dc_close(struct dconn *c, int refused, const char *fmt, ...)
 		    (unsigned long long)c->out_pkts,
 		    (unsigned long long)c->drops,
 		    (unsigned long long)c->icmp);
-	srv->met.bytes_in += c->in_bytes;
-	srv->met.bytes_out += c->out_bytes;
+	if (!refused)
+		smet_sproxy(srv, 0, c->in_bytes, c->out_bytes);
 	if (c->dns != NULL) {
 		struct evdns_getaddrinfo_request *r = c->dns;
 
@@ -351,7 +351,6 @@ dc_on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 	    (unsigned long long)c->id, c->peera, c->subject, c->h.host,
 	    c->h.port, a);
 	c->dp->total++;
-	c->dp->srv->met.streams_total++;
 	c->state = DC_RELAY;
 	c->last_ms = mtime_ms();
 	c->dev = event_new(c->dp->srv->base, fd, EV_READ | EV_PERSIST,
@@ -518,7 +517,7 @@ ds_accept(struct dsproxy *dp, const struct sockaddr_storage *peer,
 	if (dp->nconns >= DS_MAX_CONNS) {
 		SSL_free(ssl);
 		dp->refused++;
-		dp->srv->met.streams_refused++;
+		smet_sproxy(dp->srv, 1, 0, 0);
 		log_warn("dtls (%s): refused: %u connections open, the limit",
 		    a, dp->nconns);
 		return;

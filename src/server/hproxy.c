@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "http/http.h"
+#include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
@@ -79,6 +80,11 @@ struct hconn {
 	uint64_t last_io_ms;          /* bytes moved either way (monotonic) */
 	int interim;                  /* a 1xx response is being relayed */
 	uint64_t t_req_us, t_first_us;
+	struct smet_conn rec;         /* figures of its current tunnel */
+	uint64_t unrouted[2];         /* bytes while routed to none */
+	uint64_t msg_bytes[2];        /* the current request's and its
+					 response's bytes (for its event) */
+	struct sockaddr_storage peer_sa;
 	char peer_ip[64];
 	char peer[NET_ADDRSTR_MAX];
 };
@@ -104,13 +110,32 @@ hc_set_px(struct hconn *hc, struct proxy *px)
 {
 	struct proxy *old = hc_px(hc);
 
-	if (old == px)
+	if (old == px && (px == NULL || hc->rec.px_id == px->id))
 		return;
 	if (old)
 		old->nhconns--;
-	if (px)
+	smet_conn_end(hc->srv, &hc->rec, "closed");
+	if (px) {
 		px->nhconns++;
+		smet_conn_begin(&hc->rec, px, (struct sockaddr *)&hc->peer_sa);
+		/* what came before the route (the head) is this tunnel's */
+		for (int d = 0; d < 2; d++) {
+			smet_conn_bytes(&hc->rec, (enum smet_dir)d,
+			    hc->unrouted[d]);
+			hc->unrouted[d] = 0;
+		}
+	}
 	hc->px_id = px ? px->id : 0;
+}
+
+/* n bytes in (d SMET_IN) from the visitor or out to it */
+static void
+hc_count(struct hconn *hc, enum smet_dir d, uint64_t n)
+{
+	if (hc->rec.active)
+		smet_conn_bytes(&hc->rec, d, n);
+	else
+		hc->unrouted[d] += n;
 }
 
 static void
@@ -127,7 +152,10 @@ static void
 hc_destroy(struct hconn *hc)
 {
 	hc_unwait(hc);
+	smet_conn_end(hc->srv, &hc->rec, hc->reset ? "reset" : "closed");
 	hc_set_px(hc, NULL);
+	smet_unrouted(hc->srv, SMET_IN, hc->unrouted[SMET_IN]);
+	smet_unrouted(hc->srv, SMET_OUT, hc->unrouted[SMET_OUT]);
 	LIST_REMOVE(hc, all_link);
 	if (hc->st)
 		mux_stream_free(hc->st);
@@ -188,8 +216,9 @@ hc_fail(struct hconn *hc, int status, const char *detail, const char *extra)
 	    hc->req.url[0] ? log_esc(hc->req.url, strlen(hc->req.url), u,
 	    sizeof(u)) : "-", status, detail);
 	http_error_response(hc->out, status, detail, extra, 0);
-	if (px)
-		px->hstats.by_class[status / 100 % 6]++;
+	smet_http_request(hc->srv, px, hc->req.method[0] ? hc->req.method :
+	    "-", hc->req.url, status, 0, (struct sockaddr *)&hc->peer_sa,
+	    0, 0);
 	hc->state = H_CLOSING;
 	hc_arm_timer(hc);
 	if (hc->st) {
@@ -230,7 +259,7 @@ hc_read(struct hconn *hc)
 		}
 	}
 	evbuffer_commit_space(hc->in, v, nv);
-	hc->srv->met.bytes_in += (uint64_t)n;
+	hc_count(hc, SMET_IN, (uint64_t)n);
 	return n;
 }
 
@@ -249,7 +278,7 @@ hc_flush(struct hconn *hc)
 			hc_close(hc);
 			return busy; /* when busy, it goes once unwound */
 		}
-		hc->srv->met.bytes_out += (uint64_t)n;
+		hc_count(hc, SMET_OUT, (uint64_t)n);
 	}
 	if (evbuffer_get_length(hc->out) == 0 && hc->state == H_CLOSING) {
 		int busy = hc->busy;
@@ -298,16 +327,10 @@ hc_log_response(struct hconn *hc)
 	    hc->t_req_us;
 	const struct http_head *h = &hc->req;
 
-	if (px) {
-		struct http_stats *hs = &px->hstats;
-		hs->requests++;
-		hs->by_class[hc->req.status / 100 % 6]++;
-		hs->lat_sum_us += lat;
-		if (hs->lat_min_us == 0 || lat < hs->lat_min_us)
-			hs->lat_min_us = lat;
-		if (lat > hs->lat_max_us)
-			hs->lat_max_us = lat;
-	}
+	smet_http_request(hc->srv, px, h->method, h->url, hc->req.status, lat,
+	    (struct sockaddr *)&hc->peer_sa, hc->msg_bytes[0],
+	    hc->msg_bytes[1]);
+	hc->msg_bytes[0] = hc->msg_bytes[1] = 0;
 	log_info_later("http %s %s %s %s %d %s %.1fms", hc->peer,
 	    log_esc(h->host, strlen(h->host), eh, sizeof(eh)),
 	    log_esc(h->method, strlen(h->method), em, sizeof(em)),
@@ -394,6 +417,7 @@ hc_up_readable(struct mux_stream *st, void *arg)
 			hc->t_first_us = mtime_us();
 		}
 		evbuffer_remove_buffer(rx, hc->out, used);
+		hc->msg_bytes[1] += used;
 		moved += used;
 		if (used)
 			hc->last_io_ms = mtime_ms();
@@ -581,7 +605,7 @@ hc_on_head(struct hconn *hc)
 	}
 	if (hc->px_id != px->id &&
 	    px->nhconns >= hc->srv->cf->http_max_conns_tunnel) {
-		hc->srv->met.http_refused++;
+		smet_refused(hc->srv, SMET_REF_TUNNEL_CAP);
 		hc_fail(hc, 503, "This tunnel has too many open connections; "
 		    "try again shortly.", "Retry-After: 1\r\n");
 		return;
@@ -632,6 +656,7 @@ hc_process(struct hconn *hc)
 
 			ev = http_track_feed(hc->rq, cp, cl, &used, &hc->req);
 		}
+		hc->msg_bytes[0] += used;
 		if (hc->state == H_HEAD) {
 			evbuffer_drain(hc->in, used);
 			if (ev == HTTP_T_MORE) {
@@ -733,20 +758,21 @@ hproxy_tunnel_stop(struct proxy *px)
 static void
 hproxy_tunnel_log(const struct proxy *px)
 {
-	const struct http_stats *hs = &px->hstats;
+	uint64_t by[6], n = 0;
 
-	if (px->type == PROXY_TLS || hs->requests == 0)
+	for (int c = 0; c < 6; c++)
+		n += by[c] = px->m_http[c] ? met_value(px->m_http[c]) : 0;
+	if (px->type == PROXY_TLS || n == 0)
 		return;
 	log_info("%s %s: %llu requests, %llu 2xx, %llu 3xx, %llu 4xx, %llu "
-		 "5xx; latency min %.1f avg %.1f max %.1f ms",
-	    proxy_type_name(px->type), px->host,
-	    (unsigned long long)hs->requests,
-	    (unsigned long long)hs->by_class[2],
-	    (unsigned long long)hs->by_class[3],
-	    (unsigned long long)hs->by_class[4],
-	    (unsigned long long)hs->by_class[5], hs->lat_min_us / 1000.0,
-	    hs->lat_sum_us / 1000.0 / (double)hs->requests,
-	    hs->lat_max_us / 1000.0);
+		 "5xx; latency avg %.1f ms; %llu bytes in, %llu out",
+	    proxy_type_name(px->type), px->host, (unsigned long long)n,
+	    (unsigned long long)by[2], (unsigned long long)by[3],
+	    (unsigned long long)by[4], (unsigned long long)by[5],
+	    px->http_lat_n ? px->http_lat_sum_us / 1000.0 /
+	    (double)px->http_lat_n : 0.0,
+	    (unsigned long long)smet_px_bytes(px, SMET_IN),
+	    (unsigned long long)smet_px_bytes(px, SMET_OUT));
 }
 
 const struct proxy_ops hproxy_ops = {
@@ -876,15 +902,16 @@ hc_on_timer(evutil_socket_t fd, short what, void *arg)
 static int
 hproxy_room(struct server *srv)
 {
+	uint64_t n;
+
 	if (srv->nhconns + srv->npeeks < srv->cf->http_max_conns)
 		return 1;
-	srv->met.http_refused++;
-	if (srv->met.http_refused == 1 || srv->met.http_refused % 1000 == 0)
+	n = smet_refused(srv, SMET_REF_HTTP_CAP);
+	if (n == 1 || n % 1000 == 0)
 		log_warn("http: %u connections open, the limit "
 			 "(--http-max-conns); new ones are refused (%llu so "
 			 "far)",
-		    srv->cf->http_max_conns,
-		    (unsigned long long)srv->met.http_refused);
+		    srv->cf->http_max_conns, (unsigned long long)n);
 	return 0;
 }
 
@@ -898,6 +925,8 @@ hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	hc->fd = fd;
 	hc->ssl = ssl;
 	hc->https = ssl != NULL;
+	memcpy(&hc->peer_sa, sa, sa->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	net_addr_str(sa, hc->peer, sizeof(hc->peer));
 	snprintf(hc->peer_ip, sizeof(hc->peer_ip), "%s", hc->peer);
 	if ((colon = strrchr(hc->peer_ip, ':')) != NULL)
@@ -994,6 +1023,7 @@ hs_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 	p->ssl = NULL;
 	p->fd = -1;
 	hs_free(p, 0);
+	smet_tls(srv, SMET_TLS_HTTPS, err ? why : NULL);
 	if (err) {
 		log_info("https %s: TLS handshake failed: %s",
 		    net_addr_str((struct sockaddr *)&peer, buf, sizeof(buf)),
@@ -1121,7 +1151,7 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	loop_note_io();
 	if (!hproxy_room(srv) || srv->npeeks >= srv->cf->max_handshakes) {
 		if (srv->npeeks >= srv->cf->max_handshakes)
-			srv->met.http_refused++;
+			smet_refused(srv, SMET_REF_HANDSHAKE_CAP);
 		close(fd);
 		return;
 	}

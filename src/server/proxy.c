@@ -64,12 +64,6 @@ proxy_url(const struct proxy *px, char *buf, size_t cap)
 	return buf;
 }
 
-int
-proxy_is_http(uint8_t t)
-{
-	return t == PROXY_HTTP || t == PROXY_HTTPS || t == PROXY_TLS;
-}
-
 void
 proxy_reset_close(int fd)
 {
@@ -88,11 +82,15 @@ proxy_free(struct proxy *px)
 		return;
 	/* detach first: whatever the stop below sets off (an error page, a
 	 * log line) finds the tunnel gone, never half-freed */
+	uint32_t id = px->id;
+
 	registry_remove(&px->srv->reg, px);
 	if (px->ops->log)
 		px->ops->log(px);
 	if (px->ops->stop)
 		px->ops->stop(px);
+	px->id = id; /* for the event */
+	smet_tunnel_down(px, px->end_why ? px->end_why : "ended");
 	if (px->grace)
 		event_free(px->grace);
 	free(px);
@@ -101,6 +99,8 @@ proxy_free(struct proxy *px)
 void
 proxy_unregister(struct proxy *px)
 {
+	if (px->end_why == NULL)
+		px->end_why = "unregistered by its client";
 	if (px->sess) {
 		LIST_REMOVE(px, sess_link);
 		px->sess->nproxies--;
@@ -119,6 +119,8 @@ proxy_on_grace_end(evutil_socket_t fd, short what, void *arg)
 		 "refused, released",
 	    proxy_type_name(px->type), log_esc(px->name, strlen(px->name), n,
 	    sizeof(n)), proxy_where(px), px->npending + px->nhwait);
+	smet_lease_expired(px);
+	px->end_why = "lease expired";
 	proxy_free(px);
 }
 
@@ -144,9 +146,12 @@ proxy_session_lost(struct proxy *px)
 	px->refuse_waiting = px->sess && px->sess->goodbye_received;
 	px->sess = NULL;
 	if (srv->cf->lease_grace_s == 0 || srv->shutting_down) {
+		px->end_why = srv->shutting_down ? "server shutting down" :
+		    "session lost";
 		proxy_free(px);
 		return;
 	}
+	smet_tunnel_grace(px);
 	if (px->grace == NULL)
 		px->grace = evtimer_new(srv->base, proxy_on_grace_end, px);
 	evtimer_add(px->grace, &tv);
@@ -582,17 +587,25 @@ attach:
 
 #undef FAIL
 
-void
-proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
+/* A public TCP connection being relayed: its record and figures. */
+struct tconn {
+	struct server *srv;
+	struct smet_conn rec;
+};
+
+static void
+tcp_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
     int refused)
 {
-	struct server *srv = arg;
+	struct tconn *tc = arg;
 
-	srv->met.streams_active--;
-	srv->met.bytes_in += from_sock;
-	srv->met.bytes_out += to_sock;
+	smet_relay_add(tc->srv, -1);
+	smet_conn_bytes(&tc->rec, SMET_IN, from_sock);
+	smet_conn_bytes(&tc->rec, SMET_OUT, to_sock);
 	if (refused)
-		srv->met.streams_refused++;
+		smet_refused(tc->srv, SMET_REF_CLIENT);
+	smet_conn_end(tc->srv, &tc->rec, refused ? "refused" : "closed");
+	free(tc);
 }
 
 struct mux_stream *
@@ -639,7 +652,7 @@ proxy_stream_open(struct proxy *px, const struct sockaddr *peer)
 		return NULL;
 	}
 	s->streams_total++;
-	px->srv->met.streams_total++;
+	smet_stream_opened(px->srv);
 	if (s->state < SESS_FORWARDING)
 		s->state = SESS_FORWARDING;
 	return st;
@@ -650,16 +663,19 @@ proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
 {
 	struct server *srv = px->srv;
 	struct mux_stream *st = proxy_stream_open(px, peer);
+	struct tconn *tc;
 
 	if (st == NULL) {
 		log_warn("port %u: connection refused: no stream to the client",
 		    px->port);
-		srv->met.streams_refused++;
+		smet_refused(srv, SMET_REF_NO_STREAM);
 		proxy_reset_close(fd);
 		return;
 	}
-	px->conns_total++;
-	srv->met.streams_active++;
+	tc = xcalloc(1, sizeof(*tc));
+	tc->srv = srv;
+	smet_conn_begin(&tc->rec, px, peer);
+	smet_relay_add(srv, 1);
 	if (log_enabled(LOG_DEBUG)) {
 		char a[NET_ADDRSTR_MAX];
 		log_debug("session %llu: stream %u for %s on port %u",
@@ -667,6 +683,6 @@ proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
 		    net_addr_str(peer, a, sizeof(a)), px->port);
 	}
 	/* relay_new frees everything itself when it fails */
-	relay_new(srv->base, fd, st, RELAY_RST_IF_REFUSED, proxy_relay_done,
-	    srv);
+	relay_new(srv->base, fd, st, RELAY_RST_IF_REFUSED, tcp_relay_done,
+	    tc);
 }

@@ -12,11 +12,13 @@
 #include <event2/listener.h>
 #include <openssl/ssl.h>
 
+#include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "server/server.h"
 #include "server/accept.h"
 #include "server/hproxy.h"
+#include "server/admin.h"
 #include "server/server_int.h"
 #include "server/dsproxy.h"
 #include "server/sproxy.h"
@@ -90,7 +92,7 @@ session_fail_error(struct session *s, uint8_t code, const char *text)
 }
 
 static void
-session_destroy(struct session *s)
+session_destroy(struct session *s, const char *why)
 {
 	struct server *srv = s->srv;
 	struct proxy *px;
@@ -99,6 +101,7 @@ session_destroy(struct session *s)
 		LIST_REMOVE(px, sess_link);
 		proxy_session_lost(px);
 	}
+	smet_session_down(s, why);
 	TAILQ_REMOVE(&srv->sessions, s, link);
 	srv->nsessions--;
 	if (s->authed)
@@ -120,13 +123,18 @@ session_mux_closed(struct mux *m, int err, void *arg)
 	    err == MG_EPROTO ? "protocol error" : mg_strerror(err);
 
 	mux_stats(m, &tx, &rx);
+	/* the tunnels' public bytes, as every other figure of the session
+	 * (the control connection's own are its wire bytes) */
 	SLOG(LOG_INFO, s,
-	    "closed: %s; %llu streams, %llu bytes in, %llu bytes out, %llu s",
+	    "closed: %s; %llu streams, %llu bytes in, %llu bytes out "
+	    "(public; %llu/%llu on the wire), %llu s",
 	    why, (unsigned long long)s->streams_total,
+	    (unsigned long long)smet_sess_bytes(s, SMET_IN),
+	    (unsigned long long)smet_sess_bytes(s, SMET_OUT),
 	    (unsigned long long)rx, (unsigned long long)tx,
 	    (unsigned long long)((mtime_ms() - s->started_ms) /
 		1000));
-	session_destroy(s);
+	session_destroy(s, why);
 }
 
 static void
@@ -143,6 +151,7 @@ session_on_deadline(evutil_socket_t fd, short what, void *arg)
 	if (s->state < SESS_AUTHENTICATED) {
 		SLOG(LOG_WARN, s, "no authentication within %d s",
 		    AUTH_DEADLINE_S);
+		smet_auth_failed(s->srv, SMET_AUTH_TIMEOUT);
 		if (s->ctrl)
 			session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
 			    "authentication timed out");
@@ -248,6 +257,7 @@ session_take_over(struct session *s)
 		    (unsigned long long)s->id);
 		session_send_code(o, CTRL_GOODBYE, CODE_REPLACED,
 		    "replaced by a newer session of the same client");
+		smet_session_replaced(o, s);
 		/* its proxies go to grace and this session adopts them */
 		o->goodbye_received = 0;
 		session_close(o, MG_ECLOSED);
@@ -283,6 +293,7 @@ session_authenticated(struct session *s, const char *identity)
 	    s->method == CTRL_METHOD_HMAC ? "hmac" :
 	    s->method == CTRL_METHOD_MTLS ? "mtls" : "token",
 	    identity, s->agent, s->caps);
+	smet_session_up(s);
 	session_take_over(s);
 }
 
@@ -309,7 +320,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 	char ident[SERVER_ID_MAX];
 
 	if (rc < 0) {
-		s->srv->met.auth_failures++;
+		smet_auth_failed(s->srv, SMET_AUTH_BAD_HELLO);
 		session_fail(s, CTRL_AUTH_ERR, rc == MG_EUNSUPP ?
 		    CODE_METHOD_NOT_ALLOWED : CODE_PROTOCOL, h.err);
 		return;
@@ -319,7 +330,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 	case CTRL_METHOD_TOKEN:
 		/* the token travels in the clear: refuse it only off TLS */
 		if (s->srv->cf->no_plain_token && !s->tls) {
-			s->srv->met.auth_failures++;
+			smet_auth_failed(s->srv, SMET_AUTH_METHOD);
 			session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
 			    "plain TOKEN auth is refused here; use HMAC");
 			return;
@@ -327,7 +338,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		snprintf(s->agent, sizeof(s->agent), "legacy");
 		s->caps = 0;
 		if ((id = token_match(s->srv, h.token.p, h.token.len)) < 0) {
-			s->srv->met.auth_failures++;
+			smet_auth_failed(s->srv, SMET_AUTH_BAD_TOKEN);
 			session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
 			    "invalid token");
 			return;
@@ -336,7 +347,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		return;
 	case CTRL_METHOD_MTLS:
 		if (!s->tls || s->subject[0] == '\0') {
-			s->srv->met.auth_failures++;
+			smet_auth_failed(s->srv, SMET_AUTH_METHOD);
 			session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
 			    "mTLS authentication needs a TLS connection with a "
 			    "verified client certificate");
@@ -368,7 +379,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		return;
 	}
 	default:
-		s->srv->met.auth_failures++;
+		smet_auth_failed(s->srv, SMET_AUTH_METHOD);
 		session_fail(s, CTRL_AUTH_ERR, CODE_METHOD_NOT_ALLOWED,
 		    "unknown authentication method");
 		return;
@@ -386,6 +397,7 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 	uint8_t code = 0;
 	char why[256], url[400];
 	const char *ptype = proxy_type_name(reg->proxy_type);
+	int resumed;
 	char n[LOG_ESC_MAX];
 
 	memset(&r, 0, sizeof(r));
@@ -413,6 +425,7 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 	}
 	if (s->state < SESS_BOUND)
 		s->state = SESS_BOUND;
+	resumed = px->m_bytes[0] != NULL;
 	proxy_url(px, url, sizeof(url));
 	SLOG(LOG_INFO, s, "proxy \"%s\" (%s) at %s", log_esc(px->name,
 	    strlen(px->name), n, sizeof(n)), ptype, url);
@@ -424,6 +437,7 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 	r.u.reg_ok.url.p = (const uint8_t *)url;
 	r.u.reg_ok.url.len = strlen(url);
 	session_send(s, &r);
+	smet_tunnel_up(px, resumed, url);
 	/* only now does the client know the tunnel: visitors that waited
 	 * for it (lease grace) may go on */
 	proxy_serve_waiting(px);
@@ -473,7 +487,7 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 			return;
 		}
 		if ((id = mac_match(s, m.u.mac)) < 0) {
-			s->srv->met.auth_failures++;
+			smet_auth_failed(s->srv, SMET_AUTH_BAD_TOKEN);
 			session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
 			    "invalid token (HMAC proof did not match)");
 			return;
@@ -579,7 +593,7 @@ session_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	}
 	TAILQ_INSERT_TAIL(&srv->sessions, s, link);
 	srv->nsessions++;
-	srv->met.sessions_total++;
+	met_inc(srv->m.sessions_total);
 	s->mux = mux_new_tls(srv->base, fd, ssl, 0, &srv->cf->mux,
 	    &session_mux_cbs, s);
 	s->deadline = evtimer_new(srv->base, session_on_deadline, s);
@@ -615,10 +629,13 @@ server_on_handshake(SSL *ssl, int err, const char *why, void *arg)
 	net_addr_str((struct sockaddr *)&tp->peer, buf, sizeof(buf));
 	if (err) {
 		log_warn("TLS handshake with %s failed: %s", buf, why);
-		srv->met.auth_failures++;
+		smet_auth_failed(srv, SMET_AUTH_TLS);
+		smet_tls(srv, SMET_TLS_CONTROL, why);
 		goto drop;
 	}
 	alpn = tls_alpn(ssl);
+	smet_tls(srv, strcmp(alpn, TLS_ALPN_STREAM) == 0 ? SMET_TLS_STREAM :
+	    SMET_TLS_CONTROL, NULL);
 	if (alpn[0] == '\0' || strcmp(alpn, TLS_ALPN_TUNNEL) == 0) {
 		session_start(srv, tp->fd, ssl, (struct sockaddr *)&tp->peer);
 		free(tp);
@@ -754,7 +771,6 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 	unsigned added = 0, removed = 0, kicked = 0;
 	int tls_reuse, fd;
 
-	srv->reloads++;
 	srv->reload_time = time(NULL); /* for people: the wall clock */
 	/* 1. everything that can fail, before anything changes */
 	tls_reuse = ncf->tls && srv->tls && !str_differs(ncf->tls_cert,
@@ -819,6 +835,16 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 		snprintf(restart + l, sizeof(restart) - l, "%s--busy-poll",
 		    l ? "; " : "");
 	}
+	if (strcmp(ncf->admin_addr, ocf->admin_addr) ||
+	    str_differs(ncf->admin_token, ocf->admin_token) ||
+	    str_differs(ncf->admin_cert, ocf->admin_cert) ||
+	    str_differs(ncf->admin_key, ocf->admin_key) ||
+	    str_differs(ncf->admin_client_ca, ocf->admin_client_ca)) {
+		size_t l = strlen(restart);
+		snprintf(restart + l, sizeof(restart) - l, "%sthe admin "
+		    "listener's settings", l ? "; " : "");
+	}
+	metrics_set_max_series(srv->m.reg, ncf->metrics_max_series);
 	log_info("reload: tokens %u added, %u removed; %s%s%s%s%s%s%s%s%s",
 	    added, removed,
 	    strcmp(ncf->addr, ocf->addr) ? "control port moves to " : "",
@@ -877,14 +903,20 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 		log_info("reload: %u sessions of removed tokens ended", kicked);
 	srv->reload_ok = 1;
 	srv->reload_err[0] = '\0';
+	{
+		char sum[128];
+		snprintf(sum, sizeof(sum), "tokens %u added, %u removed; %u "
+		    "sessions ended", added, removed, kicked);
+		smet_reload(srv, 1, sum);
+	}
 	return 0;
 fail:
 	tls_ctx_free(ntls);
 	if (nlst)
 		evconnlistener_free(nlst);
-	srv->reload_failures++;
 	srv->reload_ok = 0;
 	snprintf(srv->reload_err, sizeof(srv->reload_err), "%s", err);
+	smet_reload(srv, 0, err);
 	return MG_EINVAL;
 }
 
@@ -902,23 +934,64 @@ server_reload(struct server *srv)
 void
 server_reload_failed(struct server *srv, const char *why)
 {
-	srv->reloads++;
 	srv->reload_time = time(NULL);
-	srv->reload_failures++;
 	srv->reload_ok = 0;
 	snprintf(srv->reload_err, sizeof(srv->reload_err), "%s", why);
+	smet_reload(srv, 0, why);
 }
 
 void
 server_reload_status(const struct server *srv,
     struct server_reload_status *st)
 {
-	st->reloads = srv->reloads;
-	st->failures = srv->reload_failures;
+	smet_reloads(srv, &st->reloads, &st->failures);
 	st->last_time = srv->reload_time;
 	st->last_ok = srv->reload_ok;
 	snprintf(st->last_err, sizeof(st->last_err), "%s", srv->reload_err);
 }
+
+void
+server_set_reload(struct server *srv,
+    int (*fn)(void *arg, char *err, size_t errcap), void *arg)
+{
+	srv->reload_cb = fn;
+	srv->reload_arg = arg;
+}
+
+/* ---- the admin listener's actions ---- */
+
+static int
+server_admin_reload(struct server *srv, char *err, size_t errcap)
+{
+	if (srv->reload_cb == NULL) {
+		snprintf(err, errcap, "no configuration source to reload from");
+		return -1;
+	}
+	return srv->reload_cb(srv->reload_arg, err, errcap);
+}
+
+static int
+server_kick(struct server *srv, uint64_t id, const char *why)
+{
+	struct session *s;
+
+	TAILQ_FOREACH(s, &srv->sessions, link) {
+		if (s->id != id || !s->authed)
+			continue;
+		SLOG(LOG_INFO, s, "%s", why);
+		s->kicked = 1;
+		session_send_code(s, CTRL_GOODBYE, CODE_NOT_ALLOWED, why);
+		snprintf(s->close_why, sizeof(s->close_why), "%s", why);
+		session_close(s, MG_ECLOSED);
+		return 0;
+	}
+	return -1;
+}
+
+static const struct admin_ops server_admin_ops = {
+	.kick = server_kick,
+	.reload = server_admin_reload,
+};
 
 /* ---- shutdown ---- */
 
@@ -928,12 +1001,11 @@ server_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = arg;
 	struct session *s;
 
-	if (srv->met.streams_active > 0 &&
-	    mtime_ms() < srv->drain_deadline_ms)
+	if (smet_relays(srv) > 0 && mtime_ms() < srv->drain_deadline_ms)
 		return;
-	if (srv->met.streams_active > 0)
-		log_warn("drain deadline reached with %u streams open",
-		    srv->met.streams_active);
+	if (smet_relays(srv) > 0)
+		log_warn("drain deadline reached with %lld streams open",
+		    (long long)smet_relays(srv));
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
 		session_close(s, MG_ECLOSED);
 	event_base_loopexit(srv->base, NULL);
@@ -951,8 +1023,8 @@ server_shutdown(struct server *srv)
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
-	log_info("shutting down, draining %u streams for up to %u s",
-	    srv->met.streams_active, srv->cf->drain_s);
+	log_info("shutting down, draining %lld streams for up to %u s",
+	    (long long)smet_relays(srv), srv->cf->drain_s);
 	srv->shutting_down = 1;
 	evconnlistener_disable(srv->lst);
 	if (srv->http_lst)
@@ -1001,6 +1073,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	    &hproxy_ops;
 	srv->session_fail = session_fail_error;
 	srv->started_ms = mtime_ms();
+	smet_init(srv);
 	if (cf->public_host[0])
 		snprintf(srv->host_for_urls, sizeof(srv->host_for_urls), "%s",
 		    cf->public_host);
@@ -1051,6 +1124,10 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		log_info("stream proxy on (ALPN %s), %zu allow rules",
 		    TLS_ALPN_STREAM, cf->nstream_allow);
 	}
+	if (admin_start(srv, &server_admin_ops, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto fail;
+	}
 	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",
 	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
 	    cf->start_port, cf->end_port, cf->bind_addr[0] ? " on " : "",
@@ -1069,25 +1146,28 @@ fail:
 void
 server_log_summary(struct server *srv)
 {
-	const struct server_metrics *m = &srv->met;
+	struct smet_summary m;
 
+	smet_summary(srv, &m);
 	log_info("summary: uptime %llu s, %llu sessions (%u open), "
-		 "%llu auth failures, %llu streams (%u open, %llu refused), "
-		 "%llu bytes in, %llu bytes out",
+		 "%llu auth failures, %llu streams (%lld relaying), "
+		 "%llu connections refused, %llu bytes in, %llu bytes out",
 	    (unsigned long long)((mtime_ms() - srv->started_ms) / 1000),
-	    (unsigned long long)m->sessions_total, srv->nsessions,
-	    (unsigned long long)m->auth_failures,
-	    (unsigned long long)m->streams_total, m->streams_active,
-	    (unsigned long long)m->streams_refused,
-	    (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out);
-	if (m->udp_pkts_in || m->udp_pkts_out || m->udp_drops_in ||
-	    m->udp_drops_out)
+	    (unsigned long long)m.sessions, srv->nsessions,
+	    (unsigned long long)m.auth_failures,
+	    (unsigned long long)m.streams, (long long)m.relays,
+	    (unsigned long long)m.refused, (unsigned long long)m.bytes[0],
+	    (unsigned long long)m.bytes[1]);
+	if (m.http_requests)
+		log_info("summary: http %llu requests", (unsigned long long)
+		    m.http_requests);
+	if (m.udp[0] || m.udp[1] || m.udp_drops[0] || m.udp_drops[1])
 		log_info("summary: udp %llu datagrams in (%llu dropped), %llu "
 			 "out (%llu dropped)",
-		    (unsigned long long)m->udp_pkts_in,
-		    (unsigned long long)m->udp_drops_in,
-		    (unsigned long long)m->udp_pkts_out,
-		    (unsigned long long)m->udp_drops_out);
+		    (unsigned long long)m.udp[0],
+		    (unsigned long long)m.udp_drops[0],
+		    (unsigned long long)m.udp[1],
+		    (unsigned long long)m.udp_drops[1]);
 }
 
 void
@@ -1103,6 +1183,7 @@ server_free(struct server *srv)
 	while ((px = LIST_FIRST(&srv->reg.all)) != NULL)
 		proxy_free(px);
 	registry_free(&srv->reg);
+	admin_stop(srv);
 	accept_stop(srv);
 	hproxy_stop(srv);
 	server_cancel_handshakes(srv);
@@ -1117,5 +1198,6 @@ server_free(struct server *srv)
 	if (srv->drain_tick)
 		event_free(srv->drain_tick);
 	free(srv->udp_buf);
+	smet_free(srv);
 	free(srv);
 }

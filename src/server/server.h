@@ -2,6 +2,8 @@
 #ifndef MG_SERVER_H
 #define MG_SERVER_H
 
+#include <stddef.h>
+
 struct event_base;
 struct server;
 struct server_conf;
@@ -54,6 +56,12 @@ void server_reload_status(const struct server *srv,
     struct server_reload_status *st);
 
 /* server_free: close everything; accepts NULL. */
+/* server_set_reload: how POST /api/v1/reload reloads: fn re-reads the
+ * configuration and calls server_apply (the cli's own SIGHUP path);
+ * 0, or -1 with a message in err. Without it the API answers 501. */
+void server_set_reload(struct server *srv,
+    int (*fn)(void *arg, char *err, size_t errcap), void *arg);
+
 void server_free(struct server *srv);
 
 /* server_log_summary: one log line with the server's counters. */

@@ -11,6 +11,7 @@
 #include "relay/dgram.h"
 #include "relay/tlsrelay.h"
 #include "server/registry.h"
+#include "server/smet.h"
 
 #define SERVER_ID_MAX 272
 
@@ -45,12 +46,6 @@ struct pending {
 	int fd;
 };
 TAILQ_HEAD(pending_list, pending);
-
-struct http_stats {
-	uint64_t requests;
-	uint64_t by_class[6];         /* 1xx..5xx by status / 100 */
-	uint64_t lat_min_us, lat_max_us, lat_sum_us;
-};
 
 struct hconn;
 LIST_HEAD(hconn_list, hconn);
@@ -96,23 +91,25 @@ struct proxy {
 	char identity[SERVER_ID_MAX]; /* the lease owner (see session) */
 	uint8_t client_id[CTRL_ID_LEN];
 	int refuse_waiting;           /* the client left with Goodbye */
-	uint64_t conns_total, bytes_in, bytes_out;
-	unsigned conns_active;
+	const char *end_why;          /* why it ends (static), for its event */
+	/* its figures (smet.h): bytes in/out, connections, open ones, HTTP
+	 * requests by status class (0: none, 1xx..5xx) */
+	struct met_series *m_bytes[2], *m_conns, *m_active, *m_http[6];
+	uint64_t http_lat_sum_us, http_lat_n; /* for the API's average */
+	int64_t created_unix_ms;
 	/* UDP proxies (udp.c) */
 	int udp_fd;
 	struct event *udp_ev, *udp_sweep;
 	struct uflow **flows;         /* hash buckets, UFLOW_BUCKETS */
 	TAILQ_HEAD(, uflow) flow_lru; /* least recently used first */
 	unsigned nflows;
-	uint64_t flows_total;
-	struct dgram_stats dg;
+	struct dgram_stats dg;        /* per datagram figures (dgram_send) */
 	/* HTTP, HTTPS and TLS proxies (hproxy.c) */
 	char host[256];               /* the host name it serves */
 	char basic_auth[256];         /* "user:pass", or "" */
 	struct hconn_list hwait;      /* requests waiting for the client */
 	unsigned nhwait;              /* at most cf->max_pending */
 	unsigned nhconns;             /* public connections routed here */
-	struct http_stats hstats;
 };
 
 struct session {
@@ -143,21 +140,12 @@ struct session {
 	char close_why[256];          /* why the server ends it, for the log */
 	int by_token;                 /* authenticated with a token: */
 	uint8_t token_hash[32];       /* its SHA-256 (a reload may remove it) */
+	/* its figures (smet.h): mgrok_client_info, the client's bytes */
+	struct met_series *m_info, *m_bytes[2];
+	int64_t connected_unix_ms;
+	int replaced, kicked;         /* how it ends, for its event */
 };
 TAILQ_HEAD(session_list, session);
-
-struct server_metrics {
-	uint64_t udp_pkts_in, udp_pkts_out, udp_drops_in, udp_drops_out;
-	uint64_t sessions_total;
-	uint64_t auth_failures;
-	uint64_t streams_total;
-	uint64_t streams_refused;
-	uint64_t bytes_in;            /* from public peers */
-	uint64_t bytes_out;           /* to public peers */
-	unsigned streams_active;
-	uint64_t accept_fd_limit;     /* accept(2) at EMFILE/ENFILE */
-	uint64_t http_refused;        /* HTTP(S) connections over a cap */
-};
 
 struct server {
 	struct event_base *base;
@@ -196,14 +184,18 @@ struct server {
 	uint64_t started_ms;
 	uint64_t drain_deadline_ms;
 	int shutting_down;
-	uint64_t reloads, reload_failures;
 	long long reload_time;        /* of the last one, Unix time */
 	int reload_ok;                /* the last reload's result */
 	char reload_err[512];
 	int accept_paused;            /* at the fd limit (accept.c) */
 	struct event *accept_resume;
 	uint64_t accept_log_ms;
-	struct server_metrics met;
+	struct smet m;                /* every figure (smet.h) */
+	struct admin *admin;          /* the admin listener (admin.c) */
+	/* POST /api/v1/reload: the embedder's reload (src/cli re-reads the
+	 * configuration), or NULL */
+	int (*reload_cb)(void *arg, char *err, size_t errcap);
+	void *reload_arg;
 	char host_for_urls[256];      /* --public-host, or the bind address */
 	uint8_t *udp_buf;             /* recvmmsg scratch, shared by proxies */
 };
@@ -228,16 +220,17 @@ void proxy_reset_close(int fd);
 /* proxy_where: "port N" or the host name, for log lines (static). */
 const char *proxy_where(const struct proxy *px);
 /* proxy_is_http: HTTP, HTTPS and TLS tunnels, routed by host name. */
-int proxy_is_http(uint8_t type);
+static inline int
+proxy_is_http(uint8_t t)
+{
+	return t == PROXY_HTTP || t == PROXY_HTTPS || t == PROXY_TLS;
+}
 extern const struct proxy_ops proxy_tcp_ops;
 /* proxy_stream_open: a data stream to px's client, its NewStream(Ex)
  * header written (peer may be NULL); NULL when the client is away or at
  * its stream limit. Counts the stream in the session and server. */
 struct mux_stream *proxy_stream_open(struct proxy *px,
     const struct sockaddr *peer);
-/* proxy_relay_done: relay_done callback (arg: the server) for counters. */
-void proxy_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
-    int refused);
 const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
 
 /* udp.c */

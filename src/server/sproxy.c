@@ -91,7 +91,7 @@ sp_refuse(struct sp_conn *c, const char *why)
 {
 	log_warn("stream %llu (%s, %s): refused: %s",
 	    (unsigned long long)c->id, c->peer, c->subject, why);
-	c->srv->met.streams_refused++;
+	smet_sproxy(c->srv, 1, 0, 0);
 	sp_free(c, 1);
 }
 
@@ -100,9 +100,8 @@ sp_relay_done(void *arg, uint64_t t2s, uint64_t s2t, const char *why)
 {
 	struct server *srv = arg;
 
-	srv->met.streams_active--;
-	srv->met.bytes_in += t2s;
-	srv->met.bytes_out += s2t;
+	smet_relay_add(srv, -1);
+	smet_sproxy(srv, 0, t2s, s2t);
 	if (why[0])
 		log_info("stream proxy connection ended: %s (%llu bytes out, "
 			 "%llu back)",
@@ -145,8 +144,7 @@ sp_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 	log_info("stream %llu (%s, %s): connected to %s:%u (%s)",
 	    (unsigned long long)c->id, c->peer, c->subject, c->h.host,
 	    c->h.port, net_addr_str(sa, a, sizeof(a)));
-	c->srv->met.streams_total++;
-	c->srv->met.streams_active++;
+	smet_relay_add(c->srv, 1);
 	tlsrelay_new(c->srv->base, c->fd, c->ssl, fd, NULL, NULL,
 	    SP_MAX_BUF, &c->srv->sp_relays, sp_relay_done, c->srv);
 	sp_free(c, 0);

@@ -39,6 +39,8 @@ struct uflow {
 	socklen_t plen;
 	int gso; /* UDP GSO towards the peer (dgram_send) */
 	uint64_t last_ms;
+	struct smet_conn rec;         /* its figures and record */
+	const char *end_why;
 };
 
 static void uflow_readable(struct mux_stream *st, void *arg);
@@ -83,6 +85,9 @@ uflow_free(struct uflow *f)
 		*pp = f->next;
 	TAILQ_REMOVE(&px->flow_lru, f, lru);
 	px->nflows--;
+	smet_udp_flow(px->srv, -1);
+	smet_conn_end(px->srv, &f->rec, f->end_why ? f->end_why :
+	    f->st ? "idle" : "session lost");
 	if (f->st)
 		mux_stream_free(f->st);
 	free(f);
@@ -111,6 +116,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 		struct uflow *old = TAILQ_FIRST(&px->flow_lru);
 		log_info("udp port %u: %u flows, closing the longest idle",
 		    px->port, px->nflows);
+		old->end_why = "evicted";
 		uflow_free(old);
 	}
 	if ((st = proxy_stream_open(px, sa)) == NULL)
@@ -129,7 +135,8 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	}
 	TAILQ_INSERT_TAIL(&px->flow_lru, f, lru);
 	px->nflows++;
-	px->flows_total++;
+	smet_udp_flow(px->srv, 1);
+	smet_conn_begin(&f->rec, px, sa);
 	mux_stream_set_cbs(st, &uflow_cbs, f);
 	/* datagrams never wait here (sendmmsg takes them or they drop), so
 	 * a big window costs no memory; fairness between flows is kept by
@@ -161,12 +168,17 @@ uflow_readable(struct mux_stream *st, void *arg)
 		    iov, UDP_SEND_BATCH, &consumed);
 		if (n <= 0)
 			break;
+		uint64_t bytes = 0;
 		sent = dgram_send(px->udp_fd, (struct sockaddr *)&f->peer,
-		    f->plen, iov, n, &f->gso, &px->dg.bytes_out);
+		    f->plen, iov, n, &f->gso, &bytes);
 		px->dg.pkts_out += (uint64_t)sent;
-		px->dg.drops_out += (uint64_t)(n - sent);
-		srv->met.udp_pkts_out += (uint64_t)sent;
-		srv->met.udp_drops_out += (uint64_t)(n - sent);
+		smet_conn_bytes(&f->rec, SMET_OUT, bytes);
+		smet_udp(px, SMET_OUT, (uint64_t)sent);
+		if (n > sent) {
+			px->dg.drops_out += (uint64_t)(n - sent);
+			smet_udp_drop(srv, SMET_OUT, "send_failed",
+			    (uint64_t)(n - sent));
+		}
 		evbuffer_drain(rx, consumed);
 		mux_stream_consumed(st, consumed);
 		uflow_touch(f, mtime_ms());
@@ -178,8 +190,10 @@ uflow_readable(struct mux_stream *st, void *arg)
 		    "bad datagram length on a UDP flow");
 		return; /* the session and this flow are gone */
 	}
-	if (mux_stream_eof(st))
+	if (mux_stream_eof(st)) {
+		f->end_why = "closed";
 		uflow_free(f);
+	}
 }
 
 static void
@@ -200,6 +214,8 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	struct iovec iov[UDP_BATCH];
 	struct sockaddr_storage addrs[UDP_BATCH];
 	uint64_t now = mtime_ms();
+	uint64_t pkts = 0, drop_away = 0, drop_flow = 0;
+	uint64_t drop_mux = 0, drop_size = 0;
 	int total = 0;
 
 	loop_note_io();
@@ -227,32 +243,44 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 			struct sockaddr *sa = (struct sockaddr *)&addrs[i];
 			socklen_t sl = msgs[i].msg_hdr.msg_namelen;
 			struct uflow *f;
-			if (len == 0 || len > DGRAM_MAX || px->sess == NULL) {
-				/* empty, oversized, or the client is away */
-				px->dg.drops_in++;
-				srv->met.udp_drops_in++;
+			if (len == 0 || len > DGRAM_MAX) {
+				drop_size++;
+				continue;
+			}
+			if (px->sess == NULL) {
+				drop_away++;
 				continue;
 			}
 			f = *uflow_slot(px, sa, sl);
 			if (f == NULL && (f = uflow_new(px, sa, sl)) == NULL) {
-				px->dg.drops_in++;
-				srv->met.udp_drops_in++;
+				drop_flow++;
 				continue;
 			}
 			uflow_touch(f, now);
 			if (mux_stream_send_datagram(f->st, iov[i].iov_base,
 			    len) < 0) {
-				px->dg.drops_in++;
-				srv->met.udp_drops_in++;
+				drop_mux++;
 				continue;
 			}
-			px->dg.pkts_in++;
-			px->dg.bytes_in += len;
-			srv->met.udp_pkts_in++;
+			smet_conn_bytes(&f->rec, SMET_IN, len);
+			pkts++;
 		}
 		if (n < UDP_BATCH)
 			break;
 	}
+	/* the batch's figures, once */
+	px->dg.pkts_in += pkts;
+	px->dg.drops_in += drop_away + drop_flow + drop_mux + drop_size;
+	if (pkts)
+		smet_udp(px, SMET_IN, pkts);
+	if (drop_away)
+		smet_udp_drop(srv, SMET_IN, "client_away", drop_away);
+	if (drop_size)
+		smet_udp_drop(srv, SMET_IN, "bad_size", drop_size);
+	if (drop_flow)
+		smet_udp_drop(srv, SMET_IN, "no_stream", drop_flow);
+	if (drop_mux)
+		smet_udp_drop(srv, SMET_IN, "stream_full", drop_mux);
 	if (px->sess)
 		mux_uncork(px->sess->mux);
 }
@@ -320,12 +348,12 @@ udp_proxy_log(const struct proxy *px)
 		 "bytes %llu dropped; out %llu datagrams %llu bytes %llu "
 		 "dropped",
 	    log_esc(px->name, strlen(px->name), n, sizeof(n)), px->port,
-	    (unsigned long long)px->flows_total,
+	    (unsigned long long)smet_px_conns(px),
 	    (unsigned long long)px->dg.pkts_in,
-	    (unsigned long long)px->dg.bytes_in,
+	    (unsigned long long)smet_px_bytes(px, SMET_IN),
 	    (unsigned long long)px->dg.drops_in,
 	    (unsigned long long)px->dg.pkts_out,
-	    (unsigned long long)px->dg.bytes_out,
+	    (unsigned long long)smet_px_bytes(px, SMET_OUT),
 	    (unsigned long long)px->dg.drops_out);
 }
 

@@ -14,7 +14,7 @@
  * A request runs: auth (Bearer token, constant time), the Host check and
  * the same-origin check of an open listener, the route (longest match),
  * then the handler; unrouted GETs go to the embedded pages. web_path and
- * web_query read a context that lives for the handler's call (the loop is
+ * web_query read the web's context of the request being handled (the loop is
  * single-threaded and a handler never runs inside another).
  *
  * SSE streams ride on a chunked reply: the stream is tied to its
@@ -86,6 +86,15 @@ struct wsse {
 	int dead; /* dropped (slow reader): the kill event frees it */
 };
 
+/* the request being handled: its decoded path and query, for web_path
+ * and web_query during its handler's call */
+struct reqctx {
+	struct evhttp_request *req;
+	char *path;
+	struct evkeyvalq query;
+	int query_parsed;
+};
+
 struct web {
 	struct event_base *base;
 	struct evhttp *http;
@@ -105,16 +114,8 @@ struct web {
 	int npending;
 	unsigned nconns, nsse;
 	uint64_t requests, unauthorized, refused;
+	struct reqctx *cur;    /* the request being handled, or NULL */
 };
-
-/* the request being handled (see the top of the file) */
-struct reqctx {
-	struct evhttp_request *req;
-	char *path;
-	struct evkeyvalq query;
-	int query_parsed;
-};
-static struct reqctx *web_cur;
 
 /* "--admin-cert" for the admin listener, "the inspector's cert" else */
 static const char *
@@ -559,35 +560,36 @@ web_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
 /* ---- request helpers ---- */
 
 const char *
-web_path(struct evhttp_request *req)
+web_path(struct web *w, struct evhttp_request *req)
 {
 	const struct evhttp_uri *u;
 	const char *p;
 
-	if (web_cur != NULL && web_cur->req == req)
-		return web_cur->path;
+	if (w->cur != NULL && w->cur->req == req)
+		return w->cur->path;
 	u = evhttp_request_get_evhttp_uri(req);
 	p = u != NULL ? evhttp_uri_get_path(u) : NULL;
 	return p != NULL && *p != '\0' ? p : "/";
 }
 
 const char *
-web_query(struct evhttp_request *req, const char *key)
+web_query(struct web *w, struct evhttp_request *req, const char *key)
 {
+	struct reqctx *cur = w->cur;
 	const struct evhttp_uri *u;
 	const char *q;
 
-	if (web_cur == NULL || web_cur->req != req)
+	if (cur == NULL || cur->req != req)
 		return NULL;
-	if (!web_cur->query_parsed) {
-		web_cur->query_parsed = 1;
+	if (!cur->query_parsed) {
+		cur->query_parsed = 1;
 		u = evhttp_request_get_evhttp_uri(req);
 		q = u != NULL ? evhttp_uri_get_query(u) : NULL;
 		if (q != NULL &&
-		    evhttp_parse_query_str(q, &web_cur->query) != 0)
-			evhttp_clear_headers(&web_cur->query);
+		    evhttp_parse_query_str(q, &cur->query) != 0)
+			evhttp_clear_headers(&cur->query);
 	}
-	return evhttp_find_header(&web_cur->query, key);
+	return evhttp_find_header(&cur->query, key);
 }
 
 json_t *
@@ -811,7 +813,7 @@ on_request(struct evhttp_request *req, void *arg)
 		raw = "/";
 	if ((ctx.path = evhttp_uridecode(raw, 0, NULL)) == NULL)
 		abort();
-	web_cur = &ctx;
+	w->cur = &ctx;
 
 	if (w->has_token && !token_ok(w, req)) {
 		w->unauthorized++;
@@ -861,7 +863,7 @@ on_request(struct evhttp_request *req, void *arg)
 	}
 	best->handler(req, best->arg);
 out:
-	web_cur = NULL;
+	w->cur = NULL;
 	evhttp_clear_headers(&ctx.query);
 	free(ctx.path);
 }
@@ -996,7 +998,7 @@ web_sse(struct web *w, struct evhttp_request *req, struct evfeed *feed)
 	}
 	last = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Last-Event-ID");
-	since = web_query(req, "since");
+	since = web_query(w, req, "since");
 	if (last != NULL)
 		after = strtoull(last, NULL, 10);
 	else if (since != NULL)

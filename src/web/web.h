@@ -62,9 +62,10 @@ void web_route(struct web *w, int methods, const char *path,
 
 /* request helpers */
 /* the decoded path, without the query ("/api/v1/tunnels/7") */
-const char *web_path(struct evhttp_request *req);
+const char *web_path(struct web *w, struct evhttp_request *req);
 /* the query parameter key, or NULL; valid during the handler */
-const char *web_query(struct evhttp_request *req, const char *key);
+const char *web_query(struct web *w, struct evhttp_request *req,
+    const char *key);
 /* the request body as JSON (an object); NULL and 400 already sent with a
  * message naming the problem when it is not */
 json_t *web_body_json(struct evhttp_request *req);

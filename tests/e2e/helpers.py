@@ -71,7 +71,12 @@ def pick_port_range(n=50):
     if hi <= 20000:
         hi = 60000 - n
     with _port_lock:
-        for _ in range(200):
+        for attempt in range(400):
+            if attempt == 200:
+                # a long run hands out more ports than the range holds:
+                # those of tests that ended are free again (the bind
+                # check below still sees the ones in use)
+                _used_ports.clear()
             base = random.randrange(20000, hi)
             block = range(base, base + n)
             if any(p in _used_ports for p in block):

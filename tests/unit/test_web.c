@@ -131,10 +131,10 @@ req(struct web *w, const char *head, const char *body, char *out,
 static void
 h_hello(struct evhttp_request *r, void *arg)
 {
-	const char *q = web_query(r, "x");
+	struct web *w = arg;
+	const char *q = web_query(w, r, "x");
 
-	(void)arg;
-	web_reply_json(r, 200, json_pack("{s:s,s:s?}", "path", web_path(r),
+	web_reply_json(r, 200, json_pack("{s:s,s:s?}", "path", web_path(w, r),
 	    "x", q));
 }
 
@@ -171,8 +171,8 @@ start(const char *token, unsigned max_conns, const char *assets)
 	cf.require_auth_off_loopback = 1;
 	w = web_new(base, &cf, err, sizeof(err));
 	assert_non_null(w);
-	web_route(w, EVHTTP_REQ_GET, "/api/v1/info", h_hello, NULL);
-	web_route(w, EVHTTP_REQ_GET, "/api/v1/t/", h_hello, NULL);
+	web_route(w, EVHTTP_REQ_GET, "/api/v1/info", h_hello, w);
+	web_route(w, EVHTTP_REQ_GET, "/api/v1/t/", h_hello, w);
 	web_route(w, EVHTTP_REQ_POST | EVHTTP_REQ_DELETE, "/api/v1/t/x/",
 	    h_echo, NULL);
 	web_route(w, EVHTTP_REQ_POST, "/echo", h_echo, NULL);

@@ -1,0 +1,163 @@
+/*
+ * smet.h: the server's figures and events (src/metrics): the families it
+ * registers, the series a session and a tunnel hold, and one function per
+ * thing that happens, so each figure is counted in one place. Every
+ * reader (the exit summary, /metrics, the JSON API, the dashboard) reads
+ * these series.
+ */
+#ifndef MG_SMET_H
+#define MG_SMET_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct server;
+struct session;
+struct proxy;
+struct sockaddr;
+struct metrics;
+struct met_family;
+struct met_series;
+struct evfeed;
+
+enum smet_dir { SMET_IN = 0, SMET_OUT = 1 };
+
+/* where a public connection or stream was refused */
+enum smet_refusal {
+	SMET_REF_NO_STREAM = 0,   /* the client is away or at its limit */
+	SMET_REF_CLIENT,          /* the client refused it (local dial) */
+	SMET_REF_HTTP_CAP,        /* --http-max-conns */
+	SMET_REF_TUNNEL_CAP,      /* --http-max-conns-per-tunnel */
+	SMET_REF_NO_TUNNEL,       /* no tunnel for that host */
+	SMET_REF_HANDSHAKE_CAP,   /* --max-handshakes */
+	SMET_REF_PENDING_CAP,     /* too many visitors waiting for a lease */
+	SMET_REF_SHUTDOWN,
+	SMET_REF_COUNT
+};
+
+/* why an authentication failed */
+enum smet_auth {
+	SMET_AUTH_BAD_HELLO = 0,
+	SMET_AUTH_BAD_TOKEN,
+	SMET_AUTH_METHOD,
+	SMET_AUTH_TIMEOUT,
+	SMET_AUTH_TLS,
+	SMET_AUTH_COUNT
+};
+
+/* the TLS listeners */
+enum smet_tls { SMET_TLS_CONTROL = 0, SMET_TLS_HTTPS, SMET_TLS_STREAM,
+	SMET_TLS_COUNT };
+
+struct smet {
+	struct metrics *reg;
+	struct evfeed *feed;
+	int detail_events;        /* emit request/connection events (the
+				     admin listener is on) */
+	struct met_family *f_client_info, *f_client_bytes;
+	struct met_family *f_tun_bytes, *f_tun_conns, *f_tun_active;
+	struct met_family *f_tun_http, *f_http_req, *f_sessions, *f_tunnels;
+	struct met_family *f_tls_fail, *f_udp_drops;
+	struct met_series *bytes[2];          /* all public bytes */
+	struct met_series *conns_active;      /* all tunnels' */
+	struct met_series *sessions_total, *auth_fail[SMET_AUTH_COUNT];
+	struct met_series *streams_opened, *streams_active;
+	struct met_series *refused[SMET_REF_COUNT];
+	struct met_series *http_latency;
+	struct met_series *udp_dgrams[2], *udp_flows_total, *udp_flows_active;
+	struct met_series *tls_ok[SMET_TLS_COUNT];
+	struct met_series *leases_expired, *leases_resumed;
+	struct met_series *reloads_ok, *reloads_failed;
+	struct met_series *fd_limit;
+	struct met_series *sp_conns, *sp_refused; /* the stream proxy */
+};
+
+/* smet_init: register every family (max_series from the config) and
+ * the process figures; smet_free after every session and tunnel. */
+void smet_init(struct server *srv);
+void smet_free(struct server *srv);
+
+/* sessions */
+void smet_session_up(struct session *s);      /* authenticated */
+void smet_session_down(struct session *s, const char *why);
+void smet_session_replaced(struct session *old, const struct session *by);
+void smet_auth_failed(struct server *srv, enum smet_auth why);
+
+/* tunnels: up (registered or resumed), bound to its session's series,
+ * down (with the reason) */
+void smet_tunnel_up(struct proxy *px, int resumed, const char *url);
+void smet_tunnel_grace(struct proxy *px);
+void smet_tunnel_down(struct proxy *px, const char *why);
+void smet_lease_expired(struct proxy *px);
+
+/* traffic of a tunnel's public side */
+void smet_bytes(struct proxy *px, enum smet_dir d, uint64_t n);
+
+/*
+ * A public connection (TCP, TLS, HTTP) or UDP flow of a tunnel: it holds
+ * its tunnel's series, so it counts into them (and through their links
+ * into the client's and the server's totals) even when the tunnel ended
+ * first. Embedded in the connection's own struct.
+ */
+struct smet_conn {
+	struct met_series *bytes[2], *active;
+	uint64_t start_ms;
+	uint64_t n[2];                /* this connection's bytes */
+	uint32_t px_id;
+	struct sockaddr_storage peer;
+};
+/* smet_conn_begin: counts a connection of px (peer may be NULL) */
+void smet_conn_begin(struct smet_conn *c, struct proxy *px,
+    const struct sockaddr *peer);
+void smet_conn_bytes(struct smet_conn *c, enum smet_dir d, uint64_t n);
+/* smet_conn_end: the record ends (why: "closed", "reset", "refused",
+ * "idle", "session lost"); a connection_closed event when detailed.
+ * Idempotent; a zeroed smet_conn is fine. */
+void smet_conn_end(struct server *srv, struct smet_conn *c,
+    const char *why);
+/* smet_refused: counts one; returns how many of r so far */
+uint64_t smet_refused(struct server *srv, enum smet_refusal r);
+/* bytes of a public connection routed to no tunnel (an error page) */
+void smet_unrouted(struct server *srv, enum smet_dir d, uint64_t n);
+/* a data stream to a client was opened (every type) */
+void smet_stream_opened(struct server *srv);
+/* relays of TCP tunnels and the stream proxy: open now (the drain waits
+ * for them) */
+void smet_relay_add(struct server *srv, int delta);
+int64_t smet_relays(struct server *srv);
+/* the stream proxy: a connection, bytes, the end */
+void smet_sproxy(struct server *srv, int refused, uint64_t in, uint64_t out);
+void smet_fd_limit(struct server *srv);
+uint64_t smet_fd_limits(struct server *srv);
+/* an HTTP request through px ended: its status (0: none) and latency */
+void smet_http_request(struct server *srv, struct proxy *px,
+    const char *method,
+    const char *uri, int status, uint64_t latency_us,
+    const struct sockaddr *peer, uint64_t in, uint64_t out);
+/* UDP */
+/* datagrams (their bytes go through the flow's smet_conn) */
+void smet_udp(struct proxy *px, enum smet_dir d, uint64_t dgrams);
+void smet_udp_drop(struct server *srv, enum smet_dir d, const char *why,
+    uint64_t n);
+void smet_udp_flow(struct server *srv, int delta);
+/* TLS handshakes */
+void smet_tls(struct server *srv, enum smet_tls l, const char *fail_why);
+/* reloads */
+void smet_reload(struct server *srv, int ok, const char *text);
+
+/* reading */
+struct smet_summary {
+	uint64_t sessions, auth_failures, streams, refused, bytes[2];
+	int64_t relays;
+	uint64_t http_requests, udp[2], udp_drops[2];
+};
+void smet_summary(struct server *srv, struct smet_summary *out);
+void smet_reloads(const struct server *srv, unsigned long long *all,
+    unsigned long long *failed);
+uint64_t smet_total(struct server *srv, enum smet_dir d);
+uint64_t smet_px_bytes(const struct proxy *px, enum smet_dir d);
+uint64_t smet_px_conns(const struct proxy *px);
+int64_t smet_px_active(const struct proxy *px);
+uint64_t smet_sess_bytes(const struct session *s, enum smet_dir d);
+
+#endif
