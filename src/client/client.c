@@ -288,7 +288,8 @@ client_emit_tunnel_down(struct client *c, const char *name, uint8_t type,
     const char *reason)
 {
 	client_emit(c, "tunnel_down", json_pack("{sosossss}", "tunnel",
-	    jname(name), "name", jname(name), "type", px_type_name(type),
+	    jname(name), "name", jname(name), "tunnel_type",
+	    px_type_name(type),
 	    "reason", reason));
 }
 
@@ -974,6 +975,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 {
 	struct cproxy *px;
 	char url[400];
+	int resumed;
 
 	if ((px = client_regq_pop(c)) == NULL) {
 		log_warn("unexpected RegisterOK");
@@ -992,7 +994,8 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	    (int)m->u.reg_ok.name.len, (const char *)m->u.reg_ok.name.p);
 	px->remote_port = m->u.reg_ok.remote_port;
 	log_esc(m->u.reg_ok.url.p, m->u.reg_ok.url.len, url, sizeof(url));
-	if (strcmp(url, px->url) != 0) {
+	resumed = strcmp(url, px->url) == 0;
+	if (!resumed) {
 		char *save = NULL, *one, copy[400];
 		if (px->url[0])
 			log_warn("proxy \"%s\" moved from %s to %s", px->name,
@@ -1021,10 +1024,10 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	px->reg_err = NULL;
 	if (strcmp(px->label, px->name) != 0)
 		px_series_bind(px); /* the server named it */
-	client_emit(c, "tunnel_up", json_pack("{sosossossI}", "tunnel",
-	    jname(px->name), "name", jname(px->name), "type",
+	client_emit(c, "tunnel_up", json_pack("{sosossossIsb}", "tunnel",
+	    jname(px->name), "name", jname(px->name), "tunnel_type",
 	    px_type_name(px->spec.type), "public", jname(px->url), "session",
-	    (json_int_t)c->sessions));
+	    (json_int_t)c->sessions, "resumed", resumed));
 	px_unref(px);
 	if (TAILQ_EMPTY(&c->regq)) {
 		c->state = CL_READY;

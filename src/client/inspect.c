@@ -855,7 +855,7 @@ inspect_conn_close(struct inspect_conn *ic, uint64_t bytes_in,
 		id_str(id, sizeof(id), 'c', ic->id);
 		evfeed_emit(ins->feed, "connection_closed", json_pack(
 		    "{sosossosfsIsIssss}", "tunnel", jstr(ic->tunnel),
-		    "name", jstr(ic->tunnel), "type", ic->type,
+		    "name", jstr(ic->tunnel), "tunnel_type", ic->type,
 		    "remote_addr", jstr(ic->remote), "duration_ms", ic->dur_ms,
 		    "bytes_in", (json_int_t)ic->in, "bytes_out",
 		    (json_int_t)ic->out, "reason", reason, "id", id));
@@ -1613,9 +1613,9 @@ inspect_free(struct inspect *ins)
 /* ---- the API ---- */
 
 static size_t
-q_limit(struct evhttp_request *req, size_t max)
+q_limit(struct web *w, struct evhttp_request *req, size_t max)
 {
-	const char *l = web_query(req, "limit");
+	const char *l = web_query(w, req, "limit");
 	char *end;
 	unsigned long n;
 
@@ -1736,8 +1736,8 @@ api_requests(struct evhttp_request *req, void *arg)
 	switch (evhttp_request_get_command(req)) {
 	case EVHTTP_REQ_GET:
 		web_reply_json(req, 200, inspect_requests_json(ins,
-		    q_limit(req, ins->cf.max_requests ? ins->cf.max_requests :
-		    1), web_query(req, "tunnel")));
+		    q_limit(ins->web, req, ins->cf.max_requests ? ins->cf.max_requests :
+		    1), web_query(ins->web, req, "tunnel")));
 		break;
 	case EVHTTP_REQ_DELETE:
 		inspect_clear(ins);
@@ -1756,7 +1756,7 @@ static void
 api_request_one(struct evhttp_request *req, void *arg)
 {
 	struct inspect *ins = arg;
-	const char *id = web_path(req) + strlen("/api/requests/http/");
+	const char *id = web_path(ins->web, req) + strlen("/api/requests/http/");
 	struct ins_entry *e = ins_find(ins, id);
 
 	if (e == NULL) {
@@ -1789,9 +1789,9 @@ api_connections(struct evhttp_request *req, void *arg)
 {
 	struct inspect *ins = arg;
 
-	web_reply_json(req, 200, inspect_connections_json(ins, q_limit(req,
+	web_reply_json(req, 200, inspect_connections_json(ins, q_limit(ins->web, req,
 	    ins->cf.max_conns ? ins->cf.max_conns : 1),
-	    web_query(req, "tunnel")));
+	    web_query(ins->web, req, "tunnel")));
 }
 
 static void
