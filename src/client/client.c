@@ -55,7 +55,7 @@
 #define EVENTS_KEEP 1000
 #define INSPECT_PORT_LAST 4049 /* the default port falls back up to this */
 
-/* The methods of mgrok_http_requests_total; the rest are OTHER. */
+/* The methods of mgrok_tunnel_http_requests_total; the rest are OTHER. */
 static const char *const http_methods[] = { "GET", "HEAD", "POST", "PUT",
 	"DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER" };
 #define NMETHODS (sizeof(http_methods) / sizeof(http_methods[0]))
@@ -146,7 +146,6 @@ struct client {
 	int conn_fd;          /* during the TLS handshake */
 	enum client_state state;
 	struct cproxy **px;   /* the table: the tunnels of the configuration */
-	unsigned long long reloads, reload_failures;
 	long long reload_time;
 	int reload_ok;
 	char reload_err[512];
@@ -1588,7 +1587,7 @@ client_families(struct client *c)
 	    "connections and flows open now", "@tunnel");
 	f->refused = met_counter(m, "mgrok_streams_refused_total",
 	    "streams from the server refused by this agent", "reason");
-	f->http_req = met_counter(m, "mgrok_http_requests_total",
+	f->http_req = met_counter(m, "mgrok_tunnel_http_requests_total",
 	    "HTTP requests answered by the local service, by method and "
 	    "status class", "@tunnel,method,code");
 	f->http_dur = met_histogram(m, "mgrok_http_request_duration_seconds",
@@ -1606,8 +1605,8 @@ client_families(struct client *c)
 	    "configuration reloads", "result");
 	c->m_sessions = met_at0(f->sessions);
 	c->m_up = met_at0(f->session_up);
-	c->m_reload_ok = met_at1(f->reloads, "ok");
-	c->m_reload_failed = met_at1(f->reloads, "failed");
+	c->m_reload_ok = met_at1(f->reloads, "applied");
+	c->m_reload_failed = met_at1(f->reloads, "refused");
 	c->m_ref_unreach = met_at1(f->refused, "unreachable");
 	c->m_ref_notunnel = met_at1(f->refused, "no_tunnel");
 	c->m_ref_header = met_at1(f->refused, "bad_header");
@@ -1976,7 +1975,6 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 	char restart[256] = "";
 	int *kept, *isnew;
 
-	c->reloads++;
 	c->reload_time = (long long)time(NULL);
 
 	/* the connection's own settings stay as they are until a restart:
@@ -2113,7 +2111,7 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 void
 client_reload_failed(struct client *c, const char *why)
 {
-	c->reload_failures++;
+	c->reload_time = (long long)time(NULL);
 	c->reload_ok = 0;
 	snprintf(c->reload_err, sizeof(c->reload_err), "%s", why);
 	met_inc(c->m_reload_failed);
@@ -2125,8 +2123,9 @@ void
 client_reload_status(const struct client *c,
     struct client_reload_status *st)
 {
-	st->reloads = c->reloads;
-	st->failures = c->reload_failures;
+	/* the registry's figures: one count of each */
+	st->failures = met_value(c->m_reload_failed);
+	st->reloads = st->failures + met_value(c->m_reload_ok);
 	st->last_time = c->reload_time;
 	st->last_ok = c->reload_ok;
 	snprintf(st->last_err, sizeof(st->last_err), "%s", c->reload_err);

@@ -20,9 +20,7 @@ struct relay {
 	struct event_base *base;
 	struct mux_stream *st;
 	struct event *rev, *wev;
-	relay_done_fn done;
-	void *arg;
-	struct relay_opts o;    /* relay_start's (o.end set) */
+	struct relay_opts o;    /* relay_start's */
 	uint64_t from_sock, to_sock;
 	uint64_t to_counted;  /* to_sock already added to o.to_sock */
 	uint64_t rx_base;     /* bytes the stream delivered before us */
@@ -41,8 +39,7 @@ struct relay {
 };
 
 static struct relay *relay_init(struct relay *r, struct event_base *base,
-    int fd, struct mux_stream *st, int flags, relay_done_fn done,
-    void *arg);
+    int fd, struct mux_stream *st, int flags);
 static void relay_on_read(evutil_socket_t fd, short what, void *arg);
 static void relay_on_write(evutil_socket_t fd, short what, void *arg);
 static void relay_st_readable(struct mux_stream *st, void *arg);
@@ -82,7 +79,7 @@ relay_count_to(struct relay *r)
 	}
 }
 
-/* Free the relay and tell its owner (done), whichever way it ended: the
+/* Free the relay and tell its owner (o.end), whichever way it ended: the
  * owner counts relays, and one that never hears of an end waits for it. */
 static void
 relay_destroy(struct relay *r)
@@ -120,8 +117,7 @@ relay_destroy(struct relay *r)
 		else if (r->reset || r->abort || r->failed)
 			why = RELAY_END_RESET;
 		r->o.end(r->o.arg, r->from_sock, r->to_sock, why);
-	} else if (r->done)
-		r->done(r->arg, r->from_sock, r->to_sock, refused);
+	}
 	free(r);
 }
 
@@ -285,27 +281,17 @@ relay_start(struct event_base *base, int fd, struct mux_stream *st,
 	r->o = *o;
 	met_ref(r->o.from_sock);
 	met_ref(r->o.to_sock);
-	return relay_init(r, base, fd, st, o->flags, NULL, o->arg);
-}
-
-struct relay *
-relay_new(struct event_base *base, int fd, struct mux_stream *st, int flags,
-    relay_done_fn done, void *arg)
-{
-	return relay_init(xcalloc(1, sizeof(struct relay)), base, fd, st,
-	    flags, done, arg);
+	return relay_init(r, base, fd, st, o->flags);
 }
 
 static struct relay *
 relay_init(struct relay *r, struct event_base *base, int fd,
-    struct mux_stream *st, int flags, relay_done_fn done, void *arg)
+    struct mux_stream *st, int flags)
 {
 	r->base = base;
 	r->fd = fd;
 	r->st = st;
 	r->flags = flags;
-	r->done = done;
-	r->arg = arg;
 	r->rx_base = mux_stream_delivered(st);
 	r->rev = event_new(base, fd, EV_READ | EV_PERSIST, relay_on_read, r);
 	r->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, relay_on_write, r);

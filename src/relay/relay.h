@@ -19,29 +19,6 @@ enum relay_flags {
 	RELAY_RST_IF_REFUSED = 1 << 0,
 };
 
-/* Called once when the relay ends, after it closed the socket and let go
- * of the stream: bytes read from the socket and written to it. */
-typedef void (*relay_done_fn)(void *arg, uint64_t from_sock,
-    uint64_t to_sock, int refused);
-
-/*
- * relay_new: start relaying between fd (non-blocking; the relay owns and
- * closes it) and st (the relay takes it over and frees it). Bytes already
- * queued on st are written to fd first. done may be NULL. The relay frees
- * itself, calling done exactly once, when both directions are finished or
- * either side fails, or when the session dies. Returns the relay, or NULL
- * when it ended at once (done has been called).
- *
- * Only both directions finished (EOF and FIN each way) close fd in order;
- * a relay that ends otherwise resets fd (SO_LINGER 0, RST): when the
- * session dies, fd itself fails, or the far end's socket failed
- * (mux_stream_reset), the peer on fd must not mistake a cut transfer for a
- * complete one. When fd fails, the stream is aborted (mux_stream_abort),
- * so the relay at the far end resets its socket in turn.
- */
-struct relay *relay_new(struct event_base *base, int fd,
-    struct mux_stream *st, int flags, relay_done_fn done, void *arg);
-
 /* Why a relay ended (relay_start's end callback). */
 enum relay_end {
 	RELAY_END_CLOSED = 0,   /* both directions ended in order */
@@ -58,8 +35,9 @@ struct met_series;
 
 struct relay_opts {
 	int flags;              /* enum relay_flags */
-	/* called once as the relay ends (like relay_done_fn, with the
-	 * reason); may be NULL */
+	/* called once as the relay ends, after it closed the socket and
+	 * let go of the stream: bytes read from the socket and written to
+	 * it, and why it ended; may be NULL */
 	void (*end)(void *arg, uint64_t from_sock, uint64_t to_sock,
 	    enum relay_end why);
 	void *arg;
@@ -68,8 +46,23 @@ struct relay_opts {
 	struct met_series *from_sock, *to_sock;
 };
 
-/* relay_start: relay_new with the options of o (copied): live byte
- * counters and the reason at the end. Same contract otherwise. */
+/*
+ * relay_start: start relaying between fd (non-blocking; the relay owns and
+ * closes it) and st (the relay takes it over and frees it). Bytes already
+ * queued on st are written to fd first. The options of o are copied: the
+ * live byte counters (held until the end) and the end callback (may be
+ * NULL). The relay frees itself, calling o->end exactly once with the
+ * reason, when both directions are finished or either side fails, or when
+ * the session dies. Returns the relay, or NULL when it ended at once
+ * (o->end has been called).
+ *
+ * Only both directions finished (EOF and FIN each way) close fd in order;
+ * a relay that ends otherwise resets fd (SO_LINGER 0, RST): when the
+ * session dies, fd itself fails, or the far end's socket failed
+ * (mux_stream_reset), the peer on fd must not mistake a cut transfer for a
+ * complete one. When fd fails, the stream is aborted (mux_stream_abort),
+ * so the relay at the far end resets its socket in turn.
+ */
 struct relay *relay_start(struct event_base *base, int fd,
     struct mux_stream *st, const struct relay_opts *o);
 

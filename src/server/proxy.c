@@ -593,18 +593,18 @@ struct tconn {
 	struct smet_conn rec;
 };
 
+/* the relay counted the bytes into the tunnel's series as they moved */
 static void
-tcp_relay_done(void *arg, uint64_t from_sock, uint64_t to_sock,
-    int refused)
+tcp_relay_end(void *arg, uint64_t from_sock, uint64_t to_sock,
+    enum relay_end why)
 {
 	struct tconn *tc = arg;
 
 	smet_relay_add(tc->srv, -1);
-	smet_conn_bytes(&tc->rec, SMET_IN, from_sock);
-	smet_conn_bytes(&tc->rec, SMET_OUT, to_sock);
-	if (refused)
+	smet_conn_tally(&tc->rec, from_sock, to_sock);
+	if (why == RELAY_END_REFUSED)
 		smet_refused(tc->srv, SMET_REF_CLIENT);
-	smet_conn_end(tc->srv, &tc->rec, refused ? "refused" : "closed");
+	smet_conn_end(tc->srv, &tc->rec, relay_end_name(why));
 	free(tc);
 }
 
@@ -682,7 +682,15 @@ proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
 		    (unsigned long long)px->sess->id, mux_stream_id(st),
 		    net_addr_str(peer, a, sizeof(a)), px->port);
 	}
-	/* relay_new frees everything itself when it fails */
-	relay_new(srv->base, fd, st, RELAY_RST_IF_REFUSED, tcp_relay_done,
-	    tc);
+	/* relay_start frees everything itself when it fails */
+	{
+		struct relay_opts o;
+		memset(&o, 0, sizeof(o));
+		o.flags = RELAY_RST_IF_REFUSED;
+		o.end = tcp_relay_end;
+		o.arg = tc;
+		o.from_sock = tc->rec.bytes[SMET_IN];
+		o.to_sock = tc->rec.bytes[SMET_OUT];
+		relay_start(srv->base, fd, st, &o);
+	}
 }

@@ -416,6 +416,13 @@ smet_conn_bytes(struct smet_conn *c, enum smet_dir d, uint64_t n)
 }
 
 void
+smet_conn_tally(struct smet_conn *c, uint64_t in, uint64_t out)
+{
+	c->n[SMET_IN] = in;
+	c->n[SMET_OUT] = out;
+}
+
+void
 smet_conn_end(struct server *srv, struct smet_conn *c, const char *why)
 {
 	struct proxy *px;

@@ -110,6 +110,9 @@ struct smet_conn {
 void smet_conn_begin(struct smet_conn *c, struct proxy *px,
     const struct sockaddr *peer);
 void smet_conn_bytes(struct smet_conn *c, enum smet_dir d, uint64_t n);
+/* smet_conn_tally: the connection's own totals, when something else (a
+ * relay holding c->bytes) added them to the series as they moved */
+void smet_conn_tally(struct smet_conn *c, uint64_t in, uint64_t out);
 /* smet_conn_end: the record ends (why: "closed", "reset", "refused",
  * "idle", "session lost"); a connection_closed event when detailed.
  * Idempotent; a zeroed smet_conn is fine. */

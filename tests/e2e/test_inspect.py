@@ -275,7 +275,7 @@ def test_http_counters_agree(mg):
     assert t["requests"] == n and t["connections"] == n
     text = api(ip, "/metrics")[1]
     name = t["name"]
-    assert metric(text, "mgrok_http_requests_total", tunnel=name, method="GET", code="2xx") == n
+    assert metric(text, "mgrok_tunnel_http_requests_total", tunnel=name, method="GET", code="2xx") == n
     assert metric(text, "mgrok_http_request_duration_seconds_count", tunnel=name) == n
     bin_ = metric(text, "mgrok_tunnel_bytes_total", tunnel=name, direction="in")
     bout = metric(text, "mgrok_tunnel_bytes_total", tunnel=name, direction="out")
