@@ -34,6 +34,9 @@
 #define INS_PIPE 32                 /* pipelined requests followed */
 #define INS_LIMIT_DEFAULT 50
 #define INS_REPLAY_TIMEOUT_S 30
+/* replays in flight at once: each holds a socket to the local service
+ * until it is answered, also when the API's caller went away */
+#define INS_REPLAYS_MAX 16
 #define INS_REPLAY_DIAL_S 10
 #define INS_REPLAY_READ_MAX (64u << 20) /* a replay's response, in all */
 #define INS_URI_MAX 8192
@@ -112,6 +115,7 @@ struct inspect {
 	size_t nconns;
 	uint64_t next_conn;
 	struct ins_replays replays;
+	unsigned nreplays;          /* in flight, at most INS_REPLAYS_MAX */
 	struct inspect_source src;
 	struct web *web;
 	struct met_series *g_requests, *g_bytes, *c_dropped;
@@ -1357,6 +1361,7 @@ static void
 rp_free(struct ins_replay *rp)
 {
 	LIST_REMOVE(rp, link);
+	rp->ins->nreplays--;
 	dial_cancel(rp->dial);
 	if (rp->ev)
 		event_free(rp->ev);
@@ -1551,6 +1556,7 @@ rp_start(struct inspect *ins, struct evhttp_request *req,
 	rp->out = evbuffer_new();
 	rp->rs = http_track_new(0);
 	LIST_INSERT_HEAD(&ins->replays, rp, link);
+	ins->nreplays++;
 	if ((rc = getaddrinfo(t->local_host, port, &hints, &rp->ai)) != 0) {
 		snprintf(err, errcap, "cannot resolve %s: %s", t->local_host,
 		    gai_strerror(rc));
@@ -1718,7 +1724,10 @@ api_replay(struct inspect *ins, struct evhttp_request *req)
 		web_reply_error(req, code, "%s", err);
 		goto out;
 	}
-	if (rp_start(ins, req, &t, e, bytes, err, sizeof(err)) < 0)
+	if (ins->nreplays >= INS_REPLAYS_MAX)
+		web_reply_error(req, 503, "%u replays are under way, the limit; "
+		    "try again when one ends", ins->nreplays);
+	else if (rp_start(ins, req, &t, e, bytes, err, sizeof(err)) < 0)
 		web_reply_error(req, 502, "%s", err);
 	/* else the answer comes when the replay ends */
 out:
