@@ -12,7 +12,10 @@
 # round, so drift and warm-up hit both alike). Prints
 # req/s per run, the medians and the ratio on/off (target: >= 0.9).
 # Env: ROUNDS (3) DUR (10) BASE_PORT (26500; uses BASE_PORT..+9) MGROK
-# (build/mgrok) OUT (a temporary directory, kept with KEEP=1)
+# (build/mgrok) OUT (a temporary directory, kept with KEEP=1) RESULTS
+# (bench/RESULTS.md: its "inspector" section is replaced by this run's;
+# "none" writes nothing; bench/run.sh keeps the section when it rewrites
+# the file)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -118,12 +121,13 @@ run() {
     echo "${rps:-0}"
 }
 
-declare -a ON OFF
+declare -a ON OFF ROWS
 for r in $(seq 1 "$ROUNDS"); do
     # the order alternates too: on first in odd rounds, off first in even ones
     if [ $((r % 2)) = 1 ]; then on=$(run on "$r"); off=$(run off "$r")
     else off=$(run off "$r"); on=$(run on "$r"); fi
     ON+=("$on"); OFF+=("$off")
+    ROWS+=("$(printf '| %d | %.0f | %.0f | %s |' "$r" "$on" "$off" "$(cat "$W/insp-on$r.txt")")")
     printf 'round %d: inspector on %10.0f req/s   off %10.0f req/s   (%s)\n' "$r" "$on" "$off" \
         "$(cat "$W/insp-on$r.txt")"
 done
@@ -133,3 +137,35 @@ moff=$(median "${OFF[@]}")
 awk -v on="$mon" -v off="$moff" -v n="$ROUNDS" -v d="$DUR" 'BEGIN {
     printf "wrk -t2 -c64 -d%ss, 100-byte page, %d rounds: median on %.0f req/s, off %.0f req/s, ratio on/off %.3f (target >= 0.9)\n",
         d, n, on, off, (off > 0 ? on / off : 0) }'
+
+RESULTS=${RESULTS:-$HERE/RESULTS.md}
+if [ "$RESULTS" != none ]; then
+    ratio=$(awk -v on="$mon" -v off="$moff" 'BEGIN { printf "%.3f", (off > 0 ? on / off : 0) }')
+    met=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.9) ? "met" : "**not met**" }')
+    rev=$(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo "?")
+    {
+        echo "<!-- bench/inspect.sh: begin -->"
+        echo "## The inspector's cost (bench/inspect.sh)"
+        echo
+        echo "Command: \`ROUNDS=$ROUNDS DUR=$DUR bench/inspect.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), mgrok $rev, $(nproc) cores."
+        echo "\`wrk -t2 -c64 -d${DUR}s\` through one \`mgrok http\` tunnel to nginx's 100-byte page; each round runs an"
+        echo "agent with the inspector on (every request captured) and one with \`--inspect-addr off\`, the order"
+        echo "swapped every round; the store's gauges after the \"on\" run show it kept its bound."
+        echo
+        echo "| round | inspector on, req/s | off, req/s | the store after the run |"
+        echo "|---|---|---|---|"
+        printf '%s\n' "${ROWS[@]}"
+        echo
+        printf 'Median: on %.0f req/s, off %.0f req/s: **ratio %s** (target >= 0.9: %s).\n' "$mon" "$moff" "$ratio" "$met"
+        echo "<!-- bench/inspect.sh: end -->"
+    } >"$W/section.md"
+    if [ -f "$RESULTS" ] && grep -q '^<!-- bench/inspect.sh: begin -->' "$RESULTS"; then
+        awk -v f="$W/section.md" '
+            /^<!-- bench\/inspect.sh: begin -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
+            /^<!-- bench\/inspect.sh: end -->/ { skip = 0; next }
+            !skip { print }' "$RESULTS" >"$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
+    else
+        { echo; cat "$W/section.md"; } >>"$RESULTS"
+    fi
+    echo "inspect.sh: wrote the inspector section of $RESULTS"
+fi

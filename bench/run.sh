@@ -913,8 +913,13 @@ if [ -n "$KEEP_FROM" ] && [ "$KEEP_FROM" != none ] && [ -d "$KEEP_FROM" ]; then
 fi
 
 mkdir -p "$(dirname "$RESULTS")"
-"$LAB_PY" "$BENCH/report.py" md "$OUT_DIR" >"$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS" \
-    || die "report failed"
+"$LAB_PY" "$BENCH/report.py" md "$OUT_DIR" >"$RESULTS.tmp" || die "report failed"
+# bench/inspect.sh's section is its own run's: carried over as it was
+if [ -f "$RESULTS" ] && grep -q '^<!-- bench/inspect.sh: begin -->' "$RESULTS"; then
+    { echo; sed -n '/^<!-- bench\/inspect.sh: begin -->/,/^<!-- bench\/inspect.sh: end -->/p' "$RESULTS"; } \
+        >>"$RESULTS.tmp"
+fi
+mv "$RESULTS.tmp" "$RESULTS"
 cp "$RESULTS" "$OUT_DIR/RESULTS.md" 2>/dev/null
 cat "$RESULTS"
 log "raw outputs in $OUT_DIR; results in $RESULTS"
