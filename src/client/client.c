@@ -1997,6 +1997,11 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 		snprintf(restart + l, sizeof(restart) - l, "; --busy-poll "
 		    "needs a restart");
 	}
+	if (strcmp(ncf->inspect_addr, ocf->inspect_addr) != 0) {
+		size_t l = strlen(restart);
+		snprintf(restart + l, sizeof(restart) - l, "; --inspect-addr "
+		    "needs a restart (the capture limits apply now)");
+	}
 
 	/* the new table: unchanged tunnels carry over (their address, their
 	 * connections), the rest is made anew */

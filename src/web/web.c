@@ -757,6 +757,7 @@ serve_asset(struct web *w, struct evhttp_request *req, const char *path)
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char want[512];
 	const struct web_asset *a = NULL;
+	const char *set = w->assets;
 	struct evbuffer *b;
 	size_t i, n = strlen(path);
 
@@ -769,8 +770,14 @@ serve_asset(struct web *w, struct evhttp_request *req, const char *path)
 	memcpy(want, path, n + 1);
 	if (n == 0 || want[n - 1] == '/')
 		memcpy(want + n, "index.html", sizeof("index.html"));
+	/* the pieces both pages share live in the set "common", under
+	 * /common/ on every listener that serves pages */
+	if (strncmp(want, "/common/", 8) == 0) {
+		set = "common";
+		memmove(want, want + 7, strlen(want + 7) + 1);
+	}
 	for (i = 0; i < web_nassets; i++)
-		if (strcmp(web_assets[i].set, w->assets) == 0 &&
+		if (strcmp(web_assets[i].set, set) == 0 &&
 		    strcmp(web_assets[i].path, want) == 0) {
 			a = &web_assets[i];
 			break;

@@ -99,3 +99,13 @@ def smuxpeer_bin():
                     "(needs golang-go and golang-github-xtaci-smux-dev; scripts/deps.sh "
                     "installs them), or set MGROK_SMUXPEER" % b, pytrace=False)
     return os.path.abspath(b)
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian chromium driven by Selenium (tests/e2e/browser.py);
+    skips the test when chromium, chromedriver or selenium is missing."""
+    import browser as b
+    drv = b.start_browser()
+    yield drv
+    b.quit_browser(drv)

@@ -228,7 +228,10 @@ class Handler(BaseHTTPRequestHandler):
     def asset(self, path):
         if path == "/":
             path = "/index.html"
-        d = os.path.join(ROOT, "src", "web", "assets", self.st.which)
+        which = self.st.which
+        if path.startswith("/common/"):  # shared by both pages, as web.c serves it
+            which, path = "common", path[7:]
+        d = os.path.join(ROOT, "src", "web", "assets", which)
         f = os.path.normpath(os.path.join(d, path.lstrip("/")))
         if not f.startswith(d + os.sep) or not os.path.isfile(f):
             return self.send_json(404, {"error": "not found"})

@@ -4,22 +4,10 @@ agent connects and disappear when it leaves, without reloading the page,
 the traffic chart draw, and an operator kick a session. Screenshots go to
 $MGROK_ARTIFACTS (default build/test-artifacts)."""
 
-import os
-
-import pytest
-
-from browser import (PHONE, console_errors, quit_browser, screenshot, set_size,
-                     start_browser, wait_until)
+from browser import PHONE, console_errors, screenshot, set_size, wait_until
 from helpers import HOST, connect, wait_for
 from test_admin import admin_port, api, raw_request
 from test_http import _http_client, _http_server, http_service
-
-
-@pytest.fixture
-def browser():
-    drv = start_browser()
-    yield drv
-    quit_browser(drv)
 
 
 def rows(drv, css):

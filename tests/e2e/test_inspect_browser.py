@@ -4,20 +4,10 @@ tunnel appear without a reload, opens it, clicks Replay, and the local
 service receives the request a second time; then edits and replays it.
 Screenshots go to $MGROK_ARTIFACTS (default build/test-artifacts)."""
 
-import pytest
-
-from browser import (PHONE, console_errors, quit_browser, screenshot, set_size,
-                     start_browser, wait_until)
+from browser import PHONE, console_errors, screenshot, set_size, wait_until
 from helpers import HOST, pick_free_port, wait_for
 from test_admin import api, raw_request
 from test_http import _http_client, _http_server, http_service
-
-
-@pytest.fixture
-def browser():
-    drv = start_browser()
-    yield drv
-    quit_browser(drv)
 
 
 def test_inspector_replay_in_the_browser(mg, browser):

@@ -25,66 +25,9 @@
 	var timers = {};
 	var formBody = null;                /* what the form was prefilled with */
 
-	function $(id) { return document.getElementById(id); }
-
-	function el(tag, attrs, kids) {
-		var e = document.createElement(tag), k;
-		if (attrs) {
-			for (k in attrs) {
-				if (!Object.prototype.hasOwnProperty.call(attrs, k) ||
-				    attrs[k] === null || attrs[k] === undefined)
-					continue;
-				if (k === "text") e.textContent = String(attrs[k]);
-				else if (k === "cls") e.className = attrs[k];
-				else e.setAttribute(k, String(attrs[k]));
-			}
-		}
-		(kids || []).forEach(function (c) {
-			if (c === null || c === undefined) return;
-			e.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
-		});
-		return e;
-	}
-	function td(label, content, cls) {
-		var c = el("td", { "data-label": label, cls: cls || null });
-		if (content instanceof Node) c.appendChild(content);
-		else c.textContent = content === null || content === undefined ? "" : String(content);
-		return c;
-	}
-	/* syncRows: make tb's rows those of items, in order, reusing the row
-	 * of an item whose data did not change (element references stay
-	 * valid across refreshes) */
-	function syncRows(tb, items, key, make, emptyText, cols) {
-		var old = {};
-		Array.prototype.slice.call(tb.rows).forEach(function (tr) {
-			var k = tr.getAttribute("data-key");
-			if (k === null) tb.removeChild(tr);
-			else old[k] = tr;
-		});
-		items.forEach(function (it) {
-			var k = String(key(it)), sig = JSON.stringify(it), tr = old[k];
-			if (!tr || tr._sig !== sig) {
-				var n = make(it);
-				n.setAttribute("data-key", k);
-				n._sig = sig;
-				if (tr) tb.replaceChild(n, tr);
-				tr = n;
-			}
-			delete old[k];
-			tb.appendChild(tr);
-		});
-		Object.keys(old).forEach(function (k) { tb.removeChild(old[k]); });
-		if (!items.length)
-			tb.appendChild(el("tr", { cls: "empty" }, [el("td", { colspan: cols, text: emptyText })]));
-	}
-
-	function bytes(n) {
-		if (n === null || n === undefined || isNaN(n)) return "-";
-		var u = ["B", "KB", "MB", "GB", "TB"], i = 0;
-		n = Number(n);
-		while (Math.abs(n) >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-		return (i === 0 ? String(Math.round(n)) : n.toFixed(n < 10 ? 1 : 0)) + " " + u[i];
-	}
+	/* the DOM helpers both pages share (/common/dom.js) */
+	var D = window.mgrokDom;
+	var $ = D.$, el = D.el, td = D.td, syncRows = D.syncRows, bytes = D.bytes;
 	function ms(v) {
 		if (v === null || v === undefined) return "-";
 		v = Number(v);
