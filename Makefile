@@ -42,7 +42,7 @@ CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all unit-bins unit e2e test check asan asan-check deps demo fuzz \
+.PHONY: all lint unit-bins unit e2e test check asan asan-check deps demo fuzz \
 	fuzz-replay bench clean format install man
 
 all: $(BUILD)/mgrok
@@ -116,8 +116,12 @@ e2e: all $(BUILD)/udptag $(BUILD)/smuxpeer
 	    MGROK_SMUXPEER=$(abspath $(BUILD)/smuxpeer) \
 	    $(PYTEST) -q -ra tests/e2e $(PYTEST_ARGS)
 
+# lint: source checks no compiler makes (tests/lint)
+lint:
+	python3 tests/lint/json_pack.py
+
 # check: what CI and `make test` run once the dependencies are there.
-check: all unit fuzz-replay e2e
+check: all lint unit fuzz-replay e2e
 
 test:
 	scripts/deps.sh

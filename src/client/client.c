@@ -1023,7 +1023,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	px->reg_err = NULL;
 	if (strcmp(px->label, px->name) != 0)
 		px_series_bind(px); /* the server named it */
-	client_emit(c, "tunnel_up", json_pack("{sosossossIsb}", "tunnel",
+	client_emit(c, "tunnel_up", json_pack("{sososssosIsb}", "tunnel",
 	    jname(px->name), "name", jname(px->name), "tunnel_type",
 	    px_type_name(px->spec.type), "public", jname(px->url), "session",
 	    (json_int_t)c->sessions, "resumed", resumed));

@@ -858,7 +858,7 @@ inspect_conn_close(struct inspect_conn *ic, uint64_t bytes_in,
 	if (ins->feed) {
 		id_str(id, sizeof(id), 'c', ic->id);
 		evfeed_emit(ins->feed, "connection_closed", json_pack(
-		    "{sosossosfsIsIssss}", "tunnel", jstr(ic->tunnel),
+		    "{sososssosfsIsIssss}", "tunnel", jstr(ic->tunnel),
 		    "name", jstr(ic->tunnel), "tunnel_type", ic->type,
 		    "remote_addr", jstr(ic->remote), "duration_ms", ic->dur_ms,
 		    "bytes_in", (json_int_t)ic->in, "bytes_out",

@@ -446,3 +446,35 @@ def test_busy_explicit_address_fails(mg):
     assert c.wait(10) == 1, c.stderr()
     err = c.stderr()
     assert "inspector" in err and str(port) in err, err
+
+
+def test_agent_events_carry_their_fields(mg):
+    """The agent's event stream: tunnel_up and connection_closed with every
+    field of docs/api.md (a json_pack format that did not match its
+    arguments once sent them empty)."""
+    from test_admin import Sse
+    srv, svc = mg.server(), mg.echo_service()
+    ip = pick_free_port()
+    c = mg.tcp_client(svc.port, srv, extra=["--inspect-addr", "%s:%d" % (HOST, ip)])
+    port = mg.wait_forward(c)[0][2]
+    sse = Sse(ip, "/api/events?since=0")
+    try:
+        up = sse.wait(lambda e: e[0] == "tunnel_up")
+        assert up, sse.events
+        for k in ("tunnel", "name", "tunnel_type", "public", "session", "resumed"):
+            assert k in up[1], up
+        assert up[1]["tunnel_type"] == "tcp" and up[1]["resumed"] is False, up
+        s = socket.create_connection((HOST, port), timeout=10)
+        s.sendall(b"x" * 1234)
+        got = b""
+        while len(got) < 1234:
+            got += s.recv(65536)
+        s.close()
+        cc = sse.wait(lambda e: e[0] == "connection_closed")
+        assert cc, sse.events
+        d = cc[1]
+        assert (d["tunnel_type"], d["bytes_in"], d["bytes_out"]) == ("tcp", 1234, 1234), d
+        assert d["remote_addr"].startswith("127.0.0.1:") and d["id"].startswith("c"), d
+        assert d["reason"] in ("closed", "reset"), d
+    finally:
+        sse.close()
