@@ -26,6 +26,7 @@
 #include "conf/conf.h"
 #include "http/http.h"
 #include "metrics/events.h"
+#include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "proto/ctrl.h"
@@ -273,21 +274,12 @@ client_emit(struct client *c, const char *type, json_t *data)
 		evfeed_emit(c->feed, type, data);
 }
 
-/* JSON of a name the server chose (escaped like a log line) */
-static json_t *
-jname(const char *s)
-{
-	json_t *j = json_string(s);
-
-	return j ? j : json_string("?");
-}
-
 static void
 client_emit_tunnel_down(struct client *c, const char *name, uint8_t type,
     const char *reason)
 {
 	client_emit(c, "tunnel_down", json_pack("{sosossss}", "tunnel",
-	    jname(name), "name", jname(name), "tunnel_type",
+	    jtext(name), "name", jtext(name), "tunnel_type",
 	    px_type_name(type),
 	    "reason", reason));
 }
@@ -957,7 +949,7 @@ client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
 		client_emit(c, "session_connected", json_pack("{sIsssossso}",
 		    "session", (json_int_t)c->sessions, "client_id", id,
 		    "token", json_null(), "remote_addr", srv, "version",
-		    jname(ag)));
+		    jtext(ag)));
 	}
 	client_register_all(c);
 }
@@ -1024,8 +1016,8 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	if (strcmp(px->label, px->name) != 0)
 		px_series_bind(px); /* the server named it */
 	client_emit(c, "tunnel_up", json_pack("{sososssosIsb}", "tunnel",
-	    jname(px->name), "name", jname(px->name), "tunnel_type",
-	    px_type_name(px->spec.type), "public", jname(px->url), "session",
+	    jtext(px->name), "name", jtext(px->name), "tunnel_type",
+	    px_type_name(px->spec.type), "public", jtext(px->url), "session",
 	    (json_int_t)c->sessions, "resumed", resumed));
 	px_unref(px);
 	if (TAILQ_EMPTY(&c->regq)) {
@@ -1680,6 +1672,9 @@ client_inspect_start(struct client *c)
 	c->ins = inspect_new(c->base, &ic, c->metrics, c->feed);
 	memset(&wc, 0, sizeof(wc));
 	wc.what = "inspector";
+	/* it shows captured requests and replays to the local service: this
+	 * machine's only (there is no inspector token) */
+	wc.require_auth_off_loopback = 1;
 	wc.assets = "inspect";
 	wc.addr = cf->inspect_addr;
 	if (net_split_hostport(cf->inspect_addr, host, sizeof(host), &port,
@@ -2121,7 +2116,7 @@ client_reload_failed(struct client *c, const char *why)
 	snprintf(c->reload_err, sizeof(c->reload_err), "%s", why);
 	met_inc(c->m_reload_failed);
 	client_emit(c, "reload_refused", json_pack("{so}", "error",
-	    jname(why)));
+	    jtext(why)));
 }
 
 void

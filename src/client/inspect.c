@@ -23,6 +23,7 @@
 #include "client/inspect.h"
 #include "http/http.h"
 #include "metrics/events.h"
+#include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "relay/dial.h"
 #include "relay/hrelay.h"
@@ -130,85 +131,6 @@ ins_wall_ms(void)
 
 	gettimeofday(&tv, NULL);
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-/* The length of the valid UTF-8 sequence at p (n > 0 bytes), or 0. */
-static size_t
-utf8_seq(const unsigned char *p, size_t n)
-{
-	size_t len;
-	uint32_t c;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2, c = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3, c = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4, c = p[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
-	    (len == 4 && (c < 0x10000 || c > 0x10ffff)))
-		return 0;
-	return len;
-}
-
-static int
-utf8_valid(const uint8_t *p, size_t n)
-{
-	size_t i = 0, l;
-
-	while (i < n) {
-		if (p[i] == 0 || (l = utf8_seq(p + i, n - i)) == 0)
-			return 0;
-		i += l;
-	}
-	return 1;
-}
-
-/* A JSON string of peer bytes: invalid UTF-8 becomes U+FFFD. */
-static json_t *
-jstrn(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	char *tmp;
-	size_t i = 0, o = 0, l;
-	json_t *j;
-
-	if (s == NULL)
-		return json_null();
-	if (utf8_valid(p, n))
-		return json_stringn(s, n);
-	tmp = xmalloc(n * 3 + 1);
-	while (i < n) {
-		if (p[i] != 0 && (l = utf8_seq(p + i, n - i)) > 0) {
-			memcpy(tmp + o, p + i, l);
-			o += l;
-			i += l;
-		} else {
-			memcpy(tmp + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		}
-	}
-	j = json_stringn(tmp, o);
-	free(tmp);
-	return j;
-}
-
-static json_t *
-jstr(const char *s)
-{
-	return s == NULL ? json_null() : jstrn(s, strlen(s));
 }
 
 static json_t *
@@ -377,8 +299,8 @@ msg_headers_json(const struct ins_msg *m)
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < m->nh; i++)
-		json_array_append_new(a, json_pack("[oo]", jstr(m->hn[i]),
-		    jstr(m->hv[i])));
+		json_array_append_new(a, json_pack("[oo]", jtext(m->hn[i]),
+		    jtext(m->hv[i])));
 	return a;
 }
 
@@ -552,12 +474,12 @@ entry_emit(struct inspect *ins, struct ins_entry *e)
 		return;
 	id_str(id, sizeof(id), 'r', e->id);
 	d = json_pack("{sosssososososfsosIsI}",
-	    "tunnel", jstr(e->tunnel), "id", id,
-	    "name", jstr(e->tunnel),
-	    "method", jstr(e->rq.method), "uri", jstr(e->rq.uri),
+	    "tunnel", jtext(e->tunnel), "id", id,
+	    "name", jtext(e->tunnel),
+	    "method", jtext(e->rq.method), "uri", jtext(e->rq.uri),
 	    "status", e->rs.present ? json_integer(e->rs.status) :
 	    json_null(), "duration_ms", e->dur_ms,
-	    "remote_addr", jstr(e->remote),
+	    "remote_addr", jtext(e->remote),
 	    "bytes_in", (json_int_t)(e->rq.head_len + e->rq.size),
 	    "bytes_out", (json_int_t)(e->rs.head_len + e->rs.size));
 	if (d == NULL)
@@ -588,20 +510,20 @@ entry_json(const struct ins_entry *e)
 
 	id_str(id, sizeof(id), 'r', e->id);
 	id_str(rid, sizeof(rid), 'r', e->replay_of);
-	rq = json_pack("{sososososo}", "method", jstr(e->rq.method), "uri",
-	    jstr(e->rq.uri), "proto", jstr(e->rq.proto), "headers",
+	rq = json_pack("{sososososo}", "method", jtext(e->rq.method), "uri",
+	    jtext(e->rq.uri), "proto", jtext(e->rq.proto), "headers",
 	    msg_headers_json(&e->rq), "body", msg_body_json(&e->rq));
 	if (e->rs.present)
 		rs = json_pack("{sisosososo}", "status", e->rs.status,
-		    "reason", jstr(e->rs.reason), "proto", jstr(e->rs.proto),
+		    "reason", jtext(e->rs.reason), "proto", jtext(e->rs.proto),
 		    "headers", msg_headers_json(&e->rs), "body",
 		    msg_body_json(&e->rs));
 	j = json_pack("{sssosIsosososososo}", "id", id, "tunnel",
-	    jstr(e->tunnel), "start", (json_int_t)e->start_ms,
+	    jtext(e->tunnel), "start", (json_int_t)e->start_ms,
 	    "duration_ms", e->done ? json_real(e->dur_ms) : json_null(),
-	    "remote_addr", jstr(e->remote), "replay_of", e->replay_of ?
+	    "remote_addr", jtext(e->remote), "replay_of", e->replay_of ?
 	    json_string(rid) : json_null(), "request", rq, "response", rs,
-	    "error", jstr(e->error));
+	    "error", jtext(e->error));
 	return j;
 }
 
@@ -858,9 +780,9 @@ inspect_conn_close(struct inspect_conn *ic, uint64_t bytes_in,
 	if (ins->feed) {
 		id_str(id, sizeof(id), 'c', ic->id);
 		evfeed_emit(ins->feed, "connection_closed", json_pack(
-		    "{sososssosfsIsIssss}", "tunnel", jstr(ic->tunnel),
-		    "name", jstr(ic->tunnel), "tunnel_type", ic->type,
-		    "remote_addr", jstr(ic->remote), "duration_ms", ic->dur_ms,
+		    "{sososssosfsIsIssss}", "tunnel", jtext(ic->tunnel),
+		    "name", jtext(ic->tunnel), "tunnel_type", ic->type,
+		    "remote_addr", jtext(ic->remote), "duration_ms", ic->dur_ms,
 		    "bytes_in", (json_int_t)ic->in, "bytes_out",
 		    (json_int_t)ic->out, "reason", reason, "id", id));
 	}
@@ -877,8 +799,8 @@ conn_json(const struct inspect_conn *ic)
 
 	id_str(id, sizeof(id), 'c', ic->id);
 	return json_pack("{sssosssosIsfsIsIsososb}", "id", id, "tunnel",
-	    jstr(ic->tunnel), "type", ic->type, "remote_addr",
-	    jstr(ic->remote), "start", (json_int_t)ic->start_ms,
+	    jtext(ic->tunnel), "type", ic->type, "remote_addr",
+	    jtext(ic->remote), "start", (json_int_t)ic->start_ms,
 	    "duration_ms", dur, "bytes_in", (json_int_t)ic->in, "bytes_out",
 	    (json_int_t)ic->out, "close_reason", ic->reason ?
 	    json_string(ic->reason) : json_null(), "sni", json_null(),
@@ -992,7 +914,7 @@ har_headers(const struct ins_msg *m)
 
 	for (size_t i = 0; i < m->nh; i++)
 		json_array_append_new(a, json_pack("{soso}", "name",
-		    jstr(m->hn[i]), "value", jstr(m->hv[i])));
+		    jtext(m->hn[i]), "value", jtext(m->hv[i])));
 	return a;
 }
 
@@ -1011,8 +933,8 @@ har_query(const char *uri)
 		eq = memchr(p, '=', n);
 		if (n > 0)
 			json_array_append_new(a, json_pack("{soso}", "name",
-			    jstrn(p, eq ? (size_t)(eq - p) : n), "value",
-			    eq ? jstrn(eq + 1, n - (size_t)(eq - p) - 1) :
+			    jtextn(p, eq ? (size_t)(eq - p) : n), "value",
+			    eq ? jtextn(eq + 1, n - (size_t)(eq - p) - 1) :
 			    json_string("")));
 		q = amp;
 		if (frag && (amp == NULL || frag < amp))
@@ -1042,37 +964,37 @@ har_entry(const struct ins_entry *e)
 	    (int)(e->start_ms % 1000));
 	snprintf(url, sizeof(url), "http://%s%s", host ? host : e->tunnel,
 	    e->rq.uri ? e->rq.uri : "/");
-	rq = json_pack("{sososososososIsI}", "method", jstr(e->rq.method),
-	    "url", jstr(url), "httpVersion", jstr(e->rq.proto), "headers",
+	rq = json_pack("{sososososososIsI}", "method", jtext(e->rq.method),
+	    "url", jtext(url), "httpVersion", jtext(e->rq.proto), "headers",
 	    har_headers(&e->rq), "queryString", har_query(e->rq.uri),
 	    "cookies", json_array(), "headersSize",
 	    (json_int_t)e->rq.head_len, "bodySize", (json_int_t)e->rq.size);
 	if (e->rq.size > 0) {
 		json_t *pd;
-		if (utf8_valid(e->rq.body, e->rq.captured))
-			pd = json_pack("{soso}", "mimeType", jstr(ctq ? ctq :
-			    "application/octet-stream"), "text", jstrn(
+		if (jtext_utf8_ok(e->rq.body, e->rq.captured))
+			pd = json_pack("{soso}", "mimeType", jtext(ctq ? ctq :
+			    "application/octet-stream"), "text", jtextn(
 			    (const char *)e->rq.body, e->rq.captured));
 		else
-			pd = json_pack("{soso}", "mimeType", jstr(ctq ? ctq :
+			pd = json_pack("{soso}", "mimeType", jtext(ctq ? ctq :
 			    "application/octet-stream"), "text",
 			    jb64(e->rq.body, e->rq.captured));
 		json_object_set_new(rq, "postData", pd);
 	}
-	if (e->rs.captured == 0 || utf8_valid(e->rs.body, e->rs.captured))
+	if (e->rs.captured == 0 || jtext_utf8_ok(e->rs.body, e->rs.captured))
 		content = json_pack("{sIsoso}", "size", (json_int_t)e->rs.size,
-		    "mimeType", jstr(cts ? cts : ""), "text",
-		    jstrn((const char *)e->rs.body, e->rs.captured));
+		    "mimeType", jtext(cts ? cts : ""), "text",
+		    jtextn((const char *)e->rs.body, e->rs.captured));
 	else
 		content = json_pack("{sIsososs}", "size",
-		    (json_int_t)e->rs.size, "mimeType", jstr(cts ? cts : ""),
+		    (json_int_t)e->rs.size, "mimeType", jtext(cts ? cts : ""),
 		    "text", jb64(e->rs.body, e->rs.captured), "encoding",
 		    "base64");
 	rs = json_pack("{sisososososososIsI}", "status", e->rs.present ?
-	    e->rs.status : 0, "statusText", jstr(e->rs.present ?
-	    e->rs.reason : ""), "httpVersion", jstr(e->rs.present ?
+	    e->rs.status : 0, "statusText", jtext(e->rs.present ?
+	    e->rs.reason : ""), "httpVersion", jtext(e->rs.present ?
 	    e->rs.proto : ""), "headers", har_headers(&e->rs), "cookies",
-	    json_array(), "content", content, "redirectURL", jstr(loc ? loc :
+	    json_array(), "content", content, "redirectURL", jtext(loc ? loc :
 	    ""), "headersSize", e->rs.present ? (json_int_t)e->rs.head_len :
 	    (json_int_t)-1, "bodySize", e->rs.present ?
 	    (json_int_t)e->rs.size : (json_int_t)-1);
@@ -1648,8 +1570,8 @@ api_tunnels(struct evhttp_request *req, void *arg)
 		ins->src.tunnel(ins->src.arg, i, &t);
 		snprintf(local, sizeof(local), strchr(t.local_host, ':') ?
 		    "[%s]:%u" : "%s:%u", t.local_host, t.local_port);
-		o = json_pack("{sosssosssssIsIsIsIsI}", "name", jstr(t.name),
-		    "type", t.type, "public_url", jstr(t.public_url), "local",
+		o = json_pack("{sosssosssssIsIsIsIsI}", "name", jtext(t.name),
+		    "type", t.type, "public_url", jtext(t.public_url), "local",
 		    local, "status", t.status, "bytes_in",
 		    (json_int_t)t.bytes_in, "bytes_out",
 		    (json_int_t)t.bytes_out, "connections",
@@ -1657,7 +1579,7 @@ api_tunnels(struct evhttp_request *req, void *arg)
 		    (json_int_t)t.connections_active, "requests",
 		    (json_int_t)t.requests);
 		if (t.error)
-			json_object_set_new(o, "error", jstr(t.error));
+			json_object_set_new(o, "error", jtext(t.error));
 		json_array_append_new(a, o);
 	}
 	web_reply_json(req, 200, json_pack("{so}", "tunnels", a));

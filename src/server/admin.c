@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "metrics/events.h"
+#include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "server/admin.h"
 #include "server/server.h"
@@ -81,12 +82,12 @@ tunnel_json(const struct proxy *px)
 	json_t *j;
 
 	hexid(px->client_id, id);
-	j = json_pack("{s:I,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I}",
-	    "id", (json_int_t)px->id, "name", px->name, "type",
-	    proxy_type_name(px->type), "public", proxy_url(px, url,
-	    sizeof(url)), "session", px->sess ? json_integer((json_int_t)
+	j = json_pack("{s:I,s:o,s:s,s:o,s:o,s:s,s:o,s:s,s:I,s:I,s:I,s:I,s:I}",
+	    "id", (json_int_t)px->id, "name", jtext(px->name), "type",
+	    proxy_type_name(px->type), "public", jtext(proxy_url(px, url,
+	    sizeof(url))), "session", px->sess ? json_integer((json_int_t)
 	    px->sess->id) : json_null(), "client_id", id, "token",
-	    px->identity, "state", px->sess ? "up" : "grace", "created_ms",
+	    jtext(px->identity), "state", px->sess ? "up" : "grace", "created_ms",
 	    (json_int_t)px->created_unix_ms, "bytes_in",
 	    (json_int_t)smet_px_bytes(px, SMET_IN), "bytes_out",
 	    (json_int_t)smet_px_bytes(px, SMET_OUT), "connections",
@@ -131,9 +132,9 @@ session_json(const struct session *s)
 	hexid(s->client_id, id);
 	LIST_FOREACH(px, &s->proxies, sess_link)
 		json_array_append_new(tl, json_integer((json_int_t)px->id));
-	j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:s,s:o,s:I,s:I,s:I}", "id",
-	    (json_int_t)s->id, "client_id", id, "token", s->identity,
-	    "remote_addr", s->peer, "version", s->agent, "connected_ms",
+	j = json_pack("{s:I,s:s,s:o,s:s,s:o,s:I,s:s,s:o,s:I,s:I,s:I}", "id",
+	    (json_int_t)s->id, "client_id", id, "token", jtext(s->identity),
+	    "remote_addr", s->peer, "version", jtext(s->agent), "connected_ms",
 	    (json_int_t)s->connected_unix_ms, "state", sess_state(s->state),
 	    "tunnels", tl, "bytes_in", (json_int_t)smet_sess_bytes(s, SMET_IN),
 	    "bytes_out", (json_int_t)smet_sess_bytes(s, SMET_OUT), "streams",
@@ -209,7 +210,7 @@ h_info(struct evhttp_request *req, void *arg)
 	memset(&rs, 0, sizeof(rs));
 	smet_reloads(srv, &rs.reloads, &rs.failures);
 	web_reply_json(req, 200, json_pack("{s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:I,"
-	    "s:I,s:{s:I,s:I,s:b,s:I,s:s}}", "version", MGROK_VERSION,
+	    "s:I,s:{s:I,s:I,s:b,s:I,s:o}}", "version", MGROK_VERSION,
 	    "started_ms", (json_int_t)started, "uptime_s",
 	    (json_int_t)(up_ms / 1000), "addr", addr, "domain",
 	    cf->domain, "http_addr", cf->http_addr, "https_addr",
@@ -217,7 +218,8 @@ h_info(struct evhttp_request *req, void *arg)
 	    (json_int_t)srv->reg.count, "reload", "count",
 	    (json_int_t)rs.reloads, "failures", (json_int_t)rs.failures, "ok",
 	    rs.reloads == 0 || srv->reload_ok, "time_ms",
-	    (json_int_t)srv->reload_time * 1000, "error", srv->reload_err));
+	    (json_int_t)srv->reload_time * 1000, "error",
+	    jtext(srv->reload_err)));
 }
 
 static void
@@ -324,8 +326,8 @@ h_reload(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (a->ops.reload(a->srv, err, sizeof(err)) < 0) {
-		web_reply_json(req, 422, json_pack("{s:b,s:s}", "ok", 0,
-		    "error", err));
+		web_reply_json(req, 422, json_pack("{s:b,s:o}", "ok", 0,
+		    "error", jtext(err)));
 		return;
 	}
 	web_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
@@ -418,8 +420,8 @@ h_traffic(struct evhttp_request *req, void *arg)
 			json_array_append_new(out,
 			    json_integer((json_int_t)h->d[1][idx]));
 		}
-		json_array_append_new(l, json_pack("{s:I,s:s,s:o,s:o}", "id",
-		    (json_int_t)px->id, "name", px->name, "in", in, "out",
+		json_array_append_new(l, json_pack("{s:I,s:o,s:o,s:o}", "id",
+		    (json_int_t)px->id, "name", jtext(px->name), "in", in, "out",
 		    out));
 	}
 	web_reply_json(req, 200, json_pack("{s:i,s:o}", "interval_s",

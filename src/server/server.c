@@ -978,7 +978,12 @@ server_kick(struct server *srv, uint64_t id, const char *why)
 	TAILQ_FOREACH(s, &srv->sessions, link) {
 		if (s->id != id || !s->authed)
 			continue;
-		SLOG(LOG_INFO, s, "%s", why);
+		{
+			/* the reason is an operator's (?reason=): escaped */
+			char e[LOG_ESC_MAX];
+			SLOG(LOG_INFO, s, "%s", log_esc(why, strlen(why), e,
+			    sizeof(e)));
+		}
 		s->kicked = 1;
 		session_send_code(s, CTRL_GOODBYE, CODE_NOT_ALLOWED, why);
 		snprintf(s->close_why, sizeof(s->close_why), "%s", why);

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "metrics/events.h"
+#include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "server/server_int.h"
 #include "server/smet.h"
@@ -253,9 +254,10 @@ smet_session_up(struct session *s)
 	}
 	s->connected_unix_ms = (int64_t)time(NULL) * 1000;
 	{
-		json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s}", "session",
-		    (json_int_t)s->id, "client_id", id, "token", s->identity,
-		    "remote_addr", s->peer, "version", s->agent);
+		json_t *j = json_pack("{s:I,s:s,s:o,s:s,s:o}", "session",
+		    (json_int_t)s->id, "client_id", id, "token",
+		    jtext(s->identity), "remote_addr", s->peer, "version",
+		    jtext(s->agent));
 		evfeed_emit(m->feed, "session_connected", j);
 	}
 }
@@ -269,8 +271,8 @@ smet_session_down(struct session *s, const char *why)
 		return; /* never authenticated */
 	if (!s->replaced)
 		evfeed_emit(m->feed, s->kicked ? "session_kicked" :
-		    "session_lost", json_pack("{s:I,s:s}", "session",
-		    (json_int_t)s->id, "reason", why));
+		    "session_lost", json_pack("{s:I,s:o}", "session",
+		    (json_int_t)s->id, "reason", jtext(why)));
 	met_release(s->m_info);
 	s->m_info = NULL;
 	for (int d = 0; d < 2; d++) {
@@ -332,10 +334,11 @@ smet_tunnel_up(struct proxy *px, int resumed, const char *url)
 	px_link_session(px);
 	if (resumed)
 		met_inc(m->leases_resumed);
-	evfeed_emit(m->feed, "tunnel_up", json_pack("{s:I,s:s,s:s,s:s,s:I,"
-	    "s:b}", "tunnel", (json_int_t)px->id, "name", px->name,
-	    "tunnel_type", proxy_type_name(px->type), "public", url, "session", px->sess ? (json_int_t)px->sess->id : 0,
-	    "resumed", resumed));
+	evfeed_emit(m->feed, "tunnel_up", json_pack("{s:I,s:o,s:s,s:o,s:I,"
+	    "s:b}", "tunnel", (json_int_t)px->id, "name", jtext(px->name),
+	    "tunnel_type", proxy_type_name(px->type), "public", jtext(url),
+	    "session", px->sess ? (json_int_t)px->sess->id : 0, "resumed",
+	    resumed));
 }
 
 void
@@ -344,8 +347,8 @@ smet_tunnel_grace(struct proxy *px)
 	/* the session's series go with it: count into the totals */
 	for (int d = 0; d < 2; d++)
 		met_link(px->m_bytes[d], px->srv->m.bytes[d]);
-	evfeed_emit(px->srv->m.feed, "lease_held", json_pack("{s:I,s:s,s:I}",
-	    "tunnel", (json_int_t)px->id, "name", px->name, "grace_s",
+	evfeed_emit(px->srv->m.feed, "lease_held", json_pack("{s:I,s:o,s:I}",
+	    "tunnel", (json_int_t)px->id, "name", jtext(px->name), "grace_s",
 	    (json_int_t)px->srv->cf->lease_grace_s));
 }
 
@@ -353,8 +356,8 @@ void
 smet_lease_expired(struct proxy *px)
 {
 	met_inc(px->srv->m.leases_expired);
-	evfeed_emit(px->srv->m.feed, "lease_expired", json_pack("{s:I,s:s}",
-	    "tunnel", (json_int_t)px->id, "name", px->name));
+	evfeed_emit(px->srv->m.feed, "lease_expired", json_pack("{s:I,s:o}",
+	    "tunnel", (json_int_t)px->id, "name", jtext(px->name)));
 }
 
 void
@@ -362,9 +365,9 @@ smet_tunnel_down(struct proxy *px, const char *why)
 {
 	if (px->m_bytes[0] == NULL)
 		return;
-	evfeed_emit(px->srv->m.feed, "tunnel_down", json_pack("{s:I,s:s,s:s,"
-	    "s:s}", "tunnel", (json_int_t)px->id, "name", px->name, "type",
-	    proxy_type_name(px->type), "reason", why));
+	evfeed_emit(px->srv->m.feed, "tunnel_down", json_pack("{s:I,s:o,s:s,"
+	    "s:s}", "tunnel", (json_int_t)px->id, "name", jtext(px->name),
+	    "tunnel_type", proxy_type_name(px->type), "reason", why));
 	/* no unlinking: a connection still open holds these series and
 	 * counts through them into the totals until it ends */
 	for (int d = 0; d < 2; d++) {
@@ -441,8 +444,8 @@ smet_conn_end(struct server *srv, struct smet_conn *c, const char *why)
 		return;
 	px = registry_get(&srv->reg, c->px_id);
 	evfeed_emit(srv->m.feed, "connection_closed", json_pack(
-	    "{s:I,s:s,s:s,s:s,s:f,s:I,s:I,s:s}", "tunnel",
-	    (json_int_t)c->px_id, "name", px ? px->name : "",
+	    "{s:I,s:o,s:s,s:s,s:f,s:I,s:I,s:s}", "tunnel",
+	    (json_int_t)c->px_id, "name", jtext(px ? px->name : ""),
 	    "tunnel_type", px ? proxy_type_name(px->type) : "", "remote_addr",
 	    c->peer.ss_family ? net_addr_str((struct sockaddr *)&c->peer, a,
 	    sizeof(a)) : "", "duration_ms", (double)(mtime_ms() - c->start_ms),
@@ -538,10 +541,10 @@ smet_http_request(struct server *srv, struct proxy *px, const char *method,
 	}
 	if (!m->detail_events)
 		return;
-	evfeed_emit(m->feed, "request", json_pack("{s:I,s:s,s:s,s:s,s:i,s:f,"
+	evfeed_emit(m->feed, "request", json_pack("{s:I,s:o,s:o,s:o,s:i,s:f,"
 	    "s:s,s:I,s:I}", "tunnel", px ? (json_int_t)px->id : 0, "name",
-	    px ? px->name : "",
-	    "method", method, "uri", uri, "status", status, "duration_ms",
+	    jtext(px ? px->name : ""), "method", jtext(method), "uri",
+	    jtext(uri), "status", status, "duration_ms",
 	    (double)latency_us / 1000.0, "remote_addr", peer ?
 	    net_addr_str(peer, a, sizeof(a)) : "", "bytes_in", (json_int_t)in,
 	    "bytes_out", (json_int_t)out));
@@ -593,7 +596,7 @@ smet_reload(struct server *srv, int ok, const char *text)
 {
 	met_inc(ok ? srv->m.reloads_ok : srv->m.reloads_failed);
 	evfeed_emit(srv->m.feed, ok ? "reload_applied" : "reload_refused",
-	    json_pack("{s:s}", ok ? "summary" : "error", text));
+	    json_pack("{s:o}", ok ? "summary" : "error", jtext(text)));
 }
 
 /* ---- reading ---- */

@@ -172,8 +172,11 @@ refuse_msg(const struct web *w, const char *addr, char *err, size_t errcap)
 		    "set --admin-token or --admin-client-ca (with --admin-cert/"
 		    "--admin-key) so that only operators can use it", addr);
 	else
-		snprintf(err, errcap, "%s listener %s is not on loopback: use "
-		    "--inspect-addr on a loopback address", w->what, addr);
+		snprintf(err, errcap, "%s listener %s is not on loopback: it "
+		    "shows captured requests and replays them, so it listens "
+		    "on this machine only; use --inspect-addr 127.0.0.1:PORT "
+		    "(or an SSH tunnel to reach it from elsewhere)", w->what,
+		    addr);
 }
 
 /* ---- TLS ---- */

@@ -52,9 +52,12 @@ const char *web_addr(const struct web *w);
  * Routes. methods: a mask of EVHTTP_REQ_* (other methods get 405 with
  * Allow). path: an exact path ("/api/v1/info"), or a prefix ending in
  * '/' that matches everything under it ("/api/v1/tunnels/"); the longest
- * match wins. handler(req, arg) must reply (web_reply_* or web_sse) before
- * it returns. Auth, Host checks (DNS rebinding) and the same-origin check
- * of POST/PUT/DELETE run before the handler.
+ * match wins. handler(req, arg) replies (web_reply_* or web_sse), before
+ * it returns or later from the loop (the inspector's replay answers once
+ * the local service did; evhttp keeps req until then, and a reply to a
+ * request whose connection closed meanwhile is dropped by evhttp). Auth,
+ * Host checks (DNS rebinding) and the same-origin check of
+ * POST/PUT/DELETE run before the handler.
  */
 typedef void (*web_handler)(struct evhttp_request *req, void *arg);
 void web_route(struct web *w, int methods, const char *path,

@@ -478,3 +478,12 @@ def test_agent_events_carry_their_fields(mg):
         assert d["reason"] in ("closed", "reset"), d
     finally:
         sse.close()
+
+
+def test_inspector_off_loopback_refused(mg):
+    """The inspector shows captured requests and replays them: it has no
+    token, so it never listens off loopback (checked before binding)."""
+    srv, svc = mg.server(), mg.echo_service()
+    c = mg.tcp_client(svc.port, srv, extra=["--inspect-addr", "0.0.0.0:0"])
+    assert c.wait(10) == 1, c.log()
+    assert "not on loopback" in c.stderr() and "--inspect-addr 127.0.0.1" in c.stderr(), c.log()
