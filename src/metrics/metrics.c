@@ -377,7 +377,31 @@ series_remove(struct met_series *s)
 	met_release(parent);
 }
 
-/* find or make the series of values; past the cap, the "other" one */
+/*
+ * A holder past the cap gets a private series: in no list (not exposed),
+ * counted on its own so that its holder reads its exact value and may link
+ * it to a parent of its own (a tunnel's bytes to its client's), and every
+ * change is applied to its fold target too, the "other" series that the
+ * exposition shows. A shared "other" series could not be linked to one
+ * client without counting every other client's folded tunnels there.
+ */
+static struct met_series *
+private_of(struct met_series *other)
+{
+	struct met_series *p = xcalloc(1, sizeof(*p));
+
+	p->f = other->f;
+	p->priv = 1;
+	p->fold = other;
+	memcpy(p->val, other->val, sizeof(p->val));
+	if (other->f->kind == MET_HISTOGRAM)
+		p->buckets = xcalloc(other->f->nbounds + 1,
+		    sizeof(*p->buckets));
+	return p;
+}
+
+/* find or make the series of values; past the cap, the "other" one (a
+ * private series folding into it, for a holder) */
 static struct met_series *
 get(struct met_family *f, const char *const *values, int forgood)
 {
@@ -401,6 +425,8 @@ get(struct met_family *f, const char *const *values, int forgood)
 		/* the fold target stays, whoever holds it */
 		s->forgood = 1;
 		met_add(f->m->folded, 1);
+		if (!forgood)
+			return private_of(s);
 		return s;
 	}
 	if (s == NULL) {
@@ -514,7 +540,10 @@ met_release(struct met_series *s)
 			return;
 		parent = s->parent;
 		s->parent = NULL;
-		series_remove(s);
+		if (s->priv)
+			series_free(s); /* in no list; its fold target stays */
+		else
+			series_remove(s);
 		s = parent;
 	}
 }
@@ -552,8 +581,11 @@ void
 met_add(struct met_series *s, uint64_t n)
 {
 	assert(s == NULL || s->f->kind == MET_COUNTER);
-	for (; s != NULL; s = s->parent)
+	for (; s != NULL; s = s->parent) {
 		s->v.u += n;
+		if (s->fold != NULL)
+			s->fold->v.u += n;
+	}
 }
 
 void
@@ -573,8 +605,12 @@ met_gauge_add(struct met_series *s, int64_t d)
 {
 	assert(s == NULL || s->f->kind == MET_GAUGE);
 	/* through uint64 so that a wrap is defined behaviour */
-	for (; s != NULL; s = s->parent)
+	for (; s != NULL; s = s->parent) {
 		s->v.i = (int64_t)((uint64_t)s->v.i + (uint64_t)d);
+		if (s->fold != NULL)
+			s->fold->v.i = (int64_t)((uint64_t)s->fold->v.i +
+			    (uint64_t)d);
+	}
 }
 
 void
@@ -611,6 +647,11 @@ met_observe(struct met_series *s, double v)
 		s->buckets[lo]++;
 		s->sum += v;
 		s->v.u++;
+		if (s->fold != NULL) {
+			s->fold->buckets[lo]++;
+			s->fold->sum += v;
+			s->fold->v.u++;
+		}
 	}
 }
 

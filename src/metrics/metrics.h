@@ -13,6 +13,9 @@
  * part of the name. A family holds at most metrics_max_series() series
  * with open labels; past that a new combination gets the series whose open
  * labels are all "other", and mgrok_metrics_series_folded_total counts it.
+ * A holder (met_hold) past the cap gets a private series instead: not
+ * exposed, with its own exact value (for the JSON API) and its own links,
+ * whose every change also goes to that "other" series.
  * Families without open labels are never folded (their values are a fixed
  * set chosen by the code: a type, a reason, a status class).
  */

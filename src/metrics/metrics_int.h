@@ -25,7 +25,10 @@ struct met_series {
 	double sum;			/* histogram */
 	uint64_t *buckets;		/* histogram: nbounds + 1, not cumulative */
 	unsigned refs;			/* holders (met_hold, met_ref, children) */
+	struct met_series *fold;	/* a private series: its "other" one */
 	unsigned char forgood;		/* met_at made or saw it: never removed */
+	unsigned char priv;		/* met_hold past the cap: in no list,
+					   not exposed, freed at release */
 	unsigned char capped;		/* counts toward the family's cap */
 	const char *val[MET_LABELS_MAX]; /* point into key */
 	char key[];			/* each value followed by '\0' */

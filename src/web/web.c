@@ -44,6 +44,7 @@
 #include "metrics/events.h"
 #include "util/crypto.h"
 #include "util/net.h"
+#include "util/mtime.h"
 #include "util/xmalloc.h"
 #include "web/web.h"
 #include "web/webassets.h"
@@ -73,6 +74,9 @@ struct wconn {
 	struct evhttp_connection *evcon; /* once the deferred pass saw it */
 	int refuse;                      /* over max_conns: free at once */
 	int counted;                     /* in w->nconns */
+	unsigned inflight;               /* requests not yet answered */
+	uint64_t last_ms;                /* accepted, or a request came or
+					    was answered (monotonic) */
 	struct wsse *sse;
 	struct wconn *prev, *next;
 };
@@ -106,11 +110,12 @@ struct web {
 	int loopback; /* bound to a loopback address */
 	char addr[NET_ADDRSTR_MAX];
 	uint16_t port;
-	unsigned max_conns, max_sse, timeout_s;
+	unsigned max_conns, max_sse, timeout_s, request_s;
 	struct wroute *routes;
 	size_t nroutes;
 	struct wconn *conns;
 	struct event *pending; /* the deferred pass over new connections */
+	struct event *sweep;   /* ends connections that send no request */
 	int npending;
 	unsigned nconns, nsse;
 	uint64_t requests, unauthorized, refused;
@@ -334,6 +339,47 @@ on_pending(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * A connection must send a whole request within request_s of its
+ * accept or of its last answer: evhttp's own timeout is an idle one that
+ * every byte resets, so without this a peer sending a header byte now and
+ * then would keep a slot (of max_conns) forever, before any token check.
+ * Event streams and requests being answered (a replay) are exempt.
+ */
+
+/* evhttp calls this once a reply went out on a connection (never for a
+ * request whose connection went away first): arg is the web, and the
+ * connection is looked up, not kept */
+static void
+on_request_done(struct evhttp_request *req, void *arg)
+{
+	struct wconn *c = conn_find(arg, evhttp_request_get_connection(req));
+
+	if (c == NULL)
+		return;
+	if (c->inflight > 0)
+		c->inflight--;
+	c->last_ms = mtime_ms();
+}
+
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct web *w = arg;
+	struct wconn *c, *next;
+	uint64_t now = mtime_ms();
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->evcon == NULL || c->sse != NULL || c->inflight > 0 ||
+		    now - c->last_ms < (uint64_t)w->request_s * 1000)
+			continue;
+		w->refused++;
+		/* the close callback unlinks c */
+		evhttp_connection_free(c->evcon);
+	}
+}
+
 static struct bufferevent *
 on_bev(struct event_base *base, void *arg)
 {
@@ -365,6 +411,7 @@ on_bev(struct event_base *base, void *arg)
 		w->nconns++;
 	}
 	c->bev = bev;
+	c->last_ms = mtime_ms();
 	c->next = w->conns;
 	if (w->conns != NULL)
 		w->conns->prev = c;
@@ -440,7 +487,9 @@ web_new(struct event_base *base, const struct web_conf *cf, char *err,
 	w->port = net_local_port(fd);
 
 	if ((w->http = evhttp_new(base)) == NULL ||
-	    (w->pending = event_new(base, -1, 0, on_pending, w)) == NULL) {
+	    (w->pending = event_new(base, -1, 0, on_pending, w)) == NULL ||
+	    (w->sweep = event_new(base, -1, EV_PERSIST, on_sweep, w)) ==
+	    NULL) {
 		snprintf(err, errcap, "%s listener: out of memory", w->what);
 		goto fail;
 	}
@@ -449,6 +498,15 @@ web_new(struct event_base *base, const struct web_conf *cf, char *err,
 	evhttp_set_max_body_size(w->http, cf->max_body ? cf->max_body :
 	    1024 * 1024);
 	evhttp_set_timeout(w->http, (int)w->timeout_s);
+	{
+		/* a sweep every third of the deadline: ends late by that */
+		struct timeval tv;
+		w->request_s = cf->request_timeout_s ? cf->request_timeout_s :
+		    15;
+		tv.tv_sec = w->request_s >= 3 ? w->request_s / 3 : 0;
+		tv.tv_usec = w->request_s >= 3 ? 0 : 300000;
+		event_add(w->sweep, &tv);
+	}
 	evhttp_set_default_content_type(w->http, "text/plain; charset=utf-8");
 	evhttp_set_bevcb(w->http, on_bev, w);
 	if ((bs = evhttp_accept_socket_with_handle(w->http, fd)) == NULL) {
@@ -815,6 +873,16 @@ on_request(struct evhttp_request *req, void *arg)
 	int allowed;
 
 	w->requests++;
+	{
+		struct wconn *c = conn_find(w,
+		    evhttp_request_get_connection(req));
+		if (c != NULL) {
+			c->inflight++;
+			c->last_ms = mtime_ms();
+			evhttp_request_set_on_complete_cb(req, on_request_done,
+			    w);
+		}
+	}
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.req = req;
 	TAILQ_INIT(&ctx.query);
@@ -1063,6 +1131,8 @@ web_free(struct web *w)
 	}
 	if (w->pending != NULL)
 		event_free(w->pending);
+	if (w->sweep != NULL)
+		event_free(w->sweep);
 	for (i = 0; i < w->nroutes; i++)
 		free(w->routes[i].path);
 	free(w->routes);

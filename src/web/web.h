@@ -33,6 +33,10 @@ struct web_conf {
 	unsigned max_sse;         /* SSE streams at once (0: 16) */
 	size_t max_body;          /* request body (0: 1 MiB) */
 	unsigned timeout_s;       /* idle/read timeout (0: 30) */
+	/* a whole request within this of the accept or the last answer, or
+	 * the connection ends (0: 15); event streams and requests being
+	 * answered are exempt */
+	unsigned request_timeout_s;
 	/* asset set served under "/" ("dashboard" or "inspect"), or NULL */
 	const char *assets;
 };

@@ -199,6 +199,46 @@ test_fold(void **state)
 	metrics_free(m);
 }
 
+/* Holders past the cap: each gets its own exact value and its own parent
+ * (two clients), and the exposition's "other" is the sum of them all. */
+static void
+test_fold_private(void **state)
+{
+	struct metrics *m = metrics_new(1);
+	struct met_family *t, *cl;
+	struct met_series *first, *x, *y, *ca, *cb;
+
+	t = met_counter(m, "mgrok_tb_total", "T.", "@tunnel");
+	cl = met_counter(m, "mgrok_cb_total", "C.", "client");
+	ca = met_at1(cl, "A");
+	cb = met_at1(cl, "B");
+	first = met_hold1(t, "t1");
+	x = met_hold1(t, "t2"); /* folded: client A's */
+	y = met_hold1(t, "t3"); /* folded: client B's */
+	assert_ptr_not_equal(x, y);
+	met_link(first, ca);
+	met_link(x, ca);
+	met_link(y, cb);
+	met_add(first, 1);
+	met_add(x, 5);
+	met_add(y, 3);
+	assert_int_equal(met_value(x), 5);
+	assert_int_equal(met_value(y), 3);
+	assert_int_equal(met_value(ca), 6);
+	assert_int_equal(met_value(cb), 3);
+	assert_int_equal(met_lookup(t, (const char *[]){ MET_OTHER }), 8);
+	/* relinking one never moves the other's figures */
+	met_link(y, ca);
+	met_add(y, 1);
+	assert_int_equal(met_value(ca), 7);
+	assert_int_equal(met_value(cb), 3);
+	met_release(x);
+	met_release(y);
+	met_release(first);
+	assert_int_equal(met_lookup(t, (const char *[]){ MET_OTHER }), 9);
+	metrics_free(m);
+}
+
 static void
 test_hold_release(void **state)
 {
@@ -524,6 +564,7 @@ main(void)
 		cmocka_unit_test(test_values_and_text),
 		cmocka_unit_test(test_escaping),
 		cmocka_unit_test(test_fold),
+		cmocka_unit_test(test_fold_private),
 		cmocka_unit_test(test_hold_release),
 		cmocka_unit_test(test_link),
 		cmocka_unit_test(test_histogram),

@@ -378,7 +378,7 @@ test_loopback_rule(void **state)
 	cf.addr = ":0";
 	assert_null(web_new(base, &cf, err, sizeof(err)));
 	assert_non_null(strstr(err, "inspector listener :0 is not on "
-	    "loopback: use --inspect-addr on a loopback address"));
+	    "loopback: it shows captured requests and replays them"));
 	cf.addr = "127.0.0.1:x";
 	assert_null(web_new(base, &cf, err, sizeof(err)));
 	assert_non_null(strstr(err, "inspector listener 127.0.0.1:x: "));
@@ -440,11 +440,54 @@ test_conn_cap(void **state)
 	event_base_free(base);
 }
 
+/* a peer that trickles a head and never completes a request loses its
+ * slot after request_timeout_s; one that asks in time keeps it */
+static void
+test_request_deadline(void **state)
+{
+	struct web_conf cf = {0};
+	char err[256] = "", out[4096];
+	struct web *w;
+	struct cli *slow, *fast;
+	struct web_stats st;
+
+	(void)state;
+	base = event_base_new();
+	cf.what = "admin";
+	cf.addr = "127.0.0.1:0";
+	cf.request_timeout_s = 1;
+	w = web_new(base, &cf, err, sizeof(err));
+	assert_non_null(w);
+	slow = cli_open(web_port(w));
+	fast = cli_open(web_port(w));
+	pump(NULL, NULL, 100);
+	(void)!write(slow->fd, "GET / HT", 8);
+	pump(NULL, NULL, 500);
+	{
+		static const char rq[] = "GET /x HTTP/1.1\r\nHost: localhost"
+		    "\r\n\r\n";
+		(void)!write(fast->fd, rq, sizeof(rq) - 1);
+	}
+	pump(fast, "\r\n\r\n", 2000);
+	assert_true(fast->n > 0);
+	pump(slow, NULL, 2500);
+	assert_true(slow->eof);
+	web_stats(w, &st);
+	assert_int_equal(st.refused, 1);
+	assert_true(req(w, "GET /x HTTP/1.1\r\nHost: localhost", NULL, out,
+	    sizeof(out)) == 404);
+	cli_close(slow);
+	cli_close(fast);
+	web_free(w);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_request_deadline),
 		cmocka_unit_test(test_token),
 		cmocka_unit_test(test_assets),
 		cmocka_unit_test(test_sse),
