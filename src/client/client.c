@@ -1627,6 +1627,7 @@ src_tunnel(void *arg, size_t i, struct inspect_tunnel *t)
 	t->error = px->registered ? NULL : px->reg_err;
 	t->local_host = px->spec.host;
 	t->local_port = px->spec.port;
+	t->local_ai = px->ai;
 	t->host_rewrite = px->host_rw[0] ? px->host_rw : NULL;
 	t->bytes_in = st.bytes_in;
 	t->bytes_out = st.bytes_out;

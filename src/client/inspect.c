@@ -1279,6 +1279,42 @@ struct ins_replay {
 
 static void rp_finish(struct ins_replay *rp, const char *why);
 
+/* ai_copy: the stream addresses of ai in our own allocations (the
+ * tunnel's list may go with a reload while a replay dials); ai_free */
+static struct addrinfo *
+ai_copy(const struct addrinfo *ai)
+{
+	struct addrinfo *head = NULL, **tail = &head;
+
+	for (; ai != NULL; ai = ai->ai_next) {
+		struct addrinfo *n;
+		if (ai->ai_addr == NULL || ai->ai_addrlen >
+		    sizeof(struct sockaddr_storage))
+			continue;
+		n = xcalloc(1, sizeof(*n) + sizeof(struct sockaddr_storage));
+		n->ai_family = ai->ai_family;
+		n->ai_socktype = ai->ai_socktype;
+		n->ai_protocol = ai->ai_protocol;
+		n->ai_addrlen = ai->ai_addrlen;
+		n->ai_addr = (struct sockaddr *)(void *)(n + 1);
+		memcpy(n->ai_addr, ai->ai_addr, ai->ai_addrlen);
+		*tail = n;
+		tail = &n->ai_next;
+	}
+	return head;
+}
+
+static void
+ai_free(struct addrinfo *ai)
+{
+	struct addrinfo *next;
+
+	for (; ai != NULL; ai = next) {
+		next = ai->ai_next;
+		free(ai);
+	}
+}
+
 static void
 rp_free(struct ins_replay *rp)
 {
@@ -1291,8 +1327,7 @@ rp_free(struct ins_replay *rp)
 		event_free(rp->timer);
 	if (rp->fd >= 0)
 		close(rp->fd);
-	if (rp->ai)
-		freeaddrinfo(rp->ai);
+	ai_free(rp->ai);
 	evbuffer_free(rp->out);
 	http_track_free(rp->rs);
 	free(rp);
@@ -1461,17 +1496,10 @@ rp_start(struct inspect *ins, struct evhttp_request *req,
     struct evbuffer *bytes, char *err, size_t errcap)
 {
 	struct ins_replay *rp;
-	struct addrinfo hints;
-	char port[8];
 	size_t hl;
 	const uint8_t *p;
 	struct evbuffer_ptr pos;
-	int rc;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%u", t->local_port);
 	rp = xcalloc(1, sizeof(*rp));
 	rp->fd = -1;
 	rp->ins = ins;
@@ -1479,9 +1507,8 @@ rp_start(struct inspect *ins, struct evhttp_request *req,
 	rp->rs = http_track_new(0);
 	LIST_INSERT_HEAD(&ins->replays, rp, link);
 	ins->nreplays++;
-	if ((rc = getaddrinfo(t->local_host, port, &hints, &rp->ai)) != 0) {
-		snprintf(err, errcap, "cannot resolve %s: %s", t->local_host,
-		    gai_strerror(rc));
+	if ((rp->ai = ai_copy(t->local_ai)) == NULL) {
+		snprintf(err, errcap, "%s has no address", t->local_host);
 		rp_free(rp);
 		return -1;
 	}

@@ -23,6 +23,7 @@ struct evfeed;
 struct hrelay_obs;
 struct metrics;
 struct web;
+struct addrinfo;
 struct inspect;
 struct inspect_conn;
 
@@ -88,6 +89,9 @@ struct inspect_tunnel {
 	const char *name, *type, *public_url, *status, *error;
 	const char *local_host;
 	uint16_t local_port;
+	/* its addresses, resolved when the tunnel was made (a replay
+	 * copies them: no lookup on the loop) */
+	const struct addrinfo *local_ai;
 	const char *host_rewrite;  /* replay rewrites Host to this, or NULL */
 	uint64_t bytes_in, bytes_out, connections, connections_active,
 	    requests;
