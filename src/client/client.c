@@ -504,6 +504,23 @@ cs_dial_failed(struct cstream *cs, int err)
 	cs_reject(cs, CODE_UNREACHABLE, why, cs->c->m_ref_unreach);
 }
 
+/* The server name of a TLS tunnel's connection, for its record: its
+ * ClientHello is usually on the stream by the time the local service
+ * answered the dial (when it is not all there yet, the record has none). */
+static void
+cs_peek_sni(struct mux_stream *st, struct inspect_conn *ic)
+{
+	struct evbuffer *rx = mux_stream_rx(st);
+	size_t n = evbuffer_get_length(rx);
+	char sni[256];
+
+	if (n > HTTP_HEAD_MAX + 5)
+		n = HTTP_HEAD_MAX + 5;
+	if (n > 0 && http_sni_peek(evbuffer_pullup(rx, (ssize_t)n), n, sni,
+	    sizeof(sni)) == 0 && sni[0] != '\0')
+		inspect_conn_set_sni(ic, sni);
+}
+
 static void
 cs_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 {
@@ -539,6 +556,8 @@ cs_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 			cc->ic = inspect_conn_open(cs->c->ins, cs->px->name,
 			    cs->px->spec.type == PROXY_TLS ? "tls" : "tcp",
 			    cs->remote[0] ? cs->remote : NULL);
+		if (cc->ic && cs->px->spec.type == PROXY_TLS)
+			cs_peek_sni(cs->st, cc->ic);
 		memset(&ro, 0, sizeof(ro));
 		ro.end = cs_relay_end;
 		ro.arg = cc;

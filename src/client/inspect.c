@@ -81,6 +81,7 @@ struct inspect_conn {
 	struct inspect *ins;
 	uint64_t id;
 	char *tunnel, *type, *remote;
+	char *sni;                  /* TLS: the ClientHello's server name */
 	int64_t start_ms;
 	uint64_t t0_us;
 	double dur_ms;
@@ -712,7 +713,15 @@ conn_free(struct inspect_conn *ic)
 	free(ic->tunnel);
 	free(ic->type);
 	free(ic->remote);
+	free(ic->sni);
 	free(ic);
+}
+
+void
+inspect_conn_set_sni(struct inspect_conn *ic, const char *sni)
+{
+	free(ic->sni);
+	ic->sni = xstrdup(sni);
 }
 
 static void
@@ -758,14 +767,6 @@ inspect_conn_open(struct inspect *ins, const char *tunnel, const char *type,
 }
 
 void
-inspect_conn_bytes(struct inspect_conn *ic, uint64_t bytes_in,
-    uint64_t bytes_out)
-{
-	ic->in = bytes_in;
-	ic->out = bytes_out;
-}
-
-void
 inspect_conn_close(struct inspect_conn *ic, uint64_t bytes_in,
     uint64_t bytes_out, const char *reason)
 {
@@ -803,7 +804,7 @@ conn_json(const struct inspect_conn *ic)
 	    jtext(ic->remote), "start", (json_int_t)ic->start_ms,
 	    "duration_ms", dur, "bytes_in", (json_int_t)ic->in, "bytes_out",
 	    (json_int_t)ic->out, "close_reason", ic->reason ?
-	    json_string(ic->reason) : json_null(), "sni", json_null(),
+	    json_string(ic->reason) : json_null(), "sni", jtext(ic->sni),
 	    "active", ic->held);
 }
 

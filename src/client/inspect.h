@@ -75,9 +75,9 @@ void *inspect_http_open(struct inspect *ins, const char *tunnel,
  */
 struct inspect_conn *inspect_conn_open(struct inspect *ins,
     const char *tunnel, const char *type, const char *remote_addr);
-/* the counts so far, shown while it is active */
-void inspect_conn_bytes(struct inspect_conn *ic, uint64_t bytes_in,
-    uint64_t bytes_out);
+/* inspect_conn_set_sni: the server name a TLS connection's ClientHello
+ * asked for (the agent peeks at the stream's first bytes) */
+void inspect_conn_set_sni(struct inspect_conn *ic, const char *sni);
 void inspect_conn_close(struct inspect_conn *ic, uint64_t bytes_in,
     uint64_t bytes_out, const char *reason);
 

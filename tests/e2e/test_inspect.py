@@ -487,3 +487,44 @@ def test_inspector_off_loopback_refused(mg):
     c = mg.tcp_client(svc.port, srv, extra=["--inspect-addr", "0.0.0.0:0"])
     assert c.wait(10) == 1, c.log()
     assert "not on loopback" in c.stderr() and "--inspect-addr 127.0.0.1" in c.stderr(), c.log()
+
+
+def test_tls_connection_record_has_the_sni(mg):
+    """A TLS tunnel's connection record names the server name its
+    ClientHello asked for, peeked by the agent at the stream's start."""
+    import shutil
+    import ssl
+    from helpers import connect, make_pki, recv_until_eof
+    openssl = shutil.which("openssl")
+    if not openssl:
+        pytest.skip("the openssl command is not installed")
+    srv = _http_server(mg, https=True)
+    origin = make_pki(mg, "pki-origin", "secure.test")
+    oport = pick_free_port()
+    so = mg.spawn("s_server", [openssl, "s_server", "-accept", "%s:%d" % (HOST, oport),
+                               "-cert", origin.server_pem, "-key", origin.server_key,
+                               "-www", "-quiet"])
+    assert wait_for(lambda: so.alive() and _port_open(oport), 10), mg.logs()
+    ip = pick_free_port()
+    _http_client(mg, srv, oport, hostname="secure.test", kind="tls",
+                 extra=["--inspect-addr", "%s:%d" % (HOST, ip)])
+    ctx = ssl.create_default_context(cafile=origin.ca_pem)
+    t = ctx.wrap_socket(connect(srv.https_port, timeout=10), server_hostname="secure.test")
+    t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    data, _ = recv_until_eof(t, timeout=10)
+    t.close()
+    assert data.startswith(b"HTTP/1.0 200"), data[:100]
+
+    def rec():
+        st, body = api(ip, "/api/connections")[:2]
+        return body["connections"] if st == 200 and body["connections"] else None
+    conns = wait_for(rec, 10)
+    assert conns and conns[0]["type"] == "tls" and conns[0]["sni"] == "secure.test", conns
+
+
+def _port_open(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
