@@ -329,6 +329,9 @@ px_series_bind(struct cproxy *px)
 {
 	const struct client_fams *f = px->fam;
 	const char *n = px->name;
+	/* connections open under the old name end under the new one: the
+	 * gauge carries them over */
+	int64_t active = met_gauge_value(px->m_active);
 
 	px_series_release(px);
 	snprintf(px->label, sizeof(px->label), "%s", n);
@@ -336,6 +339,7 @@ px_series_bind(struct cproxy *px)
 	px->m_out = met_hold2(f->bytes, n, "out");
 	px->m_conns = met_hold1(f->conns, n);
 	px->m_active = met_hold1(f->active, n);
+	met_gauge_add(px->m_active, active);
 	if (px->spec.type == PROXY_HTTP)
 		px->m_dur = met_hold1(f->http_dur, n);
 	if (px->spec.type == PROXY_UDP) {
