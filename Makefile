@@ -77,7 +77,9 @@ $(BUILD)/mgrok: $(CLI_OBJ) $(BUILD)/libmgrok.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDLIBS)
 
 # the man page comes from the option table, like --help
-$(BUILD)/mgrok.1: $(BUILD)/mgrok
+# (and from the option table's files: `make -o build/mgrok install`, as the
+# install test does, must not keep a page of older options)
+$(BUILD)/mgrok.1: $(BUILD)/mgrok src/conf/opts.c src/conf/doc.c
 	$(BUILD)/mgrok man > $@.tmp && mv $@.tmp $@
 
 man: $(BUILD)/mgrok.1
