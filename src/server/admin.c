@@ -115,8 +115,8 @@ tunnel_json(const struct proxy *px)
 		json_object_set_new(j, "udp", json_pack("{s:I,s:I,s:I,s:I,s:I}",
 		    "flows", (json_int_t)smet_px_conns(px), "flows_active",
 		    (json_int_t)px->nflows, "datagrams_in",
-		    (json_int_t)px->dg.pkts_in, "datagrams_out",
-		    (json_int_t)px->dg.pkts_out, "drops",
+		    (json_int_t)smet_px_dgrams(px, SMET_IN), "datagrams_out",
+		    (json_int_t)smet_px_dgrams(px, SMET_OUT), "drops",
 		    (json_int_t)(px->dg.drops_in + px->dg.drops_out)));
 	}
 	return j;

@@ -95,6 +95,7 @@ struct proxy {
 	/* its figures (smet.h): bytes in/out, connections, open ones, HTTP
 	 * requests by status class (0: none, 1xx..5xx) */
 	struct met_series *m_bytes[2], *m_conns, *m_active, *m_http[6];
+	struct met_series *m_dgrams[2]; /* UDP: datagrams in and out */
 	uint64_t http_lat_sum_us, http_lat_n; /* for the API's average */
 	int64_t created_unix_ms;
 	/* UDP proxies (udp.c) */

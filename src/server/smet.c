@@ -164,6 +164,9 @@ smet_init(struct server *srv)
 	m->f_udp_drops = met_counter(m->reg, "mgrok_udp_drops_total",
 	    "UDP datagrams dropped, by direction and reason",
 	    "direction,reason");
+	m->f_tun_dgrams = met_counter(m->reg,
+	    "mgrok_tunnel_udp_datagrams_total",
+	    "UDP datagrams through a tunnel", "@tunnel,@public,direction");
 	m->udp_flows_total = met_at0(met_counter(m->reg,
 	    "mgrok_udp_flows_total", "UDP flows opened", NULL));
 	m->udp_flows_active = met_at0(met_gauge(m->reg,
@@ -324,6 +327,12 @@ smet_tunnel_up(struct proxy *px, int resumed, const char *url)
 		px->m_conns = met_hold2(m->f_tun_conns, px->name, pub);
 		px->m_active = met_hold2(m->f_tun_active, px->name, pub);
 		met_link(px->m_active, m->conns_active);
+		if (px->type == PROXY_UDP)
+			for (int d = 0; d < 2; d++) {
+				v[2] = dir_name[d];
+				px->m_dgrams[d] = met_hold(m->f_tun_dgrams, v);
+				met_link(px->m_dgrams[d], m->udp_dgrams[d]);
+			}
 		if (proxy_is_http(px->type))
 			for (int c = 0; c < 6; c++) {
 				v[2] = class_name[c];
@@ -380,6 +389,10 @@ smet_tunnel_down(struct proxy *px, const char *why)
 	for (int c = 0; c < 6; c++) {
 		met_release(px->m_http[c]);
 		px->m_http[c] = NULL;
+	}
+	for (int d = 0; d < 2; d++) {
+		met_release(px->m_dgrams[d]);
+		px->m_dgrams[d] = NULL;
 	}
 }
 
@@ -555,7 +568,9 @@ smet_http_request(struct server *srv, struct proxy *px, const char *method,
 void
 smet_udp(struct proxy *px, enum smet_dir d, uint64_t dgrams)
 {
-	met_add(px->srv->m.udp_dgrams[d], dgrams);
+	/* the tunnel's series is linked to the server's */
+	met_add(px->m_dgrams[d] ? px->m_dgrams[d] : px->srv->m.udp_dgrams[d],
+	    dgrams);
 }
 
 void
@@ -660,6 +675,12 @@ uint64_t
 smet_px_conns(const struct proxy *px)
 {
 	return px->m_conns ? met_value(px->m_conns) : 0;
+}
+
+uint64_t
+smet_px_dgrams(const struct proxy *px, enum smet_dir d)
+{
+	return px->m_dgrams[d] ? met_value(px->m_dgrams[d]) : 0;
 }
 
 int64_t

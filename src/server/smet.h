@@ -57,7 +57,7 @@ struct smet {
 	struct met_family *f_client_info, *f_client_bytes;
 	struct met_family *f_tun_bytes, *f_tun_conns, *f_tun_active;
 	struct met_family *f_tun_http, *f_http_req, *f_sessions, *f_tunnels;
-	struct met_family *f_tls_fail, *f_udp_drops;
+	struct met_family *f_tls_fail, *f_udp_drops, *f_tun_dgrams;
 	struct met_series *bytes[2];          /* all public bytes */
 	struct met_series *conns_active;      /* all tunnels' */
 	struct met_series *sessions_total, *auth_fail[SMET_AUTH_COUNT];
@@ -160,6 +160,7 @@ void smet_reloads(const struct server *srv, unsigned long long *all,
 uint64_t smet_total(struct server *srv, enum smet_dir d);
 uint64_t smet_px_bytes(const struct proxy *px, enum smet_dir d);
 uint64_t smet_px_conns(const struct proxy *px);
+uint64_t smet_px_dgrams(const struct proxy *px, enum smet_dir d);
 int64_t smet_px_active(const struct proxy *px);
 uint64_t smet_sess_bytes(const struct session *s, enum smet_dir d);
 

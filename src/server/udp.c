@@ -171,7 +171,6 @@ uflow_readable(struct mux_stream *st, void *arg)
 		uint64_t bytes = 0;
 		sent = dgram_send(px->udp_fd, (struct sockaddr *)&f->peer,
 		    f->plen, iov, n, &f->gso, &bytes);
-		px->dg.pkts_out += (uint64_t)sent;
 		smet_conn_bytes(&f->rec, SMET_OUT, bytes);
 		smet_udp(px, SMET_OUT, (uint64_t)sent);
 		if (n > sent) {
@@ -269,7 +268,6 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 			break;
 	}
 	/* the batch's figures, once */
-	px->dg.pkts_in += pkts;
 	px->dg.drops_in += drop_away + drop_flow + drop_mux + drop_size;
 	if (pkts)
 		smet_udp(px, SMET_IN, pkts);
@@ -349,10 +347,10 @@ udp_proxy_log(const struct proxy *px)
 		 "dropped",
 	    log_esc(px->name, strlen(px->name), n, sizeof(n)), px->port,
 	    (unsigned long long)smet_px_conns(px),
-	    (unsigned long long)px->dg.pkts_in,
+	    (unsigned long long)smet_px_dgrams(px, SMET_IN),
 	    (unsigned long long)smet_px_bytes(px, SMET_IN),
 	    (unsigned long long)px->dg.drops_in,
-	    (unsigned long long)px->dg.pkts_out,
+	    (unsigned long long)smet_px_dgrams(px, SMET_OUT),
 	    (unsigned long long)smet_px_bytes(px, SMET_OUT),
 	    (unsigned long long)px->dg.drops_out);
 }

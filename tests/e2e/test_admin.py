@@ -439,3 +439,36 @@ def test_series_stay_under_the_cap_with_5000_tunnels(mg):
         assert len(text) < 400000, len(text)
     finally:
         pc.close()
+
+
+def test_udp_tunnel_figures(mg):
+    """A UDP tunnel's datagrams, bytes and flows: per tunnel in the JSON API
+    and /metrics, added up into the server's totals."""
+    from helpers import udp_exchange
+    srv = _server(mg)
+    svc = mg.udp_service("tag")
+    c = mg.udp_client(svc.port, srv.proc, extra=["--inspect-addr", "off"])
+    fw = mg.wait_forward(c)
+    port = fw[0][2]
+    sock = mg.udp_sock()
+    n, got = 20, 0
+    for i in range(n):
+        if udp_exchange(sock, port, b"d%03d" % i, timeout=2.0):
+            got += 1
+    assert got == n, got
+
+    def tunnel():
+        t = api(srv.admin, "/api/v1/tunnels")[1]["tunnels"][0]
+        return t if t["udp"]["datagrams_out"] == n else None
+    t = wait_for(tunnel, 5)
+    assert t, api(srv.admin, "/api/v1/tunnels")
+    assert t["type"] == "udp" and t["udp"]["datagrams_in"] == n, t
+    assert t["udp"]["flows"] == 1 and t["udp"]["flows_active"] == 1, t
+    assert t["bytes_in"] == 4 * n, t
+    m = parse_metrics(scrape(srv.admin))
+    pub = "udp/%d" % port
+    assert metric(m, "mgrok_tunnel_udp_datagrams_total", public=pub, direction="in") == n
+    assert metric(m, "mgrok_tunnel_udp_datagrams_total", public=pub, direction="out") == n
+    assert metric(m, "mgrok_udp_datagrams_total", direction="in") == n
+    assert metric(m, "mgrok_udp_flows_active") == 1
+    assert metric(m, "mgrok_tunnel_bytes_total", public=pub, direction="in") == 4 * n
