@@ -8,6 +8,9 @@ BIN=${MGROK_BIN:-build/mgrok}
 SERVER_PORT=${SERVER_PORT:-9000}
 DEMO_PORT=${DEMO_PORT:-3000}
 START_PORT=${START_PORT:-10000}
+HTTP_PORT=${HTTP_PORT:-8080}
+ADMIN_PORT=${ADMIN_PORT:-9100}
+INSPECT_PORT=${INSPECT_PORT:-4040}
 TOKEN=${TOKEN:-demo-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}
 work=$(mktemp -d /tmp/mgrok-demo.XXXXXX)
 pids=()
@@ -36,8 +39,12 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 
+# HTTP tunnels get DEMO.localhost: curl and browsers resolve *.localhost
+# to loopback by themselves
 "$BIN" server --addr "127.0.0.1:$SERVER_PORT" --bind-addr 127.0.0.1 \
-	--start-port "$START_PORT" --token "$TOKEN" 2>"$work/server.log" &
+	--start-port "$START_PORT" --token "$TOKEN" --domain localhost \
+	--http-addr "127.0.0.1:$HTTP_PORT" --admin-addr "127.0.0.1:$ADMIN_PORT" \
+	2>"$work/server.log" &
 pids+=($!)
 for _ in $(seq 1 50); do
 	grep -q "listening on" "$work/server.log" && break
@@ -46,8 +53,13 @@ done
 grep -q "listening on" "$work/server.log" || { cat "$work/server.log"; exit 1; }
 
 XDG_STATE_HOME="$work/state" "$BIN" tcp "127.0.0.1:$DEMO_PORT" \
-	--server "127.0.0.1:$SERVER_PORT" --token "$TOKEN" \
+	--server "127.0.0.1:$SERVER_PORT" --token "$TOKEN" --inspect-addr off \
 	>"$work/client.out" 2>"$work/client.log" &
+pids+=($!)
+XDG_STATE_HOME="$work/state-http" "$BIN" http "127.0.0.1:$DEMO_PORT" \
+	--subdomain demo --server "127.0.0.1:$SERVER_PORT" --token "$TOKEN" \
+	--inspect-addr "127.0.0.1:$INSPECT_PORT" \
+	>"$work/http.out" 2>"$work/http.log" &
 pids+=($!)
 url=""
 for _ in $(seq 1 50); do
@@ -57,20 +69,32 @@ for _ in $(seq 1 50); do
 done
 [ -n "$url" ] || { cat "$work/client.log"; exit 1; }
 hostport=${url#tcp://}
+web=""
+for _ in $(seq 1 50); do
+	web=$(grep -o 'http://demo[^ ]*' "$work/http.out" || true)
+	[ -n "$web" ] && break
+	sleep 0.1
+done
 echo
 echo "mgrok demo is running:"
 echo "  server       127.0.0.1:$SERVER_PORT (token $TOKEN)"
 echo "  demo service http://127.0.0.1:$DEMO_PORT/"
-echo "  public       $url"
+echo "  public       $url (TCP tunnel)"
+echo "               ${web:-(the HTTP tunnel did not come up: $work/http.log)} (HTTP tunnel)"
+echo "  dashboard    http://127.0.0.1:$ADMIN_PORT/   (metrics: /metrics)"
+echo "  inspector    http://127.0.0.1:$INSPECT_PORT/   (every request through the HTTP tunnel)"
 echo
 echo "Try it:  curl http://$hostport/"
+[ -n "$web" ] && echo "         curl $web/"
 echo
 curl -s --max-time 5 "http://$hostport/" | sed 's/^/  | /' || true
+[ -n "$web" ] && curl -s --max-time 5 "$web/" >/dev/null || true
 echo
 if [ -n "${DEMO_ONCE:-}" ]; then
 	exit 0
 fi
 echo "Ctrl+C to stop."
-while kill -0 "${pids[1]}" 2>/dev/null && kill -0 "${pids[2]}" 2>/dev/null; do
+while kill -0 "${pids[1]}" 2>/dev/null && kill -0 "${pids[2]}" 2>/dev/null &&
+	kill -0 "${pids[3]}" 2>/dev/null; do
 	sleep 1
 done
