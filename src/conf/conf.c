@@ -918,8 +918,14 @@ conf_server_free(struct server_conf *c)
 		free(c->tokens[i]);
 		free(c->token_names[i]);
 		c->tokens[i] = c->token_names[i] = NULL;
+		c->token_policy[i] = NULL;
 	}
 	c->ntokens = 0;
+	for (size_t i = 0; i < c->npolicies; i++)
+		free(c->policies[i]);
+	free(c->policies);
+	c->policies = NULL;
+	c->npolicies = 0;
 }
 
 void

@@ -15,6 +15,9 @@
 #define CONF_MAX_TOKENS 16
 #define CONF_MAX_LOCALS 64
 #define CONF_MAX_ALLOW 64
+#define CONF_MAX_CERTS 256  /* certs: entries */
+
+struct conf_policy;
 
 struct server_conf {
 	char addr[300];          /* control listener host:port */
@@ -26,7 +29,15 @@ struct server_conf {
 	 * file); NULL for an unnamed token (--token, auth_token, a token
 	 * file, MGROK_TOKEN) */
 	char *token_names[CONF_MAX_TOKENS];
+	/* token_policy[i]: tokens[i]'s policy (conf/policy.h), borrowed
+	 * from policies[]; NULL = unrestricted. Both secrets of a rotating
+	 * entry (`secret: [old, new]`) share the entry's name and policy. */
+	struct conf_policy *token_policy[CONF_MAX_TOKENS];
 	size_t ntokens;
+	/* every policy of the file (the tokens: entries' that have any,
+	 * then certs:), owned; see policy_for_token, policy_for_subject */
+	struct conf_policy **policies;
+	size_t npolicies;
 	int no_plain_token;
 	unsigned max_sessions;
 	unsigned max_proxies;    /* per session */

@@ -105,6 +105,13 @@ struct ld {
 	int flag_errors;           /* errors while reading argv */
 	char bind_port[16];        /* the original mgrok's bind_port */
 	const char *cur_token_name; /* `tokens: [{name: ...}]` */
+	/* the tokens: entry being read (1-based; 0 = not an entry) and its
+	 * policy (owned by s->policies, or NULL); tok_entry[i]: the entry
+	 * of s->tokens[i], so that an entry's two secrets may share its
+	 * name */
+	unsigned cur_token_entry, ntoken_entries;
+	struct conf_policy *cur_policy;
+	unsigned tok_entry[CONF_MAX_TOKENS];
 	int check_only;            /* `config check`: tunnels of any cmd */
 };
 
@@ -135,6 +142,10 @@ const char *conf_opt_nearest(int server, int tunnel, const char *key);
 /* conf_flag_nearest: the flag of the side nearest to flag (without the
  * dashes), or NULL */
 const char *conf_flag_nearest(int server, const char *flag);
+/* conf_word_nearest: the word of words[n] nearest to key by edit
+ * distance, or NULL when none is close */
+const char *conf_word_nearest(const char *key, const char *const *words,
+    size_t n);
 int conf_split_hostport(const char *s, char *host, size_t hostcap,
     uint16_t *port, uint16_t default_port, int allow_zero, const char **err);
 void conf_server_defaults(struct server_conf *c);

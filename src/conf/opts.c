@@ -112,13 +112,18 @@ conf_tok_add(struct ld *L, const char *t, size_t len, const char *name)
 		return -1;
 	}
 	for (size_t i = 0; i < c->ntokens; i++) {
+		/* the two secrets of one entry (rotation) share its name */
 		if (name && c->token_names[i] &&
-		    strcmp(name, c->token_names[i]) == 0) {
+		    strcmp(name, c->token_names[i]) == 0 &&
+		    (L->cur_token_entry == 0 ||
+		    L->tok_entry[i] != L->cur_token_entry)) {
 			ld_bad(L, "two tokens have this name", name);
 			return -1;
 		}
 	}
 	c->token_names[c->ntokens] = name ? xstrdup(name) : NULL;
+	c->token_policy[c->ntokens] = L->cur_policy;
+	L->tok_entry[c->ntokens] = L->cur_token_entry;
 	c->tokens[c->ntokens++] = xstrndup(t, len);
 	return 0;
 }
@@ -1009,7 +1014,7 @@ const char *
 conf_opt_nearest(int server, int tunnel, const char *key)
 {
 	static const char *extra_c[] = { "version", "tunnels", "proxies" };
-	static const char *extra_s[] = { "version" };
+	static const char *extra_s[] = { "version", "certs" };
 	const char *best = NULL;
 	size_t bd = 99, lim = strlen(key) <= 4 ? 1 : strlen(key) <= 8 ? 2 : 3;
 
@@ -1032,13 +1037,29 @@ conf_opt_nearest(int server, int tunnel, const char *key)
 	}
 	if (!tunnel) {
 		const char **ex = server ? extra_s : extra_c;
-		size_t n = server ? 1 : 3;
+		size_t n = server ? 2 : 3;
 		for (size_t i = 0; i < n; i++) {
 			size_t dd = edit_distance(key, ex[i]);
 			if (dd < bd) {
 				bd = dd;
 				best = ex[i];
 			}
+		}
+	}
+	return bd <= lim ? best : NULL;
+}
+
+const char *
+conf_word_nearest(const char *key, const char *const *words, size_t n)
+{
+	const char *best = NULL;
+	size_t bd = 99, lim = strlen(key) <= 4 ? 1 : strlen(key) <= 8 ? 2 : 3;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t dd = edit_distance(key, words[i]);
+		if (dd < bd) {
+			bd = dd;
+			best = words[i];
 		}
 	}
 	return bd <= lim ? best : NULL;
@@ -1077,6 +1098,8 @@ list_clear(struct ld *L, int lg)
 			free(L->s->tokens[i]);
 			free(L->s->token_names[i]);
 			L->s->tokens[i] = L->s->token_names[i] = NULL;
+			/* the file's policies stay owned by s->policies */
+			L->s->token_policy[i] = NULL;
 		}
 		L->s->ntokens = 0;
 	} else if (lg == LG_ALLOW) {

@@ -2,6 +2,7 @@
  * table's setters. Strict: every key is known, every value has the right
  * shape, and every problem is reported with its line and column; reading
  * goes on after one so that all of them are reported at once. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <yaml.h>
 
 #include "conf/conf_int.h"
+#include "conf/policy.h"
 #include "proto/ctrl.h"
 #include "util/xmalloc.h"
 
@@ -178,7 +180,8 @@ unknown_key(struct yw *w, const yaml_node_t *k, const char *prefix,
 	if (near)
 		snprintf(why, sizeof(why), "unknown key (did you mean %s?)",
 		    near);
-	else if (!tunnel && conf_opt_by_key(!L->server, 0, scalar(k)))
+	else if (!tunnel && (conf_opt_by_key(!L->server, 0, scalar(k)) ||
+	    (!L->server && strcmp(scalar(k), "certs") == 0)))
 		snprintf(why, sizeof(why), "unknown key (it belongs in a %s "
 		    "file; this one is read as a %s file)",
 		    L->server ? "client" : "server",
@@ -188,18 +191,385 @@ unknown_key(struct yw *w, const yaml_node_t *k, const char *prefix,
 	ld_bad(L, why, "");
 }
 
+/* ------------------------------------------------------------ policy */
+
+/* an error about a policy value: "FILE:L:C: key: "v": why" */
+static void
+pbad(struct ld *L, const yaml_node_t *n, const char *key, const char *v,
+    const char *why)
+{
+	char msg[600];
+
+	at(L, n, key);
+	if (v && *v)
+		snprintf(msg, sizeof(msg), "\"%.200s\": %s", v, why);
+	else
+		snprintf(msg, sizeof(msg), "%s", why);
+	ld_bad(L, msg, "");
+}
+
+/* a scalar's value, ${VAR} expanded (malloc'd), or NULL (reported) */
+static char *
+pscalar(struct ld *L, const yaml_node_t *n, const char *key)
+{
+	char why[120];
+
+	at(L, n, key);
+	if (n->type != YAML_SCALAR_NODE) {
+		snprintf(why, sizeof(why), "expected a single value, not %s",
+		    shape(n));
+		ld_bad(L, why, "");
+		return NULL;
+	}
+	if (is_null(n)) {
+		ld_bad(L, "needs a value", "");
+		return NULL;
+	}
+	return conf_expand(L, scalar(n), 0);
+}
+
+/* an unknown key of a policy mapping, with the nearest known one */
+static void
+punknown(struct ld *L, const yaml_node_t *k, const char *key,
+    const char *const *words, size_t n, const char *what)
+{
+	const char *near = conf_word_nearest(scalar(k), words, n);
+	char why[300];
+
+	if (near)
+		snprintf(why, sizeof(why), "unknown key (did you mean %s?)",
+		    near);
+	else
+		snprintf(why, sizeof(why), "unknown key (%s)", what);
+	at(L, k, key);
+	ld_bad(L, why, "");
+}
+
+enum { AK_PORTS, AK_SUB, AK_HOST, AK_TYPES, AK_CIDRS, AK_DENY, AK_N };
+static const char *const allow_keys[AK_N] = { "ports", "subdomains",
+	"hostnames", "types", "cidrs", "deny_cidrs" };
+
+/* one item of allow.KEY into p; 0 or -1 (reported) */
+static void
+allow_item(struct ld *L, struct conf_policy *p, int kind,
+    const yaml_node_t *it, const char *key)
+{
+	const char *err = NULL;
+	char *v = pscalar(L, it, key);
+	size_t *np = NULL, max = POLICY_MAX_PATTERNS;
+	int rc = 0;
+
+	if (v == NULL)
+		return;
+	switch (kind) {
+	case AK_PORTS:
+		np = &p->nports;
+		max = POLICY_MAX_PORTS;
+		if (*np < max)
+			rc = policy_parse_port(v, &p->ports[*np], &err);
+		break;
+	case AK_SUB:
+		np = &p->nsubdomains;
+		if (*np < max)
+			rc = policy_parse_subdomain(v, p->subdomains[*np],
+			    &err);
+		break;
+	case AK_HOST:
+		np = &p->nhostnames;
+		if (*np < max)
+			rc = policy_parse_hostname(v, p->hostnames[*np], &err);
+		break;
+	case AK_TYPES: {
+		uint8_t t = 0;
+		if ((rc = policy_parse_type(v, &t, &err)) == 0)
+			p->types |= 1u << t;
+		break;
+	}
+	case AK_CIDRS:
+	case AK_DENY:
+		np = kind == AK_CIDRS ? &p->ncidrs : &p->ndeny_cidrs;
+		max = POLICY_MAX_CIDRS;
+		if (*np < max)
+			rc = policy_parse_cidr(v, kind == AK_CIDRS ?
+			    &p->cidrs[*np] : &p->deny_cidrs[*np], &err);
+		break;
+	}
+	if (np && *np >= max) {
+		char why[80];
+		snprintf(why, sizeof(why), "too many entries (at most %zu)",
+		    max);
+		pbad(L, it, key, "", why);
+	} else if (rc) {
+		pbad(L, it, key, v, err);
+	} else if (np) {
+		(*np)++;
+	}
+	free(v);
+}
+
+static void
+allow_map(struct yw *w, struct conf_policy *p, const yaml_node_t *m,
+    const char *key)
+{
+	struct ld *L = w->L;
+
+	if (m->type != YAML_MAPPING_NODE) {
+		at(L, m, key);
+		ld_bad(L, "expected a mapping (ports, subdomains, hostnames, "
+		    "types, cidrs, deny_cidrs)", "");
+		return;
+	}
+	for (yaml_node_pair_t *pr = m->data.mapping.pairs.start;
+	    pr < m->data.mapping.pairs.top; pr++) {
+		const yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
+		const yaml_node_t *v = yaml_document_get_node(w->doc,
+		    pr->value);
+		const char *ks;
+		char sub[600];
+		int kind;
+		if (v == NULL || visit(w, v) ||
+		    (ks = pair_key(w, m, pr, "", "key")) == NULL)
+			continue;
+		snprintf(sub, sizeof(sub), "%.400s.%.100s", key, ks);
+		for (kind = 0; kind < AK_N; kind++)
+			if (strcmp(ks, allow_keys[kind]) == 0)
+				break;
+		if (kind == AK_N) {
+			punknown(L, k, sub, allow_keys, AK_N, "allow has "
+			    "ports, subdomains, hostnames, types, cidrs and "
+			    "deny_cidrs");
+			continue;
+		}
+		if (v->type == YAML_SCALAR_NODE) {
+			allow_item(L, p, kind, v, sub);
+			continue;
+		}
+		if (v->type != YAML_SEQUENCE_NODE) {
+			at(L, v, sub);
+			ld_bad(L, "expected a value or a list, not a mapping",
+			    "");
+			continue;
+		}
+		if (v->data.sequence.items.start ==
+		    v->data.sequence.items.top) {
+			at(L, v, sub);
+			ld_bad(L, "an empty list would allow nothing: leave "
+			    "the key out to allow any", "");
+			continue;
+		}
+		for (yaml_node_item_t *ip = v->data.sequence.items.start;
+		    ip < v->data.sequence.items.top; ip++) {
+			const yaml_node_t *it = yaml_document_get_node(w->doc,
+			    *ip);
+			if (it == NULL || visit(w, it))
+				continue;
+			allow_item(L, p, kind, it, sub);
+		}
+	}
+}
+
+/* a positive count or rate for a limit: 0 or -1 (reported) */
+static int
+limit_value(struct ld *L, const yaml_node_t *n, const char *key, int rate,
+    int bytes, uint64_t max, uint64_t *out, const char *zero)
+{
+	char *v = pscalar(L, n, key), why[200];
+	const char *err = NULL;
+	int rc = -1;
+
+	if (v == NULL)
+		return -1;
+	if (rate) {
+		if (policy_parse_rate(v, bytes, out, &err)) {
+			pbad(L, n, key, v, err);
+			goto out;
+		}
+	} else {
+		char *end;
+		unsigned long long x;
+		errno = 0;
+		x = strtoull(v, &end, 10);
+		if (!isdigit((unsigned char)v[0]) || *end || errno || x > max) {
+			snprintf(why, sizeof(why), "expected a whole number "
+			    "from 1 to %llu", (unsigned long long)max);
+			pbad(L, n, key, v, why);
+			goto out;
+		}
+		*out = x;
+	}
+	if (*out == 0) {
+		pbad(L, n, key, v, zero);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(v);
+	return rc;
+}
+
+enum { LK_TUNNELS, LK_VISITORS, LK_BW, LK_NEWCONN, LK_HTTPREQ, LK_N };
+static const char *const limit_keys[LK_N] = { "tunnels", "visitors",
+	"bandwidth", "new_connections", "http_requests" };
+
+static void
+bandwidth(struct yw *w, struct conf_policy *p, const yaml_node_t *v,
+    const char *key)
+{
+	static const char *const dirs[] = { "in", "out" };
+	static const char *zero = "0 would stop all traffic: leave the key "
+				  "out for no limit";
+	struct ld *L = w->L;
+	uint64_t x;
+
+	if (v->type != YAML_MAPPING_NODE) {
+		/* one rate: both directions */
+		if (limit_value(L, v, key, 1, 1, 0, &x, zero) == 0)
+			p->limits.bw_in = p->limits.bw_out = x;
+		return;
+	}
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
+	    pr < v->data.mapping.pairs.top; pr++) {
+		const yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
+		const yaml_node_t *val = yaml_document_get_node(w->doc,
+		    pr->value);
+		const char *ks;
+		char sub[600];
+		if (val == NULL || visit(w, val) ||
+		    (ks = pair_key(w, v, pr, "", "key")) == NULL)
+			continue;
+		snprintf(sub, sizeof(sub), "%.400s.%.100s", key, ks);
+		if (strcmp(ks, "in") == 0 || strcmp(ks, "out") == 0) {
+			if (limit_value(L, val, sub, 1, 1, 0, &x, zero) == 0)
+				*(ks[0] == 'i' ? &p->limits.bw_in :
+				    &p->limits.bw_out) = x;
+		} else {
+			punknown(L, k, sub, dirs, 2, "bandwidth has in (to "
+			    "the local service) and out (to visitors)");
+		}
+	}
+}
+
+static void
+limits_map(struct yw *w, struct conf_policy *p, const yaml_node_t *m,
+    const char *key)
+{
+	struct ld *L = w->L;
+
+	if (m->type != YAML_MAPPING_NODE) {
+		at(L, m, key);
+		ld_bad(L, "expected a mapping (tunnels, visitors, bandwidth, "
+		    "new_connections, http_requests)", "");
+		return;
+	}
+	for (yaml_node_pair_t *pr = m->data.mapping.pairs.start;
+	    pr < m->data.mapping.pairs.top; pr++) {
+		const yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
+		const yaml_node_t *v = yaml_document_get_node(w->doc,
+		    pr->value);
+		const char *ks;
+		char sub[600];
+		uint64_t x;
+		int kind;
+		if (v == NULL || visit(w, v) ||
+		    (ks = pair_key(w, m, pr, "", "key")) == NULL)
+			continue;
+		snprintf(sub, sizeof(sub), "%.400s.%.100s", key, ks);
+		for (kind = 0; kind < LK_N; kind++)
+			if (strcmp(ks, limit_keys[kind]) == 0)
+				break;
+		switch (kind) {
+		case LK_TUNNELS:
+			if (limit_value(L, v, sub, 0, 0, 1000000, &x, "0 would "
+			    "refuse every tunnel: leave the key out for no "
+			    "limit (or remove the token)") == 0)
+				p->limits.tunnels = (unsigned)x;
+			break;
+		case LK_VISITORS:
+			if (limit_value(L, v, sub, 0, 0, 10000000, &x, "0 would "
+			    "refuse every visitor: leave the key out for no "
+			    "limit") == 0)
+				p->limits.visitors = (unsigned)x;
+			break;
+		case LK_BW:
+			bandwidth(w, p, v, sub);
+			break;
+		case LK_NEWCONN:
+			if (limit_value(L, v, sub, 1, 0, 0, &x, "0 would refuse "
+			    "every connection: leave the key out for no "
+			    "limit") == 0)
+				p->limits.new_conns = x;
+			break;
+		case LK_HTTPREQ:
+			if (limit_value(L, v, sub, 1, 0, 0, &x, "0 would refuse "
+			    "every request: leave the key out for no "
+			    "limit") == 0)
+				p->limits.http_requests = x;
+			break;
+		default:
+			punknown(L, k, sub, limit_keys, LK_N, "limits has "
+			    "tunnels, visitors, bandwidth, new_connections and "
+			    "http_requests");
+		}
+	}
+}
+
+/* the policy keys of a tokens: or certs: entry; 1 when ks was one */
+static int
+policy_key(struct yw *w, struct conf_policy *p, const char *ks,
+    const yaml_node_t *v, const char *key)
+{
+	struct ld *L = w->L;
+
+	if (strcmp(ks, "expires") == 0) {
+		const char *err;
+		char *s = pscalar(L, v, key);
+		if (s == NULL)
+			return 1;
+		if (policy_parse_expires(s, &p->expires, &err))
+			pbad(L, v, key, s, err);
+		else
+			snprintf(p->expires_text, sizeof(p->expires_text),
+			    "%.39s", s);
+		free(s);
+	} else if (strcmp(ks, "allow") == 0) {
+		allow_map(w, p, v, key);
+	} else if (strcmp(ks, "limits") == 0) {
+		limits_map(w, p, v, key);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+static void
+policy_keep(struct ld *L, struct conf_policy *p)
+{
+	struct server_conf *s = L->s;
+
+	s->policies = xrealloc(s->policies, (s->npolicies + 1) *
+	    sizeof(*s->policies));
+	s->policies[s->npolicies++] = p;
+}
+
+static const char *const token_keys[] = { "name", "secret", "expires",
+	"allow", "limits" };
+static const char *const cert_keys[] = { "subject", "expires", "allow",
+	"limits" };
+
 static void
 token_item(struct yw *w, const struct conf_opt *o, const yaml_node_t *it,
     const char *key)
 {
 	struct ld *L = w->L;
 	const yaml_node_t *secret = NULL;
+	struct conf_policy *pol;
 	char *name = NULL;
 
 	if (it->type != YAML_MAPPING_NODE) {
 		set_value(L, o, it);
 		return;
 	}
+	pol = xcalloc(1, sizeof(*pol));
 	for (yaml_node_pair_t *p = it->data.mapping.pairs.start;
 	    p < it->data.mapping.pairs.top; p++) {
 		const yaml_node_t *k = yaml_document_get_node(w->doc, p->key);
@@ -222,25 +592,173 @@ token_item(struct yw *w, const struct conf_opt *o, const yaml_node_t *it,
 				free(name);
 				name = xstrdup(scalar(v));
 			}
-		} else {
+		} else if (policy_key(w, pol, ks, v, sub)) {
+			continue;
+		} else if (strcmp(ks, "secret_sha256") == 0) {
 			at(L, k, sub);
-			ld_bad(L, strcmp(ks, "token") == 0 ?
-			    "unknown key (did you mean secret?)" :
-			    "unknown key (a token has name and secret)", "");
+			ld_bad(L, "not supported: the HMAC handshake needs the "
+			    "secret itself as its key (give secret, from "
+			    "${VAR} or file:PATH)", "");
+		} else if (strcmp(ks, "token") == 0) {
+			at(L, k, sub);
+			ld_bad(L, "unknown key (did you mean secret?)", "");
+		} else {
+			punknown(L, k, sub, token_keys, sizeof(token_keys) /
+			    sizeof(token_keys[0]), "a token has name, secret, "
+			    "expires, allow and limits");
 		}
+	}
+	if (name)
+		snprintf(pol->name, sizeof(pol->name), "%s", name);
+	if (!policy_restricts(pol)) {
+		free(pol);
+		pol = NULL;
+	} else if (name == NULL) {
+		at(L, it, key);
+		ld_bad(L, "a token with expires, allow or limits needs a name "
+		    "(its refusals name it)", "");
+		free(pol);
+		pol = NULL;
+	} else {
+		policy_keep(L, pol);
 	}
 	if (secret == NULL) {
 		at(L, it, key);
 		ld_bad(L, "a token needs a secret", "");
 	} else {
 		char sub[600];
-		snprintf(sub, sizeof(sub), "%.300s.secret", key);
-		at(L, secret, sub);
 		L->cur_token_name = name;
-		set_value(L, o, secret);
+		L->cur_policy = pol;
+		L->cur_token_entry = ++L->ntoken_entries;
+		snprintf(sub, sizeof(sub), "%.300s.secret", key);
+		if (secret->type == YAML_SEQUENCE_NODE) {
+			/* rotation: the old and the new secret, both valid */
+			size_t n = (size_t)(secret->data.sequence.items.top -
+			    secret->data.sequence.items.start);
+			at(L, secret, sub);
+			if (n < 1 || n > 2) {
+				ld_bad(L, "expected one secret, or two (the old "
+				    "and the new while rotating)", "");
+			} else {
+				int i = 0;
+				for (yaml_node_item_t *ip =
+				    secret->data.sequence.items.start;
+				    ip < secret->data.sequence.items.top;
+				    ip++, i++) {
+					const yaml_node_t *s =
+					    yaml_document_get_node(w->doc, *ip);
+					char sub2[600];
+					if (s == NULL || visit(w, s))
+						continue;
+					snprintf(sub2, sizeof(sub2), "%.580s[%d]",
+					    sub, i);
+					at(L, s, sub2);
+					set_value(L, o, s);
+				}
+			}
+		} else {
+			at(L, secret, sub);
+			set_value(L, o, secret);
+		}
 		L->cur_token_name = NULL;
+		L->cur_policy = NULL;
+		L->cur_token_entry = 0;
 	}
 	free(name);
+}
+
+/* certs: [{subject, expires, allow, limits}]: mTLS identities' policies */
+static void
+certs(struct yw *w, const yaml_node_t *v)
+{
+	struct ld *L = w->L;
+	int lines[CONF_MAX_CERTS];
+	size_t first = L->s->npolicies, n = 0;
+	int i = 0;
+
+	if (is_null(v))
+		return;
+	if (v->type != YAML_SEQUENCE_NODE) {
+		ld_bad(L, "expected a list of {subject, allow, limits}", "");
+		return;
+	}
+	for (yaml_node_item_t *ip = v->data.sequence.items.start;
+	    ip < v->data.sequence.items.top; ip++, i++) {
+		const yaml_node_t *it = yaml_document_get_node(w->doc, *ip);
+		const yaml_node_t *subj = NULL;
+		struct conf_policy *pol;
+		char key[64];
+		if (it == NULL || visit(w, it))
+			continue;
+		snprintf(key, sizeof(key), "certs[%d]", i);
+		if (it->type != YAML_MAPPING_NODE) {
+			at(L, it, key);
+			ld_bad(L, "expected a mapping {subject, allow, "
+			    "limits}", "");
+			continue;
+		}
+		if (n >= CONF_MAX_CERTS) {
+			at(L, it, key);
+			ld_bad(L, "too many certs entries (at most 256)", "");
+			return;
+		}
+		pol = xcalloc(1, sizeof(*pol));
+		pol->is_cert = 1;
+		for (yaml_node_pair_t *p = it->data.mapping.pairs.start;
+		    p < it->data.mapping.pairs.top; p++) {
+			const yaml_node_t *k = yaml_document_get_node(w->doc,
+			    p->key);
+			const yaml_node_t *val = yaml_document_get_node(w->doc,
+			    p->value);
+			const char *ks;
+			char sub[600];
+			if (val == NULL || visit(w, val) ||
+			    (ks = pair_key(w, it, p, "", "key")) == NULL)
+				continue;
+			snprintf(sub, sizeof(sub), "%s.%.200s", key, ks);
+			if (strcmp(ks, "subject") == 0) {
+				at(L, val, sub);
+				if (val->type != YAML_SCALAR_NODE ||
+				    is_null(val) ||
+				    strlen(scalar(val)) >= sizeof(pol->name))
+					ld_bad(L, "expected a subject of 1 to "
+					    "511 bytes (as mgrok logs it: "
+					    "CN=edge-1)", "");
+				else
+					subj = val;
+			} else if (!policy_key(w, pol, ks, val, sub)) {
+				punknown(L, k, sub, cert_keys,
+				    sizeof(cert_keys) / sizeof(cert_keys[0]),
+				    "a cert has subject, expires, allow and "
+				    "limits");
+			}
+		}
+		if (subj == NULL) {
+			at(L, it, key);
+			ld_bad(L, "a cert entry needs its subject", "");
+			free(pol);
+			continue;
+		}
+		snprintf(pol->name, sizeof(pol->name), "%s", scalar(subj));
+		for (size_t j = first; j < L->s->npolicies; j++) {
+			if (L->s->policies[j]->is_cert &&
+			    strcmp(L->s->policies[j]->name, pol->name) == 0) {
+				char why[120];
+				snprintf(why, sizeof(why), "this subject is "
+				    "listed twice (first at line %d)",
+				    lines[j - first]);
+				pbad(L, subj, key, pol->name, why);
+				free(pol);
+				pol = NULL;
+				break;
+			}
+		}
+		if (pol == NULL)
+			continue;
+		lines[L->s->npolicies - first] = (int)subj->start_mark.line + 1;
+		policy_keep(L, pol);
+		n++;
+	}
 }
 
 static void
@@ -393,6 +911,10 @@ root(struct yw *w, const yaml_node_t *r)
 			tunnels(w, v);
 			continue;
 		}
+		if (L->server && strcmp(ks, "certs") == 0) {
+			certs(w, v);
+			continue;
+		}
 		if ((o = conf_opt_by_key(L->server, 0, ks)) == NULL) {
 			unknown_key(w, k, "", 0);
 			continue;
@@ -486,7 +1008,8 @@ conf_yaml_sniff(const char *buf, size_t len)
 			key[k - i] = buf[k];
 		key[k - i] = '\0';
 		if (k > i && k < e && buf[k] == ':') {
-			int in_s = conf_opt_by_key(1, 0, key) != NULL;
+			int in_s = conf_opt_by_key(1, 0, key) != NULL ||
+			    strcmp(key, "certs") == 0;
 			int in_c = conf_opt_by_key(0, 0, key) != NULL ||
 			    strcmp(key, "tunnels") == 0 ||
 			    strcmp(key, "proxies") == 0;
