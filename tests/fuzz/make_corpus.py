@@ -351,6 +351,60 @@ def conf():
     w("client-id-short", 5, b"0123456789abcdef")
 
 
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+
+
+def pp2(vc, fam, body, crc=False, badcrc=False):
+    sig = b"\r\n\r\n\0\r\nQUIT\n"
+    if crc:
+        body += b"\x03\x00\x04" + bytes(4)
+    h = sig + bytes([vc, fam]) + struct.pack(">H", len(body)) + body
+    if crc:
+        c = crc32c(h) ^ (1 if badcrc else 0)
+        h = h[:-4] + struct.pack(">I", c)
+    return h
+
+
+def tlv(t, v):
+    return bytes([t]) + struct.pack(">H", len(v)) + v
+
+
+def proxyproto():
+    w = lambda n, d: write("fuzz_proxyproto", n, d)
+    a4 = bytes([192, 0, 2, 1, 198, 51, 100, 1]) + struct.pack(">HH", 40000, 443)
+    a6 = bytes(15) + b"\x01" + bytes(15) + b"\x02" + struct.pack(">HH", 1, 2)
+    ssl = tlv(0x20, b"\x03" + bytes(4) + tlv(0x21, b"TLSv1.3") + tlv(0x22, b"edge-1"))
+    w("v1-tcp4", b"PROXY TCP4 192.0.2.1 198.51.100.1 40000 443\r\n")
+    w("v1-tcp6-data", b"PROXY TCP6 2001:db8::1 ::ffff:10.0.0.1 1 65535\r\nGET / HTTP/1.1\r\n")
+    w("v1-unknown", b"PROXY UNKNOWN\r\n")
+    w("v1-unknown-max", b"PROXY UNKNOWN " + b"f" * 90 + b"\r\n")
+    w("v1-mapped", b"PROXY TCP6 ::ffff:1.2.3.4 ::ffff:5.6.7.8 80 81\r\n")
+    w("v1-bad-port", b"PROXY TCP4 1.2.3.4 5.6.7.8 080 1\r\n")
+    w("v1-prefix", b"PROXY TCP4 1.2.3.4 5.6")
+    w("v2-tcp4", pp2(0x21, 0x11, a4))
+    w("v2-tcp4-crc-uid", pp2(0x21, 0x11, a4 + tlv(0x05, b"mgrok-127.0.0.6-32975"), crc=True))
+    w("v2-udp6-tlvs", pp2(0x21, 0x22, a6 + tlv(0x01, b"h2") + tlv(0x02, b"demo.example.org")
+                           + tlv(0xE0, b"alice") + tlv(0xE1, b"CN=edge-1") + tlv(0x04, bytes(3)), crc=True)
+      + b"datagram")
+    w("v2-ssl", pp2(0x21, 0x11, a4 + ssl))
+    w("v2-local", pp2(0x20, 0x00, b""))
+    w("v2-local-fam", pp2(0x20, 0x11, a4 + tlv(0x02, b"x")))
+    w("v2-unix", pp2(0x21, 0x31, b"/run/a.sock".ljust(108, b"\0") + b"/run/b.sock".ljust(108, b"\0")))
+    w("v2-unspec", pp2(0x21, 0x00, tlv(0xE0, b"bob")))
+    w("v2-bad-crc", pp2(0x21, 0x11, a4, crc=True, badcrc=True))
+    w("v2-bad-tlv", pp2(0x21, 0x11, a4 + b"\x02\x00\x09abc"))
+    w("v2-bad-fam", pp2(0x21, 0x41, a4))
+    w("v2-short6", pp2(0x21, 0x21, a4))
+    w("v2-over-cap", pp2(0x21, 0x11, a4)[:14] + b"\x10\x01")
+    w("v2-prefix", pp2(0x21, 0x11, a4)[:20])
+
+
 if __name__ == "__main__":
     frames()
     ctrl()
@@ -361,3 +415,4 @@ if __name__ == "__main__":
     dgram()
     tlsrecord()
     conf()
+    proxyproto()
