@@ -366,7 +366,7 @@ conf_example(FILE *f, int server)
 		      "# auth_token: SECRET (the original mgrok's key) adds an unnamed "
 		      "one.\n"
 		      "# A named token may carry a policy (expires, allow, limits;\n"
-		      "# parsed and checked, enforced from issue 14's next step);\n"
+		      "# docs/config.md says which rules are enforced so far);\n"
 		      "# without one it may do anything. secret: [OLD, NEW] "
 		      "accepts both\n"
 		      "# while rotating.\n"

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -15,6 +16,7 @@
 #include "proto/sthdr.h"
 #include "relay/relay.h"
 #include "server/accept.h"
+#include "conf/policy.h"
 #include "server/server_int.h"
 #include "util/crypto.h"
 #include "util/err.h"
@@ -456,7 +458,8 @@ http_random_host(struct server *srv, char *host, size_t hcap)
  * error. */
 static int
 port_claim(struct server *srv, const struct ctrl_register *reg,
-    uint16_t *port_out, uint8_t *code, char *why, size_t whycap)
+    const struct conf_policy *pol, uint16_t *port_out, uint8_t *code,
+    char *why, size_t whycap)
 {
 	const struct server_conf *cf = srv->cf;
 	int udp = reg->proxy_type == PROXY_UDP, fd;
@@ -478,7 +481,12 @@ port_claim(struct server *srv, const struct ctrl_register *reg,
 		return fd;
 	}
 	for (uint32_t p = cf->start_port; p <= cf->end_port; p++) {
+		char pb[8];
 		if (registry_by_port(&srv->reg, udp, (uint16_t)p) != NULL)
+			continue;
+		/* any port: one of the identity's own */
+		if (pol && pol->nports && policy_check_port(pol, (uint16_t)p,
+		    pb, sizeof(pb)) != NULL)
 			continue;
 		if ((fd = proxy_listen(srv, reg->proxy_type, (uint16_t)p)) >=
 		    0) {
@@ -486,8 +494,51 @@ port_claim(struct server *srv, const struct ctrl_register *reg,
 			return fd;
 		}
 	}
+	if (pol && pol->nports) {
+		char list[200];
+		FAIL(CODE_LIMIT, "no free port among %s's ports %s within the "
+		    "server's %u-%u", pol->name, policy_format_ports(pol, list,
+		    sizeof(list)), cf->start_port, cf->end_port);
+	}
 	FAIL(CODE_LIMIT, "no free port in %u-%u", cf->start_port,
 	    cf->end_port);
+}
+
+/*
+ * The policy of s's identity in the configuration now in force (a reload
+ * may have changed it: looked up at each use, never kept): its token's,
+ * found by the token's hash, or its certificate subject's; NULL when
+ * unrestricted.
+ */
+static const struct conf_policy *
+session_policy(const struct session *s)
+{
+	const struct server_conf *cf = s->srv->cf;
+	uint8_t h[CRYPTO_SHA256_LEN];
+
+	if (s->by_token) {
+		for (size_t i = 0; i < cf->ntokens; i++) {
+			crypto_sha256(cf->tokens[i], strlen(cf->tokens[i]), h);
+			if (memcmp(h, s->token_hash, sizeof(h)) == 0)
+				return policy_for_token(cf, i);
+		}
+		return NULL;
+	}
+	if (s->method == CTRL_METHOD_MTLS && s->subject[0])
+		return policy_for_subject(cf, s->subject);
+	return NULL;
+}
+
+/* tunnels held by identity, in all its sessions and leases */
+static unsigned
+identity_tunnels(struct server *srv, const char *identity)
+{
+	unsigned n = 0;
+	const struct proxy *px;
+
+	LIST_FOREACH(px, &srv->reg.all, link)
+		n += strcmp(px->identity, identity) == 0;
+	return n;
 }
 
 int
@@ -500,8 +551,9 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	    srv->ops[reg->proxy_type] : NULL;
 	int http = proxy_is_http(reg->proxy_type), fd = -1;
 	struct proxy *px, *holder;
-	const char *opt;
-	char host[256] = "", dflt[CTRL_NAME_MAX + 1];
+	const struct conf_policy *pol;
+	const char *opt, *msg;
+	char host[256] = "", dflt[CTRL_NAME_MAX + 1], pbuf[300];
 	uint16_t port = 0;
 
 	*out = NULL;
@@ -524,11 +576,34 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	if (s->nproxies >= cf->max_proxies)
 		FAIL(CODE_LIMIT, "at most %u tunnels per session",
 		    cf->max_proxies);
+	pol = session_policy(s);
+	if (pol && (msg = policy_expired(pol, (int64_t)time(NULL), pbuf,
+	    sizeof(pbuf))) != NULL)
+		FAIL(CODE_AUTH_FAILED, "%s", msg);
+	if (pol && (msg = policy_check_type(pol, reg->proxy_type, pbuf,
+	    sizeof(pbuf))) != NULL)
+		FAIL(CODE_NOT_ALLOWED, "%s", msg);
+	if (pol && !proxy_is_http(reg->proxy_type) && reg->remote_port &&
+	    (msg = policy_check_port(pol, reg->remote_port, pbuf,
+	    sizeof(pbuf))) != NULL)
+		FAIL(CODE_NOT_ALLOWED, "%s", msg);
 	if (http && http_host(srv, reg, host, sizeof(host), code, why,
 	    whycap) < 0)
 		return MG_EINVAL;
+	if (pol && http && (pol->nsubdomains || pol->nhostnames)) {
+		char sub[64] = "";
+		if (reg->subdomain.p && reg->subdomain.len < sizeof(sub))
+			memcpy(sub, reg->subdomain.p, reg->subdomain.len);
+		if ((msg = policy_check_host(pol, sub,
+		    reg->hostname.p ? host : NULL, pbuf, sizeof(pbuf))) != NULL)
+			FAIL(CODE_NOT_ALLOWED, "%s", msg);
+	}
 	if ((px = lease_find(s, reg, host)) != NULL)
 		goto attach;
+	if (pol && pol->limits.tunnels &&
+	    identity_tunnels(srv, s->identity) >= pol->limits.tunnels)
+		FAIL(CODE_LIMIT, "%s may have at most %u tunnels at once",
+		    pol->name, pol->limits.tunnels);
 	if (http) {
 		if (host[0] == '\0' && http_random_host(srv, host,
 		    sizeof(host)) < 0)
@@ -546,8 +621,8 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 			FAIL(CODE_IN_USE, "%s is in use by another tunnel",
 			    host);
 		}
-	} else if ((fd = port_claim(srv, reg, &port, code, why, whycap)) <
-	    0) {
+	} else if ((fd = port_claim(srv, reg, pol, &port, code, why,
+	    whycap)) < 0) {
 		return MG_EINVAL;
 	}
 	px = xcalloc(1, sizeof(*px));

@@ -18,6 +18,7 @@
 #include "server/server.h"
 #include "server/accept.h"
 #include "server/hproxy.h"
+#include "conf/policy.h"
 #include "server/admin.h"
 #include "server/server_int.h"
 #include "server/dsproxy.h"
@@ -305,9 +306,18 @@ session_token_authenticated(struct session *s, size_t i)
 	const struct server_conf *cf = s->srv->cf;
 	char ident[SERVER_ID_MAX];
 
+	const struct conf_policy *pol = policy_for_token(cf, i);
+	char msg[300];
+
 	token_ident(cf->tokens[i], ident, sizeof(ident), s->token_hash);
 	if (cf->token_names[i])
 		snprintf(ident, sizeof(ident), "%s", cf->token_names[i]);
+	if (policy_expired(pol, (int64_t)time(NULL), msg, sizeof(msg))) {
+		smet_auth_failed(s->srv, SMET_AUTH_EXPIRED);
+		SLOG(LOG_WARN, s, "refused: %s", msg);
+		session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED, msg);
+		return;
+	}
 	s->by_token = 1;
 	session_authenticated(s, ident);
 }
@@ -357,6 +367,17 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
 		s->caps = SERVER_CAPS;
 		snprintf(ident, sizeof(ident), "cert:%s", s->subject);
+		{
+			char msg[300];
+			if (policy_expired(policy_for_subject(s->srv->cf,
+			    s->subject), (int64_t)time(NULL), msg,
+			    sizeof(msg))) {
+				smet_auth_failed(s->srv, SMET_AUTH_EXPIRED);
+				session_fail(s, CTRL_AUTH_ERR,
+				    CODE_AUTH_FAILED, msg);
+				return;
+			}
+		}
 		session_authenticated(s, ident);
 		return;
 	case CTRL_METHOD_HMAC: {
@@ -415,6 +436,12 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 		SLOG(LOG_WARN, s, "register %s \"%s\" port %u refused: %s",
 		    ptype ? ptype : "?", log_esc(reg->name.p, reg->name.len, n,
 		    sizeof(n)), reg->remote_port, why);
+		{
+			char nm[CTRL_NAME_MAX + 1] = "";
+			if (reg->name.len <= CTRL_NAME_MAX)
+				memcpy(nm, reg->name.p, reg->name.len);
+			smet_register_refused(s, code, nm, why);
+		}
 		r.type = CTRL_REGISTER_ERR;
 		r.u.reg_err.code = code;
 		r.u.reg_err.name = reg->name;

@@ -27,6 +27,7 @@ static const char *const refusal_name[SMET_REF_COUNT] = {
 };
 static const char *const auth_name[SMET_AUTH_COUNT] = {
 	"bad_hello", "bad_token", "method_not_allowed", "timeout", "tls",
+	"expired",
 };
 static const char *const tls_name[SMET_TLS_COUNT] = {
 	"control", "https", "stream_proxy",
@@ -113,6 +114,9 @@ smet_init(struct server *srv)
 	    "Sessions refused at authentication, by reason", "reason");
 	for (int i = 0; i < SMET_AUTH_COUNT; i++)
 		m->auth_fail[i] = met_at1(f, auth_name[i]);
+	m->f_reg_refused = met_counter(m->reg,
+	    "mgrok_registrations_refused_total",
+	    "Tunnel registrations refused (RegisterErr), by code", "code");
 	m->f_client_info = met_gauge(m->reg, "mgrok_client_info",
 	    "An authenticated client session (always 1)",
 	    "@client,@token,@version,@remote_addr");
@@ -297,6 +301,23 @@ void
 smet_auth_failed(struct server *srv, enum smet_auth why)
 {
 	met_inc(srv->m.auth_fail[why]);
+}
+
+void
+smet_register_refused(struct session *s, uint8_t code, const char *name,
+    const char *why)
+{
+	static const char *const codes[] = { "other", "protocol",
+		"auth_failed", "method_not_allowed", "in_use", "not_allowed",
+		"limit", "unsupported", "shutdown", "unreachable", "internal" };
+	const char *c = code < sizeof(codes) / sizeof(codes[0]) ?
+	    codes[code] : "other";
+
+	met_inc(met_at1(s->srv->m.f_reg_refused, c));
+	evfeed_emit(s->srv->m.feed, "register_refused", json_pack(
+	    "{s:I,s:o,s:s,s:o,s:o}", "session", (json_int_t)s->id, "token",
+	    jtext(s->identity), "code", c, "name", jtext(name), "reason",
+	    jtext(why)));
 }
 
 /* ---- tunnels ---- */

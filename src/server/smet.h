@@ -42,6 +42,7 @@ enum smet_auth {
 	SMET_AUTH_METHOD,
 	SMET_AUTH_TIMEOUT,
 	SMET_AUTH_TLS,
+	SMET_AUTH_EXPIRED,
 	SMET_AUTH_COUNT
 };
 
@@ -58,6 +59,7 @@ struct smet {
 	struct met_family *f_tun_bytes, *f_tun_conns, *f_tun_active;
 	struct met_family *f_tun_http, *f_http_req, *f_sessions, *f_tunnels;
 	struct met_family *f_tls_fail, *f_udp_drops, *f_tun_dgrams;
+	struct met_family *f_reg_refused;
 	struct met_series *bytes[2];          /* all public bytes */
 	struct met_series *conns_active;      /* all tunnels' */
 	struct met_series *sessions_total, *auth_fail[SMET_AUTH_COUNT];
@@ -82,6 +84,9 @@ void smet_session_up(struct session *s);      /* authenticated */
 void smet_session_down(struct session *s, const char *why);
 void smet_session_replaced(struct session *old, const struct session *by);
 void smet_auth_failed(struct server *srv, enum smet_auth why);
+/* a Register refused with RegisterErr code and its message */
+void smet_register_refused(struct session *s, uint8_t code,
+    const char *name, const char *why);
 
 /* tunnels: up (registered or resumed), bound to its session's series,
  * down (with the reason) */

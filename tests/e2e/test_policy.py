@@ -1,0 +1,122 @@
+"""Per-token policy enforced (issue 14, first step): the server file's
+tokens with their own ports, subdomain patterns, tunnel types and tunnel
+counts; every allowed and refused registration with the message the agent
+prints; a token whose secret is being rotated (both secrets work); an
+expired token refused at authentication."""
+
+import re
+
+from helpers import HOST, pick_free_port, pick_port_range, wait_for
+from test_admin import admin_port, metric, parse_metrics, scrape
+
+LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+DOMAIN = "pol.test"
+
+
+def policy_server(mg, tmp_path):
+    base = pick_port_range(50)
+    http_port = pick_free_port()
+    cfg = tmp_path / "server.yml"
+    cfg.write_text(f"""
+addr: "127.0.0.1:0"
+bind_addr: 127.0.0.1
+start_port: {base}
+end_port: {base + 49}
+domain: {DOMAIN}
+http_addr: "127.0.0.1:{http_port}"
+log_level: debug
+admin_addr: "127.0.0.1:0"
+tokens:
+  - name: alice
+    secret: alice-secret
+    allow:
+      ports: ["{base}-{base + 9}", {base + 20}]
+      types: [tcp, udp]
+    limits:
+      tunnels: 2
+  - name: bob
+    secret: bob-secret
+    allow:
+      subdomains: ["bob-*"]
+      types: [http]
+  - name: carol
+    secret: [carol-old, carol-new]
+  - name: dave
+    secret: dave-secret
+    expires: 2020-01-01
+""")
+    p = mg.spawn("server", [mg.bin, "server", "--config", str(cfg)])
+    m = wait_for(lambda: LISTEN_RE.search(p.stderr()) or (not p.alive() and "dead"), 10)
+    assert m and m != "dead", p.log()
+    p.port = int(m.group(1))
+    p.admin = admin_port(p)
+    return p, base, http_port
+
+
+def refused(c, timeout=10):
+    """The agent's 'cannot register' line once it exited 1."""
+    assert c.wait(timeout) == 1, c.log()
+    m = re.search(r"cannot register [^:]*: (.*) \(code (\d+)\)", c.stdout() + c.stderr())
+    assert m, c.log()
+    return m.group(1), int(m.group(2))
+
+
+def test_token_ports_types_and_tunnel_count(mg, tmp_path):
+    srv, base, _ = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    ok = mg.tcp_client(svc.port, srv, token="alice-secret", remote_port=base + 5,
+                       extra=["--inspect-addr", "off"])
+    assert mg.wait_forward(ok)[0][2] == base + 5
+    out = mg.tcp_client(svc.port, srv, token="alice-secret", remote_port=base + 15,
+                        extra=["--inspect-addr", "off"])
+    msg, code = refused(out)
+    assert msg == "port %d is outside alice's ports %d-%d, %d" % (
+        base + 15, base, base + 9, base + 20) and code == 5, msg
+    # any port: one of hers
+    u = mg.udp_client(svc.port, srv, token="alice-secret", extra=["--inspect-addr", "off"])
+    uport = mg.wait_forward(u)[0][2]
+    assert base <= uport <= base + 9 or uport == base + 20, uport
+    # a third tunnel at once is over her count
+    third = mg.tcp_client(svc.port, srv, token="alice-secret", remote_port=base + 20,
+                          extra=["--inspect-addr", "off"])
+    msg, code = refused(third)
+    assert msg == "alice may have at most 2 tunnels at once" and code == 6, msg
+    # not her type
+    h = mg.proxy_client("http", svc.port, srv, token="alice-secret",
+                        extra=["--subdomain", "alice-web", "--inspect-addr", "off"])
+    msg, code = refused(h)
+    assert msg == "type http is not among alice's types tcp, udp", msg
+    # the refusals are in the server's log, with the rule, and counted
+    assert "is outside alice's ports" in srv.stderr()
+    m = parse_metrics(scrape(srv.admin))
+    assert metric(m, "mgrok_registrations_refused_total", code="not_allowed") == 2
+    assert metric(m, "mgrok_registrations_refused_total", code="limit") == 1
+
+
+def test_token_subdomain_patterns(mg, tmp_path):
+    srv, base, http_port = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    ok = mg.proxy_client("http", svc.port, srv, token="bob-secret",
+                         extra=["--subdomain", "bob-shop", "--inspect-addr", "off"])
+    assert wait_for(lambda: "bob-shop.%s" % DOMAIN in ok.stdout(), 10), ok.log()
+    bad = mg.proxy_client("http", svc.port, srv, token="bob-secret",
+                          extra=["--subdomain", "shop", "--inspect-addr", "off"])
+    msg, code = refused(bad)
+    assert "shop" in msg and "bob-*" in msg and code == 5, msg
+    t = mg.tcp_client(svc.port, srv, token="bob-secret", extra=["--inspect-addr", "off"])
+    msg, _ = refused(t)
+    assert msg == "type tcp is not among bob's types http", msg
+
+
+def test_rotated_secret_and_expired_token(mg, tmp_path):
+    srv, base, _ = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    for secret in ("carol-old", "carol-new"):
+        c = mg.tcp_client(svc.port, srv, token=secret, extra=["--inspect-addr", "off"])
+        mg.wait_forward(c)
+    d = mg.tcp_client(svc.port, srv, token="dave-secret", extra=["--inspect-addr", "off"])
+    assert d.wait(10) == 1, d.log()
+    assert "token dave expired on 2020-01-01" in d.stdout() + d.stderr(), d.log()
+    assert "token dave expired on 2020-01-01" in srv.stderr()
+    m = parse_metrics(scrape(srv.admin))
+    assert metric(m, "mgrok_auth_failures_total", reason="expired") == 1
