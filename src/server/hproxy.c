@@ -610,6 +610,11 @@ hc_on_head(struct hconn *hc)
 		    "try again shortly.", "Retry-After: 1\r\n");
 		return;
 	}
+	if (proxy_visitor_allowed(px, (struct sockaddr *)&hc->peer_sa) < 0) {
+		hc_fail(hc, 403, "This tunnel does not accept visitors from "
+		    "your address.", NULL);
+		return;
+	}
 	hc_set_px(hc, px);
 	hc->nreq++;
 	if (px->basic_auth[0] && !http_basic_auth_ok(hc->req.authorization,
@@ -1107,6 +1112,10 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 
 		p->fd = -1;
 		hs_free(p, 0);
+		if (proxy_visitor_allowed(px, (struct sockaddr *)&peer) < 0) {
+			proxy_reset_close(pfd);
+			return;
+		}
 		/* the ClientHello is still in the socket (we only peeked) */
 		proxy_open_stream(px, pfd, (struct sockaddr *)&peer);
 		return;

@@ -186,6 +186,10 @@ tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct pending *pd;
 
 	loop_note_io();
+	if (proxy_visitor_allowed(px, sa) < 0) {
+		proxy_reset_close(fd);
+		return;
+	}
 	net_sock_tune(fd);
 	if (px->sess) {
 		proxy_open_stream(px, fd, sa);
@@ -505,28 +509,43 @@ port_claim(struct server *srv, const struct ctrl_register *reg,
 }
 
 /*
- * The policy of s's identity in the configuration now in force (a reload
- * may have changed it: looked up at each use, never kept): its token's,
- * found by the token's hash, or its certificate subject's; NULL when
- * unrestricted.
+ * The policy of an identity ("alice", "cert:SUBJECT") in the
+ * configuration now in force: looked up at each use, never kept, so a
+ * reload's policy applies at once. An unnamed token has none.
  */
-static const struct conf_policy *
-session_policy(const struct session *s)
+const struct conf_policy *
+proxy_policy(const struct server *srv, const char *identity)
 {
-	const struct server_conf *cf = s->srv->cf;
-	uint8_t h[CRYPTO_SHA256_LEN];
+	const struct server_conf *cf = srv->cf;
 
-	if (s->by_token) {
-		for (size_t i = 0; i < cf->ntokens; i++) {
-			crypto_sha256(cf->tokens[i], strlen(cf->tokens[i]), h);
-			if (memcmp(h, s->token_hash, sizeof(h)) == 0)
-				return policy_for_token(cf, i);
-		}
-		return NULL;
-	}
-	if (s->method == CTRL_METHOD_MTLS && s->subject[0])
-		return policy_for_subject(cf, s->subject);
+	if (strncmp(identity, "cert:", 5) == 0)
+		return policy_for_subject(cf, identity + 5);
+	for (size_t i = 0; i < cf->ntokens; i++)
+		if (cf->token_names[i] && strcmp(cf->token_names[i],
+		    identity) == 0)
+			return policy_for_token(cf, i);
 	return NULL;
+}
+
+/* a visitor from sa may reach px: its owner's allow and deny lists; 0, or
+ * -1 (the caller refuses it and counts SMET_REF_POLICY) */
+int
+proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa)
+{
+	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
+	char buf[200];
+
+	if (pol == NULL || (pol->ncidrs == 0 && pol->ndeny_cidrs == 0) ||
+	    sa == NULL || policy_allows_addr(pol, sa, buf, sizeof(buf)) ==
+	    NULL)
+		return 0;
+	smet_refused(px->srv, SMET_REF_POLICY);
+	if (log_enabled(LOG_DEBUG)) {
+		char a[NET_ADDRSTR_MAX];
+		log_debug("%s: visitor %s refused: %s", proxy_where(px),
+		    net_addr_str(sa, a, sizeof(a)), buf);
+	}
+	return -1;
 }
 
 /* tunnels held by identity, in all its sessions and leases */
@@ -576,7 +595,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	if (s->nproxies >= cf->max_proxies)
 		FAIL(CODE_LIMIT, "at most %u tunnels per session",
 		    cf->max_proxies);
-	pol = session_policy(s);
+	pol = proxy_policy(srv, s->identity);
 	if (pol && (msg = policy_expired(pol, (int64_t)time(NULL), pbuf,
 	    sizeof(pbuf))) != NULL)
 		FAIL(CODE_AUTH_FAILED, "%s", msg);

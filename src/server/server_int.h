@@ -220,6 +220,15 @@ void proxy_open_stream(struct proxy *px, int fd,
 void proxy_reset_close(int fd);
 /* proxy_where: "port N" or the host name, for log lines (static). */
 const char *proxy_where(const struct proxy *px);
+struct conf_policy;
+/* proxy_policy: the policy of identity in the configuration in force
+ * (borrowed until the next reload), or NULL */
+const struct conf_policy *proxy_policy(const struct server *srv,
+    const char *identity);
+/* proxy_visitor_allowed: 0 when a visitor from sa may reach px by its
+ * owner's allow/deny lists; -1 (counted, logged at debug) otherwise */
+int proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa);
+
 /* proxy_is_http: HTTP, HTTPS and TLS tunnels, routed by host name. */
 static inline int
 proxy_is_http(uint8_t t)

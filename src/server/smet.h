@@ -32,6 +32,7 @@ enum smet_refusal {
 	SMET_REF_HANDSHAKE_CAP,   /* --max-handshakes */
 	SMET_REF_PENDING_CAP,     /* too many visitors waiting for a lease */
 	SMET_REF_SHUTDOWN,
+	SMET_REF_POLICY,          /* the owner's allow/deny lists */
 	SMET_REF_COUNT
 };
 

@@ -214,7 +214,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	struct sockaddr_storage addrs[UDP_BATCH];
 	uint64_t now = mtime_ms();
 	uint64_t pkts = 0, drop_away = 0, drop_flow = 0;
-	uint64_t drop_mux = 0, drop_size = 0;
+	uint64_t drop_mux = 0, drop_size = 0, drop_policy = 0;
 	int total = 0;
 
 	loop_note_io();
@@ -251,6 +251,12 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 				continue;
 			}
 			f = *uflow_slot(px, sa, sl);
+			/* a new source: the owner's allow lists first (a
+			 * flow's later datagrams come from the same one) */
+			if (f == NULL && proxy_visitor_allowed(px, sa) < 0) {
+				drop_policy++;
+				continue;
+			}
 			if (f == NULL && (f = uflow_new(px, sa, sl)) == NULL) {
 				drop_flow++;
 				continue;
@@ -268,13 +274,16 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 			break;
 	}
 	/* the batch's figures, once */
-	px->dg.drops_in += drop_away + drop_flow + drop_mux + drop_size;
+	px->dg.drops_in += drop_away + drop_flow + drop_mux + drop_size +
+	    drop_policy;
 	if (pkts)
 		smet_udp(px, SMET_IN, pkts);
 	if (drop_away)
 		smet_udp_drop(srv, SMET_IN, "client_away", drop_away);
 	if (drop_size)
 		smet_udp_drop(srv, SMET_IN, "bad_size", drop_size);
+	if (drop_policy)
+		smet_udp_drop(srv, SMET_IN, "not_allowed_source", drop_policy);
 	if (drop_flow)
 		smet_udp_drop(srv, SMET_IN, "no_stream", drop_flow);
 	if (drop_mux)

@@ -44,6 +44,11 @@ tokens:
   - name: dave
     secret: dave-secret
     expires: 2020-01-01
+  - name: erin
+    secret: erin-secret
+    allow:
+      cidrs: [127.0.0.0/8]
+      deny_cidrs: [127.0.0.3/32]
 """)
     p = mg.spawn("server", [mg.bin, "server", "--config", str(cfg)])
     m = wait_for(lambda: LISTEN_RE.search(p.stderr()) or (not p.alive() and "dead"), 10)
@@ -120,3 +125,80 @@ def test_rotated_secret_and_expired_token(mg, tmp_path):
     assert "token dave expired on 2020-01-01" in srv.stderr()
     m = parse_metrics(scrape(srv.admin))
     assert metric(m, "mgrok_auth_failures_total", reason="expired") == 1
+
+
+def _echo_from(port, source, payload=b"ping"):
+    """Connect from source to the tunnel's port; the echo, or None when the
+    server refused (reset or closed without a byte)."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.bind((source, 0))
+        s.connect((HOST, port))
+        s.sendall(payload)
+        got = s.recv(100)
+        return got or None
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def test_token_source_lists(mg, tmp_path):
+    """erin's tunnels take visitors from 127.0.0.0/8 but not 127.0.0.3: the
+    server refuses before any byte reaches the agent, for TCP, HTTP (403)
+    and UDP (dropped), and counts it."""
+    import socket
+    from test_http import _get
+    srv, base, http_port = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    c = mg.tcp_client(svc.port, srv, token="erin-secret", extra=["--inspect-addr", "off"])
+    port = mg.wait_forward(c)[0][2]
+    assert _echo_from(port, "127.0.0.2") == b"ping"
+    assert _echo_from(port, "127.0.0.3") is None
+    # HTTP: 403 for the denied source
+    from test_http import http_service
+    hs = http_service(mg, "erin")
+    h = mg.proxy_client("http", hs.port, srv, token="erin-secret",
+                        extra=["--subdomain", "erin", "--inspect-addr", "off"])
+    assert wait_for(lambda: "erin.%s" % DOMAIN in h.stdout(), 10), h.log()
+
+    def get_from(source):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.bind((source, 0))
+        s.connect((HOST, http_port))
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: erin.%s\r\nConnection: close\r\n\r\n"
+                  % DOMAIN.encode())
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        s.close()
+        return int(data.split(b" ", 2)[1])
+    assert get_from("127.0.0.2") == 200
+    assert get_from("127.0.0.3") == 403
+    assert len([r for r in hs.requests if r["path"] == "/x"]) == 1
+    # UDP: datagrams from the denied source are dropped at the server
+    us = mg.udp_service("tag")
+    u = mg.udp_client(us.port, srv, token="erin-secret", extra=["--inspect-addr", "off"])
+    uport = mg.wait_forward(u)[0][2]
+    for source, want in (("127.0.0.2", True), ("127.0.0.3", False)):
+        d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        d.bind((source, 0))
+        d.settimeout(1.5)
+        d.sendto(b"hello", (HOST, uport))
+        try:
+            got = d.recv(100)
+        except socket.timeout:
+            got = None
+        d.close()
+        assert bool(got) == want, (source, got)
+    m = parse_metrics(scrape(srv.admin))
+    # one TCP connection, one HTTP request and one new UDP flow (its datagram
+    # is also a drop)
+    assert metric(m, "mgrok_connections_refused_total", reason="not_allowed_source") == 3
+    assert metric(m, "mgrok_udp_drops_total", direction="in", reason="not_allowed_source") == 1
