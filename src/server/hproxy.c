@@ -615,6 +615,17 @@ hc_on_head(struct hconn *hc)
 		    "your address.", NULL);
 		return;
 	}
+	{
+		unsigned retry;
+		char ra[40];
+		if (proxy_rate_ok(px, 1, (struct sockaddr *)&hc->peer_sa,
+		    &retry) < 0) {
+			snprintf(ra, sizeof(ra), "Retry-After: %u\r\n", retry);
+			hc_fail(hc, 429, "Too many requests from your address "
+			    "to this tunnel; try again shortly.", ra);
+			return;
+		}
+	}
 	hc_set_px(hc, px);
 	hc->nreq++;
 	if (px->basic_auth[0] && !http_basic_auth_ok(hc->req.authorization,
@@ -1112,9 +1123,14 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 
 		p->fd = -1;
 		hs_free(p, 0);
-		if (proxy_visitor_allowed(px, (struct sockaddr *)&peer) < 0) {
-			proxy_reset_close(pfd);
-			return;
+		{
+			unsigned retry;
+			if (proxy_visitor_allowed(px, (struct sockaddr *)&peer) <
+			    0 || proxy_rate_ok(px, 0, (struct sockaddr *)&peer,
+			    &retry) < 0) {
+				proxy_reset_close(pfd);
+				return;
+			}
 		}
 		/* the ClientHello is still in the socket (we only peeked) */
 		proxy_open_stream(px, pfd, (struct sockaddr *)&peer);

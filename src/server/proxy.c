@@ -15,6 +15,8 @@
 #include "mux/mux.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
+#include "util/mtime.h"
+#include "util/ratelim.h"
 #include "server/accept.h"
 #include "conf/policy.h"
 #include "server/server_int.h"
@@ -95,6 +97,8 @@ proxy_free(struct proxy *px)
 	smet_tunnel_down(px, px->end_why ? px->end_why : "ended");
 	if (px->grace)
 		event_free(px->grace);
+	ratelim_free(px->rl_conns);
+	ratelim_free(px->rl_http);
 	free(px);
 }
 
@@ -184,9 +188,11 @@ tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct proxy *px = arg;
 	struct pending *pd;
+	unsigned retry;
 
 	loop_note_io();
-	if (proxy_visitor_allowed(px, sa) < 0) {
+	if (proxy_visitor_allowed(px, sa) < 0 ||
+	    proxy_rate_ok(px, 0, sa, &retry) < 0) {
 		proxy_reset_close(fd);
 		return;
 	}
@@ -545,6 +551,66 @@ proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa)
 		log_debug("%s: visitor %s refused: %s", proxy_where(px),
 		    net_addr_str(sa, a, sizeof(a)), buf);
 	}
+	return -1;
+}
+
+/* the visitor's address as a limiter key: 4 bytes for IPv4 (and mapped
+ * IPv6), 16 for IPv6; 0 when there is none */
+static size_t
+addr_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	if (sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		memcpy(key, &((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr, 4);
+		return 4;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a =
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			memcpy(key, &a->s6_addr[12], 4);
+			return 4;
+		}
+		memcpy(key, a, 16);
+		return 16;
+	}
+	return 0;
+}
+
+/*
+ * The owner's per-source rate (new connections, or HTTP requests) for one
+ * more from sa: 0, or -1 with *retry_s (seconds, at least 1) when over
+ * it. The limiter is the tunnel's, made on first use and retuned when a
+ * reload changed the rate; at most 4096 sources are tracked.
+ */
+int
+proxy_rate_ok(struct proxy *px, int http, const struct sockaddr *sa,
+    unsigned *retry_s)
+{
+	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
+	uint64_t rate = pol == NULL ? 0 : http ? pol->limits.http_requests :
+	    pol->limits.new_conns;
+	struct ratelim **rl = http ? &px->rl_http : &px->rl_conns;
+	uint64_t *cur = http ? &px->rl_http_rate : &px->rl_conns_rate;
+	uint64_t now = mtime_us(), wait_ms = 0;
+	uint8_t key[16];
+	size_t kl;
+
+	if (rate == 0 || (kl = addr_key(sa, key)) == 0)
+		return 0;
+	if (*rl == NULL)
+		*rl = ratelim_new(rate, rate, 4096);
+	else if (*cur != rate)
+		ratelim_set(*rl, rate, rate, now);
+	*cur = rate;
+	if (ratelim_allow(*rl, key, kl, now, &wait_ms) == 1)
+		return 0;
+	*retry_s = (unsigned)((wait_ms + 999) / 1000);
+	if (*retry_s == 0)
+		*retry_s = 1;
+	smet_refused(px->srv, SMET_REF_RATE);
 	return -1;
 }
 

@@ -92,6 +92,9 @@ struct proxy {
 	uint8_t client_id[CTRL_ID_LEN];
 	int refuse_waiting;           /* the client left with Goodbye */
 	const char *end_why;          /* why it ends (static), for its event */
+	/* its owner's per-source rates (proxy_rate_ok), made on first use */
+	struct ratelim *rl_conns, *rl_http;
+	uint64_t rl_conns_rate, rl_http_rate;
 	/* its figures (smet.h): bytes in/out, connections, open ones, HTTP
 	 * requests by status class (0: none, 1xx..5xx) */
 	struct met_series *m_bytes[2], *m_conns, *m_active, *m_http[6];
@@ -221,6 +224,7 @@ void proxy_reset_close(int fd);
 /* proxy_where: "port N" or the host name, for log lines (static). */
 const char *proxy_where(const struct proxy *px);
 struct conf_policy;
+struct ratelim;
 /* proxy_policy: the policy of identity in the configuration in force
  * (borrowed until the next reload), or NULL */
 const struct conf_policy *proxy_policy(const struct server *srv,
@@ -228,6 +232,11 @@ const struct conf_policy *proxy_policy(const struct server *srv,
 /* proxy_visitor_allowed: 0 when a visitor from sa may reach px by its
  * owner's allow/deny lists; -1 (counted, logged at debug) otherwise */
 int proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa);
+/* proxy_rate_ok: 0 when one more new connection (http 0) or HTTP request
+ * (http 1) from sa is within the owner's per-source rate; -1 with the
+ * seconds to wait in *retry_s (counted) otherwise */
+int proxy_rate_ok(struct proxy *px, int http, const struct sockaddr *sa,
+    unsigned *retry_s);
 
 /* proxy_is_http: HTTP, HTTPS and TLS tunnels, routed by host name. */
 static inline int

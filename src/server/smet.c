@@ -23,7 +23,7 @@ static const char *const dir_name[2] = { "in", "out" };
 static const char *const refusal_name[SMET_REF_COUNT] = {
 	"no_stream", "client_refused", "http_max_conns",
 	"tunnel_max_conns", "no_tunnel", "max_handshakes", "max_pending",
-	"shutting_down", "not_allowed_source",
+	"shutting_down", "not_allowed_source", "rate_limited",
 };
 static const char *const auth_name[SMET_AUTH_COUNT] = {
 	"bad_hello", "bad_token", "method_not_allowed", "timeout", "tls",
@@ -638,7 +638,7 @@ smet_reload(struct server *srv, int ok, const char *text)
 /* ---- reading ---- */
 
 static const char *const udp_drop_reasons[] = { "client_away", "bad_size",
-	"no_stream", "stream_full", "send_failed", "not_allowed_source" };
+	"no_stream", "stream_full", "send_failed", "policy" };
 
 void
 smet_summary(struct server *srv, struct smet_summary *o)

@@ -33,6 +33,7 @@ enum smet_refusal {
 	SMET_REF_PENDING_CAP,     /* too many visitors waiting for a lease */
 	SMET_REF_SHUTDOWN,
 	SMET_REF_POLICY,          /* the owner's allow/deny lists */
+	SMET_REF_RATE,            /* the owner's per-source rates */
 	SMET_REF_COUNT
 };
 

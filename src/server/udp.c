@@ -215,6 +215,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = mtime_ms();
 	uint64_t pkts = 0, drop_away = 0, drop_flow = 0;
 	uint64_t drop_mux = 0, drop_size = 0, drop_policy = 0;
+	unsigned retry;
 	int total = 0;
 
 	loop_note_io();
@@ -253,7 +254,8 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 			f = *uflow_slot(px, sa, sl);
 			/* a new source: the owner's allow lists first (a
 			 * flow's later datagrams come from the same one) */
-			if (f == NULL && proxy_visitor_allowed(px, sa) < 0) {
+			if (f == NULL && (proxy_visitor_allowed(px, sa) < 0 ||
+			    proxy_rate_ok(px, 0, sa, &retry) < 0)) {
 				drop_policy++;
 				continue;
 			}
@@ -283,7 +285,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	if (drop_size)
 		smet_udp_drop(srv, SMET_IN, "bad_size", drop_size);
 	if (drop_policy)
-		smet_udp_drop(srv, SMET_IN, "not_allowed_source", drop_policy);
+		smet_udp_drop(srv, SMET_IN, "policy", drop_policy);
 	if (drop_flow)
 		smet_udp_drop(srv, SMET_IN, "no_stream", drop_flow);
 	if (drop_mux)

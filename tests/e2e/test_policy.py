@@ -49,6 +49,11 @@ tokens:
     allow:
       cidrs: [127.0.0.0/8]
       deny_cidrs: [127.0.0.3/32]
+  - name: frank
+    secret: frank-secret
+    limits:
+      new_connections: 3/s
+      http_requests: 5/s
 """)
     p = mg.spawn("server", [mg.bin, "server", "--config", str(cfg)])
     m = wait_for(lambda: LISTEN_RE.search(p.stderr()) or (not p.alive() and "dead"), 10)
@@ -201,4 +206,46 @@ def test_token_source_lists(mg, tmp_path):
     # one TCP connection, one HTTP request and one new UDP flow (its datagram
     # is also a drop)
     assert metric(m, "mgrok_connections_refused_total", reason="not_allowed_source") == 3
-    assert metric(m, "mgrok_udp_drops_total", direction="in", reason="not_allowed_source") == 1
+    assert metric(m, "mgrok_udp_drops_total", direction="in", reason="policy") == 1
+
+
+def test_token_rates(mg, tmp_path):
+    """frank's tunnels take 3 new connections and 5 HTTP requests a second
+    from one source: the next is reset, or answered 429 with Retry-After;
+    another source has its own allowance."""
+    import socket
+    srv, base, http_port = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    c = mg.tcp_client(svc.port, srv, token="frank-secret", extra=["--inspect-addr", "off"])
+    port = mg.wait_forward(c)[0][2]
+    got = [_echo_from(port, "127.0.0.5") for _ in range(4)]
+    assert got[:3] == [b"ping"] * 3 and got[3] is None, got
+    assert _echo_from(port, "127.0.0.6") == b"ping"
+
+    from test_http import http_service
+    hs = http_service(mg, "frank")
+    h = mg.proxy_client("http", hs.port, srv, token="frank-secret",
+                        extra=["--subdomain", "frank", "--inspect-addr", "off"])
+    assert wait_for(lambda: "frank.%s" % DOMAIN in h.stdout(), 10), h.log()
+    s = socket.create_connection((HOST, http_port), timeout=5)
+    codes, retry = [], None
+    for i in range(6):
+        s.sendall(b"GET /r%d HTTP/1.1\r\nHost: frank.%s\r\n\r\n" % (i, DOMAIN.encode()))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(65536)
+            assert d, (codes, head)
+            head += d
+        hdr, rest = head.split(b"\r\n\r\n", 1)
+        code = int(hdr.split(b" ", 2)[1])
+        codes.append(code)
+        length = int(re.search(rb"(?i)content-length: (\d+)", hdr).group(1))
+        while len(rest) < length:
+            rest += s.recv(65536)
+        if code == 429:
+            retry = re.search(rb"(?i)retry-after: (\d+)", hdr)
+    s.close()
+    assert codes == [200] * 5 + [429], codes
+    assert retry and int(retry.group(1)) >= 1, retry
+    m = parse_metrics(scrape(srv.admin))
+    assert metric(m, "mgrok_connections_refused_total", reason="rate_limited") == 2
