@@ -625,6 +625,13 @@ hc_on_head(struct hconn *hc)
 			    "to this tunnel; try again shortly.", ra);
 			return;
 		}
+		/* a connection new to this tunnel counts as a visitor */
+		if (hc->px_id != px->id && proxy_visitors_ok(px) < 0) {
+			hc_fail(hc, 429, "This tunnel's owner has too many "
+			    "visitors at once; try again shortly.",
+			    "Retry-After: 1\r\n");
+			return;
+		}
 	}
 	hc_set_px(hc, px);
 	hc->nreq++;
@@ -1127,7 +1134,7 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 			unsigned retry;
 			if (proxy_visitor_allowed(px, (struct sockaddr *)&peer) <
 			    0 || proxy_rate_ok(px, 0, (struct sockaddr *)&peer,
-			    &retry) < 0) {
+			    &retry) < 0 || proxy_visitors_ok(px) < 0) {
 				proxy_reset_close(pfd);
 				return;
 			}

@@ -192,7 +192,8 @@ tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 
 	loop_note_io();
 	if (proxy_visitor_allowed(px, sa) < 0 ||
-	    proxy_rate_ok(px, 0, sa, &retry) < 0) {
+	    proxy_rate_ok(px, 0, sa, &retry) < 0 ||
+	    proxy_visitors_ok(px) < 0) {
 		proxy_reset_close(fd);
 		return;
 	}
@@ -611,6 +612,26 @@ proxy_rate_ok(struct proxy *px, int http, const struct sockaddr *sa,
 	if (*retry_s == 0)
 		*retry_s = 1;
 	smet_refused(px->srv, SMET_REF_RATE);
+	return -1;
+}
+
+/* one more visitor of px within its owner's limits.visitors: 0, or -1
+ * (counted) when its tunnels have that many public connections open */
+int
+proxy_visitors_ok(struct proxy *px)
+{
+	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
+	const struct proxy *o;
+	int64_t n = 0;
+
+	if (pol == NULL || pol->limits.visitors == 0)
+		return 0;
+	LIST_FOREACH(o, &px->srv->reg.all, link)
+		if (strcmp(o->identity, px->identity) == 0)
+			n += smet_px_active(o);
+	if (n < (int64_t)pol->limits.visitors)
+		return 0;
+	smet_refused(px->srv, SMET_REF_VISITORS);
 	return -1;
 }
 

@@ -237,6 +237,9 @@ int proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa);
  * seconds to wait in *retry_s (counted) otherwise */
 int proxy_rate_ok(struct proxy *px, int http, const struct sockaddr *sa,
     unsigned *retry_s);
+/* proxy_visitors_ok: 0 when the owner's tunnels may take one more public
+ * connection (limits.visitors); -1 (counted) otherwise */
+int proxy_visitors_ok(struct proxy *px);
 
 /* proxy_is_http: HTTP, HTTPS and TLS tunnels, routed by host name. */
 static inline int

@@ -34,6 +34,7 @@ enum smet_refusal {
 	SMET_REF_SHUTDOWN,
 	SMET_REF_POLICY,          /* the owner's allow/deny lists */
 	SMET_REF_RATE,            /* the owner's per-source rates */
+	SMET_REF_VISITORS,        /* the owner's limits.visitors */
 	SMET_REF_COUNT
 };
 

@@ -255,7 +255,8 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 			/* a new source: the owner's allow lists first (a
 			 * flow's later datagrams come from the same one) */
 			if (f == NULL && (proxy_visitor_allowed(px, sa) < 0 ||
-			    proxy_rate_ok(px, 0, sa, &retry) < 0)) {
+			    proxy_rate_ok(px, 0, sa, &retry) < 0 ||
+			    proxy_visitors_ok(px) < 0)) {
 				drop_policy++;
 				continue;
 			}

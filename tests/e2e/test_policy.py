@@ -54,6 +54,10 @@ tokens:
     limits:
       new_connections: 3/s
       http_requests: 5/s
+  - name: gina
+    secret: gina-secret
+    limits:
+      visitors: 2
 """)
     p = mg.spawn("server", [mg.bin, "server", "--config", str(cfg)])
     m = wait_for(lambda: LISTEN_RE.search(p.stderr()) or (not p.alive() and "dead"), 10)
@@ -249,3 +253,28 @@ def test_token_rates(mg, tmp_path):
     assert retry and int(retry.group(1)) >= 1, retry
     m = parse_metrics(scrape(srv.admin))
     assert metric(m, "mgrok_connections_refused_total", reason="rate_limited") == 2
+
+
+def test_token_visitors(mg, tmp_path):
+    """gina's tunnels hold at most 2 public connections at once, across
+    tunnels: a third is reset until one ends."""
+    import socket
+    srv, base, _ = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    c1 = mg.tcp_client(svc.port, srv, token="gina-secret", extra=["--inspect-addr", "off"])
+    p1 = mg.wait_forward(c1)[0][2]
+    c2 = mg.tcp_client(svc.port, srv, token="gina-secret", extra=["--inspect-addr", "off"])
+    p2 = mg.wait_forward(c2)[0][2]
+    held = []
+    for port in (p1, p2):
+        s = socket.create_connection((HOST, port), timeout=5)
+        s.sendall(b"x")
+        assert s.recv(10) == b"x"
+        held.append(s)
+    assert _echo_from(p1, "127.0.0.1") is None
+    held.pop().close()
+    assert wait_for(lambda: _echo_from(p2, "127.0.0.1") == b"ping", 5)
+    for s in held:
+        s.close()
+    m = parse_metrics(scrape(srv.admin))
+    assert metric(m, "mgrok_connections_refused_total", reason="too_many_visitors") >= 1
