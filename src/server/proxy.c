@@ -635,6 +635,37 @@ proxy_visitors_ok(struct proxy *px)
 	return -1;
 }
 
+/* proxy_misfit: why px's owner's policy (as it is now) no longer allows
+ * the tunnel, in buf; NULL when it still does */
+const char *
+proxy_misfit(struct proxy *px, char *buf, size_t cap)
+{
+	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
+	const char *dom = px->srv->cf->domain, *msg;
+	size_t hl, dl;
+
+	if (pol == NULL)
+		return NULL;
+	if ((msg = policy_expired(pol, (int64_t)time(NULL), buf, cap)) ||
+	    (msg = policy_check_type(pol, px->type, buf, cap)))
+		return msg;
+	if (!proxy_is_http(px->type))
+		return policy_check_port(pol, px->port, buf, cap);
+	if (pol->nsubdomains == 0 && pol->nhostnames == 0)
+		return NULL;
+	/* a name under --domain was asked for as a subdomain */
+	hl = strlen(px->host);
+	dl = strlen(dom);
+	if (dl && hl > dl + 1 && px->host[hl - dl - 1] == '.' &&
+	    strcmp(px->host + hl - dl, dom) == 0) {
+		char sub[64];
+		snprintf(sub, sizeof(sub), "%.*s", (int)(hl - dl - 1),
+		    px->host);
+		return policy_check_host(pol, sub, NULL, buf, cap);
+	}
+	return policy_check_host(pol, NULL, px->host, buf, cap);
+}
+
 /* tunnels held by identity, in all its sessions and leases */
 static unsigned
 identity_tunnels(struct server *srv, const char *identity)

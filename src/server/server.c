@@ -795,7 +795,7 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 	char host[256], lim[1024], restart[256] = "";
 	const char *why;
 	uint16_t port;
-	unsigned added = 0, removed = 0, kicked = 0;
+	unsigned added = 0, removed = 0, kicked = 0, closed = 0;
 	int tls_reuse, fd;
 
 	srv->reload_time = time(NULL); /* for people: the wall clock */
@@ -928,12 +928,31 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 	}
 	if (kicked)
 		log_info("reload: %u sessions of removed tokens ended", kicked);
+	/* tunnels their owner's new policy no longer allows end, with the
+	 * rule (their clients learn it when they register again) */
+	{
+		struct proxy *px, *pnext;
+		char rule[300], n[LOG_ESC_MAX];
+		for (px = LIST_FIRST(&srv->reg.all); px != NULL; px = pnext) {
+			pnext = LIST_NEXT(px, link);
+			if (proxy_misfit(px, rule, sizeof(rule)) == NULL)
+				continue;
+			log_info("reload: %s \"%s\" on %s closed: %s",
+			    proxy_type_name(px->type), log_esc(px->name,
+			    strlen(px->name), n, sizeof(n)), proxy_where(px),
+			    rule);
+			px->end_why = "its owner's policy no longer allows it";
+			proxy_unregister(px);
+			closed++;
+		}
+	}
 	srv->reload_ok = 1;
 	srv->reload_err[0] = '\0';
 	{
 		char sum[128];
 		snprintf(sum, sizeof(sum), "tokens %u added, %u removed; %u "
-		    "sessions ended", added, removed, kicked);
+		    "sessions ended; %u tunnels closed by policy", added,
+		    removed, kicked, closed);
 		smet_reload(srv, 1, sum);
 	}
 	return 0;

@@ -240,6 +240,9 @@ int proxy_rate_ok(struct proxy *px, int http, const struct sockaddr *sa,
 /* proxy_visitors_ok: 0 when the owner's tunnels may take one more public
  * connection (limits.visitors); -1 (counted) otherwise */
 int proxy_visitors_ok(struct proxy *px);
+/* proxy_misfit: why px's owner's policy no longer allows it (in buf), or
+ * NULL; a reload closes such tunnels */
+const char *proxy_misfit(struct proxy *px, char *buf, size_t cap);
 
 /* proxy_is_http: HTTP, HTTPS and TLS tunnels, routed by host name. */
 static inline int

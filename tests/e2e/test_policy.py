@@ -64,6 +64,7 @@ tokens:
     assert m and m != "dead", p.log()
     p.port = int(m.group(1))
     p.admin = admin_port(p)
+    p.cfg = cfg
     return p, base, http_port
 
 
@@ -278,3 +279,28 @@ def test_token_visitors(mg, tmp_path):
         s.close()
     m = parse_metrics(scrape(srv.admin))
     assert metric(m, "mgrok_connections_refused_total", reason="too_many_visitors") >= 1
+
+
+def test_reload_closes_tunnels_the_new_policy_refuses(mg, tmp_path):
+    """A reload that narrows alice's ports closes her tunnel outside them,
+    naming the rule; the one inside stays and keeps serving."""
+    import os
+    srv, base, _ = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    a = mg.tcp_client(svc.port, srv, token="alice-secret", remote_port=base + 5,
+                      extra=["--inspect-addr", "off", "--no-reconnect"])
+    mg.wait_forward(a)
+    b = mg.tcp_client(svc.port, srv, token="alice-secret", remote_port=base + 20,
+                      extra=["--inspect-addr", "off"])
+    mg.wait_forward(b)
+    text = srv.cfg.read_text().replace('ports: ["%d-%d", %d]' % (base, base + 9, base + 20),
+                                       'ports: [%d]' % (base + 20))
+    assert text != srv.cfg.read_text()
+    tmp = str(srv.cfg) + ".new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, str(srv.cfg))
+    want = "closed: port %d is outside alice's ports %d" % (base + 5, base + 20)
+    assert wait_for(lambda: want in srv.stderr(), 10), srv.stderr()[-3000:]
+    assert _echo_from(base + 5, "127.0.0.1") is None
+    assert _echo_from(base + 20, "127.0.0.1") == b"ping"
