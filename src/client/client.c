@@ -30,6 +30,7 @@
 #include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "proto/ctrl.h"
+#include "proto/proxyproto.h"
 #include "proto/sthdr.h"
 #include "relay/dgram.h"
 #include "relay/dial.h"
@@ -188,6 +189,7 @@ struct cstream {
 	struct cproxy *px;
 	struct dial *dial;
 	char remote[NET_ADDRSTR_MAX]; /* the visitor, "" when not told */
+	struct sockaddr_storage peer; /* the same (family 0 when not told) */
 };
 
 /* A TCP or TLS connection being relayed: its tunnel and its record. */
@@ -508,6 +510,72 @@ cs_dial_failed(struct cstream *cs, int err)
 	cs_reject(cs, CODE_UNREACHABLE, why, cs->c->m_ref_unreach);
 }
 
+/*
+ * The PROXY protocol header (--proxy-protocol) for a visitor from peer,
+ * written to the local service before any of the visitor's bytes: its
+ * destination is the tunnel's public address when its URL names one by
+ * IP, else the local service's. v2 carries a unique id of the connection
+ * (PP2_TYPE_UNIQUE_ID: the session's and the stream's numbers). The
+ * socket was just connected, so its send buffer takes these few bytes
+ * whole; anything else ends the stream as refused. 0, or -1.
+ */
+static int
+cs_write_proxy_header(struct cstream *cs, int fd)
+{
+	struct sockaddr_storage dst;
+	socklen_t dl = sizeof(dst);
+	uint8_t hdr[PROXYPROTO_V1_MAX + 64 + 16];
+	char host[256], uid[40];
+	const char *h0, *h1;
+	int n = -1;
+
+	memset(&dst, 0, sizeof(dst));
+	/* the public side: tcp://HOST:PORT or tls://HOST... */
+	if ((h0 = strstr(cs->px->url, "://")) != NULL) {
+		h0 += 3;
+		h1 = h0 + strcspn(h0, ":/ ");
+		if (*h0 == '[') {
+			h0++;
+			h1 = strchr(h0, ']') ? strchr(h0, ']') : h0;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)(h1 - h0), h0);
+		if (inet_pton(AF_INET, host, &((struct sockaddr_in *)(void *)
+		    &dst)->sin_addr) == 1) {
+			((struct sockaddr_in *)(void *)&dst)->sin_family =
+			    AF_INET;
+			((struct sockaddr_in *)(void *)&dst)->sin_port =
+			    htons(cs->px->remote_port);
+		} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)
+		    (void *)&dst)->sin6_addr) == 1) {
+			((struct sockaddr_in6 *)(void *)&dst)->sin6_family =
+			    AF_INET6;
+			((struct sockaddr_in6 *)(void *)&dst)->sin6_port =
+			    htons(cs->px->remote_port);
+		}
+	}
+	if (dst.ss_family == 0 && getpeername(fd, (struct sockaddr *)&dst,
+	    &dl) < 0)
+		memset(&dst, 0, sizeof(dst));
+	if (cs->px->spec.proxy_protocol == 1) {
+		n = proxyproto_v1(cs->peer.ss_family ?
+		    (struct sockaddr *)&cs->peer : NULL,
+		    (struct sockaddr *)&dst, (char *)hdr, sizeof(hdr));
+	} else {
+		struct proxyproto_tlv t;
+		snprintf(uid, sizeof(uid), "mgrok-%llu-%u",
+		    (unsigned long long)cs->c->sessions, mux_stream_id(cs->st));
+		t.type = PP2_TYPE_UNIQUE_ID;
+		t.value = (const uint8_t *)uid;
+		t.len = strlen(uid);
+		n = proxyproto_v2(PP_PROXY, PP_STREAM, cs->peer.ss_family ?
+		    (struct sockaddr *)&cs->peer : NULL,
+		    (struct sockaddr *)&dst, &t, 1, hdr, sizeof(hdr));
+	}
+	if (n <= 0 || send(fd, hdr, (size_t)n, MSG_NOSIGNAL) != n)
+		return -1;
+	return 0;
+}
+
 /* The server name of a TLS tunnel's connection, for its record: its
  * ClientHello is usually on the stream by the time the local service
  * answered the dial (when it is not all there yet, the record has none). */
@@ -554,7 +622,20 @@ cs_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 		hrelay_new(cs->c->base, fd, cs->st, &hc);
 	} else {
 		struct relay_opts ro;
-		struct cconn *cc = xcalloc(1, sizeof(*cc));
+		struct cconn *cc;
+
+		if (cs->px->spec.proxy_protocol &&
+		    cs_write_proxy_header(cs, fd) < 0) {
+			log_warn("stream %u for \"%s\": cannot write the PROXY "
+			    "protocol header to the local service",
+			    mux_stream_id(cs->st), cs->px->name);
+			close(fd);
+			met_gauge_add(cs->px->m_active, -1);
+			cs_reject(cs, CODE_UNREACHABLE, "the local service took "
+			    "no PROXY protocol header", cs->c->m_ref_unreach);
+			return;
+		}
+		cc = xcalloc(1, sizeof(*cc));
 		cc->px = px_ref(cs->px);
 		if (cs->c->ins)
 			cc->ic = inspect_conn_open(cs->c->ins, cs->px->name,
@@ -806,6 +887,17 @@ cs_readable(struct mux_stream *st, void *arg)
 		    sizeof(a)) != NULL)
 			snprintf(cs->remote, sizeof(cs->remote), h.af == 6 ?
 			    "[%s]:%u" : "%s:%u", a, h.port);
+		if (h.af == 6) {
+			struct sockaddr_in6 *in6 = (void *)&cs->peer;
+			in6->sin6_family = AF_INET6;
+			memcpy(&in6->sin6_addr, h.addr, 16);
+			in6->sin6_port = htons(h.port);
+		} else {
+			struct sockaddr_in *in = (void *)&cs->peer;
+			in->sin_family = AF_INET;
+			memcpy(&in->sin_addr, h.addr, 4);
+			in->sin_port = htons(h.port);
+		}
 	}
 	if ((cs->px = client_find_proxy(cs->c, &h)) != NULL)
 		px_ref(cs->px);

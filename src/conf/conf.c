@@ -450,6 +450,14 @@ check_tunnel(struct ld *L, struct conf_tun *t)
 		    "by SNI)", "");
 		return -1;
 	}
+	if (s->proxy_protocol && ty != PROXY_TCP && ty != PROXY_TLS) {
+		snprintf(why, sizeof(why), "proxy_protocol is for tcp and tls "
+		    "tunnels (an http tunnel's service gets X-Forwarded-For; "
+		    "udp is not supported yet); this one is %s",
+		    type_name(ty));
+		ld_bad_at(L, &t->where, why, "");
+		return -1;
+	}
 	return 0;
 }
 
@@ -639,6 +647,7 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 	memcpy(c->locals[0].basic_auth, ft->spec.basic_auth,
 	    sizeof(c->locals[0].basic_auth));
 	c->locals[0].host_rewrite = ft->spec.host_rewrite;
+	c->locals[0].proxy_protocol = ft->spec.proxy_protocol;
 	if (ft->have_remote && (c->locals[0].type == PROXY_HTTP ||
 	    c->locals[0].type == PROXY_TLS)) {
 		bad_plain(L, "--remote-port", "HTTP and TLS tunnels are routed "

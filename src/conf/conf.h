@@ -78,6 +78,8 @@ struct local_spec {
 	char hostname[256];      /* HTTP, TLS: a custom domain */
 	char basic_auth[256];    /* HTTP: "user:pass" */
 	int host_rewrite;        /* HTTP: send Host: localhost:PORT */
+	int proxy_protocol;      /* TCP, TLS: a PROXY header (1: v1, 2: v2)
+				    to the local service before the bytes */
 	char host[256];
 	uint16_t port;
 	uint16_t remote_port;

@@ -664,6 +664,22 @@ t_host_header(struct ld *L, const char *v, char *why, size_t wl)
 }
 
 static int
+t_proxy_protocol(struct ld *L, const char *v, char *why, size_t wl)
+{
+	if (strcmp(v, "v1") == 0 || strcmp(v, "1") == 0)
+		L->tun->spec.proxy_protocol = 1;
+	else if (strcmp(v, "v2") == 0 || strcmp(v, "2") == 0)
+		L->tun->spec.proxy_protocol = 2;
+	else if (strcmp(v, "off") == 0 || strcmp(v, "none") == 0)
+		L->tun->spec.proxy_protocol = 0;
+	else {
+		why_set(why, wl, "expected v1, v2 or off");
+		return -1;
+	}
+	return 0;
+}
+
+static int
 no_op(struct ld *L, const char *v, char *why, size_t wl)
 {
 	return 0;
@@ -868,6 +884,11 @@ const struct conf_opt conf_opts[] = {
 	    .arg = "rewrite|preserve", .def = "preserve",
 	    .help = "send Host: localhost:PORT to the\nlocal service, or the "
 		    "visitor's (default)" },
+	{ .flag = "proxy-protocol", .key = "proxy_protocol",
+	    .sides = SD_TCP | SD_TLS, .flags = OF_TUNNEL, .type = CT_FN,
+	    .fn = t_proxy_protocol, .arg = "v1|v2", .def = "off",
+	    .help = "write a PROXY protocol header with the\nvisitor's address "
+		    "to the local service" },
 	/* the agent */
 	{ .flag = "udp-idle-timeout", .key = "udp_idle_timeout",
 	    .sides = SD_UDP | SD_CLIENT | SD_START, .type = CT_UINT,
