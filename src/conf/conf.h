@@ -59,6 +59,10 @@ struct server_conf {
 	char *https_cert, *https_key;
 	char *https_cert_dir;
 	struct acl_rule stream_allow[CONF_MAX_ALLOW]; /* the stream proxy */
+	/* load balancers in front of the public ports: they send a PROXY
+	 * protocol header; nobody else may connect (TCP tunnels) */
+	struct acl_rule trusted[CONF_MAX_ALLOW];
+	size_t ntrusted;
 	size_t nstream_allow;
 	unsigned busy_poll_us; /* --busy-poll: 0 = sleep at once (util/loop.h) */
 	enum log_level log_level;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "conf/conf_int.h"
+#include "conf/policy.h"
 #include "proto/ctrl.h"
 #include "util/err.h"
 #include "util/net.h"
@@ -242,6 +243,37 @@ s_admin_addr(struct ld *L, const char *v, char *why, size_t wl)
 		return 0;
 	}
 	return s_listen_addr(L, v, L->s->admin_addr, why, wl);
+}
+
+static int
+s_trusted(struct ld *L, const char *v, char *why, size_t wl)
+{
+	struct server_conf *c = L->s;
+	char item[128];
+	const char *p = v, *err;
+
+	c->ntrusted = 0;
+	while (*p) {
+		size_t n = strcspn(p, ", ");
+		if (n == 0) {
+			p++;
+			continue;
+		}
+		if (n >= sizeof(item) || c->ntrusted >= CONF_MAX_ALLOW) {
+			why_set(why, wl, n >= sizeof(item) ? "a CIDR too long" :
+			    "at most 64 CIDRs");
+			return -1;
+		}
+		memcpy(item, p, n);
+		item[n] = '\0';
+		if (policy_parse_cidr(item, &c->trusted[c->ntrusted], &err)) {
+			snprintf(why, wl, "\"%s\": %s", item, err);
+			return -1;
+		}
+		c->ntrusted++;
+		p += n;
+	}
+	return 0;
 }
 
 static int
@@ -799,6 +831,11 @@ const struct conf_opt conf_opts[] = {
 	    .list = LG_ALLOW, .type = CT_FN, .fn = s_allow, .arg = "RULE",
 	    .help = "stream proxy destination: host:port,\nhost:*, CIDR:port, "
 		    "CIDR:* (repeat)"),
+	SRV("trusted-proxies", "trusted_proxies", .type = CT_FN,
+	    .fn = s_trusted, .arg = "CIDR,...", .help = "load balancers in "
+		"front of the TCP tunnels'\nports: they send a PROXY protocol "
+		"header\n(v1 or v2) with the visitor's address;\nconnections "
+		"from anyone else are refused"),
 	SRV("busy-poll", "busy_poll", .type = CT_UINT,
 	    .off = SOFF(busy_poll_us), .min = 0, .max = 1000000, .arg = "USEC",
 	    .def = "0", .help = "poll, not sleep, for USEC after I/O\n(latency "

@@ -13,6 +13,7 @@
 #include <event2/listener.h>
 
 #include "mux/mux.h"
+#include "proto/proxyproto.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
 #include "util/mtime.h"
@@ -182,15 +183,15 @@ tcp_pending_close_all(struct proxy *px)
 	px->npending = 0;
 }
 
+/* A visitor of a TCP tunnel, its address known (from the socket, or
+ * from a trusted load balancer's PROXY header): the owner's rules, then
+ * a stream to the client, or a wait for it. */
 static void
-tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+tcp_visitor(struct proxy *px, int fd, const struct sockaddr *sa)
 {
-	struct proxy *px = arg;
 	struct pending *pd;
 	unsigned retry;
 
-	loop_note_io();
 	if (proxy_visitor_allowed(px, sa) < 0 ||
 	    proxy_rate_ok(px, 0, sa, &retry) < 0 ||
 	    proxy_visitors_ok(px) < 0) {
@@ -209,10 +210,131 @@ tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	/* the client is away: hold the connection until it returns */
 	pd = xcalloc(1, sizeof(*pd));
 	pd->fd = fd;
-	memcpy(&pd->peer, sa, (size_t)salen < sizeof(pd->peer) ?
-	    (size_t)salen : sizeof(pd->peer));
+	memcpy(&pd->peer, sa, sa->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	TAILQ_INSERT_TAIL(&px->pending, pd, link);
 	px->npending++;
+}
+
+/*
+ * A connection from a trusted load balancer (--trusted-proxies): its
+ * PROXY protocol header first, peeked until it is whole (edge-triggered:
+ * the peeked bytes stay unread), then consumed; the address it carries is
+ * the visitor's. Bounded in number by --max-handshakes and in time.
+ */
+#define PPWAIT_TIMEOUT_S 10
+struct ppwait {
+	LIST_ENTRY(ppwait) link;      /* srv->ppwaits */
+	struct server *srv;
+	struct event *ev;
+	uint32_t px_id;
+	int fd;
+	struct sockaddr_storage peer;
+};
+
+static void
+ppwait_free(struct ppwait *w, int close_fd)
+{
+	LIST_REMOVE(w, link);
+	w->srv->nppwaits--;
+	event_free(w->ev);
+	if (close_fd)
+		proxy_reset_close(w->fd);
+	free(w);
+}
+
+static void
+ppwait_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct ppwait *w = arg;
+	uint8_t buf[16 + PROXYPROTO_V2_MAX_LEN];
+	struct proxyproto_hdr h;
+	const char *why = "closed before its PROXY protocol header";
+	char a[NET_ADDRSTR_MAX], e[LOG_ESC_MAX];
+	struct proxy *px;
+	ssize_t n = 0;
+	int rc = MG_EPROTO;
+
+	loop_note_io();
+	if (what & EV_TIMEOUT)
+		why = "no whole PROXY protocol header in time";
+	else if ((n = recv(fd, buf, sizeof(buf), MSG_PEEK)) > 0)
+		rc = proxyproto_parse(buf, (size_t)n, &h, &why);
+	else if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (rc == MG_EAGAIN)
+		return; /* the next bytes raise a new edge */
+	if (rc > 0 && recv(fd, buf, (size_t)rc, 0) != rc) {
+		rc = MG_EPROTO;
+		why = "the PROXY protocol header could not be read";
+	}
+	if (rc <= 0) {
+		log_info("load balancer %s: connection refused: %s",
+		    net_addr_str((struct sockaddr *)&w->peer, a, sizeof(a)),
+		    log_esc(why, strlen(why), e, sizeof(e)));
+		smet_refused(w->srv, SMET_REF_PROXY_HEADER);
+		ppwait_free(w, 1);
+		return;
+	}
+	px = registry_get(&w->srv->reg, w->px_id);
+	if (px == NULL) {
+		ppwait_free(w, 1);
+		return;
+	}
+	{
+		/* a LOCAL header (a health check) or UNSPEC: the balancer's
+		 * own address stands */
+		struct sockaddr_storage src = h.family == AF_INET ||
+		    h.family == AF_INET6 ? h.src : w->peer;
+		ppwait_free(w, 0);
+		tcp_visitor(px, fd, (struct sockaddr *)&src);
+	}
+}
+
+/* stop the waits (the server ends) */
+void
+proxy_ppwait_stop(struct server *srv)
+{
+	while (!LIST_EMPTY(&srv->ppwaits))
+		ppwait_free(LIST_FIRST(&srv->ppwaits), 1);
+}
+
+static void
+tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct proxy *px = arg;
+	struct server *srv = px->srv;
+	const struct server_conf *cf = srv->cf;
+	struct ppwait *w;
+	struct timeval tv = { PPWAIT_TIMEOUT_S, 0 };
+	int et = event_base_get_features(srv->base) & EV_FEATURE_ET;
+
+	loop_note_io();
+	if (cf->ntrusted == 0) {
+		tcp_visitor(px, fd, sa);
+		return;
+	}
+	if (!acl_match_addr(cf->trusted, cf->ntrusted, sa, 0) ||
+	    srv->nppwaits >= cf->max_handshakes || !et) {
+		smet_refused(srv, SMET_REF_UNTRUSTED);
+		proxy_reset_close(fd);
+		return;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->srv = srv;
+	w->fd = fd;
+	w->px_id = px->id;
+	memcpy(&w->peer, sa, (size_t)salen < sizeof(w->peer) ? (size_t)salen :
+	    sizeof(w->peer));
+	w->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST | EV_ET,
+	    ppwait_on_read, w);
+	if (w->ev == NULL)
+		abort();
+	LIST_INSERT_HEAD(&srv->ppwaits, w, link);
+	srv->nppwaits++;
+	event_add(w->ev, &tv);
+	event_active(w->ev, EV_READ, 1); /* the header may be there */
 }
 
 static int

@@ -1118,6 +1118,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 	LIST_INIT(&srv->handshakes);
 	LIST_INIT(&srv->peeks);
 	LIST_INIT(&srv->sp_setups);
+	LIST_INIT(&srv->ppwaits);
 	srv->ops[PROXY_TCP] = &proxy_tcp_ops;
 	srv->ops[PROXY_UDP] = &udp_proxy_ops;
 	srv->ops[PROXY_HTTP] = srv->ops[PROXY_HTTPS] = srv->ops[PROXY_TLS] =
@@ -1233,6 +1234,7 @@ server_free(struct server *srv)
 		session_close(s, MG_ECLOSED);
 	while ((px = LIST_FIRST(&srv->reg.all)) != NULL)
 		proxy_free(px);
+	proxy_ppwait_stop(srv);
 	registry_free(&srv->reg);
 	admin_stop(srv);
 	accept_stop(srv);

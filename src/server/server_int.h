@@ -191,6 +191,8 @@ struct server {
 	long long reload_time;        /* of the last one, Unix time */
 	int reload_ok;                /* the last reload's result */
 	char reload_err[512];
+	LIST_HEAD(, ppwait) ppwaits;  /* load balancers' PROXY headers */
+	unsigned nppwaits;
 	int accept_paused;            /* at the fd limit (accept.c) */
 	struct event *accept_resume;
 	uint64_t accept_log_ms;
@@ -214,6 +216,9 @@ int proxy_register(struct session *s, const struct ctrl_register *reg,
 void proxy_serve_waiting(struct proxy *px);
 void proxy_unregister(struct proxy *px);
 void proxy_session_lost(struct proxy *px);
+/* proxy_ppwait_stop: end the connections still sending their PROXY
+ * protocol header (the server ends) */
+void proxy_ppwait_stop(struct server *srv);
 void proxy_free(struct proxy *px);
 /* proxy_open_stream: relay fd (the proxy takes it) to a new stream of
  * px's client; fd is reset when there is none. */

@@ -24,7 +24,7 @@ static const char *const refusal_name[SMET_REF_COUNT] = {
 	"no_stream", "client_refused", "http_max_conns",
 	"tunnel_max_conns", "no_tunnel", "max_handshakes", "max_pending",
 	"shutting_down", "not_allowed_source", "rate_limited",
-	"too_many_visitors",
+	"too_many_visitors", "untrusted_source", "bad_proxy_header",
 };
 static const char *const auth_name[SMET_AUTH_COUNT] = {
 	"bad_hello", "bad_token", "method_not_allowed", "timeout", "tls",

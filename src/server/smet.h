@@ -35,6 +35,8 @@ enum smet_refusal {
 	SMET_REF_POLICY,          /* the owner's allow/deny lists */
 	SMET_REF_RATE,            /* the owner's per-source rates */
 	SMET_REF_VISITORS,        /* the owner's limits.visitors */
+	SMET_REF_UNTRUSTED,       /* not a --trusted-proxies address */
+	SMET_REF_PROXY_HEADER,    /* a bad or missing PROXY header */
 	SMET_REF_COUNT
 };
 

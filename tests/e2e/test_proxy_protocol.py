@@ -86,3 +86,80 @@ def test_proxy_protocol_refused_for_http_in_a_file(mg, tmp_path):
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and "proxy_protocol is for tcp and tls tunnels" in \
         r.stdout + r.stderr, r
+
+
+def test_server_behind_a_load_balancer(mg, tmp_path):
+    """haproxy with send-proxy-v2 in front of a TCP tunnel's public port:
+    the server trusts 127.0.0.1 (--trusted-proxies), takes the visitor's
+    address from the header, and passes it on: the local service (haproxy
+    accept-proxy, fed by the agent's --proxy-protocol v1) logs the visitor
+    127.0.0.9, not the balancer. Anyone else connecting is refused, and so
+    is a trusted peer without a header."""
+    srv = mg.server(extra=["--trusted-proxies", "127.0.0.1/32"])
+    echo = mg.echo_service()
+    inner, iport = haproxy_accept_proxy(mg, tmp_path, echo.port)
+    c = mg.tcp_client(iport, srv, extra=["--proxy-protocol", "v1", "--inspect-addr", "off"])
+    pub = mg.wait_forward(c)[0][2]
+    # the balancer in front of the public port
+    fport = pick_free_port()
+    cfg = tmp_path / "lb.cfg"
+    cfg.write_text(f"""
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 20s
+    timeout server 20s
+frontend lb
+    bind 127.0.0.1:{fport}
+    default_backend tunnel
+backend tunnel
+    server mgrok 127.0.0.1:{pub} send-proxy-v2
+""")
+    lb = mg.spawn("haproxy-lb", [HAPROXY, "-db", "-f", str(cfg)])
+    assert wait_for(lambda: _open(fport) or (not lb.alive() and "dead"), 10) is True, lb.log()
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.bind(("127.0.0.9", 0))
+    vport = s.getsockname()[1]
+    s.connect((HOST, fport))
+    s.sendall(b"via the balancer")
+    got = b""
+    while len(got) < 16:
+        d = s.recv(100)
+        assert d, got
+        got += d
+    s.close()
+    assert got == b"via the balancer"
+    assert wait_for(lambda: re.search(r"visitor=127\.0\.0\.9:%d " % vport, inner.stdout()), 10), \
+        inner.log()
+    # an untrusted peer is refused; a trusted one without a header too
+    d = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    d.settimeout(5)
+    d.bind(("127.0.0.2", 0))
+    try:  # reset at once: connect itself may see it
+        d.connect((HOST, pub))
+        d.sendall(b"hi")
+        assert d.recv(10) == b""
+    except OSError:
+        pass
+    d.close()
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.settimeout(5)
+    try:
+        t.connect((HOST, pub))
+        t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert t.recv(10) == b""
+    except OSError:
+        pass
+    t.close()
+    assert wait_for(lambda: re.search(r"load balancer 127\.0\.0\.1:\d+: connection refused: "
+                                      r"\S.*PROXY", srv.stderr()), 5), srv.stderr()[-2000:]
+
+
+def _open(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
