@@ -986,6 +986,19 @@ client_register_one(struct client *c, struct cproxy *px)
 		m.u.reg.basic_auth.p = (const uint8_t *)px->spec.basic_auth;
 		m.u.reg.basic_auth.len = strlen(px->spec.basic_auth);
 	}
+	m.u.reg.proxy_protocol = (uint8_t)px->spec.proxy_protocol;
+	/* --allow-cidr: one option 0x07 per network */
+	for (const char *p = px->spec.allow_cidr; *p &&
+	    m.u.reg.n_allow_src < CTRL_MAX_ALLOW_SRC;) {
+		size_t k = strcspn(p, ", ");
+		if (k > 0) {
+			m.u.reg.allow_src[m.u.reg.n_allow_src].p =
+			    (const uint8_t *)p;
+			m.u.reg.allow_src[m.u.reg.n_allow_src++].len = k;
+			p += k;
+		} else
+			p++;
+	}
 	if (client_send(c, &m) < 0)
 		return;
 	px_ref(px); /* not inside the macro: it evaluates it more than once */

@@ -648,6 +648,8 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 	    sizeof(c->locals[0].basic_auth));
 	c->locals[0].host_rewrite = ft->spec.host_rewrite;
 	c->locals[0].proxy_protocol = ft->spec.proxy_protocol;
+	memcpy(c->locals[0].allow_cidr, ft->spec.allow_cidr,
+	    sizeof(c->locals[0].allow_cidr));
 	if (ft->have_remote && (c->locals[0].type == PROXY_HTTP ||
 	    c->locals[0].type == PROXY_TLS)) {
 		bad_plain(L, "--remote-port", "HTTP and TLS tunnels are routed "

@@ -84,6 +84,8 @@ struct local_spec {
 	int host_rewrite;        /* HTTP: send Host: localhost:PORT */
 	int proxy_protocol;      /* TCP, TLS: a PROXY header (1: v1, 2: v2)
 				    to the local service before the bytes */
+	char allow_cidr[1024];   /* who may visit: "CIDR,CIDR" (the server
+				    checks; within the token's own lists) */
 	char host[256];
 	uint16_t port;
 	uint16_t remote_port;

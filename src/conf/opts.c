@@ -696,6 +696,42 @@ t_host_header(struct ld *L, const char *v, char *why, size_t wl)
 }
 
 static int
+t_allow_cidr(struct ld *L, const char *v, char *why, size_t wl)
+{
+	struct acl_rule r;
+	char item[128];
+	const char *p = v, *err;
+	unsigned n = 0;
+
+	while (*p) {
+		size_t k = strcspn(p, ", ");
+		if (k == 0) {
+			p++;
+			continue;
+		}
+		if (k >= sizeof(item) || ++n > CTRL_MAX_ALLOW_SRC) {
+			snprintf(why, wl, k >= sizeof(item) ? "a CIDR too long" :
+			    "at most %d CIDRs", CTRL_MAX_ALLOW_SRC);
+			return -1;
+		}
+		memcpy(item, p, k);
+		item[k] = '\0';
+		if (policy_parse_cidr(item, &r, &err)) {
+			snprintf(why, wl, "\"%s\": %s", item, err);
+			return -1;
+		}
+		p += k;
+	}
+	if (strlen(v) >= sizeof(L->tun->spec.allow_cidr)) {
+		why_set(why, wl, "too long");
+		return -1;
+	}
+	snprintf(L->tun->spec.allow_cidr, sizeof(L->tun->spec.allow_cidr), "%s",
+	    v);
+	return 0;
+}
+
+static int
 t_proxy_protocol(struct ld *L, const char *v, char *why, size_t wl)
 {
 	if (strcmp(v, "v1") == 0 || strcmp(v, "1") == 0)
@@ -921,6 +957,11 @@ const struct conf_opt conf_opts[] = {
 	    .arg = "rewrite|preserve", .def = "preserve",
 	    .help = "send Host: localhost:PORT to the\nlocal service, or the "
 		    "visitor's (default)" },
+	{ .flag = "allow-cidr", .key = "allow_cidr",
+	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_allow_cidr, .arg = "CIDR,...",
+	    .help = "only visitors from these networks\n(checked by the "
+		    "server, within the\ntoken's own lists)" },
 	{ .flag = "proxy-protocol", .key = "proxy_protocol",
 	    .sides = SD_TCP | SD_TLS, .flags = OF_TUNNEL, .type = CT_FN,
 	    .fn = t_proxy_protocol, .arg = "v1|v2", .def = "off",

@@ -100,6 +100,7 @@ proxy_free(struct proxy *px)
 		event_free(px->grace);
 	ratelim_free(px->rl_conns);
 	ratelim_free(px->rl_http);
+	free(px->allow);
 	free(px);
 }
 
@@ -479,10 +480,8 @@ reg_option_name(const struct ctrl_register *reg, int http)
 		return "bandwidth limit";
 	if (reg->group.p)
 		return "load-balancing group";
-	if (reg->proxy_protocol)
-		return "PROXY protocol";
-	if (reg->n_allow_src)
-		return "allowed source";
+	/* proxy_protocol (0x06) is the agent's own business: it writes the
+	 * header; allowed sources (0x07) are kept with the tunnel */
 	return NULL;
 }
 
@@ -664,10 +663,18 @@ proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa)
 	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
 	char buf[200];
 
+	/* the agent's own list (--allow-cidr), within the token's */
+	if (px->nallow && sa != NULL && !acl_match_addr(px->allow,
+	    px->nallow, sa, 0)) {
+		snprintf(buf, sizeof(buf), "not in the tunnel's allowed "
+		    "sources");
+		goto refuse;
+	}
 	if (pol == NULL || (pol->ncidrs == 0 && pol->ndeny_cidrs == 0) ||
 	    sa == NULL || policy_allows_addr(pol, sa, buf, sizeof(buf)) ==
 	    NULL)
 		return 0;
+refuse:
 	smet_refused(px->srv, SMET_REF_POLICY);
 	if (log_enabled(LOG_DEBUG)) {
 		char a[NET_ADDRSTR_MAX];
@@ -788,6 +795,43 @@ proxy_misfit(struct proxy *px, char *buf, size_t cap)
 	return policy_check_host(pol, NULL, px->host, buf, cap);
 }
 
+/* the tunnel's own allowed sources (RegisterEx 0x07): parsed into rules,
+ * or -1 with why naming the bad one */
+static int
+reg_allow(const struct ctrl_register *reg, struct acl_rule **out,
+    size_t *nout, char *why, size_t whycap)
+{
+	struct acl_rule *r;
+	char item[128];
+	const char *err;
+
+	*out = NULL;
+	*nout = 0;
+	if (reg->n_allow_src == 0)
+		return 0;
+	r = xcalloc(reg->n_allow_src, sizeof(*r));
+	for (unsigned i = 0; i < reg->n_allow_src; i++) {
+		const struct ctrl_str *a = &reg->allow_src[i];
+		if (a->len >= sizeof(item)) {
+			snprintf(why, whycap, "allowed source %u is too long", i);
+			free(r);
+			return -1;
+		}
+		memcpy(item, a->p, a->len);
+		item[a->len] = '\0';
+		if (policy_parse_cidr(item, &r[i], &err)) {
+			char e[LOG_ESC_MAX];
+			snprintf(why, whycap, "allowed source \"%s\": %s",
+			    log_esc(item, strlen(item), e, sizeof(e)), err);
+			free(r);
+			return -1;
+		}
+	}
+	*out = r;
+	*nout = reg->n_allow_src;
+	return 0;
+}
+
 /* tunnels held by identity, in all its sessions and leases */
 static unsigned
 identity_tunnels(struct server *srv, const char *identity)
@@ -810,6 +854,8 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	    srv->ops[reg->proxy_type] : NULL;
 	int http = proxy_is_http(reg->proxy_type), fd = -1;
 	struct proxy *px, *holder;
+	struct acl_rule *allow = NULL;
+	size_t nallow;
 	const struct conf_policy *pol;
 	const char *opt, *msg;
 	char host[256] = "", dflt[CTRL_NAME_MAX + 1], pbuf[300];
@@ -857,6 +903,13 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		    reg->hostname.p ? host : NULL, pbuf, sizeof(pbuf))) != NULL)
 			FAIL(CODE_NOT_ALLOWED, "%s", msg);
 	}
+	/* checked now, kept once the tunnel is there (below): nothing to
+	 * undo on the refusals between */
+	if (reg_allow(reg, &allow, &nallow, why, whycap) < 0) {
+		*code = CODE_NOT_ALLOWED;
+		return MG_EINVAL;
+	}
+	free(allow);
 	if ((px = lease_find(s, reg, host)) != NULL)
 		goto attach;
 	if (pol && pol->limits.tunnels &&
@@ -915,6 +968,10 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	registry_add(&srv->reg, px);
 attach:
 	proxy_attach(px, s);
+	/* the registration's own sources replace the lease's (they parsed
+	 * above: this cannot fail) */
+	free(px->allow);
+	reg_allow(reg, &px->allow, &px->nallow, why, whycap);
 	*out = px;
 	return 0;
 }

@@ -94,6 +94,8 @@ struct proxy {
 	const char *end_why;          /* why it ends (static), for its event */
 	/* its owner's per-source rates (proxy_rate_ok), made on first use */
 	struct ratelim *rl_conns, *rl_http;
+	struct acl_rule *allow;       /* its agent's allowed sources (0x07) */
+	size_t nallow;
 	uint64_t rl_conns_rate, rl_http_rate;
 	/* its figures (smet.h): bytes in/out, connections, open ones, HTTP
 	 * requests by status class (0: none, 1xx..5xx) */

@@ -304,3 +304,26 @@ def test_reload_closes_tunnels_the_new_policy_refuses(mg, tmp_path):
     assert wait_for(lambda: want in srv.stderr(), 10), srv.stderr()[-3000:]
     assert _echo_from(base + 5, "127.0.0.1") is None
     assert _echo_from(base + 20, "127.0.0.1") == b"ping"
+
+
+def test_agent_allow_cidr_within_the_tokens(mg, tmp_path):
+    """The agent's --allow-cidr (RegisterEx 0x07) narrows who may visit,
+    within the token's own lists: erin allows 127.0.0.0/8 but not
+    127.0.0.3; her agent allows 127.0.0.2 and 127.0.0.3 only: .2 gets in,
+    .3 is refused by the token, .4 by the agent's list. A bad CIDR is
+    refused by the agent's own check before it connects."""
+    srv, base, _ = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    c = mg.tcp_client(svc.port, srv, token="erin-secret",
+                      extra=["--allow-cidr", "127.0.0.2/32,127.0.0.3/32",
+                             "--inspect-addr", "off"])
+    port = mg.wait_forward(c)[0][2]
+    assert _echo_from(port, "127.0.0.2") == b"ping"
+    assert _echo_from(port, "127.0.0.3") is None
+    assert _echo_from(port, "127.0.0.4") is None
+    m = parse_metrics(scrape(srv.admin))
+    assert metric(m, "mgrok_connections_refused_total", reason="not_allowed_source") == 2
+    import subprocess
+    r = subprocess.run([mg.bin, "tcp", "80", "--allow-cidr", "10.0.0.1/8", "--token", "x",
+                        "--server", "127.0.0.1:9"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "--allow-cidr" in r.stderr and "10.0.0.1/8" in r.stderr, r
