@@ -248,32 +248,8 @@ s_admin_addr(struct ld *L, const char *v, char *why, size_t wl)
 static int
 s_trusted(struct ld *L, const char *v, char *why, size_t wl)
 {
-	struct server_conf *c = L->s;
-	char item[128];
-	const char *p = v, *err;
-
-	c->ntrusted = 0;
-	while (*p) {
-		size_t n = strcspn(p, ", ");
-		if (n == 0) {
-			p++;
-			continue;
-		}
-		if (n >= sizeof(item) || c->ntrusted >= CONF_MAX_ALLOW) {
-			why_set(why, wl, n >= sizeof(item) ? "a CIDR too long" :
-			    "at most 64 CIDRs");
-			return -1;
-		}
-		memcpy(item, p, n);
-		item[n] = '\0';
-		if (policy_parse_cidr(item, &c->trusted[c->ntrusted], &err)) {
-			snprintf(why, wl, "\"%s\": %s", item, err);
-			return -1;
-		}
-		c->ntrusted++;
-		p += n;
-	}
-	return 0;
+	return policy_parse_cidr_list(v, L->s->trusted, CONF_MAX_ALLOW,
+	    &L->s->ntrusted, why, wl);
 }
 
 static int
@@ -698,30 +674,11 @@ t_host_header(struct ld *L, const char *v, char *why, size_t wl)
 static int
 t_allow_cidr(struct ld *L, const char *v, char *why, size_t wl)
 {
-	struct acl_rule r;
-	char item[128];
-	const char *p = v, *err;
-	unsigned n = 0;
+	size_t n;
 
-	while (*p) {
-		size_t k = strcspn(p, ", ");
-		if (k == 0) {
-			p++;
-			continue;
-		}
-		if (k >= sizeof(item) || ++n > CTRL_MAX_ALLOW_SRC) {
-			snprintf(why, wl, k >= sizeof(item) ? "a CIDR too long" :
-			    "at most %d CIDRs", CTRL_MAX_ALLOW_SRC);
-			return -1;
-		}
-		memcpy(item, p, k);
-		item[k] = '\0';
-		if (policy_parse_cidr(item, &r, &err)) {
-			snprintf(why, wl, "\"%s\": %s", item, err);
-			return -1;
-		}
-		p += k;
-	}
+	if (policy_parse_cidr_list(v, NULL, CTRL_MAX_ALLOW_SRC, &n, why,
+	    wl) < 0)
+		return -1;
 	if (strlen(v) >= sizeof(L->tun->spec.allow_cidr)) {
 		why_set(why, wl, "too long");
 		return -1;

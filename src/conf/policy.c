@@ -644,3 +644,38 @@ policy_for_subject(const struct server_conf *c, const char *subject)
 			return c->policies[i];
 	return NULL;
 }
+
+int
+policy_parse_cidr_list(const char *s, struct acl_rule *out, size_t max,
+    size_t *n, char *why, size_t wl)
+{
+	struct acl_rule scratch;
+	char item[128];
+	const char *err;
+
+	*n = 0;
+	while (*s) {
+		size_t k = strcspn(s, ", ");
+		if (k == 0) {
+			s++;
+			continue;
+		}
+		if (k >= sizeof(item)) {
+			snprintf(why, wl, "a CIDR too long");
+			return -1;
+		}
+		if (*n >= max) {
+			snprintf(why, wl, "at most %zu CIDRs", max);
+			return -1;
+		}
+		memcpy(item, s, k);
+		item[k] = '\0';
+		if (policy_parse_cidr(item, out ? &out[*n] : &scratch, &err)) {
+			snprintf(why, wl, "\"%s\": %s", item, err);
+			return -1;
+		}
+		(*n)++;
+		s += k;
+	}
+	return 0;
+}

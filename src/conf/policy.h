@@ -76,6 +76,11 @@ int policy_parse_type(const char *s, uint8_t *type, const char **err);
  * /128) into *r (a CIDR rule of util/acl.h for any port); host bits
  * beyond the prefix are an error. */
 int policy_parse_cidr(const char *s, struct acl_rule *r, const char **err);
+/* policy_parse_cidr_list: "CIDR,CIDR ..." (commas and/or spaces) into
+ * out[0..max) (out NULL: only checked), their number in *n; 0, or -1 with
+ * a message naming the bad one in why */
+int policy_parse_cidr_list(const char *s, struct acl_rule *out, size_t max,
+    size_t *n, char *why, size_t wl);
 /* policy_parse_expires: "YYYY-MM-DD" (valid to the end of that day, UTC)
  * or an RFC 3339 timestamp ("2027-06-30T18:00:00Z", "...+02:00",
  * fractions of a second ignored) into the first instant it no longer

@@ -307,6 +307,33 @@ allow_item(struct ld *L, struct conf_policy *p, int kind,
 	free(v);
 }
 
+/*
+ * map_next: the next pair of mapping m after *pr (NULL: the first) whose
+ * key is a usable string and whose value has not been seen (aliases):
+ * its key node, value, key text and key path "prefix.KEY"; 0 at the end.
+ * Unusable pairs are reported (pair_key) and skipped.
+ */
+static int
+map_next(struct yw *w, const yaml_node_t *m, const yaml_node_pair_t **pr,
+    const char *prefix, const yaml_node_t **k, const yaml_node_t **v,
+    const char **ks, char *sub, size_t cap)
+{
+	const yaml_node_pair_t *p = *pr ? *pr + 1 : m->data.mapping.pairs.start;
+
+	for (; p < m->data.mapping.pairs.top; p++) {
+		*k = yaml_document_get_node(w->doc, p->key);
+		*v = yaml_document_get_node(w->doc, p->value);
+		if (*v == NULL || visit(w, *v) ||
+		    (*ks = pair_key(w, m, p, "", "key")) == NULL)
+			continue;
+		snprintf(sub, cap, "%.400s.%.100s", prefix, *ks);
+		*pr = p;
+		return 1;
+	}
+	*pr = p;
+	return 0;
+}
+
 static void
 allow_map(struct yw *w, struct conf_policy *p, const yaml_node_t *m,
     const char *key)
@@ -319,18 +346,13 @@ allow_map(struct yw *w, struct conf_policy *p, const yaml_node_t *m,
 		    "types, cidrs, deny_cidrs)", "");
 		return;
 	}
-	for (yaml_node_pair_t *pr = m->data.mapping.pairs.start;
-	    pr < m->data.mapping.pairs.top; pr++) {
-		const yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
-		const yaml_node_t *v = yaml_document_get_node(w->doc,
-		    pr->value);
-		const char *ks;
-		char sub[600];
+	const yaml_node_pair_t *pr = NULL;
+	const yaml_node_t *k, *v;
+	const char *ks;
+	char sub[600];
+
+	while (map_next(w, m, &pr, key, &k, &v, &ks, sub, sizeof(sub))) {
 		int kind;
-		if (v == NULL || visit(w, v) ||
-		    (ks = pair_key(w, m, pr, "", "key")) == NULL)
-			continue;
-		snprintf(sub, sizeof(sub), "%.400s.%.100s", key, ks);
 		for (kind = 0; kind < AK_N; kind++)
 			if (strcmp(ks, allow_keys[kind]) == 0)
 				break;
@@ -419,6 +441,10 @@ bandwidth(struct yw *w, struct conf_policy *p, const yaml_node_t *v,
 	static const char *zero = "0 would stop all traffic: leave the key "
 				  "out for no limit";
 	struct ld *L = w->L;
+	const yaml_node_pair_t *pr = NULL;
+	const yaml_node_t *k, *val;
+	const char *ks;
+	char sub[600];
 	uint64_t x;
 
 	if (v->type != YAML_MAPPING_NODE) {
@@ -427,17 +453,7 @@ bandwidth(struct yw *w, struct conf_policy *p, const yaml_node_t *v,
 			p->limits.bw_in = p->limits.bw_out = x;
 		return;
 	}
-	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
-	    pr < v->data.mapping.pairs.top; pr++) {
-		const yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
-		const yaml_node_t *val = yaml_document_get_node(w->doc,
-		    pr->value);
-		const char *ks;
-		char sub[600];
-		if (val == NULL || visit(w, val) ||
-		    (ks = pair_key(w, v, pr, "", "key")) == NULL)
-			continue;
-		snprintf(sub, sizeof(sub), "%.400s.%.100s", key, ks);
+	while (map_next(w, v, &pr, key, &k, &val, &ks, sub, sizeof(sub))) {
 		if (strcmp(ks, "in") == 0 || strcmp(ks, "out") == 0) {
 			if (limit_value(L, val, sub, 1, 1, 0, &x, zero) == 0)
 				*(ks[0] == 'i' ? &p->limits.bw_in :
@@ -461,19 +477,14 @@ limits_map(struct yw *w, struct conf_policy *p, const yaml_node_t *m,
 		    "new_connections, http_requests)", "");
 		return;
 	}
-	for (yaml_node_pair_t *pr = m->data.mapping.pairs.start;
-	    pr < m->data.mapping.pairs.top; pr++) {
-		const yaml_node_t *k = yaml_document_get_node(w->doc, pr->key);
-		const yaml_node_t *v = yaml_document_get_node(w->doc,
-		    pr->value);
-		const char *ks;
-		char sub[600];
+	const yaml_node_pair_t *pr = NULL;
+	const yaml_node_t *k, *v;
+	const char *ks;
+	char sub[600];
+
+	while (map_next(w, m, &pr, key, &k, &v, &ks, sub, sizeof(sub))) {
 		uint64_t x;
 		int kind;
-		if (v == NULL || visit(w, v) ||
-		    (ks = pair_key(w, m, pr, "", "key")) == NULL)
-			continue;
-		snprintf(sub, sizeof(sub), "%.400s.%.100s", key, ks);
 		for (kind = 0; kind < LK_N; kind++)
 			if (strcmp(ks, limit_keys[kind]) == 0)
 				break;

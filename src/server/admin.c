@@ -99,8 +99,7 @@ tunnel_json(const struct proxy *px)
 		json_t *h = json_object(), *bc = json_object();
 		uint64_t n = 0;
 		for (int c = 1; c < 6; c++) {
-			uint64_t v = px->m_http[c] ? met_value(px->m_http[c]) :
-			    0;
+			uint64_t v = met_value(px->m_http[c]);
 			n += v;
 			json_object_set_new(bc, class_keys[c],
 			    json_integer((json_int_t)v));

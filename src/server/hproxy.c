@@ -784,7 +784,7 @@ hproxy_tunnel_log(const struct proxy *px)
 	uint64_t by[6], n = 0;
 
 	for (int c = 0; c < 6; c++)
-		n += by[c] = px->m_http[c] ? met_value(px->m_http[c]) : 0;
+		n += by[c] = met_value(px->m_http[c]);
 	if (px->type == PROXY_TLS || n == 0)
 		return;
 	log_info("%s %s: %llu requests, %llu 2xx, %llu 3xx, %llu 4xx, %llu "

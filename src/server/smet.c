@@ -690,29 +690,29 @@ smet_total(struct server *srv, enum smet_dir d)
 uint64_t
 smet_px_bytes(const struct proxy *px, enum smet_dir d)
 {
-	return px->m_bytes[d] ? met_value(px->m_bytes[d]) : 0;
+	return met_value(px->m_bytes[d]);
 }
 
 uint64_t
 smet_px_conns(const struct proxy *px)
 {
-	return px->m_conns ? met_value(px->m_conns) : 0;
+	return met_value(px->m_conns);
 }
 
 uint64_t
 smet_px_dgrams(const struct proxy *px, enum smet_dir d)
 {
-	return px->m_dgrams[d] ? met_value(px->m_dgrams[d]) : 0;
+	return met_value(px->m_dgrams[d]);
 }
 
 int64_t
 smet_px_active(const struct proxy *px)
 {
-	return px->m_active ? met_gauge_value(px->m_active) : 0;
+	return met_gauge_value(px->m_active);
 }
 
 uint64_t
 smet_sess_bytes(const struct session *s, enum smet_dir d)
 {
-	return s->m_bytes[d] ? met_value(s->m_bytes[d]) : 0;
+	return met_value(s->m_bytes[d]);
 }

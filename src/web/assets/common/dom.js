@@ -1,6 +1,11 @@
 /* dom.js: the DOM helpers the dashboard and the inspector share:
  * $(id), el(tag, attrs, kids), td(label, content, cls), syncRows(tbody,
- * items, key, make, emptyText, cols) and bytes(n), as window.mgrokDom.
+ * items, key, make, emptyText, cols), bytes(n), setState(s, text) and
+ * showError(msg) (the #conn-state badge and the #error line both pages
+ * have), and request(method, path, body, token, onUnauthorized): fetch
+ * with the Bearer token, resolving to {ok, status, statusText, json}, or
+ * rejecting with an Unauthorized after onUnauthorized() on a 401; as
+ * window.mgrokDom.
  * Loaded before each page's app.js. */
 (function () {
 	"use strict";
@@ -68,5 +73,43 @@
 		return (i === 0 ? String(Math.round(n)) : n.toFixed(n < 10 ? 1 : 0)) + " " + u[i];
 	}
 
-	window.mgrokDom = { $: $, el: el, td: td, syncRows: syncRows, bytes: bytes };
+	function setState(s, text) {
+		var b = $("conn-state");
+		b.setAttribute("data-state", s);
+		b.textContent = text || s;
+	}
+
+	function showError(msg) {
+		var e = $("error");
+		e.textContent = msg || "";
+		e.classList.toggle("hidden", !msg);
+	}
+
+	function Unauthorized() { this.message = "unauthorized"; }
+
+	function request(method, path, body, token, onUnauthorized) {
+		var opts = { method: method, headers: {}, cache: "no-store",
+			credentials: "same-origin" };
+		if (token) opts.headers.Authorization = "Bearer " + token;
+		if (body !== undefined) {
+			opts.headers["Content-Type"] = "application/json";
+			opts.body = JSON.stringify(body);
+		}
+		return fetch(path, opts).then(function (r) {
+			if (r.status === 401) {
+				onUnauthorized();
+				throw new Unauthorized();
+			}
+			return r.text().then(function (t) {
+				var j = null;
+				try { j = t ? JSON.parse(t) : null; } catch (e) { j = null; }
+				return { ok: r.ok, status: r.status, statusText: r.statusText,
+					json: j };
+			});
+		});
+	}
+
+	window.mgrokDom = { $: $, el: el, td: td, syncRows: syncRows, bytes: bytes,
+		setState: setState, showError: showError, Unauthorized: Unauthorized,
+		request: request };
 })();

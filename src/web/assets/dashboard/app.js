@@ -48,40 +48,17 @@
 	}
 	function ago(ms) { return ms ? dur((Date.now() - ms) / 1000) + " ago" : "-"; }
 
-	function setState(s, text) {
-		var b = $("conn-state");
-		b.setAttribute("data-state", s);
-		b.textContent = text || s;
-	}
-	function showError(msg) {
-		var e = $("error");
-		e.textContent = msg || "";
-		e.classList.toggle("hidden", !msg);
-	}
+	var setState = D.setState, showError = D.showError,
+	    Unauthorized = D.Unauthorized;
 
 	/* ---------------------------------------------------------- API */
 
-	function Unauthorized() { this.message = "unauthorized"; }
-
 	function api(method, path, body) {
-		var opts = { method: method, headers: {}, cache: "no-store",
-			credentials: "same-origin" };
-		if (token) opts.headers.Authorization = "Bearer " + token;
-		if (body !== undefined) {
-			opts.headers["Content-Type"] = "application/json";
-			opts.body = JSON.stringify(body);
-		}
-		return fetch(path, opts).then(function (r) {
-			if (r.status === 401) { needAuth(); throw new Unauthorized(); }
-			return r.text().then(function (t) {
-				var j = null;
-				try { j = t ? JSON.parse(t) : null; } catch (e) { j = null; }
-				if (!r.ok) {
-					var m = (j && j.error) || (r.status + " " + r.statusText);
-					throw new Error(method + " " + path + ": " + m);
-				}
-				return j;
-			});
+		return D.request(method, path, body, token, needAuth).then(function (r) {
+			if (!r.ok)
+				throw new Error(method + " " + path + ": " +
+				    ((r.json && r.json.error) || (r.status + " " + r.statusText)));
+			return r.json;
 		});
 	}
 	function get(path) { return api("GET", path); }
