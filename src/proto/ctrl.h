@@ -30,6 +30,9 @@ enum ctrl_caps {
 	CTRL_CAP_STREAM_EX = 1u << 0,
 	CTRL_CAP_UDP_FLOWS = 1u << 1,
 	CTRL_CAP_LEASES = 1u << 2,
+	/* extensions proposed in docs/internals/protocol-ext.md */
+	CTRL_CAP_HASHED_SECRET = 1u << 3, /* HMAC key = SHA-256(token) */
+	CTRL_CAP_STREAM_META = 1u << 4,   /* NewStreamEx2 (0x0B) headers */
 };
 
 enum ctrl_type {
@@ -78,6 +81,7 @@ enum reg_opt_tag {
 	REGOPT_GROUP = 0x05,
 	REGOPT_PROXY_PROTOCOL = 0x06,
 	REGOPT_ALLOW_SRC = 0x07,
+	REGOPT_DENY_SRC = 0x08,     /* extension: denied source CIDR */
 	REGOPT_DESCRIPTION = 0x81,
 };
 
