@@ -999,6 +999,19 @@ client_register_one(struct client *c, struct cproxy *px)
 		} else
 			p++;
 	}
+	/* --deny-cidr: one option 0x08 per network (an extension) */
+	for (const char *p = px->spec.deny_cidr; *p &&
+	    m.u.reg.n_deny_src < CTRL_MAX_ALLOW_SRC;) {
+		size_t k = strcspn(p, ", ");
+		if (k > 0) {
+			m.u.reg.deny_src[m.u.reg.n_deny_src].p =
+			    (const uint8_t *)p;
+			m.u.reg.deny_src[m.u.reg.n_deny_src++].len = k;
+			p += k;
+		} else
+			p++;
+	}
+	m.u.reg.bandwidth = (uint32_t)px->spec.bandwidth;
 	if (client_send(c, &m) < 0)
 		return;
 	px_ref(px); /* not inside the macro: it evaluates it more than once */

@@ -650,6 +650,9 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 	c->locals[0].proxy_protocol = ft->spec.proxy_protocol;
 	memcpy(c->locals[0].allow_cidr, ft->spec.allow_cidr,
 	    sizeof(c->locals[0].allow_cidr));
+	memcpy(c->locals[0].deny_cidr, ft->spec.deny_cidr,
+	    sizeof(c->locals[0].deny_cidr));
+	c->locals[0].bandwidth = ft->spec.bandwidth;
 	if (ft->have_remote && (c->locals[0].type == PROXY_HTTP ||
 	    c->locals[0].type == PROXY_TLS)) {
 		bad_plain(L, "--remote-port", "HTTP and TLS tunnels are routed "

@@ -86,6 +86,9 @@ struct local_spec {
 				    to the local service before the bytes */
 	char allow_cidr[1024];   /* who may visit: "CIDR,CIDR" (the server
 				    checks; within the token's own lists) */
+	char deny_cidr[1024];    /* who may not, though allowed (0x08) */
+	uint64_t bandwidth;      /* bytes per second each way, 0 = none
+				    (RegisterEx 0x04; at most 2^32-1) */
 	char host[256];
 	uint16_t port;
 	uint16_t remote_port;

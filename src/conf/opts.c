@@ -689,6 +689,46 @@ t_allow_cidr(struct ld *L, const char *v, char *why, size_t wl)
 }
 
 static int
+t_deny_cidr(struct ld *L, const char *v, char *why, size_t wl)
+{
+	size_t n;
+
+	if (policy_parse_cidr_list(v, NULL, CTRL_MAX_ALLOW_SRC, &n, why,
+	    wl) < 0)
+		return -1;
+	if (strlen(v) >= sizeof(L->tun->spec.deny_cidr)) {
+		why_set(why, wl, "too long");
+		return -1;
+	}
+	snprintf(L->tun->spec.deny_cidr, sizeof(L->tun->spec.deny_cidr), "%s",
+	    v);
+	return 0;
+}
+
+static int
+t_bandwidth(struct ld *L, const char *v, char *why, size_t wl)
+{
+	uint64_t x;
+	const char *err;
+
+	if (strcmp(v, "off") == 0 || strcmp(v, "none") == 0) {
+		L->tun->spec.bandwidth = 0;
+		return 0;
+	}
+	if (policy_parse_rate(v, 1, &x, &err) < 0) {
+		why_set(why, wl, err);
+		return -1;
+	}
+	if (x == 0 || x > UINT32_MAX) {
+		why_set(why, wl, "expected 1B/s to 4GB/s (the protocol "
+		    "carries a 32-bit rate)");
+		return -1;
+	}
+	L->tun->spec.bandwidth = x;
+	return 0;
+}
+
+static int
 t_proxy_protocol(struct ld *L, const char *v, char *why, size_t wl)
 {
 	if (strcmp(v, "v1") == 0 || strcmp(v, "1") == 0)
@@ -919,6 +959,16 @@ const struct conf_opt conf_opts[] = {
 	    .type = CT_FN, .fn = t_allow_cidr, .arg = "CIDR,...",
 	    .help = "only visitors from these networks\n(checked by the "
 		    "server, within the\ntoken's own lists)" },
+	{ .flag = "deny-cidr", .key = "deny_cidr",
+	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_deny_cidr, .arg = "CIDR,...",
+	    .help = "refuse visitors from these networks\n(checked by the "
+		    "server)" },
+	{ .flag = "bandwidth", .key = "bandwidth",
+	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_bandwidth, .arg = "RATE", .def = "off",
+	    .help = "at most RATE (e.g. 5MB/s) each way,\nenforced by the "
+		    "server" },
 	{ .flag = "proxy-protocol", .key = "proxy_protocol",
 	    .sides = SD_TCP | SD_TLS, .flags = OF_TUNNEL, .type = CT_FN,
 	    .fn = t_proxy_protocol, .arg = "v1|v2", .def = "off",

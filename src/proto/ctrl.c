@@ -312,6 +312,11 @@ ctrl_decode_opts(struct ctrl_rd *r, struct ctrl_register *reg)
 				return MG_EPROTO;
 			reg->allow_src[reg->n_allow_src++] = v;
 			continue;
+		case REGOPT_DENY_SRC:
+			if (reg->n_deny_src >= CTRL_MAX_ALLOW_SRC)
+				return MG_EPROTO;
+			reg->deny_src[reg->n_deny_src++] = v;
+			continue;
 		default:
 			/* Keep parsing: a malformed option later still makes
 			 * the whole message a protocol error. */
@@ -455,6 +460,7 @@ ctrl_encode_register(struct ctrl_wr *w, uint8_t type,
 	}
 
 	if (reg->n_allow_src > CTRL_MAX_ALLOW_SRC ||
+	    reg->n_deny_src > CTRL_MAX_ALLOW_SRC ||
 	    reg->proxy_protocol > 2)
 		return MG_EINVAL;
 	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
@@ -462,6 +468,9 @@ ctrl_encode_register(struct ctrl_wr *w, uint8_t type,
 			return MG_EINVAL;
 	for (i = 0; i < reg->n_allow_src; i++)
 		if (reg->allow_src[i].len > UINT16_MAX)
+			return MG_EINVAL;
+	for (i = 0; i < reg->n_deny_src; i++)
+		if (reg->deny_src[i].len > UINT16_MAX)
 			return MG_EINVAL;
 
 	ctrl_wr_u8(w, (uint8_t)reg->name.len);
@@ -482,6 +491,8 @@ ctrl_encode_register(struct ctrl_wr *w, uint8_t type,
 	}
 	for (i = 0; i < reg->n_allow_src; i++)
 		ctrl_wr_opt(w, REGOPT_ALLOW_SRC, &reg->allow_src[i]);
+	for (i = 0; i < reg->n_deny_src; i++)
+		ctrl_wr_opt(w, REGOPT_DENY_SRC, &reg->deny_src[i]);
 	ctrl_wr_opt(w, REGOPT_DESCRIPTION, &reg->description);
 	return 0;
 }

@@ -120,6 +120,8 @@ struct ctrl_register {
 	uint8_t proxy_protocol;     /* 0 = none, else 1 or 2 */
 	struct ctrl_str allow_src[CTRL_MAX_ALLOW_SRC];
 	unsigned n_allow_src;
+	struct ctrl_str deny_src[CTRL_MAX_ALLOW_SRC]; /* 0x08, extension */
+	unsigned n_deny_src;
 	struct ctrl_str description;
 	uint8_t unknown_tag;        /* first unknown tag < 0x80; meaningful
 				     * only when ctrl_decode returned

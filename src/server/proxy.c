@@ -101,6 +101,7 @@ proxy_free(struct proxy *px)
 	ratelim_free(px->rl_conns);
 	ratelim_free(px->rl_http);
 	free(px->allow);
+	free(px->deny);
 	free(px);
 }
 
@@ -481,7 +482,8 @@ reg_option_name(const struct ctrl_register *reg, int http)
 	if (reg->group.p)
 		return "load-balancing group";
 	/* proxy_protocol (0x06) is the agent's own business: it writes the
-	 * header; allowed sources (0x07) are kept with the tunnel */
+	 * header; allowed and denied sources (0x07, 0x08) are kept with
+	 * the tunnel */
 	return NULL;
 }
 
@@ -670,6 +672,11 @@ proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa)
 		    "sources");
 		goto refuse;
 	}
+	if (px->ndeny && sa != NULL && acl_match_addr(px->deny, px->ndeny,
+	    sa, 0)) {
+		snprintf(buf, sizeof(buf), "in the tunnel's denied sources");
+		goto refuse;
+	}
 	if (pol == NULL || (pol->ncidrs == 0 && pol->ndeny_cidrs == 0) ||
 	    sa == NULL || policy_allows_addr(pol, sa, buf, sizeof(buf)) ==
 	    NULL)
@@ -795,11 +802,12 @@ proxy_misfit(struct proxy *px, char *buf, size_t cap)
 	return policy_check_host(pol, NULL, px->host, buf, cap);
 }
 
-/* the tunnel's own allowed sources (RegisterEx 0x07): parsed into rules,
- * or -1 with why naming the bad one */
+/* a tunnel's own source list (RegisterEx 0x07 allowed, 0x08 denied; what
+ * names it in messages): parsed into rules, or -1 with why naming the bad
+ * one */
 static int
-reg_allow(const struct ctrl_register *reg, struct acl_rule **out,
-    size_t *nout, char *why, size_t whycap)
+reg_cidrs(const struct ctrl_str *src, unsigned n, const char *what,
+    struct acl_rule **out, size_t *nout, char *why, size_t whycap)
 {
 	struct acl_rule *r;
 	char item[128];
@@ -807,28 +815,59 @@ reg_allow(const struct ctrl_register *reg, struct acl_rule **out,
 
 	*out = NULL;
 	*nout = 0;
-	if (reg->n_allow_src == 0)
+	if (n == 0)
 		return 0;
-	r = xcalloc(reg->n_allow_src, sizeof(*r));
-	for (unsigned i = 0; i < reg->n_allow_src; i++) {
-		const struct ctrl_str *a = &reg->allow_src[i];
-		if (a->len >= sizeof(item)) {
-			snprintf(why, whycap, "allowed source %u is too long", i);
+	r = xcalloc(n, sizeof(*r));
+	for (unsigned i = 0; i < n; i++) {
+		if (src[i].len >= sizeof(item)) {
+			snprintf(why, whycap, "%s source %u is too long", what,
+			    i);
 			free(r);
 			return -1;
 		}
-		memcpy(item, a->p, a->len);
-		item[a->len] = '\0';
+		memcpy(item, src[i].p, src[i].len);
+		item[src[i].len] = '\0';
 		if (policy_parse_cidr(item, &r[i], &err)) {
 			char e[LOG_ESC_MAX];
-			snprintf(why, whycap, "allowed source \"%s\": %s",
+			snprintf(why, whycap, "%s source \"%s\": %s", what,
 			    log_esc(item, strlen(item), e, sizeof(e)), err);
 			free(r);
 			return -1;
 		}
 	}
 	*out = r;
-	*nout = reg->n_allow_src;
+	*nout = n;
+	return 0;
+}
+
+/* the tunnel's own allowed and denied sources into px (NULL: only check
+ * them); 0, or -1 with why */
+static int
+reg_sources(const struct ctrl_register *reg, struct proxy *px, char *why,
+    size_t whycap)
+{
+	struct acl_rule *a, *d;
+	size_t na, nd;
+
+	if (reg_cidrs(reg->allow_src, reg->n_allow_src, "allowed", &a, &na,
+	    why, whycap) < 0)
+		return -1;
+	if (reg_cidrs(reg->deny_src, reg->n_deny_src, "denied", &d, &nd,
+	    why, whycap) < 0) {
+		free(a);
+		return -1;
+	}
+	if (px == NULL) {
+		free(a);
+		free(d);
+		return 0;
+	}
+	free(px->allow);
+	free(px->deny);
+	px->allow = a;
+	px->nallow = na;
+	px->deny = d;
+	px->ndeny = nd;
 	return 0;
 }
 
@@ -854,8 +893,6 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	    srv->ops[reg->proxy_type] : NULL;
 	int http = proxy_is_http(reg->proxy_type), fd = -1;
 	struct proxy *px, *holder;
-	struct acl_rule *allow = NULL;
-	size_t nallow;
 	const struct conf_policy *pol;
 	const char *opt, *msg;
 	char host[256] = "", dflt[CTRL_NAME_MAX + 1], pbuf[300];
@@ -905,11 +942,10 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	}
 	/* checked now, kept once the tunnel is there (below): nothing to
 	 * undo on the refusals between */
-	if (reg_allow(reg, &allow, &nallow, why, whycap) < 0) {
+	if (reg_sources(reg, NULL, why, whycap) < 0) {
 		*code = CODE_NOT_ALLOWED;
 		return MG_EINVAL;
 	}
-	free(allow);
 	if ((px = lease_find(s, reg, host)) != NULL)
 		goto attach;
 	if (pol && pol->limits.tunnels &&
@@ -970,8 +1006,7 @@ attach:
 	proxy_attach(px, s);
 	/* the registration's own sources replace the lease's (they parsed
 	 * above: this cannot fail) */
-	free(px->allow);
-	reg_allow(reg, &px->allow, &px->nallow, why, whycap);
+	reg_sources(reg, px, why, whycap);
 	*out = px;
 	return 0;
 }

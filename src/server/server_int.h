@@ -96,6 +96,8 @@ struct proxy {
 	struct ratelim *rl_conns, *rl_http;
 	struct acl_rule *allow;       /* its agent's allowed sources (0x07) */
 	size_t nallow;
+	struct acl_rule *deny;        /* and denied ones (0x08, extension) */
+	size_t ndeny;
 	uint64_t rl_conns_rate, rl_http_rate;
 	/* its figures (smet.h): bytes in/out, connections, open ones, HTTP
 	 * requests by status class (0: none, 1xx..5xx) */

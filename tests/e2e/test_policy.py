@@ -327,3 +327,28 @@ def test_agent_allow_cidr_within_the_tokens(mg, tmp_path):
     r = subprocess.run([mg.bin, "tcp", "80", "--allow-cidr", "10.0.0.1/8", "--token", "x",
                         "--server", "127.0.0.1:9"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "--allow-cidr" in r.stderr and "10.0.0.1/8" in r.stderr, r
+
+
+def test_agent_deny_cidr(mg, tmp_path):
+    """The agent's --deny-cidr (RegisterEx 0x08, an extension) refuses
+    visitors its --allow-cidr (or the token) would admit: 127.0.0.0/8
+    allowed but 127.0.0.5 denied (an IPv6 entry parses beside it); the
+    refusal is logged and counted by reason; a bad CIDR is refused by the
+    agent's own check, naming it."""
+    srv, base, _ = policy_server(mg, tmp_path)
+    svc = mg.echo_service()
+    c = mg.tcp_client(svc.port, srv, token="frank-secret",
+                      extra=["--allow-cidr", "127.0.0.0/8",
+                             "--deny-cidr", "127.0.0.5, ::1/128",
+                             "--inspect-addr", "off"])
+    port = mg.wait_forward(c)[0][2]
+    assert _echo_from(port, "127.0.0.2") == b"ping"
+    assert _echo_from(port, "127.0.0.5") is None
+    assert _echo_from(port, "127.0.0.6") == b"ping"
+    assert "visitor 127.0.0.5" in srv.stderr() and "denied sources" in srv.stderr()
+    m = parse_metrics(scrape(srv.admin))
+    assert metric(m, "mgrok_connections_refused_total", reason="not_allowed_source") == 1
+    import subprocess
+    r = subprocess.run([mg.bin, "tcp", "80", "--deny-cidr", "::1/64x", "--token", "x",
+                        "--server", "127.0.0.1:9"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "--deny-cidr" in r.stderr and "::1/64x" in r.stderr, r
