@@ -866,9 +866,10 @@ const struct conf_opt conf_opts[] = {
 		    "CIDR:* (repeat)"),
 	SRV("trusted-proxies", "trusted_proxies", .type = CT_FN,
 	    .fn = s_trusted, .arg = "CIDR,...", .help = "load balancers in "
-		"front of the TCP tunnels'\nports: they send a PROXY protocol "
-		"header\n(v1 or v2) with the visitor's address;\nconnections "
-		"from anyone else are refused"),
+		"front of the public\nlisteners: they send a PROXY protocol "
+		"header\n(v1 or v2; HTTP: or X-Forwarded-For) with\nthe "
+		"visitor's address; connections from\nanyone else are "
+		"refused"),
 	SRV("busy-poll", "busy_poll", .type = CT_UINT,
 	    .off = SOFF(busy_poll_us), .min = 0, .max = 1000000, .arg = "USEC",
 	    .def = "0", .help = "poll, not sleep, for USEC after I/O\n(latency "

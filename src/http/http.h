@@ -98,25 +98,40 @@ const uint8_t *http_track_head_bytes(const struct http_track *t,
     size_t *len);
 
 struct http_rewrite {
-	const char *client_ip;    /* appended to X-Forwarded-For */
+	const char *client_ip;    /* the visitor's address, for
+				     X-Forwarded-For (NULL: the lines are
+				     left as they are) */
 	const char *proto;        /* X-Forwarded-Proto: "http" or "https" */
 	const char *fwd_host;     /* X-Forwarded-Host (the original Host
 				     header value, port included) or NULL */
 	const char *new_host;     /* replace Host with this, or NULL */
 	int drop_authorization;   /* remove Authorization (basic auth was
 				     ours) */
+	int xff_trusted;          /* the peer is a trusted proxy: keep the
+				     X-Forwarded-For lines it sent (their
+				     last entry is the visitor) and add
+				     client_ip only when there are none;
+				     0: remove them, add client_ip alone */
 };
 
 /*
  * http_rewrite_head: write head (a complete request head, as returned by
- * http_track_head_bytes) to out with: X-Forwarded-For appended to (or
- * added), X-Forwarded-Proto and X-Forwarded-Host set (replacing earlier
+ * http_track_head_bytes) to out with: X-Forwarded-For set as xff_trusted
+ * says, X-Forwarded-Proto and X-Forwarded-Host set (replacing earlier
  * ones), Host replaced when new_host is set. Header names compare case-
  * insensitively; other headers and their order are kept byte for byte.
  * 0, or MG_EPROTO if head is not a request head.
  */
 int http_rewrite_head(const uint8_t *head, size_t len,
     const struct http_rewrite *rw, struct evbuffer *out);
+
+/*
+ * http_xff_last: the last entry of the last X-Forwarded-For line of head
+ * (a request head) into out (cut: -1), spaces trimmed: what the nearest
+ * proxy saw. 0, or -1 when there is none. The text is the peer's: check it
+ * before use.
+ */
+int http_xff_last(const uint8_t *head, size_t len, char *out, size_t cap);
 
 /*
  * http_basic_auth_ok: does an Authorization header value ("Basic

@@ -150,6 +150,30 @@ http_request_head_check(const uint8_t *head, size_t len)
 	return rw_scan(head, len, &last_xff);
 }
 
+int
+http_xff_last(const uint8_t *head, size_t len, char *out, size_t cap)
+{
+	const uint8_t *last, *colon, *s, *e;
+	struct rw_line l;
+
+	if (rw_scan(head, len, &last) != 0 || last == NULL ||
+	    rw_next_line(last, head + len, &l) != 0 ||
+	    (colon = rw_header_line(&l)) == NULL)
+		return -1;
+	e = l.end;
+	while (e > colon + 1 && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	for (s = e; s > colon + 1 && s[-1] != ','; s--)
+		;
+	while (s < e && (*s == ' ' || *s == '\t'))
+		s++;
+	if (s == e || (size_t)(e - s) >= cap)
+		return -1;
+	memcpy(out, s, (size_t)(e - s));
+	out[e - s] = '\0';
+	return 0;
+}
+
 static void
 rw_add_header(struct evbuffer *out, const char *name, const char *value)
 {
@@ -160,7 +184,7 @@ int
 http_rewrite_head(const uint8_t *head, size_t len,
     const struct http_rewrite *rw, struct evbuffer *out)
 {
-	const uint8_t *p, *lim = head + len, *last_xff, *colon, *v;
+	const uint8_t *p, *lim = head + len, *last_xff, *colon;
 	struct evbuffer *tmp = NULL;
 	struct rw_line l = { NULL, NULL, NULL };
 	int rc, host_done = 0;
@@ -193,20 +217,10 @@ http_rewrite_head(const uint8_t *head, size_t len,
 			host_done = 1;
 			continue;
 		case RW_XFF:
-			if (rw->client_ip == NULL || l.start != last_xff)
+			/* from anyone but a trusted proxy, a claim about
+			 * the visitor's address is not passed on */
+			if (rw->client_ip == NULL || rw->xff_trusted)
 				goto keep;
-			v = l.end;
-			while (v > colon + 1 && (v[-1] == ' ' || v[-1] == '\t'))
-				v--;
-			evbuffer_add(tmp, l.start, (size_t)(v - l.start));
-			/* An empty value gets the address alone. */
-			for (const uint8_t *q = colon + 1; q < v; q++)
-				if (*q != ' ' && *q != '\t') {
-					evbuffer_add(tmp, ",", 1);
-					break;
-				}
-			evbuffer_add_printf(tmp, " %s", rw->client_ip);
-			evbuffer_add(tmp, l.end, (size_t)(l.next - l.end));
 			continue;
 		case RW_XFP:
 			if (rw->proto != NULL)
@@ -228,7 +242,7 @@ keep:
 	}
 	if (rw->new_host != NULL && !host_done)
 		rw_add_header(tmp, "Host", rw->new_host);
-	if (rw->client_ip != NULL && last_xff == NULL)
+	if (rw->client_ip != NULL && (last_xff == NULL || !rw->xff_trusted))
 		rw_add_header(tmp, "X-Forwarded-For", rw->client_ip);
 	if (rw->proto != NULL)
 		rw_add_header(tmp, "X-Forwarded-Proto", rw->proto);

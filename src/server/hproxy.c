@@ -3,6 +3,7 @@
  * request, on keep-alive connections too), X-Forwarded-* headers, basic
  * auth, readable error pages, HTTPS termination, and SNI passthrough to
  * TLS tunnels. docs/internals/http.md explains the state machine. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "mux/mux.h"
+#include "proto/proxyproto.h"
 #include "proto/sthdr.h"
 #include "relay/relay.h"
 #include "server/accept.h"
@@ -27,6 +29,7 @@
 #include "server/server_int.h"
 #include "tls/certdir.h"
 #include "tls/tls.h"
+#include "util/acl.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mtime.h"
@@ -84,12 +87,20 @@ struct hconn {
 	uint64_t unrouted[2];         /* bytes while routed to none */
 	uint64_t msg_bytes[2];        /* the current request's and its
 					 response's bytes (for its event) */
-	struct sockaddr_storage peer_sa;
+	struct sockaddr_storage peer_sa; /* the visitor (see lb) */
 	char peer_ip[64];
 	char peer[NET_ADDRSTR_MAX];
+	/* a --trusted-proxies peer: it may start with a PROXY protocol
+	 * header (pp_wait until the first bytes tell); without one it is
+	 * an HTTP proxy (lb) whose X-Forwarded-For names each request's
+	 * visitor; lb_sa is its own address */
+	int pp_wait, lb;
+	struct sockaddr_storage lb_sa;
 };
 
 static void hc_process(struct hconn *hc);
+static int hc_proxy_header(struct hconn *hc);
+static void hc_lb_visitor(struct hconn *hc);
 static void hc_arm_timer(struct hconn *hc);
 static int hc_flush(struct hconn *hc);
 static void hc_arm(struct hconn *hc);
@@ -570,6 +581,7 @@ hc_forward_head(struct hconn *hc, struct proxy *px)
 	rw.fwd_host = hc->req.host_header[0] ? hc->req.host_header :
 	    hc->req.host;
 	rw.drop_authorization = px->basic_auth[0] != '\0';
+	rw.xff_trusted = hc->lb;
 	head = http_track_head_bytes(hc->rq, &hl);
 	if (http_rewrite_head(head, hl, &rw, hc->up) < 0) {
 		hc_fail(hc, 400, "malformed request head", NULL);
@@ -589,6 +601,8 @@ hc_on_head(struct hconn *hc)
 	struct proxy *px = hc_route(hc->srv, hc->req.host, hc->https);
 	char detail[400];
 
+	if (hc->lb)
+		hc_lb_visitor(hc);
 	hc->t_req_us = mtime_us();
 	hc->t_first_us = 0;
 	if (px == NULL) {
@@ -660,6 +674,8 @@ hc_on_head(struct hconn *hc)
 static void
 hc_process(struct hconn *hc)
 {
+	if (hc->pp_wait && !hc_proxy_header(hc))
+		return;
 	for (int guard = 0; guard < 1024 && !hc->dead; guard++) {
 		size_t len = evbuffer_get_length(hc->in), used = 0;
 		enum http_track_ev ev;
@@ -938,16 +954,12 @@ hproxy_room(struct server *srv)
 	return 0;
 }
 
+/* the visitor is sa: for every rule, log line and X-Forwarded-For */
 static void
-hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
+hc_set_peer(struct hconn *hc, const struct sockaddr *sa)
 {
-	struct hconn *hc = xcalloc(1, sizeof(*hc));
 	char *colon;
 
-	hc->srv = srv;
-	hc->fd = fd;
-	hc->ssl = ssl;
-	hc->https = ssl != NULL;
 	memcpy(&hc->peer_sa, sa, sa->sa_family == AF_INET6 ?
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	net_addr_str(sa, hc->peer, sizeof(hc->peer));
@@ -958,6 +970,97 @@ hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 		memmove(hc->peer_ip, hc->peer_ip + 1, strlen(hc->peer_ip));
 		hc->peer_ip[strlen(hc->peer_ip) - 1] = '\0';
 	}
+}
+
+/*
+ * A trusted proxy's connection may start with a PROXY protocol header (an
+ * HTTP request never starts like one). 1: go on with HTTP (the header, if
+ * any, consumed and its visitor taken); 0: wait for more bytes (the head
+ * timer bounds the wait), or hc failed.
+ */
+static int
+hc_proxy_header(struct hconn *hc)
+{
+	static const uint8_t v2sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00,
+		0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+	size_t len = evbuffer_get_length(hc->in), k;
+	struct proxyproto_hdr h;
+	const uint8_t *p;
+	const char *why = "bad PROXY protocol header";
+	char e[LOG_ESC_MAX];
+	int rc;
+
+	if (len == 0)
+		return 0;
+	k = len < sizeof(v2sig) ? len : sizeof(v2sig);
+	p = evbuffer_pullup(hc->in, (ev_ssize_t)k);
+	if (memcmp(p, "PROXY ", k < 6 ? k : 6) != 0 &&
+	    memcmp(p, v2sig, k) != 0) {
+		hc->pp_wait = 0; /* HTTP: the peer is an HTTP proxy */
+		return 1;
+	}
+	k = len < 16 + PROXYPROTO_V2_MAX_LEN ? len : 16 + PROXYPROTO_V2_MAX_LEN;
+	p = evbuffer_pullup(hc->in, (ev_ssize_t)k);
+	rc = proxyproto_parse(p, k, &h, &why);
+	if (rc == MG_EAGAIN)
+		return 0;
+	if (rc < 0) {
+		log_info("http load balancer %s: connection refused: %s",
+		    hc->peer, log_esc(why, strlen(why), e, sizeof(e)));
+		smet_refused(hc->srv, SMET_REF_PROXY_HEADER);
+		hc->reset = 1;
+		hc_close(hc);
+		return 0;
+	}
+	evbuffer_drain(hc->in, (size_t)rc);
+	hc->pp_wait = 0;
+	/* the visitor's own X-Forwarded-For is not believed; a LOCAL
+	 * header (a health check) keeps the balancer's address */
+	hc->lb = 0;
+	if (h.family == AF_INET || h.family == AF_INET6)
+		hc_set_peer(hc, (struct sockaddr *)&h.src);
+	return 1;
+}
+
+/* A trusted HTTP proxy's request: the last X-Forwarded-For entry is the
+ * visitor it saw; without one (or not an address), the proxy itself. */
+static void
+hc_lb_visitor(struct hconn *hc)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	const uint8_t *head;
+	char ip[64];
+	size_t hl;
+
+	memset(&ss, 0, sizeof(ss));
+	head = http_track_head_bytes(hc->rq, &hl);
+	if (http_xff_last(head, hl, ip, sizeof(ip)) == 0) {
+		if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			hc_set_peer(hc, (struct sockaddr *)&ss);
+			return;
+		}
+		if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+			s6->sin6_family = AF_INET6;
+			hc_set_peer(hc, (struct sockaddr *)&ss);
+			return;
+		}
+	}
+	hc_set_peer(hc, (struct sockaddr *)&hc->lb_sa);
+}
+
+static struct hconn *
+hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
+{
+	struct hconn *hc = xcalloc(1, sizeof(*hc));
+
+	hc->srv = srv;
+	hc->fd = fd;
+	hc->ssl = ssl;
+	hc->https = ssl != NULL;
+	hc_set_peer(hc, sa);
 	hc->in = evbuffer_new();
 	hc->out = evbuffer_new();
 	hc->up = evbuffer_new();
@@ -976,6 +1079,7 @@ hc_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	if (ssl)
 		/* the handshake may have read the request already */
 		event_active(hc->rev, EV_READ, 1);
+	return hc;
 }
 
 /* ---- listeners ---- */
@@ -985,14 +1089,29 @@ hproxy_on_http_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct server *srv = arg;
+	const struct server_conf *cf = srv->cf;
+	struct hconn *hc;
+	int lb = 0;
 
 	loop_note_io();
+	if (cf->ntrusted) {
+		if (!acl_match_addr(cf->trusted, cf->ntrusted, sa, 0)) {
+			smet_refused(srv, SMET_REF_UNTRUSTED);
+			proxy_reset_close(fd);
+			return;
+		}
+		lb = 1;
+	}
 	if (!hproxy_room(srv)) {
 		close(fd);
 		return;
 	}
 	net_sock_tune(fd);
-	hc_start(srv, fd, NULL, sa);
+	hc = hc_start(srv, fd, NULL, sa);
+	if (lb) {
+		hc->pp_wait = hc->lb = 1;
+		memcpy(&hc->lb_sa, &hc->peer_sa, sizeof(hc->lb_sa));
+	}
 }
 
 /*
@@ -1014,6 +1133,8 @@ struct hs_pending {
 	uint64_t deadline_ms;
 	unsigned poll_ms;             /* 0: edge-triggered; else a timer */
 	int fd;
+	int pp;                       /* a trusted proxy's PROXY protocol
+					 header comes first */
 };
 
 static void
@@ -1090,6 +1211,50 @@ hs_wait(struct hs_pending *p)
 	return 0;
 }
 
+/*
+ * A trusted load balancer's PROXY protocol header before the ClientHello:
+ * peeked until whole, then consumed; its address becomes the visitor's.
+ * 1: go on to the ClientHello; 0: waiting; -1: refused (p is freed).
+ */
+static int
+hs_proxy_header(struct hs_pending *p, short what)
+{
+	uint8_t buf[16 + PROXYPROTO_V2_MAX_LEN];
+	struct proxyproto_hdr h;
+	const char *why = "closed before its PROXY protocol header";
+	char a[NET_ADDRSTR_MAX], e[LOG_ESC_MAX];
+	ssize_t n = recv(p->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	int rc = MG_EPROTO;
+
+	if (n > 0)
+		rc = proxyproto_parse(buf, (size_t)n, &h, &why);
+	else if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		rc = MG_EAGAIN;
+	if (rc == MG_EAGAIN && !(what & EV_CLOSED)) {
+		if (hs_wait(p) == 0)
+			return 0;
+		why = "no whole PROXY protocol header in time";
+		rc = MG_EPROTO;
+	} else if (rc == MG_EAGAIN)
+		rc = MG_EPROTO;
+	if (rc > 0 && recv(p->fd, buf, (size_t)rc, 0) != rc) {
+		rc = MG_EPROTO;
+		why = "the PROXY protocol header could not be read";
+	}
+	if (rc <= 0) {
+		log_info("https load balancer %s: connection refused: %s",
+		    net_addr_str((struct sockaddr *)&p->peer, a, sizeof(a)),
+		    log_esc(why, strlen(why), e, sizeof(e)));
+		smet_refused(p->srv, SMET_REF_PROXY_HEADER);
+		hs_free(p, 1);
+		return -1;
+	}
+	p->pp = 0;
+	if (h.family == AF_INET || h.family == AF_INET6)
+		memcpy(&p->peer, &h.src, sizeof(p->peer));
+	return 1;
+}
+
 /* Peek at the ClientHello: SNI of a TLS tunnel -> passthrough; else
  * terminate TLS here. Peeking leaves the bytes in the socket for either. */
 static void
@@ -1106,6 +1271,8 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 	SSL *ssl;
 
 	loop_note_io();
+	if (p->pp && hs_proxy_header(p, what) <= 0)
+		return;
 	n = recv(p->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
 	if (n > 0)
 		rc = http_sni_peek(buf, (size_t)n, sni, sizeof(sni));
@@ -1181,6 +1348,12 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	short rdhup = feat & EV_FEATURE_EARLY_CLOSE ? EV_CLOSED : 0;
 
 	loop_note_io();
+	if (srv->cf->ntrusted && !acl_match_addr(srv->cf->trusted,
+	    srv->cf->ntrusted, sa, 0)) {
+		smet_refused(srv, SMET_REF_UNTRUSTED);
+		proxy_reset_close(fd);
+		return;
+	}
 	if (!hproxy_room(srv) || srv->npeeks >= srv->cf->max_handshakes) {
 		if (srv->npeeks >= srv->cf->max_handshakes)
 			smet_refused(srv, SMET_REF_HANDSHAKE_CAP);
@@ -1194,6 +1367,7 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	memcpy(&p->peer, sa, (size_t)salen < sizeof(p->peer) ? (size_t)salen :
 	    sizeof(p->peer));
 	p->deadline_ms = mtime_ms() + H_HEAD_TIMEOUT_S * 1000;
+	p->pp = srv->cf->ntrusted > 0;
 	LIST_INSERT_HEAD(&srv->peeks, p, link);
 	srv->npeeks++;
 	/* edge-triggered: peeked bytes stay unread, so a level-triggered

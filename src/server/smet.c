@@ -639,7 +639,8 @@ smet_reload(struct server *srv, int ok, const char *text)
 /* ---- reading ---- */
 
 static const char *const udp_drop_reasons[] = { "client_away", "bad_size",
-	"no_stream", "stream_full", "send_failed", "policy" };
+	"no_stream", "stream_full", "send_failed", "policy",
+	"untrusted_source", "bad_proxy_header" };
 
 void
 smet_summary(struct server *srv, struct smet_summary *o)

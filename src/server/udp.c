@@ -11,9 +11,11 @@
 #include <event2/event.h>
 
 #include "mux/mux.h"
+#include "proto/proxyproto.h"
 #include "proto/sthdr.h"
 #include "relay/dgram.h"
 #include "server/server_int.h"
+#include "util/acl.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/mtime.h"
@@ -107,7 +109,8 @@ uflow_touch(struct uflow *f, uint64_t now)
 }
 
 static struct uflow *
-uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
+uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len,
+    const struct sockaddr *vis)
 {
 	struct mux_stream *st;
 	struct uflow *f;
@@ -119,7 +122,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 		old->end_why = "evicted";
 		uflow_free(old);
 	}
-	if ((st = proxy_stream_open(px, sa)) == NULL)
+	if ((st = proxy_stream_open(px, vis)) == NULL)
 		return NULL;
 	f = xcalloc(1, sizeof(*f));
 	f->px = px;
@@ -136,7 +139,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len)
 	TAILQ_INSERT_TAIL(&px->flow_lru, f, lru);
 	px->nflows++;
 	smet_udp_flow(px->srv, 1);
-	smet_conn_begin(&f->rec, px, sa);
+	smet_conn_begin(&f->rec, px, vis);
 	mux_stream_set_cbs(st, &uflow_cbs, f);
 	/* datagrams never wait here (sendmmsg takes them or they drop), so
 	 * a big window costs no memory; fairness between flows is kept by
@@ -204,6 +207,36 @@ uflow_closed(struct mux_stream *st, void *arg)
 	uflow_free(f);
 }
 
+/*
+ * A datagram from a --trusted-proxies balancer may start with a PROXY
+ * protocol v2 header naming the visitor (one on each datagram, or on a
+ * flow's first one at least; the balancer gives each visitor its own
+ * source port, so replies go back to it bare). The header is taken off
+ * the datagram (p and len move past it); *vis is the visitor (the balancer itself for a LOCAL one).
+ * 1: a header was there; 0: none; -1: a malformed one.
+ */
+static int
+udp_lb_header(uint8_t **p, size_t *len, const struct sockaddr *sa,
+    struct sockaddr_storage *vis)
+{
+	struct proxyproto_hdr h;
+	int rc = proxyproto_parse(*p, *len, &h, NULL);
+
+	if (rc == MG_EAGAIN || (rc < 0 && (*len < 12 ||
+	    memcmp(*p, "\r\n\r\n\0\r\nQUIT\n", 12) != 0)))
+		return 0;
+	if (rc < 0 || h.version != 2)
+		return -1;
+	*p += rc;
+	*len -= (size_t)rc;
+	if (h.family == AF_INET || h.family == AF_INET6)
+		memcpy(vis, &h.src, sizeof(*vis));
+	else
+		memcpy(vis, sa, sa->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	return 1;
+}
+
 static void
 udp_on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -215,6 +248,8 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = mtime_ms();
 	uint64_t pkts = 0, drop_away = 0, drop_flow = 0;
 	uint64_t drop_mux = 0, drop_size = 0, drop_policy = 0;
+	uint64_t drop_untrusted = 0, drop_header = 0;
+	const struct server_conf *cf = srv->cf;
 	unsigned retry;
 	int total = 0;
 
@@ -242,7 +277,23 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 			size_t len = msgs[i].msg_len;
 			struct sockaddr *sa = (struct sockaddr *)&addrs[i];
 			socklen_t sl = msgs[i].msg_hdr.msg_namelen;
+			struct sockaddr_storage vss;
+			struct sockaddr *vis = sa;
+			uint8_t *data = iov[i].iov_base;
 			struct uflow *f;
+			int hdr = 0;
+			if (cf->ntrusted && !acl_match_addr(cf->trusted,
+			    cf->ntrusted, sa, 0)) {
+				drop_untrusted++;
+				continue;
+			}
+			if (cf->ntrusted && len > 0 && len <= DGRAM_MAX &&
+			    (hdr = udp_lb_header(&data, &len, sa, &vss)) < 0) {
+				drop_header++;
+				continue;
+			}
+			if (hdr)
+				vis = (struct sockaddr *)&vss;
 			if (len == 0 || len > DGRAM_MAX) {
 				drop_size++;
 				continue;
@@ -252,21 +303,26 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 				continue;
 			}
 			f = *uflow_slot(px, sa, sl);
+			/* a balancer's new flow must say whose it is */
+			if (f == NULL && cf->ntrusted && !hdr) {
+				drop_header++;
+				continue;
+			}
 			/* a new source: the owner's allow lists first (a
 			 * flow's later datagrams come from the same one) */
-			if (f == NULL && (proxy_visitor_allowed(px, sa) < 0 ||
-			    proxy_rate_ok(px, 0, sa, &retry) < 0 ||
+			if (f == NULL && (proxy_visitor_allowed(px, vis) < 0 ||
+			    proxy_rate_ok(px, 0, vis, &retry) < 0 ||
 			    proxy_visitors_ok(px) < 0)) {
 				drop_policy++;
 				continue;
 			}
-			if (f == NULL && (f = uflow_new(px, sa, sl)) == NULL) {
+			if (f == NULL && (f = uflow_new(px, sa, sl, vis)) ==
+			    NULL) {
 				drop_flow++;
 				continue;
 			}
 			uflow_touch(f, now);
-			if (mux_stream_send_datagram(f->st, iov[i].iov_base,
-			    len) < 0) {
+			if (mux_stream_send_datagram(f->st, data, len) < 0) {
 				drop_mux++;
 				continue;
 			}
@@ -278,7 +334,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	/* the batch's figures, once */
 	px->dg.drops_in += drop_away + drop_flow + drop_mux + drop_size +
-	    drop_policy;
+	    drop_policy + drop_untrusted + drop_header;
 	if (pkts)
 		smet_udp(px, SMET_IN, pkts);
 	if (drop_away)
@@ -287,6 +343,11 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 		smet_udp_drop(srv, SMET_IN, "bad_size", drop_size);
 	if (drop_policy)
 		smet_udp_drop(srv, SMET_IN, "policy", drop_policy);
+	if (drop_untrusted)
+		smet_udp_drop(srv, SMET_IN, "untrusted_source",
+		    drop_untrusted);
+	if (drop_header)
+		smet_udp_drop(srv, SMET_IN, "bad_proxy_header", drop_header);
 	if (drop_flow)
 		smet_udp_drop(srv, SMET_IN, "no_stream", drop_flow);
 	if (drop_mux)

@@ -677,20 +677,52 @@ test_rewrite(void **state)
 	    "Cookie: a=b\r\nx-forwarded-for: 2.2.2.2  \r\n"
 	    "X-Forwarded-Proto: evil\r\nAuthorization: Basic eHg=\r\n"
 	    "x-forwarded-host: evil\r\nAccept: */*\r\n\r\n";
+	/* from a visitor: its X-Forwarded-For lines are dropped */
 	const char *want = "GET /p HTTP/1.1\r\nHost: localhost:3000\r\n"
+	    "User-Agent:  odd\tspacing \r\n"
+	    "Cookie: a=b\r\n"
+	    "Accept: */*\r\nX-Forwarded-For: 9.9.9.9\r\n"
+	    "X-Forwarded-Proto: https\r\n"
+	    "X-Forwarded-Host: Example.com:8080\r\n\r\n";
+	/* from a trusted proxy: kept as they are (their last entry is the
+	 * visitor), nothing added */
+	const char *want_trusted = "GET /p HTTP/1.1\r\n"
+	    "Host: localhost:3000\r\n"
 	    "User-Agent:  odd\tspacing \r\nX-Forwarded-For: 1.1.1.1\r\n"
-	    "Cookie: a=b\r\nx-forwarded-for: 2.2.2.2, 9.9.9.9\r\n"
+	    "Cookie: a=b\r\nx-forwarded-for: 2.2.2.2  \r\n"
 	    "Accept: */*\r\nX-Forwarded-Proto: https\r\n"
 	    "X-Forwarded-Host: Example.com:8080\r\n\r\n";
 	struct http_rewrite rw = { "9.9.9.9", "https", "Example.com:8080",
-		"localhost:3000", 1 };
-	char *s;
+		"localhost:3000", 1, 0 };
+	char *s, last[64];
 	int rc;
 
 	s = rewrite(in, &rw, &rc);
 	assert_int_equal(rc, 0);
 	assert_string_equal(s, want);
 	free(s);
+	rw.xff_trusted = 1;
+	s = rewrite(in, &rw, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(s, want_trusted);
+	free(s);
+	/* what the nearest proxy saw: the last entry of the last line */
+	assert_int_equal(http_xff_last(B(in), strlen(in), last, sizeof(last)),
+	    0);
+	assert_string_equal(last, "2.2.2.2");
+	{
+		const char *two = "GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6,"
+		    " 10.0.0.7 \r\n\r\n";
+		const char *none = "GET / HTTP/1.1\r\nX-Forwarded-For:  \r\n"
+		    "\r\n";
+		assert_int_equal(http_xff_last(B(two), strlen(two), last,
+		    sizeof(last)), 0);
+		assert_string_equal(last, "10.0.0.7");
+		assert_int_equal(http_xff_last(B(two), strlen(two), last, 4),
+		    -1);
+		assert_int_equal(http_xff_last(B(none), strlen(none), last,
+		    sizeof(last)), -1);
+	}
 
 	/* No X-Forwarded-For yet: added before the final CRLF; the rest,
 	 * Authorization included, kept byte for byte. */
@@ -700,16 +732,16 @@ test_rewrite(void **state)
 		const char *want2 = "POST /x HTTP/1.0\r\nhost: a\r\n"
 		    "Authorization: Bearer t\r\nX-Empty:\r\n"
 		    "X-Forwarded-For: ::1\r\nX-Forwarded-Proto: http\r\n\r\n";
-		struct http_rewrite rw2 = { "::1", "http", NULL, NULL, 0 };
+		struct http_rewrite rw2 = { "::1", "http", NULL, NULL, 0, 0 };
 
 		s = rewrite(in2, &rw2, &rc);
 		assert_int_equal(rc, 0);
 		assert_string_equal(s, want2);
 		free(s);
 	}
-	/* An empty X-Forwarded-For gets the address alone. */
+	/* An empty X-Forwarded-For from a visitor: replaced. */
 	{
-		struct http_rewrite rw3 = { "5.5.5.5", NULL, NULL, NULL, 0 };
+		struct http_rewrite rw3 = { "5.5.5.5", NULL, NULL, NULL, 0, 0 };
 
 		s = rewrite("GET / HTTP/1.1\r\nX-Forwarded-For: \r\n\r\n",
 		    &rw3, &rc);
@@ -718,9 +750,19 @@ test_rewrite(void **state)
 		    "X-Forwarded-For: 5.5.5.5\r\n\r\n");
 		free(s);
 	}
+	/* A trusted proxy that sent none: the address is added. */
+	{
+		struct http_rewrite rw5 = { "7.7.7.7", NULL, NULL, NULL, 0, 1 };
+
+		s = rewrite("GET / HTTP/1.1\r\nA: b\r\n\r\n", &rw5, &rc);
+		assert_int_equal(rc, 0);
+		assert_string_equal(s, "GET / HTTP/1.1\r\nA: b\r\n"
+		    "X-Forwarded-For: 7.7.7.7\r\n\r\n");
+		free(s);
+	}
 	/* Nothing to do: the same bytes. Bare LF heads stay bare LF. */
 	{
-		struct http_rewrite none = { NULL, NULL, NULL, NULL, 0 };
+		struct http_rewrite none = { NULL, NULL, NULL, NULL, 0, 0 };
 		const char *lf = "GET / HTTP/1.1\nA: b\n\n";
 
 		s = rewrite(lf, &none, &rc);
@@ -734,7 +776,7 @@ test_rewrite(void **state)
 		struct http_track *t = http_track_new(1);
 		struct evbuffer *out = evbuffer_new();
 		struct http_rewrite rw4 = { "1.2.3.4", "http", "h.test",
-			"127.0.0.1:8000", 0 };
+			"127.0.0.1:8000", 0, 0 };
 		struct http_head h;
 		const uint8_t *hb;
 		size_t used, hl;
@@ -756,8 +798,8 @@ test_rewrite(void **state)
 static void
 test_rewrite_refused(void **state)
 {
-	struct http_rewrite rw = { "1.1.1.1", "http", NULL, NULL, 0 };
-	struct http_rewrite bad = { "1.1.1.1\r\nX: y", "http", NULL, NULL, 0 };
+	struct http_rewrite rw = { "1.1.1.1", "http", NULL, NULL, 0, 0 };
+	struct http_rewrite bad = { "1.1.1.1\r\nX: y", "http", NULL, NULL, 0, 0 };
 	static const char *const heads[] = {
 		"HTTP/1.1 200 OK\r\nA: b\r\n\r\n",
 		"GET / HTTP/1.1\r\nA: b\r\n",
