@@ -11,12 +11,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* which X-Forwarded-For mode a head is rewritten in: from its length */
+static size_t
+hl_seed(const struct http_head *h)
+{
+	return h->head_len;
+}
+
 static void
 fuzz_head(struct http_track *t, const struct http_head *h, int is_request,
     struct evbuffer *out)
 {
 	struct http_rewrite rw = { "192.0.2.1", "https", h->host,
-		"127.0.0.1:8080", 1 };
+		"127.0.0.1:8080", 1, (int)(hl_seed(h) & 1) };
+	char xff[64];
 	const uint8_t *hb;
 	size_t hl;
 
@@ -36,6 +44,14 @@ fuzz_head(struct http_track *t, const struct http_head *h, int is_request,
 	if (http_rewrite_head(hb, hl, &rw, out) != 0)
 		abort();
 	evbuffer_drain(out, evbuffer_get_length(out));
+	/* the last X-Forwarded-For entry: a short string without a comma,
+	 * never a space at either end */
+	if (http_xff_last(hb, hl, xff, sizeof(xff)) == 0) {
+		size_t n = strlen(xff);
+		if (n == 0 || n >= sizeof(xff) || strchr(xff, ',') ||
+		    xff[0] == ' ' || xff[n - 1] == ' ')
+			abort();
+	}
 	http_basic_auth_ok(h->authorization, "user:pass");
 }
 
@@ -98,7 +114,8 @@ out:
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct http_rewrite rw = { "2001:db8::1", "http", NULL, "x", 0 };
+	struct http_rewrite rw = { "2001:db8::1", "http", NULL, "x", 0,
+		size & 1 };
 	struct evbuffer *out = evbuffer_new();
 	char name[HTTP_HOST_MAX + 1];
 	uint8_t *copy;
