@@ -914,11 +914,14 @@ fi
 
 mkdir -p "$(dirname "$RESULTS")"
 "$LAB_PY" "$BENCH/report.py" md "$OUT_DIR" >"$RESULTS.tmp" || die "report failed"
-# bench/inspect.sh's section is its own run's: carried over as it was
-if [ -f "$RESULTS" ] && grep -q '^<!-- bench/inspect.sh: begin -->' "$RESULTS"; then
-    { echo; sed -n '/^<!-- bench\/inspect.sh: begin -->/,/^<!-- bench\/inspect.sh: end -->/p' "$RESULTS"; } \
-        >>"$RESULTS.tmp"
-fi
+# bench/inspect.sh's and bench/policy.sh's sections are their own runs':
+# carried over as they were
+for sec in inspect policy; do
+    if [ -f "$RESULTS" ] && grep -q "^<!-- bench/$sec.sh: begin -->" "$RESULTS"; then
+        { echo; sed -n "/^<!-- bench\/$sec.sh: begin -->/,/^<!-- bench\/$sec.sh: end -->/p" "$RESULTS"; } \
+            >>"$RESULTS.tmp"
+    fi
+done
 mv "$RESULTS.tmp" "$RESULTS"
 cp "$RESULTS" "$OUT_DIR/RESULTS.md" 2>/dev/null
 cat "$RESULTS"
