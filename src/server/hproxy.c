@@ -1007,7 +1007,8 @@ hc_proxy_header(struct hconn *hc)
 	if (rc < 0) {
 		log_info("http load balancer %s: connection refused: %s",
 		    hc->peer, log_esc(why, strlen(why), e, sizeof(e)));
-		smet_refused(hc->srv, SMET_REF_PROXY_HEADER);
+		smet_visitor_refused(hc->srv, NULL, SMET_REF_PROXY_HEADER,
+		    (struct sockaddr *)&hc->peer_sa, why);
 		hc->reset = 1;
 		hc_close(hc);
 		return 0;
@@ -1096,7 +1097,8 @@ hproxy_on_http_accept(struct evconnlistener *l, evutil_socket_t fd,
 	loop_note_io();
 	if (cf->ntrusted) {
 		if (!acl_match_addr(cf->trusted, cf->ntrusted, sa, 0)) {
-			smet_refused(srv, SMET_REF_UNTRUSTED);
+			smet_visitor_refused(srv, NULL, SMET_REF_UNTRUSTED,
+			    sa, "not a trusted proxy");
 			proxy_reset_close(fd);
 			return;
 		}
@@ -1245,7 +1247,8 @@ hs_proxy_header(struct hs_pending *p, short what)
 		log_info("https load balancer %s: connection refused: %s",
 		    net_addr_str((struct sockaddr *)&p->peer, a, sizeof(a)),
 		    log_esc(why, strlen(why), e, sizeof(e)));
-		smet_refused(p->srv, SMET_REF_PROXY_HEADER);
+		smet_visitor_refused(p->srv, NULL, SMET_REF_PROXY_HEADER,
+		    (struct sockaddr *)&p->peer, why);
 		hs_free(p, 1);
 		return -1;
 	}
@@ -1350,7 +1353,8 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	loop_note_io();
 	if (srv->cf->ntrusted && !acl_match_addr(srv->cf->trusted,
 	    srv->cf->ntrusted, sa, 0)) {
-		smet_refused(srv, SMET_REF_UNTRUSTED);
+		smet_visitor_refused(srv, NULL, SMET_REF_UNTRUSTED, sa,
+		    "not a trusted proxy");
 		proxy_reset_close(fd);
 		return;
 	}

@@ -274,7 +274,8 @@ ppwait_on_read(evutil_socket_t fd, short what, void *arg)
 		log_info("load balancer %s: connection refused: %s",
 		    net_addr_str((struct sockaddr *)&w->peer, a, sizeof(a)),
 		    log_esc(why, strlen(why), e, sizeof(e)));
-		smet_refused(w->srv, SMET_REF_PROXY_HEADER);
+		smet_visitor_refused(w->srv, NULL, SMET_REF_PROXY_HEADER,
+		    (struct sockaddr *)&w->peer, why);
 		ppwait_free(w, 1);
 		return;
 	}
@@ -319,7 +320,8 @@ tcp_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	if (!acl_match_addr(cf->trusted, cf->ntrusted, sa, 0) ||
 	    srv->nppwaits >= cf->max_handshakes || !et) {
-		smet_refused(srv, SMET_REF_UNTRUSTED);
+		smet_visitor_refused(srv, px, SMET_REF_UNTRUSTED, sa,
+		    "not a trusted proxy");
 		proxy_reset_close(fd);
 		return;
 	}
@@ -682,7 +684,7 @@ proxy_visitor_allowed(struct proxy *px, const struct sockaddr *sa)
 	    NULL)
 		return 0;
 refuse:
-	smet_refused(px->srv, SMET_REF_POLICY);
+	smet_visitor_refused(px->srv, px, SMET_REF_POLICY, sa, buf);
 	if (log_enabled(LOG_DEBUG)) {
 		char a[NET_ADDRSTR_MAX];
 		log_debug("%s: visitor %s refused: %s", proxy_where(px),
@@ -747,7 +749,8 @@ proxy_rate_ok(struct proxy *px, int http, const struct sockaddr *sa,
 	*retry_s = (unsigned)((wait_ms + 999) / 1000);
 	if (*retry_s == 0)
 		*retry_s = 1;
-	smet_refused(px->srv, SMET_REF_RATE);
+	smet_visitor_refused(px->srv, px, SMET_REF_RATE, sa,
+	    "over the owner's rate");
 	return -1;
 }
 
@@ -767,7 +770,8 @@ proxy_visitors_ok(struct proxy *px)
 			n += smet_px_active(o);
 	if (n < (int64_t)pol->limits.visitors)
 		return 0;
-	smet_refused(px->srv, SMET_REF_VISITORS);
+	smet_visitor_refused(px->srv, px, SMET_REF_VISITORS, NULL,
+	    "the owner has limits.visitors open connections");
 	return -1;
 }
 

@@ -495,6 +495,32 @@ smet_refused(struct server *srv, enum smet_refusal r)
 	return met_value(srv->m.refused[r]);
 }
 
+uint64_t
+smet_visitor_refused(struct server *srv, const struct proxy *px,
+    enum smet_refusal r, const struct sockaddr *sa, const char *detail)
+{
+	struct smet *m = &srv->m;
+	uint64_t n = smet_refused(srv, r), now;
+	char a[NET_ADDRSTR_MAX];
+
+	if (!m->detail_events)
+		return n;
+	now = mtime_ms();
+	if (m->ref_ev_ms[r] != 0 && now - m->ref_ev_ms[r] < 1000) {
+		m->ref_ev_skipped[r]++;
+		return n;
+	}
+	m->ref_ev_ms[r] = now;
+	evfeed_emit(m->feed, "visitor_refused", json_pack(
+	    "{s:I,s:o,s:s,s:s,s:o,s:I}", "tunnel",
+	    (json_int_t)(px ? px->id : 0), "name", jtext(px ? px->name : ""),
+	    "reason", refusal_name[r], "remote_addr", sa ? net_addr_str(sa, a,
+	    sizeof(a)) : "", "detail", jtext(detail ? detail : ""),
+	    "suppressed", (json_int_t)m->ref_ev_skipped[r]));
+	m->ref_ev_skipped[r] = 0;
+	return n;
+}
+
 void
 smet_unrouted(struct server *srv, enum smet_dir d, uint64_t n)
 {

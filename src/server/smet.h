@@ -70,6 +70,9 @@ struct smet {
 	struct met_series *sessions_total, *auth_fail[SMET_AUTH_COUNT];
 	struct met_series *streams_opened, *streams_active;
 	struct met_series *refused[SMET_REF_COUNT];
+	/* visitor_refused events: the last one's time (monotonic ms) and
+	 * the refusals since, per reason */
+	uint64_t ref_ev_ms[SMET_REF_COUNT], ref_ev_skipped[SMET_REF_COUNT];
 	struct met_series *http_latency;
 	struct met_series *udp_dgrams[2], *udp_flows_total, *udp_flows_active;
 	struct met_series *tls_ok[SMET_TLS_COUNT];
@@ -173,5 +176,19 @@ uint64_t smet_px_conns(const struct proxy *px);
 uint64_t smet_px_dgrams(const struct proxy *px, enum smet_dir d);
 int64_t smet_px_active(const struct proxy *px);
 uint64_t smet_sess_bytes(const struct session *s, enum smet_dir d);
+
+/*
+ * smet_visitor_refused: a visitor refused by a rule (r: the owner's lists,
+ * rates or visitor count, an untrusted peer, a bad PROXY header): counted
+ * like smet_refused and, while the admin listener is on, an event
+ * "visitor_refused" (tunnel, name, reason, remote_addr, detail,
+ * suppressed): at most one a second per reason, the refusals between
+ * counted in the next one's "suppressed". px may be NULL (no tunnel yet),
+ * sa and detail too. Returns the reason's count.
+ */
+struct proxy;
+struct sockaddr;
+uint64_t smet_visitor_refused(struct server *srv, const struct proxy *px,
+    enum smet_refusal r, const struct sockaddr *sa, const char *detail);
 
 #endif

@@ -19,7 +19,7 @@ import struct
 import pytest
 
 from helpers import HOST, make_pki, pick_free_port, wait_for
-from test_admin import admin_port, metric, parse_metrics, scrape
+from test_admin import Sse, admin_port, metric, parse_metrics, scrape
 from test_http import _hdr, _http_client, _http_server, http_service
 
 HAPROXY = shutil.which("haproxy") or (
@@ -146,6 +146,18 @@ backend be_tls
     assert metric(m, "mgrok_connections_refused_total", reason="untrusted_source") == 2, m
     assert metric(m, "mgrok_connections_refused_total", reason="bad_proxy_header") == 1
     assert metric(m, "mgrok_connections_refused_total", reason="not_allowed_source") == 3
+    # and each is an event naming its reason (at most one a second per
+    # reason: the later ones are counted in "suppressed")
+    sse = Sse(admin, "/api/v1/events?since=0")
+    try:
+        for reason, addr in (("untrusted_source", "127.0.0.2:"), ("not_allowed_source", "127.0.0.3:"),
+                             ("bad_proxy_header", "127.0.0.1:")):
+            e = sse.wait(lambda e: e[0] == "visitor_refused" and e[1]["reason"] == reason)
+            assert e and e[1]["remote_addr"].startswith(addr), sse.events
+        e = sse.wait(lambda e: e[0] == "visitor_refused" and e[1]["reason"] == "not_allowed_source")
+        assert e[1]["name"] and "denied sources" in e[1]["detail"], e
+    finally:
+        sse.close()
 
 
 def _pp2_dgram(src, sport, dst, dport, payload):
