@@ -352,3 +352,37 @@ def test_agent_deny_cidr(mg, tmp_path):
     r = subprocess.run([mg.bin, "tcp", "80", "--deny-cidr", "::1/64x", "--token", "x",
                         "--server", "127.0.0.1:9"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "--deny-cidr" in r.stderr and "::1/64x" in r.stderr, r
+
+
+def _echo_v6(port, payload=b"ping"):
+    import socket
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(("::1", port))
+        s.sendall(payload)
+        return s.recv(100) or None
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def test_agent_source_lists_on_ipv6(mg):
+    """Public ports on ::1: a tunnel whose --allow-cidr is ::1/128 takes a
+    visitor from ::1; one that allows only 127.0.0.0/8, or denies ::1,
+    refuses it."""
+    srv = mg.server(extra=["--bind-addr", "::1"])
+    svc = mg.echo_service()
+    ports = []
+    for flags in (["--allow-cidr", "::1/128"], ["--allow-cidr", "127.0.0.0/8"],
+                  ["--allow-cidr", "::/0", "--deny-cidr", "::1"]):
+        c = mg.tcp_client(svc.port, srv, extra=flags + ["--inspect-addr", "off"])
+        m = wait_for(lambda: re.search(r"tcp://\[::1\]:(\d+)", c.stdout()), 10)
+        assert m, c.log()
+        ports.append(int(m.group(1)))
+    assert _echo_v6(ports[0]) == b"ping"
+    assert _echo_v6(ports[1]) is None
+    assert _echo_v6(ports[2]) is None
+    assert "visitor [::1]" in srv.stderr() and "not in the tunnel's allowed sources" in srv.stderr()
+    assert "in the tunnel's denied sources" in srv.stderr()
