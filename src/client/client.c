@@ -34,6 +34,7 @@
 #include "proto/sthdr.h"
 #include "relay/dgram.h"
 #include "relay/dial.h"
+#include "relay/proxydial.h"
 #include "relay/hrelay.h"
 #include "relay/relay.h"
 #include "tls/tls.h"
@@ -145,6 +146,10 @@ struct client {
 	int ever_ready;       /* registered at least once in this run */
 	struct dial *dial;
 	struct addrinfo *server_ai;
+	/* reaching the server through a proxy (--proxy, HTTPS_PROXY, ...) */
+	int use_proxy;
+	struct proxy_url proxy;
+	struct pxdial *pxdial;
 	int conn_fd;          /* during the TLS handshake */
 	enum client_state state;
 	struct cproxy **px;   /* the table: the tunnels of the configuration */
@@ -1353,7 +1358,8 @@ client_probe_next(struct client *c)
 	const uint8_t *req;
 	size_t len;
 
-	for (; *c->probe_plan != PROBE_SILENT; c->probe_plan++) {
+	/* through a proxy the server cannot be probed directly */
+	for (; !c->use_proxy && *c->probe_plan != PROBE_SILENT; c->probe_plan++) {
 		req = probe_request(*c->probe_plan, &len);
 		c->probe = probe_start(c->base, c->server_ai, req, len,
 		    PROBE_TIMEOUT_S, client_on_probe, c);
@@ -1571,7 +1577,57 @@ client_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 	client_start_session(c, fd, NULL);
 }
 
-/* Resolve the server again and dial its addresses in turn. */
+static void
+client_on_pxdialed(int fd, const char *err, int auth, void *arg)
+{
+	struct client *c = arg;
+
+	c->pxdial = NULL;
+	if (fd >= 0) {
+		client_on_dialed(fd, 0, NULL, c);
+		return;
+	}
+	snprintf(c->last_err, sizeof(c->last_err),
+	    "cannot reach server %s:%u: %s", c->server_host, c->server_port,
+	    err);
+	if (auth) {
+		/* the credentials will not be any better next time */
+		client_say("%s", c->last_err);
+		c->state = CL_IDLE;
+		client_stop(c, 1);
+		return;
+	}
+	log_warn("%s", c->last_err);
+	c->state = CL_IDLE;
+	client_schedule_retry(c);
+}
+
+/* The proxy to reach the server through: --proxy (none or off: no proxy),
+ * else HTTPS_PROXY or ALL_PROXY unless NO_PROXY exempts the server, as
+ * curl reads them. 0, or -1 (said) when the URL is bad. */
+static int
+client_proxy_setup(struct client *c)
+{
+	const char *v = c->cf->proxy[0] ? c->cf->proxy : NULL;
+	const char *name = "--proxy";
+	char why[300], us[600];
+
+	if (v && (strcmp(v, "none") == 0 || strcmp(v, "off") == 0))
+		return 0;
+	if (v == NULL && (v = proxy_from_env(c->server_host, &name)) == NULL)
+		return 0;
+	if (proxy_url_parse(v, &c->proxy, why, sizeof(why)) < 0) {
+		client_say("%s: %s", name, why);
+		return -1;
+	}
+	c->use_proxy = 1;
+	log_info("reaching the server through %s (%s)", proxy_url_str(
+	    &c->proxy, us, sizeof(us)), name);
+	return 0;
+}
+
+/* Resolve the server again and dial its addresses in turn (or have the
+ * proxy reach it). */
 static void
 client_connect(struct client *c)
 {
@@ -1580,6 +1636,21 @@ client_connect(struct client *c)
 	int rc;
 
 	c->state = CL_CONNECTING;
+	if (c->use_proxy) {
+		char why[256];
+		c->pxdial = pxdial_start(c->base, &c->proxy, c->server_host,
+		    c->server_port, CONNECT_TIMEOUT_S, client_on_pxdialed, c,
+		    why, sizeof(why));
+		if (c->pxdial == NULL) {
+			snprintf(c->last_err, sizeof(c->last_err),
+			    "cannot reach server %s:%u: %s", c->server_host,
+			    c->server_port, why);
+			log_warn("%s", c->last_err);
+			c->state = CL_IDLE;
+			client_schedule_retry(c);
+		}
+		return;
+	}
 	if (c->server_ai)
 		freeaddrinfo(c->server_ai);
 	c->server_ai = NULL;
@@ -1909,6 +1980,8 @@ client_new(struct event_base *base, const struct client_conf *cf,
 		client_say("--server %s: %s", cf->server, err);
 		goto fail;
 	}
+	if (client_proxy_setup(c) < 0)
+		goto fail;
 	if (cf->tls) {
 		struct tls_client_opts to;
 		char terr[512];
@@ -2047,6 +2120,7 @@ client_free(struct client *c)
 	}
 	tls_ctx_free(c->tls);
 	dial_cancel(c->dial);
+	pxdial_cancel(c->pxdial);
 	if (c->conn_fd >= 0)
 		close(c->conn_fd);
 	if (c->retry_ev)

@@ -97,6 +97,9 @@ struct local_spec {
 
 struct client_conf {
 	char server[300];        /* host:port */
+	char proxy[1024];        /* reach it through this proxy URL ("none":
+				    not even HTTPS_PROXY's); "" = the
+				    environment's, as curl reads it */
 	char *token;
 	struct local_spec locals[CONF_MAX_LOCALS];
 	size_t nlocals;

@@ -10,6 +10,7 @@
 
 #include "conf/conf_int.h"
 #include "conf/policy.h"
+#include "util/proxyurl.h"
 #include "proto/ctrl.h"
 #include "util/err.h"
 #include "util/net.h"
@@ -451,6 +452,22 @@ c_server(struct ld *L, const char *v, char *why, size_t wl)
 	}
 	snprintf(L->c->server, sizeof(L->c->server),
 	    strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	return 0;
+}
+
+static int
+c_proxy(struct ld *L, const char *v, char *why, size_t wl)
+{
+	struct proxy_url u;
+
+	if (strlen(v) >= sizeof(L->c->proxy)) {
+		why_set(why, wl, "too long");
+		return -1;
+	}
+	if (strcmp(v, "none") != 0 && strcmp(v, "off") != 0 &&
+	    proxy_url_parse(v, &u, why, wl) < 0)
+		return -1;
+	snprintf(L->c->proxy, sizeof(L->c->proxy), "%s", v);
 	return 0;
 }
 
@@ -917,6 +934,15 @@ const struct conf_opt conf_opts[] = {
 	    .def = "localhost:9000", .help = "the mgrok server (port 9000 "
 					     "when not given)",
 	    .example = "tunnel.example.com:9000" },
+	{ .flag = "proxy", .key = "proxy", .sides = SD_AGENT,
+	    .flags = OF_SECRET, .type = CT_FN, .fn = c_proxy, .arg = "URL",
+	    .def = "$HTTPS_PROXY or $ALL_PROXY, unless\n$NO_PROXY lists the "
+		   "server",
+	    .help = "reach the server through an HTTP CONNECT\nor SOCKS5 "
+		    "proxy: http://[USER:PASS@]HOST:PORT,\nsocks5://..., "
+		    "socks5h://... (the proxy\nresolves the name); none: "
+		    "no proxy",
+	    .example = "http://proxy.corp.example:3128" },
 	{ .flag = "token", .key = "token", .sides = SD_AGENT,
 	    .flags = OF_SECRET, .type = CT_STRP, .off = COFF(token),
 	    .arg = "T", .help = "auth token (or MGROK_TOKEN)" },

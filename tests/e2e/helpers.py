@@ -670,6 +670,10 @@ class MgrokEnv:
     def client_env(self, state_dir, token_env=None):
         env = dict(os.environ)
         env.pop("MGROK_TOKEN", None)
+        # the agent reads proxies from the environment: tests set their own
+        for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
+                  "no_proxy"):
+            env.pop(v, None)
         env["XDG_STATE_HOME"] = state_dir
         if token_env is not None:
             env["MGROK_TOKEN"] = token_env
