@@ -113,6 +113,9 @@ struct cproxy {
 	char reg_err_buf[300];
 	char host_rw[300];            /* --host-header rewrite: localhost:P */
 	char assigned_host[256];      /* HTTP/TLS: the host we were given */
+	unsigned learnt_at;           /* 1 + the index of the server that
+					 gave name, remote_port and
+					 assigned_host; 0: none yet */
 };
 
 /* A UDP flow: one data stream and one connected socket to the local
@@ -167,8 +170,12 @@ struct client {
 	int exit_code;
 	int server_leaving;   /* Goodbye code 8 received */
 	char last_err[600];
-	char server_host[256];
+	char server_host[256];  /* the server tried now: servers[server_idx] */
 	uint16_t server_port;
+	/* --server a,b,...: tried in turn; round_left counts the servers
+	 * still to try at once before a back-off */
+	char servers[CONF_MAX_SERVERS][300];
+	unsigned nservers, server_idx, round_left;
 	uint64_t started_ms, sessions;
 	struct cflow_list flows;
 	struct event *sweep_ev;
@@ -968,6 +975,14 @@ client_register_one(struct client *c, struct cproxy *px)
 {
 	struct ctrl_msg m;
 
+	if (px->learnt_at && px->learnt_at != c->server_idx + 1) {
+		/* another server (no shared state): what the last one gave
+		 * means nothing here; ask as the configuration does */
+		snprintf(px->name, sizeof(px->name), "%s", px->spec.name);
+		px->remote_port = px->spec.remote_port;
+		px->assigned_host[0] = '\0';
+		px->learnt_at = 0;
+	}
 	memset(&m, 0, sizeof(m));
 	m.type = CTRL_REGISTER_EX;
 	m.u.reg.ex = 1;
@@ -1130,6 +1145,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	snprintf(px->name, sizeof(px->name), "%.*s",
 	    (int)m->u.reg_ok.name.len, (const char *)m->u.reg_ok.name.p);
 	px->remote_port = m->u.reg_ok.remote_port;
+	px->learnt_at = c->server_idx + 1;
 	log_esc(m->u.reg_ok.url.p, m->u.reg_ok.url.len, url, sizeof(url));
 	resumed = strcmp(url, px->url) == 0;
 	if (!resumed) {
@@ -1169,6 +1185,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	if (TAILQ_EMPTY(&c->regq)) {
 		c->state = CL_READY;
 		c->attempts = 0;
+		c->round_left = c->nservers;
 		c->ever_ready = 1;
 	}
 }
@@ -1561,7 +1578,10 @@ client_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 		return;
 	}
 	if (c->tls) {
-		SSL *ssl = tls_ssl_new(c->tls, fd);
+		/* each server is checked against its own name, unless
+		 * --tls-server-name gives one for all */
+		SSL *ssl = c->cf->tls_server_name ? tls_ssl_new(c->tls, fd) :
+		    tls_ssl_new_name(c->tls, fd, c->server_host);
 		c->conn_fd = fd;
 		if (ssl == NULL || (c->hs = tls_handshake_start(c->base, ssl, 0,
 		    CONNECT_TIMEOUT_S, client_on_handshake, c)) == NULL) {
@@ -1626,6 +1646,17 @@ client_proxy_setup(struct client *c)
 	return 0;
 }
 
+/* server_host and server_port: those of servers[server_idx] */
+static void
+client_pick_server(struct client *c)
+{
+	const char *err;
+
+	if (net_split_hostport(c->servers[c->server_idx], c->server_host,
+	    sizeof(c->server_host), &c->server_port, &err))
+		abort(); /* each was checked by client_new */
+}
+
 /* Resolve the server again and dial its addresses in turn (or have the
  * proxy reach it). */
 static void
@@ -1636,6 +1667,7 @@ client_connect(struct client *c)
 	int rc;
 
 	c->state = CL_CONNECTING;
+	client_pick_server(c);
 	if (c->use_proxy) {
 		char why[256];
 		c->pxdial = pxdial_start(c->base, &c->proxy, c->server_host,
@@ -1698,6 +1730,18 @@ client_schedule_retry(struct client *c)
 		client_stop(c, 1);
 		return;
 	}
+	c->server_idx = (c->server_idx + 1) % c->nservers;
+	if (c->round_left > 1) {
+		/* the next server at once: a back-off only after each was
+		 * tried (a full round starts where the last one did) */
+		struct timeval now = { 0, 0 };
+		c->round_left--;
+		log_info("trying the next server, %s", c->servers[
+		    c->server_idx]);
+		evtimer_add(c->retry_ev, &now);
+		return;
+	}
+	c->round_left = c->nservers;
 	c->attempts++;
 	if (cf->reconnect_attempts && c->attempts > cf->reconnect_attempts) {
 		client_say("giving up after %u attempts: %s",
@@ -1975,11 +2019,27 @@ client_new(struct event_base *base, const struct client_conf *cf,
 	c->feed = evfeed_new(EVENTS_KEEP);
 	client_families(c);
 	c->started_ms = client_now_ms(c);
-	if (net_split_hostport(cf->server, c->server_host,
-	    sizeof(c->server_host), &c->server_port, &err)) {
-		client_say("--server %s: %s", cf->server, err);
+	for (const char *p = cf->server; *p && c->nservers <
+	    CONF_MAX_SERVERS;) {
+		size_t k = strcspn(p, ",");
+		if (k > 0 && k < sizeof(c->servers[0])) {
+			memcpy(c->servers[c->nservers], p, k);
+			c->servers[c->nservers++][k] = '\0';
+		}
+		p += k + (p[k] == ',');
+	}
+	for (unsigned i = 0; i < c->nservers; i++)
+		if (net_split_hostport(c->servers[i], c->server_host,
+		    sizeof(c->server_host), &c->server_port, &err)) {
+			client_say("--server %s: %s", c->servers[i], err);
+			goto fail;
+		}
+	if (c->nservers == 0) {
+		client_say("--server: no server given");
 		goto fail;
 	}
+	c->round_left = c->nservers;
+	client_pick_server(c);
 	if (client_proxy_setup(c) < 0)
 		goto fail;
 	if (cf->tls) {

@@ -95,8 +95,11 @@ struct local_spec {
 	char name[256];
 };
 
+#define CONF_MAX_SERVERS 8
+
 struct client_conf {
-	char server[300];        /* host:port */
+	char server[1024];       /* host:port, or several: "a:9000,b:9000"
+				    (tried in turn; CONF_MAX_SERVERS) */
 	char proxy[1024];        /* reach it through this proxy URL ("none":
 				    not even HTTPS_PROXY's); "" = the
 				    environment's, as curl reads it */

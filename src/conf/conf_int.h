@@ -31,7 +31,7 @@
 
 /* the lists that a first flag replaces (--token and --token-file are
  * one list, the server's tokens) */
-enum { LG_NONE, LG_TOKENS, LG_ALLOW, LG_LOCAL, LG_N };
+enum { LG_NONE, LG_TOKENS, LG_ALLOW, LG_LOCAL, LG_SERVER, LG_N };
 
 enum conf_type {
 	CT_BOOL = 1, /* int at off */
@@ -98,6 +98,7 @@ struct ld {
 	struct conf_where *org;    /* [conf_nopts]: the last setting's place */
 	unsigned char list_flagged[LG_N]; /* a flag replaced the file's
 					     list already */
+	int server_set;            /* the default server was replaced */
 	struct conf_tun *tun;      /* what per-tunnel setters write into */
 	struct conf_tun flagtun;   /* the subcommand's tunnel */
 	struct conf_tun *tuns;     /* the file's tunnels */

@@ -434,24 +434,67 @@ c_log(struct ld *L, const char *v, char *why, size_t wl)
 
 /* ------------------------------------------------------------ client */
 
+/* one server, or several separated by commas, added to the list (the
+ * first one given replaces the default) */
 static int
 c_server(struct ld *L, const char *v, char *why, size_t wl)
 {
-	char host[256];
-	uint16_t port;
-	const char *err;
+	char list[sizeof(L->c->server)], host[256], item[300];
+	size_t n = 0;
+	const char *p;
 
-	/* ngrok users expect a default port: 9000 */
-	if (conf_split_hostport(v, host, sizeof(host), &port, 9000, 0, &err)) {
-		why_set(why, wl, err);
-		return -1;
+	if (!L->server_set) {
+		L->c->server[0] = '\0';
+		L->server_set = 1;
 	}
-	if (host[0] == '\0') {
+	snprintf(list, sizeof(list), "%s", L->c->server);
+	for (p = list; *p; p += strcspn(p, ","), p += *p == ',')
+		n++;
+	for (p = v; *p;) {
+		size_t k = strcspn(p, ", ");
+		uint16_t port;
+		const char *err;
+
+		if (k == 0) {
+			p++;
+			continue;
+		}
+		if (k >= sizeof(item)) {
+			why_set(why, wl, "a server's address is too long");
+			return -1;
+		}
+		memcpy(item, p, k);
+		item[k] = '\0';
+		p += k;
+		/* ngrok users expect a default port: 9000 */
+		if (conf_split_hostport(item, host, sizeof(host), &port, 9000, 0,
+		    &err)) {
+			snprintf(why, wl, "\"%s\": %s", item, err);
+			return -1;
+		}
+		if (host[0] == '\0') {
+			snprintf(why, wl, "\"%s\": expected HOST[:PORT]", item);
+			return -1;
+		}
+		if (++n > CONF_MAX_SERVERS) {
+			snprintf(why, wl, "at most %d servers", CONF_MAX_SERVERS);
+			return -1;
+		}
+		snprintf(item, sizeof(item), strchr(host, ':') ? "[%s]:%u" :
+		    "%s:%u", host, port);
+		if (strlen(list) + strlen(item) + 2 > sizeof(list)) {
+			why_set(why, wl, "too many servers");
+			return -1;
+		}
+		if (list[0])
+			strcat(list, ",");
+		strcat(list, item);
+	}
+	if (n == 0) {
 		why_set(why, wl, "expected HOST[:PORT]");
 		return -1;
 	}
-	snprintf(L->c->server, sizeof(L->c->server),
-	    strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	memcpy(L->c->server, list, sizeof(list));
 	return 0;
 }
 
@@ -930,9 +973,13 @@ const struct conf_opt conf_opts[] = {
 				   "tcp:HOST:PORT, udp:HOST:PORT, or a URL:\n"
 				   "tcp://, udp://, http://HOST:PORT" },
 	{ .flag = "server", .key = "server", .sides = SD_AGENT,
-	    .type = CT_FN, .fn = c_server, .arg = "HOST[:PORT]",
+	    .flags = OF_LIST, .list = LG_SERVER,
+	    .type = CT_FN, .fn = c_server, .arg = "HOST[:PORT],...",
 	    .def = "localhost:9000", .help = "the mgrok server (port 9000 "
-					     "when not given)",
+					     "when not given); several\n(a "
+					     "list, or repeat): the first "
+					     "that\nanswers, the next one "
+					     "when it is lost",
 	    .example = "tunnel.example.com:9000" },
 	{ .flag = "proxy", .key = "proxy", .sides = SD_AGENT,
 	    .flags = OF_SECRET, .type = CT_FN, .fn = c_proxy, .arg = "URL",
@@ -1239,6 +1286,9 @@ list_clear(struct ld *L, int lg)
 		L->s->nstream_allow = 0;
 	} else if (lg == LG_LOCAL) {
 		L->c->nlocals = 0;
+	} else if (lg == LG_SERVER) {
+		L->c->server[0] = '\0';
+		L->server_set = 1;
 	}
 }
 

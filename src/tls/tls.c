@@ -568,11 +568,28 @@ tls_ctx_free(struct tls_ctx *c)
 	free(c);
 }
 
+static SSL *ssl_new(struct tls_ctx *c, int fd, const char *name);
+
 SSL *
 tls_ssl_new(struct tls_ctx *c, int fd)
 {
+	return ssl_new(c, fd, c->server_name);
+}
+
+SSL *
+tls_ssl_new_name(struct tls_ctx *c, int fd, const char *name)
+{
+	if (name == NULL || strlen(name) > 255)
+		return NULL;
+	return ssl_new(c, fd, name);
+}
+
+static SSL *
+ssl_new(struct tls_ctx *c, int fd, const char *name)
+{
 	SSL *ssl;
 	struct tls_conn *tc;
+	int name_is_ip = name != NULL && is_ip_literal(name);
 
 	pthread_once(&conn_idx_once, conn_idx_init);
 	if (conn_idx < 0 || (ssl = SSL_new(c->ssl_ctx)) == NULL)
@@ -593,19 +610,18 @@ tls_ssl_new(struct tls_ctx *c, int fd)
 	memcpy(tc->pin, c->pin, sizeof(tc->pin));
 	tc->ca_given = c->ca_given;
 	tc->has_cert = c->has_cert;
-	if (c->server_name != NULL) {
-		snprintf(tc->name, sizeof(tc->name), "%s", c->server_name);
-		tc->name_is_ip = c->name_is_ip;
-		if (!c->name_is_ip &&
-		    !SSL_set_tlsext_host_name(ssl, c->server_name))
+	if (name != NULL) {
+		snprintf(tc->name, sizeof(tc->name), "%s", name);
+		tc->name_is_ip = name_is_ip;
+		if (!name_is_ip && !SSL_set_tlsext_host_name(ssl, name))
 			goto fail;
 		/* A pin names the exact certificate: no name check then. */
 		if (!c->has_pin) {
-			if (c->name_is_ip) {
+			if (name_is_ip) {
 				if (!X509_VERIFY_PARAM_set1_ip_asc(
-				    SSL_get0_param(ssl), c->server_name))
+				    SSL_get0_param(ssl), name))
 					goto fail;
-			} else if (!SSL_set1_host(ssl, c->server_name))
+			} else if (!SSL_set1_host(ssl, name))
 				goto fail;
 		}
 	}

@@ -100,6 +100,11 @@ void tls_ctx_free(struct tls_ctx *c);
  */
 SSL *tls_ssl_new(struct tls_ctx *c, int fd);
 
+/* tls_ssl_new_name: the same for a client, with name (not NULL; at most
+ * 255 bytes) in place of the context's server_name: one context for
+ * several servers, each checked against its own name. */
+SSL *tls_ssl_new_name(struct tls_ctx *c, int fd, const char *name);
+
 /*
  * tls_handshake_start: drive SSL_do_handshake on ssl (from tls_ssl_new)
  * from base. done(ssl, err, why, arg) is called exactly once, from the
