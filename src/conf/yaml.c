@@ -589,10 +589,14 @@ hashed_value(struct ld *L, const yaml_node_t *n)
 			goto out;
 		h = sec;
 	}
-	if (conf_hex_sha256(h, hash) != 0)
-		ld_bad(L, "expected the SHA-256 of the secret as 64 hex digits "
-		    "(`mgrok token hash` prints it)", h);
-	else
+	if (conf_hex_sha256(h, hash) != 0) {
+		/* not echoed: it may be the secret itself, pasted here */
+		char why[200];
+		snprintf(why, sizeof(why), "expected the SHA-256 of the secret "
+		    "as 64 hex digits (`mgrok token hash` prints it), not %zu "
+		    "characters", strlen(h));
+		ld_bad(L, why, "");
+	} else
 		conf_tok_add_hashed(L, hash, L->cur_token_name);
 out:
 	free(sec);

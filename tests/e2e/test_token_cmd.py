@@ -201,7 +201,7 @@ def test_rotate_overlap_then_finish(mg, tmp_path):
     n = reloads(srv)
     old = add(mg, cfg, "carol")
     wait_reload(srv, n)
-    agent_ok(mg, srv, svc, old)
+    first = agent_ok(mg, srv, svc, old)
 
     n = reloads(srv)
     r = run(mg, "token", "rotate", "carol", "--config", str(cfg))
@@ -229,6 +229,10 @@ def test_rotate_overlap_then_finish(mg, tmp_path):
     wait_reload(srv, n)
     out = agent_refused(mg, srv, svc, old)
     assert "invalid token" in out, out
+    # the session of the old secret was ended by the reload; its agent
+    # cannot come back with it
+    assert first.wait(15) == 1, first.log()
+    assert "removed" in first.stdout() + first.stderr(), first.log()
     agent_ok(mg, srv, svc, new)
     assert keep.alive()
     r = run(mg, "token", "rotate", "carol", "--finish", "--config", str(cfg))
