@@ -26,7 +26,7 @@
 #include "util/crypto.h"
 #include "util/xmalloc.h"
 
-#define TOK_FILE_MAX (1 << 20)  /* as the config loader */
+#define TOK_FILE_MAX (1 << 20) /* as the config loader */
 #define TOK_SECRET_BYTES 32
 #define TOK_NAME_MAX 255
 #define TOK_HEX_LEN (2 * CRYPTO_SHA256_LEN)
@@ -37,13 +37,14 @@ struct tfile {
 	const char *path;
 	char *buf;
 	size_t len;
-	size_t *ofs;            /* [nchars + 1]: char index -> byte offset */
+	size_t *ofs; /* [nchars + 1]: char index -> byte offset */
 	size_t nchars;
-	const char *nl;         /* "\n", or "\r\n" when the file uses it */
+	const char *nl; /* "\n", or "\r\n" when the file uses it */
 	yaml_document_t doc;
 	int loaded;
-	yaml_node_t *root;      /* NULL for an empty file */
+	yaml_node_t *root;                /* NULL for an empty file */
 	yaml_node_t *tokens_key, *tokens; /* the tokens: pair, or NULL */
+	size_t alias_line;                /* the first alias's line, 0 = none */
 };
 
 /* One replacement of the text: [a, b) becomes text. */
@@ -76,8 +77,7 @@ sb_str(struct sbuf *s, const char *p)
 	sb_add(s, p, strlen(p));
 }
 
-static void
-sb_printf(struct sbuf *s, const char *fmt, ...)
+static void sb_printf(struct sbuf *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -91,38 +91,39 @@ sb_printf(struct sbuf *s, const char *fmt, ...)
 	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		sb_add(s, tmp, (size_t)n < sizeof(tmp) ? (size_t)n :
-		    sizeof(tmp) - 1);
+		sb_add(s, tmp,
+		    (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
 static void
 token_usage(FILE *f)
 {
-	fputs("usage: mgrok token hash            the SHA-256 (hex) of a secret "
-	      "read from stdin\n"
-	      "       mgrok token add NAME [--clear] [--expires DATE] "
-	      "[--config FILE]\n"
-	      "       mgrok token list [--config FILE]\n"
-	      "       mgrok token rotate NAME [--clear] [--finish] "
-	      "[--config FILE]\n"
-	      "  add       a new token NAME with a random secret, stored as its "
-	      "SHA-256\n"
-	      "            (secret_sha256) unless --clear; the secret is printed "
-	      "once,\n"
-	      "            on stdout\n"
-	      "  list      the tokens: name, kind (clear, hashed, rotating), "
-	      "expiry and\n"
-	      "            policy; never a secret\n"
-	      "  rotate    a new secret for NAME next to the old one (both work "
-	      "until\n"
-	      "            --finish, which drops the old one)\n"
-	      "  --config FILE   the server file (default $MGROK_SERVER_CONFIG, "
-	      "else\n"
-	      "                  /etc/mgrok/server.yml); edited in place, "
-	      "comments kept,\n"
-	      "                  written atomically: a running server reloads "
-	      "it\n"
-	      "  --expires DATE  YYYY-MM-DD or an RFC 3339 time (add)\n",
+	fputs(
+	    "usage: mgrok token hash            the SHA-256 (hex) of a secret "
+	    "read from stdin\n"
+	    "       mgrok token add NAME [--clear] [--expires DATE] "
+	    "[--config FILE]\n"
+	    "       mgrok token list [--config FILE]\n"
+	    "       mgrok token rotate NAME [--clear] [--finish] "
+	    "[--config FILE]\n"
+	    "  add       a new token NAME with a random secret, stored as its "
+	    "SHA-256\n"
+	    "            (secret_sha256) unless --clear; the secret is printed "
+	    "once,\n"
+	    "            on stdout\n"
+	    "  list      the tokens: name, kind (clear, hashed, rotating), "
+	    "expiry and\n"
+	    "            policy; never a secret\n"
+	    "  rotate    a new secret for NAME next to the old one (both work "
+	    "until\n"
+	    "            --finish, which drops the old one)\n"
+	    "  --config FILE   the server file (default $MGROK_SERVER_CONFIG, "
+	    "else\n"
+	    "                  /etc/mgrok/server.yml); edited in place, "
+	    "comments kept,\n"
+	    "                  written atomically: a running server reloads "
+	    "it\n"
+	    "  --expires DATE  YYYY-MM-DD or an RFC 3339 time (add)\n",
 	    f);
 }
 
@@ -150,8 +151,9 @@ tf_off(const struct tfile *t, yaml_mark_t m)
 static const char *
 scalar(const yaml_node_t *n)
 {
-	return n != NULL && n->type == YAML_SCALAR_NODE ?
-	    (const char *)n->data.scalar.value : NULL;
+	return n != NULL && n->type == YAML_SCALAR_NODE
+	           ? (const char *)n->data.scalar.value
+	           : NULL;
 }
 
 /* map[key], and the key's node in *kn (may be NULL) */
@@ -162,7 +164,7 @@ map_get(yaml_document_t *d, const yaml_node_t *map, const char *key,
 	if (map == NULL || map->type != YAML_MAPPING_NODE)
 		return NULL;
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
-	    p < map->data.mapping.pairs.top; p++) {
+	     p < map->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = yaml_document_get_node(d, p->key);
 		const char *s = scalar(k);
 		if (s != NULL && strcmp(s, key) == 0) {
@@ -185,11 +187,14 @@ tf_parse(struct tfile *t, char *buf, size_t len, char *err, size_t errcap)
 
 	t->buf = buf;
 	t->len = len;
-	if (len >= 2 && (((unsigned char)buf[0] == 0xff &&
-	    (unsigned char)buf[1] == 0xfe) || ((unsigned char)buf[0] == 0xfe &&
-	    (unsigned char)buf[1] == 0xff))) {
-		snprintf(err, errcap, "%s: UTF-16; this command edits UTF-8 "
-		    "files only", t->path);
+	if (len >= 2 &&
+	    (((unsigned char)buf[0] == 0xff && (unsigned char)buf[1] == 0xfe) ||
+	        ((unsigned char)buf[0] == 0xfe &&
+	            (unsigned char)buf[1] == 0xff))) {
+		snprintf(err, errcap,
+		    "%s: UTF-16; this command edits UTF-8 "
+		    "files only",
+		    t->path);
 		return -1;
 	}
 	/* libyaml's marks count characters after the BOM, a CR LF as two */
@@ -202,6 +207,25 @@ tf_parse(struct tfile *t, char *buf, size_t len, char *err, size_t errcap)
 	t->ofs[n] = len;
 	t->nchars = n;
 	t->nl = memmem(buf, len, "\r\n", 2) ? "\r\n" : "\n";
+
+	/* an alias (*NAME) is a node whose marks are its anchor's place:
+	 * edits by position need a file without them */
+	yaml_parser_initialize(&p);
+	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+	for (;;) {
+		yaml_event_t ev;
+		if (!yaml_parser_parse(&p, &ev))
+			break; /* reported by the load below */
+		if (ev.type == YAML_ALIAS_EVENT && t->alias_line == 0)
+			t->alias_line = ev.start_mark.line + 1;
+		if (ev.type == YAML_DOCUMENT_END_EVENT ||
+		    ev.type == YAML_STREAM_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&p);
 
 	yaml_parser_initialize(&p);
 	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
@@ -220,18 +244,24 @@ tf_parse(struct tfile *t, char *buf, size_t len, char *err, size_t errcap)
 	    scalar(t->root)[0] == '\0')
 		t->root = NULL;
 	if (t->root != NULL && t->root->type != YAML_MAPPING_NODE) {
-		snprintf(err, errcap, "%s:%zu: the top level is not a mapping "
-		    "of keys", t->path, t->root->start_mark.line + 1);
+		snprintf(err, errcap,
+		    "%s:%zu: the top level is not a mapping "
+		    "of keys",
+		    t->path, t->root->start_mark.line + 1);
 		return -1;
 	}
+	/* auth_token: is the original mgrok's name of the same list */
 	t->tokens = map_get(&t->doc, t->root, "tokens", &t->tokens_key);
+	if (t->tokens == NULL)
+		t->tokens =
+		    map_get(&t->doc, t->root, "auth_token", &t->tokens_key);
 	return 0;
 }
 
 /* tf_parse of a copy of buf */
 static int
-tf_parse_copy(struct tfile *t, const char *path, const char *buf,
-    size_t len, char *err, size_t errcap)
+tf_parse_copy(struct tfile *t, const char *path, const char *buf, size_t len,
+    char *err, size_t errcap)
 {
 	memset(t, 0, sizeof(*t));
 	t->path = path;
@@ -263,13 +293,26 @@ tf_read(struct tfile *t, const char *path, char *err, size_t errcap)
 	return tf_parse(t, buf, len, err, errcap);
 }
 
+/* the edits work on files without aliases; 0, or -1 (said) */
+static int
+tf_editable(const struct tfile *t, const char *cmd)
+{
+	if (t->alias_line == 0)
+		return 0;
+	fprintf(stderr,
+	    "mgrok: token %s: %s:%zu: a YAML alias (*NAME): this command "
+	    "edits files without them; edit this one by hand\n",
+	    cmd, t->path, t->alias_line);
+	return -1;
+}
+
 /* ------------------------------------------------------------ entries */
 
 /* The secrets of an entry: its secret and secret_sha256 values, each a
  * scalar or a list. */
 struct tentry {
-	yaml_node_t *node;        /* the mapping, or a bare scalar secret */
-	const char *name;         /* NULL: unnamed */
+	yaml_node_t *node; /* the mapping, or a bare scalar secret */
+	const char *name;  /* NULL: unnamed */
 	yaml_node_t *secret, *secret_key;
 	yaml_node_t *hashed, *hashed_key;
 	int nclear, nhashed;
@@ -282,7 +325,7 @@ count_of(const yaml_node_t *v)
 		return 0;
 	if (v->type == YAML_SEQUENCE_NODE)
 		return (int)(v->data.sequence.items.top -
-		    v->data.sequence.items.start);
+		             v->data.sequence.items.start);
 	return 1;
 }
 
@@ -309,7 +352,7 @@ find_entry(struct tfile *t, const char *name, struct tentry *e)
 	if (t->tokens == NULL || t->tokens->type != YAML_SEQUENCE_NODE)
 		return 0;
 	for (yaml_node_item_t *ip = t->tokens->data.sequence.items.start;
-	    ip < t->tokens->data.sequence.items.top; ip++) {
+	     ip < t->tokens->data.sequence.items.top; ip++) {
 		yaml_node_t *it = yaml_document_get_node(&t->doc, *ip);
 		if (it == NULL)
 			continue;
@@ -340,10 +383,10 @@ last_end(struct tfile *t, const yaml_node_t *n)
 		if (vn && (k = last_end(t, vn)) > e)
 			e = k;
 	} else if (n->type == YAML_SEQUENCE_NODE &&
-	    n->data.sequence.style == YAML_BLOCK_SEQUENCE_STYLE &&
-	    n->data.sequence.items.top > n->data.sequence.items.start) {
-		yaml_node_t *vn = yaml_document_get_node(&t->doc,
-		    *(n->data.sequence.items.top - 1));
+	           n->data.sequence.style == YAML_BLOCK_SEQUENCE_STYLE &&
+	           n->data.sequence.items.top > n->data.sequence.items.start) {
+		yaml_node_t *vn = yaml_document_get_node(
+		    &t->doc, *(n->data.sequence.items.top - 1));
 		if (vn)
 			e = last_end(t, vn);
 	}
@@ -408,7 +451,8 @@ check_name(const char *name, char *err, size_t errcap)
 	}
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
-			snprintf(err, errcap, "a token name may not hold "
+			snprintf(err, errcap,
+			    "a token name may not hold "
 			    "control characters");
 			return -1;
 		}
@@ -419,13 +463,14 @@ static void
 yaml_quoted(struct sbuf *s, const char *v)
 {
 	int plain = (v[0] >= 'a' && v[0] <= 'z') ||
-	    (v[0] >= 'A' && v[0] <= 'Z') || (v[0] >= '0' && v[0] <= '9');
+	            (v[0] >= 'A' && v[0] <= 'Z') ||
+	            (v[0] >= '0' && v[0] <= '9');
 
 	for (const char *p = v; *p && plain; p++)
 		plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || strchr("._@-", *p) != NULL;
-	if (plain && strcasecmp(v, "null") != 0 && strcasecmp(v, "true") !=
-	    0 && strcasecmp(v, "false") != 0 && strcasecmp(v, "yes") != 0 &&
+		        (*p >= '0' && *p <= '9') || strchr("._@-", *p) != NULL;
+	if (plain && strcasecmp(v, "null") != 0 && strcasecmp(v, "true") != 0 &&
+	    strcasecmp(v, "false") != 0 && strcasecmp(v, "yes") != 0 &&
 	    strcasecmp(v, "no") != 0 && strcasecmp(v, "on") != 0 &&
 	    strcasecmp(v, "off") != 0) {
 		sb_str(s, v);
@@ -477,6 +522,8 @@ hex_sha256(const char *secret, char out[TOK_HEX_LEN + 1])
 static char *
 apply_edit(const struct tfile *t, const struct tedit *e, size_t *len)
 {
+	if (e->a > e->b || e->b > t->len)
+		abort(); /* the spans come from this file's own marks */
 	size_t tl = strlen(e->text);
 	char *o = xmalloc(t->len - (e->b - e->a) + tl + 1);
 
@@ -506,20 +553,24 @@ write_checked(const char *path, const char *buf, size_t len)
 	conf_diag_init(&d);
 	if (conf_check_buf(path, buf, len, 1, &d) != 0) {
 		cli_print_diag(&d);
-		fprintf(stderr, "mgrok: token: %s: the edited file would not "
-		    "load (above); it is left as it was\n", path);
+		fprintf(stderr,
+		    "mgrok: token: %s: the edited file would not "
+		    "load (above); it is left as it was\n",
+		    path);
 		goto out;
 	}
 	if (realpath(path, real) == NULL || stat(real, &st) != 0) {
-		fprintf(stderr, "mgrok: token: %s: %s\n", path,
-		    strerror(errno));
+		fprintf(
+		    stderr, "mgrok: token: %s: %s\n", path, strerror(errno));
 		goto out;
 	}
 	snprintf(dir, sizeof(dir), "%s", real);
 	snprintf(tmp, sizeof(tmp), "%s/.mgrok-token-XXXXXX", dirname(dir));
 	if ((fd = mkstemp(tmp)) < 0) {
-		fprintf(stderr, "mgrok: token: cannot create a file next to "
-		    "%s: %s\n", real, strerror(errno));
+		fprintf(stderr,
+		    "mgrok: token: cannot create a file next to "
+		    "%s: %s\n",
+		    real, strerror(errno));
 		goto out;
 	}
 	if (fchmod(fd, st.st_mode & 07777) != 0 ||
@@ -555,7 +606,8 @@ out:
 	return rc;
 }
 
-/* the texts of an entry's secrets in the file's order, as they read */
+/* the texts of an entry's secrets in the file's order, as they read (at
+ * most 2); -1 for more, or for one that is not a single value */
 static int
 entry_values(struct tfile *t, const struct tentry *e, const char **out)
 {
@@ -563,19 +615,30 @@ entry_values(struct tfile *t, const struct tentry *e, const char **out)
 
 	for (int pass = 0; pass < 2; pass++) {
 		yaml_node_t *v = pass == 0 ? e->secret : e->hashed;
-		if (e->secret && e->hashed && e->hashed->start_mark.index <
-		    e->secret->start_mark.index)
+		if (e->secret && e->hashed &&
+		    e->hashed->start_mark.index < e->secret->start_mark.index)
 			v = pass == 0 ? e->hashed : e->secret;
 		if (v == NULL)
 			continue;
 		if (v->type == YAML_SCALAR_NODE) {
+			if (n >= 2)
+				return -1;
 			out[n++] = scalar(v);
 			continue;
 		}
+		if (v->type != YAML_SEQUENCE_NODE)
+			return -1;
 		for (yaml_node_item_t *ip = v->data.sequence.items.start;
-		    ip < v->data.sequence.items.top && n < 2; ip++)
+		     ip < v->data.sequence.items.top; ip++) {
+			if (n >= 2)
+				return -1;
 			out[n++] = scalar(yaml_document_get_node(&t->doc, *ip));
+		}
 	}
+	/* a list item that is no single value cannot be rotated */
+	for (int i = 0; i < n; i++)
+		if (out[i] == NULL)
+			return -1;
 	return n;
 }
 
@@ -602,9 +665,11 @@ verify(const char *path, const char *buf, size_t len, const char *name,
 out:
 	tf_free(&t);
 	if (rc != 0)
-		fprintf(stderr, "mgrok: token: %s: the edit did not read back "
+		fprintf(stderr,
+		    "mgrok: token: %s: the edit did not read back "
 		    "as intended (an unusual layout of tokens:?); the file is "
-		    "left as it was\n", path);
+		    "left as it was\n",
+		    path);
 	return rc;
 }
 
@@ -612,26 +677,26 @@ out:
 
 /* the edit that appends one entry (block lines or a flow item) */
 static int
-edit_add(struct tfile *t, const char *name, const char *key,
-    const char *value, const char *expires, struct tedit *ed, char *err,
-    size_t errcap)
+edit_add(struct tfile *t, const char *name, const char *key, const char *value,
+    const char *expires, struct tedit *ed, char *err, size_t errcap)
 {
-	struct sbuf s = { 0 };
+	struct sbuf s = {0};
 	yaml_node_t *seq = t->tokens;
 	const char *nl = t->nl;
-	int flow_entry = 0;
 	size_t ind;
 
 	if (t->root == NULL || t->tokens_key == NULL) {
 		/* no tokens: yet: a new key after the last one */
-		ed->a = ed->b = t->root ? after_line(t, last_end(t, t->root)) :
-		    t->len;
-		if (t->root && t->root->data.mapping.style ==
-		    YAML_FLOW_MAPPING_STYLE) {
-			snprintf(err, errcap, "%s: the top level is a flow "
-			    "mapping ({...}); add tokens: by hand", t->path);
+		if (t->root &&
+		    t->root->data.mapping.style == YAML_FLOW_MAPPING_STYLE) {
+			snprintf(err, errcap,
+			    "%s: the top level is a flow "
+			    "mapping ({...}); add tokens: by hand",
+			    t->path);
 			return -1;
 		}
+		ed->a = ed->b =
+		    t->root ? after_line(t, last_end(t, t->root)) : t->len;
 		lines_at(t, ed->a, &s);
 		ind = t->root ? t->root->start_mark.column : 0;
 		sb_printf(&s, "%*stokens:%s", (int)ind, "", nl);
@@ -640,7 +705,8 @@ edit_add(struct tfile *t, const char *name, const char *key,
 	}
 	if (seq->type == YAML_SCALAR_NODE && scalar(seq)[0] == '\0') {
 		/* `tokens:` and nothing: the first item on the next line */
-		ed->a = ed->b = after_line(t, tf_off(t, t->tokens_key->end_mark));
+		ed->a = ed->b =
+		    after_line(t, tf_off(t, t->tokens_key->end_mark));
 		lines_at(t, ed->a, &s);
 		ind = t->tokens_key->start_mark.column + 2;
 		goto block;
@@ -653,25 +719,28 @@ edit_add(struct tfile *t, const char *name, const char *key,
 		goto block;
 	}
 	/* a flow list, a single secret, or ~: a flow list with the entry */
-	flow_entry = 1;
 	if (seq->type == YAML_SEQUENCE_NODE) {
 		size_t end = tf_off(t, seq->end_mark);
 		if (end == 0 || t->buf[end - 1] != ']') {
-			snprintf(err, errcap, "%s:%zu: cannot find the end of "
-			    "the tokens: list", t->path,
-			    seq->start_mark.line + 1);
+			snprintf(err, errcap,
+			    "%s:%zu: cannot find the end of "
+			    "the tokens: list",
+			    t->path, seq->start_mark.line + 1);
 			return -1;
 		}
 		ed->a = ed->b = end - 1;
 		if (count_of(seq) > 0)
 			sb_str(&s, ", ");
 	} else if (seq->type == YAML_SCALAR_NODE &&
-	    (seq->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
-	    seq->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
-	    seq->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE) &&
-	    seq->start_mark.line == seq->end_mark.line) {
+	           (seq->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
+	               seq->data.scalar.style ==
+	                   YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+	               seq->data.scalar.style ==
+	                   YAML_DOUBLE_QUOTED_SCALAR_STYLE) &&
+	           seq->start_mark.line == seq->end_mark.line) {
 		char *old = span_dup(t, seq);
-		int null = strcmp(old, "~") == 0 || strcasecmp(old, "null") == 0;
+		int null =
+		    strcmp(old, "~") == 0 || strcasecmp(old, "null") == 0;
 		ed->a = tf_off(t, seq->start_mark);
 		ed->b = tf_off(t, seq->end_mark);
 		sb_str(&s, "[");
@@ -681,9 +750,10 @@ edit_add(struct tfile *t, const char *name, const char *key,
 		}
 		free(old);
 	} else {
-		snprintf(err, errcap, "%s:%zu: tokens: is neither a list nor a "
-		    "single secret; make it a list first", t->path,
-		    seq->start_mark.line + 1);
+		snprintf(err, errcap,
+		    "%s:%zu: tokens: is neither a list nor a "
+		    "single secret; make it a list first",
+		    t->path, seq->start_mark.line + 1);
 		return -1;
 	}
 	sb_str(&s, "{name: ");
@@ -700,7 +770,6 @@ edit_add(struct tfile *t, const char *name, const char *key,
 	ed->text = s.p;
 	return 0;
 block:
-	(void)flow_entry;
 	sb_printf(&s, "%*s- name: ", (int)ind, "");
 	yaml_quoted(&s, name);
 	sb_printf(&s, "%s%*s  %s: ", nl, (int)ind, "", key);
@@ -716,12 +785,11 @@ block:
 }
 
 static int
-token_add(const char *path, const char *name, int clear,
-    const char *expires)
+token_add(const char *path, const char *name, int clear, const char *expires)
 {
 	struct tfile t;
 	struct tentry e;
-	struct tedit ed = { 0 };
+	struct tedit ed = {0};
 	char err[600], secret[64], hex[TOK_HEX_LEN + 1], *nbuf = NULL;
 	const char *want[1];
 	size_t nlen;
@@ -735,8 +803,10 @@ token_add(const char *path, const char *name, int clear,
 		int64_t until;
 		const char *why;
 		if (policy_parse_expires(expires, &until, &why) != 0) {
-			fprintf(stderr, "mgrok: token add: --expires \"%s\": "
-			    "%s\n", expires, why);
+			fprintf(stderr,
+			    "mgrok: token add: --expires \"%s\": "
+			    "%s\n",
+			    expires, why);
 			return 2;
 		}
 	}
@@ -745,17 +815,20 @@ token_add(const char *path, const char *name, int clear,
 		tf_free(&t);
 		return 1;
 	}
+	if (tf_editable(&t, "add") != 0)
+		goto out;
 	if (find_entry(&t, name, &e)) {
-		fprintf(stderr, "mgrok: token add: %s:%zu: a token named \"%s\" "
+		fprintf(stderr,
+		    "mgrok: token add: %s:%zu: a token named \"%s\" "
 		    "exists already (rotate its secret with `mgrok token "
-		    "rotate %s`)\n", path, e.node->start_mark.line + 1, name,
-		    name);
+		    "rotate %s`)\n",
+		    path, e.node->start_mark.line + 1, name, name);
 		goto out;
 	}
 	new_secret(secret);
 	hex_sha256(secret, hex);
 	if (edit_add(&t, name, clear ? "secret" : "secret_sha256",
-	    clear ? secret : hex, expires, &ed, err, sizeof(err)) != 0) {
+	        clear ? secret : hex, expires, &ed, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mgrok: token add: %s\n", err);
 		goto out;
 	}
@@ -766,13 +839,14 @@ token_add(const char *path, const char *name, int clear,
 		goto out;
 	printf("%s\n", secret);
 	fflush(stdout);
-	fprintf(stderr, "mgrok: token \"%s\" added to %s (%s); its secret is "
+	fprintf(stderr,
+	    "mgrok: token \"%s\" added to %s (%s); its secret is "
 	    "above, shown only now.\n"
 	    "  an agent uses it as: mgrok tcp 22 --server HOST:PORT --token "
 	    "SECRET\n"
 	    "  (or MGROK_TOKEN=SECRET); a server that watches %s reloads it "
-	    "by itself\n", name, path, clear ? "in clear" :
-	    "as its SHA-256", path);
+	    "by itself\n",
+	    name, path, clear ? "in clear" : "as its SHA-256", path);
 	rc = 0;
 out:
 	memset(secret, 0, sizeof(secret));
@@ -792,7 +866,7 @@ static int
 edit_add_pair(struct tfile *t, const yaml_node_t *map, const char *key,
     const char *value, struct tedit *ed)
 {
-	struct sbuf s = { 0 };
+	struct sbuf s = {0};
 	yaml_node_t *k0;
 
 	if (map->data.mapping.style == YAML_FLOW_MAPPING_STYLE) {
@@ -805,8 +879,8 @@ edit_add_pair(struct tfile *t, const yaml_node_t *map, const char *key,
 		ed->text = s.p;
 		return 0;
 	}
-	k0 = yaml_document_get_node(&t->doc,
-	    map->data.mapping.pairs.start->key);
+	k0 =
+	    yaml_document_get_node(&t->doc, map->data.mapping.pairs.start->key);
 	ed->a = ed->b = after_line(t, last_end(t, map));
 	lines_at(t, ed->a, &s);
 	sb_printf(&s, "%*s%s: ", (int)k0->start_mark.column, "", key);
@@ -821,12 +895,12 @@ static void
 edit_pair_list(struct tfile *t, const yaml_node_t *kn, const yaml_node_t *v,
     const char *value, struct tedit *ed)
 {
-	struct sbuf s = { 0 };
+	struct sbuf s = {0};
 	const yaml_node_t *old = v;
 
-	if (v->type == YAML_SEQUENCE_NODE)  /* a list of one */
-		old = yaml_document_get_node(&t->doc,
-		    *v->data.sequence.items.start);
+	if (v->type == YAML_SEQUENCE_NODE) /* a list of one */
+		old = yaml_document_get_node(
+		    &t->doc, *v->data.sequence.items.start);
 	ed->a = tf_off(t, kn->end_mark);
 	ed->b = last_end(t, v);
 	sb_str(&s, ": [");
@@ -843,9 +917,9 @@ static void
 edit_pair_keep_last(struct tfile *t, const yaml_node_t *kn,
     const yaml_node_t *v, struct tedit *ed)
 {
-	struct sbuf s = { 0 };
-	const yaml_node_t *nw = yaml_document_get_node(&t->doc,
-	    *(v->data.sequence.items.top - 1));
+	struct sbuf s = {0};
+	const yaml_node_t *nw =
+	    yaml_document_get_node(&t->doc, *(v->data.sequence.items.top - 1));
 
 	ed->a = tf_off(t, kn->end_mark);
 	ed->b = last_end(t, v);
@@ -869,21 +943,20 @@ edit_drop_pair(struct tfile *t, const yaml_node_t *map, const yaml_node_t *kn,
 	if (q < map->data.mapping.pairs.top) {
 		/* up to the next key: it takes this one's place */
 		ed->a = tf_off(t, kn->start_mark);
-		ed->b = tf_off(t, yaml_document_get_node(&t->doc,
-		    q->key)->start_mark);
+		ed->b = tf_off(
+		    t, yaml_document_get_node(&t->doc, q->key)->start_mark);
 		return;
 	}
 	/* the last pair: from the end of the one before */
 	if (map->data.mapping.style == YAML_FLOW_MAPPING_STYLE) {
-		ed->a = last_end(t, yaml_document_get_node(&t->doc,
-		    (p - 1)->value));
-		ed->b = last_end(t, yaml_document_get_node(&t->doc,
-		    p->value));
+		ed->a = last_end(
+		    t, yaml_document_get_node(&t->doc, (p - 1)->value));
+		ed->b = last_end(t, yaml_document_get_node(&t->doc, p->value));
 	} else {
-		ed->a = line_end(t, last_end(t, yaml_document_get_node(&t->doc,
-		    (p - 1)->value)));
-		ed->b = line_end(t, last_end(t, yaml_document_get_node(&t->doc,
-		    p->value)));
+		ed->a = line_end(t, last_end(t, yaml_document_get_node(
+		                                    &t->doc, (p - 1)->value)));
+		ed->b = line_end(
+		    t, last_end(t, yaml_document_get_node(&t->doc, p->value)));
 	}
 }
 
@@ -892,7 +965,7 @@ token_rotate(const char *path, const char *name, int clear, int finish)
 {
 	struct tfile t;
 	struct tentry e;
-	struct tedit ed = { 0 };
+	struct tedit ed = {0};
 	char err[600], secret[64] = "", hex[TOK_HEX_LEN + 1], *nbuf = NULL;
 	const char *want[2], *old[2];
 	size_t nlen = 0;
@@ -903,21 +976,27 @@ token_rotate(const char *path, const char *name, int clear, int finish)
 		tf_free(&t);
 		return 1;
 	}
+	if (tf_editable(&t, "rotate") != 0)
+		goto out;
 	if (!find_entry(&t, name, &e)) {
-		fprintf(stderr, "mgrok: token rotate: %s: no token named \"%s\" "
-		    "in tokens:\n", path, name);
+		fprintf(stderr,
+		    "mgrok: token rotate: %s: no token named \"%s\" "
+		    "in tokens:\n",
+		    path, name);
 		goto out;
 	}
 	if (e.nclear + e.nhashed < 1 || e.nclear + e.nhashed > 2 ||
 	    entry_values(&t, &e, old) != e.nclear + e.nhashed) {
-		fprintf(stderr, "mgrok: token rotate: %s:%zu: \"%s\" has no "
-		    "secret this command can rotate\n", path,
-		    e.node->start_mark.line + 1, name);
+		fprintf(stderr,
+		    "mgrok: token rotate: %s:%zu: \"%s\" has no "
+		    "secret this command can rotate\n",
+		    path, e.node->start_mark.line + 1, name);
 		goto out;
 	}
 	if (finish) {
 		if (e.nclear + e.nhashed != 2) {
-			fprintf(stderr, "mgrok: token rotate: %s:%zu: \"%s\" is "
+			fprintf(stderr,
+			    "mgrok: token rotate: %s:%zu: \"%s\" is "
 			    "not rotating (one secret): nothing to finish\n",
 			    path, e.node->start_mark.line + 1, name);
 			goto out;
@@ -925,21 +1004,23 @@ token_rotate(const char *path, const char *name, int clear, int finish)
 		if (e.secret && e.hashed) {
 			/* one of each: the first in the file is the old */
 			int hashed_first = e.hashed->start_mark.index <
-			    e.secret->start_mark.index;
-			edit_drop_pair(&t, e.node, hashed_first ? e.hashed_key :
-			    e.secret_key, &ed);
+			                   e.secret->start_mark.index;
+			edit_drop_pair(&t, e.node,
+			    hashed_first ? e.hashed_key : e.secret_key, &ed);
 		} else {
-			edit_pair_keep_last(&t, e.secret ? e.secret_key :
-			    e.hashed_key, e.secret ? e.secret : e.hashed, &ed);
+			edit_pair_keep_last(&t,
+			    e.secret ? e.secret_key : e.hashed_key,
+			    e.secret ? e.secret : e.hashed, &ed);
 		}
 		want[0] = old[1];
 		nwant = 1;
 	} else {
 		if (e.nclear + e.nhashed == 2) {
-			fprintf(stderr, "mgrok: token rotate: %s:%zu: \"%s\" is "
+			fprintf(stderr,
+			    "mgrok: token rotate: %s:%zu: \"%s\" is "
 			    "rotating already (two secrets): end that first "
-			    "with `mgrok token rotate %s --finish`\n", path,
-			    e.node->start_mark.line + 1, name, name);
+			    "with `mgrok token rotate %s --finish`\n",
+			    path, e.node->start_mark.line + 1, name, name);
 			goto out;
 		}
 		new_secret(secret);
@@ -948,11 +1029,13 @@ token_rotate(const char *path, const char *name, int clear, int finish)
 			edit_pair_list(&t, e.secret_key, e.secret, secret, &ed);
 		else if (!clear && e.hashed)
 			edit_pair_list(&t, e.hashed_key, e.hashed, hex, &ed);
-		else if (edit_add_pair(&t, e.node, clear ? "secret" :
-		    "secret_sha256", clear ? secret : hex, &ed) != 0) {
-			fprintf(stderr, "mgrok: token rotate: %s:%zu: cannot "
-			    "find the end of \"%s\"'s entry\n", path,
-			    e.node->start_mark.line + 1, name);
+		else if (edit_add_pair(&t, e.node,
+		             clear ? "secret" : "secret_sha256",
+		             clear ? secret : hex, &ed) != 0) {
+			fprintf(stderr,
+			    "mgrok: token rotate: %s:%zu: cannot "
+			    "find the end of \"%s\"'s entry\n",
+			    path, e.node->start_mark.line + 1, name);
 			goto out;
 		}
 		want[0] = old[0];
@@ -964,15 +1047,19 @@ token_rotate(const char *path, const char *name, int clear, int finish)
 	    write_checked(path, nbuf, nlen) != 0)
 		goto out;
 	if (finish) {
-		fprintf(stderr, "mgrok: token \"%s\": the old secret is removed "
-		    "from %s; only the new one works now\n", name, path);
+		fprintf(stderr,
+		    "mgrok: token \"%s\": the old secret is removed "
+		    "from %s; only the new one works now\n",
+		    name, path);
 	} else {
 		printf("%s\n", secret);
 		fflush(stdout);
-		fprintf(stderr, "mgrok: token \"%s\": a new secret (above, "
+		fprintf(stderr,
+		    "mgrok: token \"%s\": a new secret (above, "
 		    "shown only now) is in %s next to the old one; both work "
 		    "until\n  `mgrok token rotate %s --finish` removes the "
-		    "old one\n", name, path, name);
+		    "old one\n",
+		    name, path, name);
 	}
 	rc = 0;
 out:
@@ -998,7 +1085,7 @@ compact(struct tfile *t, const yaml_node_t *n, struct sbuf *s, int depth)
 		sb_str(s, scalar(n));
 	} else if (n->type == YAML_SEQUENCE_NODE) {
 		for (yaml_node_item_t *ip = n->data.sequence.items.start;
-		    ip < n->data.sequence.items.top; ip++) {
+		     ip < n->data.sequence.items.top; ip++) {
 			if (ip > n->data.sequence.items.start)
 				sb_str(s, ",");
 			compact(t, yaml_document_get_node(&t->doc, *ip), s,
@@ -1006,7 +1093,7 @@ compact(struct tfile *t, const yaml_node_t *n, struct sbuf *s, int depth)
 		}
 	} else if (n->type == YAML_MAPPING_NODE) {
 		for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-		    p < n->data.mapping.pairs.top; p++) {
+		     p < n->data.mapping.pairs.top; p++) {
 			if (p > n->data.mapping.pairs.start)
 				sb_str(s, depth ? "," : "; ");
 			compact(t, yaml_document_get_node(&t->doc, p->key), s,
@@ -1030,24 +1117,25 @@ token_list(const char *path)
 		tf_free(&t);
 		return 1;
 	}
+	printf("%-20s %-26s %-12s %s\n", "NAME", "KIND", "EXPIRES", "POLICY");
 	if (t.tokens == NULL || t.tokens->type != YAML_SEQUENCE_NODE) {
+		/* `tokens: SECRET`: one unnamed token */
 		if (t.tokens && t.tokens->type == YAML_SCALAR_NODE &&
 		    scalar(t.tokens)[0] != '\0' &&
 		    !(strcmp(scalar(t.tokens), "~") == 0 ||
-		    strcasecmp(scalar(t.tokens), "null") == 0))
+		        strcasecmp(scalar(t.tokens), "null") == 0))
 			printf("%-20s %-26s %-12s %s\n", "(unnamed)", "clear",
 			    "-", "-");
 		else
-			fprintf(stderr, "mgrok: token list: %s: no tokens: "
-			    "list\n", path);
+			fprintf(
+			    stderr, "mgrok: token list: %s: no tokens\n", path);
 		rc = 0;
 		goto out;
 	}
-	printf("%-20s %-26s %-12s %s\n", "NAME", "KIND", "EXPIRES", "POLICY");
 	for (yaml_node_item_t *ip = t.tokens->data.sequence.items.start;
-	    ip < t.tokens->data.sequence.items.top; ip++) {
+	     ip < t.tokens->data.sequence.items.top; ip++) {
 		yaml_node_t *it = yaml_document_get_node(&t.doc, *ip);
-		struct sbuf pol = { 0 };
+		struct sbuf pol = {0};
 		struct tentry e;
 		const char *exp = NULL, *kind;
 		if (it == NULL)
@@ -1067,9 +1155,9 @@ token_list(const char *path)
 			}
 		}
 		if (e.nclear + e.nhashed == 2)
-			kind = e.nhashed == 2 ? "rotating (hashed)" :
-			    e.nclear == 2 ? "rotating (clear)" :
-			    "rotating (clear, hashed)";
+			kind = e.nhashed == 2  ? "rotating (hashed)"
+			       : e.nclear == 2 ? "rotating (clear)"
+			                       : "rotating (clear, hashed)";
 		else if (e.nclear + e.nhashed == 1)
 			kind = e.nhashed ? "hashed" : "clear";
 		else
@@ -1094,7 +1182,7 @@ token_hash(void)
 
 	if (isatty(STDIN_FILENO))
 		fprintf(stderr, "mgrok: token hash: type the secret and "
-		    "Enter (it is echoed)\n");
+		                "Enter (it is echoed)\n");
 	if (fgets(line, sizeof(line), stdin) == NULL) {
 		fprintf(stderr, "mgrok: token hash: no secret on stdin\n");
 		return 1;
@@ -1102,7 +1190,7 @@ token_hash(void)
 	n = strlen(line);
 	if (n > 0 && line[n - 1] != '\n' && !feof(stdin)) {
 		fprintf(stderr, "mgrok: token hash: a secret is at most 1019 "
-		    "bytes\n");
+		                "bytes\n");
 		memset(line, 0, sizeof(line));
 		return 1;
 	}
@@ -1112,7 +1200,7 @@ token_hash(void)
 		line[--n] = '\0';
 	if (n == 0 || n > CTRL_TOKEN_MAX) {
 		fprintf(stderr, "mgrok: token hash: a secret is 1 to 1019 "
-		    "bytes\n");
+		                "bytes\n");
 		memset(line, 0, sizeof(line));
 		return 1;
 	}
@@ -1128,12 +1216,12 @@ int
 cli_token(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "clear", no_argument, NULL, 'C' },
-		{ "expires", required_argument, NULL, 'e' },
-		{ "finish", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"clear", no_argument, NULL, 'C'},
+	    {"expires", required_argument, NULL, 'e'},
+	    {"finish", no_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *sub, *path = NULL, *expires = NULL, *name = NULL;
 	int ch, clear = 0, finish = 0;
@@ -1153,8 +1241,8 @@ cli_token(int argc, char **argv)
 		return 2;
 	}
 	optind = 0; /* glibc: full re-initialisation */
-	while ((ch = getopt_long(argc - 1, argv + 1, "c:h", longopts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(argc - 1, argv + 1, "c:h", longopts, NULL)) !=
+	       -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;

@@ -599,8 +599,14 @@ hashed_value(struct ld *L, const yaml_node_t *n)
 	} else
 		conf_tok_add_hashed(L, hash, L->cur_token_name);
 out:
-	free(sec);
-	free(v);
+	if (sec) {
+		memset(sec, 0, strlen(sec));
+		free(sec);
+	}
+	if (v) {
+		memset(v, 0, strlen(v));
+		free(v);
+	}
 }
 
 /* the secrets of a secret or secret_sha256 key: one, or a list (the old
