@@ -404,3 +404,63 @@ def test_usage(mg):
     assert r.returncode == 2, r
     r = run(mg, "--help")
     assert "token add|list|rotate|hash" in r.stdout, r
+
+
+# ---------------------------------------------------------------- layouts
+
+def _h(s):
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def test_edits_keep_every_layout(mg, tmp_path):
+    """The edit touches only the entry's bytes, whatever the layout of
+    tokens: (empty, flow lists, a single secret, CR LF line ends, a block
+    list of secrets), and the result loads."""
+    cases = [
+        # (before, command, after(secret) )
+        ("tokens:   # none yet\nlog_level: info\n", ["add", "a"],
+         lambda s: "tokens:   # none yet\n  - name: a\n    secret_sha256: %s\n"
+                   "log_level: info\n" % _h(s)),
+        ("tokens: [x1, {name: b, secret: y}]  # flow\n", ["add", "a", "--clear"],
+         lambda s: "tokens: [x1, {name: b, secret: y}, {name: a, secret: %s}]  # flow\n" % s),
+        ("tokens: []\n", ["add", "a"],
+         lambda s: "tokens: [{name: a, secret_sha256: %s}]\n" % _h(s)),
+        ("tokens: ~\n", ["add", "a"],
+         lambda s: "tokens: [{name: a, secret_sha256: %s}]\n" % _h(s)),
+        ("auth_token: \"s3cret\"   # the original key\n", ["add", "a"],
+         lambda s: "auth_token: [\"s3cret\", {name: a, secret_sha256: %s}]"
+                   "   # the original key\n" % _h(s)),
+        ("addr: \":0\"\r\ntokens:\r\n- name: z\r\n  secret: s\r\n", ["add", "a"],
+         lambda s: "addr: \":0\"\r\ntokens:\r\n- name: z\r\n  secret: s\r\n"
+                   "- name: a\r\n  secret_sha256: %s\r\n" % _h(s)),
+        ("tokens:\n  - name: z\n    secret:\n      - old\n      - new   # the new\n"
+         "    expires: 2030-01-01\n", ["rotate", "z", "--finish"],
+         lambda s: "tokens:\n  - name: z\n    secret: new   # the new\n"
+                   "    expires: 2030-01-01\n"),
+        ("tokens:\n  - {name: z, secret_sha256: %s}\n" % _h("o"), ["rotate", "z"],
+         lambda s: "tokens:\n  - {name: z, secret_sha256: [%s, %s]}\n" % (_h("o"), _h(s))),
+        ("tokens:\n  - {name: z, secret: o, secret_sha256: %s}\n" % _h("n"),
+         ["rotate", "z", "--finish"],
+         lambda s: "tokens:\n  - {name: z, secret_sha256: %s}\n" % _h("n")),
+        # the one written first is the old one, whichever key it is
+        ("tokens:\n  - name: z\n    secret_sha256: %s  # old\n    secret: n   # new\n"
+         % _h("o"), ["rotate", "z", "--finish"],
+         lambda s: "tokens:\n  - name: z\n    secret: n   # new\n"),
+    ]
+    for i, (before, cmd, after) in enumerate(cases):
+        f = tmp_path / ("c%d.yml" % i)
+        f.write_bytes(before.encode())
+        r = run(mg, "token", *cmd, "--config", str(f))
+        assert r.returncode == 0, (before, r)
+        secret = r.stdout.strip()
+        assert f.read_bytes().decode() == after(secret), (before, f.read_bytes())
+        r = run(mg, "config", "check", "--server", str(f))
+        assert r.returncode == 0, (before, r)
+
+    f = tmp_path / "alias.yml"
+    text = "tokens:\n  - name: q\n    secret: &s abc\n  - name: r\n    secret: [*s, d]\n"
+    f.write_text(text)
+    for cmd in (["add", "a"], ["rotate", "q"], ["rotate", "r", "--finish"]):
+        r = run(mg, "token", *cmd, "--config", str(f))
+        assert r.returncode == 1 and "alias.yml:5: a YAML alias" in r.stderr, r
+        assert f.read_text() == text
