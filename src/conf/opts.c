@@ -100,6 +100,8 @@ why_set(char *why, size_t wl, const char *s)
 
 /* ------------------------------------------------------------ server */
 
+_Static_assert(CONF_SHA256_LEN == CRYPTO_SHA256_LEN, "one SHA-256 size");
+
 /* one token, in clear (t) or as its hash only (t NULL) */
 static int
 tok_add(struct ld *L, const char *t, size_t len,
