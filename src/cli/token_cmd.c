@@ -438,8 +438,8 @@ lines_at(const struct tfile *t, size_t off, struct sbuf *s)
 
 /* ------------------------------------------------------------ values */
 
-/* A name as a YAML scalar: plain when that reads back the same, else
- * double-quoted. */
+/* A token name: 1 to 255 bytes without control characters (anything
+ * else can be written as a double-quoted scalar). */
 static int
 check_name(const char *name, char *err, size_t errcap)
 {
@@ -459,6 +459,9 @@ check_name(const char *name, char *err, size_t errcap)
 	return 0;
 }
 
+/* v as a YAML scalar: plain when that reads back the same (letters,
+ * digits, . _ @ -, not a YAML 1.1 boolean or null), else double-quoted
+ * (no control characters reach here). */
 static void
 yaml_quoted(struct sbuf *s, const char *v)
 {
@@ -1075,6 +1078,19 @@ out:
 
 /* ------------------------------------------------------------ list */
 
+/* the file's text for a terminal: control characters become '?' */
+static const char *
+printable(const char *v, char *buf, size_t cap)
+{
+	size_t i;
+
+	for (i = 0; v[i] && i + 1 < cap; i++)
+		buf[i] = ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) ? '?' :
+		    v[i];
+	buf[i] = '\0';
+	return buf;
+}
+
 /* a node in one line: a, b, c for a list; k: v for a mapping */
 static void
 compact(struct tfile *t, const yaml_node_t *n, struct sbuf *s, int depth)
@@ -1162,8 +1178,14 @@ token_list(const char *path)
 			kind = e.nhashed ? "hashed" : "clear";
 		else
 			kind = "(no secret)";
-		printf("%-20s %-26s %-12s %s\n", e.name ? e.name : "(unnamed)",
-		    kind, exp ? exp : "-", pol.len ? pol.p : "-");
+		{
+			char nb[TOK_NAME_MAX + 1], xb[64], pb[1024];
+			printf("%-20s %-26s %-12s %s\n",
+			    e.name ? printable(e.name, nb, sizeof(nb)) :
+			    "(unnamed)", kind,
+			    exp ? printable(exp, xb, sizeof(xb)) : "-",
+			    pol.len ? printable(pol.p, pb, sizeof(pb)) : "-");
+		}
 		free(pol.p);
 	}
 	rc = 0;
