@@ -9,6 +9,7 @@ int cli_connect(int argc, char **argv);  /* connect_cmd.c */
 int cli_muxpeer(int argc, char **argv);  /* muxpeer_cmd.c */
 int cli_config(int argc, char **argv);   /* config_cmd.c */
 int cli_status(int argc, char **argv);   /* status_cmd.c */
+int cli_token(int argc, char **argv);    /* token_cmd.c */
 
 struct conf_diag;
 /* cli_print_diag: a load's errors and warnings on stderr, "mgrok: ..." */

@@ -43,6 +43,9 @@ usage(FILE *f)
 	      "proxy\n"
 	      "  certs --out DIR --hosts H1,H2  make a CA, server and client "
 	      "certificate\n"
+	      "  token add|list|rotate|hash  the server file's tokens "
+	      "(secrets stored\n"
+	      "                         as a hash; the file edited in place)\n"
 	      "  mux-peer ...           a raw smux peer, to test the mux layer\n"
 	      "  man                    print the man page mgrok(1) (roff)\n"
 	      "  version                print the version\n"
@@ -486,6 +489,8 @@ main(int argc, char **argv)
 		return cli_connect(argc - 1, argv + 1);
 	if (strcmp(cmd, "certs") == 0)
 		return cli_certs(argc - 1, argv + 1);
+	if (strcmp(cmd, "token") == 0)
+		return cli_token(argc - 1, argv + 1);
 	if (strcmp(cmd, "status") == 0)
 		return cli_status(argc - 1, argv + 1);
 	if (strcmp(cmd, "mux-peer") == 0)

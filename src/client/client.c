@@ -49,7 +49,8 @@
 
 #define CLIENT_AGENT "mgrok/0.1.0"
 #define CLIENT_CAPS \
-	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES)
+	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES | \
+	CTRL_CAP_HASHED_SECRET)
 #define CONNECT_TIMEOUT_S 10
 #define CF_SCRATCH (256 * 1024) /* at least DGRAM_MAX */
 #define DIAL_TIMEOUT_S 10
@@ -1228,9 +1229,19 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 		r.type = CTRL_AUTH_PROOF;
 		if (c->cf->token == NULL)
 			break;
-		ctrl_auth_mac((const uint8_t *)c->cf->token,
-		    strlen(c->cf->token), c->client_nonce, m.u.server_nonce,
-		    c->client_id, r.u.mac);
+		if (ctrl_challenge_hashed(&m)) {
+			/* the server may keep only SHA-256(token): that is
+			 * the key (capability 3, a proposed extension) */
+			uint8_t key[CRYPTO_SHA256_LEN];
+			crypto_sha256(c->cf->token, strlen(c->cf->token), key);
+			ctrl_auth_mac(key, sizeof(key), c->client_nonce,
+			    m.u.challenge.server_nonce, c->client_id, r.u.mac);
+			memset(key, 0, sizeof(key));
+		} else {
+			ctrl_auth_mac((const uint8_t *)c->cf->token,
+			    strlen(c->cf->token), c->client_nonce,
+			    m.u.challenge.server_nonce, c->client_id, r.u.mac);
+		}
 		client_send(c, &r);
 		break;
 	}

@@ -928,12 +928,14 @@ conf_server_free(struct server_conf *c)
 	c->tls_cert = c->tls_key = c->tls_client_ca = NULL;
 	c->https_cert = c->https_key = NULL;
 	for (size_t i = 0; i < c->ntokens; i++) {
-		memset(c->tokens[i], 0, strlen(c->tokens[i]));
+		if (c->tokens[i])
+			memset(c->tokens[i], 0, strlen(c->tokens[i]));
 		free(c->tokens[i]);
 		free(c->token_names[i]);
 		c->tokens[i] = c->token_names[i] = NULL;
 		c->token_policy[i] = NULL;
 	}
+	memset(c->token_sha256, 0, sizeof(c->token_sha256));
 	c->ntokens = 0;
 	for (size_t i = 0; i < c->npolicies; i++)
 		free(c->policies[i]);
@@ -965,12 +967,12 @@ conf_client_free(struct client_conf *c)
 
 /* ------------------------------------------------------------ values */
 
-int
-conf_hex_id(const char *s, uint8_t out[16])
+static int
+hex_bytes(const char *s, uint8_t *out, int n)
 {
-	if (strlen(s) != 32)
+	if (strlen(s) != (size_t)n * 2)
 		return MG_EINVAL;
-	for (int i = 0; i < 16; i++) {
+	for (int i = 0; i < n; i++) {
 		unsigned x;
 		if (sscanf(s + 2 * i, "%2x", &x) != 1 ||
 		    strchr("0123456789abcdefABCDEF", s[2 * i]) == NULL ||
@@ -979,6 +981,18 @@ conf_hex_id(const char *s, uint8_t out[16])
 		out[i] = (uint8_t)x;
 	}
 	return 0;
+}
+
+int
+conf_hex_id(const char *s, uint8_t out[16])
+{
+	return hex_bytes(s, out, 16);
+}
+
+int
+conf_hex_sha256(const char *s, uint8_t out[CONF_SHA256_LEN])
+{
+	return hex_bytes(s, out, CONF_SHA256_LEN);
 }
 
 /* "scheme://HOST[:PORT][/]" (the ngrok habit) into l: the type from the

@@ -16,6 +16,7 @@
 #define CONF_MAX_LOCALS 64
 #define CONF_MAX_ALLOW 64
 #define CONF_MAX_CERTS 256  /* certs: entries */
+#define CONF_SHA256_LEN 32
 
 struct conf_policy;
 
@@ -24,7 +25,14 @@ struct server_conf {
 	char bind_addr[256];     /* public listeners' host; "" = all */
 	char public_host[256];   /* host in URLs; "" = derived */
 	uint16_t start_port, end_port;
+	/* tokens[i]: an accepted secret; NULL for an entry stored as a hash
+	 * (`secret_sha256:`), of which only token_sha256[i] is known */
 	char *tokens[CONF_MAX_TOKENS];
+	/* token_sha256[i]: SHA-256 of the secret, for every token (computed
+	 * for a secret in clear): the TOKEN method compares it, the HMAC
+	 * method's hashed key (capability 3) is it, and the token's derived
+	 * identity comes from it */
+	uint8_t token_sha256[CONF_MAX_TOKENS][CONF_SHA256_LEN];
 	/* token_names[i] names tokens[i] (`tokens: [{name, secret}]` in the
 	 * file); NULL for an unnamed token (--token, auth_token, a token
 	 * file, MGROK_TOKEN) */
@@ -225,5 +233,9 @@ int conf_parse_local(const char *s, struct local_spec *l, const char **err);
 
 /* conf_hex_id: 32 hex characters to 16 bytes; 0 or MG_EINVAL. */
 int conf_hex_id(const char *s, uint8_t out[16]);
+
+/* conf_hex_sha256: 64 hex characters (either case) to 32 bytes; 0 or
+ * MG_EINVAL. */
+int conf_hex_sha256(const char *s, uint8_t out[CONF_SHA256_LEN]);
 
 #endif

@@ -153,6 +153,10 @@ void conf_server_defaults(struct server_conf *c);
 void conf_client_defaults(struct client_conf *c);
 /* conf_tok_add: one server token (name may be NULL) */
 int conf_tok_add(struct ld *L, const char *t, size_t len, const char *name);
+/* conf_tok_add_hashed: one server token known by its SHA-256 only
+ * (`secret_sha256:`); 0 or -1 (reported) */
+int conf_tok_add_hashed(struct ld *L, const uint8_t hash[CONF_SHA256_LEN],
+    const char *name);
 /* conf_secret_file: the first line of path (a secret), trimmed, into a
  * malloc'd string; NULL with the reason reported at L->cur */
 char *conf_secret_file(struct ld *L, const char *path);

@@ -12,6 +12,7 @@
 #include "conf/policy.h"
 #include "util/proxyurl.h"
 #include "proto/ctrl.h"
+#include "util/crypto.h"
 #include "util/err.h"
 #include "util/net.h"
 #include "util/xmalloc.h"
@@ -100,12 +101,16 @@ why_set(char *why, size_t wl, const char *s)
 
 /* ------------------------------------------------------------ server */
 
-int
-conf_tok_add(struct ld *L, const char *t, size_t len, const char *name)
+_Static_assert(CONF_SHA256_LEN == CRYPTO_SHA256_LEN, "one SHA-256 size");
+
+/* one token, in clear (t) or as its hash only (t NULL) */
+static int
+tok_add(struct ld *L, const char *t, size_t len,
+    const uint8_t hash[CONF_SHA256_LEN], const char *name)
 {
 	struct server_conf *c = L->s;
 
-	if (len == 0 || len > CTRL_TOKEN_MAX) {
+	if (t != NULL && (len == 0 || len > CTRL_TOKEN_MAX)) {
 		ld_bad(L, "a token must be 1 to 1019 bytes", "");
 		return -1;
 	}
@@ -126,8 +131,25 @@ conf_tok_add(struct ld *L, const char *t, size_t len, const char *name)
 	c->token_names[c->ntokens] = name ? xstrdup(name) : NULL;
 	c->token_policy[c->ntokens] = L->cur_policy;
 	L->tok_entry[c->ntokens] = L->cur_token_entry;
-	c->tokens[c->ntokens++] = xstrndup(t, len);
+	if (t != NULL)
+		crypto_sha256(t, len, c->token_sha256[c->ntokens]);
+	else
+		memcpy(c->token_sha256[c->ntokens], hash, CONF_SHA256_LEN);
+	c->tokens[c->ntokens++] = t != NULL ? xstrndup(t, len) : NULL;
 	return 0;
+}
+
+int
+conf_tok_add(struct ld *L, const char *t, size_t len, const char *name)
+{
+	return tok_add(L, t, len, NULL, name);
+}
+
+int
+conf_tok_add_hashed(struct ld *L, const uint8_t hash[CONF_SHA256_LEN],
+    const char *name)
+{
+	return tok_add(L, NULL, 0, hash, name);
 }
 
 static int
@@ -1274,7 +1296,9 @@ list_clear(struct ld *L, int lg)
 {
 	if (lg == LG_TOKENS) {
 		for (size_t i = 0; i < L->s->ntokens; i++) {
-			memset(L->s->tokens[i], 0, strlen(L->s->tokens[i]));
+			if (L->s->tokens[i])
+				memset(L->s->tokens[i], 0,
+				    strlen(L->s->tokens[i]));
 			free(L->s->tokens[i]);
 			free(L->s->token_names[i]);
 			L->s->tokens[i] = L->s->token_names[i] = NULL;

@@ -562,17 +562,107 @@ policy_keep(struct ld *L, struct conf_policy *p)
 	s->policies[s->npolicies++] = p;
 }
 
-static const char *const token_keys[] = { "name", "secret", "expires",
-	"allow", "limits" };
+static const char *const token_keys[] = { "name", "secret",
+	"secret_sha256", "expires", "allow", "limits" };
 static const char *const cert_keys[] = { "subject", "expires", "allow",
 	"limits" };
 
+/* one secret_sha256 value at L->cur: 64 hex digits, or ${VAR} or
+ * file:PATH holding them */
+static void
+hashed_value(struct ld *L, const yaml_node_t *n)
+{
+	char *v = NULL, *sec = NULL;
+	const char *h;
+	uint8_t hash[CONF_SHA256_LEN];
+
+	if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+		ld_bad(L, "expected the SHA-256 of the secret as 64 hex digits "
+		    "(`mgrok token hash` prints it)", "");
+		return;
+	}
+	if ((v = conf_expand(L, scalar(n), 0)) == NULL)
+		return;
+	h = v;
+	if (strncmp(v, "file:", 5) == 0) {
+		if ((sec = conf_secret_file(L, v + 5)) == NULL)
+			goto out;
+		h = sec;
+	}
+	if (conf_hex_sha256(h, hash) != 0) {
+		/* not echoed: it may be the secret itself, pasted here */
+		char why[200];
+		snprintf(why, sizeof(why), "expected the SHA-256 of the secret "
+		    "as 64 hex digits (`mgrok token hash` prints it), not %zu "
+		    "characters", strlen(h));
+		ld_bad(L, why, "");
+	} else
+		conf_tok_add_hashed(L, hash, L->cur_token_name);
+out:
+	if (sec) {
+		memset(sec, 0, strlen(sec));
+		free(sec);
+	}
+	if (v) {
+		memset(v, 0, strlen(v));
+		free(v);
+	}
+}
+
+/* the secrets of a secret or secret_sha256 key: one, or a list (the old
+ * and the new while rotating); their number, or -1 (reported) */
+static int
+secret_count(const yaml_node_t *v)
+{
+	if (v->type == YAML_SEQUENCE_NODE)
+		return (int)(v->data.sequence.items.top -
+		    v->data.sequence.items.start);
+	return 1;
+}
+
+static void
+secret_values(struct yw *w, const struct conf_opt *o, const yaml_node_t *v,
+    const char *sub, int hashed)
+{
+	struct ld *L = w->L;
+	int i = 0;
+
+	if (v->type != YAML_SEQUENCE_NODE) {
+		at(L, v, sub);
+		if (hashed)
+			hashed_value(L, v);
+		else
+			set_value(L, o, v);
+		return;
+	}
+	for (yaml_node_item_t *ip = v->data.sequence.items.start;
+	    ip < v->data.sequence.items.top; ip++, i++) {
+		const yaml_node_t *s = yaml_document_get_node(w->doc, *ip);
+		char sub2[600];
+		if (s == NULL || visit(w, s))
+			continue;
+		snprintf(sub2, sizeof(sub2), "%.580s[%d]", sub, i);
+		at(L, s, sub2);
+		if (hashed)
+			hashed_value(L, s);
+		else
+			set_value(L, o, s);
+	}
+}
+
+/*
+ * A tokens: entry: {name, secret and/or secret_sha256, expires, allow,
+ * limits}. At most two secrets at once (the old and the new while
+ * rotating), from secret, secret_sha256 or both (an old clear secret and
+ * a new hashed one): they are kept in the order of the file, the first
+ * being the old one (what `mgrok token rotate --finish` drops).
+ */
 static void
 token_item(struct yw *w, const struct conf_opt *o, const yaml_node_t *it,
     const char *key)
 {
 	struct ld *L = w->L;
-	const yaml_node_t *secret = NULL;
+	const yaml_node_t *secret = NULL, *hashed = NULL;
 	struct conf_policy *pol;
 	char *name = NULL;
 
@@ -593,6 +683,8 @@ token_item(struct yw *w, const struct conf_opt *o, const yaml_node_t *it,
 		snprintf(sub, sizeof(sub), "%.300s.%.200s", key, ks);
 		if (strcmp(ks, "secret") == 0) {
 			secret = v;
+		} else if (strcmp(ks, "secret_sha256") == 0) {
+			hashed = v;
 		} else if (strcmp(ks, "name") == 0) {
 			at(L, v, sub);
 			if (v->type != YAML_SCALAR_NODE || is_null(v) ||
@@ -605,18 +697,13 @@ token_item(struct yw *w, const struct conf_opt *o, const yaml_node_t *it,
 			}
 		} else if (policy_key(w, pol, ks, v, sub)) {
 			continue;
-		} else if (strcmp(ks, "secret_sha256") == 0) {
-			at(L, k, sub);
-			ld_bad(L, "not supported: the HMAC handshake needs the "
-			    "secret itself as its key (give secret, from "
-			    "${VAR} or file:PATH)", "");
 		} else if (strcmp(ks, "token") == 0) {
 			at(L, k, sub);
 			ld_bad(L, "unknown key (did you mean secret?)", "");
 		} else {
 			punknown(L, k, sub, token_keys, sizeof(token_keys) /
-			    sizeof(token_keys[0]), "a token has name, secret, "
-			    "expires, allow and limits");
+			    sizeof(token_keys[0]), "a token has name, secret "
+			    "(or secret_sha256), expires, allow and limits");
 		}
 	}
 	if (name)
@@ -633,48 +720,51 @@ token_item(struct yw *w, const struct conf_opt *o, const yaml_node_t *it,
 	} else {
 		policy_keep(L, pol);
 	}
-	if (secret == NULL) {
+	if (secret == NULL && hashed == NULL) {
 		at(L, it, key);
-		ld_bad(L, "a token needs a secret", "");
+		ld_bad(L, "a token needs a secret (or secret_sha256)", "");
 	} else {
-		char sub[600];
+		const yaml_node_t *first = secret, *second = hashed;
+		int n1 = secret ? secret_count(secret) : 0;
+		int n2 = hashed ? secret_count(hashed) : 0;
+		char sub[600], sub2[600];
+		snprintf(sub, sizeof(sub), "%.300s.secret", key);
+		snprintf(sub2, sizeof(sub2), "%.300s.secret_sha256", key);
+		if ((secret && (n1 < 1 || n1 > 2)) ||
+		    (hashed && (n2 < 1 || n2 > 2))) {
+			at(L, secret && (n1 < 1 || n1 > 2) ? secret : hashed,
+			    secret && (n1 < 1 || n1 > 2) ? sub : sub2);
+			ld_bad(L, "expected one secret, or two (the old and "
+			    "the new while rotating)", "");
+			goto out;
+		}
+		if (n1 + n2 > 2) {
+			at(L, it, key);
+			ld_bad(L, "at most two secrets at once (the old and "
+			    "the new while rotating), counting secret and "
+			    "secret_sha256", "");
+			goto out;
+		}
 		L->cur_token_name = name;
 		L->cur_policy = pol;
 		L->cur_token_entry = ++L->ntoken_entries;
-		snprintf(sub, sizeof(sub), "%.300s.secret", key);
-		if (secret->type == YAML_SEQUENCE_NODE) {
-			/* rotation: the old and the new secret, both valid */
-			size_t n = (size_t)(secret->data.sequence.items.top -
-			    secret->data.sequence.items.start);
-			at(L, secret, sub);
-			if (n < 1 || n > 2) {
-				ld_bad(L, "expected one secret, or two (the old "
-				    "and the new while rotating)", "");
-			} else {
-				int i = 0;
-				for (yaml_node_item_t *ip =
-				    secret->data.sequence.items.start;
-				    ip < secret->data.sequence.items.top;
-				    ip++, i++) {
-					const yaml_node_t *s =
-					    yaml_document_get_node(w->doc, *ip);
-					char sub2[600];
-					if (s == NULL || visit(w, s))
-						continue;
-					snprintf(sub2, sizeof(sub2), "%.580s[%d]",
-					    sub, i);
-					at(L, s, sub2);
-					set_value(L, o, s);
-				}
-			}
-		} else {
-			at(L, secret, sub);
-			set_value(L, o, secret);
+		/* the file's order: the first is the old one */
+		if (secret && hashed &&
+		    hashed->start_mark.index < secret->start_mark.index) {
+			first = hashed;
+			second = secret;
 		}
+		if (first)
+			secret_values(w, o, first, first == secret ? sub : sub2,
+			    first == hashed);
+		if (second)
+			secret_values(w, o, second, second == secret ? sub :
+			    sub2, second == hashed);
 		L->cur_token_name = NULL;
 		L->cur_policy = NULL;
 		L->cur_token_entry = 0;
 	}
+out:
 	free(name);
 }
 

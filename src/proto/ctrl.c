@@ -398,7 +398,12 @@ ctrl_decode(const uint8_t *p, size_t len, struct ctrl_msg *m)
 	case CTRL_CHALLENGE:
 		q = ctrl_rd_bytes(&r, CTRL_NONCE_LEN);
 		if (q != NULL)
-			memcpy(m->u.server_nonce, q, CTRL_NONCE_LEN);
+			memcpy(m->u.challenge.server_nonce, q, CTRL_NONCE_LEN);
+		/* 16 bytes, or 20 with the session's caps (an extension) */
+		if (r.ok && ctrl_rd_left(&r) == 4) {
+			m->u.challenge.has_caps = 1;
+			m->u.challenge.caps = ctrl_rd_u32(&r);
+		}
 		break;
 	case CTRL_AUTH_PROOF:
 		q = ctrl_rd_bytes(&r, CTRL_MAC_LEN);
@@ -530,7 +535,9 @@ ctrl_encode(const struct ctrl_msg *m, uint8_t *out, size_t cap)
 		ctrl_wr_str(&w, &m->u.err.text);
 		break;
 	case CTRL_CHALLENGE:
-		ctrl_wr_bytes(&w, m->u.server_nonce, CTRL_NONCE_LEN);
+		ctrl_wr_bytes(&w, m->u.challenge.server_nonce, CTRL_NONCE_LEN);
+		if (m->u.challenge.has_caps)
+			ctrl_wr_u32(&w, m->u.challenge.caps);
 		break;
 	case CTRL_AUTH_PROOF:
 		ctrl_wr_bytes(&w, m->u.mac, CTRL_MAC_LEN);
@@ -564,6 +571,29 @@ ctrl_encode(const struct ctrl_msg *m, uint8_t *out, size_t cap)
 		return MG_EINVAL;
 	}
 	return ctrl_wr_done(&w);
+}
+
+void
+ctrl_challenge_make(struct ctrl_msg *m,
+    const uint8_t server_nonce[CTRL_NONCE_LEN], uint32_t client_caps,
+    uint32_t server_caps)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = CTRL_CHALLENGE;
+	memcpy(m->u.challenge.server_nonce, server_nonce, CTRL_NONCE_LEN);
+	/* A client that did not ask may not parse 20 bytes (the original Go
+	 * client reads exactly 16): only the asking client gets them. */
+	if (client_caps & CTRL_CAP_HASHED_SECRET) {
+		m->u.challenge.has_caps = 1;
+		m->u.challenge.caps = client_caps & server_caps;
+	}
+}
+
+int
+ctrl_challenge_hashed(const struct ctrl_msg *m)
+{
+	return m->type == CTRL_CHALLENGE && m->u.challenge.has_caps &&
+	    (m->u.challenge.caps & CTRL_CAP_HASHED_SECRET) != 0;
 }
 
 void

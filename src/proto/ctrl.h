@@ -134,7 +134,15 @@ struct ctrl_msg {
 	union {
 		struct ctrl_register reg;       /* REGISTER, REGISTER_EX */
 		struct ctrl_str name;           /* UNREGISTER */
-		uint8_t server_nonce[CTRL_NONCE_LEN]; /* CHALLENGE */
+		struct {
+			uint8_t server_nonce[CTRL_NONCE_LEN];
+			/* the extended form (HASHED_SECRET, proposed in
+			 * docs/internals/protocol-ext.md): server_nonce |
+			 * caps u32, sent only to a client whose Hello had
+			 * CTRL_CAP_HASHED_SECRET; 0 = the 16-byte form */
+			uint8_t has_caps;
+			uint32_t caps;  /* the session's caps (as AuthOK's) */
+		} challenge;                    /* CHALLENGE */
 		uint8_t mac[CTRL_MAC_LEN];      /* AUTH_PROOF */
 		struct {
 			uint32_t caps;
@@ -213,6 +221,22 @@ int ctrl_decode(const uint8_t *p, size_t len, struct ctrl_msg *m);
  * != 0, proxy_protocol when != 0), in tag order.
  */
 int ctrl_encode(const struct ctrl_msg *m, uint8_t *out, size_t cap);
+
+/*
+ * ctrl_challenge_make: the Challenge a server sends to a client whose
+ * HMAC Hello said client_caps, the server supporting server_caps: the
+ * extended form (caps = client_caps & server_caps) only when the client
+ * set CTRL_CAP_HASHED_SECRET, so a client of PROTOCOL.md alone gets the
+ * exact 16-byte Challenge. *m is overwritten.
+ */
+void ctrl_challenge_make(struct ctrl_msg *m,
+    const uint8_t server_nonce[CTRL_NONCE_LEN], uint32_t client_caps,
+    uint32_t server_caps);
+
+/* ctrl_challenge_hashed: 1 when the AuthProof for this Challenge (a
+ * decoded CTRL_CHALLENGE) takes SHA-256(token) as its HMAC key, 0 when
+ * the token itself (the 16-byte form, or caps without the bit). */
+int ctrl_challenge_hashed(const struct ctrl_msg *m);
 
 /* ctrl_auth_mac: HMAC-SHA256(key = token, "mgrok-auth-v1" | client_nonce |
  * server_nonce | client_id) into mac. An empty token is a valid HMAC key.

@@ -34,7 +34,8 @@
 
 #define SERVER_AGENT "mgrok/0.1.0"
 #define SERVER_CAPS \
-	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES)
+	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES | \
+	CTRL_CAP_HASHED_SECRET)
 #define AUTH_DEADLINE_S 10
 
 static void session_close(struct session *s, int err);
@@ -170,61 +171,83 @@ session_on_deadline(evutil_socket_t fd, short what, void *arg)
  * secret, "token-" and the first 8 hex digits of its SHA-256, so
  * the same token keeps its leases across reloads and restarts, and a
  * rotated one is another identity. Also the hash, to recognise sessions
- * of a token that a reload removed.
+ * of a token that a reload removed. The hash is what the configuration
+ * keeps for every token, so a secret in clear and the same secret stored
+ * as `secret_sha256` are one identity.
  */
 static void
-token_ident(const char *secret, char *ident, size_t cap,
+token_ident(const struct server_conf *cf, size_t i, char *ident, size_t cap,
     uint8_t hash[CRYPTO_SHA256_LEN])
 {
-	uint8_t h[CRYPTO_SHA256_LEN];
+	const uint8_t *h = cf->token_sha256[i];
 
-	crypto_sha256(secret, strlen(secret), h);
 	snprintf(ident, cap, "token-%02x%02x%02x%02x", h[0], h[1], h[2], h[3]);
 	if (hash)
-		memcpy(hash, h, sizeof(h));
+		memcpy(hash, h, CRYPTO_SHA256_LEN);
 }
 
 /* Is there a token with this hash in cf? */
 static int
 token_known(const struct server_conf *cf, const uint8_t *hash)
 {
-	uint8_t h[CRYPTO_SHA256_LEN];
-	char id[32];
-
-	for (size_t i = 0; i < cf->ntokens; i++) {
-		token_ident(cf->tokens[i], id, sizeof(id), h);
-		if (memcmp(h, hash, sizeof(h)) == 0)
+	for (size_t i = 0; i < cf->ntokens; i++)
+		if (memcmp(cf->token_sha256[i], hash, CRYPTO_SHA256_LEN) == 0)
 			return 1;
-	}
 	return 0;
 }
 
+/* A token stored only as its hash (secret_sha256)? */
+static int
+token_hashed_only(const struct server_conf *cf)
+{
+	for (size_t i = 0; i < cf->ntokens; i++)
+		if (cf->tokens[i] == NULL)
+			return 1;
+	return 0;
+}
+
+/* The TOKEN method: the SHA-256 of what was presented against every
+ * token's (clear or hashed alike), in constant time. */
 static int
 token_match(struct server *srv, const uint8_t *t, size_t len)
 {
+	uint8_t h[CRYPTO_SHA256_LEN];
 	int found = -1;
 
+	crypto_sha256(t, len, h);
 	/* compare against every token, so timing shows nothing */
-	for (size_t i = 0; i < srv->cf->ntokens; i++) {
-		const char *k = srv->cf->tokens[i];
-		size_t kl = strlen(k);
-		if (kl == len && crypto_memeq(k, t, len) && found < 0)
+	for (size_t i = 0; i < srv->cf->ntokens; i++)
+		if (crypto_memeq(srv->cf->token_sha256[i], h, sizeof(h)) &&
+		    found < 0)
 			found = (int)i;
-	}
 	return found;
 }
 
+/*
+ * The HMAC method: the key is the token itself, or with capability 3
+ * (HASHED_SECRET, agreed in the Challenge) its SHA-256, which a token
+ * stored as a hash also has. A hashed-only token cannot match the
+ * unhashed scheme.
+ */
 static int
 mac_match(struct session *s, const uint8_t mac[CTRL_MAC_LEN])
 {
 	const struct server_conf *cf = s->srv->cf;
+	int hashed = (s->caps & CTRL_CAP_HASHED_SECRET) != 0;
 	uint8_t want[CTRL_MAC_LEN];
 	int found = -1;
 
 	for (size_t i = 0; i < cf->ntokens; i++) {
-		ctrl_auth_mac((const uint8_t *)cf->tokens[i],
-		    strlen(cf->tokens[i]), s->client_nonce, s->server_nonce,
-		    s->client_id, want);
+		if (hashed)
+			ctrl_auth_mac(cf->token_sha256[i], CRYPTO_SHA256_LEN,
+			    s->client_nonce, s->server_nonce, s->client_id,
+			    want);
+		else if (cf->tokens[i] != NULL)
+			ctrl_auth_mac((const uint8_t *)cf->tokens[i],
+			    strlen(cf->tokens[i]), s->client_nonce,
+			    s->server_nonce, s->client_id, want);
+		else
+			continue;
 		if (crypto_memeq(want, mac, CTRL_MAC_LEN) && found < 0)
 			found = (int)i;
 	}
@@ -309,7 +332,7 @@ session_token_authenticated(struct session *s, size_t i)
 	const struct conf_policy *pol = policy_for_token(cf, i);
 	char msg[300];
 
-	token_ident(cf->tokens[i], ident, sizeof(ident), s->token_hash);
+	token_ident(cf, i, ident, sizeof(ident), s->token_hash);
 	if (cf->token_names[i])
 		snprintf(ident, sizeof(ident), "%s", cf->token_names[i]);
 	if (policy_expired(pol, (int64_t)time(NULL), msg, sizeof(msg))) {
@@ -365,7 +388,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		}
 		snprintf(s->agent, sizeof(s->agent), "mtls");
 		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
-		s->caps = SERVER_CAPS;
+		s->caps = SERVER_CAPS & ~CTRL_CAP_HASHED_SECRET;
 		snprintf(ident, sizeof(ident), "cert:%s", s->subject);
 		{
 			char msg[300];
@@ -392,9 +415,9 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
 		s->caps = h.caps & SERVER_CAPS;
 		crypto_random(s->server_nonce, CTRL_NONCE_LEN);
-		memset(&m, 0, sizeof(m));
-		m.type = CTRL_CHALLENGE;
-		memcpy(m.u.server_nonce, s->server_nonce, CTRL_NONCE_LEN);
+		/* 16 bytes, or 20 (the caps) to a client that has
+		 * HASHED_SECRET: then the MAC's key is SHA-256(token) */
+		ctrl_challenge_make(&m, s->server_nonce, h.caps, SERVER_CAPS);
 		s->state = SESS_HANDSHAKEN;
 		session_send(s, &m);
 		return;
@@ -515,6 +538,21 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 		}
 		if ((id = mac_match(s, m.u.mac)) < 0) {
 			smet_auth_failed(s->srv, SMET_AUTH_BAD_TOKEN);
+			/* which token was meant is unknowable; if it may have
+			 * been one stored as a hash, say why it cannot work */
+			if (!(s->caps & CTRL_CAP_HASHED_SECRET) &&
+			    token_hashed_only(s->srv->cf)) {
+				SLOG(LOG_WARN, s, "HMAC proof did not match; the "
+				    "client (agent \"%s\") lacks capability 3 "
+				    "(hashed secrets), so tokens stored as "
+				    "secret_sha256 cannot match it", s->agent);
+				session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
+				    "invalid token (HMAC proof did not match; "
+				    "note: some tokens of this server are stored "
+				    "as a hash, which needs a client that "
+				    "supports hashed secrets, capability 3)");
+				return;
+			}
 			session_fail(s, CTRL_AUTH_ERR, CODE_AUTH_FAILED,
 			    "invalid token (HMAC proof did not match)");
 			return;
@@ -843,13 +881,13 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 	for (size_t i = 0; i < ncf->ntokens; i++) {
 		uint8_t h[CRYPTO_SHA256_LEN];
 		char id[32];
-		token_ident(ncf->tokens[i], id, sizeof(id), h);
+		token_ident(ncf, i, id, sizeof(id), h);
 		added += !token_known(ocf, h);
 	}
 	for (size_t i = 0; i < ocf->ntokens; i++) {
 		uint8_t h[CRYPTO_SHA256_LEN];
 		char id[32];
-		token_ident(ocf->tokens[i], id, sizeof(id), h);
+		token_ident(ocf, i, id, sizeof(id), h);
 		removed += !token_known(ncf, h);
 	}
 	plan_limits(ocf, ncf, lim, sizeof(lim));

@@ -101,8 +101,7 @@ BAD = [
         secret_sha256: 9f86d0
     """, ['bad.yml:4:5: tokens[0].alow: unknown key (did you mean allow?)',
           'bad.yml:6:13: tokens[1].secret: two tokens have this name',
-          'bad.yml:8:5: tokens[2].secret_sha256: not supported: the HMAC handshake needs the secret itself',
-          'bad.yml:7:5: tokens[2]: a token needs a secret']),
+          'bad.yml:8:20: tokens[2].secret_sha256: expected the SHA-256 of the secret as 64 hex digits']),
     ("""\
     tokens: [t]
     certs:

@@ -63,6 +63,8 @@ def ctrl():
     w("error", b"\x16\x01bad")
     w("autherr", b"\x13\x02denied")
     w("challenge", b"\x10" + bytes(range(0xa0, 0xb0)))
+    # the extended form (capability 3, docs/internals/protocol-ext.md)
+    w("challenge-ext", b"\x10" + bytes(range(0xa0, 0xb0)) + struct.pack(">I", 0x0f))
     w("authproof", b"\x11" + bytes(range(32)))
     w("authok", b"\x12" + struct.pack(">IHB", 7, 10, 11) + b"mgrok/0.1.0")
     w("regok", b"\x14\x01" + struct.pack(">HB", 10000, 3) + b"web"

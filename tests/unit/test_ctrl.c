@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "proto/ctrl.h"
+#include "util/crypto.h"
 #include "util/err.h"
 
 #define S(lit) ((struct ctrl_str){ (const uint8_t *)(lit), sizeof(lit) - 1 })
@@ -61,8 +62,11 @@ assert_msg(const struct ctrl_msg *a, const struct ctrl_msg *b)
 		assert_str(a->u.name, b->u.name);
 		break;
 	case CTRL_CHALLENGE:
-		assert_memory_equal(a->u.server_nonce, b->u.server_nonce,
-		    CTRL_NONCE_LEN);
+		assert_memory_equal(a->u.challenge.server_nonce,
+		    b->u.challenge.server_nonce, CTRL_NONCE_LEN);
+		assert_int_equal(a->u.challenge.has_caps,
+		    b->u.challenge.has_caps);
+		assert_int_equal(a->u.challenge.caps, b->u.challenge.caps);
 		break;
 	case CTRL_AUTH_PROOF:
 		assert_memory_equal(a->u.mac, b->u.mac, CTRL_MAC_LEN);
@@ -232,7 +236,7 @@ build_challenge(struct ctrl_msg *m)
 
 	m->type = CTRL_CHALLENGE;
 	for (i = 0; i < CTRL_NONCE_LEN; i++)
-		m->u.server_nonce[i] = (uint8_t)(0xA0 + i);
+		m->u.challenge.server_nonce[i] = (uint8_t)(0xA0 + i);
 }
 
 #define PROOF_WIRE                                                      \
@@ -602,7 +606,7 @@ decode_ex(const void *opts, size_t olen, struct ctrl_msg *m)
 static void
 test_opt_unknown_low(void **state)
 {
-	static const uint8_t low[] = { 0x00, 0x08, 0x42, 0x7F };
+	static const uint8_t low[] = { 0x00, 0x09, 0x42, 0x7F };
 	uint8_t opt[16];
 	struct ctrl_msg m;
 	size_t i;
@@ -1066,6 +1070,88 @@ test_auth_mac(void **state)
 	assert_memory_not_equal(other, mac_secret, CTRL_MAC_LEN);
 }
 
+/* ---- the extended Challenge (HASHED_SECRET, protocol-ext.md) --------- */
+
+/* HMAC-SHA256(key = SHA-256("secret"), "mgrok-auth-v1" | 00..0f | 10..1f |
+ * 20..2f), from Python's hmac and hashlib */
+static const uint8_t mac_hashed_secret[CTRL_MAC_LEN] = {
+	0xa6, 0x72, 0x83, 0xe2, 0x83, 0xd4, 0xcf, 0xfa, 0x53, 0xdf, 0xec,
+	0xf4, 0xb8, 0x39, 0x5c, 0x81, 0xd8, 0x7a, 0xc4, 0xda, 0xae, 0xcb,
+	0xb6, 0xd5, 0x35, 0x2a, 0x74, 0x88, 0x55, 0x87, 0x66, 0x7d
+};
+
+static void
+test_challenge_ext(void **state)
+{
+	static const uint8_t ext[] = "\x10\xa0\xa1\xa2\xa3\xa4\xa5\xa6\xa7"
+	    "\xa8\xa9\xaa\xab\xac\xad\xae\xaf\x00\x00\x00\x0f";
+	uint8_t nonce[CTRL_NONCE_LEN], out[64], buf[32], key[32];
+	uint8_t cn[CTRL_NONCE_LEN], sn[CTRL_NONCE_LEN], id[CTRL_ID_LEN];
+	uint8_t mac[CTRL_MAC_LEN];
+	struct ctrl_msg m;
+	size_t n;
+
+	/* 20 bytes: the nonce and the caps, and back to the same bytes */
+	assert_int_equal(ctrl_decode(ext, sizeof(ext) - 1, &m), 0);
+	assert_int_equal(m.type, CTRL_CHALLENGE);
+	assert_int_equal(m.u.challenge.has_caps, 1);
+	assert_int_equal(m.u.challenge.caps, 0x0f);
+	assert_true(ctrl_challenge_hashed(&m));
+	assert_int_equal(ctrl_encode(&m, out, sizeof(out)), 21);
+	assert_memory_equal(out, ext, 21);
+	/* the 16-byte form: no caps, the token itself is the key */
+	assert_int_equal(ctrl_decode(ext, 17, &m), 0);
+	assert_int_equal(m.u.challenge.has_caps, 0);
+	assert_false(ctrl_challenge_hashed(&m));
+	assert_int_equal(ctrl_encode(&m, out, sizeof(out)), 17);
+	/* caps without the bit: the token itself */
+	memcpy(buf, ext, 21);
+	buf[20] = 0x07;
+	assert_int_equal(ctrl_decode(buf, 21, &m), 0);
+	assert_false(ctrl_challenge_hashed(&m));
+	/* any other length is malformed */
+	for (n = 0; n < sizeof(buf); n++) {
+		buf[0] = CTRL_CHALLENGE;
+		if (n == 17 || n == 21)
+			continue;
+		assert_int_equal(ctrl_decode(buf, n, &m), MG_EPROTO);
+	}
+
+	/* the server's choice: the extended form only when asked */
+	seq(nonce, sizeof(nonce), 0xa0);
+	ctrl_challenge_make(&m, nonce, CTRL_CAP_STREAM_EX | CTRL_CAP_LEASES,
+	    0x1f);
+	assert_int_equal(m.type, CTRL_CHALLENGE);
+	assert_int_equal(m.u.challenge.has_caps, 0);
+	assert_int_equal(ctrl_encode(&m, out, sizeof(out)), 17);
+	assert_memory_equal(out, CHAL_WIRE, 17);
+	assert_false(ctrl_challenge_hashed(&m));
+	ctrl_challenge_make(&m, nonce, CTRL_CAP_HASHED_SECRET |
+	    CTRL_CAP_STREAM_EX | 0x80000000u, CTRL_CAP_HASHED_SECRET |
+	    CTRL_CAP_STREAM_EX | CTRL_CAP_LEASES);
+	assert_int_equal(m.u.challenge.has_caps, 1);
+	assert_int_equal(m.u.challenge.caps, CTRL_CAP_HASHED_SECRET |
+	    CTRL_CAP_STREAM_EX);
+	assert_int_equal(ctrl_encode(&m, out, sizeof(out)), 21);
+	assert_memory_equal(out, CHAL_WIRE, 17);
+	assert_memory_equal(out + 17, "\x00\x00\x00\x09", 4);
+	assert_true(ctrl_challenge_hashed(&m));
+	/* asked, but a server without the extension: caps say no */
+	ctrl_challenge_make(&m, nonce, CTRL_CAP_HASHED_SECRET,
+	    CTRL_CAP_STREAM_EX);
+	assert_int_equal(m.u.challenge.has_caps, 1);
+	assert_false(ctrl_challenge_hashed(&m));
+
+	/* the hashed key: HMAC keyed with the 32 raw bytes of SHA-256 */
+	seq(cn, sizeof(cn), 0x00);
+	seq(sn, sizeof(sn), 0x10);
+	seq(id, sizeof(id), 0x20);
+	crypto_sha256("secret", 6, key);
+	ctrl_auth_mac(key, sizeof(key), cn, sn, id, mac);
+	assert_memory_equal(mac, mac_hashed_secret, CTRL_MAC_LEN);
+	assert_memory_not_equal(mac, mac_secret, CTRL_MAC_LEN);
+}
+
 /* ---- names of things ---------------------------------------------- */
 
 static void
@@ -1132,6 +1218,7 @@ main(void)
 		cmocka_unit_test(test_hello_unsupported),
 		cmocka_unit_test(test_hello_encode_errors),
 		cmocka_unit_test(test_auth_mac),
+		cmocka_unit_test(test_challenge_ext),
 		cmocka_unit_test(test_type_names),
 	};
 

@@ -508,8 +508,8 @@ test_file_errors(void **state)
 	has(&d, ":14:13: tokens[2].secret: expected one secret, or two");
 	has(&d, ":15:5: tokens[3]: a token with expires, allow or limits "
 	    "needs a name");
-	has(&d, ":18:5: tokens[4].secret_sha256: not supported: the HMAC "
-	    "handshake needs the secret");
+	has(&d, ":18:20: tokens[4].secret_sha256: expected the SHA-256 of "
+	    "the secret as 64 hex digits");
 	has(&d, ":22:15: certs[1]: \"CN=e\": this subject is listed twice "
 	    "(first at line 21)");
 	has(&d, ":23:5: certs[2]: a cert entry needs its subject");
@@ -550,6 +550,56 @@ test_flag_replaces(void **state)
 	conf_server_free(&c);
 }
 
+/* secret_sha256: alone, as a rotating pair, and mixed with a clear
+ * secret (kept in the file's order, the first being the old one) */
+static void
+test_hashed_secrets(void **state)
+{
+	struct server_conf c;
+	struct conf_diag d;
+	uint8_t h[CONF_SHA256_LEN];
+
+	(void)state;
+	assert_int_equal(load(
+	    "tokens:\n"
+	    "  - name: hashed\n"
+	    "    secret_sha256: b4d87524393b45e7793e23f192e6a85a10bae6fb2679e996a7acb8ca60b4c88d\n"
+	    "    limits: {tunnels: 1}\n"
+	    "  - name: mixed\n"
+	    "    secret_sha256: 60a8476a0e58815b61bbcdcdb8db2c1ec1b4f339897f4af2a0401b4115f5d662\n"
+	    "    secret: a-secret\n"
+	    "  - {name: pair, secret_sha256: [b4d87524393b45e7793e23f192e6a85a10bae6fb2679e996a7acb8ca60b4c88d, 60a8476a0e58815b61bbcdcdb8db2c1ec1b4f339897f4af2a0401b4115f5d662]}\n", &c, &d), 0);
+	assert_int_equal(c.ntokens, 5);
+	assert_null(c.tokens[0]);
+	assert_int_equal(conf_hex_sha256("b4d87524393b45e7793e23f192e6a85a10bae6fb2679e996a7acb8ca60b4c88d", h), 0);
+	assert_memory_equal(c.token_sha256[0], h, sizeof(h));
+	assert_non_null(policy_for_token(&c, 0));
+	/* mixed: the hashed one comes first in the file */
+	assert_null(c.tokens[1]);
+	assert_string_equal(c.token_names[1], "mixed");
+	assert_string_equal(c.tokens[2], "a-secret");
+	assert_string_equal(c.token_names[2], "mixed");
+	/* a clear secret has its hash too: the same as the hashed entry's */
+	assert_memory_equal(c.token_sha256[2], c.token_sha256[0], sizeof(h));
+	assert_null(c.tokens[3]);
+	assert_null(c.tokens[4]);
+	assert_string_equal(c.token_names[4], "pair");
+	conf_diag_free(&d);
+	conf_server_free(&c);
+
+	assert_int_equal(load(
+	    "tokens:\n"
+	    "  - name: three\n"
+	    "    secret: [a, b]\n"
+	    "    secret_sha256: b4d87524393b45e7793e23f192e6a85a10bae6fb2679e996a7acb8ca60b4c88d\n"
+	    "  - name: upper\n"
+	    "    secret_sha256: B4D87524393B45E7793E23F192E6A85A10BAE6FB2679E996A7ACB8CA60B4C88D\n", &c, &d), MG_EINVAL);
+	has(&d, ":2:5: tokens[0]: at most two secrets at once");
+	assert_int_equal(d.nerrors, 1); /* upper case hex is fine */
+	conf_diag_free(&d);
+	conf_server_free(&c);
+}
+
 int
 main(void)
 {
@@ -562,6 +612,7 @@ main(void)
 		cmocka_unit_test(test_cidrs),
 		cmocka_unit_test(test_file_model),
 		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_hashed_secrets),
 		cmocka_unit_test(test_flag_replaces),
 	};
 
