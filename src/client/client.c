@@ -114,6 +114,8 @@ struct cproxy {
 	char reg_err_buf[300];
 	char host_rw[300];            /* --host-header rewrite: localhost:P */
 	char assigned_host[256];      /* HTTP/TLS: the host we were given */
+	char old_name[CTRL_NAME_MAX + 1]; /* its name at a server going
+					 away, until unregistered there */
 	unsigned learnt_at;           /* 1 + the index of the server that
 					 gave name, remote_port and
 					 assigned_host; 0: none yet */
@@ -170,6 +172,13 @@ struct client {
 	int stopping;
 	int exit_code;
 	int server_leaving;   /* Goodbye code 8 received */
+	/* the session of a server going away (Goodbye code 8), kept while
+	 * its streams end: make-before-break (client_leave_server) */
+	struct mux *old_mux;
+	struct mux_stream *old_ctrl;
+	struct event *old_ev;
+	uint64_t old_deadline_ms;
+	int old_unregistered;
 	char last_err[600];
 	char server_host[256];  /* the server tried now: servers[server_idx] */
 	uint16_t server_port;
@@ -212,6 +221,10 @@ struct cconn {
 };
 
 static void client_connect(struct client *c);
+static void client_leave_server(struct client *c);
+static void client_old_gone(struct client *c);
+static void client_break_old(struct client *c);
+static int client_send_on(struct mux_stream *ctrl, const struct ctrl_msg *m);
 static void client_schedule_retry(struct client *c);
 
 /* The monotonic clock: a wall-clock step must not expire every UDP flow
@@ -250,6 +263,18 @@ client_stop(struct client *c, int code)
 		mux_close(c->mux, MG_ECLOSED); /* closed cb ends the loop */
 	else
 		event_base_loopexit(c->base, NULL);
+}
+
+/* a control message on ctrl (NULL: dropped) */
+static int
+client_send_on(struct mux_stream *ctrl, const struct ctrl_msg *m)
+{
+	uint8_t buf[1024];
+	int n = ctrl_encode(m, buf, sizeof(buf));
+
+	if (n < 0 || ctrl == NULL)
+		return n < 0 ? n : MG_ECLOSED;
+	return mux_stream_send_msg(ctrl, buf, (size_t)n);
 }
 
 static int
@@ -490,7 +515,10 @@ cs_reject(struct cstream *cs, uint8_t code, const char *why,
 	m.u.reject.code = code;
 	m.u.reject.text.p = (const uint8_t *)why;
 	m.u.reject.text.len = strlen(why);
-	client_send(c, &m);
+	if (c->old_mux != NULL && mux_stream_session(cs->st) == c->old_mux)
+		client_send_on(c->old_ctrl, &m);
+	else
+		client_send(c, &m);
 	met_inc(reason);
 	mux_stream_free(cs->st);
 	cs_free(cs);
@@ -1078,6 +1106,122 @@ client_send_unregister(struct client *c, const char *name)
 	client_send(c, &m);
 }
 
+/* ---- a server going away: make before break ---- */
+
+#define OLD_DRAIN_S 30     /* the old session's streams may end within */
+#define OLD_MOVE_S 15      /* the new session has this long to be ready */
+
+/* the old session is closed: it is gone */
+static void
+client_old_gone(struct client *c)
+{
+	if (c->old_ev)
+		event_del(c->old_ev);
+	mux_free(c->old_mux);
+	c->old_mux = NULL;
+	c->old_ctrl = NULL;
+	log_info("the session with the server that went away is closed");
+}
+
+static void
+client_on_old_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	uint64_t now = client_now_ms(c);
+
+	if (c->old_mux == NULL)
+		return;
+	/* the new session did not come in time: leave the old one anyway */
+	if (!c->old_unregistered && now >= c->old_deadline_ms)
+		client_break_old(c);
+	/* only the control stream left, or out of time: close it */
+	if (c->old_mux != NULL && c->old_unregistered &&
+	    (mux_nstreams(c->old_mux) <= 1 || now >= c->old_deadline_ms))
+		mux_close(c->old_mux, MG_ECLOSED); /* client_old_gone */
+}
+
+/* "break": the old server closes our tunnels' public sides (no new
+ * visitors there), and the session closes once its streams ended */
+static void
+client_break_old(struct client *c)
+{
+	struct ctrl_msg m;
+
+	if (c->old_mux == NULL || c->old_unregistered)
+		return;
+	c->old_unregistered = 1;
+	for (size_t i = 0; i < c->npx; i++) {
+		if (c->px[i]->old_name[0] == '\0')
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.type = CTRL_UNREGISTER;
+		m.u.name.p = (const uint8_t *)c->px[i]->old_name;
+		m.u.name.len = strlen(c->px[i]->old_name);
+		client_send_on(c->old_ctrl, &m);
+		c->px[i]->old_name[0] = '\0';
+	}
+	c->old_deadline_ms = client_now_ms(c) + OLD_DRAIN_S * 1000;
+	log_info("left the server that goes away: its open streams may end "
+	    "within %d s", OLD_DRAIN_S);
+}
+
+/*
+ * Goodbye code 8: the server goes away (a planned restart). Keep its
+ * session for the streams under way, and with another server to go to,
+ * connect there at once ("make"); once the tunnels are registered there,
+ * or without one, unregister them here ("break"): the old server stops
+ * taking visitors for them and ends when their streams have.
+ */
+static void
+client_leave_server(struct client *c)
+{
+	struct timeval tick = { 0, 100000 };
+
+	if (c->old_mux != NULL) /* one move at a time: drop the older */
+		mux_close(c->old_mux, MG_ECLOSED);
+	event_del(c->hb_ev);
+	event_del(c->auth_ev);
+	client_regq_clear(c);
+	for (size_t i = 0; i < c->npx; i++) {
+		struct cproxy *px = c->px[i];
+		if (px->registered) {
+			snprintf(px->old_name, sizeof(px->old_name), "%s",
+			    px->name);
+			client_emit_tunnel_down(c, px->name, px->spec.type,
+			    "server going away");
+		}
+		px->registered = 0;
+	}
+	if (c->session_up) {
+		c->session_up = 0;
+		met_set(c->m_up, 0);
+		client_emit(c, "session_lost", json_pack("{sIss}", "session",
+		    (json_int_t)c->sessions, "reason", "server going away"));
+	}
+	c->old_mux = c->mux;
+	c->old_ctrl = c->ctrl;
+	c->mux = NULL;
+	c->ctrl = NULL;
+	c->old_unregistered = 0;
+	c->old_deadline_ms = client_now_ms(c) + OLD_MOVE_S * 1000;
+	if (c->old_ev == NULL)
+		c->old_ev = event_new(c->base, -1, EV_PERSIST,
+		    client_on_old_tick, c);
+	event_add(c->old_ev, &tick);
+	c->state = CL_IDLE;
+	snprintf(c->last_err, sizeof(c->last_err), "server %s:%u went away",
+	    c->server_host, c->server_port);
+	if (c->nservers > 1) {
+		c->server_idx = (c->server_idx + 1) % c->nservers;
+		c->round_left = c->nservers;
+		log_info("moving to %s", c->servers[c->server_idx]);
+		client_connect(c);
+		return;
+	}
+	client_break_old(c);
+	client_schedule_retry(c);
+}
+
 static void
 client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
 {
@@ -1187,6 +1331,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 		c->state = CL_READY;
 		c->attempts = 0;
 		c->round_left = c->nservers;
+		client_break_old(c); /* moved: the old server may let go */
 		c->ever_ready = 1;
 	}
 }
@@ -1214,6 +1359,12 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 	char e1[LOG_ESC_MAX], e2[LOG_ESC_MAX];
 	int rc = ctrl_decode(p, len, &m);
 
+	if (st != c->ctrl) {
+		/* the server being left says more: its session ends soon */
+		log_debug("control message from the server being left: "
+		    "ignored");
+		return;
+	}
 	c->got_ctrl = 1;
 	if (rc < 0 && !(rc == MG_EUNSUPP || rc == MG_ETOOLONG)) {
 		log_warn("malformed control message from the server");
@@ -1292,6 +1443,13 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 			client_say("replaced by a newer session of the same "
 				   "client; exiting");
 			client_stop(c, 1);
+			break;
+		}
+		if (m.u.err.code == CODE_SHUTDOWN) {
+			log_warn("server %s:%u is going away: %s",
+			    c->server_host, c->server_port,
+			    esc(&m.u.err.text, e1, sizeof(e1)));
+			client_leave_server(c);
 			break;
 		}
 		log_warn("server says goodbye (code %u): %s; will reconnect",
@@ -1416,6 +1574,10 @@ client_mux_closed(struct mux *m, int err, void *arg)
 	const char *tls_why_s = NULL;
 	enum client_state was = c->state;
 
+	if (m == c->old_mux) {
+		client_old_gone(c);
+		return;
+	}
 	if (mux_tls_error(m)) {
 		snprintf(tls_why_buf, sizeof(tls_why_buf), "%s",
 		    mux_tls_error(m));
@@ -2192,6 +2354,10 @@ client_free(struct client *c)
 	tls_ctx_free(c->tls);
 	dial_cancel(c->dial);
 	pxdial_cancel(c->pxdial);
+	if (c->old_ev)
+		event_free(c->old_ev);
+	if (c->old_mux)
+		mux_free(c->old_mux);
 	if (c->conn_fd >= 0)
 		close(c->conn_fd);
 	if (c->retry_ev)

@@ -1084,13 +1084,56 @@ static const struct admin_ops server_admin_ops = {
 
 /* ---- shutdown ---- */
 
+#define HANDOVER_MAX_S 5 /* clients that do not move hold the stop back
+			    at most this long */
+
+/* sessions that still hold tunnels */
+static unsigned
+sessions_holding(const struct server *srv)
+{
+	const struct session *s;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(s, &srv->sessions, link)
+		n += s->nproxies > 0;
+	return n;
+}
+
+static void
+server_stop_taking(struct server *srv)
+{
+	struct proxy *px;
+
+	if (srv->http_lst)
+		evconnlistener_disable(srv->http_lst);
+	if (srv->https_lst)
+		evconnlistener_disable(srv->https_lst);
+	LIST_FOREACH(px, &srv->reg.all, link)
+		if (px->lst)
+			evconnlistener_disable(px->lst);
+}
+
+/*
+ * The drain: the public listeners take visitors while the clients that
+ * hold tunnels move elsewhere (each unregisters its tunnels once it is
+ * registered on another server, then leaves when its streams ended), for
+ * at most the handover window; then no new visitor is taken, and the
+ * streams under way have until the drain deadline.
+ */
 static void
 server_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 	struct session *s;
+	uint64_t now = mtime_ms();
 
-	if (smet_relays(srv) > 0 && mtime_ms() < srv->drain_deadline_ms)
+	if (!srv->handover_over && (sessions_holding(srv) == 0 ||
+	    now >= srv->handover_deadline_ms)) {
+		srv->handover_over = 1;
+		server_stop_taking(srv);
+	}
+	if ((smet_relays(srv) > 0 || !srv->handover_over) &&
+	    now < srv->drain_deadline_ms)
 		return;
 	if (smet_relays(srv) > 0)
 		log_warn("drain deadline reached with %lld streams open",
@@ -1104,7 +1147,6 @@ void
 server_shutdown(struct server *srv)
 {
 	struct session *s;
-	struct proxy *px;
 	struct timeval tick = { 0, 100000 };
 
 	if (srv->shutting_down) {
@@ -1115,15 +1157,8 @@ server_shutdown(struct server *srv)
 	log_info("shutting down, draining %lld streams for up to %u s",
 	    (long long)smet_relays(srv), srv->cf->drain_s);
 	srv->shutting_down = 1;
+	/* no new session; the public side goes on while clients move */
 	evconnlistener_disable(srv->lst);
-	if (srv->http_lst)
-		evconnlistener_disable(srv->http_lst);
-	if (srv->https_lst)
-		evconnlistener_disable(srv->https_lst);
-	LIST_FOREACH(px, &srv->reg.all, link) {
-		if (px->lst)
-			evconnlistener_disable(px->lst);
-	}
 	TAILQ_FOREACH(s, &srv->sessions, link) {
 		if (s->state >= SESS_AUTHENTICATED)
 			session_send_code(s, CTRL_GOODBYE, CODE_SHUTDOWN,
@@ -1131,6 +1166,8 @@ server_shutdown(struct server *srv)
 	}
 	srv->drain_deadline_ms = mtime_ms() +
 	    (uint64_t)srv->cf->drain_s * 1000;
+	srv->handover_deadline_ms = mtime_ms() + (uint64_t)(srv->cf->drain_s <
+	    HANDOVER_MAX_S ? srv->cf->drain_s : HANDOVER_MAX_S) * 1000;
 	srv->drain_tick = event_new(srv->base, -1, EV_PERSIST,
 	    server_on_drain_tick, srv);
 	event_add(srv->drain_tick, &tick);

@@ -191,6 +191,8 @@ struct server {
 	uint64_t next_session_id;
 	uint64_t started_ms;
 	uint64_t drain_deadline_ms;
+	uint64_t handover_deadline_ms; /* clients move until then */
+	int handover_over;            /* public listeners closed */
 	int shutting_down;
 	long long reload_time;        /* of the last one, Unix time */
 	int reload_ok;                /* the last reload's result */

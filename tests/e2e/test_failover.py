@@ -6,7 +6,7 @@ one round); TLS checks each server against its own name."""
 import re
 import time
 
-from helpers import HOST, echo_roundtrip, make_pki, pick_free_port, wait_for
+from helpers import HOST, echo_roundtrip, make_pki, pick_free_port, pick_port_range, wait_for
 
 
 def _servers(*srvs):
@@ -105,3 +105,85 @@ def test_server_list_in_the_file_and_bad_entries(mg, tmp_path):
     r = subprocess.run([mg.bin, "tcp", "22", "--server", "a.example:9000,b.example:x",
                         "--token", "t"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "\"b.example:x\"" in r.stderr, r.stderr
+
+
+def test_planned_restart_moves_the_agent_first(mg, tmp_path):
+    """Make before break: two servers on 127.0.0.1 and 127.0.0.2 with the
+    same tunnel port behind haproxy (`balance first`, redispatch on a
+    refused connection). s1 stops with SIGTERM: it says Goodbye (code 8)
+    and keeps taking visitors while the agent registers on s2; then the
+    agent unregisters on s1 (its port closes: haproxy goes to s2) and
+    leaves once its streams ended. A loop of 200 short connections
+    through haproxy sees no error, and s1 exits on its own."""
+    import shutil
+    import signal
+    import socket
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    echo = mg.echo_service()
+    base = pick_port_range(20)
+    port = base + 7
+    s1 = mg.server(start_port=base, n_ports=20)
+    s2 = mg.server(start_port=base, n_ports=20, extra=["--bind-addr", "127.0.0.2"])
+    c = mg._client([mg.bin, "tcp", "%s:%d" % (HOST, echo.port), "--server", _servers(s1, s2),
+                    "--token", mg.token, "--remote-port", str(port), "--inspect-addr", "off"],
+                   None, None)
+    assert _forward_port(c, 1) == port
+    front = pick_free_port()
+    cfg = tmp_path / "front.cfg"
+    cfg.write_text(f"""
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 20s
+    timeout server 20s
+    retries 3
+    option redispatch 1
+frontend fe
+    bind 127.0.0.1:{front}
+    default_backend be
+backend be
+    balance first
+    server s1 127.0.0.1:{port}
+    server s2 127.0.0.2:{port}
+""")
+    lb = mg.spawn("haproxy", [haproxy, "-db", "-f", str(cfg)])
+
+    def up():
+        try:
+            return echo_roundtrip(front, b"up") == b"up"
+        except OSError:
+            return not lb.alive() and "dead"
+    assert wait_for(up, 10) is True, lb.log()
+
+    def one(i):
+        s = socket.create_connection((HOST, front), timeout=10)
+        try:
+            msg = b"visitor %d" % i
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                d = s.recv(100)
+                if not d:
+                    break
+                got += d
+            return got == msg
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    failed = 0
+    stopped_at = 50
+    for i in range(200):
+        if i == stopped_at:
+            s1.signal(signal.SIGTERM)
+        if not one(i):
+            failed += 1
+        time.sleep(0.02)
+    assert failed == 0, "%d of 200 failed\n%s" % (failed, mg.logs())
+    assert s1.wait(15) is not None, "s1 did not exit\n" + s1.log()
+    err = c.stderr()
+    assert "is going away" in err and "moving to %s:%d" % (HOST, s2.port) in err, err
+    assert "left the server that goes away" in err, err
+    assert c.alive()
+    assert one(999)
