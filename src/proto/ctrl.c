@@ -290,6 +290,18 @@ ctrl_decode_opts(struct ctrl_rd *r, struct ctrl_register *reg)
 		case REGOPT_GROUP:
 			text = &reg->group;
 			break;
+		case REGOPT_GROUP_KEY:
+			text = &reg->group_key;
+			break;
+		case REGOPT_GROUP_STRATEGY:
+			text = &reg->group_strategy;
+			break;
+		case REGOPT_GROUP_WEIGHT:
+			/* 0 would read back as "not given" */
+			if (vlen != 2 || (v.p[0] == 0 && v.p[1] == 0))
+				return MG_EPROTO;
+			reg->group_weight = (uint16_t)(v.p[0] << 8 | v.p[1]);
+			break;
 		case REGOPT_DESCRIPTION:
 			text = &reg->description;
 			break;
@@ -451,7 +463,8 @@ ctrl_encode_register(struct ctrl_wr *w, uint8_t type,
     const struct ctrl_register *reg)
 {
 	const struct ctrl_str *texts[] = { &reg->subdomain, &reg->hostname,
-		&reg->basic_auth, &reg->group, &reg->description };
+		&reg->basic_auth, &reg->group, &reg->description,
+		&reg->group_key, &reg->group_strategy };
 	unsigned i;
 
 	if (reg->name.len > CTRL_NAME_MAX)
@@ -489,6 +502,13 @@ ctrl_encode_register(struct ctrl_wr *w, uint8_t type,
 		ctrl_wr_u32(w, reg->bandwidth);
 	}
 	ctrl_wr_opt(w, REGOPT_GROUP, &reg->group);
+	ctrl_wr_opt(w, REGOPT_GROUP_KEY, &reg->group_key);
+	ctrl_wr_opt(w, REGOPT_GROUP_STRATEGY, &reg->group_strategy);
+	if (reg->group_weight != 0) {
+		ctrl_wr_u8(w, REGOPT_GROUP_WEIGHT);
+		ctrl_wr_u16(w, 2);
+		ctrl_wr_u16(w, reg->group_weight);
+	}
 	if (reg->proxy_protocol != 0) {
 		ctrl_wr_u8(w, REGOPT_PROXY_PROTOCOL);
 		ctrl_wr_u16(w, 1);

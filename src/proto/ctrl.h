@@ -82,6 +82,9 @@ enum reg_opt_tag {
 	REGOPT_PROXY_PROTOCOL = 0x06,
 	REGOPT_ALLOW_SRC = 0x07,
 	REGOPT_DENY_SRC = 0x08,     /* extension: denied source CIDR */
+	REGOPT_GROUP_KEY = 0x09,    /* extension: the group's shared key */
+	REGOPT_GROUP_STRATEGY = 0x0A, /* extension: how members are chosen */
+	REGOPT_GROUP_WEIGHT = 0x0B, /* extension: u16, 1..1000 */
 	REGOPT_DESCRIPTION = 0x81,
 };
 
@@ -117,6 +120,9 @@ struct ctrl_register {
 	struct ctrl_str basic_auth;
 	uint32_t bandwidth;         /* 0 = none */
 	struct ctrl_str group;
+	struct ctrl_str group_key;      /* extension 0x09 */
+	struct ctrl_str group_strategy; /* extension 0x0A */
+	uint16_t group_weight;          /* extension 0x0B; 0 = not given */
 	uint8_t proxy_protocol;     /* 0 = none, else 1 or 2 */
 	struct ctrl_str allow_src[CTRL_MAX_ALLOW_SRC];
 	unsigned n_allow_src;

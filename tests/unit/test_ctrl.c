@@ -603,10 +603,41 @@ decode_ex(const void *opts, size_t olen, struct ctrl_msg *m)
 }
 #define DECODE_EX(lit, m) decode_ex(lit, sizeof(lit) - 1, m)
 
+/* the group extension options: key, strategy, weight round trip; a
+ * weight of 0 or of another size is malformed */
+static void
+test_opt_group_ext(void **state)
+{
+	struct ctrl_msg m, d;
+	uint8_t buf[512];
+	int n;
+
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_REGISTER_EX;
+	m.u.reg.ex = 1;
+	m.u.reg.proxy_type = PROXY_TCP;
+	m.u.reg.name = S("web");
+	m.u.reg.group = S("pool");
+	m.u.reg.group_key = S("k3y");
+	m.u.reg.group_strategy = S("hash:header:X-User");
+	m.u.reg.group_weight = 300;
+	n = ctrl_encode(&m, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(ctrl_decode(buf, (size_t)n, &d), 0);
+	assert_str(d.u.reg.group, S("pool"));
+	assert_str(d.u.reg.group_key, S("k3y"));
+	assert_str(d.u.reg.group_strategy, S("hash:header:X-User"));
+	assert_int_equal(d.u.reg.group_weight, 300);
+	assert_int_equal(DECODE_EX("\x0b\x00\x02\x00\x00", &d), MG_EPROTO);
+	assert_int_equal(DECODE_EX("\x0b\x00\x01\x05", &d), MG_EPROTO);
+	assert_int_equal(DECODE_EX("\x09\x00\x01" "a" "\x09\x00\x01" "b", &d),
+	    MG_EPROTO);
+}
+
 static void
 test_opt_unknown_low(void **state)
 {
-	static const uint8_t low[] = { 0x00, 0x09, 0x42, 0x7F };
+	static const uint8_t low[] = { 0x00, 0x0C, 0x42, 0x7F };
 	uint8_t opt[16];
 	struct ctrl_msg m;
 	size_t i;
@@ -1201,6 +1232,7 @@ main(void)
 		cmocka_unit_test(test_unregister_long_name),
 		cmocka_unit_test(test_name_len_past_end),
 		cmocka_unit_test(test_opt_unknown_low),
+		cmocka_unit_test(test_opt_group_ext),
 		cmocka_unit_test(test_opt_unknown_high),
 		cmocka_unit_test(test_opt_bad_lengths),
 		cmocka_unit_test(test_opt_repeated),
