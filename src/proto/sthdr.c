@@ -2,6 +2,7 @@
  * of a stream. */
 #include "proto/sthdr.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "util/err.h"
@@ -95,7 +96,8 @@ sthdr_decode(const uint8_t *p, size_t len, struct sthdr *h)
 	if (rc < 0)
 		return MG_EPROTO;
 
-	memset(h, 0, sizeof(*h));
+	/* meta[] beyond meta_len is not part of the header: not cleared */
+	memset(h, 0, offsetof(struct sthdr, meta));
 	h->type = p[0];
 	h->stream_id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
 	    (uint32_t)p[3] << 8 | (uint32_t)p[4];

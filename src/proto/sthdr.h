@@ -39,7 +39,8 @@ struct sthdr {
  * valid but incomplete prefix, MG_EPROTO for an unknown first byte, an af
  * other than 4 or 6 or a meta_len above STHDR_META_MAX (each reported as
  * soon as its bytes are in p), or metadata that is not a sequence of whole
- * TLVs (once all of it is there). *h is written only on success.
+ * TLVs (once all of it is there). *h is written only on success, and
+ * then h->meta only up to h->meta_len.
  */
 int sthdr_decode(const uint8_t *p, size_t len, struct sthdr *h);
 

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1097,7 +1098,7 @@ proxy_stream_open_info(struct proxy *px, const struct sockaddr *peer,
 
 	if (s == NULL || (st = mux_stream_open(s->mux)) == NULL)
 		return NULL;
-	memset(&h, 0, sizeof(h));
+	memset(&h, 0, offsetof(struct sthdr, meta)); /* meta_len 0 */
 	h.stream_id = mux_stream_id(st);
 	h.remote_port = px->port;
 	h.name_len = (uint8_t)strlen(px->name);

@@ -524,3 +524,80 @@ def test_udp_v1_refused(mg, tmp_path):
                         "--proxy-protocol", "v1"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "--proxy-protocol: v1" in r.stderr and \
         "udp tunnel takes v2" in r.stderr, r
+
+
+# ---------------------------------------------------------------- the wire
+
+def _parse_any_newstream(buf, _orig=__import__("smux").parse_newstream):
+    """smux.parse_newstream, plus NewStreamEx2 (0x0B): NewStreamEx's fields
+    and meta_len u16 | meta, the TLVs as a list under "meta"."""
+    if not buf or buf[0] != 0x0B:
+        return _orig(buf)
+    r = _orig(b"\x06" + bytes(buf[1:]))
+    if r is None or len(buf) < r[0] + 2:
+        return None
+    n, f = r
+    ml = struct.unpack(">H", buf[n:n + 2])[0]
+    if len(buf) < n + 2 + ml:
+        return None
+    meta, tlvs, off = bytes(buf[n + 2:n + 2 + ml]), [], 0
+    while off < ml:
+        t, ln = meta[off], struct.unpack(">H", meta[off + 1:off + 3])[0]
+        tlvs.append((t, meta[off + 3:off + 3 + ln]))
+        off += 3 + ln
+    assert off == ml, meta
+    return n + 2 + ml, dict(f, type=0x0B, meta=tlvs)
+
+
+def test_newstreamex2_only_with_the_cap_and_v2(mg, monkeypatch):
+    """At the wire, with the Python client of tests/e2e/smux.py: NewStreamEx2
+    goes only to a session whose caps have STREAM_META (bit 4), and only for
+    a tunnel registered with PROXY protocol 2; everything else gets
+    NewStreamEx as before. A UDP registration asking for v1 is refused
+    (RegisterErr code 7)."""
+    import smux
+    monkeypatch.setattr(smux, "parse_newstream", _parse_any_newstream)
+
+    def regex(ptype, name, pp):
+        opts = struct.pack(">BHB", 0x06, 1, pp) if pp else b""
+        return struct.pack(">BBHHB", 0x08, ptype, 0, 9, len(name)) + name + opts
+
+    def reply(pc, name):
+        m = pc.wait_ctrl(lambda m: m[0] in (smux.T_REGISTER_OK, smux.T_REGISTER_ERR) and
+                         name in m, 5)
+        assert m, pc.closed
+        if m[0] == smux.T_REGISTER_ERR:
+            return ("err", m[1], m[3 + m[2]:].decode())
+        return ("ok", struct.unpack(">H", m[2:4])[0], None)
+
+    srv = mg.server()
+    seen = {}
+    for caps, tag in ((0x17, b"m"), (0x07, b"x")):
+        pc = smux.PyClient(srv.port, version=2)
+        mg.track(pc.sock)
+        pc.start()
+        _, r = pc.login_hmac(mg.token.encode(), os.urandom(16), os.urandom(16), caps=caps)
+        assert r and r[0] == smux.T_AUTHOK, r
+        assert struct.unpack(">I", r[1:5])[0] == caps, r  # the intersection
+        for pp in (0, 1, 2):
+            name = b"%s-pp%d" % (tag, pp)
+            pc.send_ctrl(regex(1, name, pp))
+            kind, port, _ = reply(pc, name)
+            assert kind == "ok", (name, port)
+            s = socket.create_connection((HOST, port), timeout=5)
+            s.sendall(b"x")
+            assert wait_for(lambda: any(h["name"] == name for h in pc.headers), 5), \
+                (pc.headers, pc.errors)
+            s.close()
+            seen[name] = [h for h in pc.headers if h["name"] == name][0]
+        pc.send_ctrl(regex(2, tag + b"-udp1", 1))
+        kind, code, msg = reply(pc, tag + b"-udp1")
+        assert kind == "err" and code == 7 and "PROXY protocol v1" in msg, (code, msg)
+        assert not pc.errors, pc.errors
+    for name, h in seen.items():
+        if name == b"m-pp2":
+            assert h["type"] == 0x0B, h
+            assert [t for t, _ in h["meta"]] == [PP2_UNIQUE_ID], h  # unnamed token
+            assert h["af"] == 4 and h["addr"] == b"\x7f\x00\x00\x01", h
+        else:
+            assert h["type"] == smux.T_NEWSTREAM_EX, (name, h)
