@@ -373,6 +373,33 @@ def test_v2_token_name_through_a_tcp_tunnel(mg, tmp_path):
     assert first == b"hello"
 
 
+def test_v2_certificate_subject(mg):
+    """An agent that logged in with its client certificate alone (MTLS):
+    the local service gets the certificate's subject (0xE1), no token
+    name."""
+    pki = make_pki(mg, "pki-mtls")
+    srv = mg.server(extra=["--tls", "--tls-cert", pki.server_pem, "--tls-key", pki.server_key,
+                           "--tls-client-ca", pki.ca_pem])
+    svc = HeaderService(after=2)
+    mg.services.append(svc)
+    c = mg._client([mg.bin, "tcp", "%s:%d" % (HOST, svc.port), "--server",
+                    "%s:%d" % (HOST, srv.port), "--tls-ca", pki.ca_pem, "--tls-cert",
+                    pki.client_pem, "--tls-key", pki.client_key, "--proxy-protocol", "v2",
+                    "--inspect-addr", "off"], None, None)
+    pub = mg.wait_forward(c)[0][2]
+    assert "authenticated (mtls, cert:" in srv.stderr(), srv.log()
+    s = socket.create_connection((HOST, pub), timeout=10)
+    s.sendall(b"hi")
+    assert wait_for(lambda: svc.got or svc.errors, 10), mg.logs()
+    s.close()
+    assert not svc.errors, svc.errors
+    h, first = svc.got[0]
+    subj = tlv(h, PP2_MGROK_SUBJECT)
+    assert subj and subj.startswith(b"CN=mgrok-client"), h
+    assert tlv(h, PP2_MGROK_TOKEN) is None, h
+    assert first == b"hi"
+
+
 # ---------------------------------------------------------------- nginx
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
