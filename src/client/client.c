@@ -613,6 +613,7 @@ cs_write_proxy_header(struct cstream *cs, int fd)
 	uint8_t hdr[PROXYPROTO_V2_FIXED + 36 + STHDR_META_MAX + 64];
 	struct proxyproto_tlv t[PP_TLVS_MAX];
 	char uid[40];
+	size_t nt;
 	int n = -1;
 
 	px_pp_dst(cs->px, fd, &dst);
@@ -623,7 +624,7 @@ cs_write_proxy_header(struct cstream *cs, int fd)
 	} else {
 		snprintf(uid, sizeof(uid), "mgrok-%llu-%u",
 		    (unsigned long long)cs->c->sessions, mux_stream_id(cs->st));
-		size_t nt = pp_tlvs(cs->meta, cs->meta_len, uid, t);
+		nt = pp_tlvs(cs->meta, cs->meta_len, uid, t);
 		n = proxyproto_v2(PP_PROXY, PP_STREAM, cs->peer.ss_family ?
 		    (struct sockaddr *)&cs->peer : NULL,
 		    (struct sockaddr *)&dst, t, nt, hdr, sizeof(hdr));
