@@ -628,3 +628,33 @@ def test_newstreamex2_only_with_the_cap_and_v2(mg, monkeypatch):
             assert h["af"] == 4 and h["addr"] == b"\x7f\x00\x00\x01", h
         else:
             assert h["type"] == smux.T_NEWSTREAM_EX, (name, h)
+
+
+def test_newstreamex2_http_host(mg, monkeypatch):
+    """An HTTP tunnel registered with 0x06 = 2 by a client that passes the
+    metadata on (our agent does not: HTTP services get X-Forwarded-For)
+    gets the request's Host as AUTHORITY."""
+    import smux
+    monkeypatch.setattr(smux, "parse_newstream", _parse_any_newstream)
+    http_port = pick_free_port()
+    srv = mg.server(extra=["--domain", DOMAIN, "--http-addr", "%s:%d" % (HOST, http_port)])
+    assert wait_for(lambda: "http listening on port %d" % http_port in srv.stderr(), 10), \
+        srv.log()
+    pc = smux.PyClient(srv.port, version=2)
+    mg.track(pc.sock)
+    pc.start()
+    _, r = pc.login_hmac(mg.token.encode(), os.urandom(16), os.urandom(16), caps=0x17)
+    assert r and r[0] == smux.T_AUTHOK, r
+    opts = struct.pack(">BH", 0x01, 3) + b"web" + struct.pack(">BHB", 0x06, 1, 2)
+    pc.send_ctrl(struct.pack(">BBHHB", 0x08, 3, 0, 80, 3) + b"web" + opts)
+    m = pc.wait_ctrl(lambda m: m[0] in (smux.T_REGISTER_OK, smux.T_REGISTER_ERR), 5)
+    assert m and m[0] == smux.T_REGISTER_OK, m
+    s = socket.create_connection((HOST, http_port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: web.%s:%d\r\n\r\n" % (DOMAIN.encode(), http_port))
+    assert wait_for(lambda: pc.headers, 5), (pc.headers, pc.errors)
+    s.close()
+    h = pc.headers[0]
+    assert h["type"] == 0x0B, h
+    meta = dict(h["meta"])
+    assert meta.get(PP2_AUTHORITY) == b"web." + DOMAIN.encode(), h
+    assert PP2_UNIQUE_ID in meta and PP2_ALPN not in meta, h
