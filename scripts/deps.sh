@@ -5,7 +5,7 @@ PKGS="build-essential pkg-config clang libevent-dev libssl-dev libyaml-dev
       libhttp-parser-dev zlib1g-dev nettle-dev libcmocka-dev python3 python3-pytest
       openssl curl socat iperf3 iproute2 procps faketime systemd
       golang-go golang-github-xtaci-smux-dev libjansson-dev
-      prometheus chromium chromium-driver python3-selenium haproxy
+      prometheus chromium chromium-driver python3-selenium haproxy nginx-light
       tinyproxy dante-server"
 missing=()
 for p in $PKGS; do

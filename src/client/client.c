@@ -50,7 +50,7 @@
 #define CLIENT_AGENT "mgrok/0.1.0"
 #define CLIENT_CAPS \
 	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES | \
-	CTRL_CAP_HASHED_SECRET)
+	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META)
 #define CONNECT_TIMEOUT_S 10
 #define CF_SCRATCH (256 * 1024) /* at least DGRAM_MAX */
 #define DIAL_TIMEOUT_S 10
@@ -131,6 +131,8 @@ struct cflow {
 	struct event *ev;
 	int fd;
 	int gso; /* UDP GSO towards the local service (dgram_send) */
+	uint8_t *pp;  /* --proxy-protocol v2: the header of each datagram */
+	size_t pp_len;
 	uint64_t last_ms;
 	uint64_t bytes_in, bytes_out; /* payload, for its record */
 	struct inspect_conn *ic;
@@ -212,6 +214,8 @@ struct cstream {
 	struct dial *dial;
 	char remote[NET_ADDRSTR_MAX]; /* the visitor, "" when not told */
 	struct sockaddr_storage peer; /* the same (family 0 when not told) */
+	uint8_t *meta;                /* NewStreamEx2's TLVs, for PROXY v2 */
+	size_t meta_len;
 };
 
 /* A TCP or TLS connection being relayed: its tunnel and its record. */
@@ -499,6 +503,7 @@ cs_free(struct cstream *cs)
 {
 	dial_cancel(cs->dial);
 	px_unref(cs->px);
+	free(cs->meta);
 	free(cs);
 }
 
@@ -552,27 +557,19 @@ cs_dial_failed(struct cstream *cs, int err)
 }
 
 /*
- * The PROXY protocol header (--proxy-protocol) for a visitor from peer,
- * written to the local service before any of the visitor's bytes: its
- * destination is the tunnel's public address when its URL names one by
- * IP, else the local service's. v2 carries a unique id of the connection
- * (PP2_TYPE_UNIQUE_ID: the session's and the stream's numbers). The
- * socket was just connected, so its send buffer takes these few bytes
- * whole; anything else ends the stream as refused. 0, or -1.
+ * The destination of a PROXY protocol header: the tunnel's public address
+ * when its URL names one by IP, else fd's peer (the local service).
  */
-static int
-cs_write_proxy_header(struct cstream *cs, int fd)
+static void
+px_pp_dst(const struct cproxy *px, int fd, struct sockaddr_storage *dst)
 {
-	struct sockaddr_storage dst;
-	socklen_t dl = sizeof(dst);
-	uint8_t hdr[PROXYPROTO_V1_MAX + 64 + 16];
-	char host[256], uid[40];
+	socklen_t dl = sizeof(*dst);
+	char host[256];
 	const char *h0, *h1;
-	int n = -1;
 
-	memset(&dst, 0, sizeof(dst));
+	memset(dst, 0, sizeof(*dst));
 	/* the public side: tcp://HOST:PORT or tls://HOST... */
-	if ((h0 = strstr(cs->px->url, "://")) != NULL) {
+	if ((h0 = strstr(px->url, "://")) != NULL) {
 		h0 += 3;
 		h1 = h0 + strcspn(h0, ":/ ");
 		if (*h0 == '[') {
@@ -581,36 +578,96 @@ cs_write_proxy_header(struct cstream *cs, int fd)
 		}
 		snprintf(host, sizeof(host), "%.*s", (int)(h1 - h0), h0);
 		if (inet_pton(AF_INET, host, &((struct sockaddr_in *)(void *)
-		    &dst)->sin_addr) == 1) {
-			((struct sockaddr_in *)(void *)&dst)->sin_family =
+		    dst)->sin_addr) == 1) {
+			((struct sockaddr_in *)(void *)dst)->sin_family =
 			    AF_INET;
-			((struct sockaddr_in *)(void *)&dst)->sin_port =
-			    htons(cs->px->remote_port);
+			((struct sockaddr_in *)(void *)dst)->sin_port =
+			    htons(px->remote_port);
 		} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)
-		    (void *)&dst)->sin6_addr) == 1) {
-			((struct sockaddr_in6 *)(void *)&dst)->sin6_family =
+		    (void *)dst)->sin6_addr) == 1) {
+			((struct sockaddr_in6 *)(void *)dst)->sin6_family =
 			    AF_INET6;
-			((struct sockaddr_in6 *)(void *)&dst)->sin6_port =
-			    htons(cs->px->remote_port);
+			((struct sockaddr_in6 *)(void *)dst)->sin6_port =
+			    htons(px->remote_port);
 		}
 	}
-	if (dst.ss_family == 0 && getpeername(fd, (struct sockaddr *)&dst,
+	if (dst->ss_family == 0 && getpeername(fd, (struct sockaddr *)dst,
 	    &dl) < 0)
-		memset(&dst, 0, sizeof(dst));
+		memset(dst, 0, sizeof(*dst));
+}
+
+#define PP_TLVS_MAX 16
+
+/*
+ * The TLVs of a PROXY v2 header: those of the server's metadata
+ * (NewStreamEx2) of the types the agent passes on (ALPN, AUTHORITY,
+ * UNIQUE_ID within its cap, SSL, mgrok's 0xE0-0xEF; a server's other
+ * types are dropped, so nothing the local service would misread gets
+ * through), then uid as UNIQUE_ID if the server sent none. The values
+ * point into meta and uid. Returns how many, at most PP_TLVS_MAX.
+ */
+static size_t
+pp_tlvs(const uint8_t *meta, size_t mlen, const char *uid,
+    struct proxyproto_tlv *t)
+{
+	size_t n = 0, off = 0, vl;
+	const uint8_t *v;
+	uint8_t ty;
+	int has_uid = 0;
+
+	while (n < PP_TLVS_MAX - 1 &&
+	    sthdr_meta_next(meta, mlen, &off, &ty, &v, &vl) > 0) {
+		if (ty != PP2_TYPE_ALPN && ty != PP2_TYPE_AUTHORITY &&
+		    ty != PP2_TYPE_UNIQUE_ID && ty != PP2_TYPE_SSL &&
+		    (ty < 0xE0 || ty > 0xEF))
+			continue;
+		if (ty == PP2_TYPE_UNIQUE_ID && (vl > PP2_UNIQUE_ID_MAX ||
+		    has_uid))
+			continue;
+		has_uid |= ty == PP2_TYPE_UNIQUE_ID;
+		t[n].type = ty;
+		t[n].value = v;
+		t[n++].len = (uint16_t)vl;
+	}
+	if (!has_uid) {
+		t[n].type = PP2_TYPE_UNIQUE_ID;
+		t[n].value = uid;
+		t[n++].len = (uint16_t)strlen(uid);
+	}
+	return n;
+}
+
+/*
+ * The PROXY protocol header (--proxy-protocol) for a visitor from peer,
+ * written to the local service before any of the visitor's bytes (its
+ * destination: px_pp_dst). v2 carries the server's metadata (pp_tlvs)
+ * and a unique id of the connection (the server's, or the session's and
+ * the stream's numbers). The socket was just connected, so its send
+ * buffer takes these few bytes whole; anything else ends the stream as
+ * refused. 0, or -1.
+ */
+static int
+cs_write_proxy_header(struct cstream *cs, int fd)
+{
+	struct sockaddr_storage dst;
+	uint8_t hdr[PROXYPROTO_V2_FIXED + 36 + STHDR_META_MAX + 64];
+	struct proxyproto_tlv t[PP_TLVS_MAX];
+	char uid[40];
+	size_t nt;
+	int n = -1;
+
+	px_pp_dst(cs->px, fd, &dst);
 	if (cs->px->spec.proxy_protocol == 1) {
 		n = proxyproto_v1(cs->peer.ss_family ?
 		    (struct sockaddr *)&cs->peer : NULL,
 		    (struct sockaddr *)&dst, (char *)hdr, sizeof(hdr));
 	} else {
-		struct proxyproto_tlv t;
 		snprintf(uid, sizeof(uid), "mgrok-%llu-%u",
 		    (unsigned long long)cs->c->sessions, mux_stream_id(cs->st));
-		t.type = PP2_TYPE_UNIQUE_ID;
-		t.value = (const uint8_t *)uid;
-		t.len = strlen(uid);
+		nt = pp_tlvs(cs->meta, cs->meta_len, uid, t);
 		n = proxyproto_v2(PP_PROXY, PP_STREAM, cs->peer.ss_family ?
 		    (struct sockaddr *)&cs->peer : NULL,
-		    (struct sockaddr *)&dst, &t, 1, hdr, sizeof(hdr));
+		    (struct sockaddr *)&dst, t, nt, hdr, sizeof(hdr));
 	}
 	if (n <= 0 || send(fd, hdr, (size_t)n, MSG_NOSIGNAL) != n)
 		return -1;
@@ -717,12 +774,52 @@ cf_free(struct cflow *f)
 		event_free(f->ev);
 	if (f->fd >= 0)
 		close(f->fd);
+	free(f->pp);
 	mux_stream_free(f->st);
 	px_unref(f->px);
 	free(f);
 }
 
 #define CF_BATCH 64
+
+/*
+ * --proxy-protocol v2: the datagrams iov[0..n) to the local service, each
+ * behind the flow's PROXY header, in one sendmmsg (no GSO: every datagram
+ * is its own message). As dgram_send: returns how many the kernel took,
+ * adds their payload bytes to *bytes; the others are dropped.
+ */
+static int
+cf_send_pp(struct cflow *f, const struct iovec *iov, int n, uint64_t *bytes)
+{
+	struct mmsghdr msgs[CF_BATCH];
+	struct iovec v[CF_BATCH][2];
+	int done = 0, sent = 0;
+
+	memset(msgs, 0, sizeof(msgs[0]) * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		v[i][0].iov_base = f->pp;
+		v[i][0].iov_len = f->pp_len;
+		v[i][1] = iov[i];
+		msgs[i].msg_hdr.msg_iov = v[i];
+		msgs[i].msg_hdr.msg_iovlen = 2;
+	}
+	/* bounded: each round takes or drops at least one, or stops */
+	while (done < n) {
+		int r = sendmmsg(f->fd, msgs + done, (unsigned)(n - done),
+		    MSG_DONTWAIT);
+		if (r > 0) {
+			for (int i = done; i < done + r; i++)
+				*bytes += iov[i].iov_len;
+			sent += r;
+			done += r;
+		} else if (r < 0 && (errno == ECONNREFUSED ||
+		    errno == EMSGSIZE))
+			done++; /* this one only: drop it, go on */
+		else
+			break; /* a full buffer...: drop the rest */
+	}
+	return sent;
+}
 
 /* Datagrams from the server, to the local service, in batches of one
  * sendmmsg. */
@@ -748,8 +845,8 @@ cf_readable(struct mux_stream *st, void *arg)
 		 * datagram; the service is not there (yet): drop, go on */
 		{
 			uint64_t b = 0;
-			sent = dgram_send(f->fd, NULL, 0, iov, n, &f->gso,
-			    &b);
+			sent = f->pp != NULL ? cf_send_pp(f, iov, n, &b) :
+			    dgram_send(f->fd, NULL, 0, iov, n, &f->gso, &b);
 			f->bytes_in += b;
 			met_add(f->px->m_in, b);
 		}
@@ -818,9 +915,39 @@ cf_on_read(evutil_socket_t fd, short what, void *arg)
 	mux_uncork(c->mux);
 }
 
+/* --proxy-protocol v2: the header in front of each of f's datagrams
+ * (command PROXY, DGRAM, from the visitor peer to px_pp_dst), with the
+ * server's metadata meta[0..mlen) (pp_tlvs). 0, or -1. */
+static int
+cf_pp_header(struct cflow *f, const struct sockaddr_storage *peer,
+    const uint8_t *meta, size_t mlen)
+{
+	struct sockaddr_storage dst;
+	uint8_t hdr[PROXYPROTO_V2_FIXED + 36 + STHDR_META_MAX + 64];
+	struct proxyproto_tlv t[PP_TLVS_MAX];
+	char uid[40];
+	size_t nt;
+	int n;
+
+	px_pp_dst(f->px, f->fd, &dst);
+	snprintf(uid, sizeof(uid), "mgrok-%llu-%u",
+	    (unsigned long long)f->c->sessions, mux_stream_id(f->st));
+	nt = pp_tlvs(meta, mlen, uid, t);
+	n = proxyproto_v2(PP_PROXY, PP_DGRAM, peer->ss_family ?
+	    (const struct sockaddr *)peer : NULL,
+	    (struct sockaddr *)&dst, t, nt, hdr, sizeof(hdr));
+	if (n <= 0)
+		return -1;
+	f->pp = xmalloc((size_t)n);
+	memcpy(f->pp, hdr, (size_t)n);
+	f->pp_len = (size_t)n;
+	return 0;
+}
+
 static void
 cf_start(struct client *c, struct mux_stream *st, struct cproxy *px,
-    const char *remote)
+    const char *remote, const struct sockaddr_storage *peer,
+    const uint8_t *meta, size_t mlen)
 {
 	struct cflow *f = xcalloc(1, sizeof(*f));
 	struct addrinfo *ai = px->ai;
@@ -856,6 +983,14 @@ cf_start(struct client *c, struct mux_stream *st, struct cproxy *px,
 		log_warn("udp flow %u: no socket towards %s:%u: %s",
 		    mux_stream_id(st), px->spec.host, px->spec.port,
 		    strerror(errno));
+		f->end_reason = "refused";
+		cf_free(f);
+		return;
+	}
+	if (px->spec.proxy_protocol == 2 && cf_pp_header(f, peer, meta,
+	    mlen) < 0) {
+		log_warn("udp flow %u: no PROXY protocol header",
+		    mux_stream_id(st));
 		f->end_reason = "refused";
 		cf_free(f);
 		return;
@@ -922,7 +1057,7 @@ cs_readable(struct mux_stream *st, void *arg)
 	}
 	evbuffer_drain(rx, (size_t)n);
 	mux_stream_consumed(st, (size_t)n);
-	if (h.type == STHDR_NEWSTREAM_EX) {
+	if (h.type != STHDR_NEWSTREAM) {
 		char a[INET6_ADDRSTRLEN];
 		if (inet_ntop(h.af == 6 ? AF_INET6 : AF_INET, h.addr, a,
 		    sizeof(a)) != NULL)
@@ -942,6 +1077,13 @@ cs_readable(struct mux_stream *st, void *arg)
 	}
 	if ((cs->px = client_find_proxy(cs->c, &h)) != NULL)
 		px_ref(cs->px);
+	/* NewStreamEx2: what the server knew, for a PROXY v2 header */
+	if (cs->px != NULL && cs->px->spec.proxy_protocol == 2 &&
+	    h.meta_len > 0) {
+		cs->meta = xmalloc(h.meta_len);
+		memcpy(cs->meta, h.meta, h.meta_len);
+		cs->meta_len = h.meta_len;
+	}
 	if (cs->px == NULL) {
 		log_warn("stream %u: no proxy named \"%s\" or on port %u",
 		    mux_stream_id(st), h.name, h.remote_port);
@@ -953,10 +1095,15 @@ cs_readable(struct mux_stream *st, void *arg)
 		struct client *c = cs->c;
 		struct cproxy *px = px_ref(cs->px);
 		char remote[NET_ADDRSTR_MAX];
+		struct sockaddr_storage peer = cs->peer;
+		uint8_t *meta = cs->meta;
+		size_t mlen = cs->meta_len;
 		snprintf(remote, sizeof(remote), "%s", cs->remote);
+		cs->meta = NULL;
 		cs->st = NULL;
 		cs_free(cs);
-		cf_start(c, st, px, remote);
+		cf_start(c, st, px, remote, &peer, meta, mlen);
+		free(meta);
 		px_unref(px);
 		return;
 	}

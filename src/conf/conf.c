@@ -450,12 +450,18 @@ check_tunnel(struct ld *L, struct conf_tun *t)
 		    "by SNI)", "");
 		return -1;
 	}
-	if (s->proxy_protocol && ty != PROXY_TCP && ty != PROXY_TLS) {
-		snprintf(why, sizeof(why), "proxy_protocol is for tcp and tls "
-		    "tunnels (an http tunnel's service gets X-Forwarded-For; "
-		    "udp is not supported yet); this one is %s",
-		    type_name(ty));
+	if (s->proxy_protocol && ty != PROXY_TCP && ty != PROXY_TLS &&
+	    ty != PROXY_UDP) {
+		snprintf(why, sizeof(why), "proxy_protocol is for tcp, tls "
+		    "and udp tunnels (an http tunnel's service gets "
+		    "X-Forwarded-For); this one is %s", type_name(ty));
 		ld_bad_at(L, &t->where, why, "");
+		return -1;
+	}
+	if (s->proxy_protocol == 1 && ty == PROXY_UDP) {
+		ld_bad_at(L, &t->where, "proxy_protocol v1 is a text line for "
+		    "streams: a udp tunnel takes v2 (a binary header in front "
+		    "of each datagram)", "");
 		return -1;
 	}
 	return 0;
@@ -648,6 +654,13 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 	    sizeof(c->locals[0].basic_auth));
 	c->locals[0].host_rewrite = ft->spec.host_rewrite;
 	c->locals[0].proxy_protocol = ft->spec.proxy_protocol;
+	if (c->locals[0].proxy_protocol == 1 &&
+	    c->locals[0].type == PROXY_UDP) {
+		bad_plain(L, "--proxy-protocol", "v1 is a text line for "
+		    "streams: a udp tunnel takes v2 (a binary header in front "
+		    "of each datagram)", "");
+		return;
+	}
 	memcpy(c->locals[0].allow_cidr, ft->spec.allow_cidr,
 	    sizeof(c->locals[0].allow_cidr));
 	memcpy(c->locals[0].deny_cidr, ft->spec.deny_cidr,

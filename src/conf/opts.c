@@ -1066,10 +1066,11 @@ const struct conf_opt conf_opts[] = {
 	    .help = "at most RATE (e.g. 5MB/s) each way,\nenforced by the "
 		    "server" },
 	{ .flag = "proxy-protocol", .key = "proxy_protocol",
-	    .sides = SD_TCP | SD_TLS, .flags = OF_TUNNEL, .type = CT_FN,
-	    .fn = t_proxy_protocol, .arg = "v1|v2", .def = "off",
+	    .sides = SD_TCP | SD_UDP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_proxy_protocol, .arg = "v1|v2",
+	    .def = "off",
 	    .help = "write a PROXY protocol header with the\nvisitor's address "
-		    "to the local service" },
+		    "to the local service\n(udp: v2 only, one per datagram)" },
 	/* the agent */
 	{ .flag = "udp-idle-timeout", .key = "udp_idle_timeout",
 	    .sides = SD_UDP | SD_CLIENT | SD_START, .type = CT_UINT,

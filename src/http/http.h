@@ -161,4 +161,15 @@ const char *http_status_text(int status);
  */
 int http_sni_peek(const uint8_t *p, size_t len, char *out, size_t cap);
 
+/*
+ * http_hello_peek: http_sni_peek that also gives the ALPN protocols the
+ * ClientHello offers, as the extension lists them (RFC 7301: each one
+ * `len u8 | name`, without the list's own u16 length), in
+ * alpn[0..*alpn_len): as many whole entries as fit in alpn_cap. A
+ * malformed ALPN extension gives none (*alpn_len 0) and is not an error;
+ * the return value is that of http_sni_peek. alpn may be NULL (cap 0).
+ */
+int http_hello_peek(const uint8_t *p, size_t len, char *out, size_t cap,
+    uint8_t *alpn, size_t alpn_cap, size_t *alpn_len);
+
 #endif

@@ -1,5 +1,6 @@
 /* sni.c: the server name of a TLS ClientHello, for routing TLS tunnels
- * without decrypting them (see http.h, RFC 8446 4.1.2, RFC 6066 3). */
+ * without decrypting them (see http.h, RFC 8446 4.1.2, RFC 6066 3), and
+ * the ALPN protocols it offers (RFC 7301), for the PROXY protocol. */
 #include <string.h>
 
 #include "http/http.h"
@@ -12,6 +13,7 @@
 #define SNI_HS_CLIENT_HELLO 1
 #define SNI_EXT_SERVER_NAME 0
 #define SNI_NAME_HOST 0
+#define SNI_EXT_ALPN 16
 
 /*
  * A cursor over the ClientHello body: `avail` bytes are here, `end` were
@@ -105,10 +107,37 @@ sni_server_name(struct sni_cur *c, size_t lim, char *out, size_t cap)
 	return 0;
 }
 
+/* Where the ALPN list goes (http_hello_peek), or all NULL. */
+struct sni_alpn {
+	uint8_t *out;
+	size_t cap, *len;
+};
+
+/* sni_alpn: the ALPN extension's data [pos, lim), all here: copies the
+ * whole entries that fit; a malformed list copies nothing. Never fails:
+ * the ALPN list is information, not routing. */
+static void
+sni_alpn(const struct sni_cur *c, size_t lim, const struct sni_alpn *a)
+{
+	const uint8_t *q = c->b + c->pos;
+	size_t n = lim - c->pos, i, keep = 0;
+
+	if (a->out == NULL || n < 2 || ((size_t)q[0] << 8 | q[1]) != n - 2)
+		return;
+	for (i = 2; i < n; i += 1 + (size_t)q[i]) {
+		if (q[i] == 0 || q[i] > n - i - 1)
+			return; /* empty or overlong: none at all */
+		if (i - 2 + 1 + (size_t)q[i] <= a->cap)
+			keep = i - 2 + 1 + (size_t)q[i];
+	}
+	memcpy(a->out, q + 2, keep);
+	*a->len = keep;
+}
+
 /* sni_hello: walk a ClientHello body of hs_len bytes, avail of them here. */
 static int
 sni_hello(const uint8_t *b, size_t avail, size_t hs_len, char *out,
-    size_t cap)
+    size_t cap, const struct sni_alpn *alpn)
 {
 	struct sni_cur c = { b, 0, avail };
 	size_t v, ext_end, type, n, ext_lim;
@@ -163,6 +192,10 @@ sni_hello(const uint8_t *b, size_t avail, size_t hs_len, char *out,
 				return MG_EPROTO;
 			if ((rc = sni_server_name(&c, ext_lim, out, cap)) != 0)
 				return rc;
+		} else if (type == SNI_EXT_ALPN && alpn->out != NULL &&
+		    *alpn->len == 0 && (rc = sni_need(&c, n, ext_end)) == 0) {
+			sni_alpn(&c, ext_lim, alpn);
+			c.pos = ext_lim;
 		} else if ((rc = sni_skip(&c, n, ext_end)) != 0)
 			return rc;
 	}
@@ -172,10 +205,20 @@ sni_hello(const uint8_t *b, size_t avail, size_t hs_len, char *out,
 int
 http_sni_peek(const uint8_t *p, size_t len, char *out, size_t cap)
 {
+	return http_hello_peek(p, len, out, cap, NULL, 0, NULL);
+}
+
+int
+http_hello_peek(const uint8_t *p, size_t len, char *out, size_t cap,
+    uint8_t *alpn, size_t alpn_cap, size_t *alpn_len)
+{
 	uint8_t hs[SNI_HS_MAX];
 	size_t off = 0, have = 0, want = 0, rlen, take, hs_len = 0;
+	size_t alpn_n = 0;
+	struct sni_alpn a = { alpn, alpn_cap, alpn_len ? alpn_len : &alpn_n };
 	int rc;
 
+	*a.len = 0;
 	if (cap == 0)
 		return MG_ENOSPC;
 	out[0] = '\0';
@@ -215,8 +258,10 @@ http_sni_peek(const uint8_t *p, size_t len, char *out, size_t cap)
 		return MG_EAGAIN;
 	hs_len = want - 4;
 	rc = sni_hello(hs + 4, (have < want ? have : want) - 4, hs_len, out,
-	    cap);
-	if (rc != 0)
+	    cap, &a);
+	if (rc != 0) {
 		out[0] = '\0';
+		*a.len = 0;
+	}
 	return rc;
 }

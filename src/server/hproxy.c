@@ -543,7 +543,30 @@ hc_open_stream(struct hconn *hc, struct proxy *px)
 
 	if (getpeername(hc->fd, (struct sockaddr *)&ss, &sl) < 0)
 		ss.ss_family = AF_UNSPEC;
-	if ((st = proxy_stream_open(px, (struct sockaddr *)&ss)) == NULL)
+	if (px->proxy_protocol == 2) {
+		/* metadata for an agent that passes it on: the Host, or the
+		 * SNI and the protocol negotiated here */
+		struct stream_info si = { hc->req.host, NULL, 0 };
+		uint8_t alpn[256];
+		if (hc->ssl != NULL) {
+			const char *sn = SSL_get_servername(hc->ssl,
+			    TLSEXT_NAMETYPE_host_name);
+			const unsigned char *a = NULL;
+			unsigned al = 0;
+			if (sn != NULL)
+				si.authority = sn;
+			SSL_get0_alpn_selected(hc->ssl, &a, &al);
+			if (al > 0 && al < sizeof(alpn)) {
+				alpn[0] = (uint8_t)al;
+				memcpy(alpn + 1, a, al);
+				si.alpn = alpn;
+				si.alpn_len = al + 1;
+			}
+		}
+		st = proxy_stream_open_info(px, (struct sockaddr *)&ss, &si);
+	} else
+		st = proxy_stream_open(px, (struct sockaddr *)&ss);
+	if (st == NULL)
 		return MG_ELIMIT;
 	mux_stream_set_cbs(st, &hc_up_cbs, hc);
 	hc->st = st;
@@ -1310,7 +1333,17 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 		/* the ClientHello is still in the socket (we only peeked) */
-		proxy_open_stream(px, pfd, (struct sockaddr *)&peer);
+		if (px->proxy_protocol == 2) {
+			/* the agent passes the SNI and the ALPN offer on */
+			uint8_t alpn[256];
+			struct stream_info si = { sni, alpn, 0 };
+			char sni2[256];
+			http_hello_peek(buf, (size_t)n, sni2, sizeof(sni2),
+			    alpn, sizeof(alpn), &si.alpn_len);
+			proxy_open_stream_info(px, pfd,
+			    (struct sockaddr *)&peer, &si);
+		} else
+			proxy_open_stream(px, pfd, (struct sockaddr *)&peer);
 		return;
 	}
 	ctx = rc == 0 ? tls_certdir_find(srv->https_certs, sni) : NULL;

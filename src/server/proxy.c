@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,6 +484,8 @@ reg_option_name(const struct ctrl_register *reg, int http)
 		return "bandwidth limit";
 	if (reg->group.p)
 		return "load-balancing group";
+	if (reg->proxy_type == PROXY_UDP && reg->proxy_protocol == 1)
+		return "PROXY protocol v1 (v2 is the one for UDP)";
 	/* proxy_protocol (0x06) is the agent's own business: it writes the
 	 * header; allowed and denied sources (0x07, 0x08) are kept with
 	 * the tunnel */
@@ -1011,6 +1014,7 @@ attach:
 	/* the registration's own sources replace the lease's (they parsed
 	 * above: this cannot fail) */
 	reg_sources(reg, px, why, whycap);
+	px->proxy_protocol = reg->proxy_protocol;
 	*out = px;
 	return 0;
 }
@@ -1038,8 +1042,57 @@ tcp_relay_end(void *arg, uint64_t from_sock, uint64_t to_sock,
 	free(tc);
 }
 
+/*
+ * The metadata of a NewStreamEx2 (docs/internals/protocol-ext.md), as
+ * PROXY v2 TLVs for the agent to pass on: a connection id unique across
+ * the server's life and restarts (128 random bits in 32 hex digits), who
+ * owns the tunnel (a named token's name; a certificate's subject), and
+ * what the public side learnt (si). Each fits: 1024 bytes hold them all
+ * at their caps.
+ */
+static void
+stream_meta(const struct proxy *px, const struct stream_info *si,
+    struct sthdr *h)
+{
+	const struct server_conf *cf = px->srv->cf;
+	static const char hex[] = "0123456789abcdef";
+	uint8_t r[16];
+	char uid[32];
+
+	/* as text, for the logs of the services that get it */
+	crypto_random(r, sizeof(r));
+	for (size_t i = 0; i < sizeof(r); i++) {
+		uid[2 * i] = hex[r[i] >> 4];
+		uid[2 * i + 1] = hex[r[i] & 15];
+	}
+	sthdr_meta_add(h, PP2_TYPE_UNIQUE_ID, uid, sizeof(uid));
+	if (strncmp(px->identity, "cert:", 5) == 0)
+		sthdr_meta_add(h, PP2_TYPE_MGROK_SUBJECT, px->identity + 5,
+		    strlen(px->identity + 5));
+	else
+		for (size_t i = 0; i < cf->ntokens; i++)
+			if (cf->token_names[i] != NULL &&
+			    strcmp(cf->token_names[i], px->identity) == 0) {
+				sthdr_meta_add(h, PP2_TYPE_MGROK_TOKEN,
+				    px->identity, strlen(px->identity));
+				break;
+			}
+	if (si != NULL && si->authority != NULL && si->authority[0])
+		sthdr_meta_add(h, PP2_TYPE_AUTHORITY, si->authority,
+		    strlen(si->authority));
+	if (si != NULL && si->alpn_len > 0)
+		sthdr_meta_add(h, PP2_TYPE_ALPN, si->alpn, si->alpn_len);
+}
+
 struct mux_stream *
 proxy_stream_open(struct proxy *px, const struct sockaddr *peer)
+{
+	return proxy_stream_open_info(px, peer, NULL);
+}
+
+struct mux_stream *
+proxy_stream_open_info(struct proxy *px, const struct sockaddr *peer,
+    const struct stream_info *si)
 {
 	struct session *s = px->sess;
 	struct mux_stream *st;
@@ -1049,7 +1102,7 @@ proxy_stream_open(struct proxy *px, const struct sockaddr *peer)
 
 	if (s == NULL || (st = mux_stream_open(s->mux)) == NULL)
 		return NULL;
-	memset(&h, 0, sizeof(h));
+	memset(&h, 0, offsetof(struct sthdr, meta)); /* meta_len 0 */
 	h.stream_id = mux_stream_id(st);
 	h.remote_port = px->port;
 	h.name_len = (uint8_t)strlen(px->name);
@@ -1075,6 +1128,13 @@ proxy_stream_open(struct proxy *px, const struct sockaddr *peer)
 			}
 			h.port = ntohs(in6->sin6_port);
 		}
+		/* only a tunnel whose agent writes PROXY v2 headers has a
+		 * use for metadata: the others pay nothing */
+		if (px->proxy_protocol == 2 &&
+		    (s->caps & CTRL_CAP_STREAM_META)) {
+			h.type = STHDR_NEWSTREAM_EX2;
+			stream_meta(px, si, &h);
+		}
 	}
 	n = sthdr_encode(&h, buf, sizeof(buf));
 	if (n < 0 || mux_stream_write(st, buf, (size_t)n) < 0) {
@@ -1091,8 +1151,15 @@ proxy_stream_open(struct proxy *px, const struct sockaddr *peer)
 void
 proxy_open_stream(struct proxy *px, int fd, const struct sockaddr *peer)
 {
+	proxy_open_stream_info(px, fd, peer, NULL);
+}
+
+void
+proxy_open_stream_info(struct proxy *px, int fd, const struct sockaddr *peer,
+    const struct stream_info *si)
+{
 	struct server *srv = px->srv;
-	struct mux_stream *st = proxy_stream_open(px, peer);
+	struct mux_stream *st = proxy_stream_open_info(px, peer, si);
 	struct tconn *tc;
 
 	if (st == NULL) {

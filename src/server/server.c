@@ -35,7 +35,7 @@
 #define SERVER_AGENT "mgrok/0.1.0"
 #define SERVER_CAPS \
 	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES | \
-	CTRL_CAP_HASHED_SECRET)
+	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META)
 #define AUTH_DEADLINE_S 10
 
 static void session_close(struct session *s, int err);

@@ -98,6 +98,7 @@ struct proxy {
 	size_t nallow;
 	struct acl_rule *deny;        /* and denied ones (0x08, extension) */
 	size_t ndeny;
+	uint8_t proxy_protocol;       /* its agent's (0x06): 2 = NewStreamEx2 */
 	uint64_t rl_conns_rate, rl_http_rate;
 	/* its figures (smet.h): bytes in/out, connections, open ones, HTTP
 	 * requests by status class (0: none, 1xx..5xx) */
@@ -267,6 +268,24 @@ extern const struct proxy_ops proxy_tcp_ops;
  * its stream limit. Counts the stream in the session and server. */
 struct mux_stream *proxy_stream_open(struct proxy *px,
     const struct sockaddr *peer);
+/* What a public listener knows of a visitor's connection besides its
+ * address, for the metadata of a NewStreamEx2 header
+ * (docs/internals/protocol-ext.md); borrowed for the call. */
+struct stream_info {
+	const char *authority;        /* the SNI or the Host, or NULL */
+	const uint8_t *alpn;          /* ALPN names, (len u8 | name)* */
+	size_t alpn_len;
+};
+/* proxy_stream_open_info: proxy_stream_open with a NewStreamEx2 header
+ * carrying si (may be NULL) and what the server knows of px's owner, when
+ * px was registered with PROXY protocol v2 and its session has
+ * STREAM_META; otherwise exactly proxy_stream_open. */
+struct mux_stream *proxy_stream_open_info(struct proxy *px,
+    const struct sockaddr *peer, const struct stream_info *si);
+/* proxy_open_stream_info: proxy_open_stream, the stream opened by
+ * proxy_stream_open_info. */
+void proxy_open_stream_info(struct proxy *px, int fd,
+    const struct sockaddr *peer, const struct stream_info *si);
 const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
 
 /* udp.c */

@@ -135,6 +135,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 	} else if (rc != MG_EAGAIN && rc != MG_EPROTO && rc != MG_ENOSPC)
 		abort();
+	/* The ALPN list rides along: the same answer, whole entries that
+	 * fit. */
+	{
+		uint8_t alpn[40];
+		size_t al = 99, i;
+		if (http_hello_peek(data, size, name, sizeof(name), alpn,
+		    sizeof(alpn), &al) != rc || al > sizeof(alpn) ||
+		    (rc != 0 && al != 0))
+			abort();
+		for (i = 0; i < al; i += 1 + alpn[i])
+			if (alpn[i] == 0)
+				abort();
+		if (i != al)
+			abort();
+	}
 	/* A prefix of a valid prefix is a valid prefix. */
 	if (rc == MG_EAGAIN && size > 0) {
 		copy = malloc(size / 2 + 1);

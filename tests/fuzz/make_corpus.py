@@ -91,6 +91,16 @@ def sthdr():
     w("bad-af", b"\x06" + struct.pack(">IHB", 4, 80, 1) + b"a\x05" + bytes(6))
     w("bad-type", b"\x03" + bytes(10))
     w("prefix", b"\x06" + struct.pack(">IHB", 4, 80, 200) + b"abc")
+    ex2 = b"\x0b" + struct.pack(">IHB", 4, 8080, 3) + b"web" + b"\x04\x7f\x00\x00\x02" \
+        + struct.pack(">H", 40000)
+    meta = opt(0x05, b"0123456789abcdef0123456789abcdef") + opt(0xE0, b"alice") \
+        + opt(0x02, b"site.example.org") + opt(0x01, b"\x02h2\x08http/1.1")
+    w("newstream-ex2", ex2 + struct.pack(">H", len(meta)) + meta + b"payload")
+    w("newstream-ex2-empty", ex2 + b"\x00\x00")
+    w("newstream-ex2-v6", b"\x0b" + struct.pack(">IHB", 6, 443, 0) + b"\x06" + bytes(15)
+      + b"\x01" + struct.pack(">HH", 443, 8) + opt(0xE1, b"CN=x"))
+    w("bad-ex2-meta-len", ex2 + struct.pack(">H", 1025) + bytes(1025))
+    w("bad-ex2-tlv", ex2 + struct.pack(">H", 5) + b"\x02\x00\x09ab")
 
 
 def sproxy_hdr(host, port_text, version=b"0.1.0\0\0\0", crc=None):
@@ -280,6 +290,14 @@ def tlsrecord():
     w("hello-long-name", client_hello(b"n" * 300))
     w("hello-bad-len", client_hello(b"a.b")[:5] + b"\x01\xff\xff\xff")
     w("not-tls", b"GET / HTTP/1.1\r\n\r\n")
+    # the ALPN list (http_hello_peek, fed by fuzz_http)
+    names = b"\x02h2\x08http/1.1"
+    longer = b"".join(bytes([9]) + b"proto-%03d" % i for i in range(8))
+    for n, e in (("hello-alpn", ext(16, struct.pack(">H", len(names)) + names)),
+                 ("hello-alpn-long", ext(16, struct.pack(">H", len(longer)) + longer)),
+                 ("hello-alpn-bad", ext(16, b"\x00\x05\x00abcd"))):
+        w(n, client_hello(b"a.b", exts=e))
+        write("fuzz_http", n, client_hello(b"a.b", exts=e))
 
     def op(o, data=b"", n=None):
         n = len(data) if n is None else n

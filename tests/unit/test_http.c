@@ -917,9 +917,11 @@ test_error_response(void **state)
 	assert_string_equal(http_status_text(999), "Unknown");
 }
 
-/* client_hello: the first flight of a real OpenSSL client. */
+/* client_hello_alpn: the first flight of a real OpenSSL client, offering
+ * the ALPN list alpn[0..alen) (wire format) when alpn is not NULL. */
 static size_t
-client_hello(const char *sni, uint8_t *buf, size_t cap)
+client_hello_alpn(const char *sni, const char *alpn, unsigned alen,
+    uint8_t *buf, size_t cap)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	BIO *inner = NULL, *net = NULL;
@@ -930,6 +932,9 @@ client_hello(const char *sni, uint8_t *buf, size_t cap)
 	assert_non_null(ssl = SSL_new(ctx));
 	if (sni != NULL)
 		assert_int_equal(SSL_set_tlsext_host_name(ssl, sni), 1);
+	if (alpn != NULL)
+		assert_int_equal(SSL_set_alpn_protos(ssl,
+		    (const unsigned char *)alpn, alen), 0);
 	assert_int_equal(BIO_new_bio_pair(&inner, 0, &net, 0), 1);
 	SSL_set_bio(ssl, inner, inner);
 	assert_int_equal(SSL_connect(ssl), -1);
@@ -940,6 +945,51 @@ client_hello(const char *sni, uint8_t *buf, size_t cap)
 	BIO_free(net);
 	SSL_CTX_free(ctx);
 	return (size_t)n;
+}
+
+/* client_hello: the same without ALPN. */
+static size_t
+client_hello(const char *sni, uint8_t *buf, size_t cap)
+{
+	return client_hello_alpn(sni, NULL, 0, buf, cap);
+}
+
+/* http_hello_peek: the SNI as http_sni_peek, and the ALPN offer. */
+static void
+test_hello_alpn(void **state)
+{
+	static uint8_t hello[4096];
+	static const char list[] = "\x02h2\x08http/1.1";
+	char out[HTTP_HOST_MAX + 1];
+	uint8_t alpn[64];
+	size_t n, al = 99;
+
+	n = client_hello_alpn("a.test", list, sizeof(list) - 1, hello,
+	    sizeof(hello));
+	assert_int_equal(http_hello_peek(hello, n, out, sizeof(out), alpn,
+	    sizeof(alpn), &al), 0);
+	assert_string_equal(out, "a.test");
+	assert_int_equal(al, sizeof(list) - 1);
+	assert_memory_equal(alpn, list, al);
+	/* whole entries only: "h2" fits in 5 bytes, http/1.1 does not */
+	assert_int_equal(http_hello_peek(hello, n, out, sizeof(out), alpn, 5,
+	    &al), 0);
+	assert_int_equal(al, 3);
+	assert_memory_equal(alpn, "\x02h2", 3);
+	assert_int_equal(http_hello_peek(hello, n, out, sizeof(out), alpn, 2,
+	    &al), 0);
+	assert_int_equal(al, 0);
+	/* a prefix: none yet */
+	assert_int_equal(http_hello_peek(hello, n - 1, out, sizeof(out), alpn,
+	    sizeof(alpn), &al), MG_EAGAIN);
+	assert_int_equal(al, 0);
+	/* no ALPN offered */
+	n = client_hello("a.test", hello, sizeof(hello));
+	assert_int_equal(http_hello_peek(hello, n, out, sizeof(out), alpn,
+	    sizeof(alpn), &al), 0);
+	assert_int_equal(al, 0);
+	assert_int_equal(http_hello_peek(hello, n, out, sizeof(out), NULL, 0,
+	    NULL), 0);
 }
 
 static void
@@ -1055,6 +1105,7 @@ main(void)
 		cmocka_unit_test(test_basic_auth),
 		cmocka_unit_test(test_error_response),
 		cmocka_unit_test(test_sni),
+		cmocka_unit_test(test_hello_alpn),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

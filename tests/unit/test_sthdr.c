@@ -1,4 +1,5 @@
-/* test_sthdr.c: NewStream / NewStreamEx headers (docs/protocol.md section 5). */
+/* test_sthdr.c: NewStream / NewStreamEx headers (docs/protocol.md section 5)
+ * and NewStreamEx2 (docs/internals/protocol-ext.md). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,6 +23,17 @@
 	"\x06\x01\x02\x03\x04\x00\x00\x00"                              \
 	"\x06\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01" \
 	"\x01\xbb"
+
+/* NewStreamEx2: AUTHORITY "a.b", then mgrok's token name "alice" */
+#define NSX2_WIRE                                                       \
+	"\x0b\x00\x00\x00\x04\x1f\x90\x03" "web"                        \
+	"\x04\xc0\xa8\x01\x02\xd4\x31"                                    \
+	"\x00\x0e" "\x02\x00\x03" "a.b" "\xe0\x00\x05" "alice"
+/* NewStreamEx2 without metadata, over IPv6 */
+#define NSX2E_WIRE                                                      \
+	"\x0b\x01\x02\x03\x04\x00\x00\x00"                              \
+	"\x06\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01" \
+	"\x01\xbb\x00\x00"
 
 static const uint8_t v6addr[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0,
 	0, 0, 0, 0, 0, 0, 1 };
@@ -64,6 +76,22 @@ build_nsx6(struct sthdr *h)
 	h->port = 443;
 }
 
+static void
+build_nsx2(struct sthdr *h)
+{
+	build_nsx4(h);
+	h->type = STHDR_NEWSTREAM_EX2;
+	assert_int_equal(sthdr_meta_add(h, 0x02, "a.b", 3), 0);
+	assert_int_equal(sthdr_meta_add(h, 0xe0, "alice", 5), 0);
+}
+
+static void
+build_nsx2e(struct sthdr *h)
+{
+	build_nsx6(h);
+	h->type = STHDR_NEWSTREAM_EX2;
+}
+
 static const struct {
 	const char *what;
 	const uint8_t *b;
@@ -73,6 +101,8 @@ static const struct {
 	{ "NewStream", W(NS_WIRE), build_ns },
 	{ "NewStreamEx v4", W(NSX4_WIRE), build_nsx4 },
 	{ "NewStreamEx v6", W(NSX6_WIRE), build_nsx6 },
+	{ "NewStreamEx2 v4 meta", W(NSX2_WIRE), build_nsx2 },
+	{ "NewStreamEx2 v6 empty", W(NSX2E_WIRE), build_nsx2e },
 };
 #define NVECS (sizeof(vecs) / sizeof(vecs[0]))
 
@@ -90,6 +120,8 @@ assert_hdr(const struct sthdr *a, const struct sthdr *b)
 		assert_memory_equal(a->addr, b->addr, a->af == 4 ? 4 : 16);
 		assert_int_equal(a->port, b->port);
 	}
+	assert_int_equal(a->meta_len, b->meta_len);
+	assert_memory_equal(a->meta, b->meta, a->meta_len);
 }
 
 static void
@@ -98,6 +130,8 @@ test_vec_sizes(void **state)
 	assert_int_equal(vecs[0].len, 11);
 	assert_int_equal(vecs[1].len, 18);
 	assert_int_equal(vecs[2].len, 27);
+	assert_int_equal(vecs[3].len, 18 + 2 + 14);
+	assert_int_equal(vecs[4].len, 29);
 }
 
 static void
@@ -187,13 +221,121 @@ test_max_name(void **state)
 	h.af = 6;
 	memcpy(h.addr, v6addr, 16);
 	h.port = 65535;
+	assert_int_equal(sthdr_encode(&h, out, sizeof(out)),
+	    STHDR_EX_MAX_LEN);
+	for (n = 0; n < STHDR_EX_MAX_LEN; n++)
+		assert_int_equal(sthdr_decode(out, n, &d), MG_EAGAIN);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(sthdr_decode(out, STHDR_EX_MAX_LEN, &d),
+	    STHDR_EX_MAX_LEN);
+	assert_hdr(&d, &h);
+	assert_int_equal(strlen(d.name), 255);
+
+	/* the longest of all: NewStreamEx2 with STHDR_META_MAX bytes */
+	h.type = STHDR_NEWSTREAM_EX2;
+	assert_int_equal(sthdr_meta_add(&h, 0xe1, NULL, 0), 0);
+	{
+		static uint8_t big[STHDR_META_MAX];
+		memset(big, 'q', sizeof(big));
+		assert_int_equal(sthdr_meta_add(&h, 0x02, big,
+		    STHDR_META_MAX - 6 + 1), MG_ENOSPC);
+		assert_int_equal(h.meta_len, 3);
+		assert_int_equal(sthdr_meta_add(&h, 0x02, big,
+		    STHDR_META_MAX - 6), 0);
+		assert_int_equal(h.meta_len, STHDR_META_MAX);
+		assert_int_equal(sthdr_meta_add(&h, 0x04, NULL, 0),
+		    MG_ENOSPC);
+	}
 	assert_int_equal(sthdr_encode(&h, out, sizeof(out)), STHDR_MAX_LEN);
 	for (n = 0; n < STHDR_MAX_LEN; n++)
 		assert_int_equal(sthdr_decode(out, n, &d), MG_EAGAIN);
 	memset(&d, 0, sizeof(d));
 	assert_int_equal(sthdr_decode(out, STHDR_MAX_LEN, &d), STHDR_MAX_LEN);
 	assert_hdr(&d, &h);
-	assert_int_equal(strlen(d.name), 255);
+}
+
+/* meta_len above the cap: refused as soon as its two bytes are there */
+static void
+test_meta_too_long(void **state)
+{
+	uint8_t buf[sizeof(NSX2_WIRE) + 8];
+	struct sthdr h;
+	unsigned ml;
+
+	memcpy(buf, NSX2_WIRE, sizeof(NSX2_WIRE) - 1);
+	for (ml = STHDR_META_MAX + 1; ml <= 0xFFFF; ml += 997) {
+		buf[18] = (uint8_t)(ml >> 8);
+		buf[19] = (uint8_t)ml;
+		assert_int_equal(sthdr_decode(buf, 19, &h), MG_EAGAIN);
+		assert_int_equal(sthdr_decode(buf, 20, &h), MG_EPROTO);
+		assert_int_equal(sthdr_decode(buf, sizeof(buf), &h),
+		    MG_EPROTO);
+	}
+	build_nsx2(&h);
+	h.meta_len = STHDR_META_MAX + 1;
+	assert_int_equal(sthdr_encode(&h, buf, sizeof(buf)), MG_EINVAL);
+}
+
+/* metadata that is not whole TLVs: refused once it is all there */
+static void
+test_meta_bad_tlvs(void **state)
+{
+	static const uint8_t trunc_hdr[] =
+	    "\x0b\x00\x00\x00\x04\x1f\x90\x00\x04\x7f\x00\x00\x01\x00\x50"
+	    "\x00\x05" "\x02\x00\x01" "a" "\x05";
+	static const uint8_t over[] =
+	    "\x0b\x00\x00\x00\x04\x1f\x90\x00\x04\x7f\x00\x00\x01\x00\x50"
+	    "\x00\x04" "\x02\x00\x02" "a";
+	static const uint8_t ok_data[] =
+	    "\x0b\x00\x00\x00\x04\x1f\x90\x00\x04\x7f\x00\x00\x01\x00\x50"
+	    "\x00\x04" "\x02\x00\x01" "a" "DATA";
+	struct sthdr h;
+
+	assert_int_equal(sthdr_decode(trunc_hdr, sizeof(trunc_hdr) - 2, &h),
+	    MG_EAGAIN);
+	assert_int_equal(sthdr_decode(trunc_hdr, sizeof(trunc_hdr) - 1, &h),
+	    MG_EPROTO);
+	assert_int_equal(sthdr_decode(over, sizeof(over) - 1, &h),
+	    MG_EPROTO);
+	/* a TLV that would run into the stream's data is the same error */
+	{
+		uint8_t b[sizeof(over) + 4];
+		memcpy(b, over, sizeof(over) - 1);
+		memcpy(b + sizeof(over) - 1, "DATA", 4);
+		assert_int_equal(sthdr_decode(b, sizeof(b) - 1, &h),
+		    MG_EPROTO);
+	}
+	assert_int_equal(sthdr_decode(ok_data, sizeof(ok_data) - 1, &h), 21);
+	assert_int_equal(h.meta_len, 4);
+}
+
+static void
+test_meta_walk(void **state)
+{
+	struct sthdr h;
+	size_t off = 0, vl;
+	const uint8_t *v;
+	uint8_t t;
+
+	assert_int_equal(sthdr_decode(W(NSX2_WIRE), &h), 34);
+	assert_int_equal(sthdr_meta_next(h.meta, h.meta_len, &off, &t, &v,
+	    &vl), 1);
+	assert_int_equal(t, 0x02);
+	assert_int_equal(vl, 3);
+	assert_memory_equal(v, "a.b", 3);
+	assert_int_equal(sthdr_meta_next(h.meta, h.meta_len, &off, &t, &v,
+	    &vl), 1);
+	assert_int_equal(t, 0xe0);
+	assert_int_equal(vl, 5);
+	assert_memory_equal(v, "alice", 5);
+	assert_int_equal(sthdr_meta_next(h.meta, h.meta_len, &off, &t, &v,
+	    &vl), 0);
+	off = 0;
+	assert_int_equal(sthdr_meta_next(h.meta, 2, &off, &t, &v, &vl),
+	    MG_EPROTO);
+	off = 0;
+	assert_int_equal(sthdr_meta_next(h.meta, 5, &off, &t, &v, &vl),
+	    MG_EPROTO);
 }
 
 static void
@@ -216,7 +358,8 @@ test_bad_type(void **state)
 
 	memcpy(buf, NSX4_WIRE, 18);
 	for (t = 0; t <= 0xFF; t++) {
-		if (t == STHDR_NEWSTREAM || t == STHDR_NEWSTREAM_EX)
+		if (t == STHDR_NEWSTREAM || t == STHDR_NEWSTREAM_EX ||
+		    t == STHDR_NEWSTREAM_EX2)
 			continue;
 		buf[0] = (uint8_t)t;
 		/* Known to be wrong from the first byte on. */
@@ -291,6 +434,9 @@ main(void)
 		cmocka_unit_test(test_bad_type),
 		cmocka_unit_test(test_bad_af),
 		cmocka_unit_test(test_encode_errors),
+		cmocka_unit_test(test_meta_too_long),
+		cmocka_unit_test(test_meta_bad_tlvs),
+		cmocka_unit_test(test_meta_walk),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
