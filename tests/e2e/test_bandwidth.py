@@ -77,10 +77,10 @@ def sink_handler(c, idx):
     c.recv(1)
 
 
-def source_handler(c, idx):
-    """Send TOTAL bytes and close."""
+def source_handler(c, idx, total=TOTAL):
+    """Send total bytes and close."""
     chunk = b"d" * 65536
-    left = TOTAL
+    left = total
     while left > 0:
         n = min(left, len(chunk))
         c.sendall(chunk[:n])
@@ -130,8 +130,8 @@ def timed_upload(port):
     return dt
 
 
-def timed_download(port, request=None, extra=0):
-    """Receive TOTAL bytes (plus extra: a response head) through the
+def timed_download(port, request=None, extra=0, total=TOTAL):
+    """Receive total bytes (plus extra: a response head) through the
     tunnel; seconds from the connection to the last byte."""
     s = connect(port, timeout=30)
     s.settimeout(30)
@@ -139,14 +139,14 @@ def timed_download(port, request=None, extra=0):
     if request:
         s.sendall(request)
     got = 0
-    while got < TOTAL + extra:
+    while got < total + extra:
         d = s.recv(1 << 16)
         if not d:
             break
         got += len(d)
     dt = time.monotonic() - t0
     s.close()
-    assert got >= TOTAL, got
+    assert got >= total, got
     return dt
 
 
@@ -228,6 +228,85 @@ def test_token_bandwidth_tcp_and_http(mg, tmp_path):
     print("token 1MB/s, HTTP download 5 MB: %.2f s" % dt)
     assert in_range(dt), dt
     assert tunnel_json(srv, "http")["bandwidth"] == {"in": MB, "out": MB}
+
+
+def http_sink_handler(c, idx):
+    """Read one request with a body of TOTAL bytes, answer 200."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(65536)
+        if not d:
+            return
+        buf += d
+    got = len(buf.split(b"\r\n\r\n", 1)[1])
+    while got < TOTAL:
+        d = c.recv(65536)
+        if not d:
+            return
+        got += len(d)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
+def test_token_bandwidth_http_upload(mg, tmp_path):
+    """The token's 1MB/s on what an HTTP visitor sends: a 5 MB POST takes
+    4.5 to 6 s to reach the service."""
+    srv = bw_server(mg, tmp_path)
+    web = mg.service(http_sink_handler)
+    h = mg.proxy_client("http", web.port, srv, token="lim1-secret",
+                        extra=["--subdomain", "up", "--inspect-addr", "off"])
+    assert wait_for(lambda: "up.%s" % DOMAIN in h.stdout(), 10), h.log()
+    s = connect(srv.http_port, timeout=30)
+    s.settimeout(30)
+    t0 = time.monotonic()
+    s.sendall(b"POST /up HTTP/1.1\r\nHost: up.%s\r\nContent-Length: %d\r\n"
+              b"Connection: close\r\n\r\n" % (DOMAIN.encode(), TOTAL))
+    chunk = b"p" * 65536
+    left = TOTAL
+    while left > 0:
+        n = min(left, len(chunk))
+        s.sendall(chunk[:n])
+        left -= n
+    resp = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        resp += d
+    dt = time.monotonic() - t0
+    s.close()
+    assert resp.startswith(b"HTTP/1.1 200") and resp.endswith(b"ok"), resp
+    print("token 1MB/s, HTTP upload 5 MB: %.2f s" % dt)
+    assert in_range(dt), dt
+    m = parse_metrics(scrape(srv.admin))
+    assert metric(m, "mgrok_bandwidth_throttled_total", direction="in") > 0
+
+
+def test_token_bandwidth_is_shared_by_its_tunnels(mg, tmp_path):
+    """Two tunnels of the 1MB/s token download 2.5 MB each at once: the
+    token's rate is for both together, so both end after about 5 s (each
+    alone would take 2.5 s)."""
+    half = TOTAL // 2
+    srv = bw_server(mg, tmp_path)
+    src = mg.service(lambda c, idx: source_handler(c, idx, half))
+    ports = []
+    for _ in range(2):
+        c = mg.tcp_client(src.port, srv, token="lim1-secret", extra=["--inspect-addr", "off"])
+        ports.append(mg.wait_forward(c)[0][2])
+    res = [None, None]
+
+    def run(i):
+        res[i] = timed_download(ports[i], total=half)
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    dt = time.monotonic() - t0
+    print("token 1MB/s, two tunnels x 2.5 MB at once: %.2f s (%.2f, %.2f)"
+          % (dt, res[0], res[1]))
+    assert in_range(dt), (dt, res)
+    assert min(res) >= 3.5, res
 
 
 class Reader:
