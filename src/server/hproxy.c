@@ -70,6 +70,8 @@ struct hconn {
 	struct shaper *sh;            /* its tunnel's limit, held; NULL: none */
 	int in_paused, out_paused;    /* waiting for tokens to read the
 					 visitor / to take from the stream */
+	int tls_more;                 /* TLS may hold more of the visitor's
+					 bytes than the last read took */
 	struct evbuffer *in, *out, *up;
 	struct http_track *rq, *rs;
 	struct mux_stream *st;
@@ -301,6 +303,9 @@ hc_read(struct hconn *hc)
 		room -= iov[i].iov_len;
 	}
 	n = hc->ssl ? tls_readv(hc->ssl, iov, nv, &ww) : readv(hc->fd, iov, nv);
+	/* a read that filled its room may have left records in TLS's
+	 * read-ahead, which no socket event announces: hc_arm reads again */
+	hc->tls_more = hc->ssl != NULL && n > 0 && (size_t)n == want;
 	if (lim)
 		shaper_refund(hc->sh, SHAPER_IN, n > 0 ? want - (size_t)n :
 		    want);
@@ -357,9 +362,12 @@ hc_arm(struct hconn *hc)
 	    !hc->in_paused && evbuffer_get_length(hc->in) < H_BUF_MAX &&
 	    evbuffer_get_length(hc->up) < H_BUF_MAX;
 
-	if (want_read)
+	if (want_read) {
 		event_add(hc->rev, NULL);
-	else
+		/* cleared by the next read that does not fill its room */
+		if (hc->tls_more)
+			event_active(hc->rev, EV_READ, 1);
+	} else
 		event_del(hc->rev);
 	/* a response left on the stream (the out buffer was full) goes on
 	 * from hc_on_write once there is room */
@@ -950,11 +958,9 @@ hc_on_pace(evutil_socket_t fd, short what, void *arg)
 	int out = hc->out_paused;
 
 	hc->in_paused = hc->out_paused = 0;
-	if (out && hc->st != NULL && mux_stream_queued(hc->st) > 0) {
-		hc_up_readable(hc->st, hc); /* flushes and arms */
-		return;
-	}
 	hc_arm(hc);
+	if (out && hc->st != NULL && mux_stream_queued(hc->st) > 0)
+		hc_up_readable(hc->st, hc); /* flushes and arms */
 }
 
 /* How long the current state may last without a byte either way. */

@@ -12,10 +12,11 @@ take about 4.9 s."""
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 
-from helpers import HOST, connect, pick_free_port, pick_port_range, wait_for
+from helpers import HOST, connect, make_pki, pick_free_port, pick_port_range, wait_for
 from test_admin import admin_port, api, metric, parse_metrics, scrape
 
 LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
@@ -279,6 +280,67 @@ def test_token_bandwidth_http_upload(mg, tmp_path):
     assert in_range(dt), dt
     m = parse_metrics(scrape(srv.admin))
     assert metric(m, "mgrok_bandwidth_throttled_total", direction="in") > 0
+
+
+def test_agent_bandwidth_https_upload_and_download(mg, tmp_path):
+    """--bandwidth 1MB/s on an HTTP tunnel reached over HTTPS (TLS ended at
+    the server): a 5 MB POST and a 5 MB response each take 4.5 to 6 s."""
+    pki = make_pki(mg, "pki-bw", "*.%s,%s" % (DOMAIN, DOMAIN))
+    https_port = pick_free_port()
+    srv = mg.server(token="free-secret", extra=[
+        "--domain", DOMAIN, "--http-addr", "%s:%d" % (HOST, pick_free_port()),
+        "--https-addr", "%s:%d" % (HOST, https_port),
+        "--https-cert", pki.server_pem, "--https-key", pki.server_key])
+    assert wait_for(lambda: "https listening on port %d" % https_port in srv.stderr(), 10)
+    ctx = ssl.create_default_context(cafile=pki.ca_pem)
+
+    def tls_conn(host):
+        t = ctx.wrap_socket(connect(https_port, timeout=30), server_hostname=host)
+        t.settimeout(30)
+        return t
+
+    up = mg.service(http_sink_handler)
+    c = mg.proxy_client("http", up.port, srv, token="free-secret",
+                        extra=["--subdomain", "sup", "--bandwidth", "1MB/s",
+                               "--inspect-addr", "off"])
+    assert wait_for(lambda: "sup.%s" % DOMAIN in c.stdout(), 10), c.log()
+    t = tls_conn("sup.%s" % DOMAIN)
+    t0 = time.monotonic()
+    t.sendall(b"POST /up HTTP/1.1\r\nHost: sup.%s\r\nContent-Length: %d\r\n"
+              b"Connection: close\r\n\r\n" % (DOMAIN.encode(), TOTAL))
+    t.sendall(b"p" * TOTAL)
+    resp = b""
+    while not resp.endswith(b"ok"):
+        d = t.recv(4096)
+        if not d:
+            break
+        resp += d
+    dt = time.monotonic() - t0
+    t.close()
+    assert resp.startswith(b"HTTP/1.1 200"), resp
+    print("HTTPS upload 5 MB at 1MB/s: %.2f s" % dt)
+    assert in_range(dt), dt
+
+    web = mg.service(http_handler)
+    d = mg.proxy_client("http", web.port, srv, token="free-secret",
+                        extra=["--subdomain", "sdown", "--bandwidth", "1MB/s",
+                               "--inspect-addr", "off"])
+    assert wait_for(lambda: "sdown.%s" % DOMAIN in d.stdout(), 10), d.log()
+    t = tls_conn("sdown.%s" % DOMAIN)
+    t0 = time.monotonic()
+    t.sendall(b"GET /big HTTP/1.1\r\nHost: sdown.%s\r\nConnection: close\r\n\r\n"
+              % DOMAIN.encode())
+    got = 0
+    while got < TOTAL:
+        b = t.recv(1 << 16)
+        if not b:
+            break
+        got += len(b)
+    dt = time.monotonic() - t0
+    t.close()
+    assert got >= TOTAL, got
+    print("HTTPS download 5 MB at 1MB/s: %.2f s" % dt)
+    assert in_range(dt), dt
 
 
 def test_token_bandwidth_is_shared_by_its_tunnels(mg, tmp_path):
