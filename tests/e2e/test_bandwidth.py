@@ -49,6 +49,10 @@ tokens:
     secret: fast-secret
     limits:
       bandwidth: {{in: 12500MB/s, out: 12500MB/s}}
+  - name: udpout
+    secret: udpout-secret
+    limits:
+      bandwidth: {{in: 10MB/s, out: 20KB/s}}
   - name: lim4
     secret: lim4-secret
     limits:
@@ -459,3 +463,32 @@ def test_udp_over_the_limit_is_dropped(mg, tmp_path):
     m = parse_metrics(scrape(srv.admin))
     drops = metric(m, "mgrok_udp_drops_total", direction="in", reason="bandwidth")
     assert drops is not None and drops >= 300 - got - 5, (drops, got)
+
+
+def test_udp_token_limit_out_drops_replies(mg, tmp_path):
+    """A token with a high "in" and a low "out" limit: all 300 datagrams
+    reach the service, most of its answers are dropped at the server."""
+    srv = bw_server(mg, tmp_path)
+    svc = mg.udp_service(mode="tag")
+    c = mg.udp_client(svc.port, srv, token="udpout-secret", extra=["--inspect-addr", "off"])
+    port = mg.wait_forward(c)[0][2]
+    assert tunnel_json(srv)["bandwidth"] == {"in": 10 * MB, "out": 20000}
+    u = mg.udp_sock()
+    u.settimeout(0.2)
+    for i in range(300):
+        u.sendto(b"%04d" % i + b"x" * 996, (HOST, port))
+        if i % 50 == 49:
+            time.sleep(0.01)
+    replies = 0
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        try:
+            u.recvfrom(65536)
+            replies += 1
+        except socket.timeout:
+            pass
+    assert wait_for(lambda: len(svc.received) == 300, 5), len(svc.received)
+    assert 10 <= replies <= 60, replies
+    m = parse_metrics(scrape(srv.admin))
+    drops = metric(m, "mgrok_udp_drops_total", direction="out", reason="bandwidth")
+    assert drops is not None and drops >= 300 - replies - 5, (drops, replies)
