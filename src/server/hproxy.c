@@ -483,11 +483,8 @@ hc_up_readable(struct mux_stream *st, void *arg)
 	 * without a body (HEAD, 204, 304) ends right there */
 	while (((evbuffer_get_length(rx) > 0 && left > 0) || after_head) &&
 	    evbuffer_get_length(hc->out) < H_BUF_MAX && !hc->dead) {
-		size_t len = evbuffer_get_length(rx), used;
-
-		if (len > left)
-			len = left;
-		used = len;
+		size_t len = evbuffer_get_length(rx) < left ?
+		    evbuffer_get_length(rx) : left, used = len;
 		struct http_head rh;
 		enum http_track_ev ev = HTTP_T_MORE;
 
