@@ -37,6 +37,7 @@ struct mux_stream {
 	TAILQ_ENTRY(mux_stream) pend_link; /* on m->pending */
 	uint32_t id;
 	int sink_fd;
+	struct mux_sink_gate gate; /* the sink's budget; take NULL: none */
 	uint32_t rx_queued;     /* received, not yet consumed */
 	uint32_t rx_consumed;   /* total consumed (wraps) */
 	uint32_t rx_last_upd;   /* rx_consumed in our last UPD */
@@ -506,6 +507,16 @@ void
 mux_stream_set_sink(struct mux_stream *st, int fd)
 {
 	st->sink_fd = fd;
+}
+
+void
+mux_stream_set_sink_gate(struct mux_stream *st,
+    const struct mux_sink_gate *g)
+{
+	if (g != NULL)
+		st->gate = *g;
+	else
+		memset(&st->gate, 0, sizeof(st->gate));
 }
 
 struct evbuffer *
@@ -992,7 +1003,7 @@ stream_sink_run(struct mux_stream *st, const struct frame_hdr *h)
 	struct iovec iov[MUX_MAX_IOV * 2];
 	struct msghdr msg;
 	int nf = 0, nv, ni = 0;
-	size_t pos = 0, w = 0, queued = 0;
+	size_t pos = 0, w = 0, queued = 0, granted = 0;
 	ssize_t n;
 
 	lens[nf++] = h->len;
@@ -1056,12 +1067,27 @@ stream_sink_run(struct mux_stream *st, const struct frame_hdr *h)
 			pos += vlen;
 		}
 	}
+	if (st->gate.take != NULL && ni > 0) {
+		/* a bandwidth limit: write only what it allows now */
+		size_t tot = 0, acc = 0;
+		int k = 0;
+		for (int i = 0; i < ni; i++)
+			tot += iov[i].iov_len;
+		granted = st->gate.take(st->gate.arg, tot);
+		while (k < ni && acc + iov[k].iov_len <= granted)
+			acc += iov[k++].iov_len;
+		if (k < ni && granted > acc)
+			iov[k++].iov_len = granted - acc;
+		ni = k;
+	}
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = iov;
 	msg.msg_iovlen = (size_t)ni;
 	n = ni ? sendmsg(st->sink_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
 	if (n > 0)
 		w = (size_t)n;
+	if (st->gate.take != NULL && w < granted)
+		st->gate.put(st->gate.arg, granted - w);
 	m->rx_seen = 1;
 	for (int i = 0; i < nf; i++) {
 		size_t take = w < lens[i] ? w : lens[i];

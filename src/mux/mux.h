@@ -154,6 +154,24 @@ void mux_stream_set_batched(struct mux_stream *st);
  */
 void mux_stream_set_sink(struct mux_stream *st, int fd);
 
+/*
+ * A budget for the sink (a bandwidth limit, src/relay): before each direct
+ * write take(arg, want) says how many of want bytes may go (0..want);
+ * after it put(arg, n) gives back the n of those the socket did not take.
+ * Bytes beyond the budget are queued and readable is called, as when the
+ * socket is full: the owner writes them from the queue when it may.
+ */
+struct mux_sink_gate {
+	size_t (*take)(void *arg, size_t want);
+	void (*put)(void *arg, size_t n);
+	void *arg;
+};
+
+/* mux_stream_set_sink_gate: the sink's budget (copied), or NULL for
+ * none (the default). */
+void mux_stream_set_sink_gate(struct mux_stream *st,
+    const struct mux_sink_gate *g);
+
 /* mux_stream_rx: the stream's inbound queue. Take bytes out of it, then
  * report them with mux_stream_consumed. */
 struct evbuffer *mux_stream_rx(struct mux_stream *st);

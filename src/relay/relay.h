@@ -44,6 +44,17 @@ struct relay_opts {
 	/* counters the relay adds to as bytes move, not only at the end
 	 * (NULL: none); it holds a reference (met_ref) until it ends */
 	struct met_series *from_sock, *to_sock;
+	/* a bandwidth limit (NULL: none): bytes read from the socket pass
+	 * its SHAPER_IN, bytes written to it its SHAPER_OUT (util/ratelim.h).
+	 * While a direction has no tokens its source is not read (the
+	 * socket; or the stream's queue, whose window then holds the far
+	 * end) and a timer wakes it when they are back: no polling, no
+	 * buffer beyond the window. The relay holds a reference until it
+	 * ends, so a new rate set on the shaper applies at once. */
+	struct shaper *shaper;
+	/* counted once each time a direction waits for tokens, by enum
+	 * shaper_dir (NULL: not counted); held like from_sock */
+	struct met_series *throttled[2];
 };
 
 /*

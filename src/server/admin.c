@@ -21,6 +21,7 @@
 #include "util/log.h"
 #include "util/mtime.h"
 #include "util/net.h"
+#include "util/ratelim.h"
 #include "util/version.h"
 #include "util/xmalloc.h"
 #include "web/web.h"
@@ -95,6 +96,12 @@ tunnel_json(const struct proxy *px)
 	    (json_int_t)smet_px_active(px));
 	if (j == NULL)
 		return json_object();
+	/* the limits in force, bytes/s (0: none): the lower of the agent's
+	 * and the token's */
+	json_object_set_new(j, "bandwidth", json_pack("{s:I,s:I}", "in",
+	    (json_int_t)(px->shaper ? shaper_effective(px->shaper, SHAPER_IN) :
+	    0), "out", (json_int_t)(px->shaper ? shaper_effective(px->shaper,
+	    SHAPER_OUT) : 0)));
 	if (proxy_is_http(px->type)) {
 		json_t *h = json_object(), *bc = json_object();
 		uint64_t n = 0;

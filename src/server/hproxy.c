@@ -35,6 +35,7 @@
 #include "util/mtime.h"
 #include "util/loop.h"
 #include "util/net.h"
+#include "util/ratelim.h"
 #include "util/xmalloc.h"
 
 #define H_HEAD_TIMEOUT_S 10
@@ -68,6 +69,12 @@ struct hconn {
 	int fd;
 	int https;
 	struct event *rev, *wev, *timer;
+	struct event *pace;           /* a bandwidth wait (made when needed) */
+	struct shaper *sh;            /* its tunnel's limit, held; NULL: none */
+	int in_paused, out_paused;    /* waiting for tokens to read the
+					 visitor / to take from the stream */
+	int tls_more;                 /* TLS may hold more of the visitor's
+					 bytes than the last read took */
 	struct evbuffer *in, *out, *up;
 	struct http_track *rq, *rs;
 	struct mux_stream *st;
@@ -126,6 +133,12 @@ hc_set_px(struct hconn *hc, struct proxy *px)
 	if (old)
 		old->nhconns--;
 	smet_conn_end(hc->srv, &hc->rec, "closed");
+	/* the limit of the tunnel it is routed to; kept if that tunnel ends
+	 * under an exchange (the tunnel's shaper outlives it) */
+	if (px == NULL || px->shaper != hc->sh) {
+		shaper_unref(hc->sh);
+		hc->sh = px ? shaper_ref(px->shaper) : NULL;
+	}
 	if (px) {
 		px->nhconns++;
 		smet_conn_begin(&hc->rec, px, (struct sockaddr *)&hc->peer_sa);
@@ -173,6 +186,9 @@ hc_destroy(struct hconn *hc)
 	event_free(hc->rev);
 	event_free(hc->wev);
 	event_free(hc->timer);
+	if (hc->pace)
+		event_free(hc->pace);
+	shaper_unref(hc->sh);
 	evbuffer_free(hc->in);
 	evbuffer_free(hc->out);
 	evbuffer_free(hc->up);
@@ -239,6 +255,36 @@ hc_fail(struct hconn *hc, int status, const char *detail, const char *extra)
 	hc_flush(hc);
 }
 
+/* ---- bandwidth ---- */
+
+static void hc_on_pace(evutil_socket_t fd, short what, void *arg);
+
+/* Direction dir (SHAPER_IN: reading the visitor; SHAPER_OUT: taking the
+ * response from the stream) is out of tokens: it stops (hc_arm and
+ * hc_up_readable look at the flags) until the pace timer, when want bytes
+ * (at most 16 KiB) may go. */
+static void
+hc_pace(struct hconn *hc, enum shaper_dir dir, uint64_t now, size_t want)
+{
+	uint64_t w = shaper_wait_us(hc->sh, dir, now, want < 16384 ? want :
+	    16384);
+	struct timeval tv;
+
+	if (w == 0)
+		w = 1;
+	tv.tv_sec = (time_t)(w / 1000000);
+	tv.tv_usec = (suseconds_t)(w % 1000000);
+	if (dir == SHAPER_IN)
+		hc->in_paused = 1;
+	else
+		hc->out_paused = 1;
+	smet_bw_throttled(hc_px(hc), (enum smet_dir)dir);
+	if (hc->pace == NULL && (hc->pace = evtimer_new(hc->srv->base,
+	    hc_on_pace, hc)) == NULL)
+		abort();
+	evtimer_add(hc->pace, &tv);
+}
+
 /* ---- public side I/O ---- */
 
 static ssize_t
@@ -246,14 +292,34 @@ hc_read(struct hconn *hc)
 {
 	struct evbuffer_iovec v[2];
 	struct iovec iov[2];
-	int nv = evbuffer_reserve_space(hc->in, 65536, v, 2), ww = 0;
+	size_t want = 65536, room;
+	int lim = shaper_limited(hc->sh, SHAPER_IN), nv, ww = 0;
 	ssize_t n;
 
+	if (lim) {
+		uint64_t now = mtime_us();
+		want = shaper_take(hc->sh, SHAPER_IN, now, want);
+		if (want < 16384) { /* not worth a read: wait for more */
+			shaper_refund(hc->sh, SHAPER_IN, want);
+			hc_pace(hc, SHAPER_IN, now, 65536);
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+	nv = evbuffer_reserve_space(hc->in, (ev_ssize_t)want, v, 2);
+	room = want;
 	for (int i = 0; i < nv; i++) {
 		iov[i].iov_base = v[i].iov_base;
-		iov[i].iov_len = v[i].iov_len;
+		iov[i].iov_len = v[i].iov_len < room ? v[i].iov_len : room;
+		room -= iov[i].iov_len;
 	}
 	n = hc->ssl ? tls_readv(hc->ssl, iov, nv, &ww) : readv(hc->fd, iov, nv);
+	/* a read that filled its room may have left records in TLS's
+	 * read-ahead, which no socket event announces: hc_arm reads again */
+	hc->tls_more = hc->ssl != NULL && n > 0 && (size_t)n == want;
+	if (lim)
+		shaper_refund(hc->sh, SHAPER_IN, n > 0 ? want - (size_t)n :
+		    want);
 	if (n <= 0) {
 		int saved = errno;
 		evbuffer_commit_space(hc->in, NULL, 0);
@@ -304,17 +370,21 @@ static void
 hc_arm(struct hconn *hc)
 {
 	int want_read = !hc->in_eof && hc->state != H_CLOSING &&
-	    evbuffer_get_length(hc->in) < H_BUF_MAX &&
+	    !hc->in_paused && evbuffer_get_length(hc->in) < H_BUF_MAX &&
 	    evbuffer_get_length(hc->up) < H_BUF_MAX;
 
-	if (want_read)
+	if (want_read) {
 		event_add(hc->rev, NULL);
-	else
+		/* cleared by the next read that does not fill its room */
+		if (hc->tls_more)
+			event_active(hc->rev, EV_READ, 1);
+	} else
 		event_del(hc->rev);
 	/* a response left on the stream (the out buffer was full) goes on
 	 * from hc_on_write once there is room */
 	if (evbuffer_get_length(hc->out) > 0 || (hc->st != NULL &&
-	    hc->state != H_CLOSING && mux_stream_queued(hc->st) > 0))
+	    hc->state != H_CLOSING && !hc->out_paused &&
+	    mux_stream_queued(hc->st) > 0))
 		event_add(hc->wev, NULL);
 	else
 		event_del(hc->wev);
@@ -396,16 +466,36 @@ hc_up_readable(struct mux_stream *st, void *arg)
 {
 	struct hconn *hc = arg;
 	struct evbuffer *rx = mux_stream_rx(st);
-	size_t moved = 0;
+	size_t moved = 0, want = 0, left = SIZE_MAX;
+	int lim = shaper_limited(hc->sh, SHAPER_OUT);
+	uint64_t now = 0;
 
 	int after_head = 0;
 
+	/* a bandwidth limit: take from the stream only what it allows (the
+	 * rest waits in the stream's queue, whose window holds the agent) */
+	if (lim) {
+		want = evbuffer_get_length(rx);
+		if (want > H_BUF_MAX)
+			want = H_BUF_MAX;
+		left = 0;
+		if (!hc->out_paused && want > 0) {
+			now = mtime_us();
+			left = shaper_take(hc->sh, SHAPER_OUT, now, want);
+			if (left < want && left < 16384) {
+				/* a few bytes: wait for a chunk */
+				shaper_refund(hc->sh, SHAPER_OUT, left);
+				left = 0;
+			}
+		}
+	}
 	hc->busy = 1;
 	/* after a head, feed once more even with nothing left: a response
 	 * without a body (HEAD, 204, 304) ends right there */
-	while ((evbuffer_get_length(rx) > 0 || after_head) &&
+	while (((evbuffer_get_length(rx) > 0 && left > 0) || after_head) &&
 	    evbuffer_get_length(hc->out) < H_BUF_MAX && !hc->dead) {
-		size_t len = evbuffer_get_length(rx), used = len;
+		size_t len = evbuffer_get_length(rx) < left ?
+		    evbuffer_get_length(rx) : left, used = len;
 		struct http_head rh;
 		enum http_track_ev ev = HTTP_T_MORE;
 
@@ -430,6 +520,8 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		evbuffer_remove_buffer(rx, hc->out, used);
 		hc->msg_bytes[1] += used;
 		moved += used;
+		if (lim)
+			left -= used;
 		if (used)
 			hc->last_io_ms = mtime_ms();
 		if (ev == HTTP_T_HEAD && rh.status >= 100 && rh.status < 200 &&
@@ -469,6 +561,12 @@ hc_up_readable(struct mux_stream *st, void *arg)
 	}
 	if (moved && hc->st)
 		mux_stream_consumed(st, moved);
+	if (lim && !hc->out_paused && want > 0) {
+		int more = hc->st == st && evbuffer_get_length(rx) > 0;
+		shaper_refund(hc->sh, SHAPER_OUT, left);
+		if (more && left == 0 && !hc->dead)
+			hc_pace(hc, SHAPER_OUT, now, evbuffer_get_length(rx));
+	}
 	if (!hc->dead && mux_stream_eof(st) && hc->st == st) {
 		/* the local side closed */
 		int reset = mux_stream_reset(st);
@@ -886,6 +984,19 @@ hc_on_write(evutil_socket_t fd, short what, void *arg)
 	if (hc->st != NULL && evbuffer_get_length(hc->out) < H_BUF_MAX &&
 	    mux_stream_queued(hc->st) > 0)
 		hc_up_readable(hc->st, hc);
+}
+
+/* Tokens again: take the response from the stream, read the visitor. */
+static void
+hc_on_pace(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *hc = arg;
+	int out = hc->out_paused;
+
+	hc->in_paused = hc->out_paused = 0;
+	hc_arm(hc);
+	if (out && hc->st != NULL && mux_stream_queued(hc->st) > 0)
+		hc_up_readable(hc->st, hc); /* flushes and arms */
 }
 
 /* How long the current state may last without a byte either way. */

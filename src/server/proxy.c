@@ -101,6 +101,7 @@ proxy_free(struct proxy *px)
 		event_free(px->grace);
 	ratelim_free(px->rl_conns);
 	ratelim_free(px->rl_http);
+	shaper_unref(px->shaper); /* open connections hold their own */
 	free(px->allow);
 	free(px->deny);
 	free(px);
@@ -480,15 +481,13 @@ reg_option_name(const struct ctrl_register *reg, int http)
 		return "hostname";
 	if ((!http || reg->proxy_type == PROXY_TLS) && reg->basic_auth.p)
 		return "basic auth";
-	if (reg->bandwidth)
-		return "bandwidth limit";
 	if (reg->group.p)
 		return "load-balancing group";
 	if (reg->proxy_type == PROXY_UDP && reg->proxy_protocol == 1)
 		return "PROXY protocol v1 (v2 is the one for UDP)";
 	/* proxy_protocol (0x06) is the agent's own business: it writes the
-	 * header; allowed and denied sources (0x07, 0x08) are kept with
-	 * the tunnel */
+	 * header; the bandwidth limit (0x04) and allowed and denied sources
+	 * (0x07, 0x08) are kept with the tunnel */
 	return NULL;
 }
 
@@ -778,6 +777,46 @@ proxy_visitors_ok(struct proxy *px)
 	return -1;
 }
 
+/*
+ * The bandwidth limits of px: its own buckets take its agent's figure, the
+ * parent (its owner's, shared by all the owner's tunnels) the token's
+ * limits.bandwidth, as the policy in force says: a byte passes both, so
+ * the lower one rules. Setting an unchanged rate changes nothing.
+ */
+void
+proxy_shape(struct proxy *px)
+{
+	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
+	struct shaper *tok = shaper_parent(px->shaper);
+	uint64_t now = mtime_us();
+
+	shaper_set_rate(px->shaper, SHAPER_IN, px->bw_agent, now);
+	shaper_set_rate(px->shaper, SHAPER_OUT, px->bw_agent, now);
+	shaper_set_rate(tok, SHAPER_IN, pol ? pol->limits.bw_in : 0, now);
+	shaper_set_rate(tok, SHAPER_OUT, pol ? pol->limits.bw_out : 0, now);
+}
+
+/* A new tunnel's shaper, under its owner's shared one: that of another
+ * tunnel of the owner, or a new one (it lives while a tunnel or an open
+ * connection of the owner holds it). */
+static struct shaper *
+proxy_new_shaper(struct server *srv, const char *identity)
+{
+	struct shaper *tok = NULL, *sh;
+	struct proxy *o;
+
+	LIST_FOREACH(o, &srv->reg.all, link)
+		if (o->shaper && strcmp(o->identity, identity) == 0) {
+			tok = shaper_ref(shaper_parent(o->shaper));
+			break;
+		}
+	if (tok == NULL)
+		tok = shaper_new(NULL);
+	sh = shaper_new(tok);
+	shaper_unref(tok);
+	return sh;
+}
+
 /* proxy_misfit: why px's owner's policy (as it is now) no longer allows
  * the tunnel, in buf; NULL when it still does */
 const char *
@@ -1008,8 +1047,12 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		free(px);
 		FAIL(CODE_INTERNAL, "cannot serve port %u", port);
 	}
+	px->shaper = proxy_new_shaper(srv, px->identity);
 	registry_add(&srv->reg, px);
 attach:
+	/* the registration's limit replaces the lease's */
+	px->bw_agent = reg->bandwidth;
+	proxy_shape(px);
 	proxy_attach(px, s);
 	/* the registration's own sources replace the lease's (they parsed
 	 * above: this cannot fail) */
@@ -1188,6 +1231,9 @@ proxy_open_stream_info(struct proxy *px, int fd, const struct sockaddr *peer,
 		o.arg = tc;
 		o.from_sock = tc->rec.bytes[SMET_IN];
 		o.to_sock = tc->rec.bytes[SMET_OUT];
+		o.shaper = px->shaper;
+		o.throttled[SHAPER_IN] = px->m_throttled[SMET_IN];
+		o.throttled[SHAPER_OUT] = px->m_throttled[SMET_OUT];
 		relay_start(srv->base, fd, st, &o);
 	}
 }

@@ -984,6 +984,12 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 			closed++;
 		}
 	}
+	/* limits change for open connections too: they share the shapers */
+	{
+		struct proxy *px;
+		LIST_FOREACH(px, &srv->reg.all, link)
+			proxy_shape(px);
+	}
 	srv->reload_ok = 1;
 	srv->reload_err[0] = '\0';
 	{

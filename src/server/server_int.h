@@ -26,6 +26,7 @@ struct evdns_base;
 struct evconnlistener;
 struct mux;
 struct mux_stream;
+struct shaper;
 
 enum sess_state {
 	SESS_INIT = 0,
@@ -100,6 +101,13 @@ struct proxy {
 	size_t ndeny;
 	uint8_t proxy_protocol;       /* its agent's (0x06): 2 = NewStreamEx2 */
 	uint64_t rl_conns_rate, rl_http_rate;
+	/* its bandwidth limit (util/ratelim.h): its own buckets hold the
+	 * agent's figure (RegisterEx 0x04), their parent its owner's token
+	 * limit, shared by all the owner's tunnels; connections hold
+	 * references, so a rate set here reaches them at once */
+	struct shaper *shaper;
+	uint64_t bw_agent;            /* bytes/s each way; 0 = none */
+	struct met_series *m_throttled[2]; /* waits for tokens, in/out */
 	/* its figures (smet.h): bytes in/out, connections, open ones, HTTP
 	 * requests by status class (0: none, 1xx..5xx) */
 	struct met_series *m_bytes[2], *m_conns, *m_active, *m_http[6];
@@ -252,6 +260,11 @@ int proxy_rate_ok(struct proxy *px, int http, const struct sockaddr *sa,
 /* proxy_visitors_ok: 0 when the owner's tunnels may take one more public
  * connection (limits.visitors); -1 (counted) otherwise */
 int proxy_visitors_ok(struct proxy *px);
+/* proxy_shape: set px's bandwidth limits from its agent's figure and
+ * its owner's policy in force (at registration and at each reload; open
+ * connections follow at once). */
+void proxy_shape(struct proxy *px);
+
 /* proxy_misfit: why px's owner's policy no longer allows it (in buf), or
  * NULL; a reload closes such tunnels */
 const char *proxy_misfit(struct proxy *px, char *buf, size_t cap);

@@ -142,6 +142,15 @@ smet_init(struct server *srv)
 	    "@tunnel,@public");
 	m->conns_active = met_at0(met_gauge(m->reg, "mgrok_connections_active",
 	    "Public connections (and UDP flows) open now, all tunnels", NULL));
+	m->f_tun_throttled = met_counter(m->reg,
+	    "mgrok_tunnel_bandwidth_throttled_total",
+	    "Times a connection of a tunnel waited for its bandwidth limit",
+	    "@tunnel,@public,direction");
+	f = met_counter(m->reg, "mgrok_bandwidth_throttled_total",
+	    "Times a public connection waited for its bandwidth limit, all "
+	    "tunnels", "direction");
+	m->throttled[SMET_IN] = met_at1(f, "in");
+	m->throttled[SMET_OUT] = met_at1(f, "out");
 	f = met_counter(m->reg, "mgrok_connections_refused_total",
 	    "Public connections and streams refused, by reason", "reason");
 	for (int i = 0; i < SMET_REF_COUNT; i++)
@@ -346,6 +355,11 @@ smet_tunnel_up(struct proxy *px, int resumed, const char *url)
 			v[2] = dir_name[d];
 			px->m_bytes[d] = met_hold(m->f_tun_bytes, v);
 		}
+		for (int d = 0; d < 2; d++) {
+			v[2] = dir_name[d];
+			px->m_throttled[d] = met_hold(m->f_tun_throttled, v);
+			met_link(px->m_throttled[d], m->throttled[d]);
+		}
 		px->m_conns = met_hold2(m->f_tun_conns, px->name, pub);
 		px->m_active = met_hold2(m->f_tun_active, px->name, pub);
 		met_link(px->m_active, m->conns_active);
@@ -415,6 +429,8 @@ smet_tunnel_down(struct proxy *px, const char *why)
 	for (int d = 0; d < 2; d++) {
 		met_release(px->m_dgrams[d]);
 		px->m_dgrams[d] = NULL;
+		met_release(px->m_throttled[d]);
+		px->m_throttled[d] = NULL;
 	}
 }
 
@@ -622,6 +638,13 @@ smet_udp(struct proxy *px, enum smet_dir d, uint64_t dgrams)
 }
 
 void
+smet_bw_throttled(struct proxy *px, enum smet_dir d)
+{
+	if (px != NULL && px->m_throttled[d] != NULL)
+		met_inc(px->m_throttled[d]);
+}
+
+void
 smet_udp_drop(struct server *srv, enum smet_dir d, const char *why,
     uint64_t n)
 {
@@ -666,7 +689,7 @@ smet_reload(struct server *srv, int ok, const char *text)
 
 static const char *const udp_drop_reasons[] = { "client_away", "bad_size",
 	"no_stream", "stream_full", "send_failed", "policy",
-	"untrusted_source", "bad_proxy_header" };
+	"untrusted_source", "bad_proxy_header", "bandwidth" };
 
 void
 smet_summary(struct server *srv, struct smet_summary *o)

@@ -65,6 +65,8 @@ struct smet {
 	struct met_family *f_tun_http, *f_http_req, *f_sessions, *f_tunnels;
 	struct met_family *f_tls_fail, *f_udp_drops, *f_tun_dgrams;
 	struct met_family *f_reg_refused;
+	struct met_family *f_tun_throttled;   /* by tunnel and direction */
+	struct met_series *throttled[2];      /* all tunnels' */
 	struct met_series *bytes[2];          /* all public bytes */
 	struct met_series *conns_active;      /* all tunnels' */
 	struct met_series *sessions_total, *auth_fail[SMET_AUTH_COUNT];
@@ -156,6 +158,11 @@ void smet_udp(struct proxy *px, enum smet_dir d, uint64_t dgrams);
 void smet_udp_drop(struct server *srv, enum smet_dir d, const char *why,
     uint64_t n);
 void smet_udp_flow(struct server *srv, int delta);
+/* bandwidth limits: a connection of px (NULL: gone, not counted) waited
+ * for tokens in direction d (TCP and TLS relays count through
+ * px->m_throttled themselves); a UDP datagram over the limit is dropped
+ * and counted by smet_udp_drop with the reason "bandwidth" */
+void smet_bw_throttled(struct proxy *px, enum smet_dir d);
 /* TLS handshakes */
 void smet_tls(struct server *srv, enum smet_tls l, const char *fail_why);
 /* reloads */

@@ -21,6 +21,7 @@
 #include "util/mtime.h"
 #include "util/loop.h"
 #include "util/net.h"
+#include "util/ratelim.h"
 #include "util/xmalloc.h"
 
 #define UFLOW_BUCKETS 256
@@ -172,14 +173,34 @@ uflow_readable(struct mux_stream *st, void *arg)
 		if (n <= 0)
 			break;
 		uint64_t bytes = 0;
-		sent = dgram_send(px->udp_fd, (struct sockaddr *)&f->peer,
-		    f->plen, iov, n, &f->gso, &bytes);
+		int k = n;
+		if (shaper_limited(px->shaper, SHAPER_OUT)) {
+			/* over the bandwidth limit: dropped, not delayed */
+			uint64_t now = mtime_us();
+			k = 0;
+			for (int i = 0; i < n; i++) {
+				size_t g = shaper_take(px->shaper, SHAPER_OUT,
+				    now, iov[i].iov_len);
+				if (g == iov[i].iov_len) {
+					iov[k++] = iov[i];
+					continue;
+				}
+				shaper_refund(px->shaper, SHAPER_OUT, g);
+			}
+			if (k < n) {
+				px->dg.drops_out += (uint64_t)(n - k);
+				smet_udp_drop(srv, SMET_OUT, "bandwidth",
+				    (uint64_t)(n - k));
+			}
+		}
+		sent = k ? dgram_send(px->udp_fd, (struct sockaddr *)&f->peer,
+		    f->plen, iov, k, &f->gso, &bytes) : 0;
 		smet_conn_bytes(&f->rec, SMET_OUT, bytes);
 		smet_udp(px, SMET_OUT, (uint64_t)sent);
-		if (n > sent) {
-			px->dg.drops_out += (uint64_t)(n - sent);
+		if (k > sent) {
+			px->dg.drops_out += (uint64_t)(k - sent);
 			smet_udp_drop(srv, SMET_OUT, "send_failed",
-			    (uint64_t)(n - sent));
+			    (uint64_t)(k - sent));
 		}
 		evbuffer_drain(rx, consumed);
 		mux_stream_consumed(st, consumed);
@@ -247,9 +268,11 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	struct sockaddr_storage addrs[UDP_BATCH];
 	uint64_t now = mtime_ms();
 	uint64_t pkts = 0, drop_away = 0, drop_flow = 0;
-	uint64_t drop_mux = 0, drop_size = 0, drop_policy = 0;
+	uint64_t drop_mux = 0, drop_size = 0, drop_policy = 0, drop_bw = 0;
 	uint64_t drop_untrusted = 0, drop_header = 0;
 	const struct server_conf *cf = srv->cf;
+	int bw = shaper_limited(px->shaper, SHAPER_IN);
+	uint64_t now_us = bw ? mtime_us() : 0;
 	unsigned retry;
 	int total = 0;
 
@@ -322,7 +345,20 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 				continue;
 			}
 			uflow_touch(f, now);
+			if (bw) {
+				/* over the bandwidth limit: dropped */
+				size_t g = shaper_take(px->shaper, SHAPER_IN,
+				    now_us, len);
+				if (g < len) {
+					shaper_refund(px->shaper, SHAPER_IN, g);
+					drop_bw++;
+					continue;
+				}
+			}
 			if (mux_stream_send_datagram(f->st, data, len) < 0) {
+				if (bw)
+					shaper_refund(px->shaper, SHAPER_IN,
+					    len);
 				drop_mux++;
 				continue;
 			}
@@ -334,7 +370,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	/* the batch's figures, once */
 	px->dg.drops_in += drop_away + drop_flow + drop_mux + drop_size +
-	    drop_policy + drop_untrusted + drop_header;
+	    drop_policy + drop_untrusted + drop_header + drop_bw;
 	if (pkts)
 		smet_udp(px, SMET_IN, pkts);
 	if (drop_away)
@@ -352,6 +388,8 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 		smet_udp_drop(srv, SMET_IN, "no_stream", drop_flow);
 	if (drop_mux)
 		smet_udp_drop(srv, SMET_IN, "stream_full", drop_mux);
+	if (drop_bw)
+		smet_udp_drop(srv, SMET_IN, "bandwidth", drop_bw);
 	if (px->sess)
 		mux_uncork(px->sess->mux);
 }

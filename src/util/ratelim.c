@@ -1,7 +1,8 @@
 /*
  * ratelim.c: token buckets in exact integer arithmetic, a keyed table of
  * them (a seeded hash with chains, an LRU list, eviction only of refilled
- * buckets), and rate parsing. See docs/internals/ratelim.md.
+ * buckets), shapers (two chained buckets per direction, refcounted), and
+ * rate parsing. See docs/internals/ratelim.md.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -139,6 +140,127 @@ tbucket_wait_us(const struct tbucket *b, uint64_t now_us, uint64_t want)
 	if (lvl >= need)
 		return 0;
 	return (need - lvl + b->rate - 1) / b->rate;
+}
+
+/* ---- shaper ---- */
+
+struct shaper {
+	struct tbucket b[2];    /* by enum shaper_dir */
+	struct shaper *parent;
+	unsigned refs;
+};
+
+struct shaper *
+shaper_new(struct shaper *parent)
+{
+	struct shaper *s = xcalloc(1, sizeof(*s));
+
+	tbucket_init(&s->b[SHAPER_IN], 0, 0, 0);
+	tbucket_init(&s->b[SHAPER_OUT], 0, 0, 0);
+	s->parent = shaper_ref(parent);
+	s->refs = 1;
+	return s;
+}
+
+struct shaper *
+shaper_ref(struct shaper *s)
+{
+	if (s != NULL)
+		s->refs++;
+	return s;
+}
+
+void
+shaper_unref(struct shaper *s)
+{
+	if (s == NULL || --s->refs > 0)
+		return;
+	shaper_unref(s->parent);
+	free(s);
+}
+
+struct shaper *
+shaper_parent(const struct shaper *s)
+{
+	return s->parent;
+}
+
+void
+shaper_set_rate(struct shaper *s, enum shaper_dir dir, uint64_t rate,
+    uint64_t now_us)
+{
+	uint64_t burst = rate / 10;
+
+	if (rate > TBUCKET_MAX_RATE)
+		rate = TBUCKET_MAX_RATE;
+	if (s->b[dir].rate == rate)
+		return;
+	if (burst < SHAPER_MIN_BURST)
+		burst = SHAPER_MIN_BURST;
+	tbucket_set_rate(&s->b[dir], rate, burst, now_us);
+}
+
+uint64_t
+shaper_rate(const struct shaper *s, enum shaper_dir dir)
+{
+	return s->b[dir].rate;
+}
+
+uint64_t
+shaper_effective(const struct shaper *s, enum shaper_dir dir)
+{
+	uint64_t a = s->b[dir].rate, p = s->parent ? s->parent->b[dir].rate :
+	    0;
+
+	if (a == 0 || (p != 0 && p < a))
+		return p;
+	return a;
+}
+
+int
+shaper_limited(const struct shaper *s, enum shaper_dir dir)
+{
+	return s != NULL && (s->b[dir].rate != 0 ||
+	    (s->parent != NULL && s->parent->b[dir].rate != 0));
+}
+
+size_t
+shaper_take(struct shaper *s, enum shaper_dir dir, uint64_t now_us,
+    size_t want)
+{
+	uint64_t g = tbucket_take(&s->b[dir], now_us, want), g2;
+
+	if (s->parent != NULL && g > 0) {
+		g2 = tbucket_take(&s->parent->b[dir], now_us, g);
+		if (g2 < g)
+			tbucket_refund(&s->b[dir], g - g2);
+		g = g2;
+	}
+	return (size_t)g;
+}
+
+void
+shaper_refund(struct shaper *s, enum shaper_dir dir, size_t n)
+{
+	if (n == 0)
+		return;
+	tbucket_refund(&s->b[dir], n);
+	if (s->parent != NULL)
+		tbucket_refund(&s->parent->b[dir], n);
+}
+
+uint64_t
+shaper_wait_us(const struct shaper *s, enum shaper_dir dir, uint64_t now_us,
+    size_t want)
+{
+	uint64_t w = tbucket_wait_us(&s->b[dir], now_us, want), w2;
+
+	if (s->parent != NULL) {
+		w2 = tbucket_wait_us(&s->parent->b[dir], now_us, want);
+		if (w2 > w)
+			w = w2;
+	}
+	return w;
 }
 
 /* ---- keyed limiter ---- */

@@ -5,6 +5,8 @@
  *     bytes per second; or any count per second);
  *   - struct ratelim, a token bucket per key (a source address, maybe with
  *     a tunnel id before it) in a table of bounded size;
+ *   - struct shaper, a tunnel's bandwidth limit both ways, chained to its
+ *     token's shared one, held by each connection that relays through it;
  *   - rate parsing for the config file and flags ("10MB/s", "50/s").
  * docs/internals/ratelim.md has the arithmetic, the fairness of a shared
  * bucket and the eviction trade-off.
@@ -66,6 +68,76 @@ void tbucket_refund(struct tbucket *b, uint64_t n);
  * or when the bucket is unlimited. */
 uint64_t tbucket_wait_us(const struct tbucket *b, uint64_t now_us,
     uint64_t want);
+
+/*
+ * A shaper: the bandwidth limit of a tunnel, one token bucket per
+ * direction, optionally chained to a parent shaper (the limit its owner's
+ * token shares across all its tunnels): a byte passes only when both
+ * have a token for it. Reference counted: the tunnel holds one, and each
+ * connection relaying through it holds one, so a connection that
+ * outlives its tunnel keeps a valid shaper, and a new rate set on the
+ * shared object (a reload) reaches every open connection at once.
+ * Pure like tbucket: the caller passes the time. Single-threaded.
+ */
+enum shaper_dir {
+	SHAPER_IN = 0,   /* visitor to agent (read from the public side) */
+	SHAPER_OUT = 1,  /* agent to visitor (written to the public side) */
+};
+
+/* The least burst of a shaper's bucket: it covers a few reads, so a low
+ * limit still moves whole reads and the wake-ups stay few. */
+#define SHAPER_MIN_BURST 16384
+
+struct shaper;
+
+/* shaper_new: an unlimited shaper (both rates 0) whose takes also go
+ * through parent (NULL: none; a reference on it is taken and held until
+ * the shaper is freed). One reference for the caller: shaper_unref. */
+struct shaper *shaper_new(struct shaper *parent);
+
+/* shaper_ref: one more reference (s may be NULL); returns s. */
+struct shaper *shaper_ref(struct shaper *s);
+
+/* shaper_unref: drop a reference (NULL is fine); the last one frees s
+ * and drops its reference on its parent. */
+void shaper_unref(struct shaper *s);
+
+/* shaper_parent: s's parent, or NULL; borrowed. */
+struct shaper *shaper_parent(const struct shaper *s);
+
+/* shaper_set_rate: s's own rate of dir in bytes per second (0 = none),
+ * from now_us on; the burst is a tenth of a second of it, at least
+ * SHAPER_MIN_BURST. Tokens gathered so far are kept up to the new burst
+ * (tbucket_set_rate); setting the rate it has changes nothing. */
+void shaper_set_rate(struct shaper *s, enum shaper_dir dir, uint64_t rate,
+    uint64_t now_us);
+
+/* shaper_rate: s's own rate of dir (0 = none), its parent ignored. */
+uint64_t shaper_rate(const struct shaper *s, enum shaper_dir dir);
+
+/* shaper_effective: the rate of dir a byte through s gets: the lower of
+ * s's and its parent's that are set; 0 when neither is. */
+uint64_t shaper_effective(const struct shaper *s, enum shaper_dir dir);
+
+/* shaper_limited: 1 when dir has a rate in s or its parent (then the
+ * caller reads the clock and takes), 0 when every byte may pass (s NULL
+ * too). Two loads: cheap enough for every read. */
+int shaper_limited(const struct shaper *s, enum shaper_dir dir);
+
+/* shaper_take: how many of want bytes of dir may go at now_us (0..want),
+ * taken from s's bucket and its parent's; want itself when unlimited. */
+size_t shaper_take(struct shaper *s, enum shaper_dir dir, uint64_t now_us,
+    size_t want);
+
+/* shaper_refund: give back n bytes taken by shaper_take but not moved
+ * (the socket took fewer), to both buckets. */
+void shaper_refund(struct shaper *s, enum shaper_dir dir, size_t n);
+
+/* shaper_wait_us: microseconds from now_us until want bytes (or a burst,
+ * if smaller) may go through s and its parent; 0 when they may now. A
+ * paced reader sleeps this long instead of polling. */
+uint64_t shaper_wait_us(const struct shaper *s, enum shaper_dir dir,
+    uint64_t now_us, size_t want);
 
 /* The longest key of a keyed limiter: a 16-byte address with up to 16
  * bytes of prefix (a tunnel id). */

@@ -1,7 +1,8 @@
 /* test_ratelim.c: token buckets over simulated time (accuracy, reloads,
  * huge rates, still and 1 us clocks, exact waits), the keyed limiter
  * (limits, refill, bounded memory, eviction that forgets nothing, reloads)
- * and rate parsing. */
+ * rate parsing, and shapers (chained buckets: rates, sharing, waits,
+ * refunds, retuning, references). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -507,6 +508,148 @@ test_parse(void **state)
 	assert_int_equal(ratelim_parse_rate("nope", &v, NULL), MG_EINVAL);
 }
 
+/* ---- shaper ---- */
+
+/* unlimited both ways: every take is granted whole, no clock needed */
+static void
+test_shaper_unlimited(void **state)
+{
+	struct shaper *s = shaper_new(NULL);
+
+	(void)state;
+	assert_int_equal(shaper_limited(s, SHAPER_IN), 0);
+	assert_int_equal(shaper_limited(s, SHAPER_OUT), 0);
+	assert_int_equal(shaper_limited(NULL, SHAPER_IN), 0);
+	assert_int_equal(shaper_take(s, SHAPER_IN, 0, 1 << 30), 1 << 30);
+	assert_int_equal(shaper_wait_us(s, SHAPER_IN, 0, 1 << 30), 0);
+	assert_int_equal(shaper_effective(s, SHAPER_OUT), 0);
+	/* one direction limited, the other not */
+	shaper_set_rate(s, SHAPER_OUT, 1000000, 0);
+	assert_int_equal(shaper_limited(s, SHAPER_OUT), 1);
+	assert_int_equal(shaper_limited(s, SHAPER_IN), 0);
+	assert_int_equal(shaper_take(s, SHAPER_IN, 0, 5000000), 5000000);
+	/* the burst: a tenth of a second */
+	assert_int_equal(shaper_take(s, SHAPER_OUT, 0, 5000000), 100000);
+	assert_int_equal(shaper_take(s, SHAPER_OUT, 0, 1), 0);
+	shaper_unref(s);
+}
+
+/* a greedy reader through a shaper for 5 s moves the rate (plus the
+ * burst it started with), through the lower of the child's and the
+ * parent's rates; the minimum burst applies to low rates */
+static void
+test_shaper_chain_rate(void **state)
+{
+	struct shaper *tok = shaper_new(NULL), *tun = shaper_new(tok);
+	uint64_t t = 0, moved = 0;
+
+	(void)state;
+	shaper_set_rate(tun, SHAPER_IN, 1000000, 0);
+	shaper_set_rate(tok, SHAPER_IN, 500000, 0);
+	assert_int_equal(shaper_effective(tun, SHAPER_IN), 500000);
+	assert_int_equal(shaper_effective(tok, SHAPER_IN), 500000);
+	assert_ptr_equal(shaper_parent(tun), tok);
+	while (t <= 5 * SEC) {
+		moved += shaper_take(tun, SHAPER_IN, t, 65536);
+		t += rnd() % 3000;
+	}
+	/* 5 s x 500 kB/s + the token's burst (50 kB) */
+	assert_true(moved >= 2500000 + 50000 - 65536);
+	assert_true(moved <= 2500000 + 50000 + 500);
+	/* a low rate still has a 16 KiB burst */
+	shaper_set_rate(tok, SHAPER_IN, 1000, t);
+	shaper_set_rate(tun, SHAPER_IN, 0, t);
+	assert_int_equal(shaper_effective(tun, SHAPER_IN), 1000);
+	t += 100 * SEC;
+	assert_int_equal(shaper_take(tun, SHAPER_IN, t, 1 << 20),
+	    SHAPER_MIN_BURST);
+	shaper_unref(tun);
+	shaper_unref(tok);
+}
+
+/* two tunnels of one token share its bucket: together they get the
+ * token's rate; each alone is held to its own */
+static void
+test_shaper_shared(void **state)
+{
+	struct shaper *tok = shaper_new(NULL);
+	struct shaper *a = shaper_new(tok), *b = shaper_new(tok);
+	uint64_t t = 0, ma = 0, mb = 0;
+
+	(void)state;
+	shaper_set_rate(tok, SHAPER_OUT, 2000000, 0);
+	shaper_set_rate(a, SHAPER_OUT, 500000, 0);
+	while (t <= 10 * SEC) {
+		ma += shaper_take(a, SHAPER_OUT, t, 16384);
+		mb += shaper_take(b, SHAPER_OUT, t, 16384);
+		t += 1000 + rnd() % 1000;
+	}
+	/* a: its own 500 kB/s; b: the rest of the token's 2 MB/s */
+	assert_true(ma >= 5000000 && ma <= 5000000 + 50000 + 16384);
+	assert_true(ma + mb >= 20000000 && ma + mb <= 20000000 + 200000 +
+	    32768);
+	shaper_unref(a);
+	shaper_unref(b);
+	shaper_unref(tok);
+}
+
+/* the wait is exact: after it, the bytes are there; a refund reaches
+ * both buckets */
+static void
+test_shaper_wait_refund(void **state)
+{
+	struct shaper *tok = shaper_new(NULL), *tun = shaper_new(tok);
+	uint64_t t = 1000, w;
+
+	(void)state;
+	shaper_set_rate(tun, SHAPER_OUT, 1000000, t);
+	shaper_set_rate(tok, SHAPER_OUT, 200000, t);
+	/* drain both (the token's burst is 20 kB: less than the tunnel's) */
+	assert_int_equal(shaper_take(tun, SHAPER_OUT, t, 1 << 20), 20000);
+	assert_int_equal(shaper_take(tun, SHAPER_OUT, t, 1), 0);
+	/* the token's bucket decides: 16384 bytes at 200 kB/s */
+	w = shaper_wait_us(tun, SHAPER_OUT, t, 16384);
+	assert_int_equal(w, (16384 * SEC + 199999) / 200000);
+	assert_int_equal(shaper_take(tun, SHAPER_OUT, t + w - 1, 16384),
+	    16383);
+	shaper_refund(tun, SHAPER_OUT, 16383);
+	assert_int_equal(shaper_take(tun, SHAPER_OUT, t + w, 16384), 16384);
+	/* a refund of bytes not moved is there at once, in both */
+	shaper_refund(tun, SHAPER_OUT, 1000);
+	assert_int_equal(shaper_wait_us(tun, SHAPER_OUT, t + w, 1000), 0);
+	assert_int_equal(shaper_take(tun, SHAPER_OUT, t + w, 5000), 1000);
+	shaper_unref(tun);
+	shaper_unref(tok);
+}
+
+/* a reload retunes the shared object: a holder sees the new rate at
+ * once; the parent lives while a child holds it */
+static void
+test_shaper_retune_and_refs(void **state)
+{
+	struct shaper *tok = shaper_new(NULL), *tun = shaper_new(tok);
+	struct shaper *conn = shaper_ref(tun);
+	uint64_t t = 0, moved = 0;
+
+	(void)state;
+	shaper_set_rate(tok, SHAPER_OUT, 4000000, 0);
+	for (; t < 2 * SEC; t += 1000)
+		moved += shaper_take(conn, SHAPER_OUT, t, 65536);
+	assert_true(moved >= 8000000 && moved <= 8000000 + 400000 + 65536);
+	/* the tunnel and the token's entry go; the connection stays */
+	shaper_unref(tun);
+	shaper_set_rate(tok, SHAPER_OUT, 1000000, t);
+	shaper_unref(tok);
+	shaper_set_rate(tok, SHAPER_OUT, 1000000, t); /* no change */
+	moved = 0;
+	for (uint64_t end = t + 2 * SEC; t < end; t += 1000)
+		moved += shaper_take(conn, SHAPER_OUT, t, 65536);
+	/* what it had gathered (capped at the new 100 kB burst) + 2 MB */
+	assert_true(moved >= 2000000 - 65536 && moved <= 2000000 + 100000);
+	assert_int_equal(shaper_effective(conn, SHAPER_OUT), 1000000);
+	shaper_unref(conn); /* frees it and the token's */
+}
+
 int
 main(void)
 {
@@ -522,6 +665,11 @@ main(void)
 		cmocka_unit_test(test_keyed_hostile),
 		cmocka_unit_test(test_keyed_set),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_shaper_unlimited),
+		cmocka_unit_test(test_shaper_chain_rate),
+		cmocka_unit_test(test_shaper_shared),
+		cmocka_unit_test(test_shaper_wait_refund),
+		cmocka_unit_test(test_shaper_retune_and_refs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
