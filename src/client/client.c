@@ -380,6 +380,9 @@ px_series_bind(struct cproxy *px)
 	/* connections open under the old name end under the new one: the
 	 * gauge carries them over */
 	int64_t active = met_gauge_value(px->m_active);
+	/* and the checks counted before the server named the tunnel */
+	uint64_t hc_ok = met_value(px->m_hc_ok);
+	uint64_t hc_fail = met_value(px->m_hc_fail);
 
 	px_series_release(px);
 	snprintf(px->label, sizeof(px->label), "%s", n);
@@ -407,6 +410,8 @@ px_series_bind(struct cproxy *px)
 		    HEALTH_UNKNOWN);
 		px->m_hc_ok = met_hold2(f->health_checks, n, "ok");
 		px->m_hc_fail = met_hold2(f->health_checks, n, "fail");
+		met_add(px->m_hc_ok, hc_ok);
+		met_add(px->m_hc_fail, hc_fail);
 	}
 }
 

@@ -900,7 +900,7 @@ static const char *const health_keys[] = { "type", "path", "expect",
  * health.KEY, type the option health), or one value, the type */
 static void
 health_map(struct yw *w, const struct conf_opt *type_opt,
-    const yaml_node_t *m, const char *key)
+    const yaml_node_t *kn, const yaml_node_t *m, const char *key)
 {
 	struct ld *L = w->L;
 	const yaml_node_pair_t *pr = NULL;
@@ -918,8 +918,11 @@ health_map(struct yw *w, const struct conf_opt *type_opt,
 		    "timeout, rise, fall) or a type", "");
 		return;
 	}
-	if (!L->tun->w_health.set)
+	/* the check's own errors (timeout >= interval) point at its key */
+	if (!L->tun->w_health.set) {
+		at(L, kn, key);
 		L->tun->w_health = L->cur;
+	}
 	while (map_next(w, m, &pr, key, &k, &v, &ks, sub, sizeof(sub))) {
 		const struct conf_opt *o = NULL;
 		size_t i;
@@ -999,7 +1002,7 @@ tunnel(struct yw *w, const yaml_node_t *kn, const char *name,
 		}
 		snprintf(key, sizeof(key), "%s%s", prefix, ks);
 		if (strcmp(ks, "health") == 0) {
-			health_map(w, o, val, key);
+			health_map(w, o, k, val, key);
 			continue;
 		}
 		at(L, val, key);
