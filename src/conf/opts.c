@@ -1318,9 +1318,9 @@ const struct conf_opt conf_opts[] = {
 	    .arg = "tcp|http|tls|off", .def = "off",
 	    .help = "check the local service: connect (tcp),\nGET a path "
 		    "(http) or a TLS handshake\n(tls); the server is told "
-		    "when it goes\ndown or up. In the file: health: {type:\n"
-		    "http, path: /healthz, ...} (the keys\nbelow, without "
-		    "health-)" },
+		    "when it goes\ndown or up. In the file a mapping:\n"
+		    "health: {type: http, path: /healthz,\nexpect, interval, "
+		    "timeout, rise, fall}" },
 	{ .flag = "health-path", .key = "health.path",
 	    .sides = SD_TCP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
 	    .type = CT_FN, .fn = t_health_path, .arg = "PATH", .def = "/",
