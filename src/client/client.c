@@ -124,6 +124,7 @@ struct cproxy {
 	 * series: the state (1 up, 0 down, -1 unknown) and the results */
 	struct client *c;
 	struct health *hc;
+	int health_sent;              /* the last state sent, or unknown */
 	struct met_series *m_health, *m_hc_ok, *m_hc_fail;
 };
 
@@ -513,6 +514,8 @@ px_health_send(struct client *c, struct cproxy *px, int st, const char *why)
 	m.u.health.reason.len = wl;
 	if (client_send(c, &m) < 0)
 		log_debug("tunnel \"%s\": health report not sent", px->name);
+	else
+		px->health_sent = st;
 }
 
 static void
@@ -601,14 +604,13 @@ static void
 px_health_reconf(struct client *c, struct cproxy *px,
     const struct health_spec *h)
 {
-	int was = px->hc ? health_state(px->hc) : HEALTH_UNKNOWN;
-
 	if (health_spec_same(&px->spec.health, h))
 		return;
 	px_health_stop(px);
 	px->spec.health = *h;
 	px_series_bind(px);
-	if (h->type == HEALTH_OFF && was == HEALTH_DOWN)
+	/* the server still holds what it was told last */
+	if (h->type == HEALTH_OFF && px->health_sent == HEALTH_DOWN)
 		px_health_send(c, px, HEALTH_UP, "");
 	px_health_start(px);
 	log_info("reload: tunnel \"%s\": health check %s", px->name,
@@ -645,6 +647,7 @@ px_new(struct client *c, const struct local_spec *spec)
 		return NULL;
 	}
 	px->c = c;
+	px->health_sent = HEALTH_UNKNOWN;
 	px_series_bind(px);
 	px_health_start(px);
 	return px;

@@ -358,3 +358,47 @@ def test_flags_errors(mg):
     assert rc != 0 and "need --health tcp|http|tls" in err, err
     rc, err = run("tcp", "22", "--health", "http", "--health-interval", "soon")
     assert rc != 0 and "--health-interval: expected a duration" in err, err
+
+
+def test_reload_changes_and_removes_check(mg):
+    """`mgrok start` with a file: a saved file that changes a tunnel's check
+    restarts it (the tunnel itself stays registered); one that removes the
+    check of a tunnel reported down reports it up."""
+    lst = Listener()
+    lst.stop()  # nothing listens: the check fails, the tunnel still registers
+    srv = mg.server()
+    path = os.path.join(mg.workdir, "agent.yml")
+
+    def save(health):
+        text = textwrap.dedent("""\
+            version: 1
+            server: 127.0.0.1:%d
+            token: %s
+            inspect_addr: "off"
+            tunnels:
+              svc:
+                type: tcp
+                local: 127.0.0.1:%d
+            """ % (srv.port, mg.token, lst.port))
+        if health:
+            text += "    health: %s\n" % health
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    save("{type: tcp, interval: 200ms, fall: 2, rise: 2}")
+    a = mg._client([mg.bin, "start", "--config", path], mg.state_dir(), None)
+    mg.wait_forward(a)
+    wait_line(mg, srv, r"tunnel svc health: down \(connection refused\)\n", 1, 10,
+              "down report")
+    save("{type: tcp, interval: 300ms, fall: 3, rise: 1}")
+    assert wait_for(lambda: 'tunnel "svc": health check changed' in a.stderr(), 10), \
+        a.stderr()[-2000:]
+    save(None)
+    assert wait_for(lambda: 'tunnel "svc": health check removed' in a.stderr(), 10), \
+        a.stderr()[-2000:]
+    wait_line(mg, srv, r"tunnel svc health: up\n", 1, 5, "up report after removal")
+    # the tunnel stayed registered throughout
+    assert a.stdout().count("Forwarding tcp://") == 1, a.stdout()
+    assert "unregistered" not in srv.stderr()
