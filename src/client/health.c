@@ -220,8 +220,8 @@ health_on_io(evutil_socket_t fd, short what, void *arg)
 			h->req_off += (size_t)n;
 		if (h->req_off == h->req_len) {
 			event_del(h->io);
-			event_assign(h->io, h->base, h->fd, EV_READ | EV_PERSIST,
-			    health_on_io, h);
+			event_assign(h->io, h->base, h->fd,
+			    EV_READ | EV_PERSIST, health_on_io, h);
 			event_add(h->io, NULL);
 		}
 		return;

@@ -428,8 +428,8 @@ check_health(struct ld *L, struct conf_tun *t, int file)
 
 	if (h->type == HEALTH_OFF) {
 		if (t->have_health_opt && !t->have_health_type) {
-			ld_bad_at(L, &t->w_health, file ? "give type: tcp, http "
-			    "or tls" : "the --health-* options need "
+			ld_bad_at(L, &t->w_health, file ? "give type: tcp, "
+			    "http or tls" : "the --health-* options need "
 			    "--health tcp|http|tls", "");
 			return -1;
 		}

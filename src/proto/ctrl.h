@@ -51,7 +51,7 @@ enum ctrl_type {
 	CTRL_REGISTER_OK = 0x14,
 	CTRL_REGISTER_ERR = 0x15,
 	CTRL_ERROR = 0x16,
-	CTRL_HEALTH_REPORT = 0x18, /* extension: docs/internals/protocol-ext.md */
+	CTRL_HEALTH_REPORT = 0x18, /* extension: internals/protocol-ext.md */
 };
 
 enum proxy_type {
