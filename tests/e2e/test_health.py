@@ -2,8 +2,9 @@
 service that flips between 200 and 503, a tcp check against a service that
 stops and comes back, a tls check against openssl s_server (and against a
 service that speaks no TLS), a timeout, what the server is told
-(HealthReport, logged), the agent's /metrics, /api/tunnels and events, and
-`mgrok config check` on bad health: mappings."""
+(HealthReport, logged; and as a raw peer sends it), the agent's /metrics,
+/api/tunnels and events, reloads of a check, and `mgrok config check` on
+bad health: mappings."""
 
 import http.server
 import json
@@ -19,6 +20,7 @@ import urllib.request
 
 import pytest
 
+import smux
 from helpers import HOST, make_pki, pick_free_port, wait_for
 
 DOMAIN = "t.test"
@@ -402,3 +404,41 @@ def test_reload_changes_and_removes_check(mg):
     # the tunnel stayed registered throughout
     assert a.stdout().count("Forwarding tcp://") == 1, a.stdout()
     assert "unregistered" not in srv.stderr()
+
+
+# ---------------------------------------------------------------- the wire
+
+def _py_agent(mg, server, caps):
+    pc = smux.PyClient(server.port, version=2)
+    mg.track(pc.sock)
+    pc.start()
+    _, reply = pc.login_hmac(mg.token.encode(), os.urandom(16), os.urandom(16), caps=caps)
+    assert reply is not None and reply[0] == smux.T_AUTHOK, (reply, mg.logs())
+    got_caps = int.from_bytes(reply[1:5], "big")
+    pc.send_ctrl(smux.register(0x01, 0, 9, b"py"))
+    ok = pc.wait_ctrl(lambda m: m[0] in (smux.T_REGISTER_OK, smux.T_REGISTER_ERR), 5)
+    assert ok is not None and ok[0] == smux.T_REGISTER_OK, (ok, mg.logs())
+    return pc, got_caps
+
+
+def test_wire_health_report(mg):
+    """HealthReport (0x18) as a raw peer sends it: logged with the
+    capability, a protocol error without it, and a malformed one closes."""
+    srv = mg.server()
+    pc, caps = _py_agent(mg, srv, 1 << 5)
+    assert caps & (1 << 5), "AuthOK caps 0x%x lack HEALTH" % caps
+    pc.send_ctrl(b"\x18\x00\x02pyHTTP 503\x1b[31m")
+    wait_line(mg, srv, r"tunnel py health: down \(HTTP 503\\x1b\[31m\)\n", 1, 5,
+              "escaped report")
+    pc.send_ctrl(b"\x18\x01\x05ghost")
+    wait_line(mg, srv, r'health report for unknown tunnel "ghost"', 1, 5, "unknown name")
+    pc.send_ctrl(b"\x18\x02\x02py")  # state 2
+    err = pc.wait_ctrl(lambda m: m[0] == smux.T_ERROR, 5)
+    assert err is not None and b"malformed control message" in err, (err, mg.logs())
+
+    pc2, caps = _py_agent(mg, srv, 0)
+    assert not caps & (1 << 5)
+    pc2.send_ctrl(b"\x18\x01\x02py")
+    err = pc2.wait_ctrl(lambda m: m[0] == smux.T_ERROR, 5)
+    assert err is not None and b"HealthReport without the HEALTH capability" in err, \
+        (err, mg.logs())
