@@ -120,7 +120,7 @@ struct health {
 	int fd;
 	SSL *ssl;
 	struct tls_hs *hs;
-	char req[700];
+	char req[1024];       /* GET path (255) + Host (300) fit */
 	size_t req_len, req_off;
 	uint8_t buf[HEALTH_READ_MAX];
 	size_t len;
