@@ -21,6 +21,7 @@
 
 #include "client/agentid.h"
 #include "client/client.h"
+#include "client/health.h"
 #include "client/inspect.h"
 #include "client/probe.h"
 #include "conf/conf.h"
@@ -50,7 +51,7 @@
 #define CLIENT_AGENT "mgrok/0.1.0"
 #define CLIENT_CAPS \
 	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES | \
-	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META)
+	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META | CTRL_CAP_HEALTH)
 #define CONNECT_TIMEOUT_S 10
 #define CF_SCRATCH (256 * 1024) /* at least DGRAM_MAX */
 #define DIAL_TIMEOUT_S 10
@@ -71,7 +72,7 @@ static const char *const http_classes[] = { "other", "1xx", "2xx", "3xx",
 struct client_fams {
 	struct met_family *bytes, *conns, *active, *refused, *http_req,
 	    *http_dur, *udp_dg, *udp_drops, *sessions, *session_up,
-	    *reloads;
+	    *reloads, *health, *health_checks;
 };
 
 enum client_state {
@@ -119,6 +120,12 @@ struct cproxy {
 	unsigned learnt_at;           /* 1 + the index of the server that
 					 gave name, remote_port and
 					 assigned_host; 0: none yet */
+	/* its health check (spec.health; NULL: none or stopped) and its
+	 * series: the state (1 up, 0 down, -1 unknown) and the results */
+	struct client *c;
+	struct health *hc;
+	int health_sent;              /* the last state sent, or unknown */
+	struct met_series *m_health, *m_hc_ok, *m_hc_fail;
 };
 
 /* A UDP flow: one data stream and one connected socket to the local
@@ -169,6 +176,7 @@ struct client {
 	TAILQ_HEAD(, cproxy) regq;
 	uint8_t client_id[CTRL_ID_LEN];
 	uint8_t client_nonce[CTRL_NONCE_LEN];
+	uint32_t caps;        /* the session's, from AuthOK */
 	unsigned attempts;
 	unsigned heartbeat_s;
 	int stopping;
@@ -354,7 +362,8 @@ px_series_release(struct cproxy *px)
 {
 	struct met_series **all[] = { &px->m_in, &px->m_out, &px->m_conns,
 		&px->m_active, &px->m_dur, &px->m_dg_in, &px->m_dg_out,
-		&px->m_drop_in_send, &px->m_drop_in_unreach, &px->m_drop_out };
+		&px->m_drop_in_send, &px->m_drop_in_unreach, &px->m_drop_out,
+		&px->m_health, &px->m_hc_ok, &px->m_hc_fail };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		met_release(*all[i]);
@@ -376,6 +385,9 @@ px_series_bind(struct cproxy *px)
 	/* connections open under the old name end under the new one: the
 	 * gauge carries them over */
 	int64_t active = met_gauge_value(px->m_active);
+	/* and the checks counted before the server named the tunnel */
+	uint64_t hc_ok = met_value(px->m_hc_ok);
+	uint64_t hc_fail = met_value(px->m_hc_fail);
 
 	px_series_release(px);
 	snprintf(px->label, sizeof(px->label), "%s", n);
@@ -397,6 +409,15 @@ px_series_bind(struct cproxy *px)
 		v[2] = "stream_full";
 		px->m_drop_out = met_hold(f->udp_drops, v);
 	}
+	if (px->spec.health.type != HEALTH_OFF) {
+		px->m_health = met_hold1(f->health, n);
+		met_set(px->m_health, px->hc ? health_state(px->hc) :
+		    HEALTH_UNKNOWN);
+		px->m_hc_ok = met_hold2(f->health_checks, n, "ok");
+		px->m_hc_fail = met_hold2(f->health_checks, n, "fail");
+		met_add(px->m_hc_ok, hc_ok);
+		met_add(px->m_hc_fail, hc_fail);
+	}
 }
 
 static void
@@ -404,6 +425,7 @@ px_unref(struct cproxy *px)
 {
 	if (px == NULL || --px->refs > 0)
 		return;
+	health_free(px->hc);
 	px_series_release(px);
 	if (px->ai)
 		freeaddrinfo(px->ai);
@@ -465,6 +487,140 @@ px_http_stats(const struct cproxy *px, struct http_cstats *hs)
 	hs->lat_max_us = px->lat_max_us;
 }
 
+/* ---- health checks (client/health.h) ---- */
+
+/* Tell the server the tunnel's health (HealthReport, capability 5):
+ * only a known state, only on a session that agreed to it, only for a
+ * registered tunnel (the server forgets it with the session). */
+static void
+px_health_send(struct client *c, struct cproxy *px, int st, const char *why)
+{
+	struct ctrl_msg m;
+	size_t wl;
+
+	if (!px->registered || c->ctrl == NULL ||
+	    !(c->caps & CTRL_CAP_HEALTH) || st == HEALTH_UNKNOWN)
+		return;
+	why = st == HEALTH_DOWN ? why : "";
+	wl = strlen(why);
+	if (wl > CTRL_HEALTH_REASON_MAX) {
+		/* cut at a character's start, not inside a UTF-8 one */
+		wl = CTRL_HEALTH_REASON_MAX;
+		while (wl > 0 && ((unsigned char)why[wl] & 0xC0) == 0x80)
+			wl--;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_HEALTH_REPORT;
+	m.u.health.state = st == HEALTH_UP;
+	m.u.health.name.p = (const uint8_t *)px->name;
+	m.u.health.name.len = strlen(px->name);
+	m.u.health.reason.p = (const uint8_t *)why;
+	m.u.health.reason.len = wl;
+	if (client_send(c, &m) < 0)
+		log_debug("tunnel \"%s\": health report not sent", px->name);
+	else
+		px->health_sent = st;
+}
+
+static void
+px_health_report(struct client *c, struct cproxy *px)
+{
+	if (px->hc != NULL)
+		px_health_send(c, px, health_state(px->hc),
+		    health_reason(px->hc));
+}
+
+static void
+px_health_result(void *arg, int ok, const char *reason)
+{
+	struct cproxy *px = arg;
+
+	met_inc(ok ? px->m_hc_ok : px->m_hc_fail);
+	if (!ok)
+		log_debug("tunnel \"%s\": health check failed: %s", px->name,
+		    reason);
+}
+
+static void
+px_health_change(void *arg, int state, const char *reason, unsigned streak)
+{
+	struct cproxy *px = arg;
+	struct client *c = px->c;
+	char n[LOG_ESC_MAX];
+
+	log_esc(px->name, strlen(px->name), n, sizeof(n));
+	if (state == HEALTH_DOWN)
+		log_warn("tunnel %s: health down (%s, %u in a row)", n, reason,
+		    streak);
+	else
+		log_info("tunnel %s: health up (%u in a row)", n, streak);
+	met_set(px->m_health, state);
+	client_emit(c, "tunnel_health", json_pack("{sossso}", "tunnel",
+	    jtext(px->name), "state", health_state_name(state), "reason",
+	    jtext(state == HEALTH_DOWN ? reason : "")));
+	px_health_report(c, px);
+}
+
+/* Start the tunnel's check, if it has one (a failure is logged: the
+ * tunnel runs unchecked, which the server takes as up). */
+static void
+px_health_start(struct cproxy *px)
+{
+	struct health_target t;
+	struct health_cbs cbs = { px_health_result, px_health_change };
+	char err[300];
+
+	if (px->spec.health.type == HEALTH_OFF || px->hc != NULL)
+		return;
+	memset(&t, 0, sizeof(t));
+	t.ai = px->ai;
+	t.host = px->spec.host;
+	t.port = px->spec.port;
+	t.sni = px->spec.hostname[0] ? px->spec.hostname : NULL;
+	px->hc = health_new(px->c->base, &px->spec.health, &t, &cbs, px, err,
+	    sizeof(err));
+	if (px->hc == NULL)
+		log_warn("tunnel \"%s\": no health check: %s", px->name, err);
+	met_set(px->m_health, HEALTH_UNKNOWN);
+}
+
+/* Stop it (the tunnel leaves the table, or its check changes). */
+static void
+px_health_stop(struct cproxy *px)
+{
+	health_free(px->hc);
+	px->hc = NULL;
+}
+
+static int
+health_spec_same(const struct health_spec *a, const struct health_spec *b)
+{
+	return a->type == b->type && strcmp(a->path, b->path) == 0 &&
+	    strcmp(a->expect, b->expect) == 0 &&
+	    a->interval_ms == b->interval_ms &&
+	    a->timeout_ms == b->timeout_ms && a->rise == b->rise &&
+	    a->fall == b->fall;
+}
+
+/* A reload changed a kept tunnel's check: the new one starts from
+ * unknown; a tunnel whose check went away is up for the server again. */
+static void
+px_health_reconf(struct client *c, struct cproxy *px,
+    const struct health_spec *h)
+{
+	if (health_spec_same(&px->spec.health, h))
+		return;
+	px_health_stop(px);
+	px->spec.health = *h;
+	px_series_bind(px);
+	/* the server still holds what it was told last */
+	if (h->type == HEALTH_OFF && px->health_sent == HEALTH_DOWN)
+		px_health_send(c, px, HEALTH_UP, "");
+	px_health_start(px);
+	log_info("reload: tunnel \"%s\": health check %s", px->name,
+	    h->type == HEALTH_OFF ? "removed" : "changed");
+}
+
 /* A tunnel for spec, its local address resolved; NULL after saying why. */
 static struct cproxy *
 px_new(struct client *c, const struct local_spec *spec)
@@ -494,7 +650,10 @@ px_new(struct client *c, const struct local_spec *spec)
 		free(px);
 		return NULL;
 	}
+	px->c = c;
+	px->health_sent = HEALTH_UNKNOWN;
 	px_series_bind(px);
+	px_health_start(px);
 	return px;
 }
 
@@ -1375,6 +1534,7 @@ client_on_auth_ok(struct client *c, const struct ctrl_msg *m)
 	struct timeval tv;
 
 	event_del(c->auth_ev);
+	c->caps = m->u.auth_ok.caps;
 	c->heartbeat_s = m->u.auth_ok.heartbeat_s ? m->u.auth_ok.heartbeat_s :
 	    10;
 	tv.tv_sec = c->heartbeat_s;
@@ -1473,6 +1633,8 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	    jtext(px->name), "name", jtext(px->name), "tunnel_type",
 	    px_type_name(px->spec.type), "public", jtext(px->url), "session",
 	    (json_int_t)c->sessions, "resumed", resumed));
+	/* the server forgets health with the session: tell this one */
+	px_health_report(c, px);
 	px_unref(px);
 	if (TAILQ_EMPTY(&c->regq)) {
 		c->state = CL_READY;
@@ -1493,6 +1655,7 @@ client_drop_tunnel(struct client *c, size_t i)
 	if (px->registered && c->state >= CL_REGISTERING)
 		client_send_unregister(c, px->name);
 	px->gone = 1;
+	px_health_stop(px);
 	memmove(&c->px[i], &c->px[i + 1], (c->npx - i - 1) * sizeof(*c->px));
 	c->npx--;
 	px_unref(px);
@@ -2171,6 +2334,12 @@ client_families(struct client *c)
 	    "1 while a session to the server is authenticated", NULL);
 	f->reloads = met_counter(m, "mgrok_reloads_total",
 	    "configuration reloads", "result");
+	f->health = met_gauge(m, "mgrok_tunnel_health",
+	    "a tunnel's health check: 1 up, 0 down, -1 unknown (no "
+	    "decisive run of results yet)", "@tunnel");
+	f->health_checks = met_counter(m, "mgrok_health_checks_total",
+	    "health checks of a tunnel's local service, by result",
+	    "@tunnel,result");
 	c->m_sessions = met_at0(f->sessions);
 	c->m_up = met_at0(f->session_up);
 	c->m_reload_ok = met_at1(f->reloads, "applied");
@@ -2210,6 +2379,11 @@ src_tunnel(void *arg, size_t i, struct inspect_tunnel *t)
 	t->connections = st.streams;
 	t->connections_active = st.active;
 	t->requests = st.http.requests;
+	if (px->hc != NULL) {
+		t->health_state = health_state_name(health_state(px->hc));
+		t->health_reason = health_reason(px->hc);
+		t->health_checks = health_checks(px->hc);
+	}
 }
 
 static int
@@ -2522,8 +2696,10 @@ client_free(struct client *c)
 	if (c->server_ai)
 		freeaddrinfo(c->server_ai);
 	client_regq_clear(c);
-	for (size_t i = 0; c->px && i < c->npx; i++)
+	for (size_t i = 0; c->px && i < c->npx; i++) {
+		px_health_stop(c->px[i]);
 		px_unref(c->px[i]);
+	}
 	free(c->px);
 	if (c->web)
 		web_free(c->web); /* first: its requests may point into ins */
@@ -2641,6 +2817,9 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 	SWAP(ncf->tls_pin, ocf->tls_pin);
 	ncf->have_client_id = ocf->have_client_id;
 	memcpy(ncf->client_id, ocf->client_id, sizeof(ncf->client_id));
+	for (size_t i = 0; i < ncf->nlocals; i++)
+		if (!isnew[i])
+			px_health_reconf(c, fresh[i], &ncf->locals[i].health);
 	/* what leaves the table is unregistered; a tunnel whose name stays
 	 * but whose settings changed counts as changed */
 	for (size_t j = 0; j < c->npx; j++) {
@@ -2667,6 +2846,7 @@ client_apply(struct client *c, struct client_conf *ncf, char *err,
 		if (px->registered && c->state >= CL_REGISTERING)
 			client_send_unregister(c, px->name);
 		px->gone = 1;
+		px_health_stop(px);
 		px_unref(px);
 	}
 	table = c->px;

@@ -1608,6 +1608,11 @@ api_tunnels(struct evhttp_request *req, void *arg)
 		    (json_int_t)t.requests);
 		if (t.error)
 			json_object_set_new(o, "error", jtext(t.error));
+		if (t.health_state)
+			json_object_set_new(o, "health", json_pack("{sssosI}",
+			    "state", t.health_state, "reason",
+			    jtext(t.health_reason ? t.health_reason : ""),
+			    "checks", (json_int_t)t.health_checks));
 		json_array_append_new(a, o);
 	}
 	web_reply_json(req, 200, json_pack("{so}", "tunnels", a));

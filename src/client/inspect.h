@@ -95,6 +95,11 @@ struct inspect_tunnel {
 	const char *host_rewrite;  /* replay rewrites Host to this, or NULL */
 	uint64_t bytes_in, bytes_out, connections, connections_active,
 	    requests;
+	/* its health check: health_state NULL when it has none; else "up",
+	 * "down" or "unknown", the last failure's reason ("" none) and the
+	 * checks done */
+	const char *health_state, *health_reason;
+	uint64_t health_checks;
 };
 
 /* The agent behind the API, by callbacks (the client). */

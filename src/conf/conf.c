@@ -405,6 +405,55 @@ type_name(uint8_t t)
 	    t == PROXY_TLS ? "tls" : "tcp";
 }
 
+/* the duration for a message: "2 s", "1.5 s" or "150 ms" */
+static const char *
+ms_text(unsigned ms, char *buf, size_t cap)
+{
+	if (ms % 1000 == 0)
+		snprintf(buf, cap, "%u s", ms / 1000);
+	else if (ms >= 1000 && ms % 100 == 0)
+		snprintf(buf, cap, "%u.%u s", ms / 1000, ms % 1000 / 100);
+	else
+		snprintf(buf, cap, "%u ms", ms);
+	return buf;
+}
+
+/* t's health check: complete (defaults filled in) and consistent? 0 or
+ * -1 (reported at where the check was set: flag or file) */
+static int
+check_health(struct ld *L, struct conf_tun *t, int file)
+{
+	struct health_spec *h = &t->spec.health;
+	char why[300], a[32], b[32];
+
+	if (h->type == HEALTH_OFF) {
+		if (t->have_health_opt && !t->have_health_type) {
+			ld_bad_at(L, &t->w_health, file ? "give type: tcp, "
+			    "http or tls" : "the --health-* options need "
+			    "--health tcp|http|tls", "");
+			return -1;
+		}
+		memset(h, 0, sizeof(*h));
+		return 0;
+	}
+	if (t->spec.type == PROXY_UDP) {
+		ld_bad_at(L, &t->w_health, "health checks are for tcp, http "
+		    "and tls tunnels", "");
+		return -1;
+	}
+	conf_health_defaults(h);
+	if (h->timeout_ms >= h->interval_ms) {
+		snprintf(why, sizeof(why), "%s (%s) must be shorter than %s "
+		    "(%s)", file ? "timeout" : "--health-timeout",
+		    ms_text(h->timeout_ms, a, sizeof(a)),
+		    file ? "interval" : "--health-interval",
+		    ms_text(h->interval_ms, b, sizeof(b)));
+		ld_bad_at(L, &t->w_health, why, "");
+		return -1;
+	}
+	return 0;
+}
+
 /* a tunnel of the file: complete and consistent? 0 or -1 (reported) */
 static int
 check_tunnel(struct ld *L, struct conf_tun *t)
@@ -464,7 +513,7 @@ check_tunnel(struct ld *L, struct conf_tun *t)
 		    "of each datagram)", "");
 		return -1;
 	}
-	return 0;
+	return check_health(L, t, 1);
 }
 
 static void
@@ -666,6 +715,10 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 	memcpy(c->locals[0].deny_cidr, ft->spec.deny_cidr,
 	    sizeof(c->locals[0].deny_cidr));
 	c->locals[0].bandwidth = ft->spec.bandwidth;
+	ft->spec.type = c->locals[0].type;
+	if (check_health(L, ft, 0))
+		return;
+	c->locals[0].health = ft->spec.health;
 	if (ft->have_remote && (c->locals[0].type == PROXY_HTTP ||
 	    c->locals[0].type == PROXY_TLS)) {
 		bad_plain(L, "--remote-port", "HTTP and TLS tunnels are routed "

@@ -84,6 +84,30 @@ struct server_conf {
 	unsigned metrics_max_series; /* per family with open labels */
 };
 
+/* A tunnel's health check, run by the agent (client/health.h); type
+ * HEALTH_OFF: none. The times are milliseconds. */
+enum health_type {
+	HEALTH_OFF = 0,
+	HEALTH_TCP,              /* connected = up */
+	HEALTH_HTTP,             /* GET path; a status within expect = up */
+	HEALTH_TLS,              /* a TLS handshake done = up */
+};
+#define HEALTH_MAX_RANGES 8
+struct health_spec {
+	uint8_t type;            /* enum health_type */
+	char path[256];          /* HTTP: the request target ("/") */
+	char expect[64];         /* HTTP: as written ("200-399") */
+	uint16_t expect_lo[HEALTH_MAX_RANGES], expect_hi[HEALTH_MAX_RANGES];
+	unsigned nexpect;        /* ranges in expect_lo/hi */
+	unsigned interval_ms, timeout_ms; /* timeout < interval */
+	unsigned rise, fall;     /* 1..100 results in a row */
+};
+#define HEALTH_DEF_INTERVAL_MS 5000
+#define HEALTH_DEF_TIMEOUT_MS 2000
+#define HEALTH_DEF_RISE 2
+#define HEALTH_DEF_FALL 3
+#define HEALTH_DEF_EXPECT "200-399"
+
 struct local_spec {
 	uint8_t type;            /* enum proxy_type */
 	char subdomain[64];      /* HTTP */
@@ -101,6 +125,7 @@ struct local_spec {
 	uint16_t port;
 	uint16_t remote_port;
 	char name[256];
+	struct health_spec health; /* TCP, HTTP, TLS: the agent's check */
 };
 
 #define CONF_MAX_SERVERS 8
@@ -230,6 +255,23 @@ void conf_example(FILE *f, int server);
 /* conf_parse_local: "[tcp:]HOST:PORT" or "PORT" into *l; 0 or MG_EINVAL
  * with a reason in *err. */
 int conf_parse_local(const char *s, struct local_spec *l, const char **err);
+
+/* conf_parse_duration_ms: "5s", "500ms", "1m", "0.2s" or plain seconds
+ * ("5", "0.5") into milliseconds (whole ms, at most one hour); 0, or
+ * MG_EINVAL. */
+int conf_parse_duration_ms(const char *v, unsigned *ms);
+
+/* conf_parse_expect: HTTP statuses a health check accepts: a code
+ * ("200"), a range ("200-399") or a comma list of them ("200,204,300-
+ * 302"), codes 100..599, at most HEALTH_MAX_RANGES items, into h's
+ * expect (the text), expect_lo/hi and nexpect. 0, or MG_EINVAL with the
+ * reason in *err (static); h is left as it was then. */
+int conf_parse_expect(const char *v, struct health_spec *h,
+    const char **err);
+
+/* conf_health_defaults: fill h's unset (zero) fields with the defaults:
+ * path "/", expect 200-399, every 5 s, timeout 2 s, rise 2, fall 3. */
+void conf_health_defaults(struct health_spec *h);
 
 /* conf_hex_id: 32 hex characters to 16 bytes; 0 or MG_EINVAL. */
 int conf_hex_id(const char *s, uint8_t out[16]);

@@ -84,6 +84,10 @@ struct conf_tun {
 	char local_ip[256];
 	struct conf_where where; /* its name's place in the file */
 	struct conf_where w_remote;
+	/* the health check: its type given (even off), another of its
+	 * options given, where it was set (for check_health's errors) */
+	int have_health_type, have_health_opt, have_health_timeout;
+	struct conf_where w_health;
 };
 
 struct ld {

@@ -826,6 +826,247 @@ t_proxy_protocol(struct ld *L, const char *v, char *why, size_t wl)
 	return 0;
 }
 
+/* ---- health checks (client/health.h runs them) ---- */
+
+int
+conf_parse_duration_ms(const char *v, unsigned *ms)
+{
+	unsigned long long ip = 0, thou = 0, unit, x;
+	const char *p = v;
+	int nd = 0, nf = 0;
+
+	while (isdigit((unsigned char)*p) && nd < 8) {
+		ip = ip * 10 + (unsigned long long)(*p++ - '0');
+		nd++;
+	}
+	if (*p == '.') {
+		p++;
+		while (isdigit((unsigned char)*p) && nf < 3) {
+			thou = thou * 10 + (unsigned long long)(*p++ - '0');
+			nf++;
+		}
+		if (nf == 0)
+			return MG_EINVAL;
+		for (int i = nf; i < 3; i++)
+			thou *= 10;
+	}
+	if (nd == 0 || isdigit((unsigned char)*p))
+		return MG_EINVAL;
+	if (*p == '\0' || strcmp(p, "s") == 0)
+		unit = 1000;
+	else if (strcmp(p, "ms") == 0)
+		unit = 1;
+	else if (strcmp(p, "m") == 0)
+		unit = 60000;
+	else
+		return MG_EINVAL;
+	/* thousandths of the unit; a part of a millisecond is refused */
+	x = (ip * 1000 + thou) * unit;
+	if (x % 1000 != 0 || x / 1000 > 3600000)
+		return MG_EINVAL;
+	*ms = (unsigned)(x / 1000);
+	return 0;
+}
+
+int
+conf_parse_expect(const char *v, struct health_spec *h, const char **err)
+{
+	uint16_t lo[HEALTH_MAX_RANGES], hi[HEALTH_MAX_RANGES];
+	unsigned n = 0;
+	const char *p = v;
+
+	if (strlen(v) >= sizeof(h->expect)) {
+		*err = "too long";
+		return MG_EINVAL;
+	}
+	for (;;) {
+		unsigned long a, b;
+		char *end;
+
+		while (*p == ' ')
+			p++;
+		if (!isdigit((unsigned char)*p))
+			goto bad;
+		a = strtoul(p, &end, 10);
+		p = end;
+		b = a;
+		if (*p == '-') {
+			p++;
+			if (!isdigit((unsigned char)*p))
+				goto bad;
+			b = strtoul(p, &end, 10);
+			p = end;
+		}
+		if (a < 100 || b > 599 || a > b) {
+			*err = "status codes are 100 to 599, a range low-high";
+			return MG_EINVAL;
+		}
+		if (n == HEALTH_MAX_RANGES) {
+			*err = "at most 8 codes or ranges";
+			return MG_EINVAL;
+		}
+		lo[n] = (uint16_t)a;
+		hi[n++] = (uint16_t)b;
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		if (*p++ != ',')
+			goto bad;
+	}
+	snprintf(h->expect, sizeof(h->expect), "%s", v);
+	memcpy(h->expect_lo, lo, sizeof(lo));
+	memcpy(h->expect_hi, hi, sizeof(hi));
+	h->nexpect = n;
+	return 0;
+bad:
+	*err = "expected a status, a range or a list (200, 200-399, "
+	       "200,204)";
+	return MG_EINVAL;
+}
+
+void
+conf_health_defaults(struct health_spec *h)
+{
+	const char *err;
+
+	if (h->path[0] == '\0')
+		snprintf(h->path, sizeof(h->path), "/");
+	if (h->nexpect == 0)
+		(void)conf_parse_expect(HEALTH_DEF_EXPECT, h, &err);
+	if (h->interval_ms == 0)
+		h->interval_ms = HEALTH_DEF_INTERVAL_MS;
+	/* a short interval brings the timeout down with it */
+	if (h->timeout_ms == 0)
+		h->timeout_ms = h->interval_ms / 2 < HEALTH_DEF_TIMEOUT_MS ?
+		    h->interval_ms / 2 : HEALTH_DEF_TIMEOUT_MS;
+	if (h->rise == 0)
+		h->rise = HEALTH_DEF_RISE;
+	if (h->fall == 0)
+		h->fall = HEALTH_DEF_FALL;
+}
+
+static int
+t_health(struct ld *L, const char *v, char *why, size_t wl)
+{
+	struct health_spec *h = &L->tun->spec.health;
+
+	if (strcmp(v, "tcp") == 0)
+		h->type = HEALTH_TCP;
+	else if (strcmp(v, "http") == 0)
+		h->type = HEALTH_HTTP;
+	else if (strcmp(v, "tls") == 0)
+		h->type = HEALTH_TLS;
+	else if (strcmp(v, "off") == 0 || strcmp(v, "none") == 0)
+		h->type = HEALTH_OFF;
+	else {
+		why_set(why, wl, "expected tcp, http, tls or off");
+		return -1;
+	}
+	L->tun->have_health_type = 1;
+	if (!L->tun->w_health.set)
+		L->tun->w_health = L->cur;
+	return 0;
+}
+
+/* a health option other than the type: noted for check_health */
+static void
+health_opt_seen(struct ld *L)
+{
+	L->tun->have_health_opt = 1;
+	if (!L->tun->w_health.set)
+		L->tun->w_health = L->cur;
+}
+
+static int
+t_health_path(struct ld *L, const char *v, char *why, size_t wl)
+{
+	int ok = v[0] == '/' && strlen(v) < sizeof(L->tun->spec.health.path);
+
+	for (const char *p = v; ok && *p; p++)
+		ok = (unsigned char)*p > 0x20 && *p != 0x7f;
+	if (!ok) {
+		why_set(why, wl, "expected a path such as /healthz (up to 255 "
+		    "bytes, no spaces)");
+		return -1;
+	}
+	snprintf(L->tun->spec.health.path, sizeof(L->tun->spec.health.path),
+	    "%s", v);
+	health_opt_seen(L);
+	return 0;
+}
+
+static int
+t_health_expect(struct ld *L, const char *v, char *why, size_t wl)
+{
+	const char *err;
+
+	if (conf_parse_expect(v, &L->tun->spec.health, &err)) {
+		why_set(why, wl, err);
+		return -1;
+	}
+	health_opt_seen(L);
+	return 0;
+}
+
+static int
+t_health_interval(struct ld *L, const char *v, char *why, size_t wl)
+{
+	unsigned ms;
+
+	if (conf_parse_duration_ms(v, &ms) || ms < 100) {
+		why_set(why, wl, "expected a duration from 100ms to 1h (5s, "
+		    "500ms, 1m)");
+		return -1;
+	}
+	L->tun->spec.health.interval_ms = ms;
+	health_opt_seen(L);
+	return 0;
+}
+
+static int
+t_health_timeout(struct ld *L, const char *v, char *why, size_t wl)
+{
+	unsigned ms;
+
+	if (conf_parse_duration_ms(v, &ms) || ms < 10) {
+		why_set(why, wl, "expected a duration from 10ms to 1h (2s, "
+		    "500ms)");
+		return -1;
+	}
+	L->tun->spec.health.timeout_ms = ms;
+	L->tun->have_health_timeout = 1;
+	health_opt_seen(L);
+	return 0;
+}
+
+static int
+t_health_count(struct ld *L, const char *v, char *why, size_t wl,
+    unsigned *out)
+{
+	unsigned long n;
+
+	if (parse_ulong(v, 1, 100, &n)) {
+		why_set(why, wl, "expected a number from 1 to 100");
+		return -1;
+	}
+	*out = (unsigned)n;
+	health_opt_seen(L);
+	return 0;
+}
+
+static int
+t_health_rise(struct ld *L, const char *v, char *why, size_t wl)
+{
+	return t_health_count(L, v, why, wl, &L->tun->spec.health.rise);
+}
+
+static int
+t_health_fall(struct ld *L, const char *v, char *why, size_t wl)
+{
+	return t_health_count(L, v, why, wl, &L->tun->spec.health.fall);
+}
+
 static int
 no_op(struct ld *L, const char *v, char *why, size_t wl)
 {
@@ -1071,6 +1312,43 @@ const struct conf_opt conf_opts[] = {
 	    .def = "off",
 	    .help = "write a PROXY protocol header with the\nvisitor's address "
 		    "to the local service\n(udp: v2 only, one per datagram)" },
+	/* the health check: in the file one mapping, health: {type: http,
+	 * path: ..., ...}; yaml.c reads its keys as health.KEY */
+	{ .flag = "health", .key = "health", .sides = SD_TCP | SD_HTTP | SD_TLS,
+	    .flags = OF_TUNNEL, .type = CT_FN, .fn = t_health,
+	    .arg = "tcp|http|tls|off", .def = "off",
+	    .help = "check the local service: connect (tcp),\nGET a path "
+		    "(http) or a TLS handshake\n(tls); the server is told "
+		    "when it goes\ndown or up. In the file a mapping:\n"
+		    "health: {type: http, path: /healthz,\nexpect, interval, "
+		    "timeout, rise, fall}" },
+	{ .flag = "health-path", .key = "health.path",
+	    .sides = SD_TCP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_health_path, .arg = "PATH", .def = "/",
+	    .help = "the path an http check asks for" },
+	{ .flag = "health-expect", .key = "health.expect",
+	    .sides = SD_TCP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_health_expect, .arg = "CODES",
+	    .def = "200-399", .help = "statuses an http check takes as up:\n"
+				      "200, 200-399 or 200,204" },
+	{ .flag = "health-interval", .key = "health.interval",
+	    .sides = SD_TCP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_health_interval, .arg = "DURATION",
+	    .def = "5s", .help = "time between checks (5s, 500ms, 1m)" },
+	{ .flag = "health-timeout", .key = "health.timeout",
+	    .sides = SD_TCP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_health_timeout, .arg = "DURATION",
+	    .def = "2s, or half the interval if shorter",
+	    .help = "a check not done by then failed; shorter\nthan the "
+		    "interval" },
+	{ .flag = "health-rise", .key = "health.rise",
+	    .sides = SD_TCP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_health_rise, .arg = "N", .def = "2",
+	    .help = "checks passed in a row to be up (1-100)" },
+	{ .flag = "health-fall", .key = "health.fall",
+	    .sides = SD_TCP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_health_fall, .arg = "N", .def = "3",
+	    .help = "checks failed in a row to be down (1-100)" },
 	/* the agent */
 	{ .flag = "udp-idle-timeout", .key = "udp_idle_timeout",
 	    .sides = SD_UDP | SD_CLIENT | SD_START, .type = CT_UINT,
@@ -1229,7 +1507,8 @@ conf_opt_nearest(int server, int tunnel, const char *key)
 			continue;
 		for (int k = 0; k < 2; k++) {
 			size_t dd;
-			if (ks[k] == NULL)
+			/* health.KEY: a key of the health mapping */
+			if (ks[k] == NULL || strchr(ks[k], '.') != NULL)
 				continue;
 			dd = edit_distance(key, ks[k]);
 			if (dd < bd) {

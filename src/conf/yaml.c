@@ -892,6 +892,59 @@ list_value(struct yw *w, const struct conf_opt *o, const yaml_node_t *v,
 	}
 }
 
+static const char *const health_keys[] = { "type", "path", "expect",
+	"interval", "timeout", "rise", "fall" };
+#define NHEALTH_KEYS (sizeof(health_keys) / sizeof(health_keys[0]))
+
+/* tunnels.NAME.health: a mapping of health_keys (each the option
+ * health.KEY, type the option health), or one value, the type */
+static void
+health_map(struct yw *w, const struct conf_opt *type_opt,
+    const yaml_node_t *kn, const yaml_node_t *m, const char *key)
+{
+	struct ld *L = w->L;
+	const yaml_node_pair_t *pr = NULL;
+	const yaml_node_t *k, *v;
+	const char *ks;
+	char sub[600], okey[64];
+
+	at(L, m, key);
+	if (m->type == YAML_SCALAR_NODE) {
+		set_value(L, type_opt, m);
+		return;
+	}
+	if (m->type != YAML_MAPPING_NODE) {
+		ld_bad(L, "expected a mapping (type, path, expect, interval, "
+		    "timeout, rise, fall) or a type", "");
+		return;
+	}
+	/* the check's own errors (timeout >= interval) point at its key */
+	if (!L->tun->w_health.set) {
+		at(L, kn, key);
+		L->tun->w_health = L->cur;
+	}
+	while (map_next(w, m, &pr, key, &k, &v, &ks, sub, sizeof(sub))) {
+		const struct conf_opt *o = NULL;
+		size_t i;
+
+		for (i = 0; i < NHEALTH_KEYS; i++)
+			if (strcmp(ks, health_keys[i]) == 0)
+				break;
+		if (i < NHEALTH_KEYS) {
+			snprintf(okey, sizeof(okey), "health.%s", ks);
+			o = i == 0 ? type_opt : conf_opt_by_key(0, 1, okey);
+		}
+		if (o == NULL) {
+			punknown(L, k, sub, health_keys, NHEALTH_KEYS, "health "
+			    "has type, path, expect, interval, timeout, rise "
+			    "and fall");
+			continue;
+		}
+		at(L, v, sub);
+		set_value(L, o, v);
+	}
+}
+
 static void
 tunnel(struct yw *w, const yaml_node_t *kn, const char *name,
     const yaml_node_t *v)
@@ -941,11 +994,17 @@ tunnel(struct yw *w, const yaml_node_t *kn, const char *name,
 		if (val == NULL || visit(w, val) ||
 		    (ks = pair_key(w, v, p, prefix, "key")) == NULL)
 			continue;
-		if ((o = conf_opt_by_key(0, 1, ks)) == NULL) {
+		/* health.KEY options live under the health mapping */
+		if ((o = conf_opt_by_key(0, 1, ks)) == NULL ||
+		    strchr(ks, '.') != NULL) {
 			unknown_key(w, k, prefix, 1);
 			continue;
 		}
 		snprintf(key, sizeof(key), "%s%s", prefix, ks);
+		if (strcmp(ks, "health") == 0) {
+			health_map(w, o, k, val, key);
+			continue;
+		}
 		at(L, val, key);
 		set_value(L, o, val);
 	}

@@ -438,6 +438,17 @@ ctrl_decode(const uint8_t *p, size_t len, struct ctrl_msg *m)
 		ctrl_rd_str(&r, ctrl_rd_u8(&r), &m->u.reg_err.name);
 		ctrl_rd_rest(&r, &m->u.reg_err.text);
 		break;
+	case CTRL_HEALTH_REPORT:
+		m->u.health.state = ctrl_rd_u8(&r);
+		ctrl_rd_str(&r, ctrl_rd_u8(&r), &m->u.health.name);
+		ctrl_rd_rest(&r, &m->u.health.reason);
+		/* a state the server would have to guess at, a tunnel
+		 * without a name or an essay: refused */
+		if (!r.ok || m->u.health.state > 1 ||
+		    m->u.health.name.len == 0 ||
+		    m->u.health.reason.len > CTRL_HEALTH_REASON_MAX)
+			return MG_EPROTO;
+		break;
 	default:
 		return MG_EPROTO;
 	}
@@ -587,6 +598,16 @@ ctrl_encode(const struct ctrl_msg *m, uint8_t *out, size_t cap)
 		ctrl_wr_str(&w, &m->u.reg_err.name);
 		ctrl_wr_str(&w, &m->u.reg_err.text);
 		break;
+	case CTRL_HEALTH_REPORT:
+		if (m->u.health.state > 1 || m->u.health.name.len == 0 ||
+		    m->u.health.name.len > CTRL_NAME_MAX ||
+		    m->u.health.reason.len > CTRL_HEALTH_REASON_MAX)
+			return MG_EINVAL;
+		ctrl_wr_u8(&w, m->u.health.state);
+		ctrl_wr_u8(&w, (uint8_t)m->u.health.name.len);
+		ctrl_wr_str(&w, &m->u.health.name);
+		ctrl_wr_str(&w, &m->u.health.reason);
+		break;
 	default:
 		return MG_EINVAL;
 	}
@@ -651,6 +672,7 @@ ctrl_type_name(uint8_t type)
 	case CTRL_REGISTER_OK: return "RegisterOK";
 	case CTRL_REGISTER_ERR: return "RegisterErr";
 	case CTRL_ERROR: return "Error";
+	case CTRL_HEALTH_REPORT: return "HealthReport";
 	}
 	return "unknown";
 }

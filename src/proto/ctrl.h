@@ -19,6 +19,7 @@
 #define CTRL_NAME_MAX 255
 #define CTRL_MSG_MAX 65535
 #define CTRL_MAX_ALLOW_SRC 16 /* allowed-source options kept per Register */
+#define CTRL_HEALTH_REASON_MAX 200 /* bytes of a HealthReport's reason */
 
 enum ctrl_method {
 	CTRL_METHOD_TOKEN = 0x01,
@@ -33,6 +34,7 @@ enum ctrl_caps {
 	/* extensions proposed in docs/internals/protocol-ext.md */
 	CTRL_CAP_HASHED_SECRET = 1u << 3, /* HMAC key = SHA-256(token) */
 	CTRL_CAP_STREAM_META = 1u << 4,   /* NewStreamEx2 (0x0B) headers */
+	CTRL_CAP_HEALTH = 1u << 5,        /* HealthReport (0x18) */
 };
 
 enum ctrl_type {
@@ -49,6 +51,7 @@ enum ctrl_type {
 	CTRL_REGISTER_OK = 0x14,
 	CTRL_REGISTER_ERR = 0x15,
 	CTRL_ERROR = 0x16,
+	CTRL_HEALTH_REPORT = 0x18, /* extension: internals/protocol-ext.md */
 };
 
 enum proxy_type {
@@ -175,6 +178,11 @@ struct ctrl_msg {
 			uint8_t code;
 			struct ctrl_str text;
 		} reject;                       /* STREAM_REJECT */
+		struct {
+			uint8_t state;          /* 0 down, 1 up */
+			struct ctrl_str name;   /* 1..255 bytes */
+			struct ctrl_str reason; /* 0..200 bytes, UTF-8 */
+		} health;                       /* HEALTH_REPORT */
 	} u;
 };
 
@@ -212,6 +220,8 @@ int ctrl_hello_encode(const struct ctrl_hello *h, uint8_t *out, size_t cap);
  * twice (which one would count is ambiguous). An empty text option is
  * present: p != NULL, len 0. An Unregister name over 255 bytes is MG_EPROTO.
  * A basic-auth value without ':' is not checked here (the caller's job).
+ * A HealthReport is MG_EPROTO when its state is not 0 or 1, its name_len
+ * is 0 or runs past the end, or its reason is over 200 bytes.
  * *m is zeroed first.
  */
 int ctrl_decode(const uint8_t *p, size_t len, struct ctrl_msg *m);
@@ -221,7 +231,9 @@ int ctrl_decode(const uint8_t *p, size_t len, struct ctrl_msg *m);
  * if it does not fit, MG_EINVAL if a field is out of range (a name over 255
  * bytes, an unknown type, an option over 65535 bytes, n_allow_src over
  * CTRL_MAX_ALLOW_SRC, proxy_protocol other than 0, 1, 2, or a message that
- * would exceed CTRL_MSG_MAX and so not fit one frame, whatever cap is).
+ * would exceed CTRL_MSG_MAX and so not fit one frame, whatever cap is;
+ * a HealthReport whose state is not 0 or 1, whose name is empty, or whose
+ * reason is over CTRL_HEALTH_REASON_MAX bytes).
  * m->type picks the Register layout; u.reg.ex and unknown_tag are ignored.
  * For REGISTER_EX every option whose p != NULL is written (bandwidth when
  * != 0, proxy_protocol when != 0), in tag order.

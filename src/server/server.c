@@ -35,7 +35,7 @@
 #define SERVER_AGENT "mgrok/0.1.0"
 #define SERVER_CAPS \
 	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES | \
-	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META)
+	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META | CTRL_CAP_HEALTH)
 #define AUTH_DEADLINE_S 10
 
 static void session_close(struct session *s, int err);
@@ -511,6 +511,31 @@ session_on_unregister(struct session *s, const struct ctrl_str *name)
 	SLOG(LOG_WARN, s, "unregister of unknown proxy \"%s\"", n);
 }
 
+/* HealthReport (capability 5): the agent's check of a tunnel's local
+ * service changed state. For now only logged; the groups will act on it
+ * (no new connections to a down member). */
+static void
+session_on_health(struct session *s, const struct ctrl_msg *m)
+{
+	struct proxy *px;
+	char n[LOG_ESC_MAX], why[LOG_ESC_MAX];
+
+	log_esc(m->u.health.name.p, m->u.health.name.len, n, sizeof(n));
+	LIST_FOREACH(px, &s->proxies, sess_link) {
+		if (strlen(px->name) == m->u.health.name.len &&
+		    memcmp(px->name, m->u.health.name.p,
+		    m->u.health.name.len) == 0) {
+			log_esc(m->u.health.reason.p, m->u.health.reason.len,
+			    why, sizeof(why));
+			SLOG(LOG_INFO, s, "tunnel %s health: %s%s%s%s", n,
+			    m->u.health.state ? "up" : "down",
+			    why[0] ? " (" : "", why, why[0] ? ")" : "");
+			return;
+		}
+	}
+	SLOG(LOG_WARN, s, "health report for unknown tunnel \"%s\"", n);
+}
+
 static void
 session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
     void *arg)
@@ -598,6 +623,14 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 		s->goodbye_received = 1;
 		return;
 	}
+	case CTRL_HEALTH_REPORT:
+		if (s->caps & CTRL_CAP_HEALTH) {
+			session_on_health(s, &m);
+			return;
+		}
+		session_fail(s, CTRL_ERROR, CODE_PROTOCOL, "HealthReport "
+		    "without the HEALTH capability");
+		return;
 	default:
 		session_fail(s, CTRL_ERROR, CODE_PROTOCOL,
 		    "unexpected control message");

@@ -77,6 +77,10 @@ def ctrl():
     w("hello-hmac-v2", b"GRT1\x03\x02" + bytes(40))
     w("hello-bad-method", b"GRT1\x09x")
     w("unknown-type", b"\x42abc")
+    # HealthReport (capability 5, docs/internals/protocol-ext.md)
+    w("health-down", b"\x18\x00\x03webHTTP 503")
+    w("health-up", b"\x18\x01\x03web")
+    w("health-bad-state", b"\x18\x07\x03web")
 
 
 def sthdr():

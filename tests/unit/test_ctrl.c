@@ -447,7 +447,7 @@ static void
 test_unknown_type(void **state)
 {
 	static const uint8_t known[] = { 0x01, 0x05, 0x07, 0x08, 0x09, 0x0A,
-		0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16 };
+		0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x18 };
 	uint8_t buf[40] = { 0 };
 	struct ctrl_msg m;
 	uint8_t out[64];
@@ -467,6 +467,83 @@ test_unknown_type(void **state)
 	/* The "GRT1" handshake is not a control message. */
 	assert_int_equal(ctrl_decode((const uint8_t *)"GRT1\x01x", 6, &m),
 	    MG_EPROTO);
+}
+
+/* ---- HealthReport (extension, docs/internals/protocol-ext.md) ----- */
+
+static void
+test_health_report(void **state)
+{
+	/* down, "web", "HTTP 503" */
+	static const uint8_t down[] = { 0x18, 0x00, 0x03, 'w', 'e', 'b', 'H',
+		'T', 'T', 'P', ' ', '5', '0', '3' };
+	static const uint8_t up[] = { 0x18, 0x01, 0x01, 'a' };
+	uint8_t out[512], big[300];
+	struct ctrl_msg m, d;
+	int n;
+
+	assert_int_equal(ctrl_decode(down, sizeof(down), &m), 0);
+	assert_int_equal(m.type, CTRL_HEALTH_REPORT);
+	assert_int_equal(m.u.health.state, 0);
+	assert_str(m.u.health.name, S("web"));
+	assert_str(m.u.health.reason, S("HTTP 503"));
+	n = ctrl_encode(&m, out, sizeof(out));
+	assert_int_equal(n, sizeof(down));
+	assert_memory_equal(out, down, sizeof(down));
+
+	/* up, empty reason */
+	assert_int_equal(ctrl_decode(up, sizeof(up), &m), 0);
+	assert_int_equal(m.u.health.state, 1);
+	assert_str(m.u.health.name, S("a"));
+	assert_int_equal(m.u.health.reason.len, 0);
+	memset(&d, 0, sizeof(d));
+	d.type = CTRL_HEALTH_REPORT;
+	d.u.health.state = 1;
+	d.u.health.name = S("a");
+	assert_int_equal(ctrl_encode(&d, out, sizeof(out)), sizeof(up));
+	assert_memory_equal(out, up, sizeof(up));
+
+	/* a state other than 0 and 1 */
+	memcpy(out, up, sizeof(up));
+	out[1] = 2;
+	assert_int_equal(ctrl_decode(out, sizeof(up), &m), MG_EPROTO);
+	d.u.health.state = 2;
+	assert_int_equal(ctrl_encode(&d, out, sizeof(out)), MG_EINVAL);
+	d.u.health.state = 0;
+	/* name_len 0, name past the end, truncated */
+	assert_int_equal(ctrl_decode((const uint8_t *)"\x18\x00\x00", 3, &m),
+	    MG_EPROTO);
+	assert_int_equal(ctrl_decode((const uint8_t *)"\x18\x00\x05web", 6,
+	    &m), MG_EPROTO);
+	assert_int_equal(ctrl_decode((const uint8_t *)"\x18\x00", 2, &m),
+	    MG_EPROTO);
+	assert_int_equal(ctrl_decode((const uint8_t *)"\x18", 1, &m),
+	    MG_EPROTO);
+	d.u.health.name = S("");
+	assert_int_equal(ctrl_encode(&d, out, sizeof(out)), MG_EINVAL);
+	d.u.health.name = S("a");
+
+	/* a reason of 200 bytes is fine, 201 is not */
+	big[0] = 0x18;
+	big[1] = 0x00;
+	big[2] = 0x01;
+	big[3] = 'a';
+	memset(big + 4, 'r', sizeof(big) - 4);
+	assert_int_equal(ctrl_decode(big, 4 + CTRL_HEALTH_REASON_MAX, &m), 0);
+	assert_int_equal(m.u.health.reason.len, CTRL_HEALTH_REASON_MAX);
+	assert_int_equal(ctrl_decode(big, 4 + CTRL_HEALTH_REASON_MAX + 1, &m),
+	    MG_EPROTO);
+	d.u.health.reason.p = big + 4;
+	d.u.health.reason.len = CTRL_HEALTH_REASON_MAX;
+	assert_int_equal(ctrl_encode(&d, out, sizeof(out)),
+	    4 + CTRL_HEALTH_REASON_MAX);
+	d.u.health.reason.len = CTRL_HEALTH_REASON_MAX + 1;
+	assert_int_equal(ctrl_encode(&d, out, sizeof(out)), MG_EINVAL);
+	/* too small a buffer */
+	d.u.health.reason.len = 10;
+	assert_int_equal(ctrl_encode(&d, out, 5), MG_ENOSPC);
+	/* the capability's bit */
+	assert_int_equal(CTRL_CAP_HEALTH, 1u << 5);
 }
 
 /* ---- names -------------------------------------------------------- */
@@ -1202,6 +1279,7 @@ test_type_names(void **state)
 	assert_string_equal(ctrl_type_name(CTRL_REGISTER_OK), "RegisterOK");
 	assert_string_equal(ctrl_type_name(CTRL_REGISTER_ERR), "RegisterErr");
 	assert_string_equal(ctrl_type_name(CTRL_ERROR), "Error");
+	assert_string_equal(ctrl_type_name(CTRL_HEALTH_REPORT), "HealthReport");
 	assert_string_equal(ctrl_type_name(0x00), "unknown");
 	assert_string_equal(ctrl_type_name(0x02), "unknown");
 	assert_string_equal(ctrl_type_name(0xFF), "unknown");
@@ -1251,6 +1329,7 @@ main(void)
 		cmocka_unit_test(test_hello_encode_errors),
 		cmocka_unit_test(test_auth_mac),
 		cmocka_unit_test(test_challenge_ext),
+		cmocka_unit_test(test_health_report),
 		cmocka_unit_test(test_type_names),
 	};
 
