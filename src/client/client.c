@@ -1367,6 +1367,19 @@ client_register_one(struct client *c, struct cproxy *px)
 			p++;
 	}
 	m.u.reg.bandwidth = (uint32_t)px->spec.bandwidth;
+	if (px->spec.group[0]) {
+		m.u.reg.group.p = (const uint8_t *)px->spec.group;
+		m.u.reg.group.len = strlen(px->spec.group);
+		m.u.reg.group_key.p = (const uint8_t *)px->spec.group_key;
+		m.u.reg.group_key.len = strlen(px->spec.group_key);
+		if (px->spec.group_strategy[0]) {
+			m.u.reg.group_strategy.p = (const uint8_t *)
+			    px->spec.group_strategy;
+			m.u.reg.group_strategy.len =
+			    strlen(px->spec.group_strategy);
+		}
+		m.u.reg.group_weight = (uint16_t)px->spec.group_weight;
+	}
 	if (client_send(c, &m) < 0)
 		return;
 	px_ref(px); /* not inside the macro: it evaluates it more than once */

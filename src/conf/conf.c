@@ -507,6 +507,13 @@ check_tunnel(struct ld *L, struct conf_tun *t)
 		ld_bad_at(L, &t->where, why, "");
 		return -1;
 	}
+	if ((s->group[0] != '\0') != (s->group_key[0] != '\0') ||
+	    (!s->group[0] && (s->group_strategy[0] || s->group_weight))) {
+		ld_bad_at(L, &t->where, s->group[0] ? "a group needs its key "
+		    "(group_key, --group-key)" : "group_key, group_strategy and "
+		    "group_weight go with a group (group, --group)", "");
+		return -1;
+	}
 	if (s->proxy_protocol == 1 && ty == PROXY_UDP) {
 		ld_bad_at(L, &t->where, "proxy_protocol v1 is a text line for "
 		    "streams: a udp tunnel takes v2 (a binary header in front "
@@ -714,6 +721,12 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 	    sizeof(c->locals[0].allow_cidr));
 	memcpy(c->locals[0].deny_cidr, ft->spec.deny_cidr,
 	    sizeof(c->locals[0].deny_cidr));
+	memcpy(c->locals[0].group, ft->spec.group, sizeof(c->locals[0].group));
+	memcpy(c->locals[0].group_key, ft->spec.group_key,
+	    sizeof(c->locals[0].group_key));
+	memcpy(c->locals[0].group_strategy, ft->spec.group_strategy,
+	    sizeof(c->locals[0].group_strategy));
+	c->locals[0].group_weight = ft->spec.group_weight;
 	c->locals[0].bandwidth = ft->spec.bandwidth;
 	ft->spec.type = c->locals[0].type;
 	if (check_health(L, ft, 0))

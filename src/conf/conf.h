@@ -119,6 +119,10 @@ struct local_spec {
 	char allow_cidr[1024];   /* who may visit: "CIDR,CIDR" (the server
 				    checks; within the token's own lists) */
 	char deny_cidr[1024];    /* who may not, though allowed (0x08) */
+	char group[64];          /* a load-balancing group (0x05) ... */
+	char group_key[256];     /* ... its key (0x09) */
+	char group_strategy[80]; /* ... how members are chosen (0x0A) */
+	unsigned group_weight;   /* this member's weight (0x0B), 0 = 1 */
 	uint64_t bandwidth;      /* bytes per second each way, 0 = none
 				    (RegisterEx 0x04; at most 2^32-1) */
 	char host[256];

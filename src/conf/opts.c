@@ -788,6 +788,69 @@ t_deny_cidr(struct ld *L, const char *v, char *why, size_t wl)
 }
 
 static int
+t_group(struct ld *L, const char *v, char *why, size_t wl)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n >= sizeof(L->tun->spec.group) ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._-") != n) {
+		why_set(why, wl, "expected 1 to 63 letters, digits, '.', '_' "
+		    "or '-'");
+		return -1;
+	}
+	snprintf(L->tun->spec.group, sizeof(L->tun->spec.group), "%s", v);
+	return 0;
+}
+
+static int
+t_group_key(struct ld *L, const char *v, char *why, size_t wl)
+{
+	if (v[0] == '\0' || strlen(v) >= sizeof(L->tun->spec.group_key)) {
+		why_set(why, wl, "expected 1 to 255 bytes");
+		return -1;
+	}
+	snprintf(L->tun->spec.group_key, sizeof(L->tun->spec.group_key), "%s",
+	    v);
+	return 0;
+}
+
+static int
+t_group_strategy(struct ld *L, const char *v, char *why, size_t wl)
+{
+	static const char *const ok[] = { "round_robin", "least_conn",
+		"hash:source_ip", "hash:host" };
+	size_t n = strlen(v);
+	int good = n > 12 && n < sizeof(L->tun->spec.group_strategy) &&
+	    strncmp(v, "hash:header:", 12) == 0;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		good |= strcmp(v, ok[i]) == 0;
+	if (!good) {
+		why_set(why, wl, "expected round_robin, least_conn, "
+		    "hash:source_ip, hash:host or hash:header:NAME");
+		return -1;
+	}
+	snprintf(L->tun->spec.group_strategy,
+	    sizeof(L->tun->spec.group_strategy), "%s", v);
+	return 0;
+}
+
+static int
+t_group_weight(struct ld *L, const char *v, char *why, size_t wl)
+{
+	char *e;
+	unsigned long w = strtoul(v, &e, 10);
+
+	if (*v < '0' || *v > '9' || *e != '\0' || w < 1 || w > 1000) {
+		why_set(why, wl, "expected 1 to 1000");
+		return -1;
+	}
+	L->tun->spec.group_weight = (unsigned)w;
+	return 0;
+}
+
+static int
 t_bandwidth(struct ld *L, const char *v, char *why, size_t wl)
 {
 	uint64_t x;
@@ -1301,6 +1364,27 @@ const struct conf_opt conf_opts[] = {
 	    .type = CT_FN, .fn = t_deny_cidr, .arg = "CIDR,...",
 	    .help = "refuse visitors from these networks\n(checked by the "
 		    "server)" },
+	{ .flag = "group", .key = "group",
+	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_group, .arg = "NAME",
+	    .help = "share one public side with the other\ntunnels of this "
+		    "group (any agent, any\nmachine): the server spreads the "
+		    "visitors" },
+	{ .flag = "group-key", .key = "group_key",
+	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS,
+	    .flags = OF_TUNNEL | OF_SECRET, .type = CT_FN, .fn = t_group_key,
+	    .arg = "SECRET", .help = "the group's key: every member gives "
+				     "the\nsame" },
+	{ .flag = "group-strategy", .key = "group_strategy",
+	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_group_strategy, .arg = "S",
+	    .def = "round_robin",
+	    .help = "round_robin, least_conn, hash:source_ip,\nhash:host or "
+		    "hash:header:NAME (the\ngroup's first member sets it)" },
+	{ .flag = "group-weight", .key = "group_weight",
+	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
+	    .type = CT_FN, .fn = t_group_weight, .arg = "N", .def = "1",
+	    .help = "this member's share of the visitors\n(1-1000)" },
 	{ .flag = "bandwidth", .key = "bandwidth",
 	    .sides = SD_TCP | SD_UDP | SD_HTTP | SD_TLS, .flags = OF_TUNNEL,
 	    .type = CT_FN, .fn = t_bandwidth, .arg = "RATE", .def = "off",

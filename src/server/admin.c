@@ -15,6 +15,7 @@
 #include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "server/admin.h"
+#include "server/group.h"
 #include "server/server.h"
 #include "server/server_int.h"
 #include "server/smet.h"
@@ -102,6 +103,37 @@ tunnel_json(const struct proxy *px)
 	    (json_int_t)(px->shaper ? shaper_effective(px->shaper, SHAPER_IN) :
 	    0), "out", (json_int_t)(px->shaper ? shaper_effective(px->shaper,
 	    SHAPER_OUT) : 0)));
+	if (px->health != 0 || px->health_changes)
+		json_object_set_new(j, "health", json_pack("{s:s,s:o,s:I,s:I}",
+		    "state", px->health > 0 ? "up" : px->health < 0 ? "down" :
+		    "unknown", "reason", jtext(px->health_reason), "since_ms",
+		    (json_int_t)px->health_since_unix_ms, "changes",
+		    (json_int_t)px->health_changes));
+	if (px->is_group) {
+		/* the group: its public side, strategy and members */
+		const struct proxy *m;
+		json_t *ml = json_array();
+		char st[100];
+		LIST_FOREACH(m, &px->members, member_link)
+			json_array_append_new(ml, json_integer((json_int_t)m->id));
+		json_object_set_new(j, "state", json_string(
+		    group_usable_count(px) ? "up" : "down"));
+		json_object_set_new(j, "group", json_pack("{s:s,s:o,s:I,s:o}",
+		    "role", "group", "strategy", jtext(lb_strategy_str(px->lb,
+		    px->lb_header, st, sizeof(st))), "usable",
+		    (json_int_t)group_usable_count(px), "members", ml));
+	} else if (px->group_id) {
+		const struct proxy *g = registry_get(&px->srv->reg,
+		    px->group_id);
+		uint64_t now = mtime_ms();
+		json_object_set_new(j, "group", json_pack("{s:s,s:I,s:o,s:I,"
+		    "s:b,s:I}", "role", "member", "group_id",
+		    (json_int_t)px->group_id, "group", jtext(g ? g->name : ""),
+		    "weight", (json_int_t)px->weight, "usable",
+		    group_usable(px, now), "ejected_s", (json_int_t)(
+		    px->ejected_until_ms > now ? (px->ejected_until_ms - now +
+		    999) / 1000 : 0)));
+	}
 	if (proxy_is_http(px->type)) {
 		json_t *h = json_object(), *bc = json_object();
 		uint64_t n = 0;

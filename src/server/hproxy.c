@@ -25,6 +25,7 @@
 #include "proto/sthdr.h"
 #include "relay/relay.h"
 #include "server/accept.h"
+#include "server/group.h"
 #include "server/hproxy.h"
 #include "server/server_int.h"
 #include "tls/certdir.h"
@@ -85,6 +86,8 @@ struct hconn {
 	int req_done, resp_done, resp_started, resp_keep;
 	int in_eof, busy, dead;
 	int reset;                    /* end with RST, no close_notify */
+	int retried;                  /* this request went to a second group
+					 member already */
 	int head_timer;               /* the timer counts a head's arrival */
 	unsigned nreq;                /* requests routed on this connection */
 	uint64_t last_io_ms;          /* bytes moved either way (monotonic) */
@@ -107,6 +110,7 @@ struct hconn {
 
 static void hc_process(struct hconn *hc);
 static int hc_proxy_header(struct hconn *hc);
+static int hc_retry(struct hconn *hc);
 static void hc_lb_visitor(struct hconn *hc);
 static void hc_arm_timer(struct hconn *hc);
 static int hc_flush(struct hconn *hc);
@@ -514,8 +518,11 @@ hc_up_readable(struct mux_stream *st, void *arg)
 			break;
 		}
 		if (!hc->resp_started && (used > 0 || ev != HTTP_T_MORE)) {
+			struct proxy *m = hc_px(hc);
 			hc->resp_started = 1;
 			hc->t_first_us = mtime_us();
+			if (m != NULL && m->group_id)
+				group_result(m, 0);
 		}
 		evbuffer_remove_buffer(rx, hc->out, used);
 		hc->msg_bytes[1] += used;
@@ -576,6 +583,8 @@ hc_up_readable(struct mux_stream *st, void *arg)
 		if (reset && hc->resp_started && (!hc->resp_done ||
 		    hc->state == H_RAW))
 			hc_reset(hc);
+		else if (!hc->resp_started && hc_retry(hc))
+			; /* another member has the request now */
 		else if (!hc->resp_started)
 			hc_fail(hc, 502, "the tunnel's local service is "
 			    "unreachable", NULL);
@@ -616,7 +625,9 @@ hc_up_closed(struct mux_stream *st, void *arg)
 
 	/* the session died: this stream goes with it */
 	hc->st = NULL;
-	if (!hc->resp_started)
+	if (!hc->resp_started && hc_retry(hc))
+		hc_flush(hc);
+	else if (!hc->resp_started)
 		hc_fail(hc, 502, "the tunnel went offline", NULL);
 	else if (!hc->resp_done || hc->state == H_RAW)
 		hc_reset(hc);
@@ -716,21 +727,121 @@ hc_forward_head(struct hconn *hc, struct proxy *px)
 	hc_push_up(hc);
 }
 
+/* the value of the request's header name (lower case), trimmed; NULL
+ * when it has none */
+static const char *
+hc_header(struct hconn *hc, const char *name, size_t *len)
+{
+	size_t hl, nl = strlen(name);
+	const uint8_t *h = http_track_head_bytes(hc->rq, &hl), *p, *e, *lim;
+
+	if (h == NULL)
+		return NULL;
+	lim = h + hl;
+	for (p = h; p < lim; p = e + 1) {
+		const uint8_t *v;
+		if ((e = memchr(p, '\n', (size_t)(lim - p))) == NULL)
+			break;
+		if ((size_t)(e - p) <= nl || p[nl] != ':' ||
+		    strncasecmp((const char *)p, name, nl) != 0)
+			continue;
+		v = p + nl + 1;
+		while (v < e && (*v == ' ' || *v == '\t'))
+			v++;
+		while (e > v && (e[-1] == '\r' || e[-1] == ' ' ||
+		    e[-1] == '\t'))
+			e--;
+		*len = (size_t)(e - v);
+		return (const char *)v;
+	}
+	return NULL;
+}
+
+/* the member of group g for this request (not exclude) */
+static struct proxy *
+hc_pick(struct hconn *hc, struct proxy *g, uint32_t exclude)
+{
+	const char *hv = NULL;
+	size_t hvl = 0;
+
+	if (g->lb == LB_HASH_HEADER)
+		hv = hc_header(hc, g->lb_header, &hvl);
+	return group_pick(g, (struct sockaddr *)&hc->peer_sa, hc->req.host, hv,
+	    hvl, exclude);
+}
+
+/*
+ * The request's member refused it before a byte of an answer: try it once
+ * on another member of the group, when the request is whole and has no
+ * body (so it can be sent again as it was). 1 when it went there.
+ */
+static int
+hc_retry(struct hconn *hc)
+{
+	struct proxy *m = hc_px(hc), *g, *n;
+	size_t hl;
+
+	if (m == NULL || m->group_id == 0)
+		return 0;
+	group_result(m, 1);
+	if (hc->retried || !hc->req_done ||
+	    http_track_head_bytes(hc->rq, &hl) == NULL ||
+	    hc->msg_bytes[0] != hl ||
+	    (g = registry_get(&hc->srv->reg, m->group_id)) == NULL ||
+	    (n = hc_pick(hc, g, m->id)) == NULL)
+		return 0;
+	hc->retried = 1;
+	smet_group_retry(hc->srv);
+	if (hc->st) {
+		mux_stream_free(hc->st);
+		hc->st = NULL;
+	}
+	evbuffer_drain(hc->up, evbuffer_get_length(hc->up));
+	hc_set_px(hc, n);
+	hc_forward_head(hc, n);
+	return !hc->dead;
+}
+
 static void
 hc_on_head(struct hconn *hc)
 {
 	struct proxy *px = hc_route(hc->srv, hc->req.host, hc->https);
-	char detail[400];
+	char detail[900];
 
 	if (hc->lb)
 		hc_lb_visitor(hc);
 	hc->t_req_us = mtime_us();
 	hc->t_first_us = 0;
+	hc->retried = 0;
 	if (px == NULL) {
 		snprintf(detail, sizeof(detail), "No tunnel is serving %s.",
 		    hc->req.host[0] ? hc->req.host : "this address (no Host)");
 		hc_fail(hc, 404, detail, NULL);
 		return;
+	}
+	if (px->is_group || px->health < 0) {
+		/* a group: the member for this request; a tunnel whose
+		 * service is down: none */
+		struct proxy *m = px->is_group ? hc_pick(hc, px, 0) : NULL;
+		if (m == NULL) {
+			smet_visitor_refused(hc->srv, px, SMET_REF_DOWN,
+			    (struct sockaddr *)&hc->peer_sa, px->is_group ?
+			    "no member of the group is up" : px->health_reason);
+			if (px->is_group)
+				snprintf(detail, sizeof(detail), "No member of "
+				    "group %s, which serves %s, is up: their "
+				    "agents report their services down, or are "
+				    "away.", px->name, hc->req.host);
+			else
+				snprintf(detail, sizeof(detail), "The service "
+				    "behind %s is down (its agent's health "
+				    "check: %s).", hc->req.host,
+				    px->health_reason[0] ? px->health_reason :
+				    "failing");
+			hc_fail(hc, 503, detail, "Retry-After: 5\r\n");
+			return;
+		}
+		px = m;
 	}
 	if (hc->st && hc->px_id != px->id) {
 		/* another tunnel than the last request's (or the same name
@@ -1434,6 +1545,19 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 
 		p->fd = -1;
 		hs_free(p, 0);
+		if (px->is_group || px->health < 0) {
+			struct proxy *m = px->is_group ? group_pick(px,
+			    (struct sockaddr *)&peer, sni, NULL, 0, 0) : NULL;
+			if (m == NULL) {
+				smet_visitor_refused(srv, px, SMET_REF_DOWN,
+				    (struct sockaddr *)&peer, px->is_group ?
+				    "no member of the group is up" :
+				    px->health_reason);
+				proxy_reset_close(pfd);
+				return;
+			}
+			px = m;
+		}
 		{
 			unsigned retry;
 			if (proxy_visitor_allowed(px, (struct sockaddr *)&peer) <

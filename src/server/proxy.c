@@ -21,6 +21,7 @@
 #include "util/ratelim.h"
 #include "server/accept.h"
 #include "conf/policy.h"
+#include "server/group.h"
 #include "server/server_int.h"
 #include "util/crypto.h"
 #include "util/err.h"
@@ -104,7 +105,20 @@ proxy_free(struct proxy *px)
 	shaper_unref(px->shaper); /* open connections hold their own */
 	free(px->allow);
 	free(px->deny);
-	free(px);
+	if (px->health < 0) {
+		int was = px->health;
+		px->health = 0;
+		smet_health_gone(px->srv, was);
+	}
+	{
+		struct proxy *g = group_remove(px);
+		free(px);
+		if (g != NULL) {
+			log_info("group %s: its last member left", g->name);
+			g->end_why = "its last member left";
+			proxy_free(g);
+		}
+	}
 }
 
 void
@@ -196,6 +210,20 @@ tcp_visitor(struct proxy *px, int fd, const struct sockaddr *sa)
 	struct pending *pd;
 	unsigned retry;
 
+	if (px->is_group || px->health < 0) {
+		/* a group's member for this visitor; a tunnel whose service
+		 * is down takes none */
+		struct proxy *m = px->is_group ? group_pick(px, sa, NULL, NULL,
+		    0, 0) : NULL;
+		if (m == NULL) {
+			smet_visitor_refused(px->srv, px, SMET_REF_DOWN, sa,
+			    px->is_group ? "no member of the group is up" :
+			    px->health_reason);
+			proxy_reset_close(fd);
+			return;
+		}
+		px = m;
+	}
 	if (proxy_visitor_allowed(px, sa) < 0 ||
 	    proxy_rate_ok(px, 0, sa, &retry) < 0 ||
 	    proxy_visitors_ok(px) < 0) {
@@ -481,8 +509,6 @@ reg_option_name(const struct ctrl_register *reg, int http)
 		return "hostname";
 	if ((!http || reg->proxy_type == PROXY_TLS) && reg->basic_auth.p)
 		return "basic auth";
-	if (reg->group.p)
-		return "load-balancing group";
 	if (reg->proxy_type == PROXY_UDP && reg->proxy_protocol == 1)
 		return "PROXY protocol v1 (v2 is the one for UDP)";
 	/* proxy_protocol (0x06) is the agent's own business: it writes the
@@ -823,29 +849,15 @@ const char *
 proxy_misfit(struct proxy *px, char *buf, size_t cap)
 {
 	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
-	const char *dom = px->srv->cf->domain, *msg;
-	size_t hl, dl;
+	const char *msg;
 
 	if (pol == NULL)
 		return NULL;
-	if ((msg = policy_expired(pol, (int64_t)time(NULL), buf, cap)) ||
-	    (msg = policy_check_type(pol, px->type, buf, cap)))
+	if ((msg = policy_expired(pol, (int64_t)time(NULL), buf, cap)))
 		return msg;
-	if (!proxy_is_http(px->type))
-		return policy_check_port(pol, px->port, buf, cap);
-	if (pol->nsubdomains == 0 && pol->nhostnames == 0)
-		return NULL;
 	/* a name under --domain was asked for as a subdomain */
-	hl = strlen(px->host);
-	dl = strlen(dom);
-	if (dl && hl > dl + 1 && px->host[hl - dl - 1] == '.' &&
-	    strcmp(px->host + hl - dl, dom) == 0) {
-		char sub[64];
-		snprintf(sub, sizeof(sub), "%.*s", (int)(hl - dl - 1),
-		    px->host);
-		return policy_check_host(pol, sub, NULL, buf, cap);
-	}
-	return policy_check_host(pol, NULL, px->host, buf, cap);
+	return proxy_side_misfit(px->srv, pol, px->type, px->port, px->host,
+	    buf, cap);
 }
 
 /* a tunnel's own source list (RegisterEx 0x07 allowed, 0x08 denied; what
@@ -917,6 +929,88 @@ reg_sources(const struct ctrl_register *reg, struct proxy *px, char *why,
 	return 0;
 }
 
+/* a new tunnel's common fields (no public side, no name yet) */
+static struct proxy *
+proxy_alloc(struct server *srv, const struct proxy_ops *ops,
+    const struct ctrl_register *reg, uint16_t port, const char *host,
+    const char *identity, const uint8_t *client_id)
+{
+	struct proxy *px = xcalloc(1, sizeof(*px));
+
+	px->srv = srv;
+	px->ops = ops;
+	px->type = reg->proxy_type;
+	px->port = port;
+	px->udp_fd = -1;
+	px->local_port = reg->local_port;
+	snprintf(px->host, sizeof(px->host), "%s", host);
+	snprintf(px->identity, sizeof(px->identity), "%s", identity);
+	memcpy(px->client_id, client_id, CTRL_ID_LEN);
+	if (reg->basic_auth.p)
+		memcpy(px->basic_auth, reg->basic_auth.p, reg->basic_auth.len);
+	TAILQ_INIT(&px->pending);
+	LIST_INIT(&px->hwait);
+	LIST_INIT(&px->members);
+	return px;
+}
+
+/* a member's name: the one asked for, or the group's; unique in the
+ * group (its figures and the API tell members apart by it): "-2", ... */
+static void
+member_name(const struct proxy *g, const struct ctrl_register *reg,
+    char *out, size_t cap)
+{
+	char base[CTRL_NAME_MAX + 1];
+	const struct proxy *m;
+
+	if (reg->name.len)
+		snprintf(base, sizeof(base), "%.*s", (int)reg->name.len,
+		    (const char *)reg->name.p);
+	else
+		snprintf(base, sizeof(base), "%s", g->name);
+	snprintf(out, cap, "%s", base);
+	for (unsigned n = 2; n < 100000; n++) {
+		int used = 0;
+		LIST_FOREACH(m, &g->members, member_link)
+			used |= strcmp(m->name, out) == 0;
+		if (!used)
+			return;
+		snprintf(out, cap, "%.*s-%u", (int)(cap > 8 ? cap - 8 : 0), base,
+		    n);
+	}
+}
+
+/*
+ * proxy_side_misfit: may pol hold the public side (type, port or host)?
+ * NULL, or buf naming the rule (a name under --domain is checked as a
+ * subdomain).
+ */
+const char *
+proxy_side_misfit(struct server *srv, const struct conf_policy *pol,
+    uint8_t type, uint16_t port, const char *host, char *buf, size_t cap)
+{
+	const char *dom = srv->cf->domain, *msg;
+	size_t hl, dl;
+
+	if (pol == NULL)
+		return NULL;
+	if ((msg = policy_check_type(pol, type, buf, cap)) != NULL)
+		return msg;
+	if (!proxy_is_http(type))
+		return policy_check_port(pol, port, buf, cap);
+	if (pol->nsubdomains == 0 && pol->nhostnames == 0)
+		return NULL;
+	hl = strlen(host);
+	dl = strlen(dom);
+	if (dl && hl > dl + 1 && host[hl - dl - 1] == '.' &&
+	    strcmp(host + hl - dl, dom) == 0) {
+		char sub[64];
+		snprintf(sub, sizeof(sub), "%.*s", (int)(hl - dl - 1), host);
+		return policy_check_host(pol, sub, NULL, buf, cap);
+	}
+	return policy_check_host(pol, NULL, host, buf, cap);
+}
+
 /* tunnels held by identity, in all its sessions and leases */
 static unsigned
 identity_tunnels(struct server *srv, const char *identity)
@@ -938,7 +1032,9 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	const struct proxy_ops *ops = reg->proxy_type <= PROXY_TLS ?
 	    srv->ops[reg->proxy_type] : NULL;
 	int http = proxy_is_http(reg->proxy_type), fd = -1;
-	struct proxy *px, *holder;
+	struct proxy *px, *holder, *g = NULL;
+	int gst = 0;
+	char ghdr[LB_HEADER_MAX] = "";
 	const struct conf_policy *pol;
 	const char *opt, *msg;
 	char host[256] = "", dflt[CTRL_NAME_MAX + 1], pbuf[300];
@@ -992,12 +1088,35 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		*code = CODE_NOT_ALLOWED;
 		return MG_EINVAL;
 	}
+	if (reg->group.p && group_options(reg, &gst, ghdr, code, why,
+	    whycap) < 0)
+		return MG_EINVAL;
 	if ((px = lease_find(s, reg, host)) != NULL)
 		goto attach;
 	if (pol && pol->limits.tunnels &&
 	    identity_tunnels(srv, s->identity) >= pol->limits.tunnels)
 		FAIL(CODE_LIMIT, "%s may have at most %u tunnels at once",
 		    pol->name, pol->limits.tunnels);
+	if (reg->group.p && (g = group_find(srv, (const char *)reg->group.p,
+	    reg->group.len, reg->proxy_type)) != NULL) {
+		/* joining: the group's public side, within the joiner's own
+		 * policy too */
+		if (group_join_check(g, reg, host, code, why, whycap) < 0)
+			return MG_EINVAL;
+		if (pol && (msg = proxy_side_misfit(srv, pol, g->type, g->port,
+		    g->host, pbuf, sizeof(pbuf))) != NULL)
+			FAIL(CODE_NOT_ALLOWED, "%s", msg);
+		px = proxy_alloc(srv, ops, reg, g->port, g->host, s->identity,
+		    s->client_id);
+		member_name(g, reg, px->name, sizeof(px->name));
+		px->auto_name = 0;
+		group_add(g, px, reg->group_weight);
+		px->shaper = proxy_new_shaper(srv, px->identity);
+		registry_add(&srv->reg, px);
+		log_info("group %s: %s joins (%u members)", g->name,
+		    px->identity, g->nmembers);
+		goto attach;
+	}
 	if (http) {
 		if (host[0] == '\0' && http_random_host(srv, host,
 		    sizeof(host)) < 0)
@@ -1019,20 +1138,33 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	    whycap)) < 0) {
 		return MG_EINVAL;
 	}
-	px = xcalloc(1, sizeof(*px));
-	px->srv = srv;
-	px->ops = ops;
-	px->type = reg->proxy_type;
-	px->port = port;
-	px->udp_fd = -1;
-	px->local_port = reg->local_port;
-	snprintf(px->host, sizeof(px->host), "%s", host);
-	snprintf(px->identity, sizeof(px->identity), "%s", s->identity);
-	memcpy(px->client_id, s->client_id, CTRL_ID_LEN);
-	if (reg->basic_auth.p)
-		memcpy(px->basic_auth, reg->basic_auth.p, reg->basic_auth.len);
-	TAILQ_INIT(&px->pending);
-	LIST_INIT(&px->hwait);
+	if (reg->group.p) {
+		/* a new group: it holds the public side; the registering
+		 * tunnel is its first member */
+		static const uint8_t nobody[CTRL_ID_LEN];
+		char gid[SERVER_ID_MAX];
+		snprintf(gid, sizeof(gid), "group:%.*s", (int)reg->group.len,
+		    (const char *)reg->group.p);
+		g = proxy_alloc(srv, ops, reg, port, host, gid, nobody);
+		group_init(g, reg, gst, ghdr);
+		if (fd >= 0 && ops->start && ops->start(g, fd) < 0) {
+			free(g);
+			FAIL(CODE_INTERNAL, "cannot serve port %u", port);
+		}
+		g->shaper = proxy_new_shaper(srv, g->identity);
+		registry_add(&srv->reg, g);
+		px = proxy_alloc(srv, ops, reg, port, host, s->identity,
+		    s->client_id);
+		member_name(g, reg, px->name, sizeof(px->name));
+		group_add(g, px, reg->group_weight);
+		px->shaper = proxy_new_shaper(srv, px->identity);
+		registry_add(&srv->reg, px);
+		log_info("group %s (%s) on %s, created by %s", g->name,
+		    lb_strategy_str(g->lb, g->lb_header, pbuf, sizeof(pbuf)),
+		    proxy_where(g), px->identity);
+		goto attach;
+	}
+	px = proxy_alloc(srv, ops, reg, port, host, s->identity, s->client_id);
 	auto_name(px->type, port, host, dflt, sizeof(dflt));
 	if (reg->name.len)
 		memcpy(px->name, reg->name.p, reg->name.len);
@@ -1076,7 +1208,10 @@ tcp_relay_end(void *arg, uint64_t from_sock, uint64_t to_sock,
     enum relay_end why)
 {
 	struct tconn *tc = arg;
+	struct proxy *m = registry_get(&tc->srv->reg, tc->rec.px_id);
 
+	if (m != NULL && m->group_id)
+		group_result(m, why == RELAY_END_REFUSED);
 	smet_relay_add(tc->srv, -1);
 	smet_conn_tally(&tc->rec, from_sock, to_sock);
 	if (why == RELAY_END_REFUSED)

@@ -80,7 +80,9 @@ registry_add(struct registry *r, struct proxy *px)
 	} while (idmap_get(&r->by_id, r->last_id) != NULL);
 	px->id = r->last_id;
 	idmap_put(&r->by_id, px->id, px);
-	if (has_host(px))
+	if (px->group_id != 0 && !px->is_group)
+		; /* a group member: the group holds the public side */
+	else if (has_host(px))
 		strmap_put(&r->by_host, px->host, px);
 	else
 		idmap_put(&r->by_port, port_key(px->type == PROXY_UDP,
@@ -106,7 +108,9 @@ registry_remove(struct registry *r, struct proxy *px)
 	if (px->id == 0)
 		return;
 	idmap_del(&r->by_id, px->id);
-	if (has_host(px))
+	if (px->group_id != 0 && !px->is_group)
+		;
+	else if (has_host(px))
 		strmap_del(&r->by_host, px->host);
 	else
 		idmap_del(&r->by_port, port_key(px->type == PROXY_UDP,

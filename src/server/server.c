@@ -525,11 +525,25 @@ session_on_health(struct session *s, const struct ctrl_msg *m)
 		if (strlen(px->name) == m->u.health.name.len &&
 		    memcmp(px->name, m->u.health.name.p,
 		    m->u.health.name.len) == 0) {
+			int was = px->health;
 			log_esc(m->u.health.reason.p, m->u.health.reason.len,
 			    why, sizeof(why));
 			SLOG(LOG_INFO, s, "tunnel %s health: %s%s%s%s", n,
 			    m->u.health.state ? "up" : "down",
 			    why[0] ? " (" : "", why, why[0] ? ")" : "");
+			/* down: no new visitor (a group's other members take
+			 * them; alone, it refuses them); up: back */
+			px->health = m->u.health.state ? 1 : -1;
+			snprintf(px->health_reason, sizeof(px->health_reason),
+			    "%.200s", why);
+			if (was != px->health) {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				px->health_since_unix_ms = (int64_t)ts.tv_sec *
+				    1000 + ts.tv_nsec / 1000000;
+				px->health_changes++;
+				smet_health(px, was);
+			}
 			return;
 		}
 	}

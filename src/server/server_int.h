@@ -10,6 +10,7 @@
 #include "proto/ctrl.h"
 #include "relay/dgram.h"
 #include "relay/tlsrelay.h"
+#include "server/lb.h"
 #include "server/registry.h"
 #include "server/smet.h"
 
@@ -112,6 +113,28 @@ struct proxy {
 	 * requests by status class (0: none, 1xx..5xx) */
 	struct met_series *m_bytes[2], *m_conns, *m_active, *m_http[6];
 	struct met_series *m_dgrams[2]; /* UDP: datagrams in and out */
+	/* load-balancing groups (group.c, docs/internals/groups.md): a
+	 * group holds the public side and no session; a member is a tunnel
+	 * of a session without a public side of its own */
+	int is_group;
+	uint32_t group_id;            /* a member: its group's id */
+	LIST_HEAD(, proxy) members;   /* a group's */
+	LIST_ENTRY(proxy) member_link;
+	unsigned nmembers;
+	uint8_t group_key[32];        /* a group's: SHA-256 of its key */
+	enum lb_strategy lb;          /* a group's */
+	char lb_header[LB_HEADER_MAX];
+	unsigned weight;              /* a member's, 1..LB_WEIGHT_MAX */
+	int64_t lb_current;           /* a member's round robin state */
+	unsigned fails;               /* a member's refused streams in a row */
+	uint64_t ejected_until_ms;    /* out until then (monotonic ms) */
+	unsigned eject_s;             /* its next back-off */
+	/* health as its agent reports it (HealthReport): 0 not reported
+	 * (counts as up), 1 up, -1 down */
+	int health;
+	char health_reason[201];
+	int64_t health_since_unix_ms;
+	uint64_t health_changes;
 	uint64_t http_lat_sum_us, http_lat_n; /* for the API's average */
 	int64_t created_unix_ms;
 	/* UDP proxies (udp.c) */
@@ -239,6 +262,11 @@ void proxy_free(struct proxy *px);
  * px's client; fd is reset when there is none. */
 void proxy_open_stream(struct proxy *px, int fd,
     const struct sockaddr *peer);
+/* proxy_side_misfit: may the policy pol hold a public side of this type,
+ * port or host? NULL, or buf naming the rule */
+const char *proxy_side_misfit(struct server *srv, const struct conf_policy *pol,
+    uint8_t type, uint16_t port, const char *host, char *buf, size_t cap);
+
 /* proxy_reset_close: close fd with RST (SO_LINGER 0). */
 void proxy_reset_close(int fd);
 /* proxy_where: "port N" or the host name, for log lines (static). */

@@ -25,6 +25,7 @@ static const char *const refusal_name[SMET_REF_COUNT] = {
 	"tunnel_max_conns", "no_tunnel", "max_handshakes", "max_pending",
 	"shutting_down", "not_allowed_source", "rate_limited",
 	"too_many_visitors", "untrusted_source", "bad_proxy_header",
+	"service_down",
 };
 static const char *const auth_name[SMET_AUTH_COUNT] = {
 	"bad_hello", "bad_token", "method_not_allowed", "timeout", "tls",
@@ -115,6 +116,21 @@ smet_init(struct server *srv)
 	    "Sessions refused at authentication, by reason", "reason");
 	for (int i = 0; i < SMET_AUTH_COUNT; i++)
 		m->auth_fail[i] = met_at1(f, auth_name[i]);
+	{
+		struct met_family *hf = met_counter(m->reg,
+		    "mgrok_health_reports_total", "Health reports of the "
+		    "agents' checks that changed a tunnel's state", "state");
+		m->health_reports[0] = met_at1(hf, "down");
+		m->health_reports[1] = met_at1(hf, "up");
+	}
+	m->tunnels_down = met_at0(met_gauge(m->reg, "mgrok_tunnels_down",
+	    "Tunnels whose agent reports their service down", NULL));
+	m->ejections = met_at0(met_counter(m->reg,
+	    "mgrok_group_ejections_total", "Group members taken out for a "
+	    "while after refused streams", NULL));
+	m->group_retries = met_at0(met_counter(m->reg,
+	    "mgrok_group_retries_total", "Refused visitors tried again on "
+	    "another member of their group", NULL));
 	m->f_reg_refused = met_counter(m->reg,
 	    "mgrok_registrations_refused_total",
 	    "Tunnel registrations refused (RegisterErr), by code", "code");
@@ -509,6 +525,45 @@ smet_refused(struct server *srv, enum smet_refusal r)
 {
 	met_inc(srv->m.refused[r]);
 	return met_value(srv->m.refused[r]);
+}
+
+void
+smet_health(struct proxy *px, int was)
+{
+	struct smet *m = &px->srv->m;
+
+	met_inc(m->health_reports[px->health > 0]);
+	if (px->health < 0 && was >= 0)
+		met_gauge_add(m->tunnels_down, 1);
+	else if (px->health >= 0 && was < 0)
+		met_gauge_add(m->tunnels_down, -1);
+	evfeed_emit(m->feed, "tunnel_health", json_pack("{s:I,s:o,s:s,s:o}",
+	    "tunnel", (json_int_t)px->id, "name", jtext(px->name), "state",
+	    px->health > 0 ? "up" : "down", "reason", jtext(px->health_reason)));
+}
+
+void
+smet_health_gone(struct server *srv, int was)
+{
+	if (was < 0)
+		met_gauge_add(srv->m.tunnels_down, -1);
+}
+
+void
+smet_member_ejected(struct proxy *px)
+{
+	struct smet *m = &px->srv->m;
+
+	met_inc(m->ejections);
+	evfeed_emit(m->feed, "member_ejected", json_pack("{s:I,s:o,s:I}",
+	    "tunnel", (json_int_t)px->id, "name", jtext(px->name), "seconds",
+	    (json_int_t)px->eject_s));
+}
+
+void
+smet_group_retry(struct server *srv)
+{
+	met_inc(srv->m.group_retries);
 }
 
 uint64_t

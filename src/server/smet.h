@@ -37,6 +37,8 @@ enum smet_refusal {
 	SMET_REF_VISITORS,        /* the owner's limits.visitors */
 	SMET_REF_UNTRUSTED,       /* not a --trusted-proxies address */
 	SMET_REF_PROXY_HEADER,    /* a bad or missing PROXY header */
+	SMET_REF_DOWN,            /* no group member up, or the tunnel's
+				     service reported down */
 	SMET_REF_COUNT
 };
 
@@ -72,6 +74,9 @@ struct smet {
 	struct met_series *sessions_total, *auth_fail[SMET_AUTH_COUNT];
 	struct met_series *streams_opened, *streams_active;
 	struct met_series *refused[SMET_REF_COUNT];
+	/* groups and health */
+	struct met_series *health_reports[2]; /* down, up */
+	struct met_series *tunnels_down, *ejections, *group_retries;
 	/* visitor_refused events: the last one's time (monotonic ms) and
 	 * the refusals since, per reason */
 	uint64_t ref_ev_ms[SMET_REF_COUNT], ref_ev_skipped[SMET_REF_COUNT];
@@ -197,5 +202,17 @@ struct proxy;
 struct sockaddr;
 uint64_t smet_visitor_refused(struct server *srv, const struct proxy *px,
     enum smet_refusal r, const struct sockaddr *sa, const char *detail);
+
+/* smet_health: px's agent reported it up or down (px->health and
+ * health_reason set; was: the state before, -1 0 1): counted, the gauge
+ * of tunnels down kept, an event "tunnel_health" */
+void smet_health(struct proxy *px, int was);
+/* smet_health_gone: a tunnel reported down ends (was: its state) */
+void smet_health_gone(struct server *srv, int was);
+/* smet_member_ejected: a group member taken out (px->eject_s seconds):
+ * counted, an event "member_ejected" */
+void smet_member_ejected(struct proxy *px);
+/* smet_group_retry: a refused visitor was tried again on another member */
+void smet_group_retry(struct server *srv);
 
 #endif

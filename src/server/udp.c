@@ -14,6 +14,7 @@
 #include "proto/proxyproto.h"
 #include "proto/sthdr.h"
 #include "relay/dgram.h"
+#include "server/group.h"
 #include "server/server_int.h"
 #include "util/acl.h"
 #include "util/err.h"
@@ -113,6 +114,7 @@ static struct uflow *
 uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len,
     const struct sockaddr *vis)
 {
+	struct proxy *t = px;
 	struct mux_stream *st;
 	struct uflow *f;
 
@@ -123,11 +125,15 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len,
 		old->end_why = "evicted";
 		uflow_free(old);
 	}
-	if ((st = proxy_stream_open(px, vis)) == NULL)
+	/* a group's flow keeps the member it got for its life */
+	if (px->is_group && (t = group_pick(px, vis, NULL, NULL, 0, 0)) ==
+	    NULL)
+		return NULL;
+	if (t->health < 0 || (st = proxy_stream_open(t, vis)) == NULL)
 		return NULL;
 	f = xcalloc(1, sizeof(*f));
 	f->px = px;
-	f->sess = px->sess;
+	f->sess = t->sess;
 	f->st = st;
 	memcpy(&f->peer, sa, len);
 	f->plen = len;
@@ -140,7 +146,7 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len,
 	TAILQ_INSERT_TAIL(&px->flow_lru, f, lru);
 	px->nflows++;
 	smet_udp_flow(px->srv, 1);
-	smet_conn_begin(&f->rec, px, vis);
+	smet_conn_begin(&f->rec, t, vis);
 	mux_stream_set_cbs(st, &uflow_cbs, f);
 	/* datagrams never wait here (sendmmsg takes them or they drop), so
 	 * a big window costs no memory; fairness between flows is kept by
@@ -321,7 +327,7 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 				drop_size++;
 				continue;
 			}
-			if (px->sess == NULL) {
+			if (px->sess == NULL && !px->is_group) {
 				drop_away++;
 				continue;
 			}
