@@ -963,20 +963,24 @@ member_name(const struct proxy *g, const struct ctrl_register *reg,
 	char base[CTRL_NAME_MAX + 1];
 	const struct proxy *m;
 
+	/* named: NAME, NAME-2, ...; unnamed: GROUP-1, GROUP-2, ... */
 	if (reg->name.len)
 		snprintf(base, sizeof(base), "%.*s", (int)reg->name.len,
 		    (const char *)reg->name.p);
 	else
-		snprintf(base, sizeof(base), "%s", g->name);
-	snprintf(out, cap, "%s", base);
-	for (unsigned n = 2; n < 100000; n++) {
+		snprintf(base, sizeof(base), "%.200s", g->name);
+	for (unsigned n = reg->name.len ? 1 : 0; n < 100000; n++) {
 		int used = 0;
+		if (n == 1)
+			snprintf(out, cap, "%s", base);
+		else
+			snprintf(out, cap, "%.240s-%u", base, n ? n : 1);
+		if (n == 0)
+			n = 1; /* GROUP-1 is the first; GROUP-2 next */
 		LIST_FOREACH(m, &g->members, member_link)
 			used |= strcmp(m->name, out) == 0;
 		if (!used)
 			return;
-		snprintf(out, cap, "%.*s-%u", (int)(cap > 8 ? cap - 8 : 0), base,
-		    n);
 	}
 }
 
@@ -1147,6 +1151,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		    (const char *)reg->group.p);
 		g = proxy_alloc(srv, ops, reg, port, host, gid, nobody);
 		group_init(g, reg, gst, ghdr);
+		g->created_unix_ms = (int64_t)time(NULL) * 1000;
 		if (fd >= 0 && ops->start && ops->start(g, fd) < 0) {
 			free(g);
 			FAIL(CODE_INTERNAL, "cannot serve port %u", port);

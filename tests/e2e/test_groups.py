@@ -303,3 +303,35 @@ def test_killed_member_loses_no_request(mg):
             seen[body.split()[0]] += 1
     assert failed == 0, (failed, seen, srv.log())
     assert seen["A"] >= 15 and seen["B"] > 60 and seen["C"] > 60, seen
+
+
+def test_dashboard_shows_group_and_health(mg, browser):
+    """The dashboard in headless Chromium: the group's row (strategy,
+    members up) and each member's health, which turns down with the reason
+    of the last failure when the agent reports it, without a reload."""
+    from selenium.webdriver.common.by import By
+    from browser import wait_until
+    srv = _http_srv(mg)
+    a, b = Web("A"), Web("B")
+    mg.services.extend([a, b])
+    hc = ["--subdomain", "dash", "--health", "http", "--health-path", "/healthz",
+          "--health-interval", "0.2s", "--health-fall", "2", "--health-rise", "2"]
+    for w in (a, b):
+        _up(_member(mg, "http", w.port, srv, "dash", hc))
+    drv = browser
+    drv.get("http://127.0.0.1:%d/" % admin_port(srv))
+
+    def row(d, name):
+        for r in d.find_elements(By.CSS_SELECTOR, "#tunnels tr[data-tunnel-id]"):
+            if r.get_attribute("data-tunnel-name") == name:
+                return r
+        return None
+    wait_until(drv, lambda d: row(d, "dash") is not None and "2/2 members up" in row(d, "dash").text,
+               15, what="the group's row with 2 members up")
+    wait_until(drv, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-health=up]")) == 2, 15,
+               what="two members up")
+    a.health = 503
+    wait_until(drv, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-health=down]"), 15,
+               what="a member down")
+    wait_until(drv, lambda d: "HTTP 503" in d.find_element(By.ID, "tunnels").text and
+               "1/2 members up" in row(d, "dash").text, 15, what="the reason and the group's count")

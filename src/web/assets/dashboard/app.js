@@ -15,7 +15,7 @@
 	var EVENT_TYPES = ["session_connected", "session_lost", "session_replaced",
 		"session_kicked", "tunnel_up", "tunnel_down", "lease_held",
 		"lease_expired", "request", "connection_closed", "reload_applied",
-		"reload_refused"];
+		"reload_refused", "tunnel_health", "member_ejected", "visitor_refused"];
 
 	var token = null;
 	try { token = sessionStorage.getItem(TOKEN_KEY); } catch (e) { /* none */ }
@@ -122,7 +122,36 @@
 		return el("span", { cls: "mono", text: p || "-" });
 	}
 
+	/* what its agent's health check says, with the last failure */
+	function healthCell(t) {
+		if (!t.health) return "-";
+		var h = t.health, span = el("span", {
+			cls: "badge " + (h.state === "up" ? "ok" : h.state === "down" ? "bad" : "warn"),
+			text: h.state, "data-health": h.state });
+		if (h.reason) span.title = h.reason;
+		var wrap = el("span", {});
+		wrap.appendChild(span);
+		if (h.state === "down" && h.reason)
+			wrap.appendChild(el("span", { cls: "muted", text: " " + h.reason }));
+		return wrap;
+	}
+
+	function groupDetails(t) {
+		var g = t.group;
+		if (!g) return "";
+		if (g.role === "group")
+			return "group · " + g.strategy + " · " + g.usable + "/" + g.members.length + " members up";
+		return "member of " + g.group + " · weight " + g.weight +
+		    (g.ejected_s ? " · taken out for " + g.ejected_s + " s" : "") + " · ";
+	}
+
 	function tunnelDetails(t) {
+		var gd = groupDetails(t);
+		if (t.group && t.group.role === "group") return gd;
+		return gd + tunnelTraffic(t);
+	}
+
+	function tunnelTraffic(t) {
 		if (t.http) {
 			var c = t.http.by_class || {};
 			return t.http.requests + " req · 2xx " + (c["2xx"] || 0) + " 3xx " + (c["3xx"] || 0) +
@@ -145,6 +174,7 @@
 			tr.appendChild(td("Type", t.type));
 			tr.appendChild(td("Public", publicLink(t.public), "wide"));
 			tr.appendChild(td("State", st));
+			tr.appendChild(td("Health", healthCell(t)));
 			tr.appendChild(td("Session", t.session === null || t.session === undefined ? "-" : t.session));
 			tr.appendChild(td("Token", t.token || "-"));
 			tr.appendChild(td("In", bytes(t.bytes_in), "num"));
@@ -152,7 +182,7 @@
 			tr.appendChild(td("Conns", (t.connections_active || 0) + "/" + (t.connections || 0), "num"));
 			tr.appendChild(td("Details", tunnelDetails(t), "muted wide"));
 			return tr;
-		}, "No tunnels.", 11);
+		}, "No tunnels.", 12);
 		$("tunnels-count").textContent = String(tunnels.length);
 		renderHeader();
 	}
