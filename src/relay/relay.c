@@ -109,6 +109,12 @@ relay_destroy(struct relay *r)
 		event_free(r->pace[1]);
 	if (r->st)
 		mux_stream_set_sink_gate(r->st, NULL);
+	/* nothing moved either way and the socket is whole: the far end
+	 * refused (FIN or reset before a byte) or its session died */
+	if (r->fd >= 0 && r->o.refused && r->from_sock == 0 &&
+	    r->to_sock == 0 && !r->rd_done && !r->abort &&
+	    r->o.refused(r->o.arg, r->fd))
+		r->fd = -1; /* untouched: another way took it */
 	if (r->fd >= 0) {
 		if (r->reset ||
 		    ((r->flags & RELAY_RST_IF_REFUSED) && refused)) {

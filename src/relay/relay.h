@@ -55,6 +55,11 @@ struct relay_opts {
 	/* counted once each time a direction waits for tokens, by enum
 	 * shaper_dir (NULL: not counted); held like from_sock */
 	struct met_series *throttled[2];
+	/* the stream was refused, or its session died, before a byte moved
+	 * either way: fd is offered to the owner (to try another way, e.g.
+	 * another member of a group); 1 when it took fd (then the relay
+	 * neither closes nor resets it). NULL: none. Called before end. */
+	int (*refused)(void *arg, int fd);
 };
 
 /*

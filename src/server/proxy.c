@@ -1205,7 +1205,29 @@ attach:
 struct tconn {
 	struct server *srv;
 	struct smet_conn rec;
+	int retried;                  /* a second group member has it */
 };
+
+static void tcp_relay_start(struct proxy *px, int fd,
+    const struct sockaddr *peer, const struct stream_info *si, int retried);
+
+/* a group member refused the connection, or died, before a byte either
+ * way: once, another member takes it, invisibly to the visitor */
+static int
+tcp_relay_refused(void *arg, int fd)
+{
+	struct tconn *tc = arg;
+	struct proxy *m = registry_get(&tc->srv->reg, tc->rec.px_id), *g, *n;
+
+	if (tc->retried || m == NULL || m->group_id == 0 ||
+	    (g = registry_get(&tc->srv->reg, m->group_id)) == NULL ||
+	    (n = group_pick(g, (struct sockaddr *)&tc->rec.peer, NULL, NULL, 0,
+	    m->id)) == NULL)
+		return 0;
+	smet_group_retry(tc->srv);
+	tcp_relay_start(n, fd, (struct sockaddr *)&tc->rec.peer, NULL, 1);
+	return 1;
+}
 
 /* the relay counted the bytes into the tunnel's series as they moved */
 static void
@@ -1341,6 +1363,13 @@ void
 proxy_open_stream_info(struct proxy *px, int fd, const struct sockaddr *peer,
     const struct stream_info *si)
 {
+	tcp_relay_start(px, fd, peer, si, 0);
+}
+
+static void
+tcp_relay_start(struct proxy *px, int fd, const struct sockaddr *peer,
+    const struct stream_info *si, int retried)
+{
 	struct server *srv = px->srv;
 	struct mux_stream *st = proxy_stream_open_info(px, peer, si);
 	struct tconn *tc;
@@ -1354,6 +1383,7 @@ proxy_open_stream_info(struct proxy *px, int fd, const struct sockaddr *peer,
 	}
 	tc = xcalloc(1, sizeof(*tc));
 	tc->srv = srv;
+	tc->retried = retried;
 	smet_conn_begin(&tc->rec, px, peer);
 	smet_relay_add(srv, 1);
 	if (log_enabled(LOG_DEBUG)) {
@@ -1374,6 +1404,8 @@ proxy_open_stream_info(struct proxy *px, int fd, const struct sockaddr *peer,
 		o.shaper = px->shaper;
 		o.throttled[SHAPER_IN] = px->m_throttled[SMET_IN];
 		o.throttled[SHAPER_OUT] = px->m_throttled[SMET_OUT];
+		if (px->group_id && !retried)
+			o.refused = tcp_relay_refused;
 		relay_start(srv->base, fd, st, &o);
 	}
 }

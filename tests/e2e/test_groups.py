@@ -335,3 +335,38 @@ def test_dashboard_shows_group_and_health(mg, browser):
                what="a member down")
     wait_until(drv, lambda d: "HTTP 503" in d.find_element(By.ID, "tunnels").text and
                "1/2 members up" in row(d, "dash").text, 15, what="the reason and the group's count")
+
+
+def test_tcp_refused_member_retried_then_taken_out(mg):
+    """A member whose local service is gone refuses its streams
+    (StreamReject): each such visitor is tried again on the other member
+    invisibly (none fails), and after 3 refusals in a row the member is
+    taken out for a while (no more retries needed). A member killed with
+    kill -9 mid-loop costs no connection either."""
+    base = pick_port_range(5)
+    srv = mg.server(start_port=base, n_ports=5, extra=["--admin-addr", "127.0.0.1:0"])
+    admin = admin_port(srv)
+    a, b, c = TagService(b"A"), TagService(b"B"), TagService(b"C")
+    mg.services.extend([a, b, c])
+    agents = [_member(mg, "tcp", s.port, srv, "tcp", ["--remote-port", str(base)])
+              for s in (a, b, c)]
+    for x in agents:
+        _up(x)
+    a.close()  # A's service is gone: its agent refuses
+    got = Counter(_tag_of(base) for _ in range(60))
+    assert set(got) == {b"B", b"C"} and sum(got.values()) == 60, got
+    m = parse_metrics(scrape(admin))
+    assert metric(m, "mgrok_group_retries_total") >= 3, m
+    assert metric(m, "mgrok_group_ejections_total") >= 1
+    assert "streams refused in a row: taken out for 5 s" in srv.stderr()
+    # kill -9 of C's agent in a loop of short connections: none is lost
+    failed = 0
+    for i in range(100):
+        if i == 30:
+            agents[2].kill9()
+        try:
+            if _tag_of(base) not in (b"B", b"C"):
+                failed += 1
+        except OSError:
+            failed += 1
+    assert failed == 0, (failed, srv.log())
