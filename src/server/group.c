@@ -136,6 +136,18 @@ group_init(struct proxy *g, const struct ctrl_register *reg, int st,
 }
 
 void
+group_orphan_members(struct proxy *g)
+{
+	struct proxy *m;
+
+	while ((m = LIST_FIRST(&g->members)) != NULL) {
+		LIST_REMOVE(m, member_link);
+		m->member_link.le_prev = NULL;
+	}
+	g->nmembers = 0;
+}
+
+void
 group_add(struct proxy *g, struct proxy *m, unsigned weight)
 {
 	if (m->group_id == g->id)
@@ -152,9 +164,10 @@ group_remove(struct proxy *m)
 {
 	struct proxy *g;
 
-	if (m->group_id == 0)
-		return NULL;
+	if (m->group_id == 0 || m->member_link.le_prev == NULL)
+		return NULL; /* none, or its group ended first */
 	LIST_REMOVE(m, member_link);
+	m->member_link.le_prev = NULL;
 	g = registry_get(&m->srv->reg, m->group_id);
 	m->group_id = 0;
 	if (g == NULL)

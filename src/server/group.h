@@ -55,6 +55,10 @@ void group_add(struct proxy *g, struct proxy *m, unsigned weight);
  * left (the caller frees it), else NULL */
 struct proxy *group_remove(struct proxy *m);
 
+/* group_orphan_members: g ends before its members (the server stops):
+ * they keep their group id (no public side of their own) but no list */
+void group_orphan_members(struct proxy *g);
+
 /* group_usable: may m take a new visitor (its session is there, its
  * health is not down, it is not taken out)? */
 int group_usable(const struct proxy *m, uint64_t now_ms);

@@ -82,6 +82,19 @@ proxy_reset_close(int fd)
 
 /* ---- the end of a tunnel ---- */
 
+/* a group without members: it ends, unless one joined meanwhile */
+static void
+group_on_empty(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy *g = arg;
+
+	if (g->nmembers > 0)
+		return;
+	log_info("group %s: its last member left", g->name);
+	g->end_why = "its last member left";
+	proxy_free(g);
+}
+
 void
 proxy_free(struct proxy *px)
 {
@@ -110,13 +123,19 @@ proxy_free(struct proxy *px)
 		px->health = 0;
 		smet_health_gone(px->srv, was);
 	}
+	if (px->is_group)
+		group_orphan_members(px);
 	{
 		struct proxy *g = group_remove(px);
 		free(px);
+		/* the group ends with its last member, once the caller's
+		 * walk over the tunnels is done (it may be the next one) */
 		if (g != NULL) {
-			log_info("group %s: its last member left", g->name);
-			g->end_why = "its last member left";
-			proxy_free(g);
+			struct timeval now = { 0, 0 };
+			if (g->grace == NULL)
+				g->grace = evtimer_new(g->srv->base,
+				    group_on_empty, g);
+			evtimer_add(g->grace, &now);
 		}
 	}
 }
