@@ -1305,6 +1305,25 @@ client_regq_clear(struct client *c)
 	}
 }
 
+/* "CIDR,CIDR ..." as RegisterEx text options into out[CTRL_MAX_ALLOW_SRC]
+ * (pointing into list); their number */
+static unsigned
+cidr_opts(const char *list, struct ctrl_str *out)
+{
+	unsigned n = 0;
+
+	for (const char *p = list; *p && n < CTRL_MAX_ALLOW_SRC;) {
+		size_t k = strcspn(p, ", ");
+		if (k > 0) {
+			out[n].p = (const uint8_t *)p;
+			out[n++].len = k;
+			p += k;
+		} else
+			p++;
+	}
+	return n;
+}
+
 static void
 client_register_one(struct client *c, struct cproxy *px)
 {
@@ -1342,30 +1361,10 @@ client_register_one(struct client *c, struct cproxy *px)
 		m.u.reg.basic_auth.len = strlen(px->spec.basic_auth);
 	}
 	m.u.reg.proxy_protocol = (uint8_t)px->spec.proxy_protocol;
-	/* --allow-cidr: one option 0x07 per network */
-	for (const char *p = px->spec.allow_cidr; *p &&
-	    m.u.reg.n_allow_src < CTRL_MAX_ALLOW_SRC;) {
-		size_t k = strcspn(p, ", ");
-		if (k > 0) {
-			m.u.reg.allow_src[m.u.reg.n_allow_src].p =
-			    (const uint8_t *)p;
-			m.u.reg.allow_src[m.u.reg.n_allow_src++].len = k;
-			p += k;
-		} else
-			p++;
-	}
-	/* --deny-cidr: one option 0x08 per network (an extension) */
-	for (const char *p = px->spec.deny_cidr; *p &&
-	    m.u.reg.n_deny_src < CTRL_MAX_ALLOW_SRC;) {
-		size_t k = strcspn(p, ", ");
-		if (k > 0) {
-			m.u.reg.deny_src[m.u.reg.n_deny_src].p =
-			    (const uint8_t *)p;
-			m.u.reg.deny_src[m.u.reg.n_deny_src++].len = k;
-			p += k;
-		} else
-			p++;
-	}
+	/* --allow-cidr, --deny-cidr: one option 0x07 (0x08, an extension)
+	 * per network */
+	m.u.reg.n_allow_src = cidr_opts(px->spec.allow_cidr, m.u.reg.allow_src);
+	m.u.reg.n_deny_src = cidr_opts(px->spec.deny_cidr, m.u.reg.deny_src);
 	m.u.reg.bandwidth = (uint32_t)px->spec.bandwidth;
 	if (px->spec.group[0]) {
 		m.u.reg.group.p = (const uint8_t *)px->spec.group;

@@ -702,14 +702,18 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 		bad_plain(L, "tls", "give --hostname (routed by SNI)", "");
 		return;
 	}
-	memcpy(c->locals[0].subdomain, ft->spec.subdomain,
-	    sizeof(c->locals[0].subdomain));
-	memcpy(c->locals[0].hostname, ft->spec.hostname,
-	    sizeof(c->locals[0].hostname));
-	memcpy(c->locals[0].basic_auth, ft->spec.basic_auth,
-	    sizeof(c->locals[0].basic_auth));
-	c->locals[0].host_rewrite = ft->spec.host_rewrite;
-	c->locals[0].proxy_protocol = ft->spec.proxy_protocol;
+	{
+		/* the subcommand's options, all of them, but what its
+		 * argument said (type, host, port) and what only an explicit
+		 * flag sets (remote port, name: below) */
+		struct local_spec a = c->locals[0];
+		c->locals[0] = ft->spec;
+		c->locals[0].type = a.type;
+		memcpy(c->locals[0].host, a.host, sizeof(a.host));
+		c->locals[0].port = a.port;
+		c->locals[0].remote_port = a.remote_port;
+		memcpy(c->locals[0].name, a.name, sizeof(a.name));
+	}
 	if (c->locals[0].proxy_protocol == 1 &&
 	    c->locals[0].type == PROXY_UDP) {
 		bad_plain(L, "--proxy-protocol", "v1 is a text line for "
@@ -717,21 +721,10 @@ command_tunnel(struct ld *L, int argc, char **argv, int first)
 		    "of each datagram)", "");
 		return;
 	}
-	memcpy(c->locals[0].allow_cidr, ft->spec.allow_cidr,
-	    sizeof(c->locals[0].allow_cidr));
-	memcpy(c->locals[0].deny_cidr, ft->spec.deny_cidr,
-	    sizeof(c->locals[0].deny_cidr));
-	memcpy(c->locals[0].group, ft->spec.group, sizeof(c->locals[0].group));
-	memcpy(c->locals[0].group_key, ft->spec.group_key,
-	    sizeof(c->locals[0].group_key));
-	memcpy(c->locals[0].group_strategy, ft->spec.group_strategy,
-	    sizeof(c->locals[0].group_strategy));
-	c->locals[0].group_weight = ft->spec.group_weight;
-	c->locals[0].bandwidth = ft->spec.bandwidth;
 	ft->spec.type = c->locals[0].type;
 	if (check_health(L, ft, 0))
 		return;
-	c->locals[0].health = ft->spec.health;
+	c->locals[0].health = ft->spec.health; /* as checked (defaults) */
 	if (ft->have_remote && (c->locals[0].type == PROXY_HTTP ||
 	    c->locals[0].type == PROXY_TLS)) {
 		bad_plain(L, "--remote-port", "HTTP and TLS tunnels are routed "

@@ -753,38 +753,33 @@ t_host_header(struct ld *L, const char *v, char *why, size_t wl)
 	return 0;
 }
 
+/* a tunnel's source list (--allow-cidr, --deny-cidr) into out[1024] */
 static int
-t_allow_cidr(struct ld *L, const char *v, char *why, size_t wl)
+cidr_list(const char *v, char out[1024], char *why, size_t wl)
 {
 	size_t n;
 
 	if (policy_parse_cidr_list(v, NULL, CTRL_MAX_ALLOW_SRC, &n, why,
 	    wl) < 0)
 		return -1;
-	if (strlen(v) >= sizeof(L->tun->spec.allow_cidr)) {
+	if (strlen(v) >= 1024) {
 		why_set(why, wl, "too long");
 		return -1;
 	}
-	snprintf(L->tun->spec.allow_cidr, sizeof(L->tun->spec.allow_cidr), "%s",
-	    v);
+	snprintf(out, 1024, "%s", v);
 	return 0;
+}
+
+static int
+t_allow_cidr(struct ld *L, const char *v, char *why, size_t wl)
+{
+	return cidr_list(v, L->tun->spec.allow_cidr, why, wl);
 }
 
 static int
 t_deny_cidr(struct ld *L, const char *v, char *why, size_t wl)
 {
-	size_t n;
-
-	if (policy_parse_cidr_list(v, NULL, CTRL_MAX_ALLOW_SRC, &n, why,
-	    wl) < 0)
-		return -1;
-	if (strlen(v) >= sizeof(L->tun->spec.deny_cidr)) {
-		why_set(why, wl, "too long");
-		return -1;
-	}
-	snprintf(L->tun->spec.deny_cidr, sizeof(L->tun->spec.deny_cidr), "%s",
-	    v);
-	return 0;
+	return cidr_list(v, L->tun->spec.deny_cidr, why, wl);
 }
 
 static int
