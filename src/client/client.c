@@ -271,6 +271,8 @@ client_stop(struct client *c, int code)
 {
 	c->stopping = 1;
 	c->exit_code = code;
+	if (c->old_mux) /* a server being left: its streams end now too */
+		mux_close(c->old_mux, MG_ECLOSED); /* client_old_gone */
 	if (c->mux)
 		mux_close(c->mux, MG_ECLOSED); /* closed cb ends the loop */
 	else
