@@ -175,7 +175,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					size_t hl;
 					struct http_rewrite rw = { "192.0.2.7",
 						https ? "https" : "http", NULL,
-						NULL, auth };
+						NULL, auth, 0 };
 					size_t i;
 
 					if (st != FH_HEAD)
