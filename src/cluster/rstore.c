@@ -896,14 +896,17 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	enter(r);
 	rc = TAILQ_FIRST(&r->inflight);
 	if (rc != NULL && now >= rc->deadline_us && r->main.ac != NULL) {
+		int setup = rc->kind == RCMD_SETUP;
 		rcmd_unlink(r, rc);
-		r->st.timeouts++;
-		log_warn("cluster store: a command had no answer within %u ms",
-		    r->timeout_ms);
-		rcmd_answer(r, rc, NULL, "timeout");
+		if (!setup) {
+			r->st.timeouts++;
+			log_warn("cluster store: a command had no answer "
+			    "within %u ms", r->timeout_ms);
+			rcmd_answer(r, rc, NULL, "timeout");
+		}
 		if (!r->closing)
-			conn_lost(&r->main, r->main.ac, 1,
-			    "a command timed out");
+			conn_lost(&r->main, r->main.ac, 1, setup ?
+			    "setup timeout" : "a command timed out");
 	}
 	if (!r->closing && conn_overdue(&r->main, now))
 		conn_lost(&r->main, r->main.ac, 1, "connect timeout");

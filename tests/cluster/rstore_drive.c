@@ -14,6 +14,9 @@
  *   cmd ARG...                   reply int N | str S | status S | nil | array N
  *   stats                        stats commands=.. errors=.. ...
  *   quit                         (rstore_free) closed
+ *   free-after ARG...            as cmd, then rstore_free inside its callback
+ *   free-on down|msg             rstore_free inside the next down hook or
+ *                                message callback
  * Any failure: error TEXT. Events: up, down REASON.
  */
 #include <inttypes.h>
@@ -33,11 +36,25 @@
 #include "util/err.h"
 #include "util/log.h"
 
-enum op { OP_CLAIM = 1, OP_REFRESH, OP_RELEASE, OP_NODE, OP_CMD };
+enum op { OP_CLAIM = 1, OP_REFRESH, OP_RELEASE, OP_NODE, OP_CMD, OP_FREE };
 
 static struct rstore *store;
-static char down_reason[300] = "not connected yet";
 static struct event_base *base;
+static char down_reason[300] = "not connected yet";
+static int free_on_down, free_on_msg;
+
+/* rstore_free from inside one of the store's callbacks or hooks */
+static void
+close_store(void)
+{
+	if (store == NULL)
+		return;
+	rstore_free(store);
+	store = NULL;
+	printf("closed\n");
+	fflush(stdout);
+	event_base_loopexit(base, NULL);
+}
 static const struct rstore_script *s_claim, *s_refresh, *s_release, *s_node;
 
 static void
@@ -63,6 +80,8 @@ on_down(void *arg, const char *reason)
 {
 	snprintf(down_reason, sizeof(down_reason), "%s", reason);
 	out("down %s", reason);
+	if (free_on_down)
+		close_store();
 }
 
 /* a command refused at once */
@@ -82,6 +101,8 @@ on_msg(void *arg, const char *channel, const char *msg, size_t len)
 		out("subscribed %s", channel);
 	else
 		out("msg %s %.*s", channel, (int)len, msg);
+	if (msg != NULL && free_on_msg)
+		close_store();
 }
 
 static void
@@ -93,6 +114,8 @@ on_answer(void *arg, const struct redisReply *rep, const char *err)
 
 	if (err != NULL) {
 		out("error %s", err);
+		if (op == OP_FREE)
+			close_store();
 		return;
 	}
 	switch (op) {
@@ -115,6 +138,7 @@ on_answer(void *arg, const struct redisReply *rep, const char *err)
 			    op == OP_RELEASE ? "release" : "node", v);
 		break;
 	case OP_CMD:
+	case OP_FREE:
 		switch (rep->type) {
 		case REDIS_REPLY_INTEGER:
 			out("reply int %lld", rep->integer);
@@ -134,6 +158,8 @@ on_answer(void *arg, const struct redisReply *rep, const char *err)
 		default:
 			out("reply type %d", rep->type);
 		}
+		if (op == OP_FREE)
+			close_store();
 		break;
 	}
 }
@@ -186,6 +212,16 @@ line(char *l)
 		    NULL);
 		if (rv < 0)
 			refused(rv);
+	} else if (strcmp(av[0], "free-after") == 0 && ac >= 2) {
+		int rv = rstore_cmdargv(store, on_answer,
+		    (void *)(intptr_t)OP_FREE, ac - 1, (const char **)av + 1,
+		    NULL);
+		if (rv < 0)
+			refused(rv);
+	} else if (strcmp(av[0], "free-on") == 0 && ac == 2) {
+		free_on_down = strcmp(av[1], "down") == 0;
+		free_on_msg = strcmp(av[1], "msg") == 0;
+		out("armed");
 	} else if (strcmp(av[0], "stats") == 0) {
 		struct rstore_stats st;
 		rstore_stats(store, &st);

@@ -189,6 +189,12 @@ def drives(rstore_drive_bin, tmp_path):
     yield start
     for d in made:
         d.stop()
+    # an ASan/UBSan build of the driver: any report fails the test
+    for d in made:
+        with open(d.err_path, "rb") as f:
+            err = f.read().decode("utf-8", "replace")
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            assert bad not in err, d.log()
 
 
 def key(name):
@@ -383,3 +389,64 @@ def test_auth_and_database(mg, drives):
     line = c.wait_line(lambda s: s.startswith("down "))
     assert "setup refused: WRONGPASS" in line, line
     assert c.call("cmd PING").startswith("error store down: setup refused")
+
+
+def test_free_inside_callbacks(mg, drives):
+    """rstore_free called from inside an answer, the down hook and a pub/sub
+    message: what is in flight is answered "closing" (or "connection lost"
+    when it was), nothing after, no crash (the ASan build checks memory)."""
+    r = Redis(mg)
+    a = drives(r.url())
+    # from an answer, with two more commands pipelined behind it
+    a.send("free-after PING\ncmd BLPOP q 5\ncmd PING")
+    assert [a.result() for _ in range(4)] == [
+        "reply status PONG", "error closing", "error closing", "closed"]
+    assert a.p.wait(timeout=5) == 0
+
+    # from a pub/sub message
+    b = drives(r.url())
+    c = drives(r.url())
+    m = b.mark()
+    b.send("sub chan")
+    b.wait_line(lambda s: s == "subscribed chan", m)
+    assert b.call("free-on msg") == "armed"
+    assert c.call("cmd PUBLISH chan x") == "reply int 1"
+    b.wait_line(lambda s: s == "msg chan x", m)
+    assert b.result() == "closed"
+    assert b.p.wait(timeout=5) == 0
+
+    # from the down hook, a command in flight
+    d = drives(r.url())
+    assert d.call("free-on down") == "armed"
+    d.send("cmd BLPOP q 10")
+    time.sleep(0.2)
+    m = d.mark()
+    r.kill9()
+    res = d.result()
+    assert res.startswith("error connection lost: "), res
+    d.wait_line(lambda s: s.startswith("down "), m)
+    assert d.result() == "closed"
+    assert d.p.wait(timeout=5) == 0
+
+
+def test_silent_server_connect_timeout(drives):
+    """A listener that never answers (the kernel accepts, nobody reads): the
+    setup times out, down says so, and the store keeps trying."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+    try:
+        port = ls.getsockname()[1]
+        t0 = time.monotonic()
+        a = drives("redis://127.0.0.1:%d/0" % port, 300, up=False)
+        a.wait_line(lambda s: s == "down setup timeout", 0, timeout=5.0)
+        assert time.monotonic() - t0 < 3.0
+        assert a.call("cmd PING") == "error store down: setup timeout"
+        # the next attempt, after the back-off (0.5 s +-20 %), times out too
+        with a.cond:
+            n = len([s for s in a.lines if s.startswith("down ")])
+        a.wait_line(lambda s: len([x for x in a.lines if x.startswith("down ")]) > n,
+                    0, timeout=5.0)
+        assert a.stats()["up"] == 0
+    finally:
+        ls.close()
