@@ -1,4 +1,5 @@
-/* routes.c: route records in Redis: key schema, Lua scripts, their argv and answers. */
+/* routes.c: route records in Redis: key schema, Lua scripts, their argv and
+ * answers. */
 #include "cluster/routes.h"
 
 #include <inttypes.h>
@@ -62,9 +63,12 @@ const char *
 routes_kind_name(enum route_kind kind)
 {
 	switch (kind) {
-	case ROUTE_TCP: return "tcp";
-	case ROUTE_UDP: return "udp";
-	case ROUTE_HOST: return "host";
+	case ROUTE_TCP:
+		return "tcp";
+	case ROUTE_UDP:
+		return "udp";
+	case ROUTE_HOST:
+		return "host";
 	}
 	return NULL;
 }
@@ -103,8 +107,8 @@ routes_id_ok(const char *s)
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-		    c == '-'))
+		        (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		        c == ':' || c == '-'))
 			return 0;
 	}
 	return 1;
@@ -180,8 +184,8 @@ routes_refresh_argv(struct routes_argv *a, const char *key, const char *node,
 }
 
 int
-routes_release_argv(struct routes_argv *a, const char *key, const char *node,
-    uint64_t epoch)
+routes_release_argv(
+    struct routes_argv *a, const char *key, const char *node, uint64_t epoch)
 {
 	if (start(a, key, 1) < 0 || !routes_id_ok(node))
 		return MG_EINVAL;

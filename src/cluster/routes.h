@@ -86,16 +86,16 @@ int routes_id_ok(const char *s);
  * 1..2^40. Return 0, or MG_EINVAL naming nothing (the caller's inputs
  * are its own).
  */
-int routes_claim_argv(struct routes_argv *a, const char *key,
-    const char *node, const char *session, uint64_t ttl_ms);
+int routes_claim_argv(struct routes_argv *a, const char *key, const char *node,
+    const char *session, uint64_t ttl_ms);
 int routes_refresh_argv(struct routes_argv *a, const char *key,
     const char *node, uint64_t epoch, uint64_t ttl_ms);
-int routes_release_argv(struct routes_argv *a, const char *key,
-    const char *node, uint64_t epoch);
+int routes_release_argv(
+    struct routes_argv *a, const char *key, const char *node, uint64_t epoch);
 /* node: the node's id, its address for node links (ADDR:PORT), its load
  * (a count the caller chooses) and its start time (unix seconds) */
-int routes_node_argv(struct routes_argv *a, const char *node,
-    const char *addr, uint64_t load, uint64_t started, uint64_t ttl_ms);
+int routes_node_argv(struct routes_argv *a, const char *node, const char *addr,
+    uint64_t load, uint64_t started, uint64_t ttl_ms);
 
 /*
  * routes_claim_parse: the claim script's answer into *out. Returns 0, or

@@ -71,12 +71,19 @@ struct rsub {
 };
 
 /* one hiredis connection and its reconnect state */
-enum conn_state { CONN_IDLE = 0, CONN_WAIT, CONN_CONNECTING, CONN_SETUP, CONN_UP };
+enum conn_state {
+	CONN_IDLE = 0,
+	CONN_WAIT,
+	CONN_CONNECTING,
+	CONN_SETUP,
+	CONN_UP
+};
 
 struct rconn {
 	struct rstore *r;
 	int is_sub;
-	redisAsyncContext *ac; /* NULL when there is none, or it is hiredis's to free */
+	redisAsyncContext
+	    *ac; /* NULL when there is none, or it is hiredis's to free */
 	enum conn_state state;
 	uint64_t deadline_us; /* of CONNECTING and SETUP */
 	unsigned backoff_ms;
@@ -107,8 +114,8 @@ struct rstore {
 static void conn_start(struct rconn *c);
 static void conn_sub_setup(struct rconn *c);
 static void tick_arm(struct rstore *r);
-static void conn_lost(struct rconn *c, redisAsyncContext *ac, int we_free,
-    const char *reason);
+static void conn_lost(
+    struct rconn *c, redisAsyncContext *ac, int we_free, const char *reason);
 
 #define TICK_MS 100
 
@@ -187,8 +194,8 @@ parse_num(const char *p, size_t n, long lo, long hi, long *out)
 }
 
 int
-rstore_url_parse(const char *url, struct rstore_url *out, char *err,
-    size_t errcap)
+rstore_url_parse(
+    const char *url, struct rstore_url *out, char *err, size_t errcap)
 {
 	const char *p, *at, *slash, *hend, *portp = NULL;
 	char tmp[300];
@@ -206,9 +213,11 @@ rstore_url_parse(const char *url, struct rstore_url *out, char *err,
 		const char *e = strstr(url, "://");
 		if (e == NULL)
 			return url_err(err, errcap,
-			    "redis URL: no scheme (redis://HOST:PORT/DB)", NULL);
+			    "redis URL: no scheme (redis://HOST:PORT/DB)",
+			    NULL);
 		snprintf(tmp, sizeof(tmp), "%.*s",
-		    (int)((size_t)(e - url) < 32 ? (size_t)(e - url) : 32), url);
+		    (int)((size_t)(e - url) < 32 ? (size_t)(e - url) : 32),
+		    url);
 		return url_err(err, errcap,
 		    "redis URL: the scheme must be redis:// (got \"%s://\")",
 		    tmp);
@@ -230,14 +239,16 @@ rstore_url_parse(const char *url, struct rstore_url *out, char *err,
 			    "redis URL: the user info must be [USER]:PASSWORD@",
 			    NULL);
 		if (pct_decode(p, (size_t)(colon - p), out->user,
-		    sizeof(out->user)) < 0)
+		        sizeof(out->user)) < 0)
 			return url_err(err, errcap,
-			    "redis URL: bad user name (a bad %-escape, or too long)",
+			    "redis URL: bad user name (a bad %-escape, or too "
+			    "long)",
 			    NULL);
 		if (pct_decode(colon + 1, (size_t)(at - colon - 1), out->pass,
-		    sizeof(out->pass)) < 0)
+		        sizeof(out->pass)) < 0)
 			return url_err(err, errcap,
-			    "redis URL: bad password (a bad %-escape, or too long)",
+			    "redis URL: bad password (a bad %-escape, or too "
+			    "long)",
 			    NULL);
 		if (out->pass[0] == '\0')
 			return url_err(err, errcap,
@@ -250,8 +261,8 @@ rstore_url_parse(const char *url, struct rstore_url *out, char *err,
 			return url_err(err, errcap,
 			    "redis URL: missing ] after an IPv6 address", NULL);
 		if ((size_t)(hend - p - 1) >= sizeof(out->host))
-			return url_err(err, errcap, "redis URL: host name too long",
-			    NULL);
+			return url_err(
+			    err, errcap, "redis URL: host name too long", NULL);
 		memcpy(out->host, p + 1, (size_t)(hend - p - 1));
 		out->host[hend - p - 1] = '\0';
 		hend++;
@@ -267,8 +278,8 @@ rstore_url_parse(const char *url, struct rstore_url *out, char *err,
 		else
 			hend = slash;
 		if ((size_t)(hend - p) >= sizeof(out->host))
-			return url_err(err, errcap, "redis URL: host name too long",
-			    NULL);
+			return url_err(
+			    err, errcap, "redis URL: host name too long", NULL);
 		memcpy(out->host, p, (size_t)(hend - p));
 		out->host[hend - p] = '\0';
 	}
@@ -282,8 +293,8 @@ rstore_url_parse(const char *url, struct rstore_url *out, char *err,
 	if (portp != NULL) {
 		size_t n = (size_t)(slash - portp);
 		if (parse_num(portp, n, 1, 65535, &v) < 0) {
-			snprintf(tmp, sizeof(tmp), "%.*s", (int)(n < 64 ? n : 64),
-			    portp);
+			snprintf(tmp, sizeof(tmp), "%.*s",
+			    (int)(n < 64 ? n : 64), portp);
 			return url_err(err, errcap,
 			    "redis URL: bad port \"%s\" (1-65535)", tmp);
 		}
@@ -350,8 +361,8 @@ rcmd_unlink(struct rstore *r, struct rcmd *rc)
 
 /* the owner's answer of an unlinked command (err not NULL: a failure) */
 static void
-rcmd_answer(struct rstore *r, struct rcmd *rc, const redisReply *reply,
-    const char *err)
+rcmd_answer(
+    struct rstore *r, struct rcmd *rc, const redisReply *reply, const char *err)
 {
 	if (!is_user(rc) || rc->cb == NULL)
 		return;
@@ -363,7 +374,7 @@ rcmd_answer(struct rstore *r, struct rcmd *rc, const redisReply *reply,
 static void
 tick_arm(struct rstore *r)
 {
-	struct timeval tv = { 0, TICK_MS * 1000 };
+	struct timeval tv = {0, TICK_MS * 1000};
 
 	if (!r->closing && !evtimer_pending(r->tick, NULL))
 		evtimer_add(r->tick, &tv);
@@ -396,8 +407,8 @@ send_argv(struct rstore *r, struct rcmd *rc, int argc, const char **argv,
 	len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
 	if (len < 0)
 		return MG_EINVAL;
-	if (redisAsyncFormattedCommand(r->main.ac, on_reply, rc, buf,
-	    (size_t)len) != REDIS_OK)
+	if (redisAsyncFormattedCommand(
+	        r->main.ac, on_reply, rc, buf, (size_t)len) != REDIS_OK)
 		rv = MG_ECLOSED;
 	else
 		rv = rcmd_send(r, rc);
@@ -452,16 +463,17 @@ setup_answer(struct rstore *r, struct rcmd *rc, const redisReply *rep,
 
 	if (rep->type == REDIS_REPLY_ERROR) {
 		log_esc(rep->str, rep->len, esc, sizeof(esc));
-		snprintf(r->reason, sizeof(r->reason), "setup refused: %s",
-		    esc);
-		/* inside hiredis's callback: redisAsyncFree waits for its end */
+		snprintf(
+		    r->reason, sizeof(r->reason), "setup refused: %s", esc);
+		/* inside hiredis's callback: redisAsyncFree waits for its end
+		 */
 		conn_lost(&r->main, ac, 1, r->reason);
 		return;
 	}
 	if (rc->script != NULL && (rep->type != REDIS_REPLY_STRING ||
-	    strcmp(rep->str, rc->script->sha) != 0))
+	                              strcmp(rep->str, rc->script->sha) != 0))
 		log_warn("cluster store: SCRIPT LOAD gave another SHA1 than "
-		    "ours (EVALSHA will fall back to EVAL)");
+		         "ours (EVALSHA will fall back to EVAL)");
 	if (r->main.ac == ac && --r->main.setup_left == 0)
 		conn_up(&r->main);
 }
@@ -482,9 +494,10 @@ on_reply(redisAsyncContext *ac, void *reply_, void *priv)
 	if (rep == NULL) {
 		/* hiredis is freeing the context (an error or EOF): every
 		 * command listed gets the reason, this one too */
-		conn_lost(&r->main, ac, 0, ac->errstr[0] != '\0' ? ac->errstr :
-		    "connection closed");
-		if (rc->r != NULL) { /* not of the current connection: cannot be */
+		conn_lost(&r->main, ac, 0,
+		    ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
+		if (rc->r !=
+		    NULL) { /* not of the current connection: cannot be */
 			rcmd_unlink(r, rc);
 			rcmd_answer(r, rc, NULL, "connection lost");
 		}
@@ -536,8 +549,9 @@ backoff_next(struct rconn *c)
 	if (c->backoff_ms == 0)
 		c->backoff_ms = RSTORE_BACKOFF_MIN_MS;
 	else if (c->backoff_ms < RSTORE_BACKOFF_MAX_MS)
-		c->backoff_ms = c->backoff_ms * 2 > RSTORE_BACKOFF_MAX_MS ?
-		    RSTORE_BACKOFF_MAX_MS : c->backoff_ms * 2;
+		c->backoff_ms = c->backoff_ms * 2 > RSTORE_BACKOFF_MAX_MS
+		                    ? RSTORE_BACKOFF_MAX_MS
+		                    : c->backoff_ms * 2;
 	crypto_random(&rnd, sizeof(rnd));
 	d = c->backoff_ms * 8 / 10 + rnd % (c->backoff_ms * 4 / 10 + 1);
 	return d;
@@ -571,8 +585,8 @@ conn_detach(redisAsyncContext *ac)
  * Does nothing if ac is not c's current connection any more.
  */
 static void
-conn_lost(struct rconn *c, redisAsyncContext *ac, int we_free,
-    const char *reason)
+conn_lost(
+    struct rconn *c, redisAsyncContext *ac, int we_free, const char *reason)
 {
 	struct rstore *r = c->r;
 	struct rcmd *rc;
@@ -590,7 +604,7 @@ conn_lost(struct rconn *c, redisAsyncContext *ac, int we_free,
 		struct rsub *s;
 		r->st.sub_up = 0;
 		SLIST_FOREACH(s, &r->subs, link)
-			s->confirmed = 0;
+		s->confirmed = 0;
 	} else
 		r->st.up = 0;
 	if (was_up || !c->ever_up)
@@ -599,8 +613,8 @@ conn_lost(struct rconn *c, redisAsyncContext *ac, int we_free,
 		    why);
 	else
 		log_debug("cluster store: %s connection to %s:%d: %s",
-		    c->is_sub ? "pub/sub" : "command", r->url.host,
-		    r->url.port, why);
+		    c->is_sub ? "pub/sub" : "command", r->url.host, r->url.port,
+		    why);
 	if (!c->is_sub) {
 		char msg[320];
 		snprintf(msg, sizeof(msg), "connection lost: %s", why);
@@ -615,7 +629,7 @@ conn_lost(struct rconn *c, redisAsyncContext *ac, int we_free,
 		return;
 	delay = backoff_next(c);
 	{
-		struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
+		struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
 		evtimer_add(c->retry, &tv);
 	}
 	if (!c->is_sub) {
@@ -688,8 +702,9 @@ on_connect(const redisAsyncContext *cac, int status)
 			else
 				c->setup_left++;
 		}
-		SLIST_FOREACH(s, &r->scripts, link) {
-			size_t al[3] = { 6, 4, s->len };
+		SLIST_FOREACH(s, &r->scripts, link)
+		{
+			size_t al[3] = {6, 4, s->len};
 			if (rv < 0)
 				break;
 			av[0] = "SCRIPT";
@@ -720,8 +735,8 @@ on_disconnect(const redisAsyncContext *cac, int status)
 		return;
 	r = c->r;
 	enter(r);
-	conn_lost(c, ac, 0, ac->errstr[0] != '\0' ? ac->errstr :
-	    "connection closed");
+	conn_lost(
+	    c, ac, 0, ac->errstr[0] != '\0' ? ac->errstr : "connection closed");
 	leave(r);
 }
 
@@ -750,12 +765,12 @@ on_sub_msg(redisAsyncContext *ac, void *reply_, void *priv)
 		s->fn(s->arg, s->channel, NULL, 0);
 		if (!r->closing && c->state == CONN_SETUP) {
 			SLIST_FOREACH(t, &r->subs, link)
-				all = all && t->confirmed;
+			all = all && t->confirmed;
 			if (all)
 				conn_up(c);
 		}
 	} else if (strcasecmp(rep->element[0]->str, "message") == 0 &&
-	    rep->element[2]->type == REDIS_REPLY_STRING)
+	           rep->element[2]->type == REDIS_REPLY_STRING)
 		s->fn(s->arg, s->channel, rep->element[2]->str,
 		    rep->element[2]->len);
 	leave(r);
@@ -764,8 +779,8 @@ on_sub_msg(redisAsyncContext *ac, void *reply_, void *priv)
 static void
 sub_send(struct rconn *c, struct rsub *s)
 {
-	if (redisAsyncCommand(c->ac, on_sub_msg, s, "SUBSCRIBE %s",
-	    s->channel) != REDIS_OK)
+	if (redisAsyncCommand(
+	        c->ac, on_sub_msg, s, "SUBSCRIBE %s", s->channel) != REDIS_OK)
 		conn_doom(c);
 }
 
@@ -789,7 +804,7 @@ on_sub_auth(redisAsyncContext *ac, void *reply_, void *priv)
 		conn_lost(c, ac, 1, r->reason);
 	} else
 		SLIST_FOREACH(s, &r->subs, link)
-			sub_send(c, s);
+	sub_send(c, s);
 	leave(r);
 }
 
@@ -808,14 +823,14 @@ conn_sub_setup(struct rconn *c)
 			rv = redisAsyncCommand(c->ac, on_sub_auth, NULL,
 			    "AUTH %s %s", r->url.user, r->url.pass);
 		else
-			rv = redisAsyncCommand(c->ac, on_sub_auth, NULL,
-			    "AUTH %s", r->url.pass);
+			rv = redisAsyncCommand(
+			    c->ac, on_sub_auth, NULL, "AUTH %s", r->url.pass);
 		if (rv != REDIS_OK)
 			conn_doom(c);
 		return;
 	}
 	SLIST_FOREACH(s, &r->subs, link)
-		sub_send(c, s);
+	sub_send(c, s);
 }
 
 /* ---- timers ----------------------------------------------------------- */
@@ -847,8 +862,8 @@ conn_start(struct rconn *c)
 		log_debug("cluster store: %s", why);
 		delay = backoff_next(c);
 		{
-			struct timeval tv = { delay / 1000,
-				(delay % 1000) * 1000 };
+			struct timeval tv = {
+			    delay / 1000, (delay % 1000) * 1000};
 			evtimer_add(c->retry, &tv);
 		}
 		if (!c->is_sub && r->hooks.down != NULL)
@@ -879,9 +894,9 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 static int
 conn_overdue(struct rconn *c, uint64_t now)
 {
-	return c->ac != NULL && (c->doomed ||
-	    ((c->state == CONN_CONNECTING || c->state == CONN_SETUP) &&
-	    now >= c->deadline_us));
+	return c->ac != NULL && (c->doomed || ((c->state == CONN_CONNECTING ||
+	                                           c->state == CONN_SETUP) &&
+	                                          now >= c->deadline_us));
 }
 
 static void
@@ -901,20 +916,22 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 		if (!setup) {
 			r->st.timeouts++;
 			log_warn("cluster store: a command had no answer "
-			    "within %u ms", r->timeout_ms);
+			         "within %u ms",
+			    r->timeout_ms);
 			rcmd_answer(r, rc, NULL, "timeout");
 		}
 		if (!r->closing)
-			conn_lost(&r->main, r->main.ac, 1, setup ?
-			    "setup timeout" : "a command timed out");
+			conn_lost(&r->main, r->main.ac, 1,
+			    setup ? "setup timeout" : "a command timed out");
 	}
 	if (!r->closing && conn_overdue(&r->main, now))
 		conn_lost(&r->main, r->main.ac, 1, "connect timeout");
 	if (!r->closing && conn_overdue(&r->sub, now))
 		conn_lost(&r->sub, r->sub.ac, 1, "connect timeout");
-	if (!r->closing && (!TAILQ_EMPTY(&r->inflight) ||
-	    r->main.state == CONN_CONNECTING || r->main.state == CONN_SETUP ||
-	    r->sub.state == CONN_CONNECTING || r->sub.state == CONN_SETUP))
+	if (!r->closing &&
+	    (!TAILQ_EMPTY(&r->inflight) || r->main.state == CONN_CONNECTING ||
+	        r->main.state == CONN_SETUP ||
+	        r->sub.state == CONN_CONNECTING || r->sub.state == CONN_SETUP))
 		tick_arm(r);
 	leave(r);
 }
@@ -926,7 +943,7 @@ rstore_new(struct event_base *base, const char *url,
     const struct rstore_hooks *hooks, char *err, size_t errcap)
 {
 	struct rstore *r;
-	struct timeval now = { 0, 0 };
+	struct timeval now = {0, 0};
 
 	r = xcalloc(1, sizeof(*r));
 	if (rstore_url_parse(url, &r->url, err, errcap) < 0) {
@@ -1013,8 +1030,7 @@ rstore_free(struct rstore *r)
 }
 
 void
-rstore_set_limits(struct rstore *r, unsigned timeout_ms,
-    unsigned max_inflight)
+rstore_set_limits(struct rstore *r, unsigned timeout_ms, unsigned max_inflight)
 {
 	if (timeout_ms > 0)
 		r->timeout_ms = timeout_ms;
@@ -1033,8 +1049,8 @@ user_ok(struct rstore *r)
 }
 
 int
-rstore_cmd(struct rstore *r, rstore_reply_fn cb, void *arg, const char *fmt,
-    ...)
+rstore_cmd(
+    struct rstore *r, rstore_reply_fn cb, void *arg, const char *fmt, ...)
 {
 	struct rcmd *rc;
 	va_list ap;
@@ -1052,8 +1068,8 @@ rstore_cmd(struct rstore *r, rstore_reply_fn cb, void *arg, const char *fmt,
 	rc->kind = RCMD_USER;
 	rc->cb = cb;
 	rc->arg = arg;
-	if (redisAsyncFormattedCommand(r->main.ac, on_reply, rc, buf,
-	    (size_t)len) != REDIS_OK) {
+	if (redisAsyncFormattedCommand(
+	        r->main.ac, on_reply, rc, buf, (size_t)len) != REDIS_OK) {
 		rcmd_free(rc);
 		rv = MG_ECLOSED;
 	} else
@@ -1105,8 +1121,8 @@ rstore_script_add(struct rstore *r, const char *lua)
 	sha1_hex(s->lua, s->len, s->sha);
 	SLIST_INSERT_HEAD(&r->scripts, s, link);
 	if (!r->closing && r->main.state == CONN_UP && r->main.ac != NULL) {
-		const char *av[3] = { "SCRIPT", "LOAD", s->lua };
-		size_t al[3] = { 6, 4, s->len };
+		const char *av[3] = {"SCRIPT", "LOAD", s->lua};
+		size_t al[3] = {6, 4, s->len};
 		struct rcmd *rc = xcalloc(1, sizeof(*rc));
 		rc->kind = RCMD_LOAD;
 		rc->script = s;
@@ -1142,9 +1158,8 @@ eval_send(struct rstore *r, struct rcmd *rc, int use_sha)
 }
 
 int
-rstore_eval(struct rstore *r, const struct rstore_script *s,
-    rstore_reply_fn cb, void *arg, int nkeys, int argc, const char **argv,
-    const size_t *argvlen)
+rstore_eval(struct rstore *r, const struct rstore_script *s, rstore_reply_fn cb,
+    void *arg, int nkeys, int argc, const char **argv, const size_t *argvlen)
 {
 	struct rcmd *rc;
 	char nk[16];
@@ -1178,8 +1193,8 @@ rstore_eval(struct rstore *r, const struct rstore_script *s,
 }
 
 int
-rstore_subscribe(struct rstore *r, const char *channel, rstore_msg_fn fn,
-    void *arg)
+rstore_subscribe(
+    struct rstore *r, const char *channel, rstore_msg_fn fn, void *arg)
 {
 	struct rsub *s;
 
@@ -1193,12 +1208,12 @@ rstore_subscribe(struct rstore *r, const char *channel, rstore_msg_fn fn,
 	SLIST_INSERT_HEAD(&r->subs, s, link);
 	r->nsubs++;
 	if (r->sub.state == CONN_IDLE) {
-		struct timeval now = { 0, 0 };
+		struct timeval now = {0, 0};
 		r->sub.state = CONN_WAIT;
 		evtimer_add(r->sub.retry, &now);
 	} else if (r->sub.ac != NULL &&
-	    (r->sub.state == CONN_UP ||
-	    (r->sub.state == CONN_SETUP && r->url.pass[0] == '\0'))) {
+	           (r->sub.state == CONN_UP || (r->sub.state == CONN_SETUP &&
+	                                           r->url.pass[0] == '\0'))) {
 		/* else the setup sends it */
 		sub_send(&r->sub, s);
 	}

@@ -48,8 +48,8 @@ struct rstore_hooks {
  * reply (NULL when there is none) and err are valid only during the call:
  * hiredis frees the reply when the callback returns.
  */
-typedef void (*rstore_reply_fn)(void *arg, const struct redisReply *reply,
-    const char *err);
+typedef void (*rstore_reply_fn)(
+    void *arg, const struct redisReply *reply, const char *err);
 
 /*
  * A pub/sub message: channel (NUL-terminated) and msg[0..len) (also
@@ -57,13 +57,14 @@ typedef void (*rstore_reply_fn)(void *arg, const struct redisReply *reply,
  * does after every reconnect: messages published while it was away are
  * lost, so a subscriber drops what it caches from them at that call.
  */
-typedef void (*rstore_msg_fn)(void *arg, const char *channel,
-    const char *msg, size_t len);
+typedef void (*rstore_msg_fn)(
+    void *arg, const char *channel, const char *msg, size_t len);
 
 /* rstore_stats: figures for metrics (mgrok_cluster_redis_*). */
 struct rstore_stats {
-	uint64_t commands;   /* commands answered (with success or a Redis error) */
-	uint64_t errors;     /* commands failed: Redis error, timeout, lost */
+	uint64_t
+	    commands;    /* commands answered (with success or a Redis error) */
+	uint64_t errors; /* commands failed: Redis error, timeout, lost */
 	uint64_t reconnects; /* connections made after the first one */
 	uint64_t timeouts;   /* commands that timed out */
 	uint32_t in_flight;  /* commands accepted and not yet answered */
@@ -89,8 +90,8 @@ struct rstore_url {
  * MG_EINVAL with a message naming what was wrong (the scheme, the host,
  * the port, the database number, ...) in err (errcap bytes).
  */
-int rstore_url_parse(const char *url, struct rstore_url *out, char *err,
-    size_t errcap);
+int rstore_url_parse(
+    const char *url, struct rstore_url *out, char *err, size_t errcap);
 
 /*
  * rstore_new: a store for url (see rstore_url_parse) on base; it starts
@@ -112,8 +113,8 @@ void rstore_free(struct rstore *r);
 
 /* rstore_set_limits: the command timeout (ms, > 0) and the most commands in
  * flight (> 0); they apply to commands sent from now on. */
-void rstore_set_limits(struct rstore *r, unsigned timeout_ms,
-    unsigned max_inflight);
+void rstore_set_limits(
+    struct rstore *r, unsigned timeout_ms, unsigned max_inflight);
 
 /*
  * rstore_cmd: sends a command, fmt as hiredis's (e.g. "SET %s %b"); cb
@@ -122,8 +123,8 @@ void rstore_set_limits(struct rstore *r, unsigned timeout_ms,
  * in flight, MG_EINVAL for a format hiredis refuses: then cb is never
  * called.
  */
-int rstore_cmd(struct rstore *r, rstore_reply_fn cb, void *arg,
-    const char *fmt, ...);
+int rstore_cmd(
+    struct rstore *r, rstore_reply_fn cb, void *arg, const char *fmt, ...);
 
 /* rstore_cmdargv: the same with argc arguments argv[i] of argvlen[i] bytes
  * (argvlen NULL: NUL-terminated); they are copied before it returns. */
@@ -136,8 +137,8 @@ int rstore_cmdargv(struct rstore *r, rstore_reply_fn cb, void *arg, int argc,
  * at once if up now. Returns the handle, owned by the store and valid
  * until rstore_free.
  */
-const struct rstore_script *rstore_script_add(struct rstore *r,
-    const char *lua);
+const struct rstore_script *rstore_script_add(
+    struct rstore *r, const char *lua);
 
 /*
  * rstore_eval: runs script s with nkeys keys then the other arguments
@@ -156,8 +157,8 @@ int rstore_eval(struct rstore *r, const struct rstore_script *s,
  * first subscription, redone with back-off like the other). Returns 0, or
  * MG_EINVAL for an empty channel or one longer than 255 bytes.
  */
-int rstore_subscribe(struct rstore *r, const char *channel, rstore_msg_fn fn,
-    void *arg);
+int rstore_subscribe(
+    struct rstore *r, const char *channel, rstore_msg_fn fn, void *arg);
 
 /* rstore_stats: the figures now into *st. */
 void rstore_stats(const struct rstore *r, struct rstore_stats *st);

@@ -134,8 +134,11 @@ on_answer(void *arg, const struct redisReply *rep, const char *err)
 		if ((v = routes_bool_parse(rep)) < 0)
 			out("error bad answer");
 		else
-			out("%s %d", op == OP_REFRESH ? "refresh" :
-			    op == OP_RELEASE ? "release" : "node", v);
+			out("%s %d",
+			    op == OP_REFRESH   ? "refresh"
+			    : op == OP_RELEASE ? "release"
+			                       : "node",
+			    v);
 		break;
 	case OP_CMD:
 	case OP_FREE:
@@ -165,8 +168,7 @@ on_answer(void *arg, const struct redisReply *rep, const char *err)
 }
 
 static void
-eval(const struct rstore_script *s, enum op op, int rv,
-    struct routes_argv *a)
+eval(const struct rstore_script *s, enum op op, int rv, struct routes_argv *a)
 {
 	if (rv == 0)
 		rv = rstore_eval(store, s, on_answer, (void *)(intptr_t)op,
@@ -184,38 +186,45 @@ line(char *l)
 	char *save = NULL;
 
 	for (char *t = strtok_r(l, " ", &save); t != NULL && ac < 32;
-	    t = strtok_r(NULL, " ", &save))
+	     t = strtok_r(NULL, " ", &save))
 		av[ac++] = t;
 	if (ac == 0)
 		return;
 	if (strcmp(av[0], "claim") == 0 && ac == 5)
-		eval(s_claim, OP_CLAIM, routes_claim_argv(&a, av[1], av[2],
-		    av[3], strtoull(av[4], NULL, 10)), &a);
+		eval(s_claim, OP_CLAIM,
+		    routes_claim_argv(
+		        &a, av[1], av[2], av[3], strtoull(av[4], NULL, 10)),
+		    &a);
 	else if (strcmp(av[0], "refresh") == 0 && ac == 5)
-		eval(s_refresh, OP_REFRESH, routes_refresh_argv(&a, av[1],
-		    av[2], strtoull(av[3], NULL, 10),
-		    strtoull(av[4], NULL, 10)), &a);
+		eval(s_refresh, OP_REFRESH,
+		    routes_refresh_argv(&a, av[1], av[2],
+		        strtoull(av[3], NULL, 10), strtoull(av[4], NULL, 10)),
+		    &a);
 	else if (strcmp(av[0], "release") == 0 && ac == 4)
-		eval(s_release, OP_RELEASE, routes_release_argv(&a, av[1],
-		    av[2], strtoull(av[3], NULL, 10)), &a);
+		eval(s_release, OP_RELEASE,
+		    routes_release_argv(
+		        &a, av[1], av[2], strtoull(av[3], NULL, 10)),
+		    &a);
 	else if (strcmp(av[0], "node") == 0 && ac == 5)
-		eval(s_node, OP_NODE, routes_node_argv(&a, av[1], av[2],
-		    strtoull(av[3], NULL, 10), 1700000000,
-		    strtoull(av[4], NULL, 10)), &a);
+		eval(s_node, OP_NODE,
+		    routes_node_argv(&a, av[1], av[2],
+		        strtoull(av[3], NULL, 10), 1700000000,
+		        strtoull(av[4], NULL, 10)),
+		    &a);
 	else if (strcmp(av[0], "sub") == 0 && ac == 2) {
 		int rv = rstore_subscribe(store, av[1], on_msg, NULL);
 		if (rv < 0)
 			out("error %s", mg_strerror(rv));
 	} else if (strcmp(av[0], "cmd") == 0 && ac >= 2) {
-		int rv = rstore_cmdargv(store, on_answer,
-		    (void *)(intptr_t)OP_CMD, ac - 1, (const char **)av + 1,
-		    NULL);
+		int rv =
+		    rstore_cmdargv(store, on_answer, (void *)(intptr_t)OP_CMD,
+		        ac - 1, (const char **)av + 1, NULL);
 		if (rv < 0)
 			refused(rv);
 	} else if (strcmp(av[0], "free-after") == 0 && ac >= 2) {
-		int rv = rstore_cmdargv(store, on_answer,
-		    (void *)(intptr_t)OP_FREE, ac - 1, (const char **)av + 1,
-		    NULL);
+		int rv =
+		    rstore_cmdargv(store, on_answer, (void *)(intptr_t)OP_FREE,
+		        ac - 1, (const char **)av + 1, NULL);
 		if (rv < 0)
 			refused(rv);
 	} else if (strcmp(av[0], "free-on") == 0 && ac == 2) {
@@ -228,9 +237,10 @@ line(char *l)
 		out("stats commands=%" PRIu64 " errors=%" PRIu64
 		    " reconnects=%" PRIu64 " timeouts=%" PRIu64
 		    " in_flight=%u up=%d sub_up=%d rtt_us_avg=%" PRIu64
-		    " rtt_us_last=%" PRIu64, st.commands, st.errors,
-		    st.reconnects, st.timeouts, st.in_flight, st.up, st.sub_up,
-		    st.rtt_us_avg, st.rtt_us_last);
+		    " rtt_us_last=%" PRIu64,
+		    st.commands, st.errors, st.reconnects, st.timeouts,
+		    st.in_flight, st.up, st.sub_up, st.rtt_us_avg,
+		    st.rtt_us_last);
 	} else if (strcmp(av[0], "quit") == 0) {
 		rstore_free(store);
 		store = NULL;
@@ -248,7 +258,7 @@ on_stdin(evutil_socket_t fd, short what, void *arg)
 	int n = evbuffer_read(in, fd, 4096);
 
 	while (store != NULL &&
-	    (l = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF)) != NULL) {
+	       (l = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF)) != NULL) {
 		line(l);
 		free(l);
 	}
@@ -263,14 +273,14 @@ on_stdin(evutil_socket_t fd, short what, void *arg)
 int
 main(int argc, char **argv)
 {
-	struct rstore_hooks hooks = { on_up, on_down, NULL };
+	struct rstore_hooks hooks = {on_up, on_down, NULL};
 	struct evbuffer *in;
 	struct event *ev;
 	char err[256];
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: rstore_drive URL [TIMEOUT_MS "
-		    "[MAX_INFLIGHT]]\n");
+		                "[MAX_INFLIGHT]]\n");
 		return 2;
 	}
 	if (getenv("RSTORE_DEBUG") != NULL)

@@ -25,8 +25,9 @@ test_url_good(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(rstore_url_parse("redis://10.0.0.5:6380/2", &u, err,
-	    sizeof(err)), 0);
+	assert_int_equal(
+	    rstore_url_parse("redis://10.0.0.5:6380/2", &u, err, sizeof(err)),
+	    0);
 	assert_string_equal(u.host, "10.0.0.5");
 	assert_int_equal(u.port, 6380);
 	assert_int_equal(u.db, 2);
@@ -34,40 +35,42 @@ test_url_good(void **state)
 	assert_string_equal(u.user, "");
 
 	/* defaults: port 6379, db 0 */
-	assert_int_equal(rstore_url_parse("redis://localhost", &u, err,
-	    sizeof(err)), 0);
+	assert_int_equal(
+	    rstore_url_parse("redis://localhost", &u, err, sizeof(err)), 0);
 	assert_string_equal(u.host, "localhost");
 	assert_int_equal(u.port, 6379);
 	assert_int_equal(u.db, 0);
-	assert_int_equal(rstore_url_parse("REDIS://h/", &u, err, sizeof(err)),
-	    0);
+	assert_int_equal(
+	    rstore_url_parse("REDIS://h/", &u, err, sizeof(err)), 0);
 	assert_int_equal(u.db, 0);
 
 	/* a password alone, a user and a password, %-escapes, an @ inside */
 	assert_int_equal(rstore_url_parse("redis://:s3cret@127.0.0.1:7000/15",
-	    &u, err, sizeof(err)), 0);
+	                     &u, err, sizeof(err)),
+	    0);
 	assert_string_equal(u.pass, "s3cret");
 	assert_string_equal(u.user, "");
 	assert_string_equal(u.host, "127.0.0.1");
 	assert_int_equal(u.port, 7000);
 	assert_int_equal(u.db, 15);
 	assert_int_equal(rstore_url_parse("redis://bob:a%3Ab%40c@h:1/0", &u,
-	    err, sizeof(err)), 0);
+	                     err, sizeof(err)),
+	    0);
 	assert_string_equal(u.user, "bob");
 	assert_string_equal(u.pass, "a:b@c");
-	assert_int_equal(rstore_url_parse("redis://:x@y@h:1", &u, err,
-	    sizeof(err)), 0);
+	assert_int_equal(
+	    rstore_url_parse("redis://:x@y@h:1", &u, err, sizeof(err)), 0);
 	assert_string_equal(u.pass, "x@y");
 	assert_string_equal(u.host, "h");
 
 	/* IPv6 */
-	assert_int_equal(rstore_url_parse("redis://[::1]:6390/1", &u, err,
-	    sizeof(err)), 0);
+	assert_int_equal(
+	    rstore_url_parse("redis://[::1]:6390/1", &u, err, sizeof(err)), 0);
 	assert_string_equal(u.host, "::1");
 	assert_int_equal(u.port, 6390);
 	assert_int_equal(u.db, 1);
-	assert_int_equal(rstore_url_parse("redis://[fe80::1]", &u, err,
-	    sizeof(err)), 0);
+	assert_int_equal(
+	    rstore_url_parse("redis://[fe80::1]", &u, err, sizeof(err)), 0);
 	assert_int_equal(u.port, 6379);
 }
 
@@ -78,8 +81,8 @@ bad(const char *url, const char *msg)
 	char err[256];
 
 	err[0] = '\0';
-	assert_int_equal(rstore_url_parse(url, &u, err, sizeof(err)),
-	    MG_EINVAL);
+	assert_int_equal(
+	    rstore_url_parse(url, &u, err, sizeof(err)), MG_EINVAL);
 	if (strcmp(err, msg) != 0)
 		fail_msg("%s: got \"%s\", want \"%s\"", url, err, msg);
 }
@@ -112,14 +115,14 @@ test_url_bad(void **state)
 	bad("redis://h/0?timeout=1",
 	    "redis URL: bad database number \"0?timeout=1\" (0-999999)");
 	bad("redis://secret@h", "redis URL: the user info must be "
-	    "[USER]:PASSWORD@");
+	                        "[USER]:PASSWORD@");
 	bad("redis://:@h", "redis URL: the password is empty");
 	bad("redis://:a%zz@h", "redis URL: bad password (a bad %-escape, or "
-	    "too long)");
+	                       "too long)");
 	bad("redis://:a%4@h", "redis URL: bad password (a bad %-escape, or "
-	    "too long)");
+	                      "too long)");
 	bad("redis://:a%00b@h", "redis URL: bad password (a bad %-escape, or "
-	    "too long)");
+	                        "too long)");
 	bad("redis://[::1:6379", "redis URL: missing ] after an IPv6 address");
 	bad("redis://[::1]x:1", "redis URL: junk after the IPv6 address");
 	bad("redis://h\x01st:1", "redis URL: bad host \"h\\x01st\"");
@@ -133,8 +136,8 @@ test_new_bad_url(void **state)
 	char err[256] = "";
 
 	(void)state;
-	assert_null(rstore_new(base, "redis://h:99999", NULL, err,
-	    sizeof(err)));
+	assert_null(
+	    rstore_new(base, "redis://h:99999", NULL, err, sizeof(err)));
 	assert_string_equal(err, "redis URL: bad port \"99999\" (1-65535)");
 	rstore_free(NULL);
 	event_base_free(base);
@@ -156,11 +159,11 @@ static void
 test_new_free(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct rstore_hooks h = { NULL, count_down, NULL };
+	struct rstore_hooks h = {NULL, count_down, NULL};
 	struct rstore_stats st;
 	struct rstore *r;
 	char err[256];
-	struct timeval tv = { 0, 300000 };
+	struct timeval tv = {0, 300000};
 
 	(void)state;
 	r = rstore_new(base, "redis://127.0.0.1:1/0", &h, err, sizeof(err));
@@ -189,23 +192,21 @@ test_keys(void **state)
 	    (int)strlen("mgrok:route:tcp:8080"));
 	assert_string_equal(k, "mgrok:route:tcp:8080");
 	assert_true(routes_key(ROUTE_HOST, "shop.tunnel.example.com", k,
-	    sizeof(k)) > 0);
+	                sizeof(k)) > 0);
 	assert_string_equal(k, "mgrok:route:host:shop.tunnel.example.com");
 	assert_true(routes_key(ROUTE_UDP, "5353", k, sizeof(k)) > 0);
 	assert_string_equal(k, "mgrok:route:udp:5353");
 	assert_int_equal(routes_key(ROUTE_TCP, "", k, sizeof(k)), MG_EINVAL);
-	assert_int_equal(routes_key(ROUTE_TCP, "a b", k, sizeof(k)),
-	    MG_EINVAL);
-	assert_int_equal(routes_key((enum route_kind)9, "a", k, sizeof(k)),
-	    MG_EINVAL);
+	assert_int_equal(routes_key(ROUTE_TCP, "a b", k, sizeof(k)), MG_EINVAL);
+	assert_int_equal(
+	    routes_key((enum route_kind)9, "a", k, sizeof(k)), MG_EINVAL);
 	assert_int_equal(routes_key(ROUTE_TCP, "8080", k, 10), MG_ENOSPC);
 	memset(name, 'a', 255);
 	name[255] = '\0';
 	assert_true(routes_key(ROUTE_HOST, name, k, sizeof(k)) > 0);
 	name[255] = 'a';
 	name[256] = '\0';
-	assert_int_equal(routes_key(ROUTE_HOST, name, k, sizeof(k)),
-	    MG_EINVAL);
+	assert_int_equal(routes_key(ROUTE_HOST, name, k, sizeof(k)), MG_EINVAL);
 
 	assert_true(routes_id_ok("node-1.eu:a_b"));
 	assert_false(routes_id_ok(""));
@@ -224,8 +225,9 @@ test_argv(void **state)
 	struct routes_argv a;
 
 	(void)state;
-	assert_int_equal(routes_claim_argv(&a, "mgrok:route:tcp:8080", "n1",
-	    "s1", 30000), 0);
+	assert_int_equal(
+	    routes_claim_argv(&a, "mgrok:route:tcp:8080", "n1", "s1", 30000),
+	    0);
 	assert_int_equal(a.nkeys, 2);
 	assert_int_equal(a.argc, 6);
 	assert_string_equal(a.argv[0], "mgrok:route:tcp:8080");
@@ -235,29 +237,33 @@ test_argv(void **state)
 	assert_string_equal(a.argv[4], "30000");
 	assert_string_equal(a.argv[5], ROUTES_CHANNEL);
 	assert_int_equal(a.len[4], 5);
-	assert_int_equal(routes_claim_argv(&a, "mgrok:route:tcp:8080", "n 1",
-	    "s1", 1), MG_EINVAL);
-	assert_int_equal(routes_claim_argv(&a, "mgrok:route:tcp:8080", "n1",
-	    "s1", 0), MG_EINVAL);
-	assert_int_equal(routes_claim_argv(&a, "other:key", "n1", "s1", 1),
+	assert_int_equal(
+	    routes_claim_argv(&a, "mgrok:route:tcp:8080", "n 1", "s1", 1),
 	    MG_EINVAL);
+	assert_int_equal(
+	    routes_claim_argv(&a, "mgrok:route:tcp:8080", "n1", "s1", 0),
+	    MG_EINVAL);
+	assert_int_equal(
+	    routes_claim_argv(&a, "other:key", "n1", "s1", 1), MG_EINVAL);
 
 	assert_int_equal(routes_refresh_argv(&a, "mgrok:route:host:x", "n1",
-	    18446744073709551615ull, 5000), 0);
+	                     18446744073709551615ull, 5000),
+	    0);
 	assert_int_equal(a.nkeys, 1);
 	assert_int_equal(a.argc, 4);
 	assert_string_equal(a.argv[2], "18446744073709551615");
 	assert_string_equal(a.argv[3], "5000");
 
-	assert_int_equal(routes_release_argv(&a, "mgrok:route:udp:53", "n2",
-	    7), 0);
+	assert_int_equal(
+	    routes_release_argv(&a, "mgrok:route:udp:53", "n2", 7), 0);
 	assert_int_equal(a.argc, 4);
 	assert_string_equal(a.argv[1], "n2");
 	assert_string_equal(a.argv[2], "7");
 	assert_string_equal(a.argv[3], ROUTES_CHANNEL);
 
-	assert_int_equal(routes_node_argv(&a, "n1", "10.0.0.11:9100", 12,
-	    1700000000, 15000), 0);
+	assert_int_equal(
+	    routes_node_argv(&a, "n1", "10.0.0.11:9100", 12, 1700000000, 15000),
+	    0);
 	assert_int_equal(a.nkeys, 1);
 	assert_int_equal(a.argc, 5);
 	assert_string_equal(a.argv[0], "mgrok:node:n1");
@@ -396,15 +402,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_url_good),
-		cmocka_unit_test(test_url_bad),
-		cmocka_unit_test(test_new_bad_url),
-		cmocka_unit_test(test_new_free),
-		cmocka_unit_test(test_keys),
-		cmocka_unit_test(test_argv),
-		cmocka_unit_test(test_claim_parse),
-		cmocka_unit_test(test_bool_parse),
-		cmocka_unit_test(test_scripts_text),
+	    cmocka_unit_test(test_url_good),
+	    cmocka_unit_test(test_url_bad),
+	    cmocka_unit_test(test_new_bad_url),
+	    cmocka_unit_test(test_new_free),
+	    cmocka_unit_test(test_keys),
+	    cmocka_unit_test(test_argv),
+	    cmocka_unit_test(test_claim_parse),
+	    cmocka_unit_test(test_bool_parse),
+	    cmocka_unit_test(test_scripts_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
