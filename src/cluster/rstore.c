@@ -89,7 +89,8 @@ struct rconn {
 	unsigned backoff_ms;
 	int setup_left;
 	int ever_up;
-	int doomed; /* see conn_doom */
+	int doomed;    /* see conn_doom */
+	int subs_sent; /* pub/sub: SUBSCRIBE sent for each (after AUTH) */
 	struct event *retry;
 };
 
@@ -603,8 +604,9 @@ conn_lost(
 	if (c->is_sub) {
 		struct rsub *s;
 		r->st.sub_up = 0;
-		SLIST_FOREACH(s, &r->subs, link)
-		s->confirmed = 0;
+		SLIST_FOREACH(s, &r->subs, link) {
+			s->confirmed = 0;
+		}
 	} else
 		r->st.up = 0;
 	if (was_up || !c->ever_up)
@@ -802,9 +804,12 @@ on_sub_auth(redisAsyncContext *ac, void *reply_, void *priv)
 		log_esc(rep->str, rep->len, esc, sizeof(esc));
 		snprintf(r->reason, sizeof(r->reason), "AUTH refused: %s", esc);
 		conn_lost(c, ac, 1, r->reason);
-	} else
-		SLIST_FOREACH(s, &r->subs, link)
-	sub_send(c, s);
+	} else {
+		c->subs_sent = 1;
+		SLIST_FOREACH(s, &r->subs, link) {
+			sub_send(c, s);
+		}
+	}
 	leave(r);
 }
 
@@ -829,8 +834,10 @@ conn_sub_setup(struct rconn *c)
 			conn_doom(c);
 		return;
 	}
-	SLIST_FOREACH(s, &r->subs, link)
-	sub_send(c, s);
+	c->subs_sent = 1;
+	SLIST_FOREACH(s, &r->subs, link) {
+		sub_send(c, s);
+	}
 }
 
 /* ---- timers ----------------------------------------------------------- */
@@ -851,6 +858,7 @@ conn_start(struct rconn *c)
 	}
 	c->state = CONN_CONNECTING;
 	c->doomed = 0;
+	c->subs_sent = 0;
 	c->deadline_us = mtime_us() + (uint64_t)r->timeout_ms * 1000;
 	ac = redisAsyncConnect(r->url.host, r->url.port);
 	if (ac == NULL || ac->err) {
@@ -1201,6 +1209,10 @@ rstore_subscribe(
 	if (channel == NULL || channel[0] == '\0' || strlen(channel) > 255 ||
 	    fn == NULL || r->closing)
 		return MG_EINVAL;
+	/* hiredis keeps one callback per channel */
+	SLIST_FOREACH(s, &r->subs, link)
+		if (strcmp(s->channel, channel) == 0)
+			return MG_EINUSE;
 	s = xcalloc(1, sizeof(*s));
 	s->channel = xstrdup(channel);
 	s->fn = fn;
@@ -1211,12 +1223,8 @@ rstore_subscribe(
 		struct timeval now = {0, 0};
 		r->sub.state = CONN_WAIT;
 		evtimer_add(r->sub.retry, &now);
-	} else if (r->sub.ac != NULL &&
-	           (r->sub.state == CONN_UP || (r->sub.state == CONN_SETUP &&
-	                                           r->url.pass[0] == '\0'))) {
-		/* else the setup sends it */
-		sub_send(&r->sub, s);
-	}
+	} else if (r->sub.ac != NULL && r->sub.subs_sent)
+		sub_send(&r->sub, s); /* else the setup sends it */
 	return 0;
 }
 

@@ -154,7 +154,8 @@ int rstore_eval(struct rstore *r, const struct rstore_script *s,
 /*
  * rstore_subscribe: fn(arg, ...) gets every message on channel, for as long
  * as the store lives, over the store's pub/sub connection (made on the
- * first subscription, redone with back-off like the other). Returns 0, or
+ * first subscription, redone with back-off like the other). Returns 0,
+ * MG_EINUSE if channel has a subscription already (one per channel), or
  * MG_EINVAL for an empty channel or one longer than 255 bytes.
  */
 int rstore_subscribe(

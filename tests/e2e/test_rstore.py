@@ -384,6 +384,20 @@ def test_auth_and_database(mg, drives):
     a.wait_line(lambda s: s == "subscribed mgrok:routes", m)
     assert b.call("cmd PUBLISH mgrok:routes hello") == "reply int 1"
     a.wait_line(lambda s: s == "msg mgrok:routes hello", m)
+    # one subscription per channel; others while the connection is up
+    assert a.call("sub mgrok:routes") == "error in use"
+    a.send("sub c1\nsub c2")
+    a.wait_line(lambda s: s == "subscribed c2", m)
+    a.wait_line(lambda s: s == "subscribed c1", m)
+    # and a fresh store subscribing to two at once, while its AUTH is out
+    d = drives(r.url(0))
+    md = d.mark()
+    d.send("sub d1\nsub d2")
+    d.wait_line(lambda s: s == "subscribed d1", md)
+    d.wait_line(lambda s: s == "subscribed d2", md)
+    assert b.call("cmd PUBLISH d2 hi") == "reply int 1"
+    d.wait_line(lambda s: s == "msg d2 hi", md)
+    assert wait_for(lambda: d.stats()["sub_up"] == 1, 5.0)
     # a wrong password: down with Redis's reason, never up
     c = drives(r.url(0, password="wrong"), up=False)
     line = c.wait_line(lambda s: s.startswith("down "))
