@@ -397,24 +397,61 @@ rcmd_send(struct rstore *r, struct rcmd *rc)
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 
+/*
+ * mode_cmd: 1 if the formatted command buf[0..len) ("*N\r\n$L\r\nNAME...")
+ * would put the connection in another mode (pub/sub, MONITOR): hiredis
+ * would then route every answer as a message, and the store's commands
+ * would never be answered.
+ */
+static int
+mode_cmd(const char *buf, size_t len)
+{
+	static const char *const names[] = {"subscribe", "psubscribe",
+	    "unsubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
+	    "monitor"};
+	const char *p = memchr(buf, '\n', len), *q, *e = buf + len;
+
+	if (p == NULL || ++p >= e || *p != '$' ||
+	    (q = memchr(p, '\n', (size_t)(e - p))) == NULL)
+		return 0;
+	q++;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		size_t n = strlen(names[i]);
+		if ((size_t)(e - q) >= n + 2 && strncasecmp(q, names[i], n) == 0 &&
+		    q[n] == '\r')
+			return 1;
+	}
+	return 0;
+}
+
+/* sends the formatted command buf (freed here) as rc's; 0 or an MG_E* code */
+static int
+send_buf(struct rstore *r, struct rcmd *rc, char *buf, int len)
+{
+	int rv;
+
+	if (len < 0)
+		return MG_EINVAL;
+	if (rc->kind == RCMD_USER && mode_cmd(buf, (size_t)len))
+		rv = MG_EINVAL;
+	else if (redisAsyncFormattedCommand(
+	             r->main.ac, on_reply, rc, buf, (size_t)len) != REDIS_OK)
+		rv = MG_ECLOSED;
+	else
+		rv = rcmd_send(r, rc);
+	free(buf);
+	return rv;
+}
+
 /* formats and sends argv as a command of rc; 0 or an MG_E* code */
 static int
 send_argv(struct rstore *r, struct rcmd *rc, int argc, const char **argv,
     const size_t *argvlen)
 {
 	char *buf = NULL;
-	int len, rv;
+	int len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
 
-	len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
-	if (len < 0)
-		return MG_EINVAL;
-	if (redisAsyncFormattedCommand(
-	        r->main.ac, on_reply, rc, buf, (size_t)len) != REDIS_OK)
-		rv = MG_ECLOSED;
-	else
-		rv = rcmd_send(r, rc);
-	free(buf);
-	return rv;
+	return send_buf(r, rc, buf, len);
 }
 
 /* ---- answers ---------------------------------------------------------- */
@@ -1076,13 +1113,8 @@ rstore_cmd(
 	rc->kind = RCMD_USER;
 	rc->cb = cb;
 	rc->arg = arg;
-	if (redisAsyncFormattedCommand(
-	        r->main.ac, on_reply, rc, buf, (size_t)len) != REDIS_OK) {
+	if ((rv = send_buf(r, rc, buf, len)) < 0)
 		rcmd_free(rc);
-		rv = MG_ECLOSED;
-	} else
-		rv = rcmd_send(r, rc);
-	free(buf);
 	return rv;
 }
 

@@ -120,8 +120,9 @@ void rstore_set_limits(
  * rstore_cmd: sends a command, fmt as hiredis's (e.g. "SET %s %b"); cb
  * (not NULL) gets the answer once. Returns 0; MG_ECLOSED when the store is
  * not up (a down hook told why), MG_ELIMIT when max_inflight commands are
- * in flight, MG_EINVAL for a format hiredis refuses: then cb is never
- * called.
+ * in flight, MG_EINVAL for a format hiredis refuses or a command that
+ * changes the connection's mode ((P|S)(UN)SUBSCRIBE, MONITOR: use
+ * rstore_subscribe): then cb is never called.
  */
 int rstore_cmd(
     struct rstore *r, rstore_reply_fn cb, void *arg, const char *fmt, ...);

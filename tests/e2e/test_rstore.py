@@ -363,6 +363,10 @@ def test_inflight_limit_and_closing(mg, drives):
     assert a.result(5) == "reply nil"
     assert a.result(5) == "reply nil"
     assert a.call("cmd PING") == "reply status PONG"
+    # commands that would change the connection's mode are refused
+    for c in ("SUBSCRIBE x", "psubscribe x*", "Monitor", "UNSUBSCRIBE"):
+        assert a.call("cmd " + c) == "error invalid argument", c
+    assert a.call("cmd ECHO subscribe") == "reply str subscribe"
     # rstore_free answers what is in flight with "closing", then nothing
     a.send("cmd BLPOP q3 5")
     a.send("quit")
