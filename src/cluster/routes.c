@@ -11,6 +11,11 @@
 #include "util/err.h"
 
 /*
+ * The epoch counter starts at Redis's clock in microseconds when it is
+ * missing (a new cluster, or a Redis restarted empty), so epochs keep
+ * growing across an empty restart: a record claimed before it can never
+ * share an epoch with one claimed after (as long as Redis's clock does not
+ * step back, and claims stay under a million a second on average).
  * Epochs are kept in the hash as decimal strings and compared as strings
  * (refresh, release): string.format('%d') writes them exactly, where
  * Lua 5.1's own number-to-string conversion would switch to an exponent
@@ -23,6 +28,11 @@ const char routes_lua_claim[] =
     "end\n"
     "local epoch = cur[3]\n"
     "if not cur[1] or not epoch then\n"
+    "  if redis.call('EXISTS', KEYS[2]) == 0 then\n"
+    "    local t = redis.call('TIME')\n"
+    "    redis.call('SET', KEYS[2], string.format('%d',"
+    " tonumber(t[1]) * 1000000 + tonumber(t[2])))\n"
+    "  end\n"
     "  epoch = string.format('%d', redis.call('INCR', KEYS[2]))\n"
     "  redis.call('HSET', KEYS[1], 'node', ARGV[1], 'session', ARGV[2],"
     " 'epoch', epoch)\n"

@@ -300,7 +300,7 @@ def test_redis_restart(mg, drives):
     m = a.mark()
     a.send("sub mgrok:routes")
     a.wait_line(lambda s: s == "subscribed mgrok:routes", m)
-    assert a.call("claim %s n1 s1 30000" % key(1)).startswith("ok ")
+    e0 = int(a.call("claim %s n1 s1 30000" % key(1)).split()[1])
 
     a.send("cmd BLPOP nothing 10")  # in flight when Redis dies
     time.sleep(0.2)
@@ -323,13 +323,19 @@ def test_redis_restart(mg, drives):
     took = time.monotonic() - t0
     assert took < 12.0, took  # back-off capped at 10 s (+20 % jitter)
     a.wait_line(lambda s: s == "subscribed mgrok:routes", m, timeout=15.0)
-    # Redis came back empty: the claim is new (epoch 1 again from a fresh
-    # counter), through the scripts loaded on the new connection
-    assert a.call("claim %s n1 s1 30000" % key(1)) == "ok 1"
+    # Redis came back empty: the owner re-asserts its route through the
+    # scripts loaded on the new connection; the record is new, and its epoch
+    # still greater than any before the restart (the counter starts at
+    # Redis's clock in microseconds)
+    res = a.call("claim %s n1 s1 30000" % key(1))
+    assert res.startswith("ok "), res
+    e1 = int(res.split()[1])
+    assert e1 > e0 > 1000000 * 1000000000, (e0, e1)
+    assert a.call("cmd GET mgrok:epoch") == "reply str %d" % e1
     # scripts flushed under the store's feet: EVALSHA gets NOSCRIPT, EVAL
     # is sent and the caller sees the script's answer
     assert a.call("cmd SCRIPT FLUSH") == "reply status OK"
-    assert a.call("claim %s n1 s1 30000" % key(1)) == "ok 1"
+    assert a.call("claim %s n1 s1 30000" % key(1)) == "ok %d" % e1
     # pub/sub after the restart
     e = int(b.call("claim %s n2 s2 30000" % key(3)).split()[1])
     a.wait_line(lambda s: s == "msg mgrok:routes claim %s n2 %d" % (key(3), e), m)
