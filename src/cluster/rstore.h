@@ -145,8 +145,8 @@ const struct rstore_script *rstore_script_add(
  * rstore_eval: runs script s with nkeys keys then the other arguments
  * (argv as rstore_cmdargv: KEYS first, then ARGV): EVALSHA, and on a
  * NOSCRIPT answer (a Redis that restarted empty, or a script flush) once
- * more with EVAL, so cb sees the script's answer either way. Returns as
- * rstore_cmd.
+ * more with EVAL, so cb sees the script's answer either way. At most 60
+ * arguments (MG_EINVAL beyond). Returns as rstore_cmd.
  */
 int rstore_eval(struct rstore *r, const struct rstore_script *s,
     rstore_reply_fn cb, void *arg, int nkeys, int argc, const char **argv,

@@ -197,6 +197,13 @@ def drives(rstore_drive_bin, tmp_path):
             assert bad not in err, d.log()
 
 
+def assert_nothing_after_closed(d):
+    """No callback or hook ran after rstore_free returned."""
+    d.t.join(5)
+    with d.cond:
+        assert d.lines and d.lines[-1] == "closed", d.log()
+
+
 def key(name):
     return "mgrok:route:tcp:%s" % name
 
@@ -379,6 +386,7 @@ def test_inflight_limit_and_closing(mg, drives):
     assert a.result() == "error closing"
     assert a.result() == "closed"
     assert a.p.wait(timeout=5) == 0
+    assert_nothing_after_closed(a)
 
 
 def test_auth_and_database(mg, drives):
@@ -426,6 +434,7 @@ def test_free_inside_callbacks(mg, drives):
     assert [a.result() for _ in range(4)] == [
         "reply status PONG", "error closing", "error closing", "closed"]
     assert a.p.wait(timeout=5) == 0
+    assert_nothing_after_closed(a)
 
     # from a pub/sub message
     b = drives(r.url())
@@ -438,6 +447,7 @@ def test_free_inside_callbacks(mg, drives):
     b.wait_line(lambda s: s == "msg chan x", m)
     assert b.result() == "closed"
     assert b.p.wait(timeout=5) == 0
+    assert_nothing_after_closed(b)
 
     # from the down hook, a command in flight
     d = drives(r.url())
@@ -451,6 +461,7 @@ def test_free_inside_callbacks(mg, drives):
     d.wait_line(lambda s: s.startswith("down "), m)
     assert d.result() == "closed"
     assert d.p.wait(timeout=5) == 0
+    assert_nothing_after_closed(d)
 
 
 def test_silent_server_connect_timeout(drives):
