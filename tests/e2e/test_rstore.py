@@ -485,3 +485,110 @@ def test_silent_server_connect_timeout(drives):
         assert a.stats()["up"] == 0
     finally:
         ls.close()
+
+
+class PausingProxy:
+    """A TCP proxy on loopback in front of Redis that a test can pause: while
+    paused it forwards nothing either way (a partition: connections stay
+    open, bytes go nowhere), and new connections wait too."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.running = threading.Event()
+        self.running.set()
+        self.closed = False
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        self.running.wait()
+        try:
+            u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            c.close()
+            return
+        self.socks += [c, u]
+        for a, b in ((c, u), (u, c)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        a.settimeout(None)
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                self.running.wait()
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def pause(self):
+        self.running.clear()
+
+    def resume(self):
+        self.running.set()
+
+    def close(self):
+        self.closed = True
+        self.running.set()
+        for s in [self.ls] + self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def test_partition_fencing_and_rejoin(mg, drives):
+    """A node cut off from Redis (a paused proxy): its commands time out, it
+    goes down and keeps trying; its route expires and another node claims
+    it with a new epoch; when the partition heals the node reconnects by
+    itself, and its late refresh and release are refused by the epoch."""
+    r = Redis(mg)
+    px = PausingProxy(r.port)
+    try:
+        a = drives("redis://127.0.0.1:%d/0" % px.port, 400)  # cut off later
+        b = drives(r.url())  # always reaches Redis
+        k = "mgrok:route:host:part.example.com"
+        e1 = int(a.call("claim %s n1 s1 800" % k).split()[1])
+        m = a.mark()
+        px.pause()
+        assert a.call("refresh %s n1 %d 800" % (k, e1), timeout=5.0) == "error timeout"
+        a.wait_line(lambda s: s == "down a command timed out", m)
+        # while cut off: reconnecting fails (setup timeout), claims are refused
+        a.wait_line(lambda s: s == "down setup timeout", m, timeout=5.0)
+        assert a.call("claim %s n1 s1 800" % k).startswith("error store down: ")
+        # its record expires; the other node takes the route
+        assert wait_for(lambda: b.call("claim %s n2 s2 30000" % k).startswith("ok "), 5.0)
+        e2 = int(b.call("claim %s n2 s2 30000" % k).split()[1])
+        assert e2 > e1
+        # the partition heals: n1 comes back by itself, and is fenced
+        m = a.mark()
+        px.resume()
+        a.wait_up(m, timeout=15.0)
+        assert a.call("refresh %s n1 %d 800" % (k, e1)) == "refresh 0"
+        assert a.call("release %s n1 %d" % (k, e1)) == "release 0"
+        assert a.call("claim %s n1 s1 800" % k) == "conflict n2 s2 %d" % e2
+        assert b.call("refresh %s n2 %d 30000" % (k, e2)) == "refresh 1"
+        st = a.stats()
+        assert st["timeouts"] >= 1 and st["reconnects"] >= 1 and st["up"] == 1, st
+    finally:
+        px.close()
