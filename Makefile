@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 OPT ?= -O2
 SAN ?=
-PKGS = libevent libevent_openssl openssl zlib nettle yaml-0.1 jansson
+PKGS = libevent libevent_openssl openssl zlib nettle yaml-0.1 jansson hiredis
 PYTEST ?= /usr/bin/python3 -m pytest
 
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
@@ -24,12 +24,16 @@ ALL_CFLAGS = $(OPT) -g -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc \
 # which take security fixes through shared libraries).
 STATIC_DEPS ?= 1
 # libyaml (the config files) is linked statically like the others when
-# its static library is installed (Debian's libyaml-dev has it)
+# its static library is installed (Debian's libyaml-dev has it); so is
+# hiredis (the cluster store; libhiredis-dev has libhiredis.a)
 YAML_STATIC := $(if $(filter /%,$(shell $(CC) -print-file-name=libyaml.a)),1,0)
+HIREDIS_STATIC := $(if $(filter /%,$(shell $(CC) -print-file-name=libhiredis.a)),1,0)
 ifeq ($(STATIC_DEPS),1)
-DEP_LIBS = -Wl,-Bstatic -levent_openssl -levent -lhttp_parser -lnettle -ljansson \
+DEP_LIBS = -Wl,-Bstatic $(if $(filter 1,$(HIREDIS_STATIC)),-lhiredis) \
+	-levent_openssl -levent -lhttp_parser -lnettle -ljansson \
 	$(if $(filter 1,$(YAML_STATIC)),-lyaml) -lssl -lcrypto -lz \
-	-Wl,-Bdynamic $(if $(filter 1,$(YAML_STATIC)),,-lyaml) -ldl -lpthread
+	-Wl,-Bdynamic $(if $(filter 1,$(YAML_STATIC)),,-lyaml) \
+	$(if $(filter 1,$(HIREDIS_STATIC)),,-lhiredis) -ldl -lpthread
 else
 DEP_LIBS = $(shell pkg-config --libs $(PKGS)) -lhttp_parser
 endif
@@ -103,6 +107,10 @@ unit: unit-bins
 $(BUILD)/udptag: tests/e2e/udptag.c
 	$(CC) $(ALL_CFLAGS) -o $@ $<
 
+# the cluster store's test driver (tests/e2e/test_rstore.py)
+$(BUILD)/rstore_drive: tests/cluster/rstore_drive.c $(BUILD)/libmgrok.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libmgrok.a $(ALL_LDLIBS)
+
 # the Go xtaci/smux peer of the interop tests (tests/interop/smuxpeer), built
 # offline from Debian's golang-go and golang-github-xtaci-smux-dev: go.mod
 # replaces the library by its /usr/share/gocode directory; nothing is fetched
@@ -113,9 +121,10 @@ $(BUILD)/smuxpeer: $(SMUXPEER_SRC)
 	    GO111MODULE=on GOTOOLCHAIN=local GOPATH=$(abspath $(BUILD)/go) \
 	    GOCACHE=$(abspath $(BUILD)/go/cache) go build -trimpath -o $(abspath $@) .
 
-e2e: all $(BUILD)/udptag $(BUILD)/smuxpeer
+e2e: all $(BUILD)/udptag $(BUILD)/smuxpeer $(BUILD)/rstore_drive
 	MGROK_BIN=$(abspath $(BUILD)/mgrok) MGROK_UDPTAG=$(abspath $(BUILD)/udptag) \
 	    MGROK_SMUXPEER=$(abspath $(BUILD)/smuxpeer) \
+	    MGROK_RSTORE_DRIVE=$(abspath $(BUILD)/rstore_drive) \
 	    $(PYTEST) -q -ra tests/e2e $(PYTEST_ARGS)
 
 # lint: source checks no compiler makes (tests/lint)

@@ -6,7 +6,8 @@ PKGS="build-essential pkg-config clang libevent-dev libssl-dev libyaml-dev
       openssl curl socat iperf3 iproute2 procps faketime systemd
       golang-go golang-github-xtaci-smux-dev libjansson-dev
       prometheus chromium chromium-driver python3-selenium haproxy nginx-light
-      tinyproxy dante-server"
+      tinyproxy dante-server
+      libhiredis-dev redis-server"
 missing=()
 for p in $PKGS; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

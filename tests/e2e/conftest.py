@@ -109,3 +109,19 @@ def browser():
     drv = b.start_browser()
     yield drv
     b.quit_browser(drv)
+
+
+@pytest.fixture(scope="session")
+def rstore_drive_bin():
+    """The cluster store's test driver (tests/cluster/rstore_drive.c), built
+    by `make build/rstore_drive` (a dependency of `make e2e`):
+    MGROK_RSTORE_DRIVE, or beside MGROK_BIN."""
+    b = os.environ.get("MGROK_RSTORE_DRIVE")
+    if not b:
+        mg_bin = os.environ.get("MGROK_BIN") or os.path.join(ROOT, "build", "mgrok")
+        b = os.path.join(os.path.dirname(os.path.abspath(mg_bin)), "rstore_drive")
+    if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+        pytest.fail("the cluster store driver is not built at %s: run "
+                    "`make build/rstore_drive`, or set MGROK_RSTORE_DRIVE" % b,
+                    pytrace=False)
+    return os.path.abspath(b)
