@@ -429,6 +429,18 @@ def proxyproto():
     w("v2-prefix", pp2(0x21, 0x11, a4)[:20])
 
 
+def urls():
+    w = lambda n, d: write("fuzz_urls", n, d)
+    w("http-cred", b"http://alice:s%3Acr%40t@proxy.corp:3128/")
+    w("socks5h-v6", b"socks5h://[::1]:9050")
+    w("bad-scheme", b"ftp://x")
+    w("no-proxy", b"localhost, .example.com, 10.0.0.0/8, fd00::/8\0a.example.com")
+    w("redis", b"redis://:pw@127.0.0.1:6379/3")
+    w("redis-bad", b"redis://[::1]:70000/x")
+    w("lb-header", b"hash:header:X-User")
+    w("lb", b"least_conn")
+
+
 if __name__ == "__main__":
     frames()
     ctrl()
@@ -440,3 +452,4 @@ if __name__ == "__main__":
     tlsrecord()
     conf()
     proxyproto()
+    urls()
