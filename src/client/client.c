@@ -184,6 +184,7 @@ struct client {
 	int server_leaving;   /* Goodbye code 8 received */
 	/* the session of a server going away (Goodbye code 8), kept while
 	 * its streams end: make-before-break (client_leave_server) */
+	struct event *rereg_ev;       /* registrations to try again */
 	struct mux *old_mux;
 	struct mux_stream *old_ctrl;
 	struct event *old_ev;
@@ -1428,6 +1429,25 @@ client_send_unregister(struct client *c, const char *name)
 
 /* ---- a server going away: make before break ---- */
 
+#define REREGISTER_S 2
+
+/* the tunnels the server could not register yet (its cluster's state was
+ * out of reach): ask again */
+static void
+client_on_reregister(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->ctrl == NULL || c->state < CL_REGISTERING)
+		return; /* a new session registers everything anyway */
+	for (size_t i = 0; i < c->npx; i++)
+		if (!c->px[i]->registered && !c->px[i]->waiting &&
+		    !c->px[i]->gone) {
+			client_register_one(c, c->px[i]);
+			c->state = CL_REGISTERING;
+		}
+}
+
 #define OLD_DRAIN_S 30     /* the old session's streams may end within */
 #define OLD_MOVE_S 15      /* the new session has this long to be ready */
 
@@ -1734,6 +1754,24 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 	case CTRL_REGISTER_ERR: {
 		struct cproxy *px = client_regq_pop(c);
 
+		if (px != NULL && m.u.reg_err.code == CODE_INTERNAL &&
+		    m.u.reg_err.text.len >= 8 && memcmp(m.u.reg_err.text.p +
+		    m.u.reg_err.text.len - 8, "retrying", 8) == 0) {
+			/* a cluster whose state is out of reach: again soon */
+			struct timeval tv = { REREGISTER_S, 0 };
+			log_warn("cannot register %s yet: %s; trying again in "
+			    "%d s", px->name[0] ? px->name : px->label,
+			    esc(&m.u.reg_err.text, e1, sizeof(e1)),
+			    REREGISTER_S);
+			if (c->rereg_ev == NULL)
+				c->rereg_ev = evtimer_new(c->base,
+				    client_on_reregister, c);
+			evtimer_add(c->rereg_ev, &tv);
+			px_unref(px);
+			if (TAILQ_EMPTY(&c->regq))
+				c->state = CL_READY;
+			break;
+		}
 		client_say("cannot register %s: %s (code %u)",
 		    m.u.reg_err.name.len ? esc(&m.u.reg_err.name, e2,
 		    sizeof(e2)) : "proxy", esc(&m.u.reg_err.text, e1,
@@ -2693,6 +2731,8 @@ client_free(struct client *c)
 		event_free(c->old_ev);
 	if (c->old_mux)
 		mux_free(c->old_mux);
+	if (c->rereg_ev)
+		event_free(c->rereg_ev);
 	if (c->conn_fd >= 0)
 		close(c->conn_fd);
 	if (c->retry_ev)

@@ -24,6 +24,10 @@ struct server_conf {
 	char addr[300];          /* control listener host:port */
 	char bind_addr[256];     /* public listeners' host; "" = all */
 	char public_host[256];   /* host in URLs; "" = derived */
+	char cluster[512];       /* redis://... of the cluster's state; "" =
+				    a single server (docs/internals/cluster.md) */
+	char node_id[64];        /* this node's id in the cluster */
+	char node_addr[300];     /* where other nodes reach it (HOST:PORT) */
 	uint16_t start_port, end_port;
 	/* tokens[i]: an accepted secret; NULL for an entry stored as a hash
 	 * (`secret_sha256:`), of which only token_sha256[i] is known */

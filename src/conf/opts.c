@@ -11,6 +11,8 @@
 #include "conf/conf_int.h"
 #include "conf/policy.h"
 #include "util/proxyurl.h"
+#include "cluster/routes.h"
+#include "cluster/rstore.h"
 #include "proto/ctrl.h"
 #include "util/crypto.h"
 #include "util/err.h"
@@ -452,6 +454,37 @@ static int
 c_log(struct ld *L, const char *v, char *why, size_t wl)
 {
 	return level(v, &L->c->log_level, why, wl);
+}
+
+static int
+s_cluster(struct ld *L, const char *v, char *why, size_t wl)
+{
+	struct rstore_url u;
+
+	if (strcmp(v, "off") == 0 || v[0] == '\0') {
+		L->s->cluster[0] = '\0';
+		return 0;
+	}
+	if (strlen(v) >= sizeof(L->s->cluster)) {
+		why_set(why, wl, "too long");
+		return -1;
+	}
+	if (rstore_url_parse(v, &u, why, wl) != 0)
+		return -1;
+	snprintf(L->s->cluster, sizeof(L->s->cluster), "%s", v);
+	return 0;
+}
+
+static int
+s_node_id(struct ld *L, const char *v, char *why, size_t wl)
+{
+	if (!routes_id_ok(v)) {
+		why_set(why, wl, "expected 1 to 63 of letters, digits, '.', "
+		    "'_', ':' and '-'");
+		return -1;
+	}
+	snprintf(L->s->node_id, sizeof(L->s->node_id), "%s", v);
+	return 0;
 }
 
 /* ------------------------------------------------------------ client */
@@ -1166,6 +1199,17 @@ const struct conf_opt conf_opts[] = {
 	SRV("bind-addr", "bind_addr", .type = CT_BUF, .off = SOFF(bind_addr),
 	    .max = 256, .arg = "HOST", .def = "all",
 	    .help = "address of public listeners"),
+	SRV("cluster", "cluster", .type = CT_FN, .fn = s_cluster,
+	    .flags = OF_SECRET, .arg = "redis://HOST:PORT/DB", .def = "off",
+	    .help = "share tunnels with the other nodes of a\ncluster, whose "
+		    "state is in this Redis\n(route claims; node links are "
+		    "not yet\nthere)"),
+	SRV("node-id", "node_id", .type = CT_FN, .fn = s_node_id, .arg = "ID",
+	    .def = "the node address", .help = "this node's name in the "
+					       "cluster"),
+	SRV("node-addr", "node_addr", .type = CT_BUF, .off = SOFF(node_addr),
+	    .max = 300, .arg = "HOST:PORT", .help = "where the other nodes "
+						   "reach this one"),
 	SRV("public-host", "public_host", .type = CT_BUF,
 	    .off = SOFF(public_host), .max = 256, .arg = "HOST",
 	    .help = "host name shown in URLs"),

@@ -21,6 +21,8 @@
 #include "util/ratelim.h"
 #include "server/accept.h"
 #include "conf/policy.h"
+#include "cluster/routes.h"
+#include "server/cluster.h"
 #include "server/group.h"
 #include "server/server_int.h"
 #include "util/crypto.h"
@@ -82,6 +84,20 @@ proxy_reset_close(int fd)
 
 /* ---- the end of a tunnel ---- */
 
+int
+proxy_route_key(const struct proxy *px, char *buf, size_t cap)
+{
+	char port[8];
+
+	if (px->group_id && !px->is_group)
+		return -1;
+	if (proxy_is_http(px->type))
+		return routes_key(ROUTE_HOST, px->host, buf, cap) > 0 ? 0 : -1;
+	snprintf(port, sizeof(port), "%u", px->port);
+	return routes_key(px->type == PROXY_UDP ? ROUTE_UDP : ROUTE_TCP, port,
+	    buf, cap) > 0 ? 0 : -1;
+}
+
 /* a group without members: it ends, unless one joined meanwhile */
 static void
 group_on_empty(evutil_socket_t fd, short what, void *arg)
@@ -105,6 +121,12 @@ proxy_free(struct proxy *px)
 	uint32_t id = px->id;
 
 	registry_remove(&px->srv->reg, px);
+	if (px->cl_epoch && px->srv->cl) {
+		/* the route is free for another node now */
+		char key[ROUTES_KEY_MAX];
+		if (proxy_route_key(px, key, sizeof(key)) == 0)
+			cluster_release(px->srv->cl, key, px->cl_epoch);
+	}
 	if (px->ops->log)
 		px->ops->log(px);
 	if (px->ops->stop)

@@ -15,6 +15,8 @@
 #include "metrics/metrics.h"
 #include "mux/mux.h"
 #include "proto/ctrl.h"
+#include "cluster/routes.h"
+#include "server/cluster.h"
 #include "server/server.h"
 #include "server/accept.h"
 #include "server/hproxy.h"
@@ -93,6 +95,323 @@ session_fail_error(struct session *s, uint8_t code, const char *text)
 	session_fail(s, CTRL_ERROR, code, text);
 }
 
+/*
+ * The answer to one registration, in its session's order: RegisterOK or
+ * RegisterErr, filled at once or when the cluster's claim comes back.
+ */
+struct regslot {
+	TAILQ_ENTRY(regslot) link;
+	uint64_t seq;
+	int filled;
+	int ok;
+	uint8_t type, code;
+	uint16_t port;
+	uint32_t px_id;               /* OK: the tunnel, for what follows */
+	int resumed;
+	char name[CTRL_NAME_MAX + 1];
+	size_t name_len;
+	char text[400];               /* the URL, or why it was refused */
+};
+
+static void
+regslots_free(struct session *s)
+{
+	struct regslot *r;
+
+	while ((r = TAILQ_FIRST(&s->regslots)) != NULL) {
+		TAILQ_REMOVE(&s->regslots, r, link);
+		free(r);
+	}
+}
+
+static struct regslot *
+regslot_new(struct session *s, const struct ctrl_register *reg)
+{
+	struct regslot *r = xcalloc(1, sizeof(*r));
+
+	r->seq = ++s->regslot_seq;
+	r->name_len = reg->name.len < sizeof(r->name) ? reg->name.len :
+	    sizeof(r->name) - 1;
+	memcpy(r->name, reg->name.p, r->name_len);
+	TAILQ_INSERT_TAIL(&s->regslots, r, link);
+	return r;
+}
+
+static struct regslot *
+regslot_find(struct session *s, uint64_t seq)
+{
+	struct regslot *r;
+
+	TAILQ_FOREACH(r, &s->regslots, link)
+		if (r->seq == seq)
+			return r;
+	return NULL;
+}
+
+/* send the answers that are ready, in order; an OK lets the visitors that
+ * waited for its tunnel go on */
+static void
+regslots_flush(struct session *s)
+{
+	struct regslot *r;
+	struct ctrl_msg m;
+
+	while ((r = TAILQ_FIRST(&s->regslots)) != NULL && r->filled) {
+		TAILQ_REMOVE(&s->regslots, r, link);
+		memset(&m, 0, sizeof(m));
+		if (r->ok) {
+			struct proxy *px = registry_get(&s->srv->reg, r->px_id);
+			m.type = CTRL_REGISTER_OK;
+			m.u.reg_ok.proxy_type = r->type;
+			m.u.reg_ok.remote_port = r->port;
+			m.u.reg_ok.name.p = (const uint8_t *)r->name;
+			m.u.reg_ok.name.len = r->name_len;
+			m.u.reg_ok.url.p = (const uint8_t *)r->text;
+			m.u.reg_ok.url.len = strlen(r->text);
+			session_send(s, &m);
+			if (px != NULL) {
+				smet_tunnel_up(px, r->resumed, r->text);
+				/* only now does the client know the tunnel:
+				 * visitors that waited for it (lease grace) may
+				 * go on */
+				proxy_serve_waiting(px);
+			}
+		} else {
+			m.type = CTRL_REGISTER_ERR;
+			m.u.reg_err.code = r->code;
+			m.u.reg_err.name.p = (const uint8_t *)r->name;
+			m.u.reg_err.name.len = r->name_len;
+			m.u.reg_err.text.p = (const uint8_t *)r->text;
+			m.u.reg_err.text.len = strlen(r->text);
+			session_send(s, &m);
+		}
+		free(r);
+	}
+}
+
+static void
+regslot_err(struct session *s, struct regslot *r, uint8_t code,
+    const char *why)
+{
+	char n[LOG_ESC_MAX];
+
+	SLOG(LOG_WARN, s, "register \"%s\" refused: %s", log_esc(r->name,
+	    r->name_len, n, sizeof(n)), why);
+	smet_register_refused(s, code, r->name, why);
+	r->ok = 0;
+	r->code = code;
+	snprintf(r->text, sizeof(r->text), "%s", why);
+	r->filled = 1;
+}
+
+static void
+regslot_ok(struct session *s, struct regslot *r, struct proxy *px)
+{
+	char n[LOG_ESC_MAX];
+
+	if (s->state < SESS_BOUND)
+		s->state = SESS_BOUND;
+	r->ok = 1;
+	r->type = px->type;
+	r->port = px->port;
+	r->px_id = px->id;
+	r->resumed = px->m_bytes[0] != NULL;
+	r->name_len = strlen(px->name);
+	memcpy(r->name, px->name, r->name_len + 1);
+	proxy_url(px, r->text, sizeof(r->text));
+	SLOG(LOG_INFO, s, "proxy \"%s\" (%s) at %s", log_esc(px->name,
+	    strlen(px->name), n, sizeof(n)), proxy_type_name(px->type),
+	    r->text);
+	r->filled = 1;
+}
+
+/* ---- the cluster: route claims ---- */
+
+struct claimwait {
+	struct server *srv;
+	uint64_t sess_id, seq;
+	uint32_t px_id;               /* the tunnel registered */
+	uint32_t route_id;            /* the tunnel that holds the route */
+	char key[ROUTES_KEY_MAX];
+};
+
+static struct session *
+session_by_id(struct server *srv, uint64_t id)
+{
+	struct session *s;
+
+	TAILQ_FOREACH(s, &srv->sessions, link)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void
+claim_done(void *arg, int ok, uint64_t epoch, const char *owner,
+    const char *err)
+{
+	struct claimwait *w = arg;
+	struct server *srv = w->srv;
+	struct session *s = session_by_id(srv, w->sess_id);
+	struct regslot *r = s ? regslot_find(s, w->seq) : NULL;
+	struct proxy *px = registry_get(&srv->reg, w->px_id);
+	struct proxy *rt = registry_get(&srv->reg, w->route_id);
+	char why[300], key[ROUTES_KEY_MAX] = "";
+
+	if (rt != NULL)
+		proxy_route_key(rt, key, sizeof(key));
+	if (ok && rt != NULL) {
+		rt->cl_epoch = epoch;
+		log_debug("cluster: %s claimed, epoch %llu", key,
+		    (unsigned long long)epoch);
+	}
+	if (ok && px != NULL && r != NULL)
+		regslot_ok(s, r, px);
+	else if (!ok && r != NULL) {
+		if (err != NULL)
+			snprintf(why, sizeof(why), "cluster state unavailable "
+			    "(%s), retrying", err);
+		else
+			snprintf(why, sizeof(why), "%s is in use on node %s",
+			    rt ? proxy_where(rt) : "its public side", owner);
+		regslot_err(s, r, err ? CODE_INTERNAL : CODE_IN_USE, why);
+	}
+	if (!ok && px != NULL) {
+		px->end_why = err ? "cluster state unavailable" :
+		    "its public side is another node's";
+		proxy_unregister(px);
+	} else if (ok && rt == NULL)
+		/* its holder ended while the claim was on its way */
+		cluster_release(srv->cl, w->key, epoch);
+	if (s != NULL)
+		regslots_flush(s);
+	free(w);
+}
+
+/* claim the route of px (or of its group) for a registration of s, whose
+ * answer is r; 0 when it went out, -1 when the store is down */
+static int
+claim_start(struct session *s, struct regslot *r, struct proxy *px)
+{
+	struct server *srv = s->srv;
+	struct proxy *rt = px->group_id && !px->is_group ?
+	    registry_get(&srv->reg, px->group_id) : px;
+	struct claimwait *w;
+	char key[ROUTES_KEY_MAX], sess[32];
+
+	if (rt == NULL || proxy_route_key(rt, key, sizeof(key)) != 0)
+		return -1;
+	/* the holder of the route, stable while it lives */
+	snprintf(sess, sizeof(sess), "t%u", rt->id);
+	w = xcalloc(1, sizeof(*w));
+	w->srv = srv;
+	w->sess_id = s->id;
+	w->seq = r->seq;
+	w->px_id = px->id;
+	w->route_id = rt->id;
+	snprintf(w->key, sizeof(w->key), "%s", key);
+	if (cluster_claim(srv->cl, key, sess, claim_done, w) != 0) {
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+refresh_done(void *arg, int ours, const char *err)
+{
+	struct claimwait *w = arg;
+	struct proxy *px = registry_get(&w->srv->reg, w->route_id);
+
+	if (err == NULL && !ours && px != NULL && px->cl_epoch == w->seq &&
+	    !px->is_group) {
+		char n[LOG_ESC_MAX];
+		log_warn("cluster: %s \"%s\" on %s: another node owns its "
+		    "public side now: closed", proxy_type_name(px->type),
+		    log_esc(px->name, strlen(px->name), n, sizeof(n)),
+		    proxy_where(px));
+		px->cl_epoch = 0; /* not ours to release */
+		px->end_why = "its public side is another node's";
+		proxy_unregister(px);
+	}
+	free(w);
+}
+
+/* every heartbeat: the routes we hold stay ours a TTL longer */
+static void
+cluster_on_beat(void *arg)
+{
+	struct server *srv = arg;
+	struct proxy *px;
+	char key[ROUTES_KEY_MAX];
+
+	if (!cluster_up(srv->cl))
+		return;
+	LIST_FOREACH(px, &srv->reg.all, link) {
+		struct claimwait *w;
+		if (px->cl_epoch == 0 || proxy_route_key(px, key,
+		    sizeof(key)) != 0)
+			continue;
+		w = xcalloc(1, sizeof(*w));
+		w->srv = srv;
+		w->route_id = px->id;
+		w->seq = px->cl_epoch;
+		if (cluster_refresh(srv->cl, key, px->cl_epoch, refresh_done,
+		    w) != 0)
+			free(w);
+	}
+}
+
+static void
+reassert_done(void *arg, int ok, uint64_t epoch, const char *owner,
+    const char *err)
+{
+	struct claimwait *w = arg;
+	struct proxy *px = registry_get(&w->srv->reg, w->route_id);
+
+	if (px != NULL && ok)
+		px->cl_epoch = epoch;
+	else if (px != NULL && err == NULL && !px->is_group) {
+		char n[LOG_ESC_MAX];
+		log_warn("cluster: %s \"%s\" on %s: node %s owns its public "
+		    "side now: closed", proxy_type_name(px->type),
+		    log_esc(px->name, strlen(px->name), n, sizeof(n)),
+		    proxy_where(px), owner);
+		px->cl_epoch = 0;
+		px->end_why = "its public side is another node's";
+		proxy_unregister(px);
+	}
+	free(w);
+}
+
+/* the store is back (a reconnect, maybe a Redis restarted empty): what we
+ * hold is claimed again */
+static void
+cluster_on_up(void *arg)
+{
+	struct server *srv = arg;
+	struct proxy *px;
+	char key[ROUTES_KEY_MAX], sess[32];
+	unsigned n = 0;
+
+	LIST_FOREACH(px, &srv->reg.all, link) {
+		struct claimwait *w;
+		if (px->cl_epoch == 0 || proxy_route_key(px, key,
+		    sizeof(key)) != 0)
+			continue;
+		snprintf(sess, sizeof(sess), "t%u", px->id);
+		w = xcalloc(1, sizeof(*w));
+		w->srv = srv;
+		w->route_id = px->id;
+		if (cluster_claim(srv->cl, key, sess, reassert_done, w) != 0)
+			free(w);
+		else
+			n++;
+	}
+	if (n)
+		log_info("cluster: %u routes asserted again", n);
+}
+
 static void
 session_destroy(struct session *s, const char *why)
 {
@@ -103,6 +422,7 @@ session_destroy(struct session *s, const char *why)
 		LIST_REMOVE(px, sess_link);
 		proxy_session_lost(px);
 	}
+	regslots_free(s);
 	smet_session_down(s, why);
 	TAILQ_REMOVE(&srv->sessions, s, link);
 	srv->nsessions--;
@@ -436,15 +756,13 @@ static void
 session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 {
 	const struct ctrl_register *reg = &m->u.reg;
-	struct ctrl_msg r;
 	struct proxy *px = NULL;
 	uint8_t code = 0;
-	char why[256], url[400];
+	char why[256];
 	const char *ptype = proxy_type_name(reg->proxy_type);
-	int resumed;
-	char n[LOG_ESC_MAX];
 
-	memset(&r, 0, sizeof(r));
+	struct regslot *slot = regslot_new(s, reg);
+
 	if (rc == MG_ETOOLONG) {
 		code = CODE_PROTOCOL;
 		snprintf(why, sizeof(why), "name longer than 255 bytes");
@@ -456,41 +774,27 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 		proxy_register(s, reg, &code, why, sizeof(why), &px);
 	}
 	if (px == NULL) {
-		SLOG(LOG_WARN, s, "register %s \"%s\" port %u refused: %s",
-		    ptype ? ptype : "?", log_esc(reg->name.p, reg->name.len, n,
-		    sizeof(n)), reg->remote_port, why);
-		{
-			char nm[CTRL_NAME_MAX + 1] = "";
-			if (reg->name.len <= CTRL_NAME_MAX)
-				memcpy(nm, reg->name.p, reg->name.len);
-			smet_register_refused(s, code, nm, why);
+		char full[400];
+		snprintf(full, sizeof(full), "%s", why);
+		SLOG(LOG_DEBUG, s, "register %s port %u", ptype ? ptype : "?",
+		    reg->remote_port);
+		regslot_err(s, slot, code, full);
+	} else if (s->srv->cl != NULL && (px->group_id && !px->is_group ?
+	    registry_get(&s->srv->reg, px->group_id) : px) != NULL &&
+	    (px->group_id && !px->is_group ? registry_get(&s->srv->reg,
+	    px->group_id) : px)->cl_epoch == 0) {
+		/* in a cluster, the public side is ours once claimed */
+		if (claim_start(s, slot, px) != 0) {
+			snprintf(why, sizeof(why), "cluster state unavailable "
+			    "(the store is unreachable), retrying");
+			px->end_why = "cluster state unavailable";
+			proxy_unregister(px);
+			regslot_err(s, slot, CODE_INTERNAL, why);
 		}
-		r.type = CTRL_REGISTER_ERR;
-		r.u.reg_err.code = code;
-		r.u.reg_err.name = reg->name;
-		r.u.reg_err.text.p = (const uint8_t *)why;
-		r.u.reg_err.text.len = strlen(why);
-		session_send(s, &r);
-		return;
+	} else {
+		regslot_ok(s, slot, px);
 	}
-	if (s->state < SESS_BOUND)
-		s->state = SESS_BOUND;
-	resumed = px->m_bytes[0] != NULL;
-	proxy_url(px, url, sizeof(url));
-	SLOG(LOG_INFO, s, "proxy \"%s\" (%s) at %s", log_esc(px->name,
-	    strlen(px->name), n, sizeof(n)), ptype, url);
-	r.type = CTRL_REGISTER_OK;
-	r.u.reg_ok.proxy_type = px->type;
-	r.u.reg_ok.remote_port = px->port;
-	r.u.reg_ok.name.p = (const uint8_t *)px->name;
-	r.u.reg_ok.name.len = strlen(px->name);
-	r.u.reg_ok.url.p = (const uint8_t *)url;
-	r.u.reg_ok.url.len = strlen(url);
-	session_send(s, &r);
-	smet_tunnel_up(px, resumed, url);
-	/* only now does the client know the tunnel: visitors that waited
-	 * for it (lease grace) may go on */
-	proxy_serve_waiting(px);
+	regslots_flush(s);
 }
 
 static void
@@ -692,6 +996,7 @@ session_start(struct server *srv, int fd, SSL *ssl, const struct sockaddr *sa)
 	s->started_ms = mtime_ms();
 	s->tls = ssl != NULL;
 	LIST_INIT(&s->proxies);
+	TAILQ_INIT(&s->regslots);
 	net_addr_str(sa, s->peer, sizeof(s->peer));
 	if (ssl && tls_peer_subject(ssl, s->subject, sizeof(s->subject)) < 0)
 		s->subject[0] = '\0';
@@ -1308,6 +1613,28 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		log_error("%s", err);
 		goto fail;
 	}
+	if (cf->cluster[0]) {
+		struct cluster_hooks ch = { cluster_on_up, NULL,
+			cluster_on_beat, srv };
+		char node[64];
+		if (cf->node_id[0])
+			snprintf(node, sizeof(node), "%s", cf->node_id);
+		else if (cf->node_addr[0])
+			snprintf(node, sizeof(node), "%.63s", cf->node_addr);
+		else {
+			char hostn[48] = "node";
+			gethostname(hostn, sizeof(hostn) - 1);
+			snprintf(node, sizeof(node), "%.40s:%u", hostn,
+			    net_local_port(fd));
+		}
+		if ((srv->cl = cluster_new(srv->base, cf->cluster, node,
+		    cf->node_addr, &ch, err, sizeof(err))) == NULL) {
+			log_error("--cluster: %s", err);
+			goto fail;
+		}
+		log_info("cluster node %s: state in %s", node,
+		    cf->cluster[0] ? "Redis" : "");
+	}
 	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",
 	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
 	    cf->start_port, cf->end_port, cf->bind_addr[0] ? " on " : "",
@@ -1362,6 +1689,8 @@ server_free(struct server *srv)
 		session_close(s, MG_ECLOSED);
 	while ((px = LIST_FIRST(&srv->reg.all)) != NULL)
 		proxy_free(px);
+	cluster_free(srv->cl); /* the claims still due end with it */
+	srv->cl = NULL;
 	proxy_ppwait_stop(srv);
 	registry_free(&srv->reg);
 	admin_stop(srv);

@@ -135,6 +135,8 @@ struct proxy {
 	char health_reason[201];
 	int64_t health_since_unix_ms;
 	uint64_t health_changes;
+	/* a cluster's route (the public side): its claim's epoch, 0 none */
+	uint64_t cl_epoch;
 	uint64_t http_lat_sum_us, http_lat_n; /* for the API's average */
 	int64_t created_unix_ms;
 	/* UDP proxies (udp.c) */
@@ -184,6 +186,10 @@ struct session {
 	struct met_series *m_info, *m_bytes[2];
 	int64_t connected_unix_ms;
 	int replaced, kicked;         /* how it ends, for its event */
+	/* answers to registrations, in order: one may wait for the
+	 * cluster's claim while later ones are ready */
+	TAILQ_HEAD(, regslot) regslots;
+	uint64_t regslot_seq;
 };
 TAILQ_HEAD(session_list, session);
 
@@ -222,6 +228,7 @@ struct server {
 	unsigned nauthed;
 	uint64_t next_session_id;
 	uint64_t started_ms;
+	struct cluster *cl;           /* NULL: not in a cluster */
 	uint64_t drain_deadline_ms;
 	uint64_t handover_deadline_ms; /* clients move until then */
 	int handover_over;            /* public listeners closed */
@@ -262,6 +269,11 @@ void proxy_free(struct proxy *px);
  * px's client; fd is reset when there is none. */
 void proxy_open_stream(struct proxy *px, int fd,
     const struct sockaddr *peer);
+/* proxy_route_key: the cluster route of px's public side
+ * ("mgrok:route:tcp:20000", "...:host:shop.example.com") into buf; 0, or
+ * -1 when it has none (a group member: its group's) */
+int proxy_route_key(const struct proxy *px, char *buf, size_t cap);
+
 /* proxy_side_misfit: may the policy pol hold a public side of this type,
  * port or host? NULL, or buf naming the rule */
 const char *proxy_side_misfit(struct server *srv, const struct conf_policy *pol,
