@@ -15,6 +15,7 @@
 #include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "server/admin.h"
+#include "server/cluster.h"
 #include "server/group.h"
 #include "server/server.h"
 #include "server/server_int.h"
@@ -188,6 +189,11 @@ h_metrics(struct evhttp_request *req, void *arg)
 	struct admin *a = arg;
 	struct evbuffer *b = evbuffer_new();
 
+	if (a->srv->cl != NULL) {
+		struct cluster_stats st;
+		cluster_stats(a->srv->cl, &st);
+		smet_cluster(a->srv, &st);
+	}
 	metrics_prometheus(a->srv->m.reg, b);
 	web_reply_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
 	evbuffer_free(b);
@@ -247,17 +253,36 @@ h_info(struct evhttp_request *req, void *arg)
 
 	memset(&rs, 0, sizeof(rs));
 	smet_reloads(srv, &rs.reloads, &rs.failures);
-	web_reply_json(req, 200, json_pack("{s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:I,"
-	    "s:I,s:{s:I,s:I,s:b,s:I,s:o}}", "version", MGROK_VERSION,
-	    "started_ms", (json_int_t)started, "uptime_s",
-	    (json_int_t)(up_ms / 1000), "addr", addr, "domain",
-	    cf->domain, "http_addr", cf->http_addr, "https_addr",
-	    cf->https_addr, "sessions", (json_int_t)srv->nauthed, "tunnels",
-	    (json_int_t)srv->reg.count, "reload", "count",
-	    (json_int_t)rs.reloads, "failures", (json_int_t)rs.failures, "ok",
-	    rs.reloads == 0 || srv->reload_ok, "time_ms",
-	    (json_int_t)srv->reload_time * 1000, "error",
-	    jtext(srv->reload_err)));
+	{
+		json_t *j, *cl = json_null();
+		if (srv->cl != NULL) {
+			struct cluster_stats st;
+			cluster_stats(srv->cl, &st);
+			cl = json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I}", "node",
+			    cluster_node(srv->cl), "up", st.up, "claims_ok",
+			    (json_int_t)st.claims_ok, "claims_conflict",
+			    (json_int_t)st.claims_conflict, "claims_failed",
+			    (json_int_t)st.claims_failed, "routes_lost",
+			    (json_int_t)st.refresh_lost, "redis_rtt_us",
+			    (json_int_t)st.rtt_us);
+		}
+		j = json_pack("{s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:I,"
+		    "s:I,s:{s:I,s:I,s:b,s:I,s:o}}", "version", MGROK_VERSION,
+		    "started_ms", (json_int_t)started, "uptime_s",
+		    (json_int_t)(up_ms / 1000), "addr", addr, "domain",
+		    cf->domain, "http_addr", cf->http_addr, "https_addr",
+		    cf->https_addr, "sessions", (json_int_t)srv->nauthed,
+		    "tunnels", (json_int_t)srv->reg.count, "reload", "count",
+		    (json_int_t)rs.reloads, "failures", (json_int_t)rs.failures,
+		    "ok", rs.reloads == 0 || srv->reload_ok, "time_ms",
+		    (json_int_t)srv->reload_time * 1000, "error",
+		    jtext(srv->reload_err));
+		if (j != NULL)
+			json_object_set_new(j, "cluster", cl);
+		else
+			json_decref(cl);
+		web_reply_json(req, 200, j);
+	}
 }
 
 static void

@@ -11,6 +11,7 @@
 #include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "server/server_int.h"
+#include "server/cluster.h"
 #include "server/smet.h"
 #include "util/log.h"
 #include "util/mtime.h"
@@ -131,6 +132,28 @@ smet_init(struct server *srv)
 	m->group_retries = met_at0(met_counter(m->reg,
 	    "mgrok_group_retries_total", "Refused visitors tried again on "
 	    "another member of their group", NULL));
+	if (srv->cf->cluster[0]) {
+		struct met_family *cf = met_counter(m->reg,
+		    "mgrok_cluster_route_claims_total", "Route claims in the "
+		    "cluster's store, by result", "result");
+		m->cl_claims[0] = met_at1(cf, "ok");
+		m->cl_claims[1] = met_at1(cf, "conflict");
+		m->cl_claims[2] = met_at1(cf, "failed");
+		m->cl_lost = met_at0(met_counter(m->reg,
+		    "mgrok_cluster_routes_lost_total", "Routes another node "
+		    "took over (a refresh refused by its epoch)", NULL));
+		m->cl_cmds = met_at0(met_counter(m->reg,
+		    "mgrok_cluster_redis_commands_total", "Commands answered "
+		    "by the cluster's Redis", NULL));
+		m->cl_errors = met_at0(met_counter(m->reg,
+		    "mgrok_cluster_redis_errors_total", "Redis commands failed "
+		    "(an error, a timeout, a lost connection)", NULL));
+		m->cl_up = met_at0(met_gauge(m->reg, "mgrok_cluster_redis_up",
+		    "1 when the cluster's Redis is reachable", NULL));
+		m->cl_rtt = met_at0(met_gauge(m->reg,
+		    "mgrok_cluster_redis_rtt_microseconds", "Smoothed round "
+		    "trip of Redis commands", NULL));
+	}
 	m->f_reg_refused = met_counter(m->reg,
 	    "mgrok_registrations_refused_total",
 	    "Tunnel registrations refused (RegisterErr), by code", "code");
@@ -540,6 +563,26 @@ smet_health(struct proxy *px, int was)
 	evfeed_emit(m->feed, "tunnel_health", json_pack("{s:I,s:o,s:s,s:o}",
 	    "tunnel", (json_int_t)px->id, "name", jtext(px->name), "state",
 	    px->health > 0 ? "up" : "down", "reason", jtext(px->health_reason)));
+}
+
+void
+smet_cluster(struct server *srv, const struct cluster_stats *st)
+{
+	struct smet *m = &srv->m;
+	struct met_series *c[6] = { m->cl_claims[0], m->cl_claims[1],
+		m->cl_claims[2], m->cl_lost, m->cl_cmds, m->cl_errors };
+	uint64_t v[6] = { st->claims_ok, st->claims_conflict,
+		st->claims_failed, st->refresh_lost, st->commands, st->errors };
+
+	if (m->cl_up == NULL)
+		return;
+	for (int i = 0; i < 6; i++) {
+		if (v[i] > m->cl_seen[i])
+			met_add(c[i], v[i] - m->cl_seen[i]);
+		m->cl_seen[i] = v[i];
+	}
+	met_set(m->cl_up, st->up);
+	met_set(m->cl_rtt, (int64_t)st->rtt_us);
 }
 
 void

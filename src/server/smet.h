@@ -77,6 +77,10 @@ struct smet {
 	/* groups and health */
 	struct met_series *health_reports[2]; /* down, up */
 	struct met_series *tunnels_down, *ejections, *group_retries;
+	/* the cluster's figures (smet_cluster), and the totals last seen */
+	struct met_series *cl_up, *cl_claims[3], *cl_lost, *cl_cmds,
+	    *cl_errors, *cl_rtt;
+	uint64_t cl_seen[6];
 	/* visitor_refused events: the last one's time (monotonic ms) and
 	 * the refusals since, per reason */
 	uint64_t ref_ev_ms[SMET_REF_COUNT], ref_ev_skipped[SMET_REF_COUNT];
@@ -214,5 +218,11 @@ void smet_health_gone(struct server *srv, int was);
 void smet_member_ejected(struct proxy *px);
 /* smet_group_retry: a refused visitor was tried again on another member */
 void smet_group_retry(struct server *srv);
+
+/* smet_cluster: the cluster's figures as cluster_stats read them now
+ * (claims ok/conflict/failed, routes lost, Redis commands, errors, round
+ * trip, up), into mgrok_cluster_*; called before each scrape */
+struct cluster_stats;
+void smet_cluster(struct server *srv, const struct cluster_stats *st);
 
 #endif

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from helpers import HOST, pick_port_range, wait_for
+from test_admin import admin_port, api, metric, parse_metrics, scrape
 from test_rstore import REDIS, Redis
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
@@ -37,7 +38,7 @@ def node(mg, redis, addr, base, http_port, name):
     srv = mg.server(start_port=base, n_ports=10, extra=[
         "--bind-addr", addr, "--http-addr", "%s:%d" % (addr, http_port), "--domain", DOMAIN,
         "--cluster", "redis://127.0.0.1:%d/0" % redis.port, "--node-id", name,
-        "--lease-grace", "1"])
+        "--lease-grace", "1", "--admin-addr", "127.0.0.1:0"])
     assert wait_for(lambda: "cluster: the store is up (node %s)" % name in srv.stderr(), 10), \
         srv.log()
     return srv
@@ -78,6 +79,19 @@ def test_one_owner_per_route_and_the_conflict_named(mg):
                     == b":0\r\n", 10)
     t3 = mg.tcp_client(svc.port, n2, remote_port=base + 3, extra=["--inspect-addr", "off"])
     assert mg.wait_forward(t3)[0][2] == base + 3
+    # the figures: each node's claims by result, Redis up, in /metrics
+    # and /api/v1/info
+    conflicts = 0
+    for n, name in ((n1, "n1"), (n2, "n2")):
+        port = admin_port(n)
+        m = parse_metrics(scrape(port))
+        assert metric(m, "mgrok_cluster_redis_up") == 1
+        assert metric(m, "mgrok_cluster_route_claims_total", result="ok") >= 1
+        assert metric(m, "mgrok_cluster_redis_commands_total") > 0
+        conflicts += metric(m, "mgrok_cluster_route_claims_total", result="conflict")
+        st, info, _ = api(port, "/api/v1/info")
+        assert st == 200 and info["cluster"]["node"] == name and info["cluster"]["up"], info
+    assert conflicts == 2, conflicts
 
 
 def test_redis_down_then_back_and_restarted_empty(mg):
