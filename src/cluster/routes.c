@@ -23,11 +23,11 @@
  */
 const char routes_lua_claim[] =
     "local cur = redis.call('HMGET', KEYS[1], 'node', 'session', 'epoch')\n"
-    "if cur[1] and not (cur[1] == ARGV[1] and cur[2] == ARGV[2]) then\n"
+    "if cur[1] and cur[2] ~= ARGV[2] then\n"
     "  return {0, cur[1], cur[2] or '', tonumber(cur[3]) or 0}\n"
     "end\n"
     "local epoch = cur[3]\n"
-    "if not cur[1] or not epoch then\n"
+    "if not cur[1] or not epoch or cur[1] ~= ARGV[1] then\n"
     "  if redis.call('EXISTS', KEYS[2]) == 0 then\n"
     "    local t = redis.call('TIME')\n"
     "    redis.call('SET', KEYS[2], string.format('%d',"

@@ -31,10 +31,11 @@ enum route_kind { ROUTE_TCP = 1, ROUTE_UDP, ROUTE_HOST };
  * out; the answers as routes_*_parse read them). Register each once with
  * rstore_script_add.
  *  claim:   KEYS route, epoch counter; ARGV node, session, ttl_ms, channel.
- *           Free, or ours (same node and session): set (a new epoch from
- *           INCR for a new claim, the same for a refresh), PEXPIRE, publish
- *           "claim KEY NODE EPOCH" when new; {1, epoch}. Else
- *           {0, owner node, owner session, owner epoch}.
+ *           Free, or the same session's (from this node: a refresh, the
+ *           same epoch; from another node: the owner moved, a lease taken
+ *           over, a new epoch that fences the old node): set, PEXPIRE,
+ *           publish "claim KEY NODE EPOCH" when new; {1, epoch}. Another
+ *           session's: {0, owner node, owner session, owner epoch}.
  *  refresh: KEYS route; ARGV node, epoch, ttl_ms. Ours by node and epoch:
  *           PEXPIRE, 1; else 0.
  *  release: KEYS route; ARGV node, epoch, channel. Ours: DEL, publish

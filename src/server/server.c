@@ -235,6 +235,30 @@ struct claimwait {
 	char key[ROUTES_KEY_MAX];
 };
 
+/*
+ * The claim session of the tunnel rt: its lease owner (identity and
+ * client id), the same on every node, so an agent that fails over to
+ * another node takes its routes with it (a new epoch fences the old
+ * node); a group's is its own, on this node.
+ */
+static void
+claim_session(const struct server *srv, const struct proxy *rt, char *out,
+    size_t cap)
+{
+	uint8_t h[CRYPTO_SHA256_LEN], buf[SERVER_ID_MAX + CTRL_ID_LEN];
+	size_t il = strlen(rt->identity);
+
+	if (rt->is_group) {
+		snprintf(out, cap, "g%u.%.40s", rt->id, cluster_node(srv->cl));
+		return;
+	}
+	memcpy(buf, rt->identity, il);
+	memcpy(buf + il, rt->client_id, CTRL_ID_LEN);
+	crypto_sha256(buf, il + CTRL_ID_LEN, h);
+	snprintf(out, cap, "o%02x%02x%02x%02x%02x%02x%02x%02x", h[0], h[1],
+	    h[2], h[3], h[4], h[5], h[6], h[7]);
+}
+
 static struct session *
 session_by_id(struct server *srv, uint64_t id)
 {
@@ -297,12 +321,11 @@ claim_start(struct session *s, struct regslot *r, struct proxy *px)
 	struct proxy *rt = px->group_id && !px->is_group ?
 	    registry_get(&srv->reg, px->group_id) : px;
 	struct claimwait *w;
-	char key[ROUTES_KEY_MAX], sess[32];
+	char key[ROUTES_KEY_MAX], sess[64];
 
 	if (rt == NULL || proxy_route_key(rt, key, sizeof(key)) != 0)
 		return -1;
-	/* the holder of the route, stable while it lives */
-	snprintf(sess, sizeof(sess), "t%u", rt->id);
+	claim_session(srv, rt, sess, sizeof(sess));
 	w = xcalloc(1, sizeof(*w));
 	w->srv = srv;
 	w->sess_id = s->id;
@@ -391,7 +414,7 @@ cluster_on_up(void *arg)
 {
 	struct server *srv = arg;
 	struct proxy *px;
-	char key[ROUTES_KEY_MAX], sess[32];
+	char key[ROUTES_KEY_MAX], sess[64];
 	unsigned n = 0;
 
 	LIST_FOREACH(px, &srv->reg.all, link) {
@@ -399,7 +422,7 @@ cluster_on_up(void *arg)
 		if (px->cl_epoch == 0 || proxy_route_key(px, key,
 		    sizeof(key)) != 0)
 			continue;
-		snprintf(sess, sizeof(sess), "t%u", px->id);
+		claim_session(srv, px, sess, sizeof(sess));
 		w = xcalloc(1, sizeof(*w));
 		w->srv = srv;
 		w->route_id = px->id;

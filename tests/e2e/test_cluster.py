@@ -120,3 +120,58 @@ def test_redis_down_then_back_and_restarted_empty(mg):
     assert wait_for(lambda: redis_cmd(redis.port, "EXISTS", "mgrok:route:tcp:%d" % (base + 1))
                     == b":1\r\n", 10), n1.log()
     assert "routes asserted again" in n1.stderr()
+
+
+def test_failover_keeps_the_subdomain_and_port(mg):
+    """kill -9 of the node an agent is on: the agent fails over to the other
+    node (--server n1,n2) and claims its routes there, the same subdomain
+    and the same port: the claim's session is the agent's lease owner
+    (identity and client id), so the record moves with a new epoch instead
+    of conflicting with the dead node's until it expires."""
+    import urllib.request
+    redis = Redis(mg)
+    base = pick_port_range(10)
+    http_port = pick_port_range(1)
+    n1 = node(mg, redis, "127.0.0.2", base, http_port, "n1")
+    n2 = node(mg, redis, "127.0.0.3", base, http_port, "n2")
+    svc = mg.echo_service()
+
+    from test_groups import Web as GWeb
+    web = GWeb("W")
+    mg.services.append(web)
+    servers = "%s:%d,%s:%d" % (HOST, n1.port, HOST, n2.port)
+    h = mg._client([mg.bin, "http", "%s:%d" % (HOST, web.port), "--server", servers,
+                    "--token", mg.token, "--subdomain", "shop", "--inspect-addr", "off"],
+                   None, None)
+    t = mg._client([mg.bin, "tcp", "%s:%d" % (HOST, svc.port), "--server", servers,
+                    "--token", mg.token, "--remote-port", str(base + 4), "--inspect-addr", "off"],
+                   None, None)
+    assert wait_for(lambda: "Forwarding http://shop.%s" % DOMAIN in h.stdout(), 10), h.log()
+    assert mg.wait_forward(t)[0][2] == base + 4
+    e1 = int(redis_cmd(redis.port, "HGET", "mgrok:route:host:shop." + DOMAIN, "epoch")
+             .split(b"\r\n")[1])
+
+    def get(addr):
+        req = urllib.request.Request("http://%s:%d/x" % (addr, http_port),
+                                     headers={"Host": "shop." + DOMAIN})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read().decode()
+        except Exception as e:  # noqa: BLE001 - a refused or failed request
+            return None, str(e)
+    assert get("127.0.0.2") == (200, "W /x")
+    n1.kill9()
+    # on n2 within the back-off: the same subdomain and port
+    assert wait_for(lambda: get("127.0.0.3") == (200, "W /x"), 15), mg.logs()
+    assert wait_for(lambda: len(t.forwards()) >= 2, 15), t.log()
+    assert t.forwards()[-1][2] == base + 4
+    s = socket.create_connection(("127.0.0.3", base + 4), timeout=5)
+    s.sendall(b"moved")
+    assert s.recv(10) == b"moved"
+    s.close()
+    rec = redis_cmd(redis.port, "HGET", "mgrok:route:host:shop." + DOMAIN, "node")
+    assert b"n2" in rec, rec
+    e2 = int(redis_cmd(redis.port, "HGET", "mgrok:route:host:shop." + DOMAIN, "epoch")
+             .split(b"\r\n")[1])
+    assert e2 > e1, (e1, e2)
+    assert h.alive() and t.alive()
