@@ -838,9 +838,11 @@ cs_write_proxy_header(struct cstream *cs, int fd)
 
 /* The server name of a TLS tunnel's connection, for its record: its
  * ClientHello is usually on the stream by the time the local service
- * answered the dial (when it is not all there yet, the record has none). */
+ * answered the dial; when it is not all there yet, the tunnel's own name,
+ * which the server routed it by (SNI routing is by the exact name). */
 static void
-cs_peek_sni(struct mux_stream *st, struct inspect_conn *ic)
+cs_peek_sni(struct mux_stream *st, struct inspect_conn *ic,
+    const struct cproxy *px)
 {
 	struct evbuffer *rx = mux_stream_rx(st);
 	size_t n = evbuffer_get_length(rx);
@@ -851,6 +853,9 @@ cs_peek_sni(struct mux_stream *st, struct inspect_conn *ic)
 	if (n > 0 && http_sni_peek(evbuffer_pullup(rx, (ssize_t)n), n, sni,
 	    sizeof(sni)) == 0 && sni[0] != '\0')
 		inspect_conn_set_sni(ic, sni);
+	else if (px->spec.hostname[0] || px->assigned_host[0])
+		inspect_conn_set_sni(ic, px->spec.hostname[0] ?
+		    px->spec.hostname : px->assigned_host);
 }
 
 static void
@@ -902,7 +907,7 @@ cs_on_dialed(int fd, int err, const struct sockaddr *sa, void *arg)
 			    cs->px->spec.type == PROXY_TLS ? "tls" : "tcp",
 			    cs->remote[0] ? cs->remote : NULL);
 		if (cc->ic && cs->px->spec.type == PROXY_TLS)
-			cs_peek_sni(cs->st, cc->ic);
+			cs_peek_sni(cs->st, cc->ic, cs->px);
 		memset(&ro, 0, sizeof(ro));
 		ro.end = cs_relay_end;
 		ro.arg = cc;
