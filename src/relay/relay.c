@@ -325,6 +325,17 @@ relay_pump(struct relay *r)
 	}
 }
 
+/* a handler is done with r: end it if it ended meanwhile or is done */
+static void
+relay_unwind(struct relay *r)
+{
+	r->busy = 0;
+	if (r->dying)
+		relay_destroy(r);
+	else
+		relay_check_done(r);
+}
+
 static void
 relay_on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -333,11 +344,7 @@ relay_on_read(evutil_socket_t fd, short what, void *arg)
 	loop_note_io();
 	r->busy = 1;
 	relay_pump(r);
-	r->busy = 0;
-	if (r->dying)
-		relay_destroy(r);
-	else
-		relay_check_done(r);
+	relay_unwind(r);
 }
 
 static void
@@ -348,11 +355,7 @@ relay_on_write(evutil_socket_t fd, short what, void *arg)
 	loop_note_io();
 	r->busy = 1;
 	relay_flush(r);
-	r->busy = 0;
-	if (r->dying)
-		relay_destroy(r);
-	else
-		relay_check_done(r);
+	relay_unwind(r);
 }
 
 static void
@@ -367,11 +370,7 @@ relay_st_readable(struct mux_stream *st, void *arg)
 	}
 	r->busy = 1;
 	relay_flush(r);
-	r->busy = 0;
-	if (r->dying)
-		relay_destroy(r);
-	else
-		relay_check_done(r);
+	relay_unwind(r);
 }
 
 static void
@@ -403,11 +402,7 @@ relay_on_pace_out(evutil_socket_t fd, short what, void *arg)
 	r->paused_out = 0;
 	r->busy = 1;
 	relay_flush(r);
-	r->busy = 0;
-	if (r->dying)
-		relay_destroy(r);
-	else
-		relay_check_done(r);
+	relay_unwind(r);
 }
 
 /* The sink (the mux writing the socket directly) within the tokens. */
