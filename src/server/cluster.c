@@ -135,6 +135,12 @@ cluster_node(const struct cluster *cl)
 	return cl->node;
 }
 
+struct rstore *
+cluster_store(const struct cluster *cl)
+{
+	return cl->rs;
+}
+
 static void
 cl_on_claim(void *arg, const struct redisReply *reply, const char *err)
 {

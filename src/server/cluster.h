@@ -36,6 +36,11 @@ void cluster_free(struct cluster *cl);
 /* cluster_up: 1 when claims can be made now */
 int cluster_up(const struct cluster *cl);
 const char *cluster_node(const struct cluster *cl);
+/* cluster_store: the Redis store (cluster/rstore.h), for modules that
+ * read or write their own keys (the cluster view, counts, forwarding);
+ * owned by cl */
+struct rstore;
+struct rstore *cluster_store(const struct cluster *cl);
 
 /*
  * cluster_claim: claim key for session (an id). cb(arg, ok, epoch,
