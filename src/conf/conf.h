@@ -28,6 +28,7 @@ struct server_conf {
 				    a single server (docs/internals/cluster.md) */
 	char node_id[64];        /* this node's id in the cluster */
 	char node_addr[300];     /* where other nodes reach it (HOST:PORT) */
+	char cluster_secret[256]; /* node links' shared secret ("" none) */
 	uint16_t start_port, end_port;
 	/* tokens[i]: an accepted secret; NULL for an entry stored as a hash
 	 * (`secret_sha256:`), of which only token_sha256[i] is known */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
 
 #include "conf/conf_int.h"
 #include "conf/policy.h"
@@ -484,6 +485,50 @@ s_node_id(struct ld *L, const char *v, char *why, size_t wl)
 		return -1;
 	}
 	snprintf(L->s->node_id, sizeof(L->s->node_id), "%s", v);
+	return 0;
+}
+
+static int
+s_node_addr(struct ld *L, const char *v, char *why, size_t wl)
+{
+	char host[256];
+	uint16_t port;
+	const char *e;
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (v[0] == '\0') {
+		L->s->node_addr[0] = '\0';
+		return 0;
+	}
+	if (strlen(v) >= sizeof(L->s->node_addr) ||
+	    net_split_hostport(v, host, sizeof(host), &port, &e) != 0 ||
+	    port == 0) {
+		why_set(why, wl, "expected IP:PORT");
+		return -1;
+	}
+	if (inet_pton(AF_INET, host, &a4) != 1 &&
+	    inet_pton(AF_INET6, host, &a6) != 1) {
+		why_set(why, wl, "expected an IP address and a port (the other "
+		    "nodes connect to it as it is; no name)");
+		return -1;
+	}
+	snprintf(L->s->node_addr, sizeof(L->s->node_addr), "%s", v);
+	return 0;
+}
+
+static int
+s_cluster_secret(struct ld *L, const char *v, char *why, size_t wl)
+{
+	if (v[0] != '\0' && strlen(v) < 16) {
+		why_set(why, wl, "too short: at least 16 bytes");
+		return -1;
+	}
+	if (strlen(v) >= sizeof(L->s->cluster_secret)) {
+		why_set(why, wl, "too long: at most 255 bytes");
+		return -1;
+	}
+	snprintf(L->s->cluster_secret, sizeof(L->s->cluster_secret), "%s", v);
 	return 0;
 }
 
@@ -1202,14 +1247,17 @@ const struct conf_opt conf_opts[] = {
 	SRV("cluster", "cluster", .type = CT_FN, .fn = s_cluster,
 	    .flags = OF_SECRET, .arg = "redis://HOST:PORT/DB", .def = "off",
 	    .help = "share tunnels with the other nodes of a\ncluster, whose "
-		    "state is in this Redis\n(route claims; node links are "
-		    "not yet\nthere)"),
+		    "state is in this Redis"),
 	SRV("node-id", "node_id", .type = CT_FN, .fn = s_node_id, .arg = "ID",
 	    .def = "the node address", .help = "this node's name in the "
 					       "cluster"),
-	SRV("node-addr", "node_addr", .type = CT_BUF, .off = SOFF(node_addr),
-	    .max = 300, .arg = "HOST:PORT", .help = "where the other nodes "
-						   "reach this one"),
+	SRV("node-addr", "node_addr", .type = CT_FN, .fn = s_node_addr,
+	    .arg = "IP:PORT", .help = "where the other nodes reach this one\n"
+				      "for node links (listened on)"),
+	SRV("cluster-secret", "cluster_secret", .type = CT_FN,
+	    .fn = s_cluster_secret, .flags = OF_SECRET, .arg = "SECRET",
+	    .help = "authenticates node links (16 bytes or\nmore, the same "
+		    "on every node; without\nit no visitor is forwarded)"),
 	SRV("public-host", "public_host", .type = CT_BUF,
 	    .off = SOFF(public_host), .max = 256, .arg = "HOST",
 	    .help = "host name shown in URLs"),

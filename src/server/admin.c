@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "server/admin.h"
 #include "server/cluster.h"
+#include "server/forward.h"
 #include "server/group.h"
 #include "server/server.h"
 #include "server/server_int.h"
@@ -191,8 +192,11 @@ h_metrics(struct evhttp_request *req, void *arg)
 
 	if (a->srv->cl != NULL) {
 		struct cluster_stats st;
+		struct forward_stats fs;
 		cluster_stats(a->srv->cl, &st);
 		smet_cluster(a->srv, &st);
+		forward_stats(a->srv, &fs);
+		smet_forward(a->srv, &fs);
 	}
 	metrics_prometheus(a->srv->m.reg, b);
 	web_reply_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);

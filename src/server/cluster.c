@@ -34,6 +34,8 @@ struct pending {
 	void *arg;
 };
 
+static void cl_on_beat(evutil_socket_t fd, short what, void *arg);
+
 static void
 cl_up(void *arg)
 {
@@ -43,6 +45,9 @@ cl_up(void *arg)
 	cl->st.up = 1;
 	if (cl->h.up)
 		cl->h.up(cl->h.arg);
+	/* the node record at once, not at the next beat: the others need
+	 * its address to forward to it */
+	cl_on_beat(-1, 0, cl);
 }
 
 static void

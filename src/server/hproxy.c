@@ -25,6 +25,7 @@
 #include "proto/sthdr.h"
 #include "relay/relay.h"
 #include "server/accept.h"
+#include "server/forward.h"
 #include "server/group.h"
 #include "server/hproxy.h"
 #include "server/server_int.h"
@@ -106,6 +107,9 @@ struct hconn {
 	 * visitor; lb_sa is its own address */
 	int pp_wait, lb;
 	struct sockaddr_storage lb_sa;
+	/* another node of the cluster forwarded it here: it is never
+	 * forwarded again (hc_hand_off) */
+	int fwd_in;
 };
 
 static void hc_process(struct hconn *hc);
@@ -203,7 +207,9 @@ hc_destroy(struct hconn *hc)
 			tls_shutdown(hc->ssl);
 		SSL_free(hc->ssl);
 	}
-	if (hc->reset)
+	if (hc->fd < 0)
+		; /* handed to another node (hc_hand_off) */
+	else if (hc->reset)
 		proxy_reset_close(hc->fd);
 	else
 		close(hc->fd);
@@ -802,6 +808,32 @@ hc_retry(struct hconn *hc)
 	return !hc->dead;
 }
 
+/*
+ * The first request of a connection is for a host another node may serve
+ * (none here): the whole connection goes to the cluster's forwarding,
+ * with the bytes read so far (the head, as the tracker kept it, and what
+ * followed); hc ends without closing the socket.
+ */
+static void
+hc_hand_off(struct hconn *hc)
+{
+	struct evbuffer *pre = evbuffer_new();
+	const uint8_t *head;
+	size_t hl;
+	int fd = hc->fd;
+
+	head = http_track_head_bytes(hc->rq, &hl);
+	evbuffer_add(pre, head, hl);
+	evbuffer_add_buffer(pre, hc->in);
+	event_del(hc->rev);
+	event_del(hc->wev);
+	hc->fd = -1;
+	forward_visitor(hc->srv, FWD_HTTP, hc->req.host, 0, fd,
+	    (struct sockaddr *)&hc->peer_sa, pre);
+	evbuffer_free(pre);
+	hc_close(hc); /* (called under busy: ends as the handler unwinds) */
+}
+
 static void
 hc_on_head(struct hconn *hc)
 {
@@ -813,6 +845,18 @@ hc_on_head(struct hconn *hc)
 	hc->t_req_us = mtime_us();
 	hc->t_first_us = 0;
 	hc->retried = 0;
+	if (px == NULL && hc->nreq == 0 && !hc->fwd_in && hc->ssl == NULL &&
+	    hc->req.host[0] && forward_on(hc->srv)) {
+		hc_hand_off(hc);
+		return;
+	}
+	if (px != NULL && forward_fenced(hc->srv, px)) {
+		snprintf(detail, sizeof(detail), "%s is not served by this "
+		    "node now: it is cut off from the cluster's state.",
+		    hc->req.host);
+		hc_fail(hc, 503, detail, "Retry-After: 5\r\n");
+		return;
+	}
 	if (px == NULL) {
 		snprintf(detail, sizeof(detail), "No tunnel is serving %s.",
 		    hc->req.host[0] ? hc->req.host : "this address (no Host)");
@@ -1382,6 +1426,7 @@ struct hs_pending {
 	int fd;
 	int pp;                       /* a trusted proxy's PROXY protocol
 					 header comes first */
+	int fwd_in;                   /* forwarded by another node */
 };
 
 static void
@@ -1539,12 +1584,29 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 		rc = MG_ETIMEDOUT;
 	}
 	net_addr_str((struct sockaddr *)&p->peer, a, sizeof(a));
+	if (rc == 0 && !p->fwd_in && forward_on(srv) &&
+	    registry_by_host(&srv->reg, sni) == NULL) {
+		/* no tunnel here has this name: another node's, maybe; the
+		 * ClientHello is still in the socket */
+		int pfd = p->fd;
+		struct sockaddr_storage peer = p->peer;
+
+		p->fd = -1;
+		hs_free(p, 0);
+		forward_visitor(srv, FWD_HTTPS, sni, 0, pfd,
+		    (struct sockaddr *)&peer, NULL);
+		return;
+	}
 	if (rc == 0 && (px = sni_route(srv, sni)) != NULL) {
 		int pfd = p->fd;
 		struct sockaddr_storage peer = p->peer;
 
 		p->fd = -1;
 		hs_free(p, 0);
+		if (forward_fenced(srv, px)) {
+			proxy_reset_close(pfd);
+			return;
+		}
 		if (px->is_group || px->health < 0) {
 			struct proxy *m = px->is_group ? group_pick(px,
 			    (struct sockaddr *)&peer, sni, NULL, 0, 0) : NULL;
@@ -1608,24 +1670,15 @@ hs_on_peek(evutil_socket_t fd, short what, void *arg)
 		hs_free(p, 1);
 }
 
+/* an HTTPS connection: peek at its ClientHello (hs_on_peek) */
 static void
-hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+hs_begin(struct server *srv, int fd, const struct sockaddr *sa, int fwd_in)
 {
-	struct server *srv = arg;
 	struct hs_pending *p;
 	int feat = event_base_get_features(srv->base);
 	short et = feat & EV_FEATURE_ET ? EV_ET : 0;
 	short rdhup = feat & EV_FEATURE_EARLY_CLOSE ? EV_CLOSED : 0;
 
-	loop_note_io();
-	if (srv->cf->ntrusted && !acl_match_addr(srv->cf->trusted,
-	    srv->cf->ntrusted, sa, 0)) {
-		smet_visitor_refused(srv, NULL, SMET_REF_UNTRUSTED, sa,
-		    "not a trusted proxy");
-		proxy_reset_close(fd);
-		return;
-	}
 	if (!hproxy_room(srv) || srv->npeeks >= srv->cf->max_handshakes) {
 		if (srv->npeeks >= srv->cf->max_handshakes)
 			smet_refused(srv, SMET_REF_HANDSHAKE_CAP);
@@ -1636,10 +1689,11 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 	p = xcalloc(1, sizeof(*p));
 	p->srv = srv;
 	p->fd = fd;
-	memcpy(&p->peer, sa, (size_t)salen < sizeof(p->peer) ? (size_t)salen :
-	    sizeof(p->peer));
+	memcpy(&p->peer, sa, sa->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	p->deadline_ms = mtime_ms() + H_HEAD_TIMEOUT_S * 1000;
-	p->pp = srv->cf->ntrusted > 0;
+	p->pp = !fwd_in && srv->cf->ntrusted > 0;
+	p->fwd_in = fwd_in;
 	LIST_INSERT_HEAD(&srv->peeks, p, link);
 	srv->npeeks++;
 	/* edge-triggered: peeked bytes stay unread, so a level-triggered
@@ -1652,6 +1706,52 @@ hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
 		p->ev = evtimer_new(srv->base, hs_on_peek, p);
 	}
 	hs_wait(p);
+}
+
+static void
+hproxy_on_https_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct server *srv = arg;
+
+	loop_note_io();
+	if (srv->cf->ntrusted && !acl_match_addr(srv->cf->trusted,
+	    srv->cf->ntrusted, sa, 0)) {
+		smet_visitor_refused(srv, NULL, SMET_REF_UNTRUSTED, sa,
+		    "not a trusted proxy");
+		proxy_reset_close(fd);
+		return;
+	}
+	hs_begin(srv, fd, sa, 0);
+}
+
+void
+hproxy_inject_https(struct server *srv, struct proxy *px, int fd,
+    const struct sockaddr *sa, struct evbuffer *prefix)
+{
+	(void)px;
+	(void)prefix; /* the ClientHello is still in fd */
+	hs_begin(srv, fd, sa, 1);
+}
+
+void
+hproxy_inject_http(struct server *srv, struct proxy *px, int fd,
+    const struct sockaddr *sa, struct evbuffer *prefix)
+{
+	struct hconn *hc;
+
+	(void)px;
+	if (!hproxy_room(srv)) {
+		close(fd);
+		return;
+	}
+	net_sock_tune(fd);
+	hc = hc_start(srv, fd, NULL, sa);
+	hc->fwd_in = 1;
+	if (prefix != NULL && evbuffer_get_length(prefix) > 0) {
+		evbuffer_add_buffer(hc->in, prefix);
+		event_active(hc->rev, EV_READ, 1);
+	}
 }
 
 static struct evconnlistener *

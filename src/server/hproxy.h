@@ -34,6 +34,18 @@ void hproxy_commit(struct server *srv, struct hproxy_next *n);
 void hproxy_discard(struct hproxy_next *n);
 void hproxy_stop(struct server *srv);
 
+/* hproxy_inject_http, hproxy_inject_https: fd is a public HTTP (HTTPS)
+ * connection from sa that another node of the cluster forwarded here, or
+ * that it had no other node for (forward.h's forward_inject_fn); prefix
+ * holds HTTP bytes read already (HTTPS: none, the ClientHello is still in
+ * fd). Routed by its own Host or SNI, never forwarded again. */
+struct evbuffer;
+struct sockaddr;
+void hproxy_inject_http(struct server *srv, struct proxy *px, int fd,
+    const struct sockaddr *sa, struct evbuffer *prefix);
+void hproxy_inject_https(struct server *srv, struct proxy *px, int fd,
+    const struct sockaddr *sa, struct evbuffer *prefix);
+
 /* hproxy_ops: the HTTP, HTTPS and TLS tunnels' part (server_int.h). */
 struct proxy_ops;
 extern const struct proxy_ops hproxy_ops;

@@ -23,6 +23,7 @@
 #include "conf/policy.h"
 #include "cluster/routes.h"
 #include "server/cluster.h"
+#include "server/forward.h"
 #include "server/group.h"
 #include "server/server_int.h"
 #include "util/crypto.h"
@@ -251,6 +252,12 @@ tcp_visitor(struct proxy *px, int fd, const struct sockaddr *sa)
 	struct pending *pd;
 	unsigned retry;
 
+	if (forward_fenced(px->srv, px)) {
+		/* cut off from the cluster's store past its claim: the port
+		 * may be another node's now */
+		proxy_reset_close(fd);
+		return;
+	}
 	if (px->is_group || px->health < 0) {
 		/* a group's member for this visitor; a tunnel whose service
 		 * is down takes none */
@@ -363,6 +370,15 @@ ppwait_on_read(evutil_socket_t fd, short what, void *arg)
 		ppwait_free(w, 0);
 		tcp_visitor(px, fd, (struct sockaddr *)&src);
 	}
+}
+
+void
+proxy_tcp_inject(struct server *srv, struct proxy *px, int fd,
+    const struct sockaddr *sa, struct evbuffer *prefix)
+{
+	(void)srv;
+	(void)prefix;
+	tcp_visitor(px, fd, sa);
 }
 
 /* stop the waits (the server ends) */
@@ -677,6 +693,8 @@ port_claim(struct server *srv, const struct ctrl_register *reg,
 		if (registry_by_port(&srv->reg, udp, port) != NULL)
 			FAIL(CODE_IN_USE, "port %u is in use by another tunnel",
 			    port);
+		/* forwarded to another node until now: the claim decides */
+		forward_take_port(srv, udp, port);
 		if ((fd = proxy_listen(srv, reg->proxy_type, port)) < 0)
 			FAIL(errno == EADDRINUSE ? CODE_IN_USE :
 			    errno == EACCES ? CODE_NOT_ALLOWED : CODE_INTERNAL,

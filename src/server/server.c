@@ -17,6 +17,7 @@
 #include "proto/ctrl.h"
 #include "cluster/routes.h"
 #include "server/cluster.h"
+#include "server/forward.h"
 #include "server/server.h"
 #include "server/accept.h"
 #include "server/hproxy.h"
@@ -229,6 +230,7 @@ regslot_ok(struct session *s, struct regslot *r, struct proxy *px)
 
 struct claimwait {
 	struct server *srv;
+	uint64_t sent_ms;             /* when the claim or refresh went out */
 	uint64_t sess_id, seq;
 	uint32_t px_id;               /* the tunnel registered */
 	uint32_t route_id;            /* the tunnel that holds the route */
@@ -270,6 +272,24 @@ session_by_id(struct server *srv, uint64_t id)
 	return NULL;
 }
 
+/* a claim or refresh that succeeded holds for a TTL from when it went
+ * out (Redis's clock may have started it a little later: the margin) */
+static uint64_t
+claim_valid_until(const struct claimwait *w)
+{
+	return w->sent_ms + CLUSTER_TTL_MS - 1000;
+}
+
+static struct claimwait *
+claimwait_new(struct server *srv)
+{
+	struct claimwait *w = xcalloc(1, sizeof(*w));
+
+	w->srv = srv;
+	w->sent_ms = mtime_ms();
+	return w;
+}
+
 static void
 claim_done(void *arg, int ok, uint64_t epoch, const char *owner,
     const char *err)
@@ -286,6 +306,7 @@ claim_done(void *arg, int ok, uint64_t epoch, const char *owner,
 		proxy_route_key(rt, key, sizeof(key));
 	if (ok && rt != NULL) {
 		rt->cl_epoch = epoch;
+		rt->cl_valid_ms = claim_valid_until(w);
 		log_debug("cluster: %s claimed, epoch %llu", key,
 		    (unsigned long long)epoch);
 	}
@@ -326,8 +347,7 @@ claim_start(struct session *s, struct regslot *r, struct proxy *px)
 	if (rt == NULL || proxy_route_key(rt, key, sizeof(key)) != 0)
 		return -1;
 	claim_session(srv, rt, sess, sizeof(sess));
-	w = xcalloc(1, sizeof(*w));
-	w->srv = srv;
+	w = claimwait_new(srv);
 	w->sess_id = s->id;
 	w->seq = r->seq;
 	w->px_id = px->id;
@@ -346,6 +366,8 @@ refresh_done(void *arg, int ours, const char *err)
 	struct claimwait *w = arg;
 	struct proxy *px = registry_get(&w->srv->reg, w->route_id);
 
+	if (err == NULL && ours && px != NULL && px->cl_epoch == w->seq)
+		px->cl_valid_ms = claim_valid_until(w);
 	if (err == NULL && !ours && px != NULL && px->cl_epoch == w->seq &&
 	    !px->is_group) {
 		char n[LOG_ESC_MAX];
@@ -368,6 +390,7 @@ cluster_on_beat(void *arg)
 	struct proxy *px;
 	char key[ROUTES_KEY_MAX];
 
+	forward_on_beat(srv);
 	if (!cluster_up(srv->cl))
 		return;
 	LIST_FOREACH(px, &srv->reg.all, link) {
@@ -375,8 +398,7 @@ cluster_on_beat(void *arg)
 		if (px->cl_epoch == 0 || proxy_route_key(px, key,
 		    sizeof(key)) != 0)
 			continue;
-		w = xcalloc(1, sizeof(*w));
-		w->srv = srv;
+		w = claimwait_new(srv);
 		w->route_id = px->id;
 		w->seq = px->cl_epoch;
 		if (cluster_refresh(srv->cl, key, px->cl_epoch, refresh_done,
@@ -392,8 +414,10 @@ reassert_done(void *arg, int ok, uint64_t epoch, const char *owner,
 	struct claimwait *w = arg;
 	struct proxy *px = registry_get(&w->srv->reg, w->route_id);
 
-	if (px != NULL && ok)
+	if (px != NULL && ok) {
 		px->cl_epoch = epoch;
+		px->cl_valid_ms = claim_valid_until(w);
+	}
 	else if (px != NULL && err == NULL && !px->is_group) {
 		char n[LOG_ESC_MAX];
 		log_warn("cluster: %s \"%s\" on %s: node %s owns its public "
@@ -407,6 +431,13 @@ reassert_done(void *arg, int ok, uint64_t epoch, const char *owner,
 	free(w);
 }
 
+static void
+cluster_on_down(void *arg, const char *why)
+{
+	(void)why;
+	forward_on_store(arg, 0);
+}
+
 /* the store is back (a reconnect, maybe a Redis restarted empty): what we
  * hold is claimed again */
 static void
@@ -417,14 +448,14 @@ cluster_on_up(void *arg)
 	char key[ROUTES_KEY_MAX], sess[64];
 	unsigned n = 0;
 
+	forward_on_store(srv, 1);
 	LIST_FOREACH(px, &srv->reg.all, link) {
 		struct claimwait *w;
 		if (px->cl_epoch == 0 || proxy_route_key(px, key,
 		    sizeof(key)) != 0)
 			continue;
 		claim_session(srv, px, sess, sizeof(sess));
-		w = xcalloc(1, sizeof(*w));
-		w->srv = srv;
+		w = claimwait_new(srv);
 		w->route_id = px->id;
 		if (cluster_claim(srv->cl, key, sess, reassert_done, w) != 0)
 			free(w);
@@ -1637,7 +1668,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		goto fail;
 	}
 	if (cf->cluster[0]) {
-		struct cluster_hooks ch = { cluster_on_up, NULL,
+		struct cluster_hooks ch = { cluster_on_up, cluster_on_down,
 			cluster_on_beat, srv };
 		char node[64];
 		if (cf->node_id[0])
@@ -1657,6 +1688,21 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		}
 		log_info("cluster node %s: state in %s", node,
 		    cf->cluster[0] ? "Redis" : "");
+		if (!cf->cluster_secret[0])
+			log_warn("cluster: no --cluster-secret: this node "
+			    "neither forwards visitors of other nodes' routes "
+			    "nor takes any");
+		else if (forward_start(srv, proxy_tcp_inject,
+		    hproxy_inject_http, hproxy_inject_https, err,
+		    sizeof(err)) != 0) {
+			log_error("cluster: %s", err);
+			goto fail;
+		} else if (cf->node_addr[0])
+			log_info("cluster: node links on %s", cf->node_addr);
+		else
+			log_warn("cluster: no --node-addr: this node forwards "
+			    "visitors to the others but takes none (its "
+			    "routes are reached only through it)");
 	}
 	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",
 	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),
@@ -1712,6 +1758,7 @@ server_free(struct server *srv)
 		session_close(s, MG_ECLOSED);
 	while ((px = LIST_FIRST(&srv->reg.all)) != NULL)
 		proxy_free(px);
+	forward_stop(srv);
 	cluster_free(srv->cl); /* the claims still due end with it */
 	srv->cl = NULL;
 	proxy_ppwait_stop(srv);

@@ -135,8 +135,11 @@ struct proxy {
 	char health_reason[201];
 	int64_t health_since_unix_ms;
 	uint64_t health_changes;
-	/* a cluster's route (the public side): its claim's epoch, 0 none */
+	/* a cluster's route (the public side): its claim's epoch, 0 none,
+	 * and until when (monotonic ms) the claim is surely still ours: a
+	 * TTL after the last claim or refresh went out, less a margin */
 	uint64_t cl_epoch;
+	uint64_t cl_valid_ms;
 	uint64_t http_lat_sum_us, http_lat_n; /* for the API's average */
 	int64_t created_unix_ms;
 	/* UDP proxies (udp.c) */
@@ -229,6 +232,7 @@ struct server {
 	uint64_t next_session_id;
 	uint64_t started_ms;
 	struct cluster *cl;           /* NULL: not in a cluster */
+	struct forward *fwd;          /* node links and forwarding (forward.c) */
 	uint64_t drain_deadline_ms;
 	uint64_t handover_deadline_ms; /* clients move until then */
 	int handover_over;            /* public listeners closed */
@@ -340,6 +344,13 @@ struct mux_stream *proxy_stream_open_info(struct proxy *px,
 void proxy_open_stream_info(struct proxy *px, int fd,
     const struct sockaddr *peer, const struct stream_info *si);
 const char *proxy_url(const struct proxy *px, char *buf, size_t cap);
+
+/* proxy_tcp_inject: fd is a visitor of px (a TCP tunnel or group) from
+ * sa, as if accepted on its port (a visitor another node forwarded,
+ * forward.h); prefix must be NULL */
+struct evbuffer;
+void proxy_tcp_inject(struct server *srv, struct proxy *px, int fd,
+    const struct sockaddr *sa, struct evbuffer *prefix);
 
 /* udp.c */
 extern const struct proxy_ops udp_proxy_ops;

@@ -12,6 +12,7 @@
 #include "metrics/metrics.h"
 #include "server/server_int.h"
 #include "server/cluster.h"
+#include "server/forward.h"
 #include "server/smet.h"
 #include "util/log.h"
 #include "util/mtime.h"
@@ -153,6 +154,34 @@ smet_init(struct server *srv)
 		m->cl_rtt = met_at0(met_gauge(m->reg,
 		    "mgrok_cluster_redis_rtt_microseconds", "Smoothed round "
 		    "trip of Redis commands", NULL));
+		cf = met_counter(m->reg,
+		    "mgrok_cluster_forwarded_connections_total", "Visitors "
+		    "forwarded to the node that owns their route (out) or "
+		    "taken from another node (in)", "direction");
+		m->fw_conns[0] = met_at1(cf, "out");
+		m->fw_conns[1] = met_at1(cf, "in");
+		cf = met_counter(m->reg, "mgrok_cluster_forwarded_bytes_total",
+		    "Bytes of visitors forwarded to other nodes, from the "
+		    "visitors (in) and to them (out)", "direction");
+		m->fw_bytes[0] = met_at1(cf, "in");
+		m->fw_bytes[1] = met_at1(cf, "out");
+		m->fw_lookups = met_at0(met_counter(m->reg,
+		    "mgrok_cluster_route_lookups_total", "Route lookups in "
+		    "Redis (a visitor of a route not cached, or cached over "
+		    "2 s ago)", NULL));
+		m->fw_hits = met_at0(met_counter(m->reg,
+		    "mgrok_cluster_route_cache_hits_total", "Visitors of "
+		    "another node's route served from the cache: no Redis "
+		    "command", NULL));
+		m->fw_refused = met_at0(met_counter(m->reg,
+		    "mgrok_cluster_forward_refused_total", "Forwarded visitors "
+		    "refused: no owner, a stale epoch, a fenced route, a "
+		    "node link down", NULL));
+		m->fw_links = met_at0(met_gauge(m->reg,
+		    "mgrok_cluster_node_links", "Node links up", NULL));
+		m->fw_ports = met_at0(met_gauge(m->reg,
+		    "mgrok_cluster_forwarded_ports", "TCP ports listened on "
+		    "for other nodes' tunnels", NULL));
 	}
 	m->f_reg_refused = met_counter(m->reg,
 	    "mgrok_registrations_refused_total",
@@ -583,6 +612,26 @@ smet_cluster(struct server *srv, const struct cluster_stats *st)
 	}
 	met_set(m->cl_up, st->up);
 	met_set(m->cl_rtt, (int64_t)st->rtt_us);
+}
+
+void
+smet_forward(struct server *srv, const struct forward_stats *st)
+{
+	struct smet *m = &srv->m;
+	struct met_series *c[5] = { m->fw_conns[0], m->fw_conns[1],
+		m->fw_lookups, m->fw_hits, m->fw_refused };
+	uint64_t v[5] = { st->out_conns, st->in_conns, st->lookups,
+		st->cache_hits, st->refused };
+
+	if (m->fw_links == NULL)
+		return;
+	for (int i = 0; i < 5; i++) {
+		if (v[i] > m->fw_seen[i])
+			met_add(c[i], v[i] - m->fw_seen[i]);
+		m->fw_seen[i] = v[i];
+	}
+	met_set(m->fw_links, st->links);
+	met_set(m->fw_ports, st->ports);
 }
 
 void

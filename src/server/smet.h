@@ -81,6 +81,10 @@ struct smet {
 	struct met_series *cl_up, *cl_claims[3], *cl_lost, *cl_cmds,
 	    *cl_errors, *cl_rtt;
 	uint64_t cl_seen[6];
+	/* forwarding between nodes (smet_forward), and the totals seen */
+	struct met_series *fw_conns[2], *fw_bytes[2], *fw_lookups, *fw_hits,
+	    *fw_refused, *fw_links, *fw_ports;
+	uint64_t fw_seen[5];
 	/* visitor_refused events: the last one's time (monotonic ms) and
 	 * the refusals since, per reason */
 	uint64_t ref_ev_ms[SMET_REF_COUNT], ref_ev_skipped[SMET_REF_COUNT];
@@ -224,5 +228,9 @@ void smet_group_retry(struct server *srv);
  * trip, up), into mgrok_cluster_*; called before each scrape */
 struct cluster_stats;
 void smet_cluster(struct server *srv, const struct cluster_stats *st);
+/* smet_forward: forwarding's figures (forward.h) into mgrok_cluster_*;
+ * called before each scrape */
+struct forward_stats;
+void smet_forward(struct server *srv, const struct forward_stats *st);
 
 #endif

@@ -1,0 +1,956 @@
+/* forward.c: see forward.h and docs/internals/cluster.md. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <hiredis/hiredis.h>
+
+#include "cluster/nodelink.h"
+#include "cluster/routes.h"
+#include "cluster/rstore.h"
+#include "metrics/metrics.h"
+#include "mux/mux.h"
+#include "relay/relay.h"
+#include "server/accept.h"
+#include "server/cluster.h"
+#include "server/forward.h"
+#include "server/registry.h"
+#include "server/server_int.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/mtime.h"
+#include "util/net.h"
+#include "util/strmap.h"
+#include "util/xmalloc.h"
+
+#define HDR_VERSION 1
+#define SCAN_ROUNDS 64     /* SCAN calls per sweep, at most */
+#define CACHE_KEEP_MS 30000 /* an entry unused this long is dropped */
+
+/*
+ * The lookup: a route's owner, epoch and the owner's node-link address in
+ * one round trip. KEYS route; ARGV the node key prefix. {} when nobody
+ * owns it; {node, epoch, addr or "-"}.
+ */
+static const char lua_lookup[] =
+    "local r = redis.call('HMGET', KEYS[1], 'node', 'epoch')\n"
+    "if not r[1] then return {} end\n"
+    "local a = redis.call('HGET', ARGV[1] .. r[1], 'addr')\n"
+    "return {r[1], r[2], a or '-'}\n";
+
+enum rstate { R_EMPTY, R_LOOKUP, R_READY };
+
+struct fvisitor;
+TAILQ_HEAD(fvisitor_list, fvisitor);
+
+/* a cached route lookup */
+struct rentry {
+	TAILQ_ENTRY(rentry) link;     /* f->entries */
+	enum rstate state;
+	int owned;                    /* READY: a node owns it */
+	char node[ROUTES_ID_MAX + 1];
+	char addr[300];
+	uint64_t epoch;
+	uint64_t until_ms;            /* fresh until then */
+	uint64_t used_ms;
+	int stale;                    /* the channel said it moved */
+	struct fvisitor_list wait;
+	char key[ROUTES_KEY_MAX];
+};
+
+/* a visitor on its way to another node */
+struct fvisitor {
+	TAILQ_ENTRY(fvisitor) link;
+	struct forward *f;
+	enum fwd_kind kind;
+	int fd;
+	uint16_t port;
+	struct sockaddr_storage peer;
+	struct evbuffer *prefix;      /* NULL: none */
+	char host[256];
+};
+
+/* a listener on a TCP port another node's tunnel owns */
+struct fport {
+	LIST_ENTRY(fport) link;
+	struct forward *f;
+	struct evconnlistener *lst;
+	uint16_t port;
+	int seen;                     /* in the last sweep */
+};
+
+struct forward {
+	struct server *srv;
+	struct nodelink_set *links;
+	const struct rstore_script *s_lookup;
+	forward_inject_fn inject[FWD_HTTPS + 1];
+	struct strmap map;            /* route key -> rentry */
+	TAILQ_HEAD(, rentry) entries;
+	unsigned nentries;
+	LIST_HEAD(, fport) ports;
+	unsigned nports;
+	unsigned waiting;
+	unsigned pending;             /* store answers still due: after
+					 forward_stop the last one frees f */
+	int scanning;
+	int closing;
+	unsigned fenced;              /* routes fenced at the last beat */
+	struct forward_stats st;
+};
+
+/* ---- helpers ---- */
+
+static struct forward *
+fwd(const struct server *srv)
+{
+	return srv->fwd;
+}
+
+int
+forward_on(const struct server *srv)
+{
+	return srv->fwd != NULL && !srv->fwd->closing;
+}
+
+static void
+visitor_free(struct fvisitor *v, int reset)
+{
+	if (v->fd >= 0) {
+		if (reset)
+			proxy_reset_close(v->fd);
+		else
+			close(v->fd);
+	}
+	if (v->prefix)
+		evbuffer_free(v->prefix);
+	v->f->waiting--;
+	free(v);
+}
+
+/* nobody else has it: this node's own front answers (HTTP(S): a 404
+ * page), or a reset (TCP) */
+static void
+visitor_local(struct fvisitor *v)
+{
+	struct forward *f = v->f;
+
+	if (!f->closing && (v->kind == FWD_HTTP || v->kind == FWD_HTTPS) &&
+	    f->inject[v->kind] != NULL) {
+		int fd = v->fd;
+		v->fd = -1;
+		f->inject[v->kind](f->srv, NULL, fd,
+		    (struct sockaddr *)&v->peer, v->prefix);
+	}
+	f->st.refused += v->kind == FWD_TCP;
+	visitor_free(v, 1);
+}
+
+static size_t
+hdr_build(const struct fvisitor *v, uint64_t epoch, uint8_t *b)
+{
+	size_t n = 0, hl = strlen(v->host);
+
+	b[n++] = HDR_VERSION;
+	b[n++] = (uint8_t)v->kind;
+	for (int i = 7; i >= 0; i--)
+		b[n++] = (uint8_t)(epoch >> (8 * i));
+	b[n++] = (uint8_t)(v->port >> 8);
+	b[n++] = (uint8_t)v->port;
+	if (v->peer.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)&v->peer;
+		b[n++] = 6;
+		memcpy(b + n, &s6->sin6_addr, 16);
+		n += 16;
+		memcpy(b + n, &s6->sin6_port, 2);
+	} else {
+		const struct sockaddr_in *s4 = (const void *)&v->peer;
+		b[n++] = 4;
+		memcpy(b + n, &s4->sin_addr, 4);
+		n += 4;
+		memcpy(b + n, &s4->sin_port, 2);
+	}
+	n += 2;
+	b[n++] = (uint8_t)hl;
+	memcpy(b + n, v->host, hl);
+	return n + hl;
+}
+
+/* ---- the forwarder's side ---- */
+
+static void
+on_open(void *arg, struct mux_stream *st, const char *err)
+{
+	struct fvisitor *v = arg;
+	struct forward *f = v->f;
+	struct relay_opts o;
+	int fd;
+
+	if (st == NULL) {
+		char e[LOG_ESC_MAX];
+		log_info("cluster: a visitor of %s could not be forwarded: %s",
+		    v->kind == FWD_TCP ? "a TCP port" : v->host,
+		    log_esc(err, strlen(err), e, sizeof(e)));
+		f->st.refused++;
+		visitor_free(v, 1);
+		return;
+	}
+	if (f->closing) {
+		mux_stream_abort(st);
+		visitor_free(v, 1);
+		return;
+	}
+	if (v->prefix) {
+		size_t len;
+		/* read from the visitor already: counted like the rest */
+		met_add(f->srv->m.fw_bytes[0], evbuffer_get_length(v->prefix));
+		while ((len = evbuffer_get_contiguous_space(v->prefix)) > 0) {
+			mux_stream_write(st, evbuffer_pullup(v->prefix,
+			    (ssize_t)len), len);
+			evbuffer_drain(v->prefix, len);
+		}
+	}
+	memset(&o, 0, sizeof(o));
+	o.flags = RELAY_RST_IF_REFUSED;
+	/* counted as they move (mgrok_cluster_forwarded_bytes_total) */
+	o.from_sock = f->srv->m.fw_bytes[0];
+	o.to_sock = f->srv->m.fw_bytes[1];
+	f->st.out_conns++;
+	fd = v->fd;
+	v->fd = -1;
+	visitor_free(v, 0);
+	relay_start(f->srv->base, fd, st, &o);
+}
+
+static void
+visitor_go(struct fvisitor *v, struct rentry *e)
+{
+	struct forward *f = v->f;
+	uint8_t hdr[64 + 256];
+
+	if (!e->owned || strcmp(e->node, cluster_node(f->srv->cl)) == 0) {
+		/* nobody, or this node (its tunnel is gone) */
+		visitor_local(v);
+		return;
+	}
+	nodelink_open(f->links, e->node, e->addr, hdr, hdr_build(v, e->epoch,
+	    hdr), on_open, v);
+}
+
+static void entry_lookup(struct forward *f, struct rentry *e);
+
+static struct rentry *
+entry_get(struct forward *f, const char *key)
+{
+	struct rentry *e = strmap_get(&f->map, key);
+
+	if (e != NULL)
+		return e;
+	e = xcalloc(1, sizeof(*e));
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	TAILQ_INIT(&e->wait);
+	TAILQ_INSERT_TAIL(&f->entries, e, link);
+	strmap_put(&f->map, e->key, e);
+	f->nentries++;
+	return e;
+}
+
+static void
+entry_free(struct forward *f, struct rentry *e)
+{
+	strmap_del(&f->map, e->key);
+	TAILQ_REMOVE(&f->entries, e, link);
+	f->nentries--;
+	free(e);
+}
+
+/* the answer: serve whoever waited */
+static void
+entry_answered(struct forward *f, struct rentry *e, int ok)
+{
+	struct fvisitor *v;
+
+	while ((v = TAILQ_FIRST(&e->wait)) != NULL) {
+		TAILQ_REMOVE(&e->wait, v, link);
+		if (ok)
+			visitor_go(v, e);
+		else
+			visitor_local(v); /* nothing known at all */
+	}
+}
+
+/* one store answer less; the last one after forward_stop frees f */
+static void
+pending_done(struct forward *f)
+{
+	if (--f->pending == 0 && f->closing) {
+		strmap_free(&f->map);
+		free(f);
+	}
+}
+
+struct lookup {
+	struct forward *f;
+	struct rentry *e;
+};
+
+static void
+on_lookup(void *arg, const struct redisReply *r, const char *err)
+{
+	struct lookup *lk = arg;
+	struct forward *f = lk->f;
+	struct rentry *e = lk->e;
+	int ok = 0;
+
+	free(lk);
+	if (f->closing) {
+		/* forward_stop left the entry (and f) for this answer */
+		entry_answered(f, e, 0);
+		entry_free(f, e);
+		pending_done(f);
+		return;
+	}
+	f->pending--;
+	if (err == NULL && r != NULL && r->type == REDIS_REPLY_ARRAY &&
+	    r->elements == 0) {
+		e->owned = 0;
+		ok = 1;
+	} else if (err == NULL && r != NULL && r->type == REDIS_REPLY_ARRAY &&
+	    r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[1]->type == REDIS_REPLY_STRING &&
+	    r->element[2]->type == REDIS_REPLY_STRING &&
+	    routes_id_ok(r->element[0]->str)) {
+		e->owned = 1;
+		snprintf(e->node, sizeof(e->node), "%s", r->element[0]->str);
+		e->epoch = strtoull(r->element[1]->str, NULL, 10);
+		snprintf(e->addr, sizeof(e->addr), "%s", r->element[2]->str);
+		ok = 1;
+	}
+	if (ok) {
+		e->state = R_READY;
+		e->stale = 0;
+		e->until_ms = mtime_ms() + FWD_CACHE_MS;
+	} else {
+		/* the store's trouble: what was known still serves (a Redis
+		 * outage keeps the routes cached working) */
+		log_info("cluster: looking up %s: %s", e->key, err ? err :
+		    "an answer of another shape");
+		ok = e->owned || e->node[0];
+		e->state = ok ? R_READY : R_EMPTY;
+	}
+	entry_answered(f, e, ok);
+}
+
+static void
+entry_lookup(struct forward *f, struct rentry *e)
+{
+	struct lookup *lk;
+	const char *argv[2] = { e->key, ROUTES_NODE_PREFIX };
+	size_t len[2] = { strlen(e->key), strlen(ROUTES_NODE_PREFIX) };
+	struct rstore *rs = cluster_store(f->srv->cl);
+
+	lk = xcalloc(1, sizeof(*lk));
+	lk->f = f;
+	lk->e = e;
+	e->state = R_LOOKUP;
+	if (rstore_eval(rs, f->s_lookup, on_lookup, lk, 1, 2, argv, len) !=
+	    0) {
+		/* the store is down: the cache as it is */
+		int known = e->owned || e->node[0];
+		free(lk);
+		e->state = known ? R_READY : R_EMPTY;
+		entry_answered(f, e, known);
+		return;
+	}
+	f->pending++;
+	f->st.lookups++;
+}
+
+void
+forward_visitor(struct server *srv, enum fwd_kind kind, const char *host,
+    uint16_t port, int fd, const struct sockaddr *peer,
+    struct evbuffer *prefix)
+{
+	struct forward *f = fwd(srv);
+	struct fvisitor *v;
+	struct rentry *e;
+	char key[ROUTES_KEY_MAX], name[256];
+	uint64_t now = mtime_ms();
+
+	v = xcalloc(1, sizeof(*v));
+	v->f = f;
+	v->kind = kind;
+	v->fd = fd;
+	v->port = port;
+	memcpy(&v->peer, peer, peer->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	f->waiting++;
+	if (prefix != NULL && evbuffer_get_length(prefix) > 0) {
+		v->prefix = evbuffer_new();
+		evbuffer_add_buffer(v->prefix, prefix);
+	}
+	if (kind == FWD_TCP || kind == FWD_UDP)
+		snprintf(name, sizeof(name), "%u", port);
+	else {
+		size_t i;
+		for (i = 0; host[i] && i < sizeof(v->host) - 1; i++)
+			v->host[i] = (char)tolower((unsigned char)host[i]);
+		v->host[i] = '\0';
+		snprintf(name, sizeof(name), "%s", v->host);
+	}
+	if (f->waiting > FWD_MAX_WAIT || routes_key(kind == FWD_TCP ?
+	    ROUTE_TCP : kind == FWD_UDP ? ROUTE_UDP : ROUTE_HOST, name, key,
+	    sizeof(key)) < 0) {
+		visitor_local(v);
+		return;
+	}
+	e = entry_get(f, key);
+	e->used_ms = now;
+	if (e->state == R_READY && !e->stale && now < e->until_ms) {
+		f->st.cache_hits++;
+		visitor_go(v, e);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&e->wait, v, link);
+	if (e->state != R_LOOKUP)
+		entry_lookup(f, e);
+}
+
+/* ---- the owner's side ---- */
+
+/* a forwarded visitor's header: 0 and the fields, or -1 */
+static int
+hdr_parse(const uint8_t *b, size_t n, struct fvisitor *v, uint64_t *epoch)
+{
+	size_t i = 0, hl;
+
+	if (n < 2 + 8 + 2 + 1 || b[0] != HDR_VERSION)
+		return -1;
+	v->kind = b[1];
+	if (v->kind < FWD_TCP || v->kind > FWD_HTTPS)
+		return -1;
+	i = 2;
+	*epoch = 0;
+	for (int k = 0; k < 8; k++)
+		*epoch = *epoch << 8 | b[i++];
+	v->port = (uint16_t)(b[i] << 8 | b[i + 1]);
+	i += 2;
+	memset(&v->peer, 0, sizeof(v->peer));
+	if (b[i] == 4 && n >= i + 1 + 4 + 2 + 1) {
+		struct sockaddr_in *s4 = (void *)&v->peer;
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, b + i + 1, 4);
+		memcpy(&s4->sin_port, b + i + 5, 2);
+		i += 7;
+	} else if (b[i] == 6 && n >= i + 1 + 16 + 2 + 1) {
+		struct sockaddr_in6 *s6 = (void *)&v->peer;
+		s6->sin6_family = AF_INET6;
+		memcpy(&s6->sin6_addr, b + i + 1, 16);
+		memcpy(&s6->sin6_port, b + i + 17, 2);
+		i += 19;
+	} else
+		return -1;
+	hl = b[i++];
+	if (n != i + hl)
+		return -1;
+	memcpy(v->host, b + i, hl);
+	v->host[hl] = '\0';
+	for (size_t k = 0; k < hl; k++)
+		if (v->host[k] <= ' ' || v->host[k] > '~')
+			return -1;
+	return 0;
+}
+
+static void
+on_link_stream(void *arg, const char *from, struct mux_stream *st,
+    const uint8_t *hdr, size_t len)
+{
+	struct forward *f = arg;
+	struct server *srv = f->srv;
+	struct fvisitor v;
+	struct proxy *px = NULL;
+	uint64_t epoch;
+	const char *why = NULL;
+	char e[LOG_ESC_MAX], a[NET_ADDRSTR_MAX];
+	int sp[2];
+	struct relay_opts o;
+
+	memset(&v, 0, sizeof(v));
+	if (f->closing || hdr_parse(hdr, len, &v, &epoch) != 0) {
+		why = "a malformed header";
+		goto refuse;
+	}
+	if (v.kind == FWD_TCP)
+		px = registry_by_port(&srv->reg, 0, v.port);
+	else if (v.kind == FWD_HTTP || v.kind == FWD_HTTPS)
+		px = registry_by_host(&srv->reg, v.host);
+	if (px == NULL) {
+		why = "no tunnel here serves it";
+		goto refuse;
+	}
+	if (px->cl_epoch != epoch) {
+		why = "its epoch is not this node's claim";
+		goto refuse;
+	}
+	if (forward_fenced(srv, px)) {
+		why = "this node's claim is past (cut off from the store)";
+		goto refuse;
+	}
+	if (f->inject[v.kind] == NULL) {
+		why = "not forwarded for this kind";
+		goto refuse;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+	    sp) != 0) {
+		why = strerror(errno);
+		goto refuse;
+	}
+	memset(&o, 0, sizeof(o));
+	f->st.in_conns++;
+	relay_start(srv->base, sp[0], st, &o);
+	f->inject[v.kind](srv, v.kind == FWD_TCP ? px : NULL, sp[1],
+	    (struct sockaddr *)&v.peer, NULL);
+	return;
+refuse:
+	f->st.refused++;
+	log_info("cluster: a visitor forwarded by node %s for %s (from %s) "
+	    "refused: %s", from, v.kind == FWD_TCP ? "a TCP port" :
+	    log_esc(v.host, strlen(v.host), e, sizeof(e)),
+	    v.peer.ss_family ? net_addr_str((struct sockaddr *)&v.peer, a,
+	    sizeof(a)) : "?", why);
+	mux_stream_abort(st);
+}
+
+/* ---- the fence ---- */
+
+int
+forward_fenced(struct server *srv, const struct proxy *px)
+{
+	struct forward *f = fwd(srv);
+
+	if (f == NULL || px->cl_epoch == 0 || mtime_ms() <= px->cl_valid_ms)
+		return 0;
+	return nodelink_peers_reach_store(f->links, NULL) > 0;
+}
+
+/* ---- listeners on the ports other nodes own ---- */
+
+static struct fport *
+fport_find(struct forward *f, uint16_t port)
+{
+	struct fport *p;
+
+	LIST_FOREACH(p, &f->ports, link)
+		if (p->port == port)
+			return p;
+	return NULL;
+}
+
+static void
+fport_close(struct fport *p)
+{
+	LIST_REMOVE(p, link);
+	p->f->nports--;
+	evconnlistener_free(p->lst);
+	free(p);
+}
+
+static void
+fport_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct fport *p = arg;
+
+	(void)l;
+	(void)salen;
+	net_sock_tune(fd);
+	forward_visitor(p->f->srv, FWD_TCP, NULL, p->port, fd, sa, NULL);
+}
+
+static void
+fport_open(struct forward *f, uint16_t port)
+{
+	struct server *srv = f->srv;
+	struct fport *p;
+	int fd;
+
+	if (port < srv->cf->start_port || port > srv->cf->end_port ||
+	    fport_find(f, port) != NULL ||
+	    registry_by_port(&srv->reg, 0, port) != NULL)
+		return;
+	if ((fd = net_listen_tcp(srv->cf->bind_addr, port, 1024)) < 0) {
+		log_debug("cluster: port %u (another node's): %s", port,
+		    strerror(errno));
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->f = f;
+	p->port = port;
+	p->seen = 1;
+	if ((p->lst = accept_listen(srv, fd, fport_on_accept, p, 1)) ==
+	    NULL) {
+		free(p);
+		return;
+	}
+	LIST_INSERT_HEAD(&f->ports, p, link);
+	f->nports++;
+	log_debug("cluster: port %u is another node's: forwarding", port);
+}
+
+void
+forward_take_port(struct server *srv, int udp, uint16_t port)
+{
+	struct forward *f = fwd(srv);
+	struct fport *p;
+
+	if (f == NULL || udp || (p = fport_find(f, port)) == NULL)
+		return;
+	fport_close(p);
+}
+
+/* the TCP ports with a route: a SCAN of the route keys, then listeners
+ * opened for the new ones and closed for those gone */
+struct sweep {
+	struct forward *f;
+	unsigned rounds;
+	uint8_t seen[8192];           /* a bit per port */
+};
+
+static void
+sweep_apply(struct sweep *sw)
+{
+	struct forward *f = sw->f;
+	struct fport *p, *next;
+	const struct server_conf *cf = f->srv->cf;
+
+	for (p = LIST_FIRST(&f->ports); p != NULL; p = next) {
+		next = LIST_NEXT(p, link);
+		if (!(sw->seen[p->port >> 3] & (1 << (p->port & 7))))
+			fport_close(p);
+	}
+	for (uint32_t port = cf->start_port; port <= cf->end_port; port++)
+		if (sw->seen[port >> 3] & (1 << (port & 7)))
+			fport_open(f, (uint16_t)port);
+}
+
+static void
+on_scan(void *arg, const struct redisReply *r, const char *err)
+{
+	struct sweep *sw = arg;
+	struct forward *f = sw->f;
+	const char *pre = ROUTES_KEY_PREFIX "tcp:";
+	size_t pl = strlen(pre);
+
+	if (f->closing) {
+		free(sw);
+		pending_done(f);
+		return;
+	}
+	if (err != NULL || r->type != REDIS_REPLY_ARRAY ||
+	    r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY)
+		goto done;
+	for (size_t i = 0; i < r->element[1]->elements; i++) {
+		const struct redisReply *k = r->element[1]->element[i];
+		unsigned long port;
+		char *end;
+		if (k->type != REDIS_REPLY_STRING || k->len <= pl ||
+		    strncmp(k->str, pre, pl) != 0)
+			continue;
+		port = strtoul(k->str + pl, &end, 10);
+		if (*end == '\0' && port > 0 && port < 65536)
+			sw->seen[port >> 3] |= (uint8_t)(1 << (port & 7));
+	}
+	if (strcmp(r->element[0]->str, "0") == 0) {
+		sweep_apply(sw);
+		goto done;
+	}
+	if (++sw->rounds < SCAN_ROUNDS && rstore_cmd(cluster_store(
+	    f->srv->cl), on_scan, sw, "SCAN %s MATCH %s COUNT 1000",
+	    r->element[0]->str, ROUTES_KEY_PREFIX "tcp:*") == 0)
+		return; /* still pending */
+done:
+	f->scanning = 0;
+	free(sw);
+	pending_done(f);
+}
+
+static void
+sweep_start(struct forward *f)
+{
+	struct sweep *sw;
+
+	if (f->scanning)
+		return;
+	sw = xcalloc(1, sizeof(*sw));
+	sw->f = f;
+	if (rstore_cmd(cluster_store(f->srv->cl), on_scan, sw,
+	    "SCAN 0 MATCH %s COUNT 1000", ROUTES_KEY_PREFIX "tcp:*") != 0) {
+		free(sw);
+		return;
+	}
+	f->scanning = 1;
+	f->pending++;
+}
+
+/* ---- the other nodes: links kept to each, to hear their statuses ---- */
+
+struct nodescan {
+	struct forward *f;
+	unsigned rounds;
+};
+
+static void
+on_node_addr(void *arg, const struct redisReply *r, const char *err)
+{
+	char *node = arg;
+	struct forward *f = *(struct forward **)node;
+
+	if (!f->closing && err == NULL && r != NULL &&
+	    r->type == REDIS_REPLY_STRING)
+		nodelink_touch(f->links, node + sizeof(f), r->str);
+	free(node);
+	if (f->closing)
+		pending_done(f);
+	else
+		f->pending--;
+}
+
+static void
+on_node_scan(void *arg, const struct redisReply *r, const char *err)
+{
+	struct nodescan *ns = arg;
+	struct forward *f = ns->f;
+	struct rstore *rs = cluster_store(f->srv->cl);
+	size_t pl = strlen(ROUTES_NODE_PREFIX);
+
+	if (f->closing) {
+		free(ns);
+		pending_done(f);
+		return;
+	}
+	if (err != NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY)
+		goto done;
+	for (size_t i = 0; i < r->element[1]->elements && i < 256; i++) {
+		const struct redisReply *k = r->element[1]->element[i];
+		char *node;
+		if (k->type != REDIS_REPLY_STRING || k->len <= pl ||
+		    strcmp(k->str + pl, cluster_node(f->srv->cl)) == 0 ||
+		    !routes_id_ok(k->str + pl))
+			continue;
+		/* the forward, then the node's id */
+		node = xmalloc(sizeof(f) + strlen(k->str + pl) + 1);
+		memcpy(node, &f, sizeof(f));
+		strcpy(node + sizeof(f), k->str + pl);
+		if (rstore_cmd(rs, on_node_addr, node, "HGET %s addr",
+		    k->str) == 0)
+			f->pending++;
+		else
+			free(node);
+	}
+	if (strcmp(r->element[0]->str, "0") != 0 &&
+	    ++ns->rounds < SCAN_ROUNDS && rstore_cmd(rs, on_node_scan, ns,
+	    "SCAN %s MATCH %s* COUNT 1000", r->element[0]->str,
+	    ROUTES_NODE_PREFIX) == 0)
+		return;
+done:
+	free(ns);
+	f->pending--;
+}
+
+static void
+nodescan_start(struct forward *f)
+{
+	struct nodescan *ns = xcalloc(1, sizeof(*ns));
+
+	ns->f = f;
+	if (rstore_cmd(cluster_store(f->srv->cl), on_node_scan, ns,
+	    "SCAN 0 MATCH %s* COUNT 1000", ROUTES_NODE_PREFIX) != 0) {
+		free(ns);
+		return;
+	}
+	f->pending++;
+}
+
+/* ---- what the store's channel says ---- */
+
+static void
+on_routes_msg(void *arg, const char *channel, const char *msg, size_t len)
+{
+	struct forward *f = arg;
+	char verb[16], key[ROUTES_KEY_MAX], node[ROUTES_ID_MAX + 1];
+	unsigned long long epoch = 0;
+	struct rentry *e;
+	int n;
+
+	(void)channel;
+	if (f->closing)
+		return;
+	if (msg == NULL) {
+		/* (re)subscribed: what was said meanwhile is lost */
+		TAILQ_FOREACH(e, &f->entries, link)
+			e->stale = 1;
+		return;
+	}
+	if (len >= 600)
+		return;
+	n = sscanf(msg, "%15s %299s %63s %llu", verb, key, node, &epoch);
+	if (n < 2 || strlen(key) >= sizeof(key))
+		return;
+	e = strmap_get(&f->map, key);
+	if (strcmp(verb, "claim") == 0 && n == 4) {
+		int tcp = strncmp(key, ROUTES_KEY_PREFIX "tcp:",
+		    strlen(ROUTES_KEY_PREFIX "tcp:")) == 0;
+		if (e != NULL && e->state == R_READY) {
+			if (e->owned && strcmp(e->node, node) == 0) {
+				/* the same node, a new epoch */
+				e->epoch = epoch;
+				e->until_ms = mtime_ms() + FWD_CACHE_MS;
+			} else
+				e->stale = 1; /* its address: look it up */
+		}
+		if (tcp && strcmp(node, cluster_node(f->srv->cl)) != 0)
+			fport_open(f, (uint16_t)strtoul(key +
+			    strlen(ROUTES_KEY_PREFIX "tcp:"), NULL, 10));
+	} else if (strcmp(verb, "release") == 0) {
+		if (e != NULL && e->state == R_READY)
+			e->stale = 1;
+		if (strncmp(key, ROUTES_KEY_PREFIX "tcp:",
+		    strlen(ROUTES_KEY_PREFIX "tcp:")) == 0) {
+			struct fport *p = fport_find(f, (uint16_t)strtoul(key +
+			    strlen(ROUTES_KEY_PREFIX "tcp:"), NULL, 10));
+			if (p != NULL)
+				fport_close(p);
+		}
+	}
+}
+
+/* ---- the cluster's beat and the store's state ---- */
+
+void
+forward_on_beat(struct server *srv)
+{
+	struct forward *f = fwd(srv);
+	struct rentry *e, *next;
+	struct proxy *px;
+	uint64_t now = mtime_ms();
+	unsigned fenced = 0;
+
+	if (f == NULL || f->closing)
+		return;
+	if (cluster_up(srv->cl)) {
+		sweep_start(f);
+		nodescan_start(f);
+	}
+	for (e = TAILQ_FIRST(&f->entries); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, link);
+		if (e->state != R_LOOKUP && TAILQ_EMPTY(&e->wait) &&
+		    now - e->used_ms > CACHE_KEEP_MS)
+			entry_free(f, e);
+	}
+	LIST_FOREACH(px, &srv->reg.all, link)
+		fenced += forward_fenced(srv, px);
+	if (fenced != f->fenced)
+		log_warn("cluster: %u routes of this node are fenced (their "
+		    "claims are past while other nodes reach the store): not "
+		    "served until claimed again", fenced);
+	f->fenced = fenced;
+}
+
+void
+forward_on_store(struct server *srv, int up)
+{
+	struct forward *f = fwd(srv);
+
+	if (f != NULL)
+		nodelink_set_store_up(f->links, up);
+}
+
+/* ---- start, stop, figures ---- */
+
+int
+forward_start(struct server *srv, forward_inject_fn tcp,
+    forward_inject_fn http, forward_inject_fn https, char *err,
+    size_t errcap)
+{
+	struct forward *f = xcalloc(1, sizeof(*f));
+	struct nodelink_hooks h = { on_link_stream, f };
+	const struct server_conf *cf = srv->cf;
+
+	f->srv = srv;
+	f->inject[FWD_TCP] = tcp;
+	f->inject[FWD_HTTP] = http;
+	f->inject[FWD_HTTPS] = https;
+	strmap_init(&f->map);
+	TAILQ_INIT(&f->entries);
+	LIST_INIT(&f->ports);
+	if ((f->links = nodelink_new(srv->base, cluster_node(srv->cl),
+	    cf->node_addr, cf->cluster_secret, &h, err, errcap)) == NULL) {
+		strmap_free(&f->map);
+		free(f);
+		return -1;
+	}
+	f->s_lookup = rstore_script_add(cluster_store(srv->cl), lua_lookup);
+	if (rstore_subscribe(cluster_store(srv->cl), ROUTES_CHANNEL,
+	    on_routes_msg, f) != 0) {
+		snprintf(err, errcap, "cannot subscribe to %s", ROUTES_CHANNEL);
+		nodelink_free(f->links);
+		strmap_free(&f->map);
+		free(f);
+		return -1;
+	}
+	srv->fwd = f;
+	return 0;
+}
+
+void
+forward_stop(struct server *srv)
+{
+	struct forward *f = fwd(srv);
+	struct rentry *e, *next;
+
+	if (f == NULL)
+		return;
+	srv->fwd = NULL;
+	f->closing = 1;
+	while (!LIST_EMPTY(&f->ports))
+		fport_close(LIST_FIRST(&f->ports));
+	nodelink_free(f->links); /* opens still waiting fail: fds closed */
+	f->links = NULL;
+	for (e = TAILQ_FIRST(&f->entries); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, link);
+		if (e->state == R_LOOKUP)
+			continue; /* its answer frees it */
+		entry_answered(f, e, 0);
+		entry_free(f, e);
+	}
+	if (f->pending == 0) {
+		strmap_free(&f->map);
+		free(f);
+	}
+}
+
+void
+forward_stats(const struct server *srv, struct forward_stats *st)
+{
+	const struct forward *f = fwd(srv);
+	struct nodelink_stats ns;
+
+	memset(st, 0, sizeof(*st));
+	if (f == NULL)
+		return;
+	*st = f->st;
+	st->ports = f->nports;
+	st->waiting = f->waiting;
+	nodelink_stats(f->links, &ns);
+	st->links = ns.links;
+}

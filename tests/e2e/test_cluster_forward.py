@@ -1,0 +1,331 @@
+"""A cluster of three nodes acting as one (issue 16): a visitor reaches a
+tunnel whichever node it lands on. Real redis-server on loopback; nodes
+on 127.0.0.2, 127.0.0.3 and 127.0.0.4 with the same public ports, node
+links on the same port of each address. The tunnels are on node 1; every
+visitor through node 2 or 3 is forwarded over a node link, and the local
+service learns the visitor's own address: through the PROXY protocol (TCP)
+and X-Forwarded-For (HTTP)."""
+
+import hashlib
+import os
+import re
+import socket
+import struct
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from helpers import HOST, pick_port_range, wait_for
+from test_admin import admin_port, metric, parse_metrics, scrape
+from test_cluster import redis_cmd
+from test_rstore import REDIS, PausingProxy, Redis
+
+pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
+DOMAIN = "fw.test"
+SECRET = "a-cluster-secret-of-the-test"
+ADDRS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+VISITOR = "127.0.0.9"  # the visitors' own source address
+MIB = 1 << 20
+
+
+class Cluster:
+    def __init__(self, mg, n=3, redis_url=None, urls=None):
+        self.mg = mg
+        self.redis = Redis(mg)
+        self.base = pick_port_range(10)
+        self.http_port = pick_port_range(1)
+        self.link_port = pick_port_range(1)
+        self.nodes = []
+        for i in range(n):
+            url = (urls or {}).get(i) or "redis://127.0.0.1:%d/0" % self.redis.port
+            self.nodes.append(self.start(i, url))
+
+    def start(self, i, url):
+        addr, name = ADDRS[i], "n%d" % (i + 1)
+        srv = self.mg.server(start_port=self.base, n_ports=10, extra=[
+            "--bind-addr", addr, "--http-addr", "%s:%d" % (addr, self.http_port),
+            "--domain", DOMAIN, "--cluster", url, "--node-id", name,
+            "--node-addr", "%s:%d" % (addr, self.link_port), "--cluster-secret", SECRET,
+            "--lease-grace", "2", "--admin-addr", "127.0.0.1:0"])
+        assert wait_for(lambda: "cluster: the store is up (node %s)" % name in srv.stderr(),
+                        10), srv.log()
+        srv.addr, srv.name = addr, name
+        return srv
+
+    def servers(self, *idx):
+        return ",".join("%s:%d" % (HOST, self.nodes[i].port) for i in idx)
+
+
+class ProxyService:
+    """A local service behind the tunnels: it reads the PROXY protocol
+    header (v1 or v2) the agent sends, records the visitor's address, then
+    speaks raw TCP (hash what comes until EOF, answer the hash, the
+    address and DOWN bytes) or HTTP (the same with a POST body)."""
+
+    def __init__(self, down):
+        self.down = down
+        self.seen = []
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self):
+        self.closed = True
+        self.ls.close()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _recv_exact(c, buf, n):
+        while len(buf) < n:
+            d = c.recv(65536)
+            if not d:
+                raise EOFError
+            buf += d
+        return buf
+
+    def _proxy_header(self, c):
+        buf = self._recv_exact(c, b"", 6)
+        if not (buf.startswith(b"PROXY ") or buf.startswith(b"\r\n\r\n\x00\r")):
+            return None, buf  # HTTP tunnels: X-Forwarded-For says it
+        buf = self._recv_exact(c, buf, 16)
+        if buf.startswith(b"\r\n\r\n\x00\r\nQUIT\n"):
+            ln = struct.unpack("!H", buf[14:16])[0]
+            buf = self._recv_exact(c, buf, 16 + ln)
+            fam = buf[13] >> 4
+            if fam == 1:
+                addr = socket.inet_ntop(socket.AF_INET, buf[16:20])
+            else:
+                addr = socket.inet_ntop(socket.AF_INET6, buf[16:32])
+            return addr, buf[16 + ln:]
+        while b"\r\n" not in buf:
+            buf = self._recv_exact(c, buf, len(buf) + 1)
+        line, rest = buf.split(b"\r\n", 1)
+        return line.split()[2].decode(), rest
+
+    def _serve(self, c):
+        try:
+            addr, rest = self._proxy_header(c)
+            if addr is not None:
+                self.seen.append(addr)
+            while len(rest) < 4:  # enough to tell HTTP from raw bytes
+                d = c.recv(65536)
+                if not d:
+                    break
+                rest += d
+            if rest.startswith(b"POST") or rest.startswith(b"GET"):
+                self._http(c, addr, rest)
+            else:
+                self._raw(c, addr, rest)
+        except (OSError, EOFError):
+            pass
+        finally:
+            c.close()
+
+    def _raw(self, c, addr, rest):
+        h = hashlib.sha256(rest)
+        n = len(rest)
+        while True:
+            d = c.recv(1 << 18)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+        head = ("%s %d %s\n" % (addr, n, h.hexdigest())).encode()
+        c.sendall(head)
+        c.sendall(self.down if n >= 1024 else b"ok")  # small asks, small answers
+        c.shutdown(socket.SHUT_WR)
+
+    def _http(self, c, addr, buf):
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                raise EOFError
+            buf += d
+        head, body = buf.split(b"\r\n\r\n", 1)
+        if addr is None:
+            addr = re.search(rb"(?i)\r\nx-forwarded-for: *([^\r]+)", head).group(1).decode()
+            self.seen.append(addr)
+        m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        want = int(m.group(1)) if m else 0
+        h = hashlib.sha256(body)
+        n = len(body)
+        while n < want:
+            d = c.recv(min(1 << 18, want - n))
+            if not d:
+                raise EOFError
+            h.update(d)
+            n += len(d)
+        c.sendall(b"HTTP/1.1 200 OK\r\nX-Visitor: %s\r\nX-Upload: %d %s\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                  % (addr.encode(), n, h.hexdigest().encode(), len(self.down)))
+        c.sendall(self.down)
+
+
+def visitor_socket(addr, port, timeout=20):
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((VISITOR, 0))
+    s.connect((addr, port))
+    return s
+
+
+def tcp_roundtrip(addr, port, up):
+    """Send up, half-close, read everything: (address, count, sha256 seen
+    by the service, the downloaded bytes' sha256, their count)."""
+    s = visitor_socket(addr, port)
+    try:
+        t = threading.Thread(target=lambda: (s.sendall(up), s.shutdown(socket.SHUT_WR)))
+        t.start()
+        buf = b""
+        while b"\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                raise AssertionError("closed before the service's answer: %r" % buf)
+            buf += d
+        line, rest = buf.split(b"\n", 1)
+        h = hashlib.sha256(rest)
+        n = len(rest)
+        while True:
+            d = s.recv(1 << 18)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+        t.join(30)
+        a, cnt, dig = line.decode().split()
+        return a, int(cnt), dig, h.hexdigest(), n
+    finally:
+        s.close()
+
+
+def http_roundtrip(addr, port, host, up):
+    s = visitor_socket(addr, port)
+    try:
+        req = (b"POST /up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
+               % (host.encode(), len(up)))
+        t = threading.Thread(target=lambda: s.sendall(req + up))
+        t.start()
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                raise AssertionError("closed before the response head: %r" % buf)
+            buf += d
+        head, body = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        want = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        h = hashlib.sha256(body)
+        n = len(body)
+        while n < want:
+            d = s.recv(1 << 18)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+        t.join(30)
+        vis = re.search(rb"X-Visitor: (\S+)", head).group(1).decode()
+        cnt, dig = re.search(rb"X-Upload: (\d+) (\w+)", head).groups()
+        return vis, int(cnt), dig.decode(), h.hexdigest(), n
+    finally:
+        s.close()
+
+
+def get(addr, port, host, path="/x", timeout=5):
+    req = urllib.request.Request("http://%s:%d%s" % (addr, port, path), headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except Exception as e:  # noqa: BLE001 - refused, reset, timed out
+        return None, str(e)
+
+
+def fwd_metrics(srv):
+    return parse_metrics(scrape(admin_port(srv)))
+
+
+def test_every_node_serves_node1s_tunnels_64mib_and_the_visitor_address(mg):
+    cl = Cluster(mg)
+    n1, n2, n3 = cl.nodes
+    up = os.urandom(64 * MIB)
+    down = os.urandom(64 * MIB)
+    up_sha, down_sha = hashlib.sha256(up).hexdigest(), hashlib.sha256(down).hexdigest()
+    svc = ProxyService(down)
+    try:
+        t = mg.tcp_client(svc.port, n1, remote_port=cl.base + 1, extra=[
+            "--proxy-protocol", "v2", "--inspect-addr", "off"])
+        assert mg.wait_forward(t)[0][2] == cl.base + 1
+        h = mg.proxy_client("http", svc.port, n1, extra=[
+            "--subdomain", "shop", "--inspect-addr", "off"])
+        assert wait_for(lambda: "Forwarding http://shop.%s" % DOMAIN in h.stdout(), 10), h.log()
+        # small transfers through each node (n2 and n3 forward to n1)
+        for srv in cl.nodes:
+            r = tcp_roundtrip(srv.addr, cl.base + 1, b"hello " + srv.name.encode())
+            assert r[0] == VISITOR and r[1] == len(b"hello n1"), (srv.name, r, mg.logs())
+            r = http_roundtrip(srv.addr, cl.http_port, "shop." + DOMAIN, b"hi")
+            assert r[0] == VISITOR and r[1] == 2 and r[4] == len(down), (srv.name, r)
+        # 64 MiB each way through a forwarding node, compared by SHA-256
+        a, n, dig, dsha, dn = tcp_roundtrip(n3.addr, cl.base + 1, up)
+        assert (a, n, dig) == (VISITOR, len(up), up_sha)
+        assert (dsha, dn) == (down_sha, len(down))
+        a, n, dig, dsha, dn = http_roundtrip(n3.addr, cl.http_port, "shop." + DOMAIN, up)
+        assert (a, n, dig) == (VISITOR, len(up), up_sha)
+        assert (dsha, dn) == (down_sha, len(down))
+        # the figures: n3 forwarded, n1 took them; the bytes counted
+        def moved():
+            m = fwd_metrics(n3)
+            return (metric(m, "mgrok_cluster_forwarded_bytes_total", direction="in") >=
+                    len(up) * 2 and metric(m, "mgrok_cluster_forwarded_bytes_total",
+                                           direction="out") >= len(down) * 2)
+        assert wait_for(moved, 5), fwd_metrics(n3)
+        m3, m1 = fwd_metrics(n3), fwd_metrics(n1)
+        assert metric(m3, "mgrok_cluster_forwarded_connections_total", direction="out") >= 3
+        assert metric(m1, "mgrok_cluster_forwarded_connections_total", direction="in") >= 6
+        assert metric(m3, "mgrok_cluster_node_links") >= 1
+        # a cached route costs no Redis command: 40 visitors within the
+        # cache's 2 s make at most 2 lookups (one if none straddles expiry)
+        before = fwd_metrics(n2)
+        t0 = time.monotonic()
+        for i in range(40):
+            r = tcp_roundtrip(n2.addr, cl.base + 1, b"x%d" % i)
+            assert r[0] == VISITOR and r[4] == 2
+        took = time.monotonic() - t0
+        after = fwd_metrics(n2)
+        lookups = (metric(after, "mgrok_cluster_route_lookups_total") -
+                   metric(before, "mgrok_cluster_route_lookups_total"))
+        hits = (metric(after, "mgrok_cluster_route_cache_hits_total") -
+                metric(before, "mgrok_cluster_route_cache_hits_total"))
+        # one lookup per 2 s of cache at most (the first may be cached)
+        assert lookups + hits == 40 and lookups <= 1 + took / 2, (lookups, hits, took)
+        assert hits >= 40 - 3, (lookups, hits, took)
+        # a host nobody serves: n3's own 404 page, after asking the store
+        st, body = get(n3.addr, cl.http_port, "nobody." + DOMAIN)
+        assert st == 404 and "nobody." + DOMAIN in body, (st, body)
+        # the forwarding listener on n2 closes when the route goes away
+        t.stop()
+        assert wait_for(lambda: redis_cmd(cl.redis.port, "EXISTS", "mgrok:route:tcp:%d" %
+                                          (cl.base + 1)) == b":0\r\n", 10)
+
+        def refused():
+            try:
+                socket.create_connection((n2.addr, cl.base + 1), timeout=2).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+        assert wait_for(refused, 5), n2.log()
+    finally:
+        svc.stop()
