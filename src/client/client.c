@@ -51,7 +51,8 @@
 #define CLIENT_AGENT "mgrok/0.1.0"
 #define CLIENT_CAPS \
 	(CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS | CTRL_CAP_LEASES | \
-	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META | CTRL_CAP_HEALTH)
+	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META | CTRL_CAP_HEALTH | \
+	CTRL_CAP_CLUSTER)
 #define CONNECT_TIMEOUT_S 10
 #define CF_SCRATCH (256 * 1024) /* at least DGRAM_MAX */
 #define DIAL_TIMEOUT_S 10
@@ -120,6 +121,12 @@ struct cproxy {
 	unsigned learnt_at;           /* 1 + the index of the server that
 					 gave name, remote_port and
 					 assigned_host; 0: none yet */
+	int learnt_cluster;           /* that server shares state with the
+					 others (CTRL_CAP_CLUSTER) */
+	int moved;                    /* registering at another server than
+					 the one that gave them */
+	int carried;                  /* and asking for them there (both
+					 servers share state) */
 	/* its health check (spec.health; NULL: none or stopped) and its
 	 * series: the state (1 up, 0 down, -1 unknown) and the results */
 	struct client *c;
@@ -1332,19 +1339,38 @@ cidr_opts(const char *list, struct ctrl_str *out)
 	return n;
 }
 
+/* what a server gave (name, port, host) is forgotten: the next
+ * registration asks as the configuration does */
+static void
+px_forget_learnt(struct cproxy *px)
+{
+	snprintf(px->name, sizeof(px->name), "%s", px->spec.name);
+	px->remote_port = px->spec.remote_port;
+	px->assigned_host[0] = '\0';
+	px->learnt_at = 0;
+}
+
 static void
 client_register_one(struct client *c, struct cproxy *px)
 {
 	struct ctrl_msg m;
+	size_t sl = 0;
 
-	if (px->learnt_at && px->learnt_at != c->server_idx + 1) {
+	px->moved = px->learnt_at && px->learnt_at != c->server_idx + 1;
+	px->carried = px->moved && px->learnt_cluster &&
+	    (c->caps & CTRL_CAP_CLUSTER);
+	if (px->moved && !px->carried) {
 		/* another server (no shared state): what the last one gave
 		 * means nothing here; ask as the configuration does */
-		snprintf(px->name, sizeof(px->name), "%s", px->spec.name);
-		px->remote_port = px->spec.remote_port;
-		px->assigned_host[0] = '\0';
-		px->learnt_at = 0;
+		px_forget_learnt(px);
 	}
+	/* servers that share state (capability 6, this one and the one
+	 * that gave them): a host name the server chose is asked for as
+	 * its subdomain (the nodes have one --domain; a policy may let the
+	 * agent choose a subdomain and no hostname), its port as it is */
+	if (px->carried && !px->spec.subdomain[0] && !px->spec.hostname[0] &&
+	    !px->spec.group[0] && px->assigned_host[0])
+		sl = strcspn(px->assigned_host, ".");
 	memset(&m, 0, sizeof(m));
 	m.type = CTRL_REGISTER_EX;
 	m.u.reg.ex = 1;
@@ -1356,6 +1382,9 @@ client_register_one(struct client *c, struct cproxy *px)
 	if (px->spec.subdomain[0]) {
 		m.u.reg.subdomain.p = (const uint8_t *)px->spec.subdomain;
 		m.u.reg.subdomain.len = strlen(px->spec.subdomain);
+	} else if (sl > 0 && px->assigned_host[sl] == '.') {
+		m.u.reg.subdomain.p = (const uint8_t *)px->assigned_host;
+		m.u.reg.subdomain.len = sl;
 	} else if (px->spec.hostname[0] || px->assigned_host[0]) {
 		/* keep a random name we were given across a server restart
 		 * too */
@@ -1637,6 +1666,7 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 	    (int)m->u.reg_ok.name.len, (const char *)m->u.reg_ok.name.p);
 	px->remote_port = m->u.reg_ok.remote_port;
 	px->learnt_at = c->server_idx + 1;
+	px->learnt_cluster = (c->caps & CTRL_CAP_CLUSTER) != 0;
 	log_esc(m->u.reg_ok.url.p, m->u.reg_ok.url.len, url, sizeof(url));
 	resumed = strcmp(url, px->url) == 0;
 	if (!resumed) {
@@ -1661,9 +1691,13 @@ client_on_register_ok(struct client *c, const struct ctrl_msg *m)
 				px->assigned_host[n] = '\0';
 			}
 		}
+	} else if (px->moved) {
+		log_info("proxy \"%s\" resumed at %s on %s:%u", px->name, url,
+		    c->server_host, c->server_port);
 	} else {
 		log_info("proxy \"%s\" back at %s", px->name, url);
 	}
+	px->moved = px->carried = 0;
 	px->registered = 1;
 	px->reg_err = NULL;
 	if (strcmp(px->label, px->name) != 0)
@@ -1775,6 +1809,19 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 			px_unref(px);
 			if (TAILQ_EMPTY(&c->regq))
 				c->state = CL_READY;
+			break;
+		}
+		if (px != NULL && px->carried && !px->gone) {
+			/* what another server of the cluster gave is not to
+			 * be had here: ask as the configuration does */
+			log_warn("proxy \"%s\": not resumed at %s:%u: %s "
+			    "(code %u); asking for a new one", px->name,
+			    c->server_host, c->server_port,
+			    esc(&m.u.reg_err.text, e1, sizeof(e1)),
+			    m.u.reg_err.code);
+			px_forget_learnt(px);
+			client_register_one(c, px);
+			px_unref(px);
 			break;
 		}
 		client_say("cannot register %s: %s (code %u)",

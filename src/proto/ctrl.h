@@ -35,6 +35,9 @@ enum ctrl_caps {
 	CTRL_CAP_HASHED_SECRET = 1u << 3, /* HMAC key = SHA-256(token) */
 	CTRL_CAP_STREAM_META = 1u << 4,   /* NewStreamEx2 (0x0B) headers */
 	CTRL_CAP_HEALTH = 1u << 5,        /* HealthReport (0x18) */
+	/* the servers at this agent's addresses share state: names and
+	 * ports one of them gave hold on the others */
+	CTRL_CAP_CLUSTER = 1u << 6,
 };
 
 enum ctrl_type {

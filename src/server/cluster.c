@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 
 #include "cluster/routes.h"
 #include "cluster/rstore.h"
@@ -30,6 +31,7 @@ struct pending {
 	union {
 		cluster_claim_fn claim;
 		cluster_refresh_fn refresh;
+		cluster_session_fn session;
 	} cb;
 	void *arg;
 };
@@ -234,6 +236,38 @@ cluster_release(struct cluster *cl, const char *key, uint64_t epoch)
 		return;
 	rstore_eval(cl->rs, cl->s_release, cl_ignore, NULL, a.nkeys, a.argc,
 	    a.argv, a.len);
+}
+
+static void
+cl_on_session(void *arg, const struct redisReply *reply, const char *err)
+{
+	struct pending *p = arg;
+	char sess[ROUTES_ID_MAX + 1] = "";
+
+	if (err == NULL && reply->type == REDIS_REPLY_STRING &&
+	    reply->len < sizeof(sess))
+		memcpy(sess, reply->str, reply->len + 1);
+	else if (err == NULL && reply->type != REDIS_REPLY_NIL)
+		err = "HGET answered something else";
+	p->cb.session(p->arg, sess, err);
+	free(p);
+}
+
+int
+cluster_route_session(struct cluster *cl, const char *key,
+    cluster_session_fn cb, void *arg)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+
+	p->cl = cl;
+	p->cb.session = cb;
+	p->arg = arg;
+	if (rstore_cmd(cl->rs, cl_on_session, p, "HGET %s session", key) !=
+	    0) {
+		free(p);
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -62,6 +62,17 @@ int cluster_refresh(struct cluster *cl, const char *key, uint64_t epoch,
 /* cluster_release: let key go if it is still ours (no answer) */
 void cluster_release(struct cluster *cl, const char *key, uint64_t epoch);
 
+/*
+ * cluster_route_session: who holds key now: cb(arg, session, err) once,
+ * session the claim session of its record ("" when there is none, or
+ * err the store's trouble). 0, or -1 when the store is down (cb is not
+ * called).
+ */
+typedef void (*cluster_session_fn)(void *arg, const char *session,
+    const char *err);
+int cluster_route_session(struct cluster *cl, const char *key,
+    cluster_session_fn cb, void *arg);
+
 struct cluster_stats {
 	uint64_t claims_ok, claims_conflict, claims_failed, refresh_lost;
 	uint64_t commands, errors;

@@ -654,11 +654,34 @@ http_host(struct server *srv, const struct ctrl_register *reg, char *host,
 	return 0;
 }
 
+/* the letters and digits of random host names: short, readable,
+ * unambiguous */
+#define RANDOM_HOST_CHARS "abcdefghjkmnpqrstuvwxyz23456789"
+
+/*
+ * 1 if s asks for host as the name another node of its cluster gave its
+ * agent: the server is in a cluster, the agent says the servers at its
+ * addresses share state (CTRL_CAP_CLUSTER), and host is one that
+ * http_random_host makes (a letter and four more of its characters, then
+ * --domain). Its route decides (server.c, cl_owned_only).
+ */
+static int
+host_given_elsewhere(const struct session *s, const char *host)
+{
+	const char *dom = s->srv->cf->domain;
+	size_t dl = strlen(dom);
+
+	return s->srv->cl != NULL && (s->caps & CTRL_CAP_CLUSTER) && dl &&
+	    strlen(host) == 6 + dl && host[5] == '.' &&
+	    strcmp(host + 6, dom) == 0 && strspn(host, RANDOM_HOST_CHARS) >= 5
+	    && strchr("23456789", host[0]) == NULL;
+}
+
 /* A free random host under --domain: short, readable, unambiguous. */
 static int
 http_random_host(struct server *srv, char *host, size_t hcap)
 {
-	static const char al[] = "abcdefghjkmnpqrstuvwxyz23456789";
+	static const char al[] = RANDOM_HOST_CHARS;
 	char sub[6];
 
 	for (int tries = 0; tries < 64; tries++) {
@@ -1102,6 +1125,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 	const char *opt, *msg;
 	char host[256] = "", dflt[CTRL_NAME_MAX + 1], pbuf[300];
 	uint16_t port = 0;
+	int owned_only = 0;
 
 	*out = NULL;
 	if (ops == NULL)
@@ -1142,8 +1166,13 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		if (reg->subdomain.p && reg->subdomain.len < sizeof(sub))
 			memcpy(sub, reg->subdomain.p, reg->subdomain.len);
 		if ((msg = policy_check_host(pol, sub,
-		    reg->hostname.p ? host : NULL, pbuf, sizeof(pbuf))) != NULL)
-			FAIL(CODE_NOT_ALLOWED, "%s", msg);
+		    reg->hostname.p ? host : NULL, pbuf, sizeof(pbuf))) != NULL) {
+			/* the name another node gave this agent: its own if
+			 * its route says so (checked before the claim) */
+			if (reg->group.p || !host_given_elsewhere(s, host))
+				FAIL(CODE_NOT_ALLOWED, "%s", msg);
+			owned_only = 1;
+		}
 	}
 	/* checked now, kept once the tunnel is there (below): nothing to
 	 * undo on the refusals between */
@@ -1229,6 +1258,7 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		goto attach;
 	}
 	px = proxy_alloc(srv, ops, reg, port, host, s->identity, s->client_id);
+	px->cl_owned_only = owned_only;
 	auto_name(px->type, port, host, dflt, sizeof(dflt));
 	if (reg->name.len)
 		memcpy(px->name, reg->name.p, reg->name.len);

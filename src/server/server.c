@@ -41,6 +41,14 @@
 	CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META | CTRL_CAP_HEALTH)
 #define AUTH_DEADLINE_S 10
 
+/* the capabilities this server offers: CLUSTER (names and ports hold on
+ * the other nodes, docs/internals/protocol-ext.md) only with --cluster */
+static uint32_t
+server_caps(const struct server *srv)
+{
+	return SERVER_CAPS | (srv->cl != NULL ? CTRL_CAP_CLUSTER : 0);
+}
+
 static void session_close(struct session *s, int err);
 static void session_send_code(struct session *s, uint8_t type, uint8_t code,
     const char *text);
@@ -235,6 +243,7 @@ struct claimwait {
 	uint32_t px_id;               /* the tunnel registered */
 	uint32_t route_id;            /* the tunnel that holds the route */
 	char key[ROUTES_KEY_MAX];
+	char sess[64];                /* its claim session */
 };
 
 /*
@@ -333,6 +342,53 @@ claim_done(void *arg, int ok, uint64_t epoch, const char *owner,
 	free(w);
 }
 
+/*
+ * A name the policy would not let the agent choose, asked as the one
+ * another node gave it (proxy.c, cl_owned_only): it is the agent's when
+ * its route's record names the agent's lease owner; then the claim goes
+ * on (a new epoch), else the registration is refused with the policy's
+ * reason.
+ */
+static void
+owned_check_done(void *arg, const char *session, const char *err)
+{
+	struct claimwait *w = arg;
+	struct server *srv = w->srv;
+	struct session *s = session_by_id(srv, w->sess_id);
+	struct regslot *r = s ? regslot_find(s, w->seq) : NULL;
+	struct proxy *px = registry_get(&srv->reg, w->px_id);
+	char why[300], pb[300];
+	const char *msg;
+
+	if (err == NULL && strcmp(session, w->sess) == 0 && px != NULL &&
+	    r != NULL && cluster_claim(srv->cl, w->key, w->sess, claim_done,
+	    w) == 0)
+		return;
+	if (px != NULL && r != NULL) {
+		if (err != NULL || strcmp(session, w->sess) == 0) {
+			snprintf(why, sizeof(why), "cluster state unavailable "
+			    "(%s), retrying", err ? err : "the store is "
+			    "unreachable");
+			regslot_err(s, r, CODE_INTERNAL, why);
+		} else {
+			msg = proxy_side_misfit(srv, proxy_policy(srv,
+			    s->identity), px->type, px->port, px->host, pb,
+			    sizeof(pb));
+			snprintf(why, sizeof(why), "%.200s%s%s is not this "
+			    "agent's in the cluster", msg ? msg : "", msg ?
+			    ", and " : "", px->host);
+			regslot_err(s, r, CODE_NOT_ALLOWED, why);
+		}
+	}
+	if (px != NULL) {
+		px->end_why = "its name is not this agent's in the cluster";
+		proxy_unregister(px);
+	}
+	if (s != NULL)
+		regslots_flush(s);
+	free(w);
+}
+
 /* claim the route of px (or of its group) for a registration of s, whose
  * answer is r; 0 when it went out, -1 when the store is down */
 static int
@@ -353,6 +409,16 @@ claim_start(struct session *s, struct regslot *r, struct proxy *px)
 	w->px_id = px->id;
 	w->route_id = rt->id;
 	snprintf(w->key, sizeof(w->key), "%s", key);
+	snprintf(w->sess, sizeof(w->sess), "%s", sess);
+	if (px->cl_owned_only) {
+		/* the record first: is the name the agent's already? */
+		if (cluster_route_session(srv->cl, key, owned_check_done,
+		    w) != 0) {
+			free(w);
+			return -1;
+		}
+		return 0;
+	}
 	if (cluster_claim(srv->cl, key, sess, claim_done, w) != 0) {
 		free(w);
 		return -1;
@@ -762,7 +828,7 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		}
 		snprintf(s->agent, sizeof(s->agent), "mtls");
 		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
-		s->caps = SERVER_CAPS & ~CTRL_CAP_HASHED_SECRET;
+		s->caps = server_caps(s->srv) & ~CTRL_CAP_HASHED_SECRET;
 		snprintf(ident, sizeof(ident), "cert:%s", s->subject);
 		{
 			char msg[300];
@@ -787,11 +853,12 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 		s->agent[al] = '\0';
 		memcpy(s->client_nonce, h.client_nonce, CTRL_NONCE_LEN);
 		memcpy(s->client_id, h.client_id, CTRL_ID_LEN);
-		s->caps = h.caps & SERVER_CAPS;
+		s->caps = h.caps & server_caps(s->srv);
 		crypto_random(s->server_nonce, CTRL_NONCE_LEN);
 		/* 16 bytes, or 20 (the caps) to a client that has
 		 * HASHED_SECRET: then the MAC's key is SHA-256(token) */
-		ctrl_challenge_make(&m, s->server_nonce, h.caps, SERVER_CAPS);
+		ctrl_challenge_make(&m, s->server_nonce, h.caps,
+		    server_caps(s->srv));
 		s->state = SESS_HANDSHAKEN;
 		session_send(s, &m);
 		return;

@@ -140,6 +140,10 @@ struct proxy {
 	 * TTL after the last claim or refresh went out, less a margin */
 	uint64_t cl_epoch;
 	uint64_t cl_valid_ms;
+	/* a name the policy does not let its agent choose, asked as the one
+	 * another node gave it (CTRL_CAP_CLUSTER): taken only if its route
+	 * names the same lease owner already */
+	int cl_owned_only;
 	uint64_t http_lat_sum_us, http_lat_n; /* for the API's average */
 	int64_t created_unix_ms;
 	/* UDP proxies (udp.c) */

@@ -1260,6 +1260,60 @@ test_challenge_ext(void **state)
 	assert_memory_not_equal(mac, mac_secret, CTRL_MAC_LEN);
 }
 
+/* Capability bit 6, CLUSTER (internals/protocol-ext.md): no message of
+ * its own; it travels in the HMAC Hello's caps and in AuthOK's, and is
+ * agreed like any bit (the intersection). */
+static void
+test_cluster_cap(void **state)
+{
+	uint8_t nonce[CTRL_NONCE_LEN], id[CTRL_ID_LEN], out[128];
+	const uint32_t all = CTRL_CAP_STREAM_EX | CTRL_CAP_UDP_FLOWS |
+	    CTRL_CAP_LEASES | CTRL_CAP_HASHED_SECRET | CTRL_CAP_STREAM_META |
+	    CTRL_CAP_HEALTH;
+	struct ctrl_hello h, e;
+	struct ctrl_msg m, d;
+	int n;
+
+	assert_int_equal(CTRL_CAP_CLUSTER, 1u << 6);
+	assert_int_equal(CTRL_CAP_CLUSTER & all, 0);
+	/* the agent offers it in its Hello: caps u32 at bytes 38..41 */
+	seq(nonce, sizeof(nonce), 0x00);
+	seq(id, sizeof(id), 0x20);
+	memset(&e, 0, sizeof(e));
+	e.method = CTRL_METHOD_HMAC;
+	e.hmac_ver = 1;
+	memcpy(e.client_nonce, nonce, CTRL_NONCE_LEN);
+	memcpy(e.client_id, id, CTRL_ID_LEN);
+	e.caps = all | CTRL_CAP_CLUSTER;
+	n = ctrl_hello_encode(&e, out, sizeof(out));
+	assert_int_equal(n, 43);
+	assert_memory_equal(out + 38, "\x00\x00\x00\x7f", 4);
+	assert_int_equal(ctrl_hello_decode(out, (size_t)n, &h), 0);
+	assert_int_equal(h.caps, all | CTRL_CAP_CLUSTER);
+	/* AuthOK carries it back: caps u32 first */
+	memset(&d, 0, sizeof(d));
+	d.type = CTRL_AUTH_OK;
+	d.u.auth_ok.caps = all | CTRL_CAP_CLUSTER;
+	d.u.auth_ok.heartbeat_s = 10;
+	n = ctrl_encode(&d, out, sizeof(out));
+	assert_true(n >= 7);
+	assert_memory_equal(out, "\x12\x00\x00\x00\x7f\x00\x0a", 7);
+	assert_int_equal(ctrl_decode(out, (size_t)n, &m), 0);
+	assert_int_equal(m.u.auth_ok.caps, all | CTRL_CAP_CLUSTER);
+	/* the intersection: a server without --cluster does not have it,
+	 * an agent that did not offer it does not get it */
+	ctrl_challenge_make(&m, nonce, CTRL_CAP_HASHED_SECRET |
+	    CTRL_CAP_CLUSTER, all);
+	assert_int_equal(m.u.challenge.caps, CTRL_CAP_HASHED_SECRET);
+	ctrl_challenge_make(&m, nonce, CTRL_CAP_HASHED_SECRET |
+	    CTRL_CAP_CLUSTER, all | CTRL_CAP_CLUSTER);
+	assert_int_equal(m.u.challenge.caps, CTRL_CAP_HASHED_SECRET |
+	    CTRL_CAP_CLUSTER);
+	ctrl_challenge_make(&m, nonce, CTRL_CAP_HASHED_SECRET,
+	    all | CTRL_CAP_CLUSTER);
+	assert_int_equal(m.u.challenge.caps, CTRL_CAP_HASHED_SECRET);
+}
+
 /* ---- names of things ---------------------------------------------- */
 
 static void
@@ -1330,6 +1384,7 @@ main(void)
 		cmocka_unit_test(test_auth_mac),
 		cmocka_unit_test(test_challenge_ext),
 		cmocka_unit_test(test_health_report),
+		cmocka_unit_test(test_cluster_cap),
 		cmocka_unit_test(test_type_names),
 	};
 
