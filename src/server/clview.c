@@ -75,17 +75,28 @@ struct clview_fetch {
 	char err[256];
 };
 
+/* what the view gathered: it goes at the end, even while commands are
+ * still due (a silent store must not keep 10000 records alive) */
 static void
-fetch_free(struct clview_fetch *f)
+release_bulk(struct clview_fetch *f)
 {
 	for (size_t i = f->qhead; i < f->qlen; i++)
 		free(f->queue[i]);
 	free(f->queue);
-	if (f->timer)
-		event_free(f->timer);
+	f->queue = NULL;
+	f->qhead = f->qlen = f->qcap = 0;
 	json_decref(f->seen);
 	json_decref(f->nodes);
 	json_decref(f->routes);
+	f->seen = f->nodes = f->routes = NULL;
+}
+
+static void
+fetch_free(struct clview_fetch *f)
+{
+	release_bulk(f);
+	if (f->timer)
+		event_free(f->timer);
 	free(f);
 }
 
@@ -104,6 +115,7 @@ finish(struct clview_fetch *f, json_t *j, const char *err)
 	}
 	if (err != NULL)
 		snprintf(f->err, sizeof(f->err), "%s", err);
+	release_bulk(f);
 	if (f->mute) {
 		json_decref(j);
 		return;
