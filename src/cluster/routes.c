@@ -63,7 +63,8 @@ const char routes_lua_release[] =
 
 const char routes_lua_node[] =
     "redis.call('HSET', KEYS[1], 'addr', ARGV[1], 'load', ARGV[2],"
-    " 'started', ARGV[3])\n"
+    " 'started', ARGV[3], 'sessions', ARGV[5] or ARGV[2],"
+    " 'tunnels', ARGV[6] or '0')\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
 
@@ -207,7 +208,7 @@ routes_release_argv(
 
 int
 routes_node_argv(struct routes_argv *a, const char *node, const char *addr,
-    uint64_t load, uint64_t started, uint64_t ttl_ms)
+    uint64_t sessions, uint64_t tunnels, uint64_t started, uint64_t ttl_ms)
 {
 	size_t n;
 
@@ -222,9 +223,11 @@ routes_node_argv(struct routes_argv *a, const char *node, const char *addr,
 	a->nkeys = 1;
 	push(a, a->key);
 	push(a, addr);
-	push(a, num(a, 0, load));
+	push(a, num(a, 0, sessions)); /* load */
 	push(a, num(a, 1, started));
 	push(a, num(a, 2, ttl_ms));
+	push(a, a->num[0]); /* sessions */
+	push(a, num(a, 3, tunnels));
 	return 0;
 }
 

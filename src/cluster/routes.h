@@ -40,8 +40,10 @@ enum route_kind { ROUTE_TCP = 1, ROUTE_UDP, ROUTE_HOST };
  *           PEXPIRE, 1; else 0.
  *  release: KEYS route; ARGV node, epoch, channel. Ours: DEL, publish
  *           "release KEY", 1; else 0.
- *  node:    KEYS node key; ARGV addr, load, started, ttl_ms. HSET the
- *           three fields, PEXPIRE; 1.
+ *  node:    KEYS node key; ARGV addr, load, started, ttl_ms, sessions,
+ *           tunnels. HSET addr, load, started, sessions, tunnels,
+ *           PEXPIRE; 1. (load is sessions, for readers of the first
+ *           schema; the new fields come last so that ttl_ms stays ARGV[4].)
  */
 extern const char routes_lua_claim[];
 extern const char routes_lua_refresh[];
@@ -55,7 +57,7 @@ struct routes_argv {
 	const char *argv[8];
 	size_t len[8];
 	char key[ROUTES_KEY_MAX];
-	char num[3][24];
+	char num[4][24];
 };
 
 /* the owner of a route as a claim answers it */
@@ -93,10 +95,11 @@ int routes_refresh_argv(struct routes_argv *a, const char *key,
     const char *node, uint64_t epoch, uint64_t ttl_ms);
 int routes_release_argv(
     struct routes_argv *a, const char *key, const char *node, uint64_t epoch);
-/* node: the node's id, its address for node links (ADDR:PORT), its load
- * (a count the caller chooses) and its start time (unix seconds) */
+/* node: the node's id, its address for node links (ADDR:PORT), its
+ * sessions and tunnels (counts; load is written as the sessions) and its
+ * start time (unix seconds) */
 int routes_node_argv(struct routes_argv *a, const char *node, const char *addr,
-    uint64_t load, uint64_t started, uint64_t ttl_ms);
+    uint64_t sessions, uint64_t tunnels, uint64_t started, uint64_t ttl_ms);
 
 /*
  * routes_claim_parse: the claim script's answer into *out. Returns 0, or

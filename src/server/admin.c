@@ -15,6 +15,7 @@
 #include "metrics/jtext.h"
 #include "metrics/metrics.h"
 #include "server/admin.h"
+#include "server/clview.h"
 #include "server/cluster.h"
 #include "server/forward.h"
 #include "server/group.h"
@@ -32,6 +33,7 @@
 #define TRAFFIC_INTERVAL_S 2
 #define TRAFFIC_SAMPLES 150       /* five minutes */
 #define TRAFFIC_TUNNELS 64        /* tunnels with a history */
+#define CLUSTER_VIEWS 4           /* /api/v1/cluster reads at once */
 
 /* One tunnel's bytes per interval, in a ring aligned with the others. */
 struct thist {
@@ -40,8 +42,18 @@ struct thist {
 	uint64_t d[2][TRAFFIC_SAMPLES];
 };
 
+/* a GET /api/v1/cluster waiting for its view from Redis */
+struct clreq {
+	LIST_ENTRY(clreq) link;
+	struct admin *a;
+	struct evhttp_request *req;
+	struct clview_fetch *f;
+};
+
 struct admin {
 	struct server *srv;
+	LIST_HEAD(, clreq) clreqs;
+	unsigned nclreqs;
 	struct web *web;
 	struct admin_ops ops;
 	struct event *tick;
@@ -408,6 +420,83 @@ h_events(struct evhttp_request *req, void *arg)
 	web_sse(a->web, req, a->srv->m.feed);
 }
 
+/* ---- the cluster view ---- */
+
+/*
+ * The view is read from Redis, so the reply comes later, from the fetch's
+ * answer. If the request's connection closes meanwhile, evhttp detaches
+ * the request and frees it at the reply (web.h): the answer is still
+ * sent, to nobody. What must not outlive the admin listener is the
+ * pending request itself: admin_stop answers it before the listener goes.
+ */
+
+static void
+clreq_end(struct clreq *r)
+{
+	LIST_REMOVE(r, link);
+	r->a->nclreqs--;
+	free(r);
+}
+
+static void
+on_cluster_view(void *arg, json_t *j, const char *err)
+{
+	struct clreq *r = arg;
+
+	if (j != NULL)
+		web_reply_json(r->req, 200, j);
+	else
+		web_reply_json(r->req, 503, json_pack("{s:o,s:s,s:{s:b,s:o}}",
+		    "error", jtext(err), "node", cluster_node(r->a->srv->cl),
+		    "store", "up", cluster_up(r->a->srv->cl), "error",
+		    jtext(err)));
+	clreq_end(r);
+}
+
+static void
+h_cluster(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct server *srv = a->srv;
+	struct clreq *r;
+	char err[300];
+
+	if (srv->cl == NULL) {
+		web_reply_error(req, 404, "this server is not in a cluster "
+		    "(it was started without --cluster)");
+		return;
+	}
+	if (!cluster_up(srv->cl)) {
+		snprintf(err, sizeof(err), "the cluster store is unreachable: "
+		    "%s", cluster_down_why(srv->cl));
+		web_reply_json(req, 503, json_pack("{s:o,s:s,s:{s:b,s:o}}",
+		    "error", jtext(err), "node", cluster_node(srv->cl), "store",
+		    "up", 0, "error", jtext(cluster_down_why(srv->cl))));
+		return;
+	}
+	if (a->nclreqs >= CLUSTER_VIEWS) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", "1");
+		web_reply_error(req, 503, "%u views of the cluster are being "
+		    "read already: try again in a moment", a->nclreqs);
+		return;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->a = a;
+	r->req = req;
+	r->f = clview_fetch(srv->base, cluster_store(srv->cl),
+	    cluster_node(srv->cl), NULL, on_cluster_view, r, err, sizeof(err));
+	if (r->f == NULL) {
+		free(r);
+		web_reply_json(req, 503, json_pack("{s:o,s:s,s:{s:b,s:o}}",
+		    "error", jtext(err), "node", cluster_node(srv->cl), "store",
+		    "up", cluster_up(srv->cl), "error", jtext(err)));
+		return;
+	}
+	LIST_INSERT_HEAD(&a->clreqs, r, link);
+	a->nclreqs++;
+}
+
 /* ---- the traffic history ---- */
 
 static struct thist *
@@ -520,6 +609,7 @@ admin_start(struct server *srv, const struct admin_ops *ops, char *err,
 	a = xcalloc(1, sizeof(*a));
 	a->srv = srv;
 	a->ops = *ops;
+	LIST_INIT(&a->clreqs);
 	if ((a->web = web_new(srv->base, &wc, err, errcap)) == NULL) {
 		free(a);
 		return -1;
@@ -536,6 +626,7 @@ admin_start(struct server *srv, const struct admin_ops *ops, char *err,
 	web_route(a->web, EVHTTP_REQ_GET, "/api/v1/traffic", h_traffic, a);
 	web_route(a->web, EVHTTP_REQ_POST, "/api/v1/reload", h_reload, a);
 	web_route(a->web, EVHTTP_REQ_GET, "/api/v1/events", h_events, a);
+	web_route(a->web, EVHTTP_REQ_GET, "/api/v1/cluster", h_cluster, a);
 	a->tick = event_new(srv->base, -1, EV_PERSIST, traffic_tick, a);
 	event_add(a->tick, &tv);
 	srv->admin = a;
@@ -550,12 +641,21 @@ void
 admin_stop(struct server *srv)
 {
 	struct admin *a = srv->admin;
+	struct clreq *r;
 
 	if (a == NULL)
 		return;
 	srv->admin = NULL;
 	if (a->tick)
 		event_free(a->tick);
+	/* views still being read: no answer will come for them; the
+	 * request is answered (or freed, its connection gone) before the
+	 * listener frees its connections */
+	while ((r = LIST_FIRST(&a->clreqs)) != NULL) {
+		clview_cancel(r->f);
+		web_reply_error(r->req, 503, "the server is stopping");
+		clreq_end(r);
+	}
 	web_free(a->web);
 	free(a);
 }

@@ -23,6 +23,7 @@ struct cluster {
 	char node[ROUTES_ID_MAX + 1];
 	char addr[300];
 	uint64_t started;
+	char down_why[200];
 	struct cluster_stats st;
 };
 
@@ -36,7 +37,7 @@ struct pending {
 	void *arg;
 };
 
-static void cl_on_beat(evutil_socket_t fd, short what, void *arg);
+static void node_write(struct cluster *cl);
 
 static void
 cl_up(void *arg)
@@ -45,11 +46,10 @@ cl_up(void *arg)
 
 	log_info("cluster: the store is up (node %s)", cl->node);
 	cl->st.up = 1;
+	cl->down_why[0] = '\0';
+	node_write(cl);
 	if (cl->h.up)
 		cl->h.up(cl->h.arg);
-	/* the node record at once, not at the next beat: the others need
-	 * its address to forward to it */
-	cl_on_beat(-1, 0, cl);
 }
 
 static void
@@ -60,6 +60,7 @@ cl_down(void *arg, const char *why)
 	if (cl->st.up)
 		log_warn("cluster: the store is unreachable: %s", why);
 	cl->st.up = 0;
+	snprintf(cl->down_why, sizeof(cl->down_why), "%s", why);
 	if (cl->h.down)
 		cl->h.down(cl->h.arg, why);
 }
@@ -72,16 +73,29 @@ cl_ignore(void *arg, const struct redisReply *reply, const char *err)
 	(void)err;
 }
 
+/* the node record: written at each heartbeat and as soon as the store is
+ * up (a view of the cluster lists the node without waiting a beat) */
+static void
+node_write(struct cluster *cl)
+{
+	struct routes_argv a;
+	uint64_t sessions = 0, tunnels = 0;
+
+	if (cl->h.load)
+		cl->h.load(cl->h.arg, &sessions, &tunnels);
+	if (rstore_is_up(cl->rs) && routes_node_argv(&a, cl->node,
+	    cl->addr[0] ? cl->addr : "-", sessions, tunnels, cl->started,
+	    CLUSTER_TTL_MS) == 0)
+		rstore_eval(cl->rs, cl->s_node, cl_ignore, NULL, a.nkeys,
+		    a.argc, a.argv, a.len);
+}
+
 static void
 cl_on_beat(evutil_socket_t fd, short what, void *arg)
 {
 	struct cluster *cl = arg;
-	struct routes_argv a;
 
-	if (rstore_is_up(cl->rs) && routes_node_argv(&a, cl->node,
-	    cl->addr[0] ? cl->addr : "-", 0, cl->started, CLUSTER_TTL_MS) == 0)
-		rstore_eval(cl->rs, cl->s_node, cl_ignore, NULL, a.nkeys,
-		    a.argc, a.argv, a.len);
+	node_write(cl);
 	if (cl->h.beat)
 		cl->h.beat(cl->h.arg);
 }
@@ -107,6 +121,7 @@ cluster_new(struct event_base *base, const char *url, const char *node,
 	snprintf(cl->node, sizeof(cl->node), "%s", node);
 	snprintf(cl->addr, sizeof(cl->addr), "%s", addr);
 	cl->started = (uint64_t)time(NULL);
+	snprintf(cl->down_why, sizeof(cl->down_why), "connecting");
 	if ((cl->rs = rstore_new(base, url, &rh, err, errcap)) == NULL) {
 		free(cl);
 		return NULL;
@@ -140,6 +155,12 @@ const char *
 cluster_node(const struct cluster *cl)
 {
 	return cl->node;
+}
+
+const char *
+cluster_down_why(const struct cluster *cl)
+{
+	return rstore_is_up(cl->rs) ? "" : cl->down_why;
 }
 
 struct rstore *

@@ -21,6 +21,9 @@ struct cluster_hooks {
 	void (*up)(void *arg);              /* the store is usable (again) */
 	void (*down)(void *arg, const char *why);
 	void (*beat)(void *arg);            /* every heartbeat: refresh */
+	/* every heartbeat, for the node record: the node's authenticated
+	 * sessions and its tunnels now (NULL: both 0) */
+	void (*load)(void *arg, uint64_t *sessions, uint64_t *tunnels);
 	void *arg;
 };
 
@@ -36,6 +39,9 @@ void cluster_free(struct cluster *cl);
 /* cluster_up: 1 when claims can be made now */
 int cluster_up(const struct cluster *cl);
 const char *cluster_node(const struct cluster *cl);
+/* cluster_down_why: why the store is unreachable ("connecting" before
+ * its first up), valid until the next call into cl; "" when it is up */
+const char *cluster_down_why(const struct cluster *cl);
 /* cluster_store: the Redis store (cluster/rstore.h), for modules that
  * read or write their own keys (the cluster view, counts, forwarding);
  * owned by cl */

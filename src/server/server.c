@@ -532,6 +532,16 @@ cluster_on_up(void *arg)
 		log_info("cluster: %u routes asserted again", n);
 }
 
+/* the node record's counts (the cluster view, /api/v1/cluster) */
+static void
+cluster_on_load(void *arg, uint64_t *sessions, uint64_t *tunnels)
+{
+	struct server *srv = arg;
+
+	*sessions = srv->nauthed;
+	*tunnels = srv->reg.count;
+}
+
 static void
 session_destroy(struct session *s, const char *why)
 {
@@ -1735,8 +1745,9 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		goto fail;
 	}
 	if (cf->cluster[0]) {
-		struct cluster_hooks ch = { cluster_on_up, cluster_on_down,
-			cluster_on_beat, srv };
+		struct cluster_hooks ch = { .up = cluster_on_up,
+			.down = cluster_on_down, .beat = cluster_on_beat,
+			.load = cluster_on_load, .arg = srv };
 		char node[64];
 		if (cf->node_id[0])
 			snprintf(node, sizeof(node), "%s", cf->node_id);

@@ -208,7 +208,7 @@ line(char *l)
 	else if (strcmp(av[0], "node") == 0 && ac == 5)
 		eval(s_node, OP_NODE,
 		    routes_node_argv(&a, av[1], av[2],
-		        strtoull(av[3], NULL, 10), 1700000000,
+		        strtoull(av[3], NULL, 10), 0, 1700000000,
 		        strtoull(av[4], NULL, 10)),
 		    &a);
 	else if (strcmp(av[0], "sub") == 0 && ac == 2) {

@@ -262,16 +262,24 @@ test_argv(void **state)
 	assert_string_equal(a.argv[3], ROUTES_CHANNEL);
 
 	assert_int_equal(
-	    routes_node_argv(&a, "n1", "10.0.0.11:9100", 12, 1700000000, 15000),
+	    routes_node_argv(&a, "n1", "10.0.0.11:9100", 12, 5, 1700000000,
+	        15000),
 	    0);
 	assert_int_equal(a.nkeys, 1);
-	assert_int_equal(a.argc, 5);
+	assert_int_equal(a.argc, 7);
 	assert_string_equal(a.argv[0], "mgrok:node:n1");
 	assert_string_equal(a.argv[1], "10.0.0.11:9100");
-	assert_string_equal(a.argv[2], "12");
+	assert_string_equal(a.argv[2], "12"); /* load: the sessions */
 	assert_string_equal(a.argv[3], "1700000000");
 	assert_string_equal(a.argv[4], "15000");
-	assert_int_equal(routes_node_argv(&a, "", "a", 1, 1, 1), MG_EINVAL);
+	assert_string_equal(a.argv[5], "12"); /* sessions */
+	assert_string_equal(a.argv[6], "5");  /* tunnels */
+	assert_int_equal(a.len[5], 2);
+	assert_int_equal(routes_node_argv(&a, "", "a", 1, 1, 1, 1), MG_EINVAL);
+	assert_int_equal(
+	    routes_node_argv(&a, "n1", "", 1, 1, 1, 1), MG_EINVAL);
+	assert_int_equal(
+	    routes_node_argv(&a, "n1", "a:1", 1, 1, 1, 0), MG_EINVAL);
 }
 
 /* hand-built hiredis answers */
@@ -396,6 +404,9 @@ test_scripts_text(void **state)
 	assert_null(strstr(routes_lua_refresh, "mgrok:"));
 	assert_null(strstr(routes_lua_release, "mgrok:"));
 	assert_null(strstr(routes_lua_node, "mgrok:"));
+	assert_non_null(strstr(routes_lua_node, "'sessions', ARGV[5]"));
+	assert_non_null(strstr(routes_lua_node, "'tunnels', ARGV[6]"));
+	assert_non_null(strstr(routes_lua_node, "PEXPIRE', KEYS[1], ARGV[4]"));
 }
 
 int

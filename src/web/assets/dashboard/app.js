@@ -10,6 +10,7 @@
 	var TOKEN_KEY = "mgrok-admin-token";
 	var MAX_EVENTS = 100;
 	var POLL_MS = 2000;
+	var CLUSTER_MS = 3000;
 	var COLORS = ["#2f6fdb", "#d9480f", "#2b8a3e", "#9c36b5", "#e67700",
 		"#0b7285", "#c2255c", "#5c940d", "#495057", "#1864ab"];
 	var EVENT_TYPES = ["session_connected", "session_lost", "session_replaced",
@@ -25,6 +26,7 @@
 	var traffic = null;
 	var es = null, streamAbort = null, retryMs = 1000;
 	var eventsTimer = null, infoTimer = null, pollTimer = null, trafficTimer = null, refreshTimer = null;
+	var clusterTimer = null, clusterBusy = false;
 	var started = false;
 
 	/* the DOM helpers both pages share (/common/dom.js) */
@@ -85,6 +87,7 @@
 		return get("/api/v1/info").then(function (j) {
 			info = j; infoAt = Date.now();
 			renderHeader();
+			clusterFollow();
 		});
 	}
 
@@ -377,6 +380,82 @@
 		});
 	}
 
+	/* ------------------------------------------------------ cluster */
+
+	/* shown only when /api/v1/info says this server is in a cluster;
+	 * the view is read from the cluster's store on each refresh */
+	function clusterFollow() {
+		var on = !!(info && info.cluster && typeof info.cluster === "object");
+		$("cluster").classList.toggle("hidden", !on);
+		if (on && !clusterTimer && started) {
+			loadCluster();
+			clusterTimer = setInterval(loadCluster, CLUSTER_MS);
+		} else if (!on && clusterTimer) {
+			clearInterval(clusterTimer); clusterTimer = null;
+		}
+	}
+
+	function clusterError(msg) {
+		var e = $("cluster-error");
+		e.textContent = msg || "";
+		e.classList.toggle("hidden", !msg);
+	}
+
+	function loadCluster() {
+		if (clusterBusy) return;
+		clusterBusy = true;
+		D.request("GET", "/api/v1/cluster", undefined, token, needAuth).then(function (r) {
+			clusterBusy = false;
+			if (!r.ok) {
+				clusterError("cluster view: " + ((r.json && r.json.error) ||
+				    (r.status + " " + r.statusText)));
+				return;
+			}
+			clusterError("");
+			renderCluster(r.json || {});
+		}, function (e) {
+			clusterBusy = false;
+			if (!(e instanceof Unauthorized)) clusterError("cluster view: " + (e && e.message || e));
+		});
+	}
+
+	function ttl(ms) {
+		return ms === null || ms === undefined ? "none" : (ms / 1000).toFixed(1) + " s";
+	}
+
+	function renderCluster(c) {
+		var nodes = c.nodes || [], routes = c.routes || [];
+		syncRows($("cluster-nodes").tBodies[0], nodes, function (n) { return n.id; }, function (n) {
+			var tr = el("tr", { "data-node-id": n.id, "data-self": n.self ? "1" : "0" });
+			var name = el("span", {}, [el("b", { text: n.id })]);
+			if (n.self) name.appendChild(el("span", { cls: "badge ok self", text: "this node",
+				title: "the node this dashboard belongs to" }));
+			tr.appendChild(td("Node", name));
+			tr.appendChild(td("Address", el("span", { cls: "mono", text: n.addr || "-" })));
+			tr.appendChild(td("Sessions", n.sessions === null ? "-" : n.sessions, "num"));
+			tr.appendChild(td("Tunnels", n.tunnels === null ? "-" : n.tunnels, "num"));
+			tr.appendChild(td("Up for", n.age_s === null || n.age_s === undefined ? "-" : dur(n.age_s)));
+			tr.appendChild(td("Record TTL", ttl(n.ttl_ms), "num"));
+			return tr;
+		}, "No node records.", 6);
+		syncRows($("cluster-routes").tBodies[0], routes, function (r) { return r.key; }, function (r) {
+			var tr = el("tr", { "data-route-key": r.key, "data-owner": r.node || "",
+				"data-kind": r.kind || "" });
+			tr.appendChild(td("Kind", r.kind || "?"));
+			tr.appendChild(td("Name", el("span", { cls: "mono", text: r.name || "" }), "wide"));
+			var own = el("span", { text: r.node || "-" });
+			if (r.node && r.node === c.node) own.className = "s2";
+			tr.appendChild(td("Owner", own));
+			tr.appendChild(td("Epoch", r.epoch === null ? "-" : String(r.epoch), "num mono"));
+			tr.appendChild(td("TTL", ttl(r.ttl_ms), "num"));
+			return tr;
+		}, "No routes.", 5);
+		$("cluster-count").textContent = nodes.length + " node" + (nodes.length === 1 ? "" : "s") +
+		    (c.store && c.store.rtt_us !== undefined ? " · store round trip " +
+		    (c.store.rtt_us / 1000).toFixed(2) + " ms" : "");
+		$("cluster-routes-count").textContent = routes.length + (c.truncated ? " (truncated)" : "");
+	}
+
 	/* -------------------------------------------------------- chart */
 
 	function loadTraffic() {
@@ -476,6 +555,7 @@
 		if (streamAbort) { var a = streamAbort; streamAbort = null; a.abort(); }
 		clearInterval(pollTimer); pollTimer = null;
 		clearInterval(trafficTimer); trafficTimer = null;
+		clearInterval(clusterTimer); clusterTimer = null;
 	}
 
 	function start() {
@@ -485,6 +565,7 @@
 		setState("connecting");
 		loadInfo().then(function () {
 			started = true;
+			clusterFollow();
 			return Promise.all([loadSessions(), loadTunnels(), loadTraffic()]);
 		}).then(function () {
 			showError("");
