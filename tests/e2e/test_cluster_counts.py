@@ -185,3 +185,26 @@ def test_visitors_counted_across_nodes(mg, tmp_path):
     c1.stop()
     c2.stop()
     assert wait_for(lambda: redis_cmd(redis.port, "EXISTS", KEY) == b":0\r\n", 8), figures(redis)
+
+
+def test_store_down_keeps_the_last_figures(mg, tmp_path):
+    """Redis killed: each node enforces with the figures it read last (n1
+    still counts n2's tunnel: the limit's refusal comes before the claim,
+    which would fail with "cluster state unavailable")."""
+    redis, base, n1, n2 = cluster(mg, tmp_path)
+    svc = mg.echo_service()
+    t1 = tunnel(mg, svc, n1, base + 1)
+    assert mg.wait_forward(t1)[0][2] == base + 1
+    t2 = tunnel(mg, svc, n2, base + 2)
+    assert mg.wait_forward(t2)[0][2] == base + 2
+    assert wait_for(lambda: figures_are(redis, n1=(1, 0), n2=(1, 0)), 5), figures(redis)
+    time.sleep(BEAT + 0.5)
+    redis.kill9()
+    for srv in (n1, n2):
+        assert wait_for(lambda: "cluster: the store is unreachable" in srv.stderr(), 10), \
+            srv.log()
+    # the limit holds on the last known figures (no "retrying": they were read)
+    time.sleep(BEAT + 0.5)
+    msg, code = refused(tunnel(mg, svc, n1, base + 3))
+    assert (msg, code) == ("gina may have at most 2 tunnels at once", 6), msg
+    assert t1.alive() and t2.alive()
