@@ -22,6 +22,7 @@
 #include "server/accept.h"
 #include "conf/policy.h"
 #include "cluster/routes.h"
+#include "server/climits.h"
 #include "server/cluster.h"
 #include "server/forward.h"
 #include "server/group.h"
@@ -871,6 +872,7 @@ proxy_visitors_ok(struct proxy *px)
 {
 	const struct conf_policy *pol = proxy_policy(px->srv, px->identity);
 	const struct proxy *o;
+	struct counts_fig others;
 	int64_t n = 0;
 
 	if (pol == NULL || pol->limits.visitors == 0)
@@ -878,6 +880,9 @@ proxy_visitors_ok(struct proxy *px)
 	LIST_FOREACH(o, &px->srv->reg.all, link)
 		if (strcmp(o->identity, px->identity) == 0)
 			n += smet_px_active(o);
+	/* in a cluster, the other nodes' too (zero while never read) */
+	climits_others(px->srv, px->identity, &others);
+	n += (int64_t)others.visitors;
 	if (n < (int64_t)pol->limits.visitors)
 		return 0;
 	smet_visitor_refused(px->srv, px, SMET_REF_VISITORS, NULL,
@@ -1185,10 +1190,18 @@ proxy_register(struct session *s, const struct ctrl_register *reg,
 		return MG_EINVAL;
 	if ((px = lease_find(s, reg, host)) != NULL)
 		goto attach;
-	if (pol && pol->limits.tunnels &&
-	    identity_tunnels(srv, s->identity) >= pol->limits.tunnels)
-		FAIL(CODE_LIMIT, "%s may have at most %u tunnels at once",
-		    pol->name, pol->limits.tunnels);
+	if (pol && pol->limits.tunnels) {
+		/* in a cluster, the other nodes' too (climits.c) */
+		struct counts_fig o;
+		if (climits_others(srv, s->identity, &o) == MG_EAGAIN)
+			FAIL(CODE_INTERNAL, "cluster state unavailable (the "
+			    "count of %s's tunnels is being read), retrying",
+			    pol->name);
+		if (identity_tunnels(srv, s->identity) + o.tunnels >=
+		    pol->limits.tunnels)
+			FAIL(CODE_LIMIT, "%s may have at most %u tunnels at "
+			    "once", pol->name, pol->limits.tunnels);
+	}
 	if (reg->group.p && (g = group_find(srv, (const char *)reg->group.p,
 	    reg->group.len, reg->proxy_type)) != NULL) {
 		/* joining: the group's public side, within the joiner's own

@@ -16,6 +16,7 @@
 #include "mux/mux.h"
 #include "proto/ctrl.h"
 #include "cluster/routes.h"
+#include "server/climits.h"
 #include "server/cluster.h"
 #include "server/forward.h"
 #include "server/server.h"
@@ -756,6 +757,7 @@ session_authenticated(struct session *s, const char *identity)
 	s->state = SESS_AUTHENTICATED;
 	if (s->deadline)
 		event_del(s->deadline);
+	climits_session(srv, identity); /* its counts read before AuthOK */
 	memset(&m, 0, sizeof(m));
 	m.type = CTRL_AUTH_OK;
 	m.u.auth_ok.caps = s->caps;
@@ -1764,6 +1766,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 			log_error("--cluster: %s", err);
 			goto fail;
 		}
+		climits_start(srv);
 		log_info("cluster node %s: state in %s", node,
 		    cf->cluster[0] ? "Redis" : "");
 		if (!cf->cluster_secret[0])
@@ -1837,6 +1840,7 @@ server_free(struct server *srv)
 	while ((px = LIST_FIRST(&srv->reg.all)) != NULL)
 		proxy_free(px);
 	forward_stop(srv);
+	climits_stop(srv);
 	cluster_free(srv->cl); /* the claims still due end with it */
 	srv->cl = NULL;
 	proxy_ppwait_stop(srv);

@@ -237,6 +237,7 @@ struct server {
 	uint64_t started_ms;
 	struct cluster *cl;           /* NULL: not in a cluster */
 	struct forward *fwd;          /* node links and forwarding (forward.c) */
+	struct counts *counts;        /* cluster-wide counts (climits.c) */
 	uint64_t drain_deadline_ms;
 	uint64_t handover_deadline_ms; /* clients move until then */
 	int handover_over;            /* public listeners closed */
