@@ -75,6 +75,8 @@ struct fvisitor {
 	uint16_t port;
 	struct sockaddr_storage peer;
 	struct evbuffer *prefix;      /* NULL: none */
+	forward_open_fn cb;           /* forward_open's (then fd is -1) */
+	void *cb_arg;
 	char host[256];
 };
 
@@ -103,6 +105,8 @@ struct forward {
 	int scanning;
 	int closing;
 	unsigned fenced;              /* routes fenced at the last beat */
+	struct forward_udp_hooks udp; /* UDP's side (server.c sets it) */
+	uint8_t udp_open[8192];       /* UDP ports told open (a bit each) */
 	struct forward_stats st;
 };
 
@@ -123,6 +127,9 @@ forward_on(const struct server *srv)
 static void
 visitor_free(struct fvisitor *v, int reset)
 {
+	if (v->cb != NULL && reset)
+		/* forward_open's caller learns it went nowhere */
+		v->cb(v->cb_arg, NULL, "not forwarded");
 	if (v->fd >= 0) {
 		if (reset)
 			proxy_reset_close(v->fd);
@@ -205,6 +212,13 @@ on_open(void *arg, struct mux_stream *st, const char *err)
 	if (f->closing) {
 		mux_stream_abort(st);
 		visitor_free(v, 1);
+		return;
+	}
+	if (v->cb != NULL) {
+		f->st.out_conns++;
+		v->cb(v->cb_arg, st, NULL);
+		v->cb = NULL;
+		visitor_free(v, 0);
 		return;
 	}
 	if (v->prefix) {
@@ -373,6 +387,28 @@ entry_lookup(struct forward *f, struct rentry *e)
 	f->st.lookups++;
 }
 
+static void visitor_start(struct forward *f, struct fvisitor *v,
+    const char *host);
+
+void
+forward_open(struct server *srv, enum fwd_kind kind, uint16_t port,
+    const struct sockaddr *peer, forward_open_fn cb, void *arg)
+{
+	struct forward *f = fwd(srv);
+	struct fvisitor *v = xcalloc(1, sizeof(*v));
+
+	v->f = f;
+	v->kind = kind;
+	v->fd = -1;
+	v->port = port;
+	v->cb = cb;
+	v->cb_arg = arg;
+	memcpy(&v->peer, peer, peer->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	f->waiting++;
+	visitor_start(f, v, NULL);
+}
+
 void
 forward_visitor(struct server *srv, enum fwd_kind kind, const char *host,
     uint16_t port, int fd, const struct sockaddr *peer,
@@ -380,9 +416,6 @@ forward_visitor(struct server *srv, enum fwd_kind kind, const char *host,
 {
 	struct forward *f = fwd(srv);
 	struct fvisitor *v;
-	struct rentry *e;
-	char key[ROUTES_KEY_MAX], name[256];
-	uint64_t now = mtime_ms();
 
 	v = xcalloc(1, sizeof(*v));
 	v->f = f;
@@ -396,6 +429,19 @@ forward_visitor(struct server *srv, enum fwd_kind kind, const char *host,
 		v->prefix = evbuffer_new();
 		evbuffer_add_buffer(v->prefix, prefix);
 	}
+	visitor_start(f, v, host);
+}
+
+/* look v's route up (or take it from the cache), then forward v */
+static void
+visitor_start(struct forward *f, struct fvisitor *v, const char *host)
+{
+	enum fwd_kind kind = v->kind;
+	uint16_t port = v->port;
+	struct rentry *e;
+	char key[ROUTES_KEY_MAX], name[256];
+	uint64_t now = mtime_ms();
+
 	if (kind == FWD_TCP || kind == FWD_UDP)
 		snprintf(name, sizeof(name), "%u", port);
 	else {
@@ -487,8 +533,8 @@ on_link_stream(void *arg, const char *from, struct mux_stream *st,
 		why = "a malformed header";
 		goto refuse;
 	}
-	if (v.kind == FWD_TCP)
-		px = registry_by_port(&srv->reg, 0, v.port);
+	if (v.kind == FWD_TCP || v.kind == FWD_UDP)
+		px = registry_by_port(&srv->reg, v.kind == FWD_UDP, v.port);
 	else if (v.kind == FWD_HTTP || v.kind == FWD_HTTPS)
 		px = registry_by_host(&srv->reg, v.host);
 	if (px == NULL) {
@@ -502,6 +548,15 @@ on_link_stream(void *arg, const char *from, struct mux_stream *st,
 	if (forward_fenced(srv, px)) {
 		why = "this node's claim is past (cut off from the store)";
 		goto refuse;
+	}
+	if (v.kind == FWD_UDP) {
+		if (f->udp.flow == NULL) {
+			why = "UDP is not forwarded here";
+			goto refuse;
+		}
+		f->st.in_conns++;
+		f->udp.flow(srv, px, st, (struct sockaddr *)&v.peer);
+		return;
 	}
 	if (f->inject[v.kind] == NULL) {
 		why = "not forwarded for this kind";
@@ -604,15 +659,20 @@ fport_open(struct forward *f, uint16_t port)
 	log_debug("cluster: port %u is another node's: forwarding", port);
 }
 
+static void uport_set(struct forward *f, uint16_t port, int open);
+
 void
 forward_take_port(struct server *srv, int udp, uint16_t port)
 {
 	struct forward *f = fwd(srv);
 	struct fport *p;
 
-	if (f == NULL || udp || (p = fport_find(f, port)) == NULL)
+	if (f == NULL)
 		return;
-	fport_close(p);
+	if (udp)
+		uport_set(f, port, 0);
+	else if ((p = fport_find(f, port)) != NULL)
+		fport_close(p);
 }
 
 /* the TCP ports with a route: a SCAN of the route keys, then listeners
@@ -620,8 +680,30 @@ forward_take_port(struct server *srv, int udp, uint16_t port)
 struct sweep {
 	struct forward *f;
 	unsigned rounds;
-	uint8_t seen[8192];           /* a bit per port */
+	uint8_t seen[2][8192];        /* a bit per port: TCP, UDP */
 };
+
+#define BIT(m, p) ((m)[(p) >> 3] & (1 << ((p) & 7)))
+#define SETBIT(m, p) ((m)[(p) >> 3] |= (uint8_t)(1 << ((p) & 7)))
+#define CLRBIT(m, p) ((m)[(p) >> 3] &= (uint8_t)~(1 << ((p) & 7)))
+
+/* a UDP port another node owns: the UDP side listens on it (or stops) */
+static void
+uport_set(struct forward *f, uint16_t port, int open)
+{
+	struct server *srv = f->srv;
+
+	if (f->udp.port == NULL || port < srv->cf->start_port ||
+	    port > srv->cf->end_port || !BIT(f->udp_open, port) == !open)
+		return;
+	if (open && registry_by_port(&srv->reg, 1, port) != NULL)
+		return;
+	if (open)
+		SETBIT(f->udp_open, port);
+	else
+		CLRBIT(f->udp_open, port);
+	f->udp.port(srv, port, open);
+}
 
 static void
 sweep_apply(struct sweep *sw)
@@ -632,12 +714,14 @@ sweep_apply(struct sweep *sw)
 
 	for (p = LIST_FIRST(&f->ports); p != NULL; p = next) {
 		next = LIST_NEXT(p, link);
-		if (!(sw->seen[p->port >> 3] & (1 << (p->port & 7))))
+		if (!BIT(sw->seen[0], p->port))
 			fport_close(p);
 	}
-	for (uint32_t port = cf->start_port; port <= cf->end_port; port++)
-		if (sw->seen[port >> 3] & (1 << (port & 7)))
+	for (uint32_t port = cf->start_port; port <= cf->end_port; port++) {
+		if (BIT(sw->seen[0], port))
 			fport_open(f, (uint16_t)port);
+		uport_set(f, (uint16_t)port, BIT(sw->seen[1], port) != 0);
+	}
 }
 
 static void
@@ -645,8 +729,7 @@ on_scan(void *arg, const struct redisReply *r, const char *err)
 {
 	struct sweep *sw = arg;
 	struct forward *f = sw->f;
-	const char *pre = ROUTES_KEY_PREFIX "tcp:";
-	size_t pl = strlen(pre);
+	size_t pl = strlen(ROUTES_KEY_PREFIX) + 4; /* and "tcp:", "udp:" */
 
 	if (f->closing) {
 		free(sw);
@@ -661,12 +744,15 @@ on_scan(void *arg, const struct redisReply *r, const char *err)
 		const struct redisReply *k = r->element[1]->element[i];
 		unsigned long port;
 		char *end;
-		if (k->type != REDIS_REPLY_STRING || k->len <= pl ||
-		    strncmp(k->str, pre, pl) != 0)
+		int udp;
+		if (k->type != REDIS_REPLY_STRING || k->len <= pl)
+			continue;
+		udp = strncmp(k->str, ROUTES_KEY_PREFIX "udp:", pl) == 0;
+		if (!udp && strncmp(k->str, ROUTES_KEY_PREFIX "tcp:", pl) != 0)
 			continue;
 		port = strtoul(k->str + pl, &end, 10);
 		if (*end == '\0' && port > 0 && port < 65536)
-			sw->seen[port >> 3] |= (uint8_t)(1 << (port & 7));
+			SETBIT(sw->seen[udp], port);
 	}
 	if (strcmp(r->element[0]->str, "0") == 0) {
 		sweep_apply(sw);
@@ -674,7 +760,7 @@ on_scan(void *arg, const struct redisReply *r, const char *err)
 	}
 	if (++sw->rounds < SCAN_ROUNDS && rstore_cmd(cluster_store(
 	    f->srv->cl), on_scan, sw, "SCAN %s MATCH %s COUNT 1000",
-	    r->element[0]->str, ROUTES_KEY_PREFIX "tcp:*") == 0)
+	    r->element[0]->str, ROUTES_KEY_PREFIX "*") == 0)
 		return; /* still pending */
 done:
 	f->scanning = 0;
@@ -692,7 +778,7 @@ sweep_start(struct forward *f)
 	sw = xcalloc(1, sizeof(*sw));
 	sw->f = f;
 	if (rstore_cmd(cluster_store(f->srv->cl), on_scan, sw,
-	    "SCAN 0 MATCH %s COUNT 1000", ROUTES_KEY_PREFIX "tcp:*") != 0) {
+	    "SCAN 0 MATCH %s COUNT 1000", ROUTES_KEY_PREFIX "*") != 0) {
 		free(sw);
 		return;
 	}
@@ -810,6 +896,8 @@ on_routes_msg(void *arg, const char *channel, const char *msg, size_t len)
 	if (strcmp(verb, "claim") == 0 && n == 4) {
 		int tcp = strncmp(key, ROUTES_KEY_PREFIX "tcp:",
 		    strlen(ROUTES_KEY_PREFIX "tcp:")) == 0;
+		int udp = strncmp(key, ROUTES_KEY_PREFIX "udp:",
+		    strlen(ROUTES_KEY_PREFIX "udp:")) == 0;
 		if (e != NULL && e->state == R_READY) {
 			if (e->owned && strcmp(e->node, node) == 0) {
 				/* the same node, a new epoch */
@@ -821,6 +909,9 @@ on_routes_msg(void *arg, const char *channel, const char *msg, size_t len)
 		if (tcp && strcmp(node, cluster_node(f->srv->cl)) != 0)
 			fport_open(f, (uint16_t)strtoul(key +
 			    strlen(ROUTES_KEY_PREFIX "tcp:"), NULL, 10));
+		if (udp && strcmp(node, cluster_node(f->srv->cl)) != 0)
+			uport_set(f, (uint16_t)strtoul(key +
+			    strlen(ROUTES_KEY_PREFIX "udp:"), NULL, 10), 1);
 	} else if (strcmp(verb, "release") == 0) {
 		if (e != NULL && e->state == R_READY)
 			e->stale = 1;
@@ -831,6 +922,10 @@ on_routes_msg(void *arg, const char *channel, const char *msg, size_t len)
 			if (p != NULL)
 				fport_close(p);
 		}
+		if (strncmp(key, ROUTES_KEY_PREFIX "udp:",
+		    strlen(ROUTES_KEY_PREFIX "udp:")) == 0)
+			uport_set(f, (uint16_t)strtoul(key +
+			    strlen(ROUTES_KEY_PREFIX "udp:"), NULL, 10), 0);
 	}
 }
 
@@ -924,6 +1019,9 @@ forward_stop(struct server *srv)
 	f->closing = 1;
 	while (!LIST_EMPTY(&f->ports))
 		fport_close(LIST_FIRST(&f->ports));
+	for (uint32_t port = 1; port < 65536; port++)
+		if (BIT(f->udp_open, port))
+			uport_set(f, (uint16_t)port, 0);
 	nodelink_free(f->links); /* opens still waiting fail: fds closed */
 	f->links = NULL;
 	for (e = TAILQ_FIRST(&f->entries); e != NULL; e = next) {
@@ -937,6 +1035,13 @@ forward_stop(struct server *srv)
 		strmap_free(&f->map);
 		free(f);
 	}
+}
+
+void
+forward_set_udp(struct server *srv, const struct forward_udp_hooks *h)
+{
+	if (srv->fwd != NULL)
+		srv->fwd->udp = *h;
 }
 
 void

@@ -54,6 +54,33 @@ void forward_stop(struct server *srv);
 void forward_visitor(struct server *srv, enum fwd_kind kind, const char *host,
     uint16_t port, int fd, const struct sockaddr *peer,
     struct evbuffer *prefix);
+/*
+ * forward_open: a stream to the owner of the UDP port (kind FWD_UDP) for
+ * the flow of the visitor peer; cb(arg, st, NULL) with the stream (the
+ * caller owns it: datagrams as u16 length | payload each way), or
+ * cb(arg, NULL, why) when it goes nowhere. cb is called once, possibly
+ * before forward_open returns.
+ */
+struct mux_stream;
+typedef void (*forward_open_fn)(void *arg, struct mux_stream *st,
+    const char *err);
+void forward_open(struct server *srv, enum fwd_kind kind, uint16_t port,
+    const struct sockaddr *peer, forward_open_fn cb, void *arg);
+
+/*
+ * UDP's side, set by server.c (the UDP module sits above this file):
+ * port: a UDP port of the server's range that another node owns appeared
+ * (open 1: listen on it and forward its flows with forward_open) or went
+ * (0: stop); flow: on the owner, st carries the datagrams of the flow of
+ * visitor peer to px's tunnel (the hook takes st).
+ */
+struct forward_udp_hooks {
+	void (*port)(struct server *srv, uint16_t port, int open);
+	void (*flow)(struct server *srv, struct proxy *px,
+	    struct mux_stream *st, const struct sockaddr *peer);
+};
+void forward_set_udp(struct server *srv, const struct forward_udp_hooks *h);
+
 /* forward_on: 1 when this node forwards (it is in a cluster) */
 int forward_on(const struct server *srv);
 
