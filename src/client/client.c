@@ -1790,6 +1790,28 @@ client_on_msg(struct mux_stream *st, const uint8_t *p, size_t len, void *arg)
 	case CTRL_REGISTER_OK:
 		client_on_register_ok(c, &m);
 		break;
+	case CTRL_TUNNEL_CLOSED: {
+		/* the server closed one tunnel (capability 6): say why, and
+		 * ask for it again at once; the answer says whether it can be
+		 * had (RegisterErr names who has it now) */
+		struct cproxy *px = NULL;
+		for (size_t i = 0; i < c->npx && px == NULL; i++)
+			if (c->px[i]->registered &&
+			    strlen(c->px[i]->name) == m.u.reg_err.name.len &&
+			    memcmp(c->px[i]->name, m.u.reg_err.name.p,
+			    m.u.reg_err.name.len) == 0)
+				px = c->px[i];
+		log_warn("the server closed %s: %s (code %u)%s",
+		    esc(&m.u.reg_err.name, e2, sizeof(e2)),
+		    esc(&m.u.reg_err.text, e1, sizeof(e1)), m.u.reg_err.code,
+		    px ? "; asking for it again" : "");
+		if (px != NULL) {
+			px->registered = 0;
+			client_register_one(c, px);
+			c->state = CL_REGISTERING;
+		}
+		break;
+	}
 	case CTRL_REGISTER_ERR: {
 		struct cproxy *px = client_regq_pop(c);
 

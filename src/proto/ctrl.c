@@ -434,6 +434,7 @@ ctrl_decode(const uint8_t *p, size_t len, struct ctrl_msg *m)
 		ctrl_rd_rest(&r, &m->u.reg_ok.url);
 		break;
 	case CTRL_REGISTER_ERR:
+	case CTRL_TUNNEL_CLOSED:
 		m->u.reg_err.code = ctrl_rd_u8(&r);
 		ctrl_rd_str(&r, ctrl_rd_u8(&r), &m->u.reg_err.name);
 		ctrl_rd_rest(&r, &m->u.reg_err.text);
@@ -591,6 +592,7 @@ ctrl_encode(const struct ctrl_msg *m, uint8_t *out, size_t cap)
 		ctrl_wr_str(&w, &m->u.reg_ok.url);
 		break;
 	case CTRL_REGISTER_ERR:
+	case CTRL_TUNNEL_CLOSED:
 		if (m->u.reg_err.name.len > CTRL_NAME_MAX)
 			return MG_EINVAL;
 		ctrl_wr_u8(&w, m->u.reg_err.code);
@@ -671,6 +673,7 @@ ctrl_type_name(uint8_t type)
 	case CTRL_AUTH_ERR: return "AuthErr";
 	case CTRL_REGISTER_OK: return "RegisterOK";
 	case CTRL_REGISTER_ERR: return "RegisterErr";
+	case CTRL_TUNNEL_CLOSED: return "TunnelClosed";
 	case CTRL_ERROR: return "Error";
 	case CTRL_HEALTH_REPORT: return "HealthReport";
 	}

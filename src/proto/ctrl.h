@@ -54,6 +54,8 @@ enum ctrl_type {
 	CTRL_REGISTER_OK = 0x14,
 	CTRL_REGISTER_ERR = 0x15,
 	CTRL_ERROR = 0x16,
+	CTRL_TUNNEL_CLOSED = 0x17, /* extension, to CTRL_CAP_CLUSTER
+				      clients: body as REGISTER_ERR's */
 	CTRL_HEALTH_REPORT = 0x18, /* extension: internals/protocol-ext.md */
 };
 
@@ -175,7 +177,7 @@ struct ctrl_msg {
 			uint8_t code;
 			struct ctrl_str name;
 			struct ctrl_str text;
-		} reg_err;                      /* REGISTER_ERR */
+		} reg_err;                      /* REGISTER_ERR, TUNNEL_CLOSED */
 		struct {
 			uint32_t stream_id;
 			uint8_t code;

@@ -1,6 +1,7 @@
 /* server.c: the control listener, sessions, authentication and the control
  * protocol of `mgrok server` (docs/protocol.md section 4). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,35 @@ regslot_ok(struct session *s, struct regslot *r, struct proxy *px)
 	r->filled = 1;
 }
 
+/*
+ * The server closes a tunnel of a live session (another node owns its
+ * public side now; a reload's policy no longer allows it): its agent is
+ * told with TunnelClosed (0x17, docs/internals/protocol-ext.md) when its
+ * session has capability 6, which says it knows the message.
+ */
+static void __attribute__((format(printf, 3, 4)))
+tunnel_closed(struct proxy *px, uint8_t code, const char *fmt, ...)
+{
+	struct ctrl_msg m;
+	char text[300];
+	va_list ap;
+
+	if (px->sess == NULL || !(px->sess->caps & CTRL_CAP_CLUSTER) ||
+	    px->is_group)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_TUNNEL_CLOSED;
+	m.u.reg_err.code = code;
+	m.u.reg_err.name.p = (const uint8_t *)px->name;
+	m.u.reg_err.name.len = strlen(px->name);
+	m.u.reg_err.text.p = (const uint8_t *)text;
+	m.u.reg_err.text.len = strlen(text);
+	session_send(px->sess, &m);
+}
+
 /* ---- the cluster: route claims ---- */
 
 struct claimwait {
@@ -444,6 +474,8 @@ refresh_done(void *arg, int ours, const char *err)
 		    proxy_where(px));
 		px->cl_epoch = 0; /* not ours to release */
 		px->end_why = "its public side is another node's";
+		tunnel_closed(px, CODE_IN_USE, "%s is another node's now",
+		    proxy_where(px));
 		proxy_unregister(px);
 	}
 	free(w);
@@ -493,6 +525,8 @@ reassert_done(void *arg, int ok, uint64_t epoch, const char *owner,
 		    proxy_where(px), owner);
 		px->cl_epoch = 0;
 		px->end_why = "its public side is another node's";
+		tunnel_closed(px, CODE_IN_USE, "%s is in use on node %s",
+		    proxy_where(px), owner);
 		proxy_unregister(px);
 	}
 	free(w);
@@ -1465,6 +1499,7 @@ server_apply(struct server *srv, const struct server_conf *ncf, char *err,
 			    strlen(px->name), n, sizeof(n)), proxy_where(px),
 			    rule);
 			px->end_why = "its owner's policy no longer allows it";
+			tunnel_closed(px, CODE_NOT_ALLOWED, "%s", rule);
 			proxy_unregister(px);
 			closed++;
 		}
