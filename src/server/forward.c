@@ -86,7 +86,7 @@ struct fport {
 	struct forward *f;
 	struct evconnlistener *lst;
 	uint16_t port;
-	int seen;                     /* in the last sweep */
+	unsigned missed;              /* sweeps in a row without its route */
 };
 
 struct forward {
@@ -107,6 +107,7 @@ struct forward {
 	unsigned fenced;              /* routes fenced at the last beat */
 	struct forward_udp_hooks udp; /* UDP's side (server.c sets it) */
 	uint8_t udp_open[8192];       /* UDP ports told open (a bit each) */
+	uint8_t udp_miss[8192];       /* ... and missed by the last sweep */
 	struct forward_stats st;
 };
 
@@ -648,7 +649,6 @@ fport_open(struct forward *f, uint16_t port)
 	p = xcalloc(1, sizeof(*p));
 	p->f = f;
 	p->port = port;
-	p->seen = 1;
 	if ((p->lst = accept_listen(srv, fd, fport_on_accept, p, 1)) ==
 	    NULL) {
 		free(p);
@@ -712,15 +712,29 @@ sweep_apply(struct sweep *sw)
 	struct fport *p, *next;
 	const struct server_conf *cf = f->srv->cf;
 
+	/* a port closes when two sweeps in a row (2 s apart) miss its
+	 * route, not one: a Redis restarted empty is being filled again by
+	 * the owners; a release closes it at once (the channel) */
 	for (p = LIST_FIRST(&f->ports); p != NULL; p = next) {
 		next = LIST_NEXT(p, link);
-		if (!BIT(sw->seen[0], p->port))
+		if (BIT(sw->seen[0], p->port))
+			p->missed = 0;
+		else if (++p->missed >= 2)
 			fport_close(p);
 	}
 	for (uint32_t port = cf->start_port; port <= cf->end_port; port++) {
 		if (BIT(sw->seen[0], port))
 			fport_open(f, (uint16_t)port);
-		uport_set(f, (uint16_t)port, BIT(sw->seen[1], port) != 0);
+		if (BIT(sw->seen[1], port)) {
+			CLRBIT(f->udp_miss, port);
+			uport_set(f, (uint16_t)port, 1);
+		} else if (BIT(f->udp_open, port)) {
+			if (BIT(f->udp_miss, port)) {
+				CLRBIT(f->udp_miss, port);
+				uport_set(f, (uint16_t)port, 0);
+			} else
+				SETBIT(f->udp_miss, port);
+		}
 	}
 }
 

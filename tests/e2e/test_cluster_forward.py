@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from helpers import HOST, pick_port_range, wait_for
+from helpers import HOST, make_pki, pick_port_range, wait_for
 from test_admin import admin_port, metric, parse_metrics, scrape
 from test_cluster import redis_cmd
 from test_rstore import REDIS, PausingProxy, Redis
@@ -31,12 +31,14 @@ MIB = 1 << 20
 
 
 class Cluster:
-    def __init__(self, mg, n=3, redis_url=None, urls=None):
+    def __init__(self, mg, n=3, urls=None, pki=None):
         self.mg = mg
         self.redis = Redis(mg)
         self.base = pick_port_range(10)
         self.http_port = pick_port_range(1)
         self.link_port = pick_port_range(1)
+        self.pki = pki
+        self.https_port = pick_port_range(1) if pki else None
         self.nodes = []
         for i in range(n):
             url = (urls or {}).get(i) or "redis://127.0.0.1:%d/0" % self.redis.port
@@ -48,7 +50,10 @@ class Cluster:
             "--bind-addr", addr, "--http-addr", "%s:%d" % (addr, self.http_port),
             "--domain", DOMAIN, "--cluster", url, "--node-id", name,
             "--node-addr", "%s:%d" % (addr, self.link_port), "--cluster-secret", SECRET,
-            "--lease-grace", "2", "--admin-addr", "127.0.0.1:0"])
+            "--lease-grace", "2", "--admin-addr", "127.0.0.1:0"] + ([
+                "--https-addr", "%s:%d" % (addr, self.https_port),
+                "--https-cert", self.pki.server_pem, "--https-key", self.pki.server_key]
+                if self.pki else []))
         assert wait_for(lambda: "cluster: the store is up (node %s)" % name in srv.stderr(),
                         10), srv.log()
         srv.addr, srv.name = addr, name
@@ -506,3 +511,55 @@ def test_partition_of_node1_never_two_owners_and_a_clean_rejoin(mg):
         assert wait_for(lambda: "in use on node n2" in a.stderr(), 10), a.log()
     finally:
         px.close()
+
+
+def curl(url, resolve, cacert):
+    import subprocess
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "--resolve", resolve,
+                        "--cacert", cacert, url], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    return r.returncode, r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+
+def test_https_and_tls_passthrough_through_a_forwarding_node(mg):
+    """HTTPS: node 3 peeks at the ClientHello, no tunnel of its own has the
+    name, so the raw connection goes to node 1, which terminates TLS with
+    the same certificate. TLS passthrough (mgrok tls): the same by SNI, the
+    service's own certificate end to end. curl checks both against the CA."""
+    pki = make_pki(mg, "pki-cluster", "*.%s,%s" % (DOMAIN, DOMAIN))
+    cl = Cluster(mg, pki=pki)
+    n1, n2, n3 = cl.nodes
+    w = web(mg, "S")
+    h = mg.proxy_client("http", w.port, n1, extra=["--subdomain", "sec", "--inspect-addr", "off"])
+    assert wait_for(lambda: "Forwarding https://sec.%s" % DOMAIN in h.stdout(), 10), h.log()
+    # a TLS service of its own: openssl s_server with the same PKI's
+    # server certificate (valid for *.fw.test)
+    from helpers import pick_free_port
+    sport = pick_free_port()
+    mg.spawn("s_server", ["openssl", "s_server", "-accept", "127.0.0.1:%d" % sport,
+                          "-cert", pki.server_pem, "-key", pki.server_key, "-www", "-quiet"])
+    assert wait_for(lambda: tcp_open("127.0.0.1", sport), 10)
+    t = mg.proxy_client("tls", sport, n1, extra=["--hostname", "pass." + DOMAIN,
+                                                  "--inspect-addr", "off"])
+    assert wait_for(lambda: "Forwarding " in t.stdout(), 10), t.log()
+    for n in cl.nodes:
+        rc, out = curl("https://sec.%s:%d/y" % (DOMAIN, cl.https_port),
+                       "sec.%s:%d:%s" % (DOMAIN, cl.https_port, n.addr), pki.ca_pem)
+        assert rc == 0 and out == "S /y", (n.name, rc, out, mg.logs())
+        rc, out = curl("https://pass.%s:%d/" % (DOMAIN, cl.https_port),
+                       "pass.%s:%d:%s" % (DOMAIN, cl.https_port, n.addr), pki.ca_pem)
+        assert rc == 0 and "s_server" in out, (n.name, rc, out[:300], mg.logs())
+    m3 = fwd_metrics(n3)
+    assert metric(m3, "mgrok_cluster_forwarded_connections_total", direction="out") >= 2
+    # a name nobody serves: node 3 terminates TLS itself and answers 404
+    rc, out = curl("https://none.%s:%d/" % (DOMAIN, cl.https_port),
+                   "none.%s:%d:%s" % (DOMAIN, cl.https_port, n3.addr), pki.ca_pem)
+    assert rc == 0 and "none." + DOMAIN in out, (rc, out)
+
+
+def tcp_open(addr, port):
+    try:
+        socket.create_connection((addr, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
