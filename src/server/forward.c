@@ -888,9 +888,14 @@ on_routes_msg(void *arg, const char *channel, const char *msg, size_t len)
 {
 	struct forward *f = arg;
 	char verb[16], key[ROUTES_KEY_MAX], node[ROUTES_ID_MAX + 1];
+	char num[24];
+	char *tok[4] = { verb, key, node, num };
+	size_t cap[4] = { sizeof(verb), sizeof(key), sizeof(node),
+		sizeof(num) };
 	unsigned long long epoch = 0;
 	struct rentry *e;
-	int n;
+	size_t i = 0;
+	int n = 0;
 
 	(void)channel;
 	if (f->closing)
@@ -901,11 +906,25 @@ on_routes_msg(void *arg, const char *channel, const char *msg, size_t len)
 			e->stale = 1;
 		return;
 	}
-	if (len >= 600)
+	/* "claim KEY NODE EPOCH" or "release KEY": words that fit, or
+	 * nothing is done (a message of another shape) */
+	while (i < len && n < 4) {
+		size_t w = 0;
+		while (i < len && msg[i] == ' ')
+			i++;
+		while (i < len && msg[i] != ' ') {
+			if (w + 1 >= cap[n])
+				return;
+			tok[n][w++] = msg[i++];
+		}
+		if (w == 0)
+			break;
+		tok[n++][w] = '\0';
+	}
+	if (n < 2 || i < len)
 		return;
-	n = sscanf(msg, "%15s %299s %63s %llu", verb, key, node, &epoch);
-	if (n < 2 || strlen(key) >= sizeof(key))
-		return;
+	if (n == 4)
+		epoch = strtoull(num, NULL, 10);
 	e = strmap_get(&f->map, key);
 	if (strcmp(verb, "claim") == 0 && n == 4) {
 		int tcp = strncmp(key, ROUTES_KEY_PREFIX "tcp:",

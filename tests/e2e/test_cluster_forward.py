@@ -464,7 +464,7 @@ def test_partition_of_node1_never_two_owners_and_a_clean_rejoin(mg):
     mg.services.append(type("P", (), {"close": px.close})())
     try:
         cl = Cluster.__new__(Cluster)
-        cl.mg, cl.redis = mg, redis
+        cl.mg, cl.redis, cl.pki = mg, redis, None
         cl.base, cl.http_port, cl.link_port = pick_port_range(10), pick_port_range(1), \
             pick_port_range(1)
         cl.nodes = [cl.start(0, "redis://127.0.0.1:%d/0" % px.port)] + \
