@@ -447,7 +447,7 @@ static void
 test_unknown_type(void **state)
 {
 	static const uint8_t known[] = { 0x01, 0x05, 0x07, 0x08, 0x09, 0x0A,
-		0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x18 };
+		0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18 };
 	uint8_t buf[40] = { 0 };
 	struct ctrl_msg m;
 	uint8_t out[64];
@@ -1347,6 +1347,39 @@ test_type_names(void **state)
 	assert_null(proxy_type_name(6));
 }
 
+/* TunnelClosed (0x17): RegisterErr's body, both ways, and its name */
+static void
+test_tunnel_closed(void **state)
+{
+	struct ctrl_msg m, got;
+	uint8_t out[512];
+	const uint8_t want[] = { 0x17, 4, 4, 's', 'h', 'o', 'p', 'g', 'o',
+		'n', 'e' };
+	int n;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.type = CTRL_TUNNEL_CLOSED;
+	m.u.reg_err.code = 4;
+	m.u.reg_err.name.p = (const uint8_t *)"shop";
+	m.u.reg_err.name.len = 4;
+	m.u.reg_err.text.p = (const uint8_t *)"gone";
+	m.u.reg_err.text.len = 4;
+	n = ctrl_encode(&m, out, sizeof(out));
+	assert_int_equal(n, (int)sizeof(want));
+	assert_memory_equal(out, want, sizeof(want));
+	assert_int_equal(ctrl_decode(out, (size_t)n, &got), 0);
+	assert_int_equal(got.type, CTRL_TUNNEL_CLOSED);
+	assert_int_equal(got.u.reg_err.code, 4);
+	assert_int_equal(got.u.reg_err.name.len, 4);
+	assert_memory_equal(got.u.reg_err.name.p, "shop", 4);
+	assert_int_equal(got.u.reg_err.text.len, 4);
+	assert_string_equal(ctrl_type_name(CTRL_TUNNEL_CLOSED), "TunnelClosed");
+	/* a name running past the end: refused */
+	out[2] = 40;
+	assert_int_not_equal(ctrl_decode(out, (size_t)n, &got), 0);
+}
+
 int
 main(void)
 {
@@ -1385,6 +1418,7 @@ main(void)
 		cmocka_unit_test(test_challenge_ext),
 		cmocka_unit_test(test_health_report),
 		cmocka_unit_test(test_cluster_cap),
+		cmocka_unit_test(test_tunnel_closed),
 		cmocka_unit_test(test_type_names),
 	};
 
