@@ -106,6 +106,8 @@ struct forward {
 	int closing;
 	unsigned fenced;              /* routes fenced at the last beat */
 	struct forward_udp_hooks udp; /* UDP's side (server.c sets it) */
+	LIST_HEAD(, knode) nodes;     /* the other nodes the store listed */
+	unsigned nnodes;
 	uint8_t udp_open[8192];       /* UDP ports told open (a bit each) */
 	uint8_t udp_miss[8192];       /* ... and missed by the last sweep */
 	struct forward_stats st;
@@ -193,6 +195,20 @@ hdr_build(const struct fvisitor *v, uint64_t epoch, uint8_t *b)
 
 /* ---- the forwarder's side ---- */
 
+/* v's route key (v->host lower-cased already) */
+static int
+visitor_key(const struct fvisitor *v, char *key, size_t cap)
+{
+	char name[256];
+
+	if (v->kind == FWD_TCP || v->kind == FWD_UDP)
+		snprintf(name, sizeof(name), "%u", v->port);
+	else
+		snprintf(name, sizeof(name), "%s", v->host);
+	return routes_key(v->kind == FWD_TCP ? ROUTE_TCP : v->kind ==
+	    FWD_UDP ? ROUTE_UDP : ROUTE_HOST, name, key, cap) < 0 ? -1 : 0;
+}
+
 static void
 on_open(void *arg, struct mux_stream *st, const char *err)
 {
@@ -202,11 +218,16 @@ on_open(void *arg, struct mux_stream *st, const char *err)
 	int fd;
 
 	if (st == NULL) {
-		char e[LOG_ESC_MAX];
+		char e[LOG_ESC_MAX], key[ROUTES_KEY_MAX];
+		struct rentry *re;
 		log_info("cluster: a visitor of %s could not be forwarded: %s",
 		    v->kind == FWD_TCP ? "a TCP port" : v->host,
 		    log_esc(err, strlen(err), e, sizeof(e)));
 		f->st.refused++;
+		/* its owner may be gone: the next visitor asks the store */
+		if (!f->closing && visitor_key(v, key, sizeof(key)) == 0 &&
+		    (re = strmap_get(&f->map, key)) != NULL)
+			re->stale = 1;
 		visitor_free(v, 1);
 		return;
 	}
@@ -438,23 +459,17 @@ static void
 visitor_start(struct forward *f, struct fvisitor *v, const char *host)
 {
 	enum fwd_kind kind = v->kind;
-	uint16_t port = v->port;
 	struct rentry *e;
-	char key[ROUTES_KEY_MAX], name[256];
+	char key[ROUTES_KEY_MAX];
 	uint64_t now = mtime_ms();
 
-	if (kind == FWD_TCP || kind == FWD_UDP)
-		snprintf(name, sizeof(name), "%u", port);
-	else {
+	if (kind != FWD_TCP && kind != FWD_UDP) {
 		size_t i;
 		for (i = 0; host[i] && i < sizeof(v->host) - 1; i++)
 			v->host[i] = (char)tolower((unsigned char)host[i]);
 		v->host[i] = '\0';
-		snprintf(name, sizeof(name), "%s", v->host);
 	}
-	if (f->waiting > FWD_MAX_WAIT || routes_key(kind == FWD_TCP ?
-	    ROUTE_TCP : kind == FWD_UDP ? ROUTE_UDP : ROUTE_HOST, name, key,
-	    sizeof(key)) < 0) {
+	if (f->waiting > FWD_MAX_WAIT || visitor_key(v, key, sizeof(key))) {
 		visitor_local(v);
 		return;
 	}
@@ -802,6 +817,72 @@ sweep_start(struct forward *f)
 
 /* ---- the other nodes: links kept to each, to hear their statuses ---- */
 
+#define KNODES_MAX 256
+#define KNODE_KEEP_MS 60000 /* a node not seen in the store this long is
+			       forgotten */
+
+struct knode {
+	LIST_ENTRY(knode) link;
+	char id[ROUTES_ID_MAX + 1];
+	char addr[300];
+	uint64_t seen_ms;
+};
+
+/* a node the store listed, at addr */
+static void
+knode_seen(struct forward *f, const char *id, const char *addr)
+{
+	struct knode *k;
+
+	LIST_FOREACH(k, &f->nodes, link)
+		if (strcmp(k->id, id) == 0)
+			break;
+	if (k == NULL) {
+		if (f->nnodes >= KNODES_MAX)
+			return;
+		k = xcalloc(1, sizeof(*k));
+		snprintf(k->id, sizeof(k->id), "%s", id);
+		LIST_INSERT_HEAD(&f->nodes, k, link);
+		f->nnodes++;
+	}
+	snprintf(k->addr, sizeof(k->addr), "%s", addr);
+	k->seen_ms = mtime_ms();
+}
+
+/*
+ * Every beat: forget nodes the store has not listed for a minute; while
+ * the store is out of reach, keep links to the others known (either id
+ * dials then): their statuses tell a Redis outage from a partition.
+ */
+static void
+knodes_beat(struct forward *f, int store_up)
+{
+	struct knode *k, *next;
+	uint64_t now = mtime_ms();
+
+	for (k = LIST_FIRST(&f->nodes); k != NULL; k = next) {
+		next = LIST_NEXT(k, link);
+		if (now - k->seen_ms > KNODE_KEEP_MS) {
+			LIST_REMOVE(k, link);
+			f->nnodes--;
+			free(k);
+		} else if (!store_up)
+			nodelink_touch(f->links, k->id, k->addr);
+	}
+}
+
+static void
+knodes_free(struct forward *f)
+{
+	struct knode *k;
+
+	while ((k = LIST_FIRST(&f->nodes)) != NULL) {
+		LIST_REMOVE(k, link);
+		free(k);
+	}
+	f->nnodes = 0;
+}
+
 struct nodescan {
 	struct forward *f;
 	unsigned rounds;
@@ -814,8 +895,12 @@ on_node_addr(void *arg, const struct redisReply *r, const char *err)
 	struct forward *f = *(struct forward **)node;
 
 	if (!f->closing && err == NULL && r != NULL &&
-	    r->type == REDIS_REPLY_STRING)
-		nodelink_touch(f->links, node + sizeof(f), r->str);
+	    r->type == REDIS_REPLY_STRING) {
+		knode_seen(f, node + sizeof(f), r->str);
+		/* one link per pair: the smaller id dials */
+		if (strcmp(cluster_node(f->srv->cl), node + sizeof(f)) < 0)
+			nodelink_touch(f->links, node + sizeof(f), r->str);
+	}
 	free(node);
 	if (f->closing)
 		pending_done(f);
@@ -979,6 +1064,7 @@ forward_on_beat(struct server *srv)
 		sweep_start(f);
 		nodescan_start(f);
 	}
+	knodes_beat(f, cluster_up(srv->cl));
 	for (e = TAILQ_FIRST(&f->entries); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, link);
 		if (e->state != R_LOOKUP && TAILQ_EMPTY(&e->wait) &&
@@ -1020,6 +1106,7 @@ forward_start(struct server *srv, forward_inject_fn tcp,
 	f->inject[FWD_HTTPS] = https;
 	strmap_init(&f->map);
 	TAILQ_INIT(&f->entries);
+	LIST_INIT(&f->nodes);
 	LIST_INIT(&f->ports);
 	if ((f->links = nodelink_new(srv->base, cluster_node(srv->cl),
 	    cf->node_addr, cf->cluster_secret, &h, err, errcap)) == NULL) {
@@ -1057,6 +1144,7 @@ forward_stop(struct server *srv)
 			uport_set(f, (uint16_t)port, 0);
 	nodelink_free(f->links); /* opens still waiting fail: fds closed */
 	f->links = NULL;
+	knodes_free(f);
 	for (e = TAILQ_FIRST(&f->entries); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, link);
 		if (e->state == R_LOOKUP)
