@@ -206,12 +206,14 @@ on_write(void *arg, const struct redisReply *reply, const char *err)
 	struct cent *e = arg;
 	struct counts *c = e->c;
 	struct counts_fig f;
+	int first;
 
 	e->inflight = 0;
 	if (c == NULL) { /* counts_free came first */
 		cent_free(e);
 		return;
 	}
+	first = !e->known;
 	if (err == NULL && counts_parse(reply, &f) != 0)
 		err = "the count script answered something else";
 	if (err != NULL) {
@@ -221,13 +223,18 @@ on_write(void *arg, const struct redisReply *reply, const char *err)
 		e->hold = 1;
 		log_debug("cluster counts: %s: %s", e->key,
 		    log_esc(err, strlen(err), m, sizeof(m)));
-		return;
+	} else {
+		c->st.writes++;
+		e->sent = e->flying;
+		e->stored = 1;
+		e->others = f;
+		e->known = 1;
 	}
-	c->st.writes++;
-	e->sent = e->flying;
-	e->stored = 1;
-	e->others = f;
-	e->known = 1;
+	/* the first read is over: what waited for it goes on (the entry
+	 * stays: it is only removed by counts_run, never while the hook
+	 * runs) */
+	if (first && c->h.read != NULL)
+		c->h.read(c->h.arg, e->identity);
 }
 
 static void
@@ -408,6 +415,21 @@ counts_others(struct counts *c, const char *identity, struct counts_fig *out)
 		return 1;
 	}
 	return rstore_is_up(c->rs) ? MG_EAGAIN : 0;
+}
+
+int
+counts_reading(struct counts *c, const char *identity)
+{
+	struct cent *e;
+
+	if (c == NULL || (e = cent_get(c, identity)) == NULL)
+		return 0;
+	e->used_ms = mtime_ms();
+	if (e->known)
+		return 0;
+	if (!e->inflight && !e->hold && rstore_is_up(c->rs))
+		cent_write(c, e);
+	return e->inflight;
 }
 
 void

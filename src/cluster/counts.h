@@ -80,11 +80,16 @@ int counts_parse(const struct redisReply *rep, struct counts_fig *out);
  * The server's part: collect(arg, c) is called at every tick and beat and
  * calls counts_local(c, identity, tunnels, visitors) for each of its
  * tunnels (figures add up per identity; identities counts does not track
- * are ignored, so it may report every tunnel).
+ * are ignored, so it may report every tunnel). read(arg, identity), when
+ * set, is called when a read of an identity whose figures were never
+ * read ends, whether it made them known or failed (counts_others tells
+ * which): what waited for it (counts_reading) may go on. Either hook may
+ * call counts_others, counts_reading and counts_track, never counts_free.
  */
 struct counts_hooks {
 	void (*collect)(void *arg, struct counts *c);
 	void *arg;
+	void (*read)(void *arg, const char *identity);
 };
 
 /* counts_stats: for logs and metrics */
@@ -135,6 +140,17 @@ void counts_local(struct counts *c, const char *identity, uint64_t tunnels,
  */
 int counts_others(struct counts *c, const char *identity,
     struct counts_fig *out);
+
+/*
+ * counts_reading: whether identity's figures were never read and a read
+ * of them is on its way (within Redis's answer or the store's command
+ * timeout); tracks identity, and sends its read now if none is in flight
+ * and the store is up (not within a beat of a failed one). Returns 1:
+ * the read hook will be called for identity when it ends; 0: wait for
+ * nothing (the figures are known, or no read can go out now:
+ * counts_others tells which).
+ */
+int counts_reading(struct counts *c, const char *identity);
 
 /* counts_stats: the figures now into *st */
 void counts_stats(const struct counts *c, struct counts_stats *st);

@@ -24,9 +24,10 @@ climits_collect(void *arg, struct counts *c)
 }
 
 void
-climits_start(struct server *srv)
+climits_start(struct server *srv,
+    void (*read)(void *srv, const char *identity))
 {
-	struct counts_hooks h = { climits_collect, srv };
+	struct counts_hooks h = { climits_collect, srv, read };
 
 	if (srv->cl == NULL || srv->counts != NULL)
 		return;
@@ -62,4 +63,17 @@ climits_others(struct server *srv, const char *identity,
 		return 0;
 	}
 	return counts_others(srv->counts, identity, out);
+}
+
+int
+climits_wait(struct server *srv, const char *identity)
+{
+	const struct conf_policy *pol;
+
+	if (srv->counts == NULL)
+		return 0;
+	pol = proxy_policy(srv, identity);
+	if (pol == NULL || pol->limits.tunnels == 0)
+		return 0;
+	return counts_reading(srv->counts, identity);
 }

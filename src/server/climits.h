@@ -13,8 +13,14 @@
 
 struct server;
 
-/* climits_start: in a cluster (srv->cl set), make srv->counts. */
-void climits_start(struct server *srv);
+/*
+ * climits_start: in a cluster (srv->cl set), make srv->counts. read(srv,
+ * identity) is called when the first read of identity's figures ends,
+ * made known or failed (the registrations that waited for it go on:
+ * climits_wait); it may be NULL.
+ */
+void climits_start(struct server *srv,
+    void (*read)(void *srv, const char *identity));
 
 /* climits_stop: free srv->counts (before or after srv->cl). */
 void climits_stop(struct server *srv);
@@ -34,5 +40,16 @@ void climits_session(struct server *srv, const char *identity);
  */
 int climits_others(struct server *srv, const char *identity,
     struct counts_fig *out);
+
+/*
+ * climits_wait: whether a registration of identity must wait for the
+ * other nodes' count of its tunnels: 1 when its policy limits tunnels,
+ * the count was never read and a read is on its way (sent now if need
+ * be); then the read hook given to climits_start comes for identity
+ * when it ends (within the store's command timeout). 0: check now (the
+ * count is known, there is no limit, or no read can go out: the check
+ * answers as climits_others says). 0 outside a cluster.
+ */
+int climits_wait(struct server *srv, const char *identity);
 
 #endif

@@ -109,6 +109,9 @@ session_fail_error(struct session *s, uint8_t code, const char *text)
 /*
  * The answer to one registration, in its session's order: RegisterOK or
  * RegisterErr, filled at once or when the cluster's claim comes back.
+ * In a cluster, a registration may first wait for the other nodes' count
+ * of its token's tunnels (regwait, below): it holds the Register as it
+ * came, decoded again when it goes on.
  */
 struct regslot {
 	TAILQ_ENTRY(regslot) link;
@@ -122,6 +125,11 @@ struct regslot {
 	char name[CTRL_NAME_MAX + 1];
 	size_t name_len;
 	char text[400];               /* the URL, or why it was refused */
+	/* waiting for the count (regwait): the message, and a deadline */
+	struct session *s;
+	uint8_t *raw;
+	size_t raw_len;
+	struct event *wait_ev;
 };
 
 static void
@@ -131,6 +139,9 @@ regslots_free(struct session *s)
 
 	while ((r = TAILQ_FIRST(&s->regslots)) != NULL) {
 		TAILQ_REMOVE(&s->regslots, r, link);
+		if (r->wait_ev != NULL)
+			event_free(r->wait_ev);
+		free(r->raw);
 		free(r);
 	}
 }
@@ -919,16 +930,17 @@ session_on_hello(struct session *s, const uint8_t *p, size_t len)
 
 /* ---- registration ---- */
 
+/* the registration of s whose answer is slot, now: refused, registered,
+ * or its claim sent (the caller flushes the answers) */
 static void
-session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
+register_run(struct session *s, struct regslot *slot,
+    const struct ctrl_msg *m, int rc)
 {
 	const struct ctrl_register *reg = &m->u.reg;
 	struct proxy *px = NULL;
 	uint8_t code = 0;
 	char why[256];
 	const char *ptype = proxy_type_name(reg->proxy_type);
-
-	struct regslot *slot = regslot_new(s, reg);
 
 	if (rc == MG_ETOOLONG) {
 		code = CODE_PROTOCOL;
@@ -961,6 +973,137 @@ session_on_register(struct session *s, const struct ctrl_msg *m, int rc)
 	} else {
 		regslot_ok(s, slot, px);
 	}
+}
+
+/*
+ * regwait: in a cluster, the first registration of a token with
+ * limits.tunnels on this node (or after its figures were forgotten) waits
+ * for the other nodes' count of its tunnels, whose read went out at the
+ * login (climits_session) and is usually still on its way: its answer
+ * waits the way it waits for the claim, and the registrations of the
+ * session after it wait behind it, so that they run in order. The read's
+ * end (regwait_read) or REGWAIT_MS, whichever comes first, lets them go
+ * on; a count still unknown then is answered "retrying" by the check
+ * (proxy_register). At most max_proxies wait per session.
+ */
+#define REGWAIT_MS 3000 /* the store answers or times out within 2 s */
+
+static struct regslot *
+regwait_first(struct session *s)
+{
+	struct regslot *r;
+
+	TAILQ_FOREACH(r, &s->regslots, link)
+		if (r->raw != NULL)
+			return r;
+	return NULL;
+}
+
+/* the waiting registrations of s go on, in order */
+static void
+regwait_resume(struct session *s)
+{
+	struct regslot *r;
+	struct ctrl_msg m;
+	uint8_t *raw;
+	int rc;
+
+	while ((r = regwait_first(s)) != NULL) {
+		raw = r->raw;
+		r->raw = NULL;
+		event_free(r->wait_ev);
+		r->wait_ev = NULL;
+		rc = ctrl_decode(raw, r->raw_len, &m);
+		if (rc == MG_EPROTO || (m.type != CTRL_REGISTER &&
+		    m.type != CTRL_REGISTER_EX)) /* decoded once already */
+			regslot_err(s, r, CODE_INTERNAL, "internal error");
+		else if (s->srv->shutting_down)
+			regslot_err(s, r, CODE_SHUTDOWN, "server shutting down");
+		else
+			register_run(s, r, &m, rc);
+		free(raw);
+	}
+	regslots_flush(s);
+}
+
+static void
+regwait_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct regslot *r = arg;
+	struct session *s = r->s;
+	char id[LOG_ESC_MAX];
+
+	(void)fd;
+	(void)what;
+	SLOG(LOG_DEBUG, s, "the count of %s's tunnels: no answer within "
+	    "%d ms", log_esc(s->identity, strlen(s->identity), id,
+	    sizeof(id)), REGWAIT_MS);
+	regwait_resume(s);
+}
+
+/* climits' read hook: identity's count was read (or its read failed):
+ * each session of identity with registrations waiting goes on */
+static void
+regwait_read(void *arg, const char *identity)
+{
+	struct server *srv = arg;
+	struct session *s;
+
+	do { /* one session a pass: resuming leaves it nothing waiting */
+		TAILQ_FOREACH(s, &srv->sessions, link)
+			if (strcmp(s->identity, identity) == 0 &&
+			    regwait_first(s) != NULL)
+				break;
+		if (s != NULL)
+			regwait_resume(s);
+	} while (s != NULL);
+}
+
+/* slot waits (see regwait): 1 when it does, 0 when it is to run now */
+static int
+regwait_start(struct session *s, struct regslot *slot, int rc,
+    const uint8_t *p, size_t len)
+{
+	struct timeval tv = { REGWAIT_MS / 1000, (REGWAIT_MS % 1000) * 1000 };
+	const struct conf_policy *pol;
+	struct regslot *r;
+	unsigned n = 0;
+	char why[300];
+
+	TAILQ_FOREACH(r, &s->regslots, link)
+		n += r->raw != NULL;
+	if (n == 0 && (rc != 0 || !climits_wait(s->srv, s->identity)))
+		return 0;
+	if (n >= s->srv->cf->max_proxies) {
+		pol = proxy_policy(s->srv, s->identity);
+		snprintf(why, sizeof(why), "cluster state unavailable (the "
+		    "count of %.200s's tunnels is being read), retrying",
+		    pol ? pol->name : s->identity);
+		regslot_err(s, slot, CODE_INTERNAL, why);
+		return 1;
+	}
+	slot->s = s;
+	slot->raw = xmalloc(len);
+	memcpy(slot->raw, p, len);
+	slot->raw_len = len;
+	slot->wait_ev = evtimer_new(s->srv->base, regwait_on_timeout, slot);
+	evtimer_add(slot->wait_ev, &tv);
+	if (n == 0)
+		SLOG(LOG_DEBUG, s, "register waits for the count of %s's "
+		    "tunnels", log_esc(s->identity, strlen(s->identity), why,
+		    sizeof(why)));
+	return 1;
+}
+
+/* a Register (m, decoded from p and len with rc): answered in order */
+static void
+session_on_register(struct session *s, const struct ctrl_msg *m, int rc,
+    const uint8_t *p, size_t len)
+{
+	struct regslot *slot = regslot_new(s, &m->u.reg);
+
+	if (!regwait_start(s, slot, rc, p, len))
+		register_run(s, slot, m, rc);
 	regslots_flush(s);
 }
 
@@ -1078,7 +1221,7 @@ session_on_msg(struct mux_stream *st, const uint8_t *p, size_t len,
 			    "server shutting down");
 			return;
 		}
-		session_on_register(s, &m, rc);
+		session_on_register(s, &m, rc, p, len);
 		return;
 	case CTRL_UNREGISTER:
 		if (rc == 0)
@@ -1801,7 +1944,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 			log_error("--cluster: %s", err);
 			goto fail;
 		}
-		climits_start(srv);
+		climits_start(srv, regwait_read);
 		log_info("cluster node %s: state in %s", node,
 		    cf->cluster[0] ? "Redis" : "");
 		if (!cf->cluster_secret[0])

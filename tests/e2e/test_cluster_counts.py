@@ -9,7 +9,9 @@ heartbeat (2 s): a test waits for the figures in Redis, then for one
 heartbeat, before it expects a node to know them."""
 
 import hashlib
+import os
 import re
+import signal
 import socket
 import time
 
@@ -208,3 +210,67 @@ def test_store_down_keeps_the_last_figures(mg, tmp_path):
     msg, code = refused(tunnel(mg, svc, n1, base + 3))
     assert (msg, code) == ("gina may have at most 2 tunnels at once", 6), msg
     assert t1.alive() and t2.alive()
+
+
+def test_first_registration_waits_for_the_count(mg, tmp_path):
+    """A node where gina has no figures yet reads the others' count at her
+    login; her first registration's answer waits for that read (as it
+    waits for the route's claim) instead of answering "retrying": her
+    first tunnel on each node is up at once, and with n1 holding her 2,
+    the first registration on n2 is refused at once by the limit (never
+    admitted blind, never "retrying")."""
+    redis, base, n1, n2 = cluster(mg, tmp_path)
+    svc = mg.echo_service()
+    ts = []
+    for port in (base + 1, base + 2):
+        t0 = time.monotonic()
+        t = tunnel(mg, svc, n1, port)
+        assert mg.wait_forward(t)[0][2] == port
+        took = time.monotonic() - t0
+        assert took < 1.5, (took, t.log())
+        assert "retrying" not in t.stdout() + t.stderr(), t.log()
+        ts.append(t)
+    assert wait_for(lambda: figures_are(redis, n1=(2, 0)), 5), figures(redis)
+    # n2 has never counted gina: its first registration of her waits for
+    # the read of n1's 2, and is over her limit
+    t0 = time.monotonic()
+    c = tunnel(mg, svc, n2, base + 3)
+    msg, code = refused(c)
+    took = time.monotonic() - t0
+    assert (msg, code) == ("gina may have at most 2 tunnels at once", 6), msg
+    assert took < 1.5, (took, c.log())
+    assert "retrying" not in c.stdout() + c.stderr(), c.log()
+    # one of n1's ends: n2 learns it with its heartbeat and takes one, at
+    # once (the count is known now: nothing to wait for)
+    ts.pop(0).stop()
+    assert wait_for(lambda: figures_are(redis, n1=(1, 0)), 5), figures(redis)
+    time.sleep(BEAT + 0.5)
+    t0 = time.monotonic()
+    t = tunnel(mg, svc, n2, base + 4)
+    assert mg.wait_forward(t)[0][2] == base + 4
+    assert time.monotonic() - t0 < 1.5, t.log()
+    assert "retrying" not in t.stdout() + t.stderr(), t.log()
+    assert "retrying" not in n1.stderr() + n2.stderr(), mg.logs()
+
+
+def test_first_registration_when_the_read_fails(mg, tmp_path):
+    """Redis stopped (SIGSTOP) when gina logs in on a node that never
+    counted her: her registration waits for the read, which the store's
+    2 s timeout ends; only then is it answered "retrying" (code 10), and
+    the agent's next try, Redis back, brings the tunnel up."""
+    redis, base, n1, n2 = cluster(mg, tmp_path)
+    svc = mg.echo_service()
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        t = tunnel(mg, svc, n1, base + 1)
+        assert wait_for(lambda: "register waits for the count of gina" in n1.stderr(), 5), \
+            n1.log()
+        assert wait_for(lambda: "trying again" in t.stderr() + t.stdout(), 6), t.log()
+        took = time.monotonic() - t0
+        assert took >= 1.5, (took, t.log())  # answered when the read failed
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    assert "is being read), retrying" in t.stderr() + t.stdout(), t.log()
+    assert mg.wait_forward(t, timeout=20)[0][2] == base + 1
+    assert wait_for(lambda: figures_are(redis, n1=(1, 0)), 8), figures(redis)

@@ -193,7 +193,7 @@ static void
 test_node_store_down(void **state)
 {
 	struct event_base *base = event_base_new();
-	struct counts_hooks h = { collect, NULL };
+	struct counts_hooks h = { collect, NULL, NULL };
 	struct counts_fig o = { 7, 7 };
 	struct counts_stats st;
 	struct rstore *r;
@@ -230,6 +230,10 @@ test_node_store_down(void **state)
 	assert_int_equal(st.identities, 1); /* "nobody" was not added */
 	assert_int_equal(st.writes, 0);
 	assert_int_equal(counts_others(c, "alice", &o), 0);
+	/* no read can go out: nothing to wait for */
+	assert_int_equal(counts_reading(c, "alice"), 0);
+	assert_int_equal(counts_reading(c, "bob"), 0);
+	assert_int_equal(counts_reading(NULL, "alice"), 0);
 	counts_free(c);
 	counts_free(NULL);
 	rstore_free(r);
