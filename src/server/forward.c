@@ -94,6 +94,7 @@ struct forward {
 	struct nodelink_set *links;
 	const struct rstore_script *s_lookup;
 	forward_inject_fn inject[FWD_HTTPS + 1];
+	forward_tcp_stream_fn tcp_stream;
 	struct strmap map;            /* route key -> rentry */
 	TAILQ_HEAD(, rentry) entries;
 	unsigned nentries;
@@ -572,6 +573,11 @@ on_link_stream(void *arg, const char *from, struct mux_stream *st,
 		}
 		f->st.in_conns++;
 		f->udp.flow(srv, px, st, (struct sockaddr *)&v.peer);
+		return;
+	}
+	if (v.kind == FWD_TCP && f->tcp_stream != NULL &&
+	    f->tcp_stream(srv, px, st, (struct sockaddr *)&v.peer) == 0) {
+		f->st.in_conns++; /* joined to the agent's stream directly */
 		return;
 	}
 	if (f->inject[v.kind] == NULL) {
@@ -1156,6 +1162,13 @@ forward_stop(struct server *srv)
 		strmap_free(&f->map);
 		free(f);
 	}
+}
+
+void
+forward_set_tcp_stream(struct server *srv, forward_tcp_stream_fn fn)
+{
+	if (srv->fwd != NULL)
+		srv->fwd->tcp_stream = fn;
 }
 
 void

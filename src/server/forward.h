@@ -36,6 +36,14 @@ enum fwd_kind { FWD_TCP = 1, FWD_UDP = 2, FWD_HTTP = 3, FWD_HTTPS = 4 };
 typedef void (*forward_inject_fn)(struct server *srv, struct proxy *px,
     int fd, const struct sockaddr *peer, struct evbuffer *prefix);
 
+/* forward_tcp_stream_fn: the owner's way for a TCP visitor without a
+ * socket pair (the node link's stream joined to the agent's): 0 when it
+ * took st, -1 when the inject function must have it */
+struct mux_stream;
+typedef int (*forward_tcp_stream_fn)(struct server *srv, struct proxy *px,
+    struct mux_stream *st, const struct sockaddr *peer);
+void forward_set_tcp_stream(struct server *srv, forward_tcp_stream_fn fn);
+
 /* forward_start: node links and forwarding for srv (in a cluster);
  * 0, or -1 with err */
 int forward_start(struct server *srv, forward_inject_fn tcp,

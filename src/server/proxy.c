@@ -16,6 +16,7 @@
 #include "mux/mux.h"
 #include "proto/proxyproto.h"
 #include "proto/sthdr.h"
+#include "relay/bridge.h"
 #include "relay/relay.h"
 #include "util/mtime.h"
 #include "util/ratelim.h"
@@ -1510,4 +1511,50 @@ tcp_relay_start(struct proxy *px, int fd, const struct sockaddr *peer,
 			o.refused = tcp_relay_refused;
 		relay_start(srv->base, fd, st, &o);
 	}
+}
+
+/* a bridged visitor's end: as a relayed one's (tcp_relay_end) */
+static void
+tcp_bridge_end(void *arg, uint64_t in, uint64_t out, enum relay_end why)
+{
+	tcp_relay_end(arg, in, out, why);
+}
+
+int
+proxy_tcp_bridge(struct server *srv, struct proxy *px, struct mux_stream *link,
+    const struct sockaddr *sa)
+{
+	struct mux_stream *st;
+	struct tconn *tc;
+	struct bridge_opts o;
+	unsigned retry;
+
+	/* what a stream cannot do without a socket: a group's retry on
+	 * another member, a wait for an agent away, a bandwidth limit */
+	if (px->is_group || px->health < 0 || px->sess == NULL ||
+	    shaper_limited(px->shaper, SHAPER_IN) ||
+	    shaper_limited(px->shaper, SHAPER_OUT))
+		return -1;
+	if (forward_fenced(srv, px) || proxy_visitor_allowed(px, sa) < 0 ||
+	    proxy_rate_ok(px, 0, sa, &retry) < 0 ||
+	    proxy_visitors_ok(px) < 0) {
+		mux_stream_abort(link);
+		return 0;
+	}
+	if ((st = proxy_stream_open(px, sa)) == NULL) {
+		smet_refused(srv, SMET_REF_NO_STREAM);
+		mux_stream_abort(link);
+		return 0;
+	}
+	tc = xcalloc(1, sizeof(*tc));
+	tc->srv = srv;
+	smet_conn_begin(&tc->rec, px, sa);
+	smet_relay_add(srv, 1);
+	memset(&o, 0, sizeof(o));
+	o.end = tcp_bridge_end;
+	o.arg = tc;
+	o.a_to_b = tc->rec.bytes[SMET_IN];
+	o.b_to_a = tc->rec.bytes[SMET_OUT];
+	bridge_start(link, st, &o);
+	return 0;
 }

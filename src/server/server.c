@@ -1962,6 +1962,8 @@ server_new(struct event_base *base, const struct server_conf *cf)
 			log_warn("cluster: no --node-addr: this node forwards "
 			    "visitors to the others but takes none (its "
 			    "routes are reached only through it)");
+		if (srv->fwd != NULL)
+			forward_set_tcp_stream(srv, proxy_tcp_bridge);
 	}
 	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",
 	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),

@@ -357,6 +357,14 @@ struct evbuffer;
 void proxy_tcp_inject(struct server *srv, struct proxy *px, int fd,
     const struct sockaddr *sa, struct evbuffer *prefix);
 
+/* proxy_tcp_bridge: link (a node link's stream another node forwarded a
+ * visitor of px's port on) joined straight to a new stream to px's agent,
+ * after the checks of an accepted visitor: 0 when it took link (joined,
+ * or refused: aborted), -1 when px needs a socket (a group, an agent
+ * away, a bandwidth limit): then proxy_tcp_inject. */
+int proxy_tcp_bridge(struct server *srv, struct proxy *px,
+    struct mux_stream *link, const struct sockaddr *sa);
+
 /* udp.c */
 extern const struct proxy_ops udp_proxy_ops;
 
