@@ -1192,4 +1192,12 @@ forward_stats(const struct server *srv, struct forward_stats *st)
 	st->waiting = f->waiting;
 	nodelink_stats(f->links, &ns);
 	st->links = ns.links;
+	{
+		/* this node, and the others the store listed lately */
+		const struct knode *k;
+		uint64_t now = mtime_ms();
+		st->nodes_up = 1;
+		LIST_FOREACH(k, &f->nodes, link)
+			st->nodes_up += now - k->seen_ms <= 3 * 2000;
+	}
 }

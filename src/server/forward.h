@@ -116,6 +116,8 @@ struct forward_stats {
 	uint64_t refused;               /* no owner, stale epoch, fenced */
 	unsigned ports;                 /* forwarding listeners now */
 	unsigned links;                 /* node links up now */
+	unsigned nodes_up;              /* nodes listed by the store lately,
+					   this one included */
 	unsigned waiting;
 };
 void forward_stats(const struct server *srv, struct forward_stats *st);

@@ -179,6 +179,10 @@ smet_init(struct server *srv)
 		    "node link down", NULL));
 		m->fw_links = met_at0(met_gauge(m->reg,
 		    "mgrok_cluster_node_links", "Node links up", NULL));
+		m->fw_nodes = met_at0(met_gauge(m->reg,
+		    "mgrok_cluster_nodes_up", "Nodes of the cluster alive in "
+		    "the store (their records refreshed within 6 s), this one "
+		    "included", NULL));
 		m->fw_ports = met_at0(met_gauge(m->reg,
 		    "mgrok_cluster_forwarded_ports", "TCP ports listened on "
 		    "for other nodes' tunnels", NULL));
@@ -632,6 +636,7 @@ smet_forward(struct server *srv, const struct forward_stats *st)
 	}
 	met_set(m->fw_links, st->links);
 	met_set(m->fw_ports, st->ports);
+	met_set(m->fw_nodes, st->nodes_up);
 }
 
 void

@@ -83,7 +83,7 @@ struct smet {
 	uint64_t cl_seen[6];
 	/* forwarding between nodes (smet_forward), and the totals seen */
 	struct met_series *fw_conns[2], *fw_bytes[2], *fw_lookups, *fw_hits,
-	    *fw_refused, *fw_links, *fw_ports;
+	    *fw_refused, *fw_links, *fw_ports, *fw_nodes;
 	uint64_t fw_seen[5];
 	/* visitor_refused events: the last one's time (monotonic ms) and
 	 * the refusals since, per reason */

@@ -301,6 +301,7 @@ def test_every_node_serves_node1s_tunnels_64mib_and_the_visitor_address(mg):
         assert metric(m3, "mgrok_cluster_forwarded_connections_total", direction="out") >= 3
         assert metric(m1, "mgrok_cluster_forwarded_connections_total", direction="in") >= 6
         assert metric(m3, "mgrok_cluster_node_links") >= 1
+        assert metric(m3, "mgrok_cluster_nodes_up") == 3, m3
         # a cached route costs no Redis command: 40 visitors within the
         # cache's 2 s make at most 2 lookups (one if none straddles expiry)
         before = fwd_metrics(n2)
