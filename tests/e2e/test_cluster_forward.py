@@ -564,3 +564,43 @@ def tcp_open(addr, port):
         return True
     except OSError:
         return False
+
+
+def test_resets_cross_the_node_link_both_ways(mg):
+    """Through a forwarding node, a cut is never mistaken for an end: the
+    visitor's reset mid-upload reaches the local service as a reset, and
+    the service's reset mid-download reaches the visitor as one (the
+    forwarder's relay aborts the link stream, the owner's join aborts the
+    agent's stream, and back)."""
+    from test_tcp import _read_to_end, _slow_reader, _upload_until
+    cl = Cluster(mg)
+    n1, n2, n3 = cl.nodes
+    res = {}
+    up = mg.service(_slow_reader(res))
+    t1 = mg.tcp_client(up.port, n1, remote_port=cl.base + 5, extra=["--inspect-addr", "off"])
+    assert mg.wait_forward(t1)[0][2] == cl.base + 5
+
+    def resetter(c, idx):
+        zeros = bytes(1 << 20)
+        c.settimeout(30)
+        for _ in range(32):
+            c.sendall(zeros)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    down = mg.service(resetter)
+    t2 = mg.tcp_client(down.port, n1, remote_port=cl.base + 6, extra=["--inspect-addr", "off"])
+    assert mg.wait_forward(t2)[0][2] == cl.base + 6
+    # node 3 listens on both ports (no probe: it would be a visitor too)
+    assert wait_for(lambda: metric(fwd_metrics(n3), "mgrok_cluster_forwarded_ports") == 2, 10)
+    v = socket.create_connection((n3.addr, cl.base + 5), timeout=10)
+    assert _upload_until(v, res, 8 << 20), res
+    v.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    v.close()
+    assert wait_for(lambda: "how" in res, 30), "the service never saw the end"
+    assert res["how"] == "reset", (res, mg.logs())
+    v = socket.create_connection((n3.addr, cl.base + 6), timeout=10)
+    v.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    how, n = _read_to_end(v, 60)
+    assert how == "reset", (how, n, mg.logs())
+    # the link and both agents are fine: the next visitor is served
+    assert t1.alive() and t2.alive()
+    assert metric(fwd_metrics(n3), "mgrok_cluster_node_links") >= 1
