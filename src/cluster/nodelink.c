@@ -693,27 +693,37 @@ nodelink_touch(struct nodelink_set *ls, const char *node, const char *addr)
 
 /* ---- listening ---- */
 
+int
+nodelink_adopt_fd(struct nodelink_set *ls, int fd, const struct sockaddr *sa)
+{
+	struct link *l;
+	char a[NET_ADDRSTR_MAX];
+
+	if (ls->nlinks >= NODELINK_MAX_LINKS) {
+		log_warn("cluster: node link from %s refused: %u links "
+		    "already", sa ? net_addr_str(sa, a, sizeof(a)) : "a socket",
+		    ls->nlinks);
+		close(fd);
+		return -1;
+	}
+	net_sock_tune(fd);
+	l = link_new(ls, 0);
+	if (sa != NULL)
+		net_addr_str(sa, l->addr, sizeof(l->addr));
+	if ((l->mux = link_mux(l, fd)) == NULL) {
+		link_dead(l, "cannot start a session");
+		return -1;
+	}
+	return 0;
+}
+
 static void
 on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
-	struct nodelink_set *ls = arg;
-	struct link *l;
-	char a[NET_ADDRSTR_MAX];
-
 	(void)lst;
 	(void)salen;
-	if (ls->nlinks >= NODELINK_MAX_LINKS) {
-		log_warn("cluster: node link from %s refused: %u links "
-		    "already", net_addr_str(sa, a, sizeof(a)), ls->nlinks);
-		close(fd);
-		return;
-	}
-	net_sock_tune(fd);
-	l = link_new(ls, 0);
-	net_addr_str(sa, l->addr, sizeof(l->addr));
-	if ((l->mux = link_mux(l, fd)) == NULL)
-		link_dead(l, "cannot start a session");
+	(void)nodelink_adopt_fd(arg, fd, sa);
 }
 
 struct nodelink_set *
