@@ -786,10 +786,28 @@ test_free_with_waiting(void **state)
 			fail_msg("%s", e[1].err);
 		assert_int_equal(stats(&a).open_failures, 3);
 	}
-	run_for(base, 200);
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(o[i].done, 0);
-	nodelink_free(a.ls);
+	/* at most NODELINK_MAX_WAIT opens wait for one link */
+	{
+		static struct op more[NODELINK_MAX_WAIT];
+		memset(more, 0, sizeof(more));
+		for (int i = 0; i < NODELINK_MAX_WAIT; i++)
+			nodelink_open(a.ls, "mute", addr,
+			    (const uint8_t *)"h", 1, on_open, &more[i]);
+		for (int i = 0; i < NODELINK_MAX_WAIT - 3; i++)
+			assert_int_equal(more[i].done, 0);
+		for (int i = NODELINK_MAX_WAIT - 3; i < NODELINK_MAX_WAIT;
+		    i++) {
+			assert_int_equal(more[i].done, 1);
+			if (strstr(more[i].err, "too many") == NULL)
+				fail_msg("%s", more[i].err);
+		}
+		run_for(base, 200);
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(o[i].done, 0);
+		nodelink_free(a.ls);
+		for (int i = 0; i < NODELINK_MAX_WAIT; i++)
+			assert_int_equal(more[i].done, 1);
+	}
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(o[i].done, 1);
 		assert_null(o[i].st);
@@ -797,6 +815,30 @@ test_free_with_waiting(void **state)
 			fail_msg("%s", o[i].err);
 	}
 	close(lfd);
+	event_base_free(base);
+}
+
+/* nobody listens at the node's address */
+static void
+test_dial_refused(void **state)
+{
+	struct event_base *base = new_base();
+	struct node a, b;
+	struct op o = { 0 };
+
+	(void)state;
+	node_start(&a, base, "node-a", SECRET, 1);
+	memset(&b, 0, sizeof(b));
+	snprintf(b.id, sizeof(b.id), "node-b");
+	free_addr(b.addr, sizeof(b.addr));
+	open_to(&a, &b, NULL, "h", &o);
+	wait_int(base, &o.done, 1, 3000);
+	assert_null(o.st);
+	if (strstr(o.err, "cannot connect") == NULL)
+		fail_msg("%s", o.err);
+	assert_int_equal(stats(&a).open_failures, 1);
+	assert_int_equal(stats(&a).links, 0);
+	node_stop(&a);
 	event_base_free(base);
 }
 
@@ -906,6 +948,7 @@ main(void)
 		cmocka_unit_test(test_refused_stream),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_crossed_links),
+		cmocka_unit_test(test_dial_refused),
 		cmocka_unit_test(test_free_with_waiting),
 		cmocka_unit_test(test_free_with_streams),
 		cmocka_unit_test(test_silent_and_garbage),
