@@ -236,6 +236,7 @@ on_hello(struct link *l, const uint8_t *p, size_t len)
 		char why[200];
 		snprintf(why, sizeof(why), "this is node %s, not %s",
 		    l->ls->self, want);
+		l->ls->st.auth_failures++;
 		send_error(l, why);
 		link_dead(l, why);
 		return;
@@ -277,6 +278,7 @@ on_chal(struct link *l, const uint8_t *p, size_t len)
 	}
 	p += MAC;
 	if (get_id(&p, end, who) != 0 || strcmp(who, l->peer) != 0) {
+		l->ls->st.auth_failures++;
 		link_dead(l, "it is another node");
 		return;
 	}
@@ -444,6 +446,8 @@ link_closed(struct mux *m, int err, void *arg)
 	struct link *l = arg;
 
 	(void)m;
+	if (l->mux == NULL)
+		return; /* link_dead is closing it */
 	link_dead(l, err == MG_ETIMEDOUT ? "nothing heard for 5 s" :
 	    err == MG_ECLOSED ? "closed by the peer" : mg_strerror(err));
 }
@@ -523,9 +527,14 @@ link_dead(struct link *l, const char *why)
 	if (l->ai)
 		freeaddrinfo(l->ai);
 	if (l->mux) {
+		/* closed first: the streams' owners hear of the end (their
+		 * closed callbacks) rather than keep pointers mux_free would
+		 * free under them, and what is queued (an Error) gets one
+		 * last try; link_closed sees l->mux NULL and leaves l alone */
 		struct mux *m = l->mux;
 		l->mux = NULL;
 		l->ctl = NULL;
+		mux_close(m, MG_ECLOSED);
 		mux_free(m);
 	}
 	while ((o = TAILQ_FIRST(&l->wait)) != NULL) {
@@ -640,6 +649,7 @@ nodelink_open(struct nodelink_set *ls, const char *node, const char *addr,
 	struct lopen *o;
 
 	if (len == 0 || len > NODELINK_HDR_MAX) {
+		ls->st.open_failures++;
 		cb(arg, NULL, "a stream header of a bad size");
 		return;
 	}
@@ -683,27 +693,37 @@ nodelink_touch(struct nodelink_set *ls, const char *node, const char *addr)
 
 /* ---- listening ---- */
 
+int
+nodelink_adopt_fd(struct nodelink_set *ls, int fd, const struct sockaddr *sa)
+{
+	struct link *l;
+	char a[NET_ADDRSTR_MAX];
+
+	if (ls->nlinks >= NODELINK_MAX_LINKS) {
+		log_warn("cluster: node link from %s refused: %u links "
+		    "already", sa ? net_addr_str(sa, a, sizeof(a)) : "a socket",
+		    ls->nlinks);
+		close(fd);
+		return -1;
+	}
+	net_sock_tune(fd);
+	l = link_new(ls, 0);
+	if (sa != NULL)
+		net_addr_str(sa, l->addr, sizeof(l->addr));
+	if ((l->mux = link_mux(l, fd)) == NULL) {
+		link_dead(l, "cannot start a session");
+		return -1;
+	}
+	return 0;
+}
+
 static void
 on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
-	struct nodelink_set *ls = arg;
-	struct link *l;
-	char a[NET_ADDRSTR_MAX];
-
 	(void)lst;
 	(void)salen;
-	if (ls->nlinks >= NODELINK_MAX_LINKS) {
-		log_warn("cluster: node link from %s refused: %u links "
-		    "already", net_addr_str(sa, a, sizeof(a)), ls->nlinks);
-		close(fd);
-		return;
-	}
-	net_sock_tune(fd);
-	l = link_new(ls, 0);
-	net_addr_str(sa, l->addr, sizeof(l->addr));
-	if ((l->mux = link_mux(l, fd)) == NULL)
-		link_dead(l, "cannot start a session");
+	(void)nodelink_adopt_fd(arg, fd, sa);
 }
 
 struct nodelink_set *

@@ -20,6 +20,7 @@
 struct event_base;
 struct mux_stream;
 struct nodelink_set;
+struct sockaddr;
 
 #define NODELINK_HDR_MAX 1024       /* a stream header's bytes, at most */
 #define NODELINK_SECRET_MIN 16      /* bytes of the cluster secret */
@@ -87,6 +88,14 @@ struct nodelink_stats {
 	unsigned links;           /* up now */
 };
 void nodelink_stats(const struct nodelink_set *ls, struct nodelink_stats *st);
+
+/* nodelink_adopt_fd: take fd (connected, non-blocking; owned from now
+ * on) as a link a peer dialled, as the listener does with a connection it
+ * accepts; sa (may be NULL) is the peer's address for the logs. For tests
+ * and fuzzers (a socketpair stands for the TCP connection). 0, or -1 when
+ * it cannot be taken (too many links: fd is closed). */
+int nodelink_adopt_fd(struct nodelink_set *ls, int fd,
+    const struct sockaddr *sa);
 
 /* nodelink_hmac: HMAC-SHA256 of the link handshake (exposed for tests):
  * role 'c' or 's', both nonces (16 bytes each), the dialling node's id and

@@ -441,6 +441,60 @@ def urls():
     w("lb", b"least_conn")
 
 
+def nodelink():
+    """fuzz_nodelink_hello: flags (0x01 a correct handshake first, 0x02
+    smux v1, 0x04 the dialler closes at the end, 0x08 a Hello for another
+    node), then ops "op u8, len u8, bytes" (see fuzz_nodelink_hello.c)."""
+    w = lambda n, d: write("fuzz_nodelink_hello", n, d)
+
+    def op(code, body=b""):
+        return bytes([code, len(body)]) + body
+
+    def hello(ver=1, me=b"fz-dialer", want=b"fz-listener"):
+        return (b"H" + bytes([ver]) + bytes(range(16)) + bytes([len(me)]) +
+                me + bytes([len(want)]) + want)
+
+    def stream(hdr, payload=b""):
+        return op(1, struct.pack(">H", len(hdr)) + hdr + payload)
+
+    up = b"\x01"
+    w("up-streams", up + stream(b"\x00free", b"data") +
+      stream(b"\x01abort") + stream(b"\x02kept", b"more") +
+      stream(b"\x03echo") + op(2, b"\x02tail") + op(3, b"\x02") +
+      op(5, b"\x07"))
+    w("up-partial-header", up + op(1, b"\x00\x10abc"))
+    w("up-header-zero", up + op(1, b"\x00\x00xx") + op(3, b"\x00"))
+    w("up-header-too-long", up + op(1, b"\x04\x01" + b"h" * 200) +
+      op(2, b"\x00" + b"h" * 200) + op(3, b"\x00"))
+    w("up-header-fin-early", up + op(1, b"\x00") + op(3, b"\x00"))
+    w("up-header-abort", up + op(1, b"\x00\x08ab") + op(4, b"\x00"))
+    w("up-status", up + op(0, b"S\x01") + op(0, b"S\x00") +
+      stream(b"\x02kept"))
+    w("up-status-long", up + stream(b"\x02kept") + op(0, b"S\x01\x00"))
+    w("up-hello-again", up + stream(b"\x02kept") + op(0, hello()))
+    w("up-error", up + stream(b"\x02kept") + op(0, b"Ebye now"))
+    w("up-eof", b"\x05" + stream(b"\x02kept", b"x" * 100))
+    w("up-v1", b"\x03" + stream(b"\x02kept", b"v1") + op(3, b"\x00"))
+    w("wrong-node", b"\x09" + op(0, hello()))
+    w("hello-valid-bad-auth", b"\x00" + op(0, hello()) +
+      op(0, b"A" + b"\x00" * 32))
+    w("hello-short-auth", b"\x00" + op(0, hello()) + op(0, b"A\x01"))
+    w("hello-bad-version", b"\x00" + op(0, hello(ver=2)))
+    w("hello-short", b"\x00" + op(0, b"H\x01" + b"n" * 10))
+    w("hello-no-want", b"\x00" + op(0, b"H\x01" + bytes(16) + b"\x02ab"))
+    w("hello-id-ctl", b"\x00" + op(0, b"H\x01" + bytes(16) +
+                                    b"\x02a\x01\x0bfz-listener"))
+    w("hello-id-long", b"\x00" + op(0, b"H\x01" + bytes(16) + b"\xff" +
+                                     b"a" * 100))
+    w("auth-first", b"\x00" + op(0, b"A" + b"\x00" * 32))
+    w("status-first", b"\x00" + op(0, b"S\x01"))
+    w("error-first", b"\x00" + op(0, b"E\xffbinary\x00"))
+    w("chal-to-listener", b"\x00" + op(0, b"C" + bytes(60)))
+    w("stream-before-auth", b"\x00" + op(0, hello()) +
+      stream(b"\x00early", b"data"))
+    w("empty-ops", b"\x00" + op(5, b"\x03") + op(0))
+
+
 if __name__ == "__main__":
     frames()
     ctrl()
@@ -453,3 +507,4 @@ if __name__ == "__main__":
     conf()
     proxyproto()
     urls()
+    nodelink()
