@@ -75,6 +75,7 @@ struct nodelink_set {
 	char *secret;
 	LIST_HEAD(, link) links;
 	unsigned nlinks;
+	unsigned nunauth;             /* incoming links not up yet */
 	int store_up;
 	struct nodelink_stats st;
 };
@@ -201,6 +202,8 @@ link_flush(struct link *l)
 static void
 link_up(struct link *l)
 {
+	if (!l->dialer)
+		l->ls->nunauth--;
 	l->state = L_UP;
 	l->heard_ms = 0;
 	l->ls->st.links_up++;
@@ -522,6 +525,8 @@ link_dead(struct link *l, const char *why)
 	snprintf(w, sizeof(w), "node link to %s: %s", l->peer, why);
 	LIST_REMOVE(l, le);
 	ls->nlinks--;
+	if (!l->dialer && l->state != L_UP)
+		ls->nunauth--;
 	event_free(l->tick);
 	dial_cancel(l->dial);
 	if (l->ai)
@@ -609,7 +614,7 @@ link_dial(struct nodelink_set *ls, const char *node, const char *addr,
 	const char *e;
 	struct link *l;
 
-	if (ls->nlinks >= NODELINK_MAX_LINKS) {
+	if (ls->nlinks - ls->nunauth >= NODELINK_MAX_LINKS) {
 		*why = "too many node links";
 		return NULL;
 	}
@@ -699,15 +704,20 @@ nodelink_adopt_fd(struct nodelink_set *ls, int fd, const struct sockaddr *sa)
 	struct link *l;
 	char a[NET_ADDRSTR_MAX];
 
-	if (ls->nlinks >= NODELINK_MAX_LINKS) {
+	/* incoming links not authenticated yet have their own bound, so
+	 * that strangers cannot use up the room of the nodes' links */
+	if (ls->nlinks >= NODELINK_MAX_LINKS + NODELINK_MAX_UNAUTH ||
+	    ls->nunauth >= NODELINK_MAX_UNAUTH) {
 		log_warn("cluster: node link from %s refused: %u links "
-		    "already", sa ? net_addr_str(sa, a, sizeof(a)) : "a socket",
-		    ls->nlinks);
+		    "already, %u of them not authenticated", sa ?
+		    net_addr_str(sa, a, sizeof(a)) : "a socket", ls->nlinks,
+		    ls->nunauth);
 		close(fd);
 		return -1;
 	}
 	net_sock_tune(fd);
 	l = link_new(ls, 0);
+	ls->nunauth++;
 	if (sa != NULL)
 		net_addr_str(sa, l->addr, sizeof(l->addr));
 	if ((l->mux = link_mux(l, fd)) == NULL) {

@@ -27,7 +27,8 @@ struct sockaddr;
 #define NODELINK_AUTH_TIMEOUT_MS 5000
 #define NODELINK_STATUS_MS 1000     /* a status each way, every second */
 #define NODELINK_DEAD_MS 5000       /* nothing heard this long: dead */
-#define NODELINK_MAX_LINKS 256      /* links at once, incoming included */
+#define NODELINK_MAX_LINKS 256      /* authenticated or dialled links */
+#define NODELINK_MAX_UNAUTH 64      /* incoming ones still proving */
 #define NODELINK_MAX_WAIT 1024      /* opens waiting for one link */
 
 struct nodelink_hooks {
