@@ -215,3 +215,60 @@ def test_udp_forwarded_flows_end_when_idle(mg):
     d, _ = ask(s, (n3.addr, port), b"three", timeout=5)
     assert d == b"three", n3.log()
     assert out_streams() == first + 1
+
+
+def test_udp_owner_policy_holds_for_forwarded_flows(mg):
+    """The agent's --deny-cidr is checked on the owner for a flow another
+    node forwards, against the visitor's own address: 127.0.0.9 gets
+    nothing through n3 (counted as a policy drop on n1) while 127.0.0.10
+    is answered; a refused flow asks the owner again at most once a
+    second, not once a datagram."""
+    cl = Cluster(mg)
+    n1, n3 = cl.nodes[0], cl.nodes[2]
+    svc = mg.udp_service("echo")
+    _c, port = udp_tunnel(mg, cl, svc.port, extra=["--deny-cidr", VISITOR + "/32"])
+    ok = mg.track(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    ok.bind(("127.0.0.10", 0))
+    assert answers(ok, (n3.addr, port), b"allowed") is not None, mg.logs()
+
+    def out_streams():
+        return metric(fwd_metrics(n3), "mgrok_cluster_forwarded_connections_total",
+                      direction="out")
+    before = out_streams()
+    s = visitor_sock(mg)
+    replies = 0
+    for i in range(15):  # 1.5 s of datagrams
+        d, _ = ask(s, (n3.addr, port), b"denied %d" % i, timeout=0.1)
+        replies += d is not None
+    assert replies == 0
+    opened = out_streams() - before
+    assert 1 <= opened <= 3, opened
+    drops = metric(fwd_metrics(n1), "mgrok_udp_drops_total", direction="in", reason="policy")
+    assert drops and drops >= 1, drops
+    assert not [d for _a, d in svc.received if d.startswith(b"denied")]
+
+
+def test_udp_port_moves_to_another_node(mg):
+    """The tunnel of a port ends on n1 and the port is registered again on
+    n2: n3 forwards to n2 now, and n1, which held the port itself, forwards
+    it too."""
+    cl = Cluster(mg)
+    n1, n2, n3 = cl.nodes
+    svc = mg.udp_service("echo")
+    c, port = udp_tunnel(mg, cl, svc.port)
+    s = visitor_sock(mg)
+    assert answers(s, (n3.addr, port), b"to n1") is not None, mg.logs()
+    c.stop()
+    assert wait_for(lambda: redis_cmd(cl.redis.port, "EXISTS", "mgrok:route:udp:%d" %
+                                      port) == b":0\r\n", 10)
+    c2 = mg.udp_client(svc.port, n2, remote_port=port, extra=["--inspect-addr", "off"])
+    assert mg.wait_forward(c2)[0][2] == port
+    assert redis_cmd(cl.redis.port, "HGET", "mgrok:route:udp:%d" % port,
+                     "node").endswith(b"n2\r\n")
+    for srv in (n3, n1, n2):
+        drain(s)
+        r = answers(s, (srv.addr, port), b"to n2 via " + srv.name.encode())
+        assert r == (b"to n2 via " + srv.name.encode(), (srv.addr, port)), (srv.name, r,
+                                                                              mg.logs())
+    m2 = fwd_metrics(n2)
+    assert metric(m2, "mgrok_cluster_forwarded_connections_total", direction="in") >= 2
