@@ -601,9 +601,3 @@ fwdudp_port(struct server *srv, uint16_t port, int open)
 	else if (p != NULL)
 		fu_port_close(p);
 }
-
-unsigned
-fwdudp_nports(const struct server *srv)
-{
-	return srv->fwdudp ? srv->fwdudp->nports : 0;
-}

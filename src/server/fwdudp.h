@@ -35,7 +35,4 @@ struct server;
  */
 void fwdudp_port(struct server *srv, uint16_t port, int open);
 
-/* fwdudp_nports: the ports forwarded now (bound or being retried). */
-unsigned fwdudp_nports(const struct server *srv);
-
 #endif
