@@ -20,6 +20,7 @@
 #include "server/climits.h"
 #include "server/cluster.h"
 #include "server/forward.h"
+#include "server/fwdudp.h"
 #include "server/server.h"
 #include "server/accept.h"
 #include "server/hproxy.h"
@@ -1842,6 +1843,11 @@ server_shutdown(struct server *srv)
 	event_add(srv->drain_tick, &tick);
 }
 
+/* UDP in a cluster: other nodes' ports forwarded from here (fwdudp.c),
+ * the flows they forward here taken by the tunnels (udp.c) */
+static const struct forward_udp_hooks fwd_udp_hooks = { fwdudp_port,
+	udp_link_flow };
+
 struct server *
 server_new(struct event_base *base, const struct server_conf *cf)
 {
@@ -1962,8 +1968,10 @@ server_new(struct event_base *base, const struct server_conf *cf)
 			log_warn("cluster: no --node-addr: this node forwards "
 			    "visitors to the others but takes none (its "
 			    "routes are reached only through it)");
-		if (srv->fwd != NULL)
+		if (srv->fwd != NULL) {
 			forward_set_tcp_stream(srv, proxy_tcp_bridge);
+			forward_set_udp(srv, &fwd_udp_hooks);
+		}
 	}
 	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",
 	    net_addr_str((struct sockaddr *)&ss, buf, sizeof(buf)),

@@ -22,6 +22,7 @@ struct tls_ctx;
 struct tls_certdir;
 struct tls_hs;
 struct dsproxy;
+struct fwdudp;
 struct ssl_st;
 struct evdns_base;
 struct evconnlistener;
@@ -258,6 +259,8 @@ struct server {
 	void *reload_arg;
 	char host_for_urls[256];      /* --public-host, or the bind address */
 	uint8_t *udp_buf;             /* recvmmsg scratch, shared by proxies */
+	struct fwdudp *fwdudp;        /* UDP ports other nodes own (fwdudp.c),
+					 while there are any */
 };
 
 /* proxy.c */
@@ -367,6 +370,28 @@ int proxy_tcp_bridge(struct server *srv, struct proxy *px,
 
 /* udp.c */
 extern const struct proxy_ops udp_proxy_ops;
+/*
+ * udp_lb_header: a datagram from a --trusted-proxies balancer may start
+ * with a PROXY protocol v2 header naming the visitor (one on each
+ * datagram, or on a flow's first one at least; the balancer gives each
+ * visitor its own source port, so replies go back to it bare). The
+ * header is taken off the datagram (*p and *len move past it); *vis is
+ * the visitor (the balancer sa itself for a LOCAL one). 1: a header was
+ * there; 0: none; -1: a malformed one.
+ */
+int udp_lb_header(uint8_t **p, size_t *len, const struct sockaddr *sa,
+    struct sockaddr_storage *vis);
+/*
+ * udp_link_flow: the owner's side of a UDP flow another node forwards
+ * (forward.h, the UDP hooks' flow): st (taken) carries the datagrams of
+ * the visitor peer to px's client and its replies back, each as u16
+ * length | payload; the flow is one of px's as if peer had sent to its
+ * socket (the owner's allow lists, rates and limits, a group member
+ * chosen, the client's PROXY header, figures, the idle timeout). A flow
+ * refused ends st at once (mux_stream_abort).
+ */
+void udp_link_flow(struct server *srv, struct proxy *px,
+    struct mux_stream *st, const struct sockaddr *peer);
 
 
 #endif

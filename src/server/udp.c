@@ -32,13 +32,18 @@
 #define UDP_MAX_PER_EVENT 256
 #define UDP_FLOW_WINDOW (16 * 1024 * 1024)
 
-/* A flow: on its tunnel's hash chain and idle list, ended with it. */
+/* A flow: on its tunnel's hash chain and idle list, ended with it. A
+ * flow another node forwards (forward.h) has its visitor's datagrams come
+ * and its replies go on a node link's stream (link) instead of the
+ * tunnel's socket; it is on the idle list only (its peer is the visitor
+ * as that node saw it, not a source on this socket). */
 struct uflow {
 	struct uflow *next;           /* hash chain */
 	TAILQ_ENTRY(uflow) lru;       /* px->flow_lru, least recent first */
 	struct proxy *px;
 	struct session *sess;         /* whose stream st is */
 	struct mux_stream *st;
+	struct mux_stream *link;      /* NULL: the visitor is on udp_fd */
 	struct sockaddr_storage peer;
 	socklen_t plen;
 	int gso; /* UDP GSO towards the peer (dgram_send) */
@@ -49,10 +54,45 @@ struct uflow {
 
 static void uflow_readable(struct mux_stream *st, void *arg);
 static void uflow_closed(struct mux_stream *st, void *arg);
+static void ulink_readable(struct mux_stream *st, void *arg);
+static void ulink_closed(struct mux_stream *st, void *arg);
 
 static const struct mux_stream_cbs uflow_cbs = {
 	.readable = uflow_readable,
 	.closed = uflow_closed,
+};
+
+static const struct mux_stream_cbs ulink_cbs = {
+	.readable = ulink_readable,
+	.closed = ulink_closed,
+};
+
+/* Why datagrams from visitors were dropped (the metric's reason), in the
+ * order they are counted. */
+enum udrop {
+	UD_AWAY,
+	UD_SIZE,
+	UD_POLICY,
+	UD_UNTRUSTED,
+	UD_HEADER,
+	UD_FLOW,
+	UD_MUX,
+	UD_BW,
+	UD_COUNT
+};
+static const char *const udrop_why[UD_COUNT] = { "client_away", "bad_size",
+	"policy", "untrusted_source", "bad_proxy_header", "no_stream",
+	"stream_full", "bandwidth" };
+
+/* A batch of datagrams from visitors (one read of the socket or of a
+ * link stream): its figures are counted once, at its end, and the
+ * frames it queues on mux (may be NULL) go out in one write. */
+struct ubatch {
+	struct mux *mux;
+	uint64_t now_ms, now_us;
+	int bw;                       /* under a bandwidth limit */
+	uint64_t pkts;
+	uint64_t drop[UD_COUNT];
 };
 
 static unsigned
@@ -82,11 +122,13 @@ static void
 uflow_free(struct uflow *f)
 {
 	struct proxy *px = f->px;
-	struct uflow **pp = uflow_slot(px, (struct sockaddr *)&f->peer,
-	    f->plen);
 
-	if (*pp == f)
-		*pp = f->next;
+	if (f->link == NULL) {
+		struct uflow **pp = uflow_slot(px, (struct sockaddr *)&f->peer,
+		    f->plen);
+		if (*pp == f)
+			*pp = f->next;
+	}
 	TAILQ_REMOVE(&px->flow_lru, f, lru);
 	px->nflows--;
 	smet_udp_flow(px->srv, -1);
@@ -94,6 +136,8 @@ uflow_free(struct uflow *f)
 	    f->st ? "idle" : "session lost");
 	if (f->st)
 		mux_stream_free(f->st);
+	if (f->link)
+		mux_stream_free(f->link);
 	free(f);
 }
 
@@ -110,9 +154,12 @@ uflow_touch(struct uflow *f, uint64_t now)
 	}
 }
 
+/* A new flow of px for the source sa (the visitor vis), or for link (a
+ * node link's stream, taken on success; then sa is vis); NULL when no
+ * stream to the client can be opened. */
 static struct uflow *
 uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len,
-    const struct sockaddr *vis)
+    const struct sockaddr *vis, struct mux_stream *link)
 {
 	struct proxy *t = px;
 	struct mux_stream *st;
@@ -135,10 +182,11 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len,
 	f->px = px;
 	f->sess = t->sess;
 	f->st = st;
+	f->link = link;
 	memcpy(&f->peer, sa, len);
 	f->plen = len;
 	f->gso = dgram_gso_supported();
-	{
+	if (link == NULL) {
 		struct uflow **pp = &px->flows[addr_hash(sa, len)];
 		f->next = *pp;
 		*pp = f;
@@ -154,7 +202,33 @@ uflow_new(struct proxy *px, const struct sockaddr *sa, socklen_t len,
 	mux_stream_set_window(st, UDP_FLOW_WINDOW);
 	/* a burst of datagrams (one frame each) goes out in one send */
 	mux_stream_set_batched(st);
+	if (link != NULL) {
+		/* the same for the visitor's side, on the node link */
+		mux_stream_set_cbs(link, &ulink_cbs, f);
+		mux_stream_set_window(link, UDP_FLOW_WINDOW);
+		mux_stream_set_batched(link);
+	}
 	return f;
+}
+
+/* uflow_send_out: the datagrams iov[0..n) from the client, to f's
+ * visitor; how many went (their bytes added to *bytes), the rest
+ * dropped. */
+static int
+uflow_send_out(struct uflow *f, struct iovec *iov, int n, uint64_t *bytes)
+{
+	int sent = 0;
+
+	if (f->link == NULL)
+		return dgram_send(f->px->udp_fd, (struct sockaddr *)&f->peer,
+		    f->plen, iov, n, &f->gso, bytes);
+	for (int i = 0; i < n; i++)
+		if (mux_stream_send_datagram(f->link, iov[i].iov_base,
+		    iov[i].iov_len) == 0) {
+			sent++;
+			*bytes += iov[i].iov_len;
+		}
+	return sent;
 }
 
 /* Datagrams from the client, to the flow's public peer, in batches of
@@ -167,10 +241,13 @@ uflow_readable(struct mux_stream *st, void *arg)
 	struct server *srv = px->srv;
 	struct evbuffer *rx = mux_stream_rx(st);
 	struct iovec iov[UDP_SEND_BATCH];
+	struct mux *lm = f->link ? mux_stream_session(f->link) : NULL;
 	int n = 0;
 
 	if (srv->udp_buf == NULL)
 		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
+	if (lm != NULL)
+		mux_cork(lm);
 	for (;;) { /* bounded: the queue is bounded by the window */
 		size_t consumed = 0;
 		int sent;
@@ -199,8 +276,7 @@ uflow_readable(struct mux_stream *st, void *arg)
 				    (uint64_t)(n - k));
 			}
 		}
-		sent = k ? dgram_send(px->udp_fd, (struct sockaddr *)&f->peer,
-		    f->plen, iov, k, &f->gso, &bytes) : 0;
+		sent = k ? uflow_send_out(f, iov, k, &bytes) : 0;
 		smet_conn_bytes(&f->rec, SMET_OUT, bytes);
 		smet_udp(px, SMET_OUT, (uint64_t)sent);
 		if (k > sent) {
@@ -217,12 +293,13 @@ uflow_readable(struct mux_stream *st, void *arg)
 		/* a bad length, or a FIN in the middle of a datagram */
 		srv->session_fail(f->sess, CODE_PROTOCOL,
 		    "bad datagram length on a UDP flow");
-		return; /* the session and this flow are gone */
-	}
-	if (mux_stream_eof(st)) {
+		/* the session and this flow are gone */
+	} else if (mux_stream_eof(st)) {
 		f->end_why = "closed";
 		uflow_free(f);
 	}
+	if (lm != NULL)
+		mux_uncork(lm); /* another session's: still there */
 }
 
 static void
@@ -234,15 +311,20 @@ uflow_closed(struct mux_stream *st, void *arg)
 	uflow_free(f);
 }
 
-/*
- * A datagram from a --trusted-proxies balancer may start with a PROXY
- * protocol v2 header naming the visitor (one on each datagram, or on a
- * flow's first one at least; the balancer gives each visitor its own
- * source port, so replies go back to it bare). The header is taken off
- * the datagram (p and len move past it); *vis is the visitor (the balancer itself for a LOCAL one).
- * 1: a header was there; 0: none; -1: a malformed one.
- */
-static int
+/* The owner of a flow another node forwards: the node link's stream ended
+ * (the forwarding node's flow ended, or the link died). */
+static void
+ulink_closed(struct mux_stream *st, void *arg)
+{
+	struct uflow *f = arg;
+
+	f->link = NULL; /* the link died and takes the stream */
+	f->end_why = "node link lost";
+	uflow_free(f);
+}
+
+/* see server_int.h */
+int
 udp_lb_header(uint8_t **p, size_t *len, const struct sockaddr *sa,
     struct sockaddr_storage *vis)
 {
@@ -265,6 +347,152 @@ udp_lb_header(uint8_t **p, size_t *len, const struct sockaddr *sa,
 }
 
 static void
+ubatch_begin(struct ubatch *b, struct proxy *px, struct mux *m)
+{
+	memset(b, 0, sizeof(*b));
+	b->mux = m;
+	b->now_ms = mtime_ms();
+	b->bw = shaper_limited(px->shaper, SHAPER_IN);
+	b->now_us = b->bw ? mtime_us() : 0;
+	if (m != NULL)
+		mux_cork(m);
+}
+
+/* the batch's figures, once; then its frames go out */
+static void
+ubatch_end(struct ubatch *b, struct proxy *px)
+{
+	struct server *srv = px->srv;
+
+	for (int i = 0; i < UD_COUNT; i++)
+		px->dg.drops_in += b->drop[i];
+	if (b->pkts)
+		smet_udp(px, SMET_IN, b->pkts);
+	for (int i = 0; i < UD_COUNT; i++)
+		if (b->drop[i])
+			smet_udp_drop(srv, SMET_IN, udrop_why[i], b->drop[i]);
+	if (b->mux != NULL)
+		mux_uncork(b->mux);
+}
+
+/* a visitor from vis, new to px: 0 when the owner's allow lists, rates
+ * and limits take it (a flow's later datagrams come from the same one),
+ * -1 (counted in b) otherwise */
+static int
+udp_admit(struct proxy *px, const struct sockaddr *vis, struct ubatch *b)
+{
+	unsigned retry;
+
+	if (px->sess == NULL && !px->is_group) {
+		b->drop[UD_AWAY]++;
+		return -1;
+	}
+	if (proxy_visitor_allowed(px, vis) < 0 ||
+	    proxy_rate_ok(px, 0, vis, &retry) < 0 ||
+	    proxy_visitors_ok(px) < 0) {
+		b->drop[UD_POLICY]++;
+		return -1;
+	}
+	return 0;
+}
+
+/* one datagram from f's visitor, to the client (or dropped and counted) */
+static void
+uflow_deliver(struct uflow *f, const uint8_t *data, size_t len,
+    struct ubatch *b)
+{
+	struct proxy *px = f->px;
+
+	uflow_touch(f, b->now_ms);
+	if (b->bw) {
+		/* over the bandwidth limit: dropped */
+		size_t g = shaper_take(px->shaper, SHAPER_IN, b->now_us, len);
+		if (g < len) {
+			shaper_refund(px->shaper, SHAPER_IN, g);
+			b->drop[UD_BW]++;
+			return;
+		}
+	}
+	if (mux_stream_send_datagram(f->st, data, len) < 0) {
+		if (b->bw)
+			shaper_refund(px->shaper, SHAPER_IN, len);
+		b->drop[UD_MUX]++;
+		return;
+	}
+	smet_conn_bytes(&f->rec, SMET_IN, len);
+	b->pkts++;
+}
+
+/* Datagrams from a forwarded flow's visitor, from the node link, to the
+ * client: as if they had come to this node's socket. */
+static void
+ulink_readable(struct mux_stream *st, void *arg)
+{
+	struct uflow *f = arg;
+	struct proxy *px = f->px;
+	struct server *srv = px->srv;
+	struct evbuffer *rx = mux_stream_rx(st);
+	struct iovec iov[UDP_SEND_BATCH];
+	struct ubatch b;
+	int n;
+
+	if (srv->udp_buf == NULL)
+		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
+	ubatch_begin(&b, px, mux_stream_session(f->st));
+	for (;;) { /* bounded: the queue is bounded by the window */
+		size_t consumed = 0;
+		n = dgram_take(rx, srv->udp_buf, (size_t)UDP_BATCH * UDP_SLOT,
+		    iov, UDP_SEND_BATCH, &consumed);
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n; i++)
+			uflow_deliver(f, iov[i].iov_base, iov[i].iov_len, &b);
+		evbuffer_drain(rx, consumed);
+		mux_stream_consumed(st, consumed);
+	}
+	if (n == MG_EPROTO || (mux_stream_fin_received(st) &&
+	    mux_stream_queued(st) > 0 && n == 0)) {
+		/* a bad length, or a FIN in the middle of a datagram: the
+		 * other node's fault, this flow alone ends */
+		log_info("udp port %u: a bad datagram from a node link: flow "
+		    "closed", px->port);
+		f->end_why = "reset";
+		uflow_free(f);
+	} else if (mux_stream_eof(st)) {
+		f->end_why = "closed";
+		uflow_free(f);
+	}
+	ubatch_end(&b, px); /* the client's session is still there */
+}
+
+/* see server_int.h */
+void
+udp_link_flow(struct server *srv, struct proxy *px, struct mux_stream *st,
+    const struct sockaddr *peer)
+{
+	socklen_t len = peer->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	struct uflow *f = NULL;
+	struct ubatch b;
+
+	ubatch_begin(&b, px, NULL);
+	if (px->type != PROXY_UDP || px->flows == NULL)
+		b.drop[UD_AWAY]++;
+	else if (udp_admit(px, peer, &b) == 0 &&
+	    (f = uflow_new(px, peer, len, peer, st)) == NULL)
+		b.drop[UD_FLOW]++;
+	/* a refused flow counts as one datagram dropped: the other node
+	 * sees the stream end, and its visitor's next datagram asks again */
+	ubatch_end(&b, px);
+	if (f == NULL) {
+		mux_stream_abort(st);
+		return;
+	}
+	if (mux_stream_queued(st) > 0 || mux_stream_fin_received(st))
+		ulink_readable(st, f); /* sent with the header */
+}
+
+static void
 udp_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
@@ -272,21 +500,14 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 	struct mmsghdr msgs[UDP_BATCH];
 	struct iovec iov[UDP_BATCH];
 	struct sockaddr_storage addrs[UDP_BATCH];
-	uint64_t now = mtime_ms();
-	uint64_t pkts = 0, drop_away = 0, drop_flow = 0;
-	uint64_t drop_mux = 0, drop_size = 0, drop_policy = 0, drop_bw = 0;
-	uint64_t drop_untrusted = 0, drop_header = 0;
 	const struct server_conf *cf = srv->cf;
-	int bw = shaper_limited(px->shaper, SHAPER_IN);
-	uint64_t now_us = bw ? mtime_us() : 0;
-	unsigned retry;
+	struct ubatch b;
 	int total = 0;
 
 	loop_note_io();
 	if (srv->udp_buf == NULL)
 		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
-	if (px->sess)
-		mux_cork(px->sess->mux);
+	ubatch_begin(&b, px, px->sess ? px->sess->mux : NULL);
 	while (total < UDP_MAX_PER_EVENT) {
 		int n;
 		for (int i = 0; i < UDP_BATCH; i++) {
@@ -313,91 +534,43 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 			int hdr = 0;
 			if (cf->ntrusted && !acl_match_addr(cf->trusted,
 			    cf->ntrusted, sa, 0)) {
-				drop_untrusted++;
+				b.drop[UD_UNTRUSTED]++;
 				continue;
 			}
 			if (cf->ntrusted && len > 0 && len <= DGRAM_MAX &&
 			    (hdr = udp_lb_header(&data, &len, sa, &vss)) < 0) {
-				drop_header++;
+				b.drop[UD_HEADER]++;
 				continue;
 			}
 			if (hdr)
 				vis = (struct sockaddr *)&vss;
 			if (len == 0 || len > DGRAM_MAX) {
-				drop_size++;
+				b.drop[UD_SIZE]++;
 				continue;
 			}
 			if (px->sess == NULL && !px->is_group) {
-				drop_away++;
+				b.drop[UD_AWAY]++;
 				continue;
 			}
 			f = *uflow_slot(px, sa, sl);
 			/* a balancer's new flow must say whose it is */
 			if (f == NULL && cf->ntrusted && !hdr) {
-				drop_header++;
+				b.drop[UD_HEADER]++;
 				continue;
 			}
-			/* a new source: the owner's allow lists first (a
-			 * flow's later datagrams come from the same one) */
-			if (f == NULL && (proxy_visitor_allowed(px, vis) < 0 ||
-			    proxy_rate_ok(px, 0, vis, &retry) < 0 ||
-			    proxy_visitors_ok(px) < 0)) {
-				drop_policy++;
+			if (f == NULL && udp_admit(px, vis, &b) < 0)
+				continue;
+			if (f == NULL && (f = uflow_new(px, sa, sl, vis,
+			    NULL)) == NULL) {
+				b.drop[UD_FLOW]++;
 				continue;
 			}
-			if (f == NULL && (f = uflow_new(px, sa, sl, vis)) ==
-			    NULL) {
-				drop_flow++;
-				continue;
-			}
-			uflow_touch(f, now);
-			if (bw) {
-				/* over the bandwidth limit: dropped */
-				size_t g = shaper_take(px->shaper, SHAPER_IN,
-				    now_us, len);
-				if (g < len) {
-					shaper_refund(px->shaper, SHAPER_IN, g);
-					drop_bw++;
-					continue;
-				}
-			}
-			if (mux_stream_send_datagram(f->st, data, len) < 0) {
-				if (bw)
-					shaper_refund(px->shaper, SHAPER_IN,
-					    len);
-				drop_mux++;
-				continue;
-			}
-			smet_conn_bytes(&f->rec, SMET_IN, len);
-			pkts++;
+			uflow_deliver(f, data, len, &b);
 		}
 		if (n < UDP_BATCH)
 			break;
 	}
-	/* the batch's figures, once */
-	px->dg.drops_in += drop_away + drop_flow + drop_mux + drop_size +
-	    drop_policy + drop_untrusted + drop_header + drop_bw;
-	if (pkts)
-		smet_udp(px, SMET_IN, pkts);
-	if (drop_away)
-		smet_udp_drop(srv, SMET_IN, "client_away", drop_away);
-	if (drop_size)
-		smet_udp_drop(srv, SMET_IN, "bad_size", drop_size);
-	if (drop_policy)
-		smet_udp_drop(srv, SMET_IN, "policy", drop_policy);
-	if (drop_untrusted)
-		smet_udp_drop(srv, SMET_IN, "untrusted_source",
-		    drop_untrusted);
-	if (drop_header)
-		smet_udp_drop(srv, SMET_IN, "bad_proxy_header", drop_header);
-	if (drop_flow)
-		smet_udp_drop(srv, SMET_IN, "no_stream", drop_flow);
-	if (drop_mux)
-		smet_udp_drop(srv, SMET_IN, "stream_full", drop_mux);
-	if (drop_bw)
-		smet_udp_drop(srv, SMET_IN, "bandwidth", drop_bw);
-	if (px->sess)
-		mux_uncork(px->sess->mux);
+	ubatch_end(&b, px);
 }
 
 static void
