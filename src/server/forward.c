@@ -160,7 +160,7 @@ visitor_local(struct fvisitor *v)
 		f->inject[v->kind](f->srv, NULL, fd,
 		    (struct sockaddr *)&v->peer, v->prefix);
 	}
-	f->st.refused += v->kind == FWD_TCP;
+	f->st.refused += v->kind == FWD_TCP || v->kind == FWD_UDP;
 	visitor_free(v, 1);
 }
 
@@ -222,7 +222,8 @@ on_open(void *arg, struct mux_stream *st, const char *err)
 		char e[LOG_ESC_MAX], key[ROUTES_KEY_MAX];
 		struct rentry *re;
 		log_info("cluster: a visitor of %s could not be forwarded: %s",
-		    v->kind == FWD_TCP ? "a TCP port" : v->host,
+		    v->kind == FWD_TCP ? "a TCP port" : v->kind == FWD_UDP ?
+		    "a UDP port" : v->host,
 		    log_esc(err, strlen(err), e, sizeof(e)));
 		f->st.refused++;
 		/* its owner may be gone: the next visitor asks the store */
@@ -1189,6 +1190,8 @@ forward_stats(const struct server *srv, struct forward_stats *st)
 		return;
 	*st = f->st;
 	st->ports = f->nports;
+	for (size_t i = 0; i < sizeof(f->udp_open); i++)
+		st->ports += (unsigned)__builtin_popcount(f->udp_open[i]);
 	st->waiting = f->waiting;
 	nodelink_stats(f->links, &ns);
 	st->links = ns.links;

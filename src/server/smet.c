@@ -184,8 +184,8 @@ smet_init(struct server *srv)
 		    "the store (their records refreshed within 6 s), this one "
 		    "included", NULL));
 		m->fw_ports = met_at0(met_gauge(m->reg,
-		    "mgrok_cluster_forwarded_ports", "TCP ports listened on "
-		    "for other nodes' tunnels", NULL));
+		    "mgrok_cluster_forwarded_ports", "TCP and UDP ports "
+		    "listened on for other nodes' tunnels", NULL));
 	}
 	m->f_reg_refused = met_counter(m->reg,
 	    "mgrok_registrations_refused_total",
