@@ -88,6 +88,14 @@ wait_port() { # host port
     done
     die "nothing listens on $1:$2"
 }
+# free HOST PORT...: die if something listens there already (another run)
+free() {
+    local h=$1 p
+    shift
+    for p in "$@"; do
+        ! (exec 3<>"/dev/tcp/$h/$p") 2>/dev/null || die "$h:$p is in use (another run? set BASE_PORT)"
+    done
+}
 # quiet: wait (at most QUIET_WAIT s) for the 1-min load average to drop below 1.5
 quiet() {
     local i
@@ -100,6 +108,8 @@ quiet() {
 }
 
 # ---------------------------------------------------------------- setup
+free 127.0.0.1 "$P_CTL1" "$P_CTL2" "$P_REDIS" "$P_ADM1" "$P_ADM2" "$P_IPERF" "$P_ECHO" "$P_CONN"
+for h in "$N1" "$N2" "$HOP"; do free "$h" "$P_LINK" "$P_T_IPERF" "$P_T_ECHO" "$P_T_CONN"; done
 redis-server --port "$P_REDIS" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
     >"$W/redis.log" 2>&1 &
 PIDS+=($!)
@@ -328,13 +338,14 @@ rev=$(git -C "$HERE/.." rev-parse --short HEAD 2>/dev/null || echo "?")
     echo "- Throughput forwarded / direct: up **$ru**, down **$rd** (target >= 0.6: $(met_ge "$ru" 0.6) up, $(met_ge "$rd" 0.6) down)."
     echo "- p50 added at one held connection: forwarding **$add_f µs**, one socat hop **$add_s µs** (target: forwarding <= socat hop: $(met_le "$add_f" "$add_s"))."
     echo "- p50 added to a new connection (connect + one round trip): forwarding $addc_f µs, one socat hop $addc_s µs (forwarding <= socat hop: $(met_le "$addc_f" "$addc_s"))."
-    echo "- Redis on the hot path, node 2's /metrics: $cok new connections through node 2 (4 at once) in $csec s ($crate/s);"
-    echo "  node 2 forwarded $dfw of them, with **route lookups: $dl** ($(fl %.5f "$dl / $cok") per connection; at most one per 2 s of"
-    echo "  cache: <= $max_l in $csec s) and $dh cache hits. \`mgrok_cluster_redis_commands_total\` of node 2 moved by $dc"
-    echo "  during the connections ($(fl %.2f "$dc / $csec")/s, $(fl %.5f "$dc / $cok") per connection) and by $idc in $WINDOW s without"
-    echo "  visitors just before ($(fl %.2f "$idc / $WINDOW")/s: the heartbeat and the 2 s route SCAN; $idl lookups); node 1 (the owner)"
-    echo "  by $dn1 ($(fl %.2f "$dn1 / $csec")/s) against $id1 ($(fl %.2f "$id1 / $WINDOW")/s) idle. **Zero Redis operations per visitor of a"
-    echo "  cached route**: the commands are the heartbeat's plus one lookup per 2 s of cache, whatever the visitor count."
+    echo "- Redis on the hot path (node 2's /metrics): $cok new connections through node 2, 4 at once, in $csec s ($crate/s)."
+    echo "  Node 2 forwarded $dfw: $dh from the route cache, **$dl route lookups** ($(fl %.5f "$dl / $cok") per connection; at most"
+    echo "  one per 2 s of cache, <= $max_l in $csec s), and $((dfw - dh - dl)) that came while a lookup was in flight and waited for it."
+    echo "  \`mgrok_cluster_redis_commands_total\` of node 2 moved by $dc during the connections ($(fl %.2f "$dc / $csec")/s,"
+    echo "  $(fl %.5f "$dc / $cok") per connection) and by $idc in the $WINDOW s without visitors just before ($(fl %.2f "$idc / $WINDOW")/s: the"
+    echo "  heartbeat and the 2 s route SCAN; $idl lookups); node 1's (the owner) by $dn1 ($(fl %.2f "$dn1 / $csec")/s) and by $id1 idle"
+    echo "  ($(fl %.2f "$id1 / $WINDOW")/s). So **zero Redis operations per visitor of a cached route**: the commands are the heartbeat's"
+    echo "  plus one lookup per 2 s of cache, whatever the number of visitors."
 } >"$W/section.md"
 echo
 echo "=== bench/cluster.sh: forwarding through another node ==="
