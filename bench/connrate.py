@@ -3,8 +3,8 @@
 
   connrate.py server --port P [--max-time S]
       accept on 127.0.0.1:P; send one byte to each connection, then close it.
-  connrate.py client --port P --count N [--conc C] [--max-time S]
-      C threads open connections to 127.0.0.1:P until N are done or S seconds pass; each
+  connrate.py client --port P --count N [--conc C] [--max-time S] [--host H]
+      C threads open connections to H:P (default 127.0.0.1) until N are done or S seconds pass; each
       connection counts as ok when the service's one byte arrives (end to end through the
       relay), then it is closed. Prints JSON: ok, failed, seconds, conn_per_s, p50_ms, p99_ms.
 """
@@ -50,7 +50,7 @@ def client(a):
             s = socket.socket()
             s.settimeout(5.0)
             try:
-                s.connect(("127.0.0.1", a.port))
+                s.connect((a.host, a.port))
                 b = s.recv(1)
                 if b != b"x":
                     raise OSError("no byte from the service (got %r)" % b)
@@ -87,6 +87,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["server", "client"])
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--count", type=int, default=2000)
     p.add_argument("--conc", type=int, default=1)
     p.add_argument("--max-time", type=float, default=30)

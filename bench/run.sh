@@ -914,9 +914,9 @@ fi
 
 mkdir -p "$(dirname "$RESULTS")"
 "$LAB_PY" "$BENCH/report.py" md "$OUT_DIR" >"$RESULTS.tmp" || die "report failed"
-# bench/inspect.sh's and bench/policy.sh's sections are their own runs':
+# bench/inspect.sh's, bench/policy.sh's and bench/cluster.sh's sections are their own runs':
 # carried over as they were
-for sec in inspect policy; do
+for sec in inspect policy cluster; do
     if [ -f "$RESULTS" ] && grep -q "^<!-- bench/$sec.sh: begin -->" "$RESULTS"; then
         { echo; sed -n "/^<!-- bench\/$sec.sh: begin -->/,/^<!-- bench\/$sec.sh: end -->/p" "$RESULTS"; } \
             >>"$RESULTS.tmp"
