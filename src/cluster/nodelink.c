@@ -485,6 +485,9 @@ link_mux(struct link *l, int fd)
 	cfg.version = 2;
 	cfg.keepalive_ms = NODELINK_STATUS_MS;
 	cfg.dead_ms = NODELINK_DEAD_MS;
+	/* node links carry bulk between two of ours: the largest frames
+	 * smux allows (u16 lengths) halve the frames of a transfer */
+	cfg.frame_size = 65535 - 64;
 	return mux_new(l->ls->base, fd, l->dialer, &cfg, &link_cbs, l);
 }
 
