@@ -1531,7 +1531,10 @@ test_free_in_session_closed(void **state)
 	mux_free(p.cl.m);
 	p.cl.m = NULL;
 	assert_true(run_until(p.base, pred_closed, &p.sv, 2000));
-	assert_int_equal(p.sv.err, MG_ECLOSED);
+	/* a close, or a reset when the client's socket still held bytes
+	 * from the server (its window update) as it was closed: the
+	 * kernel's choice, not ours */
+	assert_true(p.sv.err == MG_ECLOSED || p.sv.err == MG_EIO);
 	assert_int_equal(p.sv.s[0].closed, 1);
 	assert_null(p.sv.m);
 	run_for(p.base, 10); /* the deferred free runs */
