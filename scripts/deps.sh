@@ -2,7 +2,7 @@
 # deps.sh: install the Debian packages mgrok builds and tests with, if missing.
 set -eu
 PKGS="build-essential pkg-config clang libevent-dev libssl-dev libyaml-dev
-      libhttp-parser-dev zlib1g-dev nettle-dev libcmocka-dev python3 python3-pytest
+      libhttp-parser-dev zlib1g-dev nettle-dev libcmocka-dev python3 python3-pytest python3-pytest-xdist
       openssl curl socat iperf3 iproute2 procps faketime systemd
       golang-go golang-github-xtaci-smux-dev libjansson-dev
       prometheus chromium chromium-driver python3-selenium haproxy nginx-light

@@ -65,11 +65,25 @@ def port_is_free(port):
         s.close()
 
 
+def _worker_share(lo, hi):
+    """Under pytest-xdist (make e2e runs two workers), each worker picks
+    ports from its own share of [lo, hi), so that two tests running at
+    once never pick the same block between a check and a bind."""
+    wid = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not wid.startswith("gw") or count <= 1:
+        return lo, hi
+    k = int(wid[2:]) % count
+    span = (hi - lo) // count
+    return lo + k * span, lo + (k + 1) * span
+
+
 def pick_port_range(n=50):
     """A random block of n free ports below the ephemeral range (20000 up)."""
     hi = min(_ephemeral_low(), 60000) - n - 10
     if hi <= 20000:
         hi = 60000 - n
+    lo, hi = _worker_share(20000, hi)
     with _port_lock:
         for attempt in range(400):
             if attempt == 200:
@@ -77,7 +91,7 @@ def pick_port_range(n=50):
                 # those of tests that ended are free again (the bind
                 # check below still sees the ones in use)
                 _used_ports.clear()
-            base = random.randrange(20000, hi)
+            base = random.randrange(lo, hi)
             block = range(base, base + n)
             if any(p in _used_ports for p in block):
                 continue

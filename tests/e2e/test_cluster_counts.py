@@ -172,6 +172,10 @@ def test_visitors_counted_across_nodes(mg, tmp_path):
     assert wait_for(lambda: figures_are(redis, n1=(1, 1), n2=(1, 1)), 5), figures(redis)
     assert wait_for(lambda: echo(*a2) == b"ping", BEAT + 3), mg.logs()
     assert wait_for(lambda: echo(*a1) == b"ping", BEAT + 3), mg.logs()
+    # the probes above were visitors too, counted for a moment; each node
+    # reads the other's figures once a beat: wait for a settled pair
+    assert wait_for(lambda: figures_are(redis, n1=(1, 1), n2=(1, 1)), 5), figures(redis)
+    time.sleep(BEAT + 0.5)
     # 3 held again: refused again
     held.append(hold(*a2))
     assert wait_for(lambda: figures_are(redis, n1=(1, 1), n2=(1, 2)), 5), figures(redis)
