@@ -95,6 +95,7 @@ struct forward {
 	const struct rstore_script *s_lookup;
 	forward_inject_fn inject[FWD_HTTPS + 1];
 	forward_tcp_stream_fn tcp_stream;
+	void (*route_moved)(struct server *srv, const char *key);
 	struct strmap map;            /* route key -> rentry */
 	TAILQ_HEAD(, rentry) entries;
 	unsigned nentries;
@@ -1031,6 +1032,9 @@ on_routes_msg(void *arg, const char *channel, const char *msg, size_t len)
 			} else
 				e->stale = 1; /* its address: look it up */
 		}
+		if (strcmp(node, cluster_node(f->srv->cl)) != 0 &&
+		    f->route_moved != NULL)
+			f->route_moved(f->srv, key);
 		if (tcp && strcmp(node, cluster_node(f->srv->cl)) != 0)
 			fport_open(f, (uint16_t)strtoul(key +
 			    strlen(ROUTES_KEY_PREFIX "tcp:"), NULL, 10));
@@ -1163,6 +1167,14 @@ forward_stop(struct server *srv)
 		strmap_free(&f->map);
 		free(f);
 	}
+}
+
+void
+forward_set_route_moved(struct server *srv,
+    void (*fn)(struct server *srv, const char *key))
+{
+	if (srv->fwd != NULL)
+		srv->fwd->route_moved = fn;
 }
 
 void

@@ -44,6 +44,12 @@ typedef int (*forward_tcp_stream_fn)(struct server *srv, struct proxy *px,
     struct mux_stream *st, const struct sockaddr *peer);
 void forward_set_tcp_stream(struct server *srv, forward_tcp_stream_fn fn);
 
+/* forward_set_route_moved: fn(srv, key) when the store's channel says
+ * another node claimed route key (this node may hold it still: its claim
+ * is fenced by the new epoch, and a refresh at once tells it so) */
+void forward_set_route_moved(struct server *srv,
+    void (*fn)(struct server *srv, const char *key));
+
 /* forward_start: node links and forwarding for srv (in a cluster);
  * 0, or -1 with err */
 int forward_start(struct server *srv, forward_inject_fn tcp,

@@ -493,6 +493,30 @@ refresh_done(void *arg, int ours, const char *err)
 	free(w);
 }
 
+/* another node claimed key (the store's channel): if this node holds it,
+ * a refresh now, not at the next beat, finds out whether it is lost (an
+ * agent that moved: its lease here ends at once) */
+static void
+cluster_on_route_moved(struct server *srv, const char *key)
+{
+	struct proxy *px;
+	char k[ROUTES_KEY_MAX];
+
+	LIST_FOREACH(px, &srv->reg.all, link) {
+		struct claimwait *w;
+		if (px->cl_epoch == 0 || proxy_route_key(px, k, sizeof(k)) !=
+		    0 || strcmp(k, key) != 0)
+			continue;
+		w = claimwait_new(srv);
+		w->route_id = px->id;
+		w->seq = px->cl_epoch;
+		if (cluster_refresh(srv->cl, k, px->cl_epoch, refresh_done,
+		    w) != 0)
+			free(w);
+		return;
+	}
+}
+
 /* every heartbeat: the routes we hold stay ours a TTL longer */
 static void
 cluster_on_beat(void *arg)
@@ -1971,6 +1995,7 @@ server_new(struct event_base *base, const struct server_conf *cf)
 		if (srv->fwd != NULL) {
 			forward_set_tcp_stream(srv, proxy_tcp_bridge);
 			forward_set_udp(srv, &fwd_udp_hooks);
+			forward_set_route_moved(srv, cluster_on_route_moved);
 		}
 	}
 	log_info("mgrok server listening on %s (public ports %u-%u%s%s)",

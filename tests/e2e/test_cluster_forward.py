@@ -604,3 +604,61 @@ def test_resets_cross_the_node_link_both_ways(mg):
     # the link and both agents are fine: the next visitor is served
     assert t1.alive() and t2.alive()
     assert metric(fwd_metrics(n3), "mgrok_cluster_node_links") >= 1
+
+
+class CutProxy(PausingProxy):
+    """A TCP proxy to a node that the test cuts: every connection through
+    it closes and new ones are refused (the node itself stays up)."""
+
+    def __init__(self, target_host, target_port):
+        self.host = target_host
+        super().__init__(target_port)
+
+    def _serve(self, c):
+        try:
+            u = socket.create_connection((self.host, self.target), timeout=5)
+        except OSError:
+            c.close()
+            return
+        self.socks += [c, u]
+        for a, b in ((c, u), (u, c)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def cut(self):
+        for x in self.socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)  # a FIN now, not at the GC
+            except OSError:
+                pass
+        self.close()
+
+
+def test_an_agent_that_moves_takes_its_route_at_once(mg):
+    """An agent's path to node 1 breaks while node 1 stays up (it keeps the
+    tunnel as a lease); the agent (--server via-proxy,n2) registers on node
+    2, where its claim moves with a new epoch; the store's channel tells
+    node 1 at once, which drops its lease (no waiting for its next refresh)
+    and forwards the name to node 2 from then on."""
+    cl = Cluster(mg)
+    n1, n2, n3 = cl.nodes
+    w = web(mg, "M")
+    cut = CutProxy(HOST, n1.port)
+    mg.services.append(type("C", (), {"close": cut.close})())
+    host = "move." + DOMAIN
+    a = mg._client([mg.bin, "http", "%s:%d" % (HOST, w.port), "--server",
+                    "127.0.0.1:%d,%s:%d" % (cut.port, HOST, n2.port), "--token", mg.token,
+                    "--subdomain", "move", "--inspect-addr", "off"], None, None)
+    assert wait_for(lambda: "Forwarding http://%s" % host in a.stdout(), 10), a.log()
+    assert wait_for(lambda: get(n3.addr, cl.http_port, host) == (200, "M /x"), 10)
+    cut.cut()
+    assert wait_for(lambda: "resumed" in a.stderr() or a.stdout().count("Forwarding") >= 2
+                    or "authenticated to %s:%d" % (HOST, n2.port) in a.stderr(), 15), a.log()
+    t0 = time.monotonic()
+    assert wait_for(lambda: "another node owns its public side now: closed" in n1.stderr(),
+                    5), n1.log()
+    took = time.monotonic() - t0
+    assert took < 0.5, took  # told by the channel, not at the 2 s refresh
+    print("node 1 dropped the moved route %.3f s after the agent was on node 2" % took)
+    for n in cl.nodes:
+        assert wait_for(lambda: get(n.addr, cl.http_port, host) == (200, "M /x"), 5), n.name
+    assert b"n2" in redis_cmd(cl.redis.port, "HGET", "mgrok:route:host:" + host, "node")
