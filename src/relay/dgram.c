@@ -193,3 +193,32 @@ dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
 	}
 	return sent;
 }
+
+int
+dgram_recv(int fd, uint8_t *buf, size_t slot, int n,
+    struct sockaddr_storage *from, unsigned *fromlen, size_t *len)
+{
+	struct mmsghdr msgs[64];
+	struct iovec iov[64];
+	int got;
+
+	if (n > 64)
+		n = 64;
+	for (int i = 0; i < n; i++) {
+		iov[i].iov_base = buf + (size_t)i * slot;
+		iov[i].iov_len = slot;
+		memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+		msgs[i].msg_hdr.msg_iov = &iov[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+		msgs[i].msg_hdr.msg_name = &from[i];
+		msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+	}
+	got = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
+	if (got <= 0)
+		return 0;
+	for (int i = 0; i < got; i++) {
+		len[i] = msgs[i].msg_len;
+		fromlen[i] = msgs[i].msg_hdr.msg_namelen;
+	}
+	return got;
+}

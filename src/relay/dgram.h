@@ -46,6 +46,16 @@ struct sockaddr;
 int dgram_send(int fd, const struct sockaddr *to, unsigned tolen,
     struct iovec *iov, int n, int *gso, uint64_t *bytes);
 
+/*
+ * dgram_recv: receive up to n datagrams from fd (non-blocking) into buf,
+ * slot bytes each (datagram i at buf + i * slot), with their sources in
+ * from[i] and lengths in len[i]: one recvmmsg. Returns how many (0: none
+ * now, or an error).
+ */
+struct sockaddr_storage;
+int dgram_recv(int fd, uint8_t *buf, size_t slot, int n,
+    struct sockaddr_storage *from, unsigned *fromlen, size_t *len);
+
 /* dgram_gso_supported: whether the kernel has UDP GSO (Linux 4.18+); an
  * older one would ignore the segment size and send a run as one datagram. */
 int dgram_gso_supported(void);

@@ -407,9 +407,9 @@ fu_on_read(evutil_socket_t fd, short what, void *arg)
 	struct fwdudp *fu = p->fu;
 	struct server *srv = fu->srv;
 	const struct server_conf *cf = srv->cf;
-	struct mmsghdr msgs[FU_BATCH];
-	struct iovec iov[FU_BATCH];
 	struct sockaddr_storage addrs[FU_BATCH];
+	unsigned addrlen[FU_BATCH];
+	size_t lens[FU_BATCH];
 	struct fu_batch b;
 	int total = 0;
 
@@ -418,27 +418,18 @@ fu_on_read(evutil_socket_t fd, short what, void *arg)
 	memset(&b, 0, sizeof(b));
 	b.now = mtime_ms();
 	while (total < FU_MAX_PER_EVENT) {
-		int n;
-		for (int i = 0; i < FU_BATCH; i++) {
-			iov[i].iov_base = fu->buf + (size_t)i * FU_SLOT;
-			iov[i].iov_len = FU_SLOT;
-			memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
-			msgs[i].msg_hdr.msg_iov = &iov[i];
-			msgs[i].msg_hdr.msg_iovlen = 1;
-			msgs[i].msg_hdr.msg_name = &addrs[i];
-			msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
-		}
-		n = recvmmsg(fd, msgs, FU_BATCH, MSG_DONTWAIT, NULL);
+		int n = dgram_recv(fd, fu->buf, FU_SLOT, FU_BATCH, addrs, addrlen,
+		    lens);
 		if (n <= 0)
 			break;
 		total += n;
 		for (int i = 0; i < n; i++) {
-			size_t len = msgs[i].msg_len;
+			size_t len = lens[i];
 			struct sockaddr *sa = (struct sockaddr *)&addrs[i];
-			socklen_t sl = msgs[i].msg_hdr.msg_namelen;
+			socklen_t sl = addrlen[i];
 			struct sockaddr_storage vss;
 			struct sockaddr *vis = sa;
-			uint8_t *data = iov[i].iov_base;
+			uint8_t *data = fu->buf + (size_t)i * FU_SLOT;
 			struct fu_flow *f;
 			int hdr = 0;
 			/* a balancer's header says whose datagram it is, as

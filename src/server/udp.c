@@ -497,9 +497,9 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy *px = arg;
 	struct server *srv = px->srv;
-	struct mmsghdr msgs[UDP_BATCH];
-	struct iovec iov[UDP_BATCH];
 	struct sockaddr_storage addrs[UDP_BATCH];
+	unsigned addrlen[UDP_BATCH];
+	size_t lens[UDP_BATCH];
 	const struct server_conf *cf = srv->cf;
 	struct ubatch b;
 	int total = 0;
@@ -509,27 +509,18 @@ udp_on_read(evutil_socket_t fd, short what, void *arg)
 		srv->udp_buf = xmalloc((size_t)UDP_BATCH * UDP_SLOT);
 	ubatch_begin(&b, px, px->sess ? px->sess->mux : NULL);
 	while (total < UDP_MAX_PER_EVENT) {
-		int n;
-		for (int i = 0; i < UDP_BATCH; i++) {
-			iov[i].iov_base = srv->udp_buf + (size_t)i * UDP_SLOT;
-			iov[i].iov_len = UDP_SLOT;
-			memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
-			msgs[i].msg_hdr.msg_iov = &iov[i];
-			msgs[i].msg_hdr.msg_iovlen = 1;
-			msgs[i].msg_hdr.msg_name = &addrs[i];
-			msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
-		}
-		n = recvmmsg(fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+		int n = dgram_recv(fd, srv->udp_buf, UDP_SLOT, UDP_BATCH, addrs, addrlen,
+		    lens);
 		if (n <= 0)
 			break;
 		total += n;
 		for (int i = 0; i < n; i++) {
-			size_t len = msgs[i].msg_len;
+			size_t len = lens[i];
 			struct sockaddr *sa = (struct sockaddr *)&addrs[i];
-			socklen_t sl = msgs[i].msg_hdr.msg_namelen;
+			socklen_t sl = addrlen[i];
 			struct sockaddr_storage vss;
 			struct sockaddr *vis = sa;
-			uint8_t *data = iov[i].iov_base;
+			uint8_t *data = srv->udp_buf + (size_t)i * UDP_SLOT;
 			struct uflow *f;
 			int hdr = 0;
 			if (cf->ntrusted && !acl_match_addr(cf->trusted,
