@@ -222,3 +222,14 @@ dgram_recv(int fd, uint8_t *buf, size_t slot, int n,
 	}
 	return got;
 }
+
+uint32_t
+dgram_addr_hash(const struct sockaddr *sa, unsigned len)
+{
+	const uint8_t *p = (const uint8_t *)sa;
+	uint32_t h = 2166136261u;
+
+	for (unsigned i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}

@@ -56,6 +56,10 @@ struct sockaddr_storage;
 int dgram_recv(int fd, uint8_t *buf, size_t slot, int n,
     struct sockaddr_storage *from, unsigned *fromlen, size_t *len);
 
+/* dgram_addr_hash: FNV-1a of a source address's len bytes, for the
+ * tables of UDP flows by visitor (mod the table size by the caller) */
+uint32_t dgram_addr_hash(const struct sockaddr *sa, unsigned len);
+
 /* dgram_gso_supported: whether the kernel has UDP GSO (Linux 4.18+); an
  * older one would ignore the segment size and send a run as one datagram. */
 int dgram_gso_supported(void);

@@ -140,12 +140,7 @@ fu_batch_end(struct server *srv, struct fu_batch *b)
 static unsigned
 fu_hash(const struct sockaddr *sa, socklen_t len)
 {
-	const uint8_t *p = (const uint8_t *)sa;
-	uint32_t h = 2166136261u;
-
-	for (socklen_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h % FU_BUCKETS;
+	return dgram_addr_hash(sa, len) % FU_BUCKETS;
 }
 
 static struct fu_flow **

@@ -598,6 +598,18 @@ smet_health(struct proxy *px, int was)
 	    px->health > 0 ? "up" : "down", "reason", jtext(px->health_reason)));
 }
 
+/* totals read from a module (cluster, forward) into counters: what each
+ * grew by since the last scrape */
+static void
+add_since(struct met_series **c, const uint64_t *v, uint64_t *seen, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (v[i] > seen[i])
+			met_add(c[i], v[i] - seen[i]);
+		seen[i] = v[i];
+	}
+}
+
 void
 smet_cluster(struct server *srv, const struct cluster_stats *st)
 {
@@ -609,11 +621,7 @@ smet_cluster(struct server *srv, const struct cluster_stats *st)
 
 	if (m->cl_up == NULL)
 		return;
-	for (int i = 0; i < 6; i++) {
-		if (v[i] > m->cl_seen[i])
-			met_add(c[i], v[i] - m->cl_seen[i]);
-		m->cl_seen[i] = v[i];
-	}
+	add_since(c, v, m->cl_seen, 6);
 	met_set(m->cl_up, st->up);
 	met_set(m->cl_rtt, (int64_t)st->rtt_us);
 }
@@ -629,11 +637,7 @@ smet_forward(struct server *srv, const struct forward_stats *st)
 
 	if (m->fw_links == NULL)
 		return;
-	for (int i = 0; i < 5; i++) {
-		if (v[i] > m->fw_seen[i])
-			met_add(c[i], v[i] - m->fw_seen[i]);
-		m->fw_seen[i] = v[i];
-	}
+	add_since(c, v, m->fw_seen, 5);
 	met_set(m->fw_links, st->links);
 	met_set(m->fw_ports, st->ports);
 	met_set(m->fw_nodes, st->nodes_up);

@@ -98,12 +98,7 @@ struct ubatch {
 static unsigned
 addr_hash(const struct sockaddr *sa, socklen_t len)
 {
-	const uint8_t *p = (const uint8_t *)sa;
-	uint32_t h = 2166136261u;
-
-	for (socklen_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h % UFLOW_BUCKETS;
+	return dgram_addr_hash(sa, len) % UFLOW_BUCKETS;
 }
 
 static struct uflow **
